@@ -1,0 +1,1 @@
+"""The built-in local chat channel: the app's Chat view and ``pyclaw chat`` talk through it."""

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from connectors.base import Capabilities, ChannelConfig, ConnectorSpec, Limits, Transport
+
+
+class LocalConfig(ChannelConfig):
+    max_text: int = Field(32000, ge=100, description="Longest single reply part.")
+
+
+SPEC = ConnectorSpec(
+    name="local",
+    title="Local chat",
+    config_model=LocalConfig,
+    icon="chat_bubble",
+    description="Talk to the assistant from the pyclaw app or the terminal. Needs no account.",
+    transport=Transport.LOCAL,
+    capabilities=Capabilities(edit=True, typing=True, threads=False),
+    limits=Limits(max_text=32000),
+)

@@ -1,0 +1,285 @@
+"""The YAML config, validated section by section so one bad part disables only itself.
+
+A typo in the Slack section must not keep Telegram from starting: each channel
+and provider is validated on its own, and every problem becomes a
+:class:`ConfigError` naming the file, the line and the field. Secrets never
+come from here: secret fields are filled from the :class:`SecretStore`
+(or ``PYCLAW_<NAME>_<FIELD>`` environment variables) after validation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from connectors import registry
+from connectors.base import ChannelConfig
+from pyclaw_app.errors import ConfigError
+from pyclaw_app.secrets import SecretStore
+
+__all__ = [
+    "AgentConfig",
+    "ChannelEntry",
+    "Config",
+    "ProviderConfig",
+    "channel_secret_key",
+    "load_config",
+    "provider_secret_key",
+    "save_config",
+]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are pyclaw, a helpful assistant reachable from the user's chat apps. "
+    "Answer concisely and in the language the user writes in."
+)
+
+
+class ProviderConfig(BaseModel):
+    """An OpenAI-compatible endpoint: OpenAI itself, Ollama, vLLM, LM Studio, OpenRouter..."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., min_length=1)
+    kind: Literal["openai"] = "openai"
+    base_url: str | None = Field(None, description="e.g. http://localhost:11434/v1 for Ollama")
+    model: str = Field(..., min_length=1)
+    api_key: SecretStr | None = Field(None, json_schema_extra={"secret": True})
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+
+
+class AgentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    history_tokens: int = Field(4000, ge=200, description="Token budget for past turns")
+    max_concurrent_llm: int = Field(4, ge=1, le=256)
+    provider: str | None = Field(None, description="Provider name; first configured one if unset")
+
+
+class _TopLevel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent: dict[str, Any] = Field(default_factory=dict)
+    providers: list[dict[str, Any]] = Field(default_factory=list)
+    channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+@dataclass
+class ChannelEntry:
+    """One configured channel: ``config`` is None when its section is invalid (see ``error``)."""
+
+    name: str
+    type: str
+    config: ChannelConfig | None
+    error: ConfigError | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    path: Path | None
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    providers: list[ProviderConfig] = field(default_factory=list)
+    channels: dict[str, ChannelEntry] = field(default_factory=dict)
+    errors: list[ConfigError] = field(default_factory=list)
+
+
+DEFAULT_CHANNELS = {"local": {"type": "local"}}
+
+
+def channel_secret_key(channel: str, field_name: str) -> str:
+    return f"channels.{channel}.{field_name}"
+
+
+def provider_secret_key(provider: str) -> str:
+    return f"providers.{provider}.api_key"
+
+
+def _env_name(owner: str, field_name: str) -> str:
+    return re.sub(r"[^A-Z0-9]+", "_", f"PYCLAW_{owner}_{field_name}".upper())
+
+
+def _lookup_secret(secrets: SecretStore | None, key: str, env: str) -> str | None:
+    return os.environ.get(env) or (secrets.get(key) if secrets else None)
+
+
+def load_config(path: Path | None, secrets: SecretStore | None = None) -> Config:
+    """Read and validate ``path``; a missing file gives the zero-token default."""
+    cfg = Config(path=path)
+    text = ""
+    if path is not None and path.exists():
+        try:
+            text = path.read_text("utf-8")
+        except OSError as exc:
+            cfg.errors.append(ConfigError(f"cannot read: {exc}", str(path)))
+    where = str(path) if path else "<defaults>"
+    data, root = _parse(text, where, cfg.errors)
+    try:
+        top = _TopLevel.model_validate(data)
+    except ValidationError as exc:
+        cfg.errors.extend(_errors(exc, where, root, ()))
+        top = _TopLevel.model_validate(
+            {k: v for k, v in data.items() if k in _TopLevel.model_fields
+             and isinstance(v, dict if k != "providers" else list)}
+        )
+
+    try:
+        cfg.agent = AgentConfig.model_validate(top.agent)
+    except ValidationError as exc:
+        cfg.errors.extend(_errors(exc, where, root, ("agent",)))
+
+    for index, raw in enumerate(top.providers):
+        try:
+            provider = ProviderConfig.model_validate(raw)
+        except ValidationError as exc:
+            cfg.errors.extend(_errors(exc, where, root, ("providers", index)))
+            continue
+        if provider.api_key is None:
+            value = _lookup_secret(secrets, provider_secret_key(provider.name),
+                                   _env_name(provider.name, "api_key"))
+            if value:
+                provider = provider.model_copy(update={"api_key": SecretStr(value)})
+        cfg.providers.append(provider)
+
+    channels = top.channels or DEFAULT_CHANNELS
+    for name, raw in channels.items():
+        cfg.channels[name] = _load_channel(name, raw, secrets, where, root, cfg.errors)
+    return cfg
+
+
+def _load_channel(
+    name: str,
+    raw: dict[str, Any],
+    secrets: SecretStore | None,
+    where: str,
+    root: yaml.Node | None,
+    errors: list[ConfigError],
+) -> ChannelEntry:
+    body = dict(raw)
+    type_name = str(body.pop("type", name))
+    try:
+        spec = registry.get_spec(type_name)
+    except KeyError as exc:
+        line = _line_of(root, ("channels", name, "type")) or _line_of(root, ("channels", name))
+        err = ConfigError(exc.args[0], _where(where, line, f"channels.{name}.type"))
+        errors.append(err)
+        return ChannelEntry(name, type_name, None, err, raw)
+    model = spec.config_model
+    for field_name, info in model.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get("secret") and body.get(field_name) is None:
+            value = _lookup_secret(secrets, channel_secret_key(name, field_name),
+                                   _env_name(name, field_name))
+            if value:
+                body[field_name] = value
+    try:
+        config = model.model_validate(body)
+    except ValidationError as exc:
+        found = _errors(exc, where, root, ("channels", name))
+        errors.extend(found)
+        return ChannelEntry(name, type_name, None, found[0], raw)
+    return ChannelEntry(name, type_name, config, None, raw)
+
+
+def _parse(text: str, where: str, errors: list[ConfigError]) -> tuple[dict[str, Any], yaml.Node | None]:
+    if not text.strip():
+        return {}, None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        errors.append(ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}",
+                                  _where(where, line, "")))
+        return {}, None
+    if data is None:
+        return {}, root
+    if not isinstance(data, dict):
+        errors.append(ConfigError("the top level must be a mapping", _where(where, 1, "")))
+        return {}, None
+    return data, root
+
+
+def _errors(exc: ValidationError, where: str, root: yaml.Node | None,
+            prefix: tuple[str | int, ...]) -> list[ConfigError]:
+    out = []
+    for err in exc.errors():
+        loc = prefix + tuple(err["loc"])
+        line = _line_of(root, loc)
+        while line is None and len(loc) > 1:
+            loc = loc[:-1]
+            line = _line_of(root, loc)
+        dotted = ".".join(str(p) for p in prefix + tuple(err["loc"]))
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        out.append(ConfigError(message, _where(where, line, dotted)))
+    return out
+
+
+def _where(path: str, line: int | None, dotted: str) -> str:
+    text = path if line is None else f"{path}:{line}"
+    return f"{text} [{dotted}]" if dotted else text
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
+    """1-based line of the YAML node at ``loc`` (mapping keys and list indexes)."""
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                return None
+            key_node = next(k for k, v in node.value if v is match)
+            node = match
+            last_key_line = key_node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            last_key_line = node.start_mark.line + 1
+        else:
+            return None
+    return last_key_line if loc and node is not None else None
+
+
+def save_config(cfg: Config, secrets: SecretStore) -> None:
+    """Write ``cfg`` back to its YAML file; secret values go to the secret store only."""
+    if cfg.path is None:
+        raise ConfigError("no config path to save to")
+    channels: dict[str, Any] = {}
+    for name, entry in cfg.channels.items():
+        if entry.config is None:
+            channels[name] = entry.raw
+            continue
+        body: dict[str, Any] = {"type": entry.type}
+        for field_name, info in type(entry.config).model_fields.items():
+            value = getattr(entry.config, field_name)
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and extra.get("secret"):
+                if isinstance(value, SecretStr):
+                    secrets.set(channel_secret_key(name, field_name), value.get_secret_value())
+                continue
+            if value != info.default:
+                body[field_name] = value
+        channels[name] = body
+    providers = []
+    for provider in cfg.providers:
+        if provider.api_key is not None:
+            secrets.set(provider_secret_key(provider.name), provider.api_key.get_secret_value())
+        providers.append(provider.model_dump(mode="json", exclude={"api_key"}, exclude_defaults=True)
+                         | {"name": provider.name, "model": provider.model})
+    doc = {
+        "agent": cfg.agent.model_dump(mode="json", exclude_defaults=True),
+        "providers": providers,
+        "channels": channels,
+    }
+    cfg.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cfg.path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), "utf-8")
+    os.replace(tmp, cfg.path)
