@@ -1,0 +1,6 @@
+"""What views may use: the ControlPlane protocol, its row types and the in-process implementation."""
+
+from pyclaw_app.control.plane import ControlPlane, Subscription
+from pyclaw_app.control.types import ChannelStatus, Counters, LogRow, TrafficRow
+
+__all__ = ["ChannelStatus", "ControlPlane", "Counters", "LogRow", "Subscription", "TrafficRow"]
