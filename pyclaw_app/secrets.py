@@ -103,7 +103,7 @@ class KeyringSecretStore:
 
 
 def open_secret_store(data_dir: Path, *, prefer_keyring: bool = True) -> SecretStore:
-    """The OS keyring when a real backend is present, else ``secrets.json`` (0600) in the data dir."""
+    """The OS keyring when a real backend exists, else ``secrets.json`` (0600) in the data dir."""
     if prefer_keyring and os.environ.get("PYCLAW_SECRETS") != "file":
         try:
             import keyring

@@ -57,13 +57,16 @@ class LocalConnector(Connector):
     async def probe(self) -> ProbeResult:
         return ProbeResult(True, "local chat is built in and always available")
 
+    def address(self, chat: str) -> Address:
+        return Address(self.name, chat, account="local")
+
     async def post(self, text: str, *, chat: str = "app", sender: str = "you",
                    platform_id: str | None = None) -> tuple[str, SubmitResult]:
         """Inject a message as if a user typed it; returns its id once it is journaled."""
         if self._ctx is None:
             raise ConnectorError(f"local channel {self.name!r} is not running")
         pid = platform_id or f"{uuid.uuid4().hex[:12]}-{next(self._ids)}"
-        inbound = Inbound(address=Address(self.name, chat, account="local"), platform_id=pid,
+        inbound = Inbound(address=self.address(chat), platform_id=pid,
                           text=text, sender_id=sender, sender_name=sender)
         result = await self._ctx.submit(inbound)
         self._ctx.heartbeat()

@@ -1,0 +1,168 @@
+"""The ``pyclaw`` command: control panel (default), headless gateway, terminal chat, secrets."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import signal
+import sys
+from pathlib import Path
+
+from pyclaw_app import __version__
+from pyclaw_app.paths import default_config_path, default_data_dir
+
+__all__ = ["main"]
+
+
+def _paths(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None,
+                        help=f"YAML config file (default: {default_config_path()})")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help=f"where the SQLite database lives (default: {default_data_dir()})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyclaw",
+        description="Self-hosted multi-channel AI gateway. Without a command, opens the "
+                    "control panel (which also runs the gateway).")
+    parser.add_argument("--version", action="version", version=f"pyclaw {__version__}")
+    _paths(parser)
+    parser.add_argument("--web", action="store_true",
+                        help="serve the control panel in a browser instead of a desktop window")
+    parser.add_argument("--host", default=None, help="web mode: address to listen on "
+                        "(default from flet.toml, 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None,
+                        help="web mode: port (default from flet.toml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    gw = sub.add_parser("gateway", help="run the gateway headless (no UI) until Ctrl+C")
+    _paths(gw)
+
+    chat = sub.add_parser("chat", help="talk to the assistant in this terminal")
+    _paths(chat)
+    chat.add_argument("-m", "--message", help="send one message, print the reply and exit")
+
+    check = sub.add_parser("check", help="validate the config file and list problems")
+    _paths(check)
+
+    secret = sub.add_parser("secret", help="store or remove a secret in the OS keyring")
+    _paths(secret)
+    secret.add_argument("action", choices=["set", "delete"])
+    secret.add_argument("key", help="e.g. channels.telegram.token or providers.openai.api_key")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from pyclaw_app.runtime import setup_logging
+
+    setup_logging()
+    config = getattr(args, "config", None)
+    data_dir = getattr(args, "data_dir", None)
+    if args.command == "gateway":
+        return asyncio.run(_run_gateway(config, data_dir))
+    if args.command == "chat":
+        return asyncio.run(_run_chat(config, data_dir, args.message))
+    if args.command == "check":
+        return _check(config, data_dir)
+    if args.command == "secret":
+        return _secret(data_dir, args.action, args.key)
+    return _run_ui(config, data_dir, web=args.web, host=args.host, port=args.port)
+
+
+def _run_ui(config: Path | None, data_dir: Path | None, *, web: bool, host: str | None,
+            port: int | None) -> int:
+    # The CLI is the one place above views: it starts them (design.md §2).
+    from pyclaw_app.control.local import configure_local_plane, open_local_plane
+    from views.app import run
+
+    configure_local_plane(config, data_dir)
+    run(open_local_plane, web=web, host=host, port=port)
+    return 0
+
+
+async def _run_gateway(config: Path | None, data_dir: Path | None) -> int:
+    from pyclaw_app.runtime import GatewayRuntime
+
+    runtime = await GatewayRuntime.start(config, data_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    names = ", ".join(f"{n} ({rt.state.value})" for n, rt in runtime.gateway.channels.items())
+    print(f"pyclaw gateway running; channels: {names}. Ctrl+C stops.", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runtime.stop()
+    return 0
+
+
+async def _run_chat(config: Path | None, data_dir: Path | None, message: str | None) -> int:
+    from pyclaw_app.runtime import GatewayRuntime
+
+    runtime = await GatewayRuntime.start(config, data_dir)
+    try:
+        rt = runtime.gateway.channels.get("local")
+        connector = rt.connector if rt else None
+        if connector is None or not hasattr(connector, "ask"):
+            print("The local chat channel is not configured or not running "
+                  "(add `local: {type: local}` under channels).", file=sys.stderr)
+            return 2
+        if message is not None:
+            print(await connector.ask(message, timeout=600))
+            return 0
+        print("Talking to the assistant. Empty line or Ctrl+D to quit.")
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                text = await loop.run_in_executor(None, input, "you> ")
+            except EOFError:
+                break
+            if not text.strip():
+                break
+            print(f"assistant> {await connector.ask(text, timeout=600)}\n")
+        return 0
+    finally:
+        await runtime.stop()
+
+
+def _check(config: Path | None, data_dir: Path | None) -> int:
+    from pyclaw_app.config import load_config
+    from pyclaw_app.secrets import open_secret_store
+
+    path = config or default_config_path()
+    cfg = load_config(path, open_secret_store(data_dir or default_data_dir()))
+    for error in cfg.errors:
+        print(f"error: {error}")
+    for name, entry in cfg.channels.items():
+        state = "ok" if entry.config else "disabled by error"
+        print(f"channel {name} ({entry.type}): {state}")
+    print(f"providers: {', '.join(p.name for p in cfg.providers) or 'none (offline answers)'}")
+    return 1 if cfg.errors else 0
+
+
+def _secret(data_dir: Path | None, action: str, key: str) -> int:
+    from pyclaw_app.secrets import open_secret_store
+
+    store = open_secret_store(data_dir or default_data_dir())
+    if action == "delete":
+        store.delete(key)
+        print(f"deleted {key}")
+        return 0
+    value = sys.stdin.readline().strip() if not sys.stdin.isatty() else getpass.getpass(
+        f"value for {key}: ")
+    if not value:
+        print("no value given; nothing stored", file=sys.stderr)
+        return 1
+    store.set(key, value)
+    print(f"stored {key} in the {store.backend} secret store")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The in-process ControlPlane: the desktop app's views read the gateway directly."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from connectors import registry
+from pyclaw_app.bus import BusSubscription
+from pyclaw_app.control.types import ChannelStatus, Counters, LogRow, TrafficRow
+from pyclaw_app.errors import ConnectorError
+from pyclaw_app.gateway import Gateway
+from pyclaw_app.runtime import GatewayRuntime
+from pyclaw_app.store import JournalRow
+
+__all__ = ["LocalControlPlane", "configure_local_plane", "open_local_plane"]
+
+
+class LocalControlPlane:
+    def __init__(self, gateway: Gateway, local_channel: str = "local") -> None:
+        self.gateway = gateway
+        self.local_channel = local_channel
+
+    def subscribe(self, maxsize: int = 2000) -> BusSubscription:
+        return self.gateway.bus.subscribe(maxsize)
+
+    async def recent_traffic(self, limit: int = 200, channel: str | None = None
+                             ) -> list[TrafficRow]:
+        rows = await self.gateway.store.journal.recent(limit, channel=channel)
+        by_id = {r.id: r for r in rows}
+        return [_traffic(r, by_id.get(r.reply_to) if r.reply_to else None) for r in rows]
+
+    async def counters_today(self) -> Counters:
+        midnight = dt.datetime.combine(dt.date.today(), dt.time()).timestamp()
+        counts = await self.gateway.store.journal.counts_since(midnight)
+        return Counters(counts["in"], counts["out"], counts["failed"])
+
+    async def channels(self) -> list[ChannelStatus]:
+        out = []
+        for rt in self.gateway.runtime_rows():
+            spec = rt.spec
+            out.append(ChannelStatus(
+                name=rt.name, type=rt.type, title=spec.title if spec else rt.type,
+                icon=spec.icon if spec else "help", state=rt.state.value,
+                enabled=bool(rt.entry.config.enabled) if rt.entry.config else False,
+                reason=rt.reason, last_error=rt.last_error, last_message_ts=rt.last_message_ts,
+                config_error=str(rt.entry.error) if rt.entry.error else ""))
+        return out
+
+    async def logs(self, *, channel: str | None = None, level: str | None = None,
+                   search: str | None = None, before_id: int | None = None,
+                   limit: int = 100) -> list[LogRow]:
+        rows = await self.gateway.store.logs.page(channel=channel, level=level, search=search,
+                                                  before_id=before_id, limit=limit)
+        return [LogRow(**r) for r in rows]
+
+    def _local(self) -> Any:
+        """The running local-chat connector (its ``post``/``address`` are its public API)."""
+        rt = self.gateway.channels.get(self.local_channel)
+        if rt is None or not isinstance(rt.connector, registry.connector_class("local")):
+            raise ConnectorError("the local chat channel is not running")
+        return rt.connector
+
+    async def chat_send(self, text: str, chat: str = "app") -> None:
+        await self._local().post(text, chat=chat)
+
+    async def chat_history(self, chat: str = "app", limit: int = 100) -> list[TrafficRow]:
+        connector = self._local()
+        conv = connector.address(chat).key
+        rows = await self.gateway.store.journal.recent(limit, conv=conv)
+        return [_traffic(r, None) for r in reversed(rows)]
+
+    async def chat_reset(self, chat: str = "app") -> None:
+        await self.gateway.store.journal.reset_conversation(self._local().address(chat).key)
+
+    def config_errors(self) -> list[str]:
+        return [str(e) for e in self.gateway.config.errors]
+
+
+def _traffic(row: JournalRow, answered: JournalRow | None) -> TrafficRow:
+    latency = (row.updated_at - answered.created_at) * 1000 if answered else None
+    return TrafficRow(
+        id=row.id, ts=row.created_at, direction=row.direction, channel=row.channel,
+        chat=row.chat, sender=row.sender_name or row.sender_id, text=row.text, status=row.status,
+        thread=row.thread, reply_to_id=row.reply_to, latency_ms=latency, error=row.error)
+
+
+_options: dict[str, Path | None] = {"config": None, "data_dir": None}
+_runtime: GatewayRuntime | None = None
+_plane: LocalControlPlane | None = None
+_lock: asyncio.Lock | None = None
+
+
+def configure_local_plane(config_path: Path | None, data_dir: Path | None) -> None:
+    """Set the paths ``open_local_plane`` uses (the CLI calls this before starting Flet)."""
+    _options["config"], _options["data_dir"] = config_path, data_dir
+
+
+async def open_local_plane() -> LocalControlPlane:
+    """The process-wide gateway, started on first use by whichever Flet session comes first."""
+    global _runtime, _plane, _lock
+    if _lock is None:
+        _lock = asyncio.Lock()
+    async with _lock:
+        if _plane is None:
+            _runtime = await GatewayRuntime.start(_options["config"], _options["data_dir"])
+            _plane = LocalControlPlane(_runtime.gateway)
+    return _plane
+
+
+async def close_local_plane() -> None:
+    global _runtime, _plane
+    if _runtime is not None:
+        await _runtime.stop()
+    _runtime = _plane = None

@@ -1,0 +1,372 @@
+"""Owns the connectors' lifecycle and wires the flow of design.md §1.
+
+platform -> connector -> Inbound -> journal -> lane -> agent -> Outbound -> connector,
+with an Event on the bus for every step. The gateway keeps no message state of
+its own: everything it needs after a crash is in the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors import registry
+from connectors.base import Connector, ConnectorSpec, SubmitResult
+from pyclaw_app.agent import Agent, Reply, build_provider, user_notice
+from pyclaw_app.backoff import Backoff
+from pyclaw_app.bus import Bus
+from pyclaw_app.config import ChannelEntry, Config
+from pyclaw_app.errors import ConnectorError, FatalConnectorError, ProviderError, RetryableError
+from pyclaw_app.lanes import Lanes
+from pyclaw_app.model import (
+    ChannelState,
+    Event,
+    EventKind,
+    Inbound,
+    MessageStatus,
+    Outbound,
+)
+from pyclaw_app.secrets import redactor
+from pyclaw_app.store import Store
+
+__all__ = ["ChannelRuntime", "Gateway"]
+
+_log = logging.getLogger(__name__)
+
+TYPING_INTERVAL = 4.0
+SEND_ATTEMPTS = 4
+
+
+@dataclass
+class ChannelRuntime:
+    """What the gateway knows about one configured channel right now."""
+
+    name: str
+    type: str
+    spec: ConnectorSpec | None
+    entry: ChannelEntry
+    connector: Connector | None = None
+    state: ChannelState = ChannelState.STOPPED
+    reason: str = ""
+    last_error: str = ""
+    last_message_ts: float | None = None
+    last_heartbeat: float | None = None
+    _ctx: _ChannelContext | None = field(default=None, repr=False)
+
+
+class _ChannelContext:
+    """The ConnectorContext the gateway hands to one connector."""
+
+    def __init__(self, gateway: Gateway, runtime: ChannelRuntime) -> None:
+        self._gateway = gateway
+        self._runtime = runtime
+        self._log = logging.getLogger(f"pyclaw.channel.{runtime.name}")
+
+    @property
+    def channel(self) -> str:
+        return self._runtime.name
+
+    async def submit(self, inbound: Inbound) -> SubmitResult:
+        return await self._gateway.accept(inbound)
+
+    def log(self, level: str, message: str, **data: Any) -> None:
+        self._gateway.channel_log(self._runtime.name, level, message, **data)
+
+    def set_state(self, state: ChannelState, reason: str = "") -> None:
+        self._gateway.set_state(self._runtime.name, state, reason)
+
+    def heartbeat(self) -> None:
+        self._runtime.last_heartbeat = time.time()
+
+
+class Gateway:
+    def __init__(self, config: Config, store: Store, bus: Bus | None = None, *,
+                 agent: Agent | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.bus = bus or Bus()
+        self.lanes = Lanes(config.agent.max_concurrent_llm)
+        self.agent = agent or Agent(build_provider(config), store.journal,
+                                    system_prompt=config.agent.system_prompt,
+                                    history_tokens=config.agent.history_tokens)
+        self.channels: dict[str, ChannelRuntime] = {}
+        self._started = False
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start every enabled channel (each on its own; one failure never blocks the rest)."""
+        if self._started:
+            raise RuntimeError("gateway already started")
+        self._started = True
+        for error in self.config.errors:
+            _log.error("config: %s", error)
+        for name, entry in self.config.channels.items():
+            try:
+                spec = registry.get_spec(entry.type)
+            except KeyError:
+                spec = None
+            self.channels[name] = ChannelRuntime(name, entry.type, spec, entry)
+        await asyncio.gather(*(self.start_channel(n) for n in self.channels))
+        await self.resume_unfinished()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(self.stop_channel(n) for n in list(self.channels)))
+        await self.lanes.close()
+        await self.agent.close()
+        self._started = False
+
+    async def start_channel(self, name: str) -> None:
+        rt = self.channels[name]
+        entry = rt.entry
+        if entry.config is None:
+            reason = str(entry.error) if entry.error else "invalid config"
+            self.set_state(name, ChannelState.OFFLINE, reason)
+            rt.last_error = reason
+            self.channel_log(name, "error", f"not started: {reason}")
+            return
+        if not entry.config.enabled:
+            self.set_state(name, ChannelState.DISABLED, "disabled in config")
+            return
+        self.set_state(name, ChannelState.CONNECTING, "starting")
+        try:
+            cls = registry.connector_class(entry.type)
+            rt.connector = cls(name, entry.config)
+            rt._ctx = _ChannelContext(self, rt)
+            await rt.connector.start(rt._ctx)
+        except Exception as exc:  # noqa: BLE001 - any start failure is this channel's alone
+            fatal = isinstance(exc, FatalConnectorError)
+            message = redactor(f"failed to start: {exc}")
+            rt.last_error = message
+            self.channel_log(name, "error", message, fatal=fatal)
+            self.set_state(name, ChannelState.OFFLINE, message)
+            if rt.connector is not None:
+                with contextlib.suppress(Exception):
+                    await rt.connector.stop()
+            rt.connector = None
+            return
+        self.channel_log(name, "info", "started")
+
+    async def stop_channel(self, name: str) -> None:
+        rt = self.channels[name]
+        if rt.connector is None:
+            return
+        connector, rt.connector = rt.connector, None
+        try:
+            await asyncio.wait_for(connector.stop(), timeout=10)
+        except Exception as exc:  # noqa: BLE001 - a channel that fails to stop is still stopped
+            self.channel_log(name, "warning", f"stop did not finish cleanly: {exc!r}")
+        self.set_state(name, ChannelState.STOPPED, "stopped")
+
+    async def resume_unfinished(self) -> None:
+        """Pick up journal rows a crash left open, without answering anything twice."""
+        for row in await self.store.journal.unfinished():
+            rt = self.channels.get(row.channel)
+            if rt is None or rt.connector is None:
+                continue  # resumed when that channel next starts with the gateway
+            reply = await self.store.journal.reply_of(row.id)
+            if reply is not None and reply.status == MessageStatus.SENT:
+                await self.store.journal.set_status(row.id, MessageStatus.REPLIED)
+                continue
+            if reply is not None and reply.status == MessageStatus.PENDING:
+                error = ("interrupted while sending the reply; it may or may not have been "
+                         "delivered, so it is not sent again")
+                await self.store.journal.fail_reply(reply.id, row.id, f"uncertain: {error}")
+                self.channel_log(row.channel, "warning", f"message {row.id}: {error}")
+                self._emit(EventKind.MESSAGE_FAILED, row.channel,
+                           id=row.id, chat=row.chat, error=f"uncertain: {error}")
+                continue
+            self.channel_log(row.channel, "info", f"resuming message {row.id} after restart")
+            self._enqueue(row.id, row.to_inbound())
+
+    async def retry(self, message_id: int) -> bool:
+        """Answer a failed message again (the user or the UI asked for it)."""
+        row = await self.store.journal.get(message_id)
+        if row is None or row.direction != "in" or row.status != MessageStatus.FAILED:
+            return False
+        await self.store.journal.set_status(row.id, MessageStatus.RECEIVED)
+        self._enqueue(row.id, row.to_inbound())
+        return True
+
+    # ---- the flow --------------------------------------------------------------------------
+    async def accept(self, inbound: Inbound) -> SubmitResult:
+        """ctx.submit(): journal first, then hand to the conversation's lane."""
+        result = await self.store.journal.submit(inbound)
+        channel = inbound.address.channel
+        rt = self.channels.get(channel)
+        if rt is not None:
+            rt.last_message_ts = time.time()
+        if result.duplicate:
+            self._emit(EventKind.MESSAGE_DUPLICATE, channel, id=result.journal_id,
+                       platform_id=inbound.platform_id)
+            return result
+        a = inbound.address
+        self._emit(EventKind.MESSAGE_RECEIVED, channel, id=result.journal_id, chat=a.chat,
+                   thread=a.thread, sender=inbound.sender_name or inbound.sender_id,
+                   text=inbound.text, ts=inbound.ts)
+        self._enqueue(result.journal_id, inbound)
+        return result
+
+    def _enqueue(self, journal_id: int, inbound: Inbound) -> None:
+        self.lanes.submit(inbound.address.key, lambda: self._process(journal_id, inbound))
+
+    async def _process(self, journal_id: int, inbound: Inbound) -> None:
+        channel = inbound.address.channel
+        rt = self.channels.get(channel)
+        if rt is None or rt.connector is None:
+            # Stays 'received' in the journal: resumed when the channel runs again.
+            self.channel_log(channel, "warning",
+                             f"message {journal_id} waits: channel is not running")
+            return
+        connector = rt.connector
+        if not inbound.text.strip() and not inbound.attachments:
+            await self.store.journal.set_status(journal_id, MessageStatus.SKIPPED,
+                                                "empty message")
+            self.channel_log(channel, "info", f"message {journal_id} skipped: empty message")
+            self._emit(EventKind.MESSAGE_SKIPPED, channel, id=journal_id, reason="empty message")
+            return
+        await self.store.journal.set_status(journal_id, MessageStatus.PROCESSING)
+        self._emit(EventKind.MESSAGE_PROCESSING, channel, id=journal_id)
+        received_at = time.time()
+        try:
+            reply = await self._ask_agent(connector, journal_id, inbound)
+        except ProviderError as exc:
+            await self._answer_failure(connector, journal_id, inbound, exc)
+            return
+        await self._deliver(connector, journal_id, inbound, reply.text, received_at)
+
+    async def _ask_agent(self, connector: Connector, journal_id: int, inbound: Inbound) -> Reply:
+        channel = inbound.address.channel
+        typing = None
+        if connector.spec.capabilities.typing:
+            typing = asyncio.create_task(self._keep_typing(connector, inbound),
+                                         name=f"typing:{channel}:{journal_id}")
+
+        def on_delta(delta: str) -> None:
+            self._emit(EventKind.REPLY_DELTA, channel, id=journal_id, chat=inbound.address.chat,
+                       delta=delta)
+
+        try:
+            async with self.lanes.llm_slots:
+                reply = await self.agent.reply(inbound, journal_id, on_delta)
+        except ProviderError as exc:
+            self.store.usage.record(message_id=journal_id, channel=channel,
+                                    provider=exc.provider or self.agent.provider.name,
+                                    model=self.agent.provider.model, input_tokens=0,
+                                    output_tokens=0, latency_ms=0, error=str(exc))
+            self._emit(EventKind.LLM_CALL, channel, id=journal_id,
+                       provider=exc.provider or self.agent.provider.name,
+                       model=self.agent.provider.model, error=redactor(str(exc)))
+            raise
+        finally:
+            if typing is not None:
+                typing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await typing
+        self.store.usage.record(message_id=journal_id, channel=channel, provider=reply.provider,
+                                model=reply.model, input_tokens=reply.input_tokens,
+                                output_tokens=reply.output_tokens, latency_ms=reply.latency_ms)
+        self._emit(EventKind.LLM_CALL, channel, id=journal_id, provider=reply.provider,
+                   model=reply.model, input_tokens=reply.input_tokens,
+                   output_tokens=reply.output_tokens, latency_ms=round(reply.latency_ms, 1),
+                   error=None)
+        return reply
+
+    async def _keep_typing(self, connector: Connector, inbound: Inbound) -> None:
+        while True:
+            try:
+                await connector.typing(inbound.address)
+            except Exception as exc:  # noqa: BLE001 - a typing indicator is never worth failing for
+                _log.debug("typing indicator failed: %s", exc)
+            await asyncio.sleep(TYPING_INTERVAL)
+
+    async def _answer_failure(self, connector: Connector, journal_id: int, inbound: Inbound,
+                              error: ProviderError) -> None:
+        channel = inbound.address.channel
+        detail = redactor(str(error))
+        self.channel_log(channel, "error", f"message {journal_id}: LLM call failed: {detail}",
+                         provider=error.provider, status=error.status)
+        notice = user_notice(error)
+        out_id = await self.store.journal.add_outbound(journal_id, inbound.address, notice)
+        try:
+            ids = await self._send_with_retries(connector, Outbound(
+                inbound.address, notice, reply_to=inbound.platform_id, journal_id=out_id))
+        except ConnectorError as exc:
+            await self.store.journal.fail_reply(out_id, journal_id,
+                                                f"{detail}; notice not delivered: {exc}")
+        else:
+            await self.store.journal.complete_notice(out_id, journal_id, ids, detail)
+        self._emit(EventKind.MESSAGE_FAILED, channel, id=journal_id, chat=inbound.address.chat,
+                   error=detail, notice=notice)
+
+    async def _deliver(self, connector: Connector, journal_id: int, inbound: Inbound, text: str,
+                       received_at: float) -> None:
+        channel = inbound.address.channel
+        out_id = await self.store.journal.add_outbound(journal_id, inbound.address, text)
+        outbound = Outbound(inbound.address, text, reply_to=inbound.platform_id,
+                            journal_id=out_id)
+        try:
+            ids = await self._send_with_retries(connector, outbound)
+        except ConnectorError as exc:
+            detail = redactor(str(exc))
+            await self.store.journal.fail_reply(out_id, journal_id, f"send failed: {detail}")
+            self.channel_log(channel, "error", f"message {journal_id}: reply not delivered: "
+                             f"{detail}")
+            self._emit(EventKind.MESSAGE_FAILED, channel, id=journal_id,
+                       chat=inbound.address.chat, error=f"send failed: {detail}")
+            return
+        await self.store.journal.complete_reply(out_id, journal_id, ids)
+        latency = (time.time() - inbound.ts) * 1000
+        self._emit(EventKind.REPLY_SENT, channel, id=out_id, reply_to_id=journal_id,
+                   chat=inbound.address.chat, thread=inbound.address.thread, text=text,
+                   latency_ms=round(latency, 1),
+                   processing_ms=round((time.time() - received_at) * 1000, 1))
+
+    async def _send_with_retries(self, connector: Connector, outbound: Outbound) -> list[str]:
+        """Retry transient send failures; raise ConnectorError when it cannot be delivered."""
+        backoff = Backoff(base=0.5, cap=30)
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                return await connector.send(outbound)
+            except FatalConnectorError:
+                raise
+            except RetryableError as exc:
+                if attempt == SEND_ATTEMPTS:
+                    raise
+                delay = backoff.next_delay(exc.retry_after or 0.0)
+                self.channel_log(connector.name, "warning",
+                                 f"send failed ({exc}); retrying in {delay:.1f}s")
+                await asyncio.sleep(delay)
+            except ConnectorError:
+                raise
+            except Exception as exc:
+                raise ConnectorError(f"{type(exc).__name__}: {exc}") from exc
+        raise ConnectorError("send failed")  # unreachable: the loop returns or raises
+
+    # ---- events and logs -------------------------------------------------------------------
+    def set_state(self, name: str, state: ChannelState, reason: str = "") -> None:
+        rt = self.channels.get(name)
+        reason = redactor(reason)
+        if rt is not None:
+            if rt.state == state and rt.reason == reason:
+                return
+            rt.state, rt.reason = state, reason
+            if state in (ChannelState.OFFLINE, ChannelState.DEGRADED) and reason:
+                rt.last_error = reason
+        self._emit(EventKind.CHANNEL_STATE, name, state=state.value, reason=reason)
+
+    def channel_log(self, channel: str, level: str, message: str, **data: Any) -> None:
+        message = redactor(message)
+        self.store.logs.append(channel, level, message, data or None)
+        logging.getLogger(f"pyclaw.channel.{channel}").log(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO), "%s", message)
+        self._emit(EventKind.LOG, channel, level=level, message=message)
+
+    def _emit(self, kind: EventKind, channel: str, **data: Any) -> None:
+        self.bus.publish(Event(kind, channel, data))
+
+    def runtime_rows(self) -> list[ChannelRuntime]:
+        return list(self.channels.values())

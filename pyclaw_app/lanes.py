@@ -1,0 +1,74 @@
+"""Per-conversation ordering with conversations in parallel, and a global cap on LLM calls.
+
+A lane is a FIFO of jobs for one conversation key, drained by one task that
+exists only while the lane has work, so 100,000 quiet conversations cost
+nothing. The cap is a semaphore the agent holds only around the provider call:
+lanes waiting for the LLM never block lanes that are, say, sending a reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+__all__ = ["Lanes"]
+
+_log = logging.getLogger(__name__)
+
+Job = Callable[[], Awaitable[None]]
+
+
+class Lanes:
+    def __init__(self, max_concurrent_llm: int = 4) -> None:
+        self.llm_slots = asyncio.Semaphore(max_concurrent_llm)
+        self._queues: dict[str, deque[Job]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def submit(self, key: str, job: Job) -> None:
+        """Queue ``job`` behind earlier jobs of the same conversation."""
+        queue = self._queues.setdefault(key, deque())
+        queue.append(job)
+        if key not in self._workers:
+            self._idle.clear()
+            self._workers[key] = asyncio.create_task(self._drain(key), name=f"lane:{key}")
+
+    async def _drain(self, key: str) -> None:
+        queue = self._queues[key]
+        try:
+            while queue:
+                job = queue[0]
+                try:
+                    await job()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - a failed job must not stall its lane
+                    _log.exception("lane %s: job failed", key)
+                queue.popleft()
+        finally:
+            del self._workers[key]
+            if not queue:
+                self._queues.pop(key, None)
+            if not self._workers:
+                self._idle.set()
+
+    @property
+    def active(self) -> int:
+        return len(self._workers)
+
+    def pending(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    async def join(self) -> None:
+        """Wait until every lane is empty."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        tasks = list(self._workers.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._queues.clear()

@@ -1,0 +1,31 @@
+"""SQLite storage: the journal, channel log and LLM usage over one batching writer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyclaw_app.store.db import Database
+from pyclaw_app.store.journal import HistoryTurn, Journal, JournalRow
+from pyclaw_app.store.logs import ChannelLog
+from pyclaw_app.store.usage import UsageLog
+
+__all__ = ["ChannelLog", "Database", "HistoryTurn", "Journal", "JournalRow", "Store", "UsageLog"]
+
+DB_NAME = "pyclaw.sqlite3"
+
+
+class Store:
+    """The data directory's database and the tables' interfaces over it."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.db = Database(data_dir / DB_NAME)
+        self.journal = Journal(self.db)
+        self.logs = ChannelLog(self.db)
+        self.usage = UsageLog(self.db)
+
+    async def open(self) -> Store:
+        await self.db.open()
+        return self
+
+    async def close(self) -> None:
+        await self.db.close()

@@ -1,0 +1,250 @@
+"""The message journal: every inbound message is durable before anyone acts on it.
+
+States (see ``MessageStatus``): inbound ``received -> processing -> replied |
+failed | skipped``; outbound ``pending -> sent | failed``. A row left in
+``received``/``processing`` after a crash is resumed on the next start, unless
+its reply was already sent, in which case it is simply closed as ``replied``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import aiosqlite
+
+from connectors.base import SubmitResult
+from pyclaw_app.model import Address, Attachment, Inbound, MessageStatus
+from pyclaw_app.store.db import Database
+
+__all__ = ["HistoryTurn", "Journal", "JournalRow"]
+
+_INSERT_IN = """
+INSERT OR IGNORE INTO messages (direction, channel, account, chat, thread, conv, sender_id,
+    sender_name, text, attachments, meta, platform_id, status, created_at, updated_at)
+VALUES ('in', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?)
+"""
+_COLUMNS = ("id, direction, channel, account, chat, thread, conv, sender_id, sender_name, text, "
+            "attachments, meta, platform_id, reply_to, status, error, attempts, created_at, "
+            "updated_at")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow:
+    id: int
+    direction: str
+    channel: str
+    account: str
+    chat: str
+    thread: str | None
+    conv: str
+    sender_id: str
+    sender_name: str
+    text: str
+    attachments: str | None
+    meta: str | None
+    platform_id: str | None
+    reply_to: int | None
+    status: str
+    error: str | None
+    attempts: int
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> JournalRow:
+        return cls(**dict(row))
+
+    @property
+    def address(self) -> Address:
+        return Address(self.channel, self.chat, self.account, self.thread)
+
+    def to_inbound(self) -> Inbound:
+        meta: dict[str, Any] = json.loads(self.meta) if self.meta else {}
+        attachments = tuple(Attachment(**a) for a in json.loads(self.attachments or "[]"))
+        return Inbound(
+            address=self.address, platform_id=self.platform_id or str(self.id), text=self.text,
+            sender_id=self.sender_id, sender_name=self.sender_name, attachments=attachments,
+            is_group=bool(meta.get("is_group")), mentioned=bool(meta.get("mentioned")),
+            reply_to_bot=bool(meta.get("reply_to_bot")), ts=float(meta.get("ts", self.created_at)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryTurn:
+    role: str  # "user" | "assistant"
+    text: str
+    id: int
+
+
+class Journal:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def submit(self, inbound: Inbound) -> SubmitResult:
+        """Journal ``inbound``; returns after COMMIT. A known platform id is a duplicate."""
+        now = time.time()
+        a = inbound.address
+        meta = json.dumps({"is_group": inbound.is_group, "mentioned": inbound.mentioned,
+                           "reply_to_bot": inbound.reply_to_bot, "ts": inbound.ts})
+        attachments = (json.dumps([asdict(x) for x in inbound.attachments])
+                       if inbound.attachments else None)
+        params = (a.channel, a.account, a.chat, a.thread, a.key, inbound.sender_id,
+                  inbound.sender_name, inbound.text, attachments, meta, inbound.platform_id, now,
+                  now)
+
+        async def op(conn: aiosqlite.Connection) -> SubmitResult:
+            cur = await conn.execute(_INSERT_IN, params)
+            if cur.rowcount == 1 and cur.lastrowid is not None:
+                return SubmitResult(cur.lastrowid, duplicate=False)
+            async with conn.execute(
+                "SELECT id FROM messages WHERE direction='in' AND channel=? AND platform_id=?",
+                (a.channel, inbound.platform_id),
+            ) as found:
+                row = await found.fetchone()
+            assert row is not None
+            return SubmitResult(int(row[0]), duplicate=True)
+
+        result: SubmitResult = await self.db.write(op)
+        return result
+
+    async def set_status(self, message_id: int, status: MessageStatus,
+                         error: str | None = None) -> None:
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "UPDATE messages SET status=?, error=?, updated_at=?,"
+                " attempts = attempts + (? = 'processing') WHERE id=?",
+                (status.value, error, time.time(), status.value, message_id))
+
+        await self.db.write(op)
+
+    async def add_outbound(self, inbound_id: int, address: Address, text: str) -> int:
+        """Record a reply as ``pending`` before it is sent (outbound custody)."""
+        now = time.time()
+
+        async def op(conn: aiosqlite.Connection) -> int:
+            cur = await conn.execute(
+                "INSERT INTO messages (direction, channel, account, chat, thread, conv, sender_id,"
+                " sender_name, text, reply_to, status, created_at, updated_at)"
+                " VALUES ('out', ?, ?, ?, ?, ?, 'assistant', 'assistant', ?, ?, 'pending', ?, ?)",
+                (address.channel, address.account, address.chat, address.thread, address.key,
+                 text, inbound_id, now, now))
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+        out_id: int = await self.db.write(op)
+        return out_id
+
+    async def complete_reply(self, out_id: int, inbound_id: int, platform_ids: list[str]) -> None:
+        """Mark the reply sent and its inbound message replied, in one transaction."""
+        now = time.time()
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "UPDATE messages SET status='sent', platform_id=?, updated_at=? WHERE id=?",
+                (",".join(platform_ids), now, out_id))
+            await conn.execute(
+                "UPDATE messages SET status='replied', error=NULL, updated_at=? WHERE id=?",
+                (now, inbound_id))
+
+        await self.db.write(op)
+
+    async def complete_notice(self, out_id: int, inbound_id: int, platform_ids: list[str],
+                              error: str) -> None:
+        """A failure notice went out instead of a reply: the notice is sent, the message failed.
+
+        The notice row keeps the error, which is how history leaves it out of later prompts.
+        """
+        now = time.time()
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "UPDATE messages SET status='sent', platform_id=?, error=?, updated_at=?"
+                " WHERE id=?", (",".join(platform_ids), error, now, out_id))
+            await conn.execute("UPDATE messages SET status='failed', error=?, updated_at=?"
+                               " WHERE id=?", (error, now, inbound_id))
+
+        await self.db.write(op)
+
+    async def fail_reply(self, out_id: int, inbound_id: int, error: str) -> None:
+        now = time.time()
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute("UPDATE messages SET status='failed', error=?, updated_at=?"
+                               " WHERE id=?", (error, now, out_id))
+            await conn.execute("UPDATE messages SET status='failed', error=?, updated_at=?"
+                               " WHERE id=?", (error, now, inbound_id))
+
+        await self.db.write(op)
+
+    async def get(self, message_id: int) -> JournalRow | None:
+        row = await self.db.fetchone(f"SELECT {_COLUMNS} FROM messages WHERE id=?", (message_id,))
+        return JournalRow.from_row(row) if row else None
+
+    async def unfinished(self) -> list[JournalRow]:
+        """Inbound rows a crash left open, oldest first."""
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM messages WHERE direction='in'"
+            " AND status IN ('received', 'processing') ORDER BY id")
+        return [JournalRow.from_row(r) for r in rows]
+
+    async def reply_of(self, inbound_id: int) -> JournalRow | None:
+        row = await self.db.fetchone(
+            f"SELECT {_COLUMNS} FROM messages WHERE direction='out' AND reply_to=?"
+            " ORDER BY id DESC LIMIT 1", (inbound_id,))
+        return JournalRow.from_row(row) if row else None
+
+    async def history(self, conv: str, before_id: int, limit: int = 200) -> list[HistoryTurn]:
+        """Past turns of a conversation before ``before_id``, newest first, after the last reset."""
+        rows = await self.db.fetchall(
+            "SELECT m.id, m.direction, m.text FROM messages m"
+            " LEFT JOIN conversations c ON c.conv = m.conv"
+            " WHERE m.conv=? AND m.id < ? AND m.id > COALESCE(c.reset_after_id, 0)"
+            " AND ((m.direction='in' AND m.status='replied') OR"
+            "      (m.direction='out' AND m.status='sent' AND m.error IS NULL))"
+            " ORDER BY m.id DESC LIMIT ?", (conv, before_id, limit))
+        return [HistoryTurn("user" if r["direction"] == "in" else "assistant", r["text"], r["id"])
+                for r in rows]
+
+    async def reset_conversation(self, conv: str) -> None:
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO conversations (conv, reset_after_id, updated_at)"
+                " VALUES (?, COALESCE((SELECT MAX(id) FROM messages), 0), ?)"
+                " ON CONFLICT(conv) DO UPDATE SET reset_after_id=excluded.reset_after_id,"
+                " summary=NULL, updated_at=excluded.updated_at", (conv, time.time()))
+
+        await self.db.write(op)
+
+    async def recent(self, limit: int = 200, channel: str | None = None,
+                     conv: str | None = None) -> list[JournalRow]:
+        """Newest rows first."""
+        where, params = [], []
+        if channel:
+            where.append("channel=?")
+            params.append(channel)
+        if conv:
+            where.append("conv=?")
+            params.append(conv)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM messages {clause} ORDER BY id DESC LIMIT ?",
+            (*params, limit))
+        return [JournalRow.from_row(r) for r in rows]
+
+    async def counts_since(self, since: float) -> dict[str, int]:
+        rows = await self.db.fetchall(
+            "SELECT direction, status, COUNT(*) AS n FROM messages WHERE created_at >= ?"
+            " GROUP BY direction, status", (since,))
+        counts = {"in": 0, "out": 0, "failed": 0}
+        for r in rows:
+            if r["direction"] == "in":
+                counts["in"] += r["n"]
+                if r["status"] == "failed":
+                    counts["failed"] += r["n"]
+            elif r["status"] == "sent":
+                counts["out"] += r["n"]
+        return counts

@@ -1,0 +1,79 @@
+"""Versioned schema. Append a migration; never edit one that has shipped.
+
+``PRAGMA user_version`` holds how many migrations ran.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS: list[str] = [
+    # 1: the journal, conversations, channel log, LLM calls, settings
+    """
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        channel TEXT NOT NULL,
+        account TEXT NOT NULL DEFAULT '',
+        chat TEXT NOT NULL,
+        thread TEXT,
+        conv TEXT NOT NULL,
+        sender_id TEXT NOT NULL DEFAULT '',
+        sender_name TEXT NOT NULL DEFAULT '',
+        text TEXT NOT NULL,
+        attachments TEXT,
+        meta TEXT,
+        platform_id TEXT,
+        reply_to INTEGER REFERENCES messages(id),
+        status TEXT NOT NULL,
+        error TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX messages_inbound_platform_id
+        ON messages (channel, platform_id) WHERE direction = 'in';
+    CREATE INDEX messages_conv ON messages (conv, id);
+    CREATE INDEX messages_reply_to ON messages (reply_to) WHERE reply_to IS NOT NULL;
+    CREATE INDEX messages_open ON messages (status)
+        WHERE status IN ('received', 'processing', 'pending');
+    CREATE INDEX messages_created ON messages (created_at);
+
+    CREATE TABLE conversations (
+        conv TEXT PRIMARY KEY,
+        reset_after_id INTEGER NOT NULL DEFAULT 0,
+        summary TEXT,
+        updated_at REAL NOT NULL
+    );
+
+    CREATE TABLE channel_log (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        channel TEXT NOT NULL,
+        level TEXT NOT NULL,
+        message TEXT NOT NULL,
+        data TEXT
+    );
+    CREATE INDEX channel_log_channel ON channel_log (channel, id);
+
+    CREATE TABLE llm_calls (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        message_id INTEGER,
+        channel TEXT NOT NULL DEFAULT '',
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        latency_ms REAL NOT NULL DEFAULT 0,
+        cost REAL NOT NULL DEFAULT 0,
+        error TEXT
+    );
+    CREATE INDEX llm_calls_ts ON llm_calls (ts);
+
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+]
