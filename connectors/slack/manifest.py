@@ -1,0 +1,65 @@
+"""Slack's config model and spec; imports pydantic only, so listing channels never loads the SDK."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from connectors.base import (
+    Capabilities,
+    ChannelConfig,
+    ConnectorSpec,
+    Limits,
+    Transport,
+    secret_field,
+)
+
+__all__ = ["MAX_TEXT", "SPEC", "SlackConfig"]
+
+MAX_TEXT = 4000
+"""Slack recommends keeping ``chat.postMessage`` text under 4,000 characters (it truncates
+at 40,000); replies are split at this many characters."""
+
+
+class SlackConfig(ChannelConfig):
+    bot_token: SecretStr | None = secret_field(
+        "Bot User OAuth Token (starts with xoxb-), from OAuth & Permissions. Needs the "
+        "chat:write, app_mentions:read, im:history and users:read scopes."
+    )
+    app_token: SecretStr | None = secret_field(
+        "App-Level Token (starts with xapp-) with the connections:write scope, from Basic "
+        "Information. Needed in Socket Mode only."
+    )
+    signing_secret: SecretStr | None = secret_field(
+        "Signing Secret from Basic Information. Needed for the Events API (HTTP) mode only: "
+        "every request is checked against it."
+    )
+    mode: Literal["socket", "events"] = Field(
+        "socket",
+        description="socket: the app connects out to Slack (no public URL needed). events: "
+        "Slack POSTs events to this gateway's webhook URL (needs a public HTTPS URL).",
+    )
+    require_mention: bool = Field(
+        True,
+        description="In channels, answer only messages that @mention the bot or reply in "
+        "one of its threads. Direct messages are always answered.",
+    )
+    base_url: str = Field(
+        "https://slack.com/api/",
+        description="Web API base URL. Change only for a Slack-compatible server or a proxy.",
+    )
+
+
+SPEC = ConnectorSpec(
+    name="slack",
+    title="Slack",
+    config_model=SlackConfig,
+    icon="tag",
+    docs_url="https://docs.slack.dev/apis/events-api/using-socket-mode/",
+    description="A Slack app that answers direct messages and @mentions in channels, "
+    "replying in threads. Socket Mode needs no public URL.",
+    transport=Transport.WEBSOCKET,
+    capabilities=Capabilities(edit=True, typing=False, threads=True, attachments=True),
+    limits=Limits(max_text=MAX_TEXT),
+)

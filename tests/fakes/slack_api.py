@@ -1,0 +1,462 @@
+"""A fake Slack: the Web API, Socket Mode and signed Events API posts, on 127.0.0.1.
+
+It follows Slack's published wire protocol, not just what our connector sends:
+
+* Web API: ``POST /api/{method}`` with JSON or form bodies, the token as
+  ``Authorization: Bearer`` (or a ``token`` field). Errors are HTTP 200 with
+  ``{"ok": false, "error": ...}`` (``not_authed``, ``invalid_auth``,
+  ``not_allowed_token_type``, ``unknown_method``...); rate limits are HTTP 429
+  with ``Retry-After`` (whole seconds) and ``{"ok": false, "error": "ratelimited"}``.
+* Socket Mode: ``apps.connections.open`` (app-level ``xapp-`` token only) returns
+  a one-time ``ws://`` URL; the socket greets with ``hello``, delivers
+  ``events_api`` envelopes and expects ``{"envelope_id": ...}`` acks. Envelopes
+  not acked when a connection ends are redelivered on the next one with
+  ``retry_attempt`` + 1, as Slack does.
+* Events API over HTTP: :meth:`SlackFake.post_event` signs a body with the
+  signing secret (``v0`` HMAC-SHA256) and POSTs it to the app's URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import itertools
+import json
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl
+
+import aiohttp
+from aiohttp import web
+
+from tests.fakes.server import FakeServer, json_response
+
+__all__ = ["Envelope", "RateLimitHit", "SentPost", "SlackFake"]
+
+TEAM_ID = "T0001"
+APP_ID = "A0001"
+BOT_USER_ID = "U0BOT"
+BOT_ID = "B0BOT"
+BOT_NAME = "pyclaw"
+MAX_POST_TEXT = 40000  # chat.postMessage answers msg_too_long above this
+
+
+@dataclass(frozen=True)
+class SentPost:
+    """One ``chat.postMessage`` the fake accepted."""
+
+    channel: str
+    text: str  # as sent on the wire (Slack-escaped)
+    thread_ts: str | None
+    ts: str
+    monotonic: float
+
+
+@dataclass(frozen=True)
+class RateLimitHit:
+    answered: float  # monotonic time the 429 went out
+    retry_after: int
+    retried: float | None = None  # when the next chat.postMessage arrived
+
+
+@dataclass
+class Envelope:
+    """An ``events_api`` envelope as Slack sends it over Socket Mode."""
+
+    payload: dict[str, Any]
+    envelope_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    retry_attempt: int = 0
+    retry_reason: str = ""
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "envelope_id": self.envelope_id,
+            "payload": self.payload,
+            "type": "events_api",
+            "accepts_response_payload": False,
+            "retry_attempt": self.retry_attempt,
+            "retry_reason": self.retry_reason,
+        }
+
+    def retried(self, reason: str = "timeout") -> Envelope:
+        """Slack's redelivery: same event, a new envelope, one more attempt."""
+        return Envelope(self.payload, retry_attempt=self.retry_attempt + 1, retry_reason=reason)
+
+
+class SlackFake(FakeServer):
+    def __init__(self, *, bot_token: str = "xoxb-fake-bot-token",
+                 app_token: str = "xapp-fake-app-token",
+                 signing_secret: str = "fake-signing-secret") -> None:
+        super().__init__()
+        self.bot_token = bot_token
+        self.app_token = app_token
+        self.signing_secret = signing_secret
+        self.posts: list[SentPost] = []
+        self.updates: list[dict[str, Any]] = []
+        self.calls: list[str] = []  # every Web API method called, in order
+        self.acks: list[str] = []  # envelope ids acked, in order
+        self.connections = 0  # Socket Mode connections accepted so far
+        self.rate_limits: list[RateLimitHit] = []
+        self.users: dict[str, dict[str, Any]] = {
+            BOT_USER_ID: _user(BOT_USER_ID, BOT_NAME, is_bot=True),
+        }
+        self._pending: dict[str, Envelope] = {}  # sent or queued, not yet acked
+        self._outbox: list[Envelope] = []  # waiting for a live connection
+        self._by_platform_id: dict[str, dict[str, Any]] = {}
+        self._tickets: set[str] = set()
+        self._sockets: dict[web.WebSocketResponse, asyncio.BaseTransport | None] = {}
+        self._rate_limit_next: list[int] = []
+        self._ts = itertools.count(1)
+        self._events = itertools.count(1)
+        self._lock = asyncio.Lock()
+        self._connected = asyncio.Event()
+
+    # ---- routes -----------------------------------------------------------
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/api/{method}", self._web_api)
+        app.router.add_get("/api/{method}", self._web_api)
+        app.router.add_get("/link/", self._socket)
+
+    @property
+    def api_url(self) -> str:
+        """What ``AsyncWebClient(base_url=...)`` takes."""
+        return f"{self.url}/api/"
+
+    async def _web_api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        self.calls.append(method)
+        params = await _params(request)
+        if method not in self._METHODS:
+            return json_response({"ok": False, "error": "unknown_method", "req_method": method})
+        token = _token(request, params)
+        if not token:
+            return json_response({"ok": False, "error": "not_authed"})
+        if method == "apps.connections.open":
+            if token.startswith("xoxb-") or token.startswith("xoxp-"):
+                return json_response({"ok": False, "error": "not_allowed_token_type"})
+            if token != self.app_token:
+                return json_response({"ok": False, "error": "invalid_auth"})
+        elif token != self.bot_token:
+            if token.startswith("xapp-"):
+                return json_response({"ok": False, "error": "not_allowed_token_type"})
+            return json_response({"ok": False, "error": "invalid_auth"})
+        handler = getattr(self, self._METHODS[method])
+        result: web.Response = await handler(params)
+        return result
+
+    _METHODS: ClassVar[dict[str, str]] = {
+        "auth.test": "_auth_test",
+        "apps.connections.open": "_connections_open",
+        "chat.postMessage": "_post_message",
+        "chat.update": "_chat_update",
+        "conversations.info": "_conversations_info",
+        "users.info": "_users_info",
+    }
+
+    async def _auth_test(self, params: dict[str, Any]) -> web.Response:
+        return json_response({
+            "ok": True, "url": "https://fake-team.slack.com/", "team": "Fake Team",
+            "user": BOT_NAME, "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        })
+
+    async def _connections_open(self, params: dict[str, Any]) -> web.Response:
+        ticket = uuid.uuid4().hex
+        self._tickets.add(ticket)
+        url = f"ws://127.0.0.1:{self.port}/link/?ticket={ticket}&app_id={APP_ID}"
+        return json_response({"ok": True, "url": url})
+
+    async def _post_message(self, params: dict[str, Any]) -> web.Response:
+        now = time.monotonic()
+        for i, hit in enumerate(self.rate_limits):
+            if hit.retried is None:
+                self.rate_limits[i] = RateLimitHit(hit.answered, hit.retry_after, now)
+        if self._rate_limit_next:
+            seconds = self._rate_limit_next.pop(0)
+            self.rate_limits.append(RateLimitHit(time.monotonic(), seconds))
+            return json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                 headers={"Retry-After": str(seconds)})
+        channel = params.get("channel")
+        text = params.get("text")
+        if not isinstance(channel, str) or not channel:
+            return json_response({"ok": False, "error": "channel_not_found"})
+        if not isinstance(text, str) or not text:
+            if not params.get("blocks") and not params.get("attachments"):
+                return json_response({"ok": False, "error": "no_text"})
+            text = text if isinstance(text, str) else ""
+        if len(text) > MAX_POST_TEXT:
+            return json_response({"ok": False, "error": "msg_too_long"})
+        thread_ts = params.get("thread_ts") or None
+        ts = self.next_ts()
+        self.posts.append(SentPost(channel, text, thread_ts, ts, time.monotonic()))
+        message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "text": text,
+                   "ts": ts, "team": TEAM_ID}
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+        return json_response({"ok": True, "channel": channel, "ts": ts, "message": message})
+
+    async def _chat_update(self, params: dict[str, Any]) -> web.Response:
+        channel, ts, text = params.get("channel"), params.get("ts"), params.get("text")
+        if not any(p.channel == channel and p.ts == ts for p in self.posts):
+            return json_response({"ok": False, "error": "message_not_found"})
+        self.updates.append({"channel": channel, "ts": ts, "text": text,
+                             "monotonic": time.monotonic()})
+        return json_response({"ok": True, "channel": channel, "ts": ts, "text": text})
+
+    async def _conversations_info(self, params: dict[str, Any]) -> web.Response:
+        channel = params.get("channel")
+        if not isinstance(channel, str) or channel[:1] not in ("C", "D", "G"):
+            return json_response({"ok": False, "error": "channel_not_found"})
+        is_im = channel.startswith("D")
+        info: dict[str, Any] = {"id": channel, "created": 1700000000, "is_im": is_im,
+                                "is_channel": channel.startswith("C"),
+                                "is_private": not channel.startswith("C"), "is_archived": False}
+        if is_im:
+            info["user"] = "U0001"
+        else:
+            info["name"] = f"chan-{channel.lower()}"
+        return json_response({"ok": True, "channel": info})
+
+    async def _users_info(self, params: dict[str, Any]) -> web.Response:
+        user_id = params.get("user")
+        if not isinstance(user_id, str) or not user_id:
+            return json_response({"ok": False, "error": "user_not_found"})
+        user = self.users.get(user_id)
+        if user is None:
+            if not user_id.startswith(("U", "W")):
+                return json_response({"ok": False, "error": "user_not_found"})
+            user = self.users.setdefault(user_id, _user(user_id, f"user-{user_id.lower()}"))
+        return json_response({"ok": True, "user": user})
+
+    # ---- Socket Mode ---------------------------------------------------------
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        ticket = request.query.get("ticket", "")
+        if ticket not in self._tickets:
+            return web.Response(status=401, text="invalid ticket")
+        self._tickets.discard(ticket)  # Slack's URLs are single use
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        async with self._lock:
+            self.connections += 1
+            self._sockets[ws] = request.transport
+            await ws.send_json({
+                "type": "hello", "num_connections": len(self._sockets),
+                "debug_info": {"host": "applink-fake", "build_number": 1,
+                               "approximate_connection_time": 18060},
+                "connection_info": {"app_id": APP_ID},
+            })
+            # What the last connection left unacked comes again, one attempt later.
+            for envelope_id, env in list(self._pending.items()):
+                if env not in self._outbox:
+                    del self._pending[envelope_id]
+                    again = env.retried()
+                    self._pending[again.envelope_id] = again
+                    self._outbox.append(again)
+            outbox, self._outbox = self._outbox, []
+            for env in outbox:
+                await ws.send_json(env.wire())
+        self._connected.set()
+        try:
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                with contextlib.suppress(ValueError):
+                    data = json.loads(msg.data)
+                    if isinstance(data, dict) and isinstance(data.get("envelope_id"), str):
+                        self.acks.append(data["envelope_id"])
+                        self._pending.pop(data["envelope_id"], None)
+        finally:
+            self._sockets.pop(ws, None)
+            if not self._sockets:
+                self._connected.clear()
+        return ws
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def deliver(self, payload: dict[str, Any]) -> Envelope:
+        """Send an event_callback body in a fresh envelope (queued while nobody is connected)."""
+        return await self._send(Envelope(payload))
+
+    async def _send(self, env: Envelope) -> Envelope:
+        async with self._lock:
+            self._pending[env.envelope_id] = env
+            live = [ws for ws in self._sockets if not ws.closed]
+            if live:
+                await live[-1].send_json(env.wire())
+            else:
+                self._outbox.append(env)
+        return env
+
+    async def deliver_raw(self, message: dict[str, Any]) -> None:
+        """Send any frame as-is on the live connection (malformed envelopes, disconnects)."""
+        async with self._lock:
+            for ws in [ws for ws in self._sockets if not ws.closed][-1:]:
+                await ws.send_json(message)
+
+    async def redeliver(self, platform_id: str, reason: str = "timeout") -> Envelope:
+        """Deliver an already-delivered message again, in a new envelope with retry_attempt + 1."""
+        payload = self._by_platform_id[platform_id]
+        attempts = [e.retry_attempt for e in self._pending.values() if e.payload is payload]
+        env = Envelope(payload, retry_attempt=max(attempts, default=0) + 1, retry_reason=reason)
+        return await self._send(env)
+
+    async def request_refresh(self, reason: str = "refresh_requested") -> None:
+        """Slack's polite reconnect request (also sent as ``warning`` ~10 s before)."""
+        await self.deliver_raw({"type": "disconnect", "reason": reason,
+                                "debug_info": {"host": "applink-fake"}})
+
+    async def drop_connections(self) -> None:
+        """Cut every live socket without a close frame, as a network fault would."""
+        sockets, self._sockets = self._sockets, {}
+        for transport in sockets.values():
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
+        self._connected.clear()
+
+    @property
+    def unacked(self) -> int:
+        return len(self._pending)
+
+    # ---- rate limits -----------------------------------------------------------
+
+    def rate_limit_next_post(self, retry_after: float) -> None:
+        """Answer the next chat.postMessage with 429; Slack's Retry-After is whole seconds."""
+        self._rate_limit_next.append(max(1, math.ceil(retry_after)))
+
+    # ---- building events as Slack sends them -------------------------------------
+
+    def next_ts(self) -> str:
+        """A Slack ``ts``: epoch seconds and a 6-digit sequence, unique and increasing."""
+        return f"{int(time.time())}.{next(self._ts):06d}"
+
+    def event_callback(self, event: dict[str, Any]) -> dict[str, Any]:
+        payload = {
+            "token": "fake-verification-token",
+            "team_id": TEAM_ID,
+            "api_app_id": APP_ID,
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{next(self._events):08d}",
+            "event_time": int(time.time()),
+            "authorizations": [{"enterprise_id": None, "team_id": TEAM_ID, "user_id": BOT_USER_ID,
+                                "is_bot": True, "is_enterprise_install": False}],
+            "is_ext_shared_channel": False,
+            "event_context": f"4-{uuid.uuid4().hex}",
+        }
+        channel, ts = event.get("channel"), event.get("ts")
+        if isinstance(channel, str) and isinstance(ts, str):
+            self._by_platform_id[f"{channel}:{ts}"] = payload
+        return payload
+
+    def message_event(self, channel: str, text: str, *, user: str = "U0001",
+                      thread_ts: str | None = None, files: list[dict[str, Any]] | None = None,
+                      ) -> dict[str, Any]:
+        """A ``message`` event (message.im / message.channels), as a user posted it."""
+        ts = self.next_ts()
+        event: dict[str, Any] = {
+            "type": "message", "channel": channel, "user": user, "text": text, "ts": ts,
+            "event_ts": ts, "team": TEAM_ID, "client_msg_id": str(uuid.uuid4()),
+            "channel_type": _channel_type(channel),
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+            event["parent_user_id"] = self._author(channel, thread_ts)
+        if files:
+            event["subtype"] = "file_share"
+            event["files"] = files
+            event["upload"] = False
+        return self.event_callback(event)
+
+    def app_mention_event(self, channel: str, text: str, *, user: str = "U0001",
+                          thread_ts: str | None = None) -> dict[str, Any]:
+        """An ``app_mention``: the text starts with ``<@BOT>`` as Slack renders it."""
+        ts = self.next_ts()
+        event: dict[str, Any] = {
+            "type": "app_mention", "channel": channel, "user": user,
+            "text": f"<@{BOT_USER_ID}> {text}", "ts": ts, "event_ts": ts, "team": TEAM_ID,
+            "client_msg_id": str(uuid.uuid4()),
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        return self.event_callback(event)
+
+    @staticmethod
+    def file(name: str = "photo.png", mimetype: str = "image/png") -> dict[str, Any]:
+        fid = f"F{uuid.uuid4().hex[:8].upper()}"
+        return {"id": fid, "name": name, "title": name, "mimetype": mimetype,
+                "filetype": name.rpartition(".")[2], "size": 1234, "user": "U0001",
+                "url_private": f"https://files.slack.com/files-pri/{TEAM_ID}-{fid}/{name}"}
+
+    def _author(self, channel: str, ts: str) -> str:
+        if any(p.channel == channel and p.ts == ts for p in self.posts):
+            return BOT_USER_ID
+        payload = self._by_platform_id.get(f"{channel}:{ts}")
+        user = payload["event"].get("user") if payload else None
+        return user if isinstance(user, str) else "U0001"
+
+    # ---- Events API over HTTP ---------------------------------------------------------
+
+    def sign(self, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+        """Slack's request headers: ``v0=`` HMAC-SHA256 of ``v0:{timestamp}:{body}``."""
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        base = f"v0:{ts}:".encode() + body
+        digest = hmac.new(self.signing_secret.encode(), base, hashlib.sha256).hexdigest()
+        return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}",
+                "Content-Type": "application/json"}
+
+    async def post_event(self, url: str, payload: dict[str, Any], *, retry_num: int | None = None,
+                         timestamp: int | None = None, secret: str | None = None,
+                         ) -> tuple[int, str]:
+        """POST a signed body to the app like Slack's Events API; returns (status, text)."""
+        body = json.dumps(payload).encode()
+        headers = self.sign(body, timestamp)
+        if secret is not None:
+            headers = SlackFake(signing_secret=secret).sign(body, timestamp)
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        async with aiohttp.ClientSession() as session, session.post(
+                url, data=body, headers=headers) as resp:
+            return resp.status, await resp.text()
+
+
+def _user(user_id: str, name: str, *, is_bot: bool = False) -> dict[str, Any]:
+    return {"id": user_id, "team_id": TEAM_ID, "name": name, "real_name": name.title(),
+            "is_bot": is_bot, "deleted": False,
+            "profile": {"display_name": name, "real_name": name.title()}}
+
+
+def _channel_type(channel: str) -> str:
+    return {"D": "im", "G": "group", "C": "channel"}.get(channel[:1], "channel")
+
+
+def _token(request: web.Request, params: dict[str, Any]) -> str:
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        return auth[len("Bearer "):].strip()
+    token = params.get("token")
+    return token if isinstance(token, str) else ""
+
+
+async def _params(request: web.Request) -> dict[str, Any]:
+    """Arguments from the query, a JSON body or a form body (Slack accepts all three)."""
+    params: dict[str, Any] = dict(request.query)
+    if request.method != "POST" or not request.can_read_body:
+        return params
+    if request.content_type == "application/json":
+        with contextlib.suppress(ValueError):
+            body = await request.json()
+            if isinstance(body, dict):
+                params.update(body)
+        return params
+    raw = (await request.read()).decode("utf-8", "replace")
+    params.update(dict(parse_qsl(raw, keep_blank_values=True)))
+    return params
