@@ -188,7 +188,8 @@ def _load_channel(
     return ChannelEntry(name, type_name, config, None, raw)
 
 
-def _parse(text: str, where: str, errors: list[ConfigError]) -> tuple[dict[str, Any], yaml.Node | None]:
+def _parse(text: str, where: str, errors: list[ConfigError]
+           ) -> tuple[dict[str, Any], yaml.Node | None]:
     if not text.strip():
         return {}, None
     try:
@@ -240,7 +241,8 @@ def _line_of(node: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
             key_node = next(k for k, v in node.value if v is match)
             node = match
             last_key_line = key_node.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)
+              and part < len(node.value)):
             node = node.value[part]
             last_key_line = node.start_mark.line + 1
         else:
@@ -272,8 +274,8 @@ def save_config(cfg: Config, secrets: SecretStore) -> None:
     for provider in cfg.providers:
         if provider.api_key is not None:
             secrets.set(provider_secret_key(provider.name), provider.api_key.get_secret_value())
-        providers.append(provider.model_dump(mode="json", exclude={"api_key"}, exclude_defaults=True)
-                         | {"name": provider.name, "model": provider.model})
+        body = provider.model_dump(mode="json", exclude={"api_key"}, exclude_defaults=True)
+        providers.append(body | {"name": provider.name, "model": provider.model})
     doc = {
         "agent": cfg.agent.model_dump(mode="json", exclude_defaults=True),
         "providers": providers,

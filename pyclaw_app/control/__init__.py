@@ -1,4 +1,4 @@
-"""What views may use: the ControlPlane protocol, its row types and the in-process implementation."""
+"""What views may use: the ControlPlane protocol and its row types."""
 
 from pyclaw_app.control.plane import ControlPlane, Subscription
 from pyclaw_app.control.types import ChannelStatus, Counters, LogRow, TrafficRow

@@ -46,7 +46,7 @@ class PlatformHarness(abc.ABC):
 
     @abc.abstractmethod
     def channel_config(self) -> dict[str, Any]:
-        """The channel's config section (without ``type``), secrets included, pointing at the fake."""
+        """The channel's config section (no ``type``), secrets included, pointing at the fake."""
 
     @abc.abstractmethod
     def chat(self, i: int) -> str:

@@ -1,0 +1,61 @@
+"""Fixtures shared by every test: no proxies, a fake LLM, and a gateway factory on real SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pyclaw_app.bus import Bus
+from pyclaw_app.config import load_config
+from pyclaw_app.gateway import Gateway
+from pyclaw_app.secrets import FileSecretStore
+from pyclaw_app.store import Store
+from tests.fakes.openai_api import FakeOpenAI
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PYCLAW_SECRETS", "file")
+
+
+@pytest.fixture
+async def fake_llm() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as server:
+        yield server  # type: ignore[misc]
+
+
+def provider_section(llm: FakeOpenAI, **extra: Any) -> dict[str, Any]:
+    return {"name": "fake", "base_url": llm.base_url, "model": "fake-model", "max_retries": 0,
+            "timeout": 10, **extra}
+
+
+@pytest.fixture
+async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
+    """Build and start gateways from a config dict; everything is stopped at teardown."""
+    started: list[tuple[Gateway, Store]] = []
+
+    async def factory(config: dict[str, Any] | None = None, *, data_dir: Path | None = None,
+                      bus: Bus | None = None) -> Gateway:
+        path = tmp_path / f"pyclaw-{len(started)}.yaml"
+        path.write_text(yaml.safe_dump(config or {}), "utf-8")
+        directory = data_dir or tmp_path / "data"
+        secrets = FileSecretStore(directory / "secrets.json")
+        store = await Store(directory).open()
+        gateway = Gateway(load_config(path, secrets), store, bus or Bus())
+        await gateway.start()
+        started.append((gateway, store))
+        return gateway
+
+    yield factory
+    for gateway, store in reversed(started):
+        await gateway.stop()
+        await store.close()
