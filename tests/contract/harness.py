@@ -34,8 +34,22 @@ class PlatformHarness(abc.ABC):
     max_text: int
     """The platform's per-message limit, in the unit the platform counts."""
 
+    supports_rate_limit: bool = True
+    """False where the platform has no rate-limit answer (the local channel)."""
+    supports_drop: bool = True
+    """False where there is no connection to drop (the local channel)."""
+
     def text_length(self, text: str) -> int:
         return len(text)
+
+    def thread_target(self) -> tuple[str, str] | None:
+        """(chat, thread) where an injected message is answered in that thread, or None if the
+        platform has no threads. The harness makes such a message one the bot answers (e.g. a
+        mention in a group)."""
+        return None
+
+    def attach(self, gateway: Any) -> None:  # noqa: B027 - optional hook
+        """Called with the running gateway; only harnesses without a platform need it."""
 
     @abc.abstractmethod
     async def start(self) -> None:

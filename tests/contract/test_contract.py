@@ -1,0 +1,197 @@
+"""One contract, every connector: each test runs a real Gateway on SQLite with the fake LLM
+against each platform's fake, through the real SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import pkgutil
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import tests.contract as contract_pkg
+from pyclaw_app.gateway import Gateway
+from pyclaw_app.model import ChannelState
+from tests.conftest import provider_section
+from tests.contract.harness import PlatformHarness
+from tests.fakes.openai_api import FakeOpenAI
+from tests.support import eventually
+
+HARNESSES = sorted(
+    m.name.removeprefix("harness_") for m in pkgutil.iter_modules(
+        [str(Path(contract_pkg.__file__).parent)]) if m.name.startswith("harness_"))
+
+WAIT = 20.0
+
+
+@pytest.fixture(params=HARNESSES)
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[PlatformHarness]:
+    module = importlib.import_module(f"tests.contract.harness_{request.param}")
+    h: PlatformHarness = module.HARNESS()
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.stop()
+
+
+@pytest.fixture
+async def gateway(harness: PlatformHarness, fake_llm: FakeOpenAI, make_gateway) -> Gateway:
+    name = harness.type_name
+    gw: Gateway = await make_gateway({
+        "providers": [provider_section(fake_llm)],
+        "channels": {name: {"type": name, **harness.channel_config()}}})
+    harness.attach(gw)
+    await eventually(lambda: gw.channels[name].state == ChannelState.ONLINE, timeout=WAIT)
+    return gw
+
+
+async def settle(gateway: Gateway) -> None:
+    """Let in-flight work finish so a wrongly doubled reply would have shown up."""
+    await gateway.lanes.join()
+    await asyncio.sleep(0.3)
+    await gateway.lanes.join()
+
+
+async def test_receive_and_reply_in_the_right_chat_and_both_rows_stored(
+        harness: PlatformHarness, gateway: Gateway) -> None:
+    chat = harness.chat(1)
+    pid = await harness.inject_message(chat, "hello there")
+    sent = await eventually(lambda: harness.sent(chat), timeout=WAIT)
+    assert [m.text for m in sent] == ["Echo: hello there"]
+    assert sent[0].reply_to in (None, pid)
+    await settle(gateway)
+    rows = await gateway.store.db.fetchall(
+        "SELECT direction, text, status, platform_id FROM messages ORDER BY id")
+    assert [(r["direction"], r["text"], r["status"]) for r in rows] == [
+        ("in", "hello there", "replied"), ("out", "Echo: hello there", "sent")]
+    assert rows[0]["platform_id"] == pid
+
+    target = harness.thread_target()
+    if target is not None:
+        thread_chat, thread = target
+        await harness.inject_message(thread_chat, "in a thread", thread=thread)
+        in_thread = await eventually(lambda: harness.sent(thread_chat), timeout=WAIT)
+        assert in_thread[-1].thread == thread
+        assert in_thread[-1].text.endswith("in a thread")
+
+
+async def test_long_reply_is_split_within_the_limit_and_reassembles(
+        harness: PlatformHarness, gateway: Gateway, fake_llm: FakeOpenAI) -> None:
+    paragraph = ("Gateways should split long replies at natural boundaries. " * 12).strip()
+    text = "\n\n".join(f"{i}. {paragraph} 🎉" for i in range(14))
+    text = (text + " " + "x" * 1500)[:10_000]
+    assert len(text) == 10_000
+    fake_llm.responder = lambda messages: text
+    chat = harness.chat(2)
+    await harness.inject_message(chat, "tell me a lot")
+    await eventually(lambda: "".join(m.text for m in harness.sent(chat)) == text, timeout=WAIT)
+    parts = harness.sent(chat)
+    assert len(parts) >= 2
+    assert all(harness.text_length(p.text) <= harness.max_text for p in parts)
+
+
+async def test_rate_limit_retry_after_is_honoured(harness: PlatformHarness,
+                                                  gateway: Gateway) -> None:
+    if not harness.supports_rate_limit:
+        pytest.skip(f"{harness.type_name} has no rate-limit answers")
+    harness.rate_limit_next_send(1.0)
+    chat = harness.chat(3)
+    await harness.inject_message(chat, "slow down")
+    await eventually(lambda: harness.sent(chat), timeout=WAIT)
+    await settle(gateway)
+    assert [m.text for m in harness.sent(chat)] == ["Echo: slow down"]
+    log = harness.rate_limit_log()
+    assert log, "the fake never answered 429"
+    answered, retried = log[0]
+    assert retried - answered >= 1.0 - 0.05  # the retry came no sooner than Retry-After
+
+
+async def test_dropped_connection_mid_burst_loses_nothing_and_doubles_nothing(
+        harness: PlatformHarness, gateway: Gateway) -> None:
+    if not harness.supports_drop:
+        pytest.skip(f"{harness.type_name} has no connection to drop")
+    chats = [harness.chat(10 + i) for i in range(4)]
+    expected: Counter[tuple[str, str]] = Counter()
+    for n in range(12):
+        chat = chats[n % len(chats)]
+        await harness.inject_message(chat, f"burst {n}")
+        expected[(chat, f"Echo: burst {n}")] += 1
+        if n == 5:
+            await harness.drop_connection()
+
+    def delivered() -> Counter[tuple[str, str]]:
+        return Counter((m.chat, m.text) for c in chats for m in harness.sent(c))
+
+    await eventually(lambda: set(delivered()) == set(expected), timeout=WAIT * 2)
+    await settle(gateway)
+    assert delivered() == expected  # every message answered exactly once
+    name = harness.type_name
+    assert gateway.channels[name].state in (ChannelState.ONLINE, ChannelState.CONNECTING)
+
+
+async def test_redelivered_message_is_answered_once(harness: PlatformHarness,
+                                                    gateway: Gateway) -> None:
+    chat = harness.chat(4)
+    pid = await harness.inject_message(chat, "only once please")
+    await eventually(lambda: harness.sent(chat), timeout=WAIT)
+    await harness.redeliver(pid)
+    await settle(gateway)
+    await harness.inject_message(chat, "marker")  # processed after the redelivery
+    await eventually(lambda: len(harness.sent(chat)) >= 2, timeout=WAIT)
+    await settle(gateway)
+    assert [m.text for m in harness.sent(chat)] == ["Echo: only once please", "Echo: marker"]
+    count = await gateway.store.db.fetchone(
+        "SELECT COUNT(*) AS n FROM messages WHERE direction='in' AND platform_id=?", (pid,))
+    assert count is not None and count["n"] == 1
+
+
+async def test_malformed_payload_is_logged_and_the_connector_stays_up(
+        harness: PlatformHarness, gateway: Gateway) -> None:
+    try:
+        await harness.inject_malformed()
+    except NotImplementedError:
+        pytest.skip(f"{harness.type_name} has no wire payloads")
+    name = harness.type_name
+
+    async def logged() -> list[dict[str, object]]:
+        rows = await gateway.store.logs.page(channel=name)
+        return [r for r in rows if r["level"] in ("warning", "error")]
+
+    await eventually(logged, timeout=WAIT)
+    chat = harness.chat(5)
+    await harness.inject_message(chat, "still there?")
+    sent = await eventually(lambda: harness.sent(chat), timeout=WAIT)
+    assert sent[0].text == "Echo: still there?"
+
+
+async def test_emoji_rtl_and_long_words_pass_through_intact(harness: PlatformHarness,
+                                                             gateway: Gateway) -> None:
+    text = ("emoji 😀👍🏽🇺🇦 👨‍👩‍👧 | RTL: שלום עולם · مرحبا بالعالم | long: "
+            + "Donaudampfschifffahrtsgesellschaft" * 8)
+    chat = harness.chat(6)
+    await harness.inject_message(chat, text)
+    sent = await eventually(lambda: harness.sent(chat), timeout=WAIT)
+    assert "".join(m.text for m in sent) == f"Echo: {text}"
+
+
+async def test_media_only_message_gets_a_reply_or_a_logged_skip(harness: PlatformHarness,
+                                                                gateway: Gateway) -> None:
+    chat = harness.chat(7)
+    pid = await harness.inject_media_only(chat)
+
+    async def outcome() -> str | None:
+        row = await gateway.store.db.fetchone(
+            "SELECT status FROM messages WHERE direction='in' AND platform_id=?", (pid,))
+        return row["status"] if row and row["status"] in ("replied", "skipped") else None
+
+    status = await eventually(outcome, timeout=WAIT)
+    if status == "replied":
+        sent = harness.sent(chat)
+        assert len(sent) == 1 and sent[0].text.startswith("Echo: [The user sent")
+    else:
+        logs = await gateway.store.logs.page(channel=harness.type_name, search="skipped")
+        assert logs
