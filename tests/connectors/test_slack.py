@@ -1,0 +1,386 @@
+"""The Slack connector through the real slack-sdk against the fake Slack, without a gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import SecretStr
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from connectors.base import SubmitResult
+from connectors.slack._parse import BotIdentity, Ignored, escape_text, parse_event
+from connectors.slack.manifest import MAX_TEXT, SlackConfig
+from connectors.slack.runtime import SlackConnector
+from pyclaw_app.errors import FatalConnectorError
+from pyclaw_app.model import Address, ChannelState, Inbound, Outbound
+from tests.fakes.slack_api import BOT_USER_ID, SlackFake
+from tests.support import RecordingContext, eventually
+
+Factory = Callable[..., SlackConnector]
+Running = tuple[SlackConnector, RecordingContext]
+Webhook = tuple[str, RecordingContext]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[SlackFake]:
+    async with SlackFake() as server:
+        yield server  # type: ignore[misc]
+
+
+@pytest.fixture
+async def make(fake: SlackFake) -> AsyncIterator[Factory]:
+    made: list[SlackConnector] = []
+
+    def factory(**overrides: Any) -> SlackConnector:
+        values: dict[str, Any] = {"bot_token": fake.bot_token, "app_token": fake.app_token,
+                                  "signing_secret": fake.signing_secret,
+                                  "base_url": fake.api_url, **overrides}
+        secrets = {k: SecretStr(v) if isinstance(v, str) else v for k, v in values.items()
+                   if k in ("bot_token", "app_token", "signing_secret")}
+        connector = SlackConnector("slack", SlackConfig(**{**values, **secrets}))
+        made.append(connector)
+        return connector
+
+    yield factory
+    for connector in made:
+        await connector.stop()
+
+
+@pytest.fixture
+async def running(make: Factory) -> Running:
+    connector, ctx = make(), RecordingContext(channel="slack")
+    await connector.start(ctx)
+    return connector, ctx
+
+
+class AckCheckingContext(RecordingContext):
+    """Fails a message whose envelope was acked before it was journaled."""
+
+    def __init__(self, fake: SlackFake) -> None:
+        super().__init__(channel="slack")
+        self.fake = fake
+        self.acked_early: list[str] = []
+        self.gate: asyncio.Event | None = None
+
+    async def submit(self, inbound: Inbound) -> SubmitResult:
+        if self.gate is not None:
+            await self.gate.wait()
+        ts = inbound.platform_id.split(":", 1)[1]
+        envs = [e for e in self.fake._pending.values() if e.payload["event"].get("ts") == ts]
+        if not envs:
+            self.acked_early.append(inbound.platform_id)
+        return await super().submit(inbound)
+
+
+# ---- receiving ----------------------------------------------------------------------
+
+
+async def test_dm_becomes_inbound_and_is_acked_only_after_journaling(
+        fake: SlackFake, make: Factory) -> None:
+    connector, ctx = make(), AckCheckingContext(fake)
+    await connector.start(ctx)
+    assert ctx.states[-1][0] == ChannelState.ONLINE
+    payload = fake.message_event("D0001", "hi &amp; 👋 مرحبا", user="U0042")
+    env = await fake.deliver(payload)
+    await eventually(lambda: env.envelope_id in fake.acks)
+    [msg] = ctx.inbound
+    ts = payload["event"]["ts"]
+    assert msg.platform_id == f"D0001:{ts}"
+    assert (msg.address.channel, msg.address.chat, msg.address.thread) == ("slack", "D0001", None)
+    assert msg.address.account == BOT_USER_ID
+    assert msg.text == "hi & 👋 مرحبا"
+    assert (msg.sender_id, msg.sender_name) == ("U0042", "user-u0042")
+    assert (msg.is_group, msg.mentioned, msg.reply_to_bot) == (False, False, False)
+    assert ctx.acked_early == [] and ctx.heartbeats > 0
+
+
+async def test_channel_mention_is_answered_in_a_thread(
+        fake: SlackFake, running: Running) -> None:
+    connector, ctx = running
+    top = fake.app_mention_event("C0001", "what is up?")
+    await fake.deliver(top)
+    threaded = fake.app_mention_event("C0001", "and now?", thread_ts="1700000000.000001")
+    await fake.deliver(threaded)
+    first, second = await eventually(lambda: ctx.inbound if len(ctx.inbound) == 2 else None)
+    assert first.text == "what is up?" and first.address.thread == top["event"]["ts"]
+    assert (first.is_group, first.mentioned) == (True, True)
+    assert second.address.thread == "1700000000.000001"
+
+    await connector.send(Outbound(first.address, "sure", reply_to=first.platform_id))
+    assert [(p.channel, p.thread_ts, p.text) for p in fake.posts] == [
+        ("C0001", top["event"]["ts"], "sure")]
+
+
+async def test_mention_gating_skips_chatter_but_keeps_replies_to_the_bot(
+        fake: SlackFake, running: Running) -> None:
+    connector, ctx = running
+    chatter = await fake.deliver(fake.message_event("C0002", "just people talking"))
+    await eventually(lambda: chatter.envelope_id in fake.acks)
+    assert ctx.inbound == []
+
+    await fake.deliver(fake.app_mention_event("C0002", "start"))
+    start = (await eventually(lambda: ctx.inbound))[0]
+    [bot_post] = await connector.send(Outbound(start.address, "hello"))
+    bot_ts = bot_post.split(":", 1)[1]
+    # A follow-up in a thread under the bot's own post, without a mention.
+    await fake.deliver(fake.message_event("C0002", "thanks", thread_ts=bot_ts))
+    follow = (await eventually(lambda: ctx.inbound[1:]))[0]
+    assert follow.reply_to_bot and not follow.mentioned and follow.address.thread == bot_ts
+    assert not [entry for entry in ctx.logs if entry[0] == "error"]
+
+
+async def test_own_and_edited_messages_are_ignored_silently(
+        fake: SlackFake, running: Running) -> None:
+    _, ctx = running
+    own = fake.message_event("D0001", "echo")
+    own["event"]["bot_id"] = "B0BOT"
+    edited = fake.message_event("D0001", "x")
+    edited["event"]["subtype"] = "message_changed"
+    envs = [await fake.deliver(own), await fake.deliver(edited)]
+    await eventually(lambda: all(e.envelope_id in fake.acks for e in envs))
+    assert ctx.inbound == [] and not [e for e in ctx.logs if e[0] == "error"]
+
+
+async def test_media_only_message_is_submitted_with_its_file(
+        fake: SlackFake, running: Running) -> None:
+    _, ctx = running
+    await fake.deliver(fake.message_event("D0003", "", files=[fake.file("cat.png")]))
+    [msg] = await eventually(lambda: ctx.inbound)
+    assert msg.text == ""
+    [att] = msg.attachments
+    assert (att.kind, att.name, att.mime) == ("image", "cat.png", "image/png")
+
+
+async def test_malformed_event_is_logged_acked_and_the_channel_stays_up(
+        fake: SlackFake, running: Running) -> None:
+    _, ctx = running
+    bad = await fake.deliver(fake.event_callback({"type": "message", "text": ["no", "channel"]}))
+    await eventually(lambda: bad.envelope_id in fake.acks)
+    assert [e for e in ctx.logs if e[0] == "error" and "malformed" in e[1]]
+    await fake.deliver(fake.message_event("D0001", "still there?"))
+    assert (await eventually(lambda: ctx.inbound))[0].text == "still there?"
+
+
+async def test_redelivered_event_is_submitted_once(
+        fake: SlackFake, running: Running) -> None:
+    _, ctx = running
+    payload = fake.message_event("D0001", "once")
+    first = await fake.deliver(payload)
+    await eventually(lambda: first.envelope_id in fake.acks)
+    again = await fake.redeliver(f"D0001:{payload['event']['ts']}")
+    assert again.retry_attempt == 1
+    await eventually(lambda: again.envelope_id in fake.acks)  # duplicates are acked too
+    assert [m.text for m in ctx.inbound] == ["once"]
+
+
+# ---- connection handling -------------------------------------------------------------
+
+
+async def test_dropped_connection_reconnects_without_loss_or_duplicates(
+        fake: SlackFake, make: Factory) -> None:
+    connector, ctx = make(), AckCheckingContext(fake)
+    await connector.start(ctx)
+    for i in range(3):
+        await fake.deliver(fake.message_event("D0001", f"before {i}"))
+    await eventually(lambda: len(ctx.inbound) == 3)
+    # One message is being journaled when the network fails: its ack cannot arrive.
+    ctx.gate = asyncio.Event()
+    stuck = await fake.deliver(fake.message_event("D0001", "in flight"))
+    await asyncio.sleep(0.05)
+    await fake.drop_connections()
+    for i in range(3):
+        await fake.deliver(fake.message_event("D0001", f"during {i}"))
+    ctx.gate.set()
+    await eventually(lambda: len(ctx.inbound) == 7 and fake.unacked == 0, timeout=15)
+    texts = [m.text for m in ctx.inbound]
+    assert texts == [*(f"before {i}" for i in range(3)), "in flight",
+                     *(f"during {i}" for i in range(3))]
+    assert stuck.envelope_id not in fake.acks  # it came again in a new envelope
+    assert fake.connections == 2
+    states = [s for s, _ in ctx.states]
+    assert states[-2:] == [ChannelState.DEGRADED, ChannelState.ONLINE]
+    assert any("reconnected" in e[1] for e in ctx.logs)
+
+
+async def test_refresh_requested_reconnects_and_is_logged(
+        fake: SlackFake, running: Running) -> None:
+    _, ctx = running
+    await fake.request_refresh()
+    await eventually(lambda: fake.connections == 2)
+    await fake.deliver(fake.message_event("D0001", "after refresh"))
+    assert (await eventually(lambda: ctx.inbound))[0].text == "after refresh"
+    assert any("refresh_requested" in e[1] for e in ctx.logs)
+
+
+async def test_stop_is_idempotent_and_safe_after_failed_start(fake: SlackFake, make: Factory
+                                                              ) -> None:
+    connector, ctx = make(bot_token="xoxb-wrong"), RecordingContext()
+    with pytest.raises(FatalConnectorError, match="invalid_auth"):
+        await connector.start(ctx)
+    assert ctx.states[-1][0] == ChannelState.OFFLINE
+    assert any(level == "error" for level, _, _ in ctx.logs)
+    await connector.stop()
+    await connector.stop()
+
+    bad_app = make(app_token="xapp-wrong")
+    with pytest.raises(FatalConnectorError, match="app-level token"):
+        await bad_app.start(RecordingContext())
+    assert fake.connections == 0
+
+
+# ---- sending ------------------------------------------------------------------------------
+
+
+async def test_long_reply_is_split_escaped_and_threaded(
+        fake: SlackFake, running: Running) -> None:
+    connector, _ = running
+    text = ("Tom & Jerry <3 " + "x" * 60 + "\n") * 130 + "end"
+    address = slack_address("C0001", "1700000000.000009")
+    ids = await connector.send(Outbound(address, text, reply_to="C0001:1700000000.000009"))
+    assert len(ids) == len(fake.posts) >= 3
+    assert all(p.thread_ts == "1700000000.000009" and p.channel == "C0001" for p in fake.posts)
+    assert all(len(p.text.replace("&amp;", "&").replace("&lt;", "<")) <= MAX_TEXT
+               for p in fake.posts)
+    assert "".join(p.text for p in fake.posts) == escape_text(text)
+    assert ids == [f"C0001:{p.ts}" for p in fake.posts]
+
+
+async def test_429_retry_after_is_honoured(fake: SlackFake, running: Running) -> None:
+    connector, _ = running
+    fake.rate_limit_next_post(1)
+    await connector.send(Outbound(slack_address("D0001"), "after a pause"))
+    [hit] = fake.rate_limits
+    assert hit.retried is not None and hit.retried - hit.answered >= 1
+    assert [p.text for p in fake.posts] == ["after a pause"]
+
+
+async def test_refused_post_is_fatal(
+        fake: SlackFake, running: Running) -> None:
+    connector, _ = running
+    fake.bot_token = "xoxb-reinstalled"  # the app was reinstalled: our token is revoked
+    with pytest.raises(FatalConnectorError, match="invalid_auth"):
+        await connector.send(Outbound(slack_address("D0001"), "hi"))
+
+
+def slack_address(chat: str, thread: str | None = None) -> Address:
+    return Address("slack", chat, BOT_USER_ID, thread)
+
+
+# ---- probe ------------------------------------------------------------------------------
+
+
+async def test_probe(fake: SlackFake, make: Factory) -> None:
+    assert (await make().probe()).message == "connected as @pyclaw"
+    bad = await make(bot_token="xoxb-nope").probe()
+    assert not bad.ok and "invalid_auth" in bad.message
+    bad_app = await make(app_token="xoxb-not-an-app-token").probe()
+    assert not bad_app.ok and "not_allowed_token_type" in bad_app.message
+    missing = await make(bot_token=None).probe()
+    assert not missing.ok and "not set" in missing.message
+    gone = await make(base_url="http://127.0.0.1:9/api/").probe()
+    assert not gone.ok and "unreachable at http://127.0.0.1:9/api/" in gone.message
+
+
+async def test_fake_answers_unknown_methods_like_slack(fake: SlackFake) -> None:
+    client = AsyncWebClient(token=fake.bot_token, base_url=fake.api_url)
+    with pytest.raises(SlackApiError) as err:
+        await client.api_call("conversations.teleport")
+    assert err.value.response["error"] == "unknown_method"
+
+
+# ---- Events API over HTTP ----------------------------------------------------------------
+
+
+@pytest.fixture
+async def webhook(make: Factory) -> AsyncIterator[Webhook]:
+    connector, ctx = make(mode="events", app_token=None), RecordingContext(channel="slack")
+    await connector.start(ctx)
+
+    async def route(request: web.Request) -> web.Response:
+        status, text = await connector.handle_webhook(request.headers, await request.read())
+        return web.Response(status=status, text=text)
+
+    app = web.Application()
+    app.router.add_post("/slack/events", route)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/slack/events", ctx
+    await runner.cleanup()
+
+
+async def test_events_api_verifies_journals_and_dedupes_retries(
+        fake: SlackFake, webhook: Webhook) -> None:
+    url, ctx = webhook
+    assert await fake.post_event(url, {"type": "url_verification", "challenge": "c-123",
+                                       "token": "x"}) == (200, "c-123")
+    payload = fake.app_mention_event("C0001", "over http")
+    assert await fake.post_event(url, payload) == (200, "")
+    assert await fake.post_event(url, payload, retry_num=1) == (200, "")
+    assert [(m.text, m.address.thread) for m in ctx.inbound] == [
+        ("over http", payload["event"]["ts"])]
+
+
+async def test_events_api_rejects_bad_or_stale_signatures(
+        fake: SlackFake, webhook: Webhook) -> None:
+    url, ctx = webhook
+    payload = fake.message_event("D0001", "forged")
+    assert (await fake.post_event(url, payload, secret="wrong"))[0] == 401
+    stale = int(time.time()) - 600
+    assert (await fake.post_event(url, payload, timestamp=stale))[0] == 401
+    assert ctx.inbound == []
+    assert all("forged" not in str(entry) for entry in ctx.logs)  # no payload in the log
+    assert len([e for e in ctx.logs if e[0] == "warning"]) == 2
+
+
+# ---- the pure parser ------------------------------------------------------------------------
+
+BOT = BotIdentity(user_id=BOT_USER_ID, bot_id="B0BOT", name="pyclaw")
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                max_size=4),
+    max_leaves=20,
+)
+event_keys = st.sampled_from(["type", "channel", "user", "ts", "text", "thread_ts", "subtype",
+                              "bot_id", "files", "channel_type", "parent_user_id",
+                              "user_profile", "hidden"])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(outer=st.dictionaries(st.text(max_size=10), json_values, max_size=5),
+       event=st.dictionaries(event_keys, json_values | st.sampled_from(
+           ["message", "app_mention", "file_share", "im", "C1", "1.2", BOT_USER_ID]), max_size=9),
+       callback=st.booleans())
+def test_parser_never_raises(outer: dict[str, Any], event: dict[str, Any], callback: bool) -> None:
+    payload = {**outer, "event": event, "type": "event_callback"} if callback else outer
+    result = parse_event(payload, channel="slack", bot=BOT)
+    assert result is None or isinstance(result, Inbound | Ignored)
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(max_size=200), channel=st.from_regex(r"\A[CDG][A-Z0-9]{4,10}\Z"),
+       ts=st.from_regex(r"\A1[0-9]{9}\.[0-9]{6}\Z"), thread=st.booleans())
+def test_parser_round_trips_a_valid_message(text: str, channel: str, ts: str, thread: bool
+                                            ) -> None:
+    thread_ts = "1600000000.000001" if thread else None
+    event = {"type": "message", "channel": channel, "user": "U0001", "ts": ts,
+             "text": escape_text(text), "channel_type": "im" if channel[0] == "D" else "channel",
+             **({"thread_ts": thread_ts} if thread_ts else {})}
+    result = parse_event({"type": "event_callback", "event": event}, channel="s", bot=BOT)
+    assert isinstance(result, Inbound)
+    assert result.text == text  # escaped on the wire, so never taken for a mention
+    assert result.platform_id == f"{channel}:{ts}"
+    expected_thread = thread_ts if channel[0] == "D" else (thread_ts or ts)
+    assert result.address.thread == expected_thread
+    assert result.is_group == (channel[0] != "D")

@@ -1,0 +1,85 @@
+"""The contract suite's view of Slack: the fake in Socket Mode, spoken to as Slack would.
+
+Test chats are DMs (``D0001``, ``D0002``...); a message with a ``thread`` is a
+threaded message in that conversation (an ``app_mention`` when the chat is a
+channel such as ``C0001``). ``sent()`` reports text as the user reads it,
+i.e. with Slack's ``&amp; &lt; &gt;`` escaping undone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.slack._parse import unescape_text
+from tests.contract.harness import PlatformHarness, SentMessage
+from tests.fakes.slack_api import SlackFake
+
+__all__ = ["HARNESS", "SlackHarness"]
+
+
+class SlackHarness(PlatformHarness):
+    type_name = "slack"
+    max_text = 4000
+
+    def __init__(self) -> None:
+        self.fake = SlackFake()
+
+    async def start(self) -> None:
+        await self.fake.start()  # slack-sdk needs no module-level overrides
+
+    async def stop(self) -> None:
+        await self.fake.stop()
+
+    def channel_config(self) -> dict[str, Any]:
+        return {
+            "bot_token": self.fake.bot_token,
+            "app_token": self.fake.app_token,
+            "signing_secret": self.fake.signing_secret,
+            "mode": "socket",
+            "base_url": self.fake.api_url,
+        }
+
+    def chat(self, i: int) -> str:
+        return f"D{i + 1:04d}"
+
+    async def inject_message(self, chat: str, text: str, *, thread: str | None = None,
+                             sender: int = 1) -> str:
+        user = f"U{sender:04d}"
+        if chat.startswith(("C", "G")):
+            payload = self.fake.app_mention_event(chat, text, user=user, thread_ts=thread)
+        else:
+            payload = self.fake.message_event(chat, text, user=user, thread_ts=thread)
+        await self.fake.deliver(payload)
+        return f"{chat}:{payload['event']['ts']}"
+
+    async def redeliver(self, platform_id: str) -> None:
+        await self.fake.redeliver(platform_id)
+
+    async def inject_malformed(self) -> None:
+        # A real envelope whose message event lacks channel/ts/user and has a non-string text.
+        payload = self.fake.event_callback({"type": "message", "channel_type": "im",
+                                            "text": {"unexpected": True}})
+        await self.fake.deliver(payload)
+
+    async def inject_media_only(self, chat: str) -> str:
+        payload = self.fake.message_event(chat, "", files=[self.fake.file()])
+        await self.fake.deliver(payload)
+        return f"{chat}:{payload['event']['ts']}"
+
+    def sent(self, chat: str | None = None) -> list[SentMessage]:
+        return [SentMessage(chat=p.channel, text=unescape_text(p.text), thread=p.thread_ts,
+                            reply_to=None, ts=p.monotonic)
+                for p in self.fake.posts if chat is None or p.channel == chat]
+
+    def rate_limit_next_send(self, retry_after: float) -> None:
+        self.fake.rate_limit_next_post(retry_after)
+
+    def rate_limit_log(self) -> list[tuple[float, float]]:
+        return [(hit.answered, hit.retried) for hit in self.fake.rate_limits
+                if hit.retried is not None]
+
+    async def drop_connection(self) -> None:
+        await self.fake.drop_connections()
+
+
+HARNESS = SlackHarness
