@@ -1,0 +1,58 @@
+"""What the setup form and the registry know about Discord; imports no SDK."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from connectors.base import (
+    Capabilities,
+    ChannelConfig,
+    ConnectorSpec,
+    Limits,
+    Transport,
+    secret_field,
+)
+
+__all__ = ["MAX_TEXT", "SPEC", "DiscordConfig"]
+
+MAX_TEXT = 2000
+"""Discord's limit for a message's ``content``, in characters."""
+
+
+class DiscordConfig(ChannelConfig):
+    token: SecretStr | None = secret_field(
+        "Bot token from the Developer Portal (Applications -> your app -> Bot -> Reset Token). "
+        "Also enable the Message Content intent on that page.",
+    )
+    guild_mode: Literal["mention", "all"] = Field(
+        "mention",
+        description="In servers, answer only when the bot is @mentioned or replied to "
+                    "(\"mention\"), or answer every message it can read (\"all\"). "
+                    "Direct messages are always answered.",
+    )
+    api_base: str = Field(
+        "",
+        description="REST API base URL for a Discord-compatible server, e.g. "
+                    "https://my-server.example/api/v10. Blank: https://discord.com/api/v10.",
+    )
+    gateway_url: str = Field(
+        "",
+        description="Gateway WebSocket URL for a Discord-compatible server. "
+                    "Blank: wss://gateway.discord.gg/.",
+    )
+
+
+SPEC = ConnectorSpec(
+    name="discord",
+    title="Discord",
+    config_model=DiscordConfig,
+    icon="forum",
+    docs_url="https://discord.com/developers/docs/quick-start/getting-started",
+    description="A Discord bot: answers direct messages, and mentions or replies in servers "
+                "and threads. Needs a bot token with the Message Content intent.",
+    transport=Transport.WEBSOCKET,
+    capabilities=Capabilities(typing=True, threads=True, attachments=True),
+    limits=Limits(max_text=MAX_TEXT),
+)
