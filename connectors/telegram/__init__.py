@@ -1,0 +1,1 @@
+"""Telegram channel: a Bot API bot via python-telegram-bot, polled by our own offset-safe loop."""

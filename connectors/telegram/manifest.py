@@ -1,0 +1,82 @@
+"""Telegram's setup spec: the config model the UI renders and the connector's declared limits.
+
+Imports pydantic only, so listing channel types never pays for python-telegram-bot.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from connectors.base import (
+    Capabilities,
+    ChannelConfig,
+    ConnectorSpec,
+    Limits,
+    Transport,
+    secret_field,
+    utf16_len,
+)
+
+__all__ = ["MAX_TEXT", "SPEC", "TelegramConfig"]
+
+MAX_TEXT = 4096
+"""Bot API limit for one message's text, counted in UTF-16 code units after entity parsing."""
+
+
+class TelegramConfig(ChannelConfig):
+    token: SecretStr | None = secret_field(
+        "Bot token from @BotFather, e.g. 123456:ABC-DEF... (stored in the keyring)."
+    )
+    base_url: str = Field(
+        "https://api.telegram.org/bot",
+        description="Bot API endpoint; the token is appended. Change it for a self-hosted "
+        "telegram-bot-api server (e.g. http://localhost:8081/bot).",
+    )
+    base_file_url: str = Field(
+        "https://api.telegram.org/file/bot",
+        description="Where attachments are downloaded from; the token is appended.",
+    )
+    mode: Literal["polling", "webhook"] = Field(
+        "polling",
+        description="polling: the gateway asks Telegram for updates (works behind NAT). "
+        "webhook: Telegram posts updates to webhook_url (needs a public HTTPS address).",
+    )
+    webhook_url: str = Field(
+        "",
+        description="Public HTTPS URL Telegram posts updates to (webhook mode only).",
+    )
+    webhook_secret: SecretStr | None = secret_field(
+        "Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token with every webhook "
+        "call (1-256 characters: A-Z, a-z, 0-9, _ and -). Required in webhook mode."
+    )
+    group_mode: Literal["mention", "all"] = Field(
+        "mention",
+        description="mention: in groups, answer only when @mentioned or replied to. "
+        "all: answer every group message the bot can see (turn off privacy mode in "
+        "@BotFather for that).",
+    )
+    poll_timeout: int = Field(
+        30, ge=0, le=50, description="Long-polling wait in seconds (polling mode)."
+    )
+
+    @model_validator(mode="after")
+    def _webhook_needs_url(self) -> TelegramConfig:
+        if self.mode == "webhook" and not self.webhook_url:
+            raise ValueError("webhook mode needs webhook_url")
+        return self
+
+
+SPEC = ConnectorSpec(
+    name="telegram",
+    title="Telegram",
+    config_model=TelegramConfig,
+    icon="send",
+    docs_url="https://core.telegram.org/bots/tutorial#obtain-your-bot-token",
+    description="A Telegram bot: private chats, groups (on mention or reply) and forum topics. "
+    "Create the bot with @BotFather and paste its token.",
+    transport=Transport.POLLING,
+    capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True),
+    limits=Limits(max_text=MAX_TEXT, text_length=utf16_len),
+)
