@@ -16,7 +16,7 @@ from typing import Any
 
 from connectors import registry
 from connectors.base import Connector, ConnectorSpec, SubmitResult
-from pyclaw_app.agent import Agent, Reply, build_provider, user_notice
+from pyclaw_app.agent import Agent, CallRecord, Reply, TurnHooks, build_provider, user_notice
 from pyclaw_app.backoff import Backoff
 from pyclaw_app.bus import Bus
 from pyclaw_app.config import ChannelEntry, Config
@@ -90,7 +90,7 @@ class Gateway:
         self.store = store
         self.bus = bus or Bus()
         self.lanes = Lanes(config.agent.max_concurrent_llm)
-        self.agent = agent or Agent(build_provider(config), store.journal,
+        self.agent = agent or Agent(build_provider(config), store.journal, store.usage,
                                     system_prompt=config.agent.system_prompt,
                                     history_tokens=config.agent.history_tokens)
         self.channels: dict[str, ChannelRuntime] = {}
@@ -249,31 +249,20 @@ class Gateway:
             self._emit(EventKind.REPLY_DELTA, channel, id=journal_id, chat=inbound.address.chat,
                        delta=delta)
 
+        def on_call(call: CallRecord) -> None:
+            self._emit(EventKind.LLM_CALL, channel, id=journal_id, provider=call.provider,
+                       model=call.model, input_tokens=call.input_tokens,
+                       output_tokens=call.output_tokens, latency_ms=round(call.latency_ms, 1),
+                       error=redactor(call.error) if call.error else None)
+
         try:
             async with self.lanes.llm_slots:
-                reply = await self.agent.reply(inbound, journal_id, on_delta)
-        except ProviderError as exc:
-            self.store.usage.record(message_id=journal_id, channel=channel,
-                                    provider=exc.provider or self.agent.provider.name,
-                                    model=self.agent.provider.model, input_tokens=0,
-                                    output_tokens=0, latency_ms=0, error=str(exc))
-            self._emit(EventKind.LLM_CALL, channel, id=journal_id,
-                       provider=exc.provider or self.agent.provider.name,
-                       model=self.agent.provider.model, error=redactor(str(exc)))
-            raise
+                return await self.agent.reply(inbound, journal_id, TurnHooks(on_delta, on_call))
         finally:
             if typing is not None:
                 typing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await typing
-        self.store.usage.record(message_id=journal_id, channel=channel, provider=reply.provider,
-                                model=reply.model, input_tokens=reply.input_tokens,
-                                output_tokens=reply.output_tokens, latency_ms=reply.latency_ms)
-        self._emit(EventKind.LLM_CALL, channel, id=journal_id, provider=reply.provider,
-                   model=reply.model, input_tokens=reply.input_tokens,
-                   output_tokens=reply.output_tokens, latency_ms=round(reply.latency_ms, 1),
-                   error=None)
-        return reply
 
     async def _keep_typing(self, connector: Connector, inbound: Inbound) -> None:
         while True:

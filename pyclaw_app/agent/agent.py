@@ -8,7 +8,8 @@ marks the journal row ``failed`` so it can be retried.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from pyclaw_app.agent.memory import build_prompt
 from pyclaw_app.agent.providers import (
@@ -21,8 +22,9 @@ from pyclaw_app.config import Config
 from pyclaw_app.errors import ProviderError
 from pyclaw_app.model import Inbound
 from pyclaw_app.store.journal import Journal
+from pyclaw_app.store.usage import UsageLog
 
-__all__ = ["Agent", "Reply", "build_provider"]
+__all__ = ["Agent", "CallRecord", "Reply", "TurnHooks", "build_provider", "user_notice"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,27 @@ class Reply:
     input_tokens: int
     output_tokens: int
     latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One provider call, successful or not (a turn may make several: tools, failover)."""
+
+    provider: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: float = 0.0
+    cost: float = 0.0
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class TurnHooks:
+    """How the gateway watches a turn without the agent knowing about the bus."""
+
+    on_delta: DeltaCallback | None = None
+    on_call: Callable[[CallRecord], None] | None = field(default=None)
 
 
 def build_provider(config: Config) -> Provider:
@@ -54,27 +77,50 @@ def describe_attachments(inbound: Inbound) -> str:
 
 
 class Agent:
-    def __init__(self, provider: Provider, journal: Journal, *, system_prompt: str,
-                 history_tokens: int) -> None:
+    def __init__(self, provider: Provider, journal: Journal, usage: UsageLog, *,
+                 system_prompt: str, history_tokens: int) -> None:
         self.provider = provider
         self.journal = journal
+        self.usage = usage
         self.system_prompt = system_prompt
         self.history_tokens = history_tokens
 
     async def reply(self, inbound: Inbound, journal_id: int,
-                    on_delta: DeltaCallback | None = None) -> Reply:
-        """Ask the provider; raises ProviderError (already worded for the channel log)."""
+                    hooks: TurnHooks | None = None) -> Reply:
+        """Ask the provider; raises ProviderError (already worded for the channel log).
+
+        Every call is recorded in ``llm_calls`` and reported through ``hooks.on_call``.
+        """
+        hooks = hooks or TurnHooks()
         text = inbound.text if inbound.text.strip() else describe_attachments(inbound)
         history = await self.journal.history(inbound.address.key, before_id=journal_id)
         messages = build_prompt(self.system_prompt, history, text, self.history_tokens)
         started = time.perf_counter()
-        completion = await self.provider.complete(messages, on_delta)
+        try:
+            completion = await self.provider.complete(messages, hooks.on_delta)
+            if not completion.text.strip():
+                raise ProviderError(f"{self.provider.name} returned an empty reply",
+                                    provider=self.provider.name, retryable=True)
+        except ProviderError as exc:
+            self._record(inbound, journal_id, hooks, CallRecord(
+                self.provider.name, self.provider.model,
+                latency_ms=(time.perf_counter() - started) * 1000, error=str(exc)))
+            raise
         latency = (time.perf_counter() - started) * 1000
-        if not completion.text.strip():
-            raise ProviderError(f"{self.provider.name} returned an empty reply",
-                                provider=self.provider.name, retryable=True)
+        self._record(inbound, journal_id, hooks, CallRecord(
+            self.provider.name, completion.model, completion.input_tokens,
+            completion.output_tokens, latency))
         return Reply(completion.text, self.provider.name, completion.model,
                      completion.input_tokens, completion.output_tokens, latency)
+
+    def _record(self, inbound: Inbound, journal_id: int, hooks: TurnHooks,
+                call: CallRecord) -> None:
+        self.usage.record(message_id=journal_id, channel=inbound.address.channel,
+                          provider=call.provider, model=call.model,
+                          input_tokens=call.input_tokens, output_tokens=call.output_tokens,
+                          latency_ms=call.latency_ms, cost=call.cost, error=call.error)
+        if hooks.on_call is not None:
+            hooks.on_call(call)
 
     async def close(self) -> None:
         await self.provider.close()
