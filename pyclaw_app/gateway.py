@@ -255,9 +255,13 @@ class Gateway:
                        output_tokens=call.output_tokens, latency_ms=round(call.latency_ms, 1),
                        error=redactor(call.error) if call.error else None)
 
+        def on_log(level: str, message: str) -> None:
+            self.channel_log(channel, level, f"message {journal_id}: {message}")
+
         try:
             async with self.lanes.llm_slots:
-                return await self.agent.reply(inbound, journal_id, TurnHooks(on_delta, on_call))
+                return await self.agent.reply(inbound, journal_id,
+                                              TurnHooks(on_delta, on_call, on_log))
         finally:
             if typing is not None:
                 typing.cancel()

@@ -56,6 +56,8 @@ class TurnHooks:
 
     on_delta: DeltaCallback | None = None
     on_call: Callable[[CallRecord], None] | None = field(default=None)
+    on_log: Callable[[str, str], None] | None = field(default=None)
+    """(level, message) for the channel log: compaction, tool calls, failover."""
 
 
 def build_provider(config: Config) -> Provider:
