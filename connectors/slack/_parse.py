@@ -117,7 +117,7 @@ def parse_event(payload: Mapping[str, Any], *, channel: str, bot: BotIdentity
     if kind not in ("message", "app_mention"):
         return Ignored(f"event type {kind!r}")
     subtype = event.get("subtype")
-    if subtype not in _USER_SUBTYPES:
+    if not (subtype is None or isinstance(subtype, str)) or subtype not in _USER_SUBTYPES:
         return Ignored(f"message subtype {subtype!r}")
     if event.get("bot_id") or event.get("hidden") is True:
         return Ignored("bot message")
