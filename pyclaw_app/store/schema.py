@@ -76,4 +76,20 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    # 2: the agent's per-user notes; per-conversation model choice, compaction point and
+    # whether the user was already told that a fallback model answered
+    """
+    CREATE TABLE notes (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX notes_user ON notes (channel, user_id, id);
+
+    ALTER TABLE conversations ADD COLUMN summary_until INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN model TEXT;
+    ALTER TABLE conversations ADD COLUMN fallback_notified INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
