@@ -42,6 +42,10 @@ class SlackHarness(PlatformHarness):
     def chat(self, i: int) -> str:
         return f"D{i + 1:04d}"
 
+    def thread_target(self) -> tuple[str, str]:
+        """A thread in channel C0001: the injected message is an @mention posted in it."""
+        return "C0001", "1700000000.000100"
+
     async def inject_message(self, chat: str, text: str, *, thread: str | None = None,
                              sender: int = 1) -> str:
         user = f"U{sender:04d}"
