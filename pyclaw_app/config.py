@@ -28,6 +28,7 @@ __all__ = [
     "ChannelEntry",
     "Config",
     "ProviderConfig",
+    "ServerConfig",
     "channel_secret_key",
     "load_config",
     "provider_secret_key",
@@ -63,9 +64,21 @@ class AgentConfig(BaseModel):
     provider: str | None = Field(None, description="Provider name; first configured one if unset")
 
 
+class ServerConfig(BaseModel):
+    """The shared HTTP server for webhook-style channels (Telegram webhook, Slack Events API)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Put a TLS reverse proxy in front for the internet")
+    port: int = Field(8787, ge=0, le=65535)
+    webhooks: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto: start only when a channel needs webhooks")
+
+
 class _TopLevel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    server: dict[str, Any] = Field(default_factory=dict)
     agent: dict[str, Any] = Field(default_factory=dict)
     providers: list[dict[str, Any]] = Field(default_factory=list)
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -86,6 +99,7 @@ class ChannelEntry:
 class Config:
     path: Path | None
     agent: AgentConfig = field(default_factory=AgentConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
     providers: list[ProviderConfig] = field(default_factory=list)
     channels: dict[str, ChannelEntry] = field(default_factory=dict)
     errors: list[ConfigError] = field(default_factory=list)
@@ -134,6 +148,10 @@ def load_config(path: Path | None, secrets: SecretStore | None = None) -> Config
         cfg.agent = AgentConfig.model_validate(top.agent)
     except ValidationError as exc:
         cfg.errors.extend(_errors(exc, where, root, ("agent",)))
+    try:
+        cfg.server = ServerConfig.model_validate(top.server)
+    except ValidationError as exc:
+        cfg.errors.extend(_errors(exc, where, root, ("server",)))
 
     for index, raw in enumerate(top.providers):
         try:
@@ -277,6 +295,7 @@ def save_config(cfg: Config, secrets: SecretStore) -> None:
         body = provider.model_dump(mode="json", exclude={"api_key"}, exclude_defaults=True)
         providers.append(body | {"name": provider.name, "model": provider.model})
     doc = {
+        "server": cfg.server.model_dump(mode="json", exclude_defaults=True),
         "agent": cfg.agent.model_dump(mode="json", exclude_defaults=True),
         "providers": providers,
         "channels": channels,
