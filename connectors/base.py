@@ -42,6 +42,10 @@ class ChannelConfig(BaseModel):
 
     enabled: bool = Field(True, description="Start this channel with the gateway.")
 
+    def needs_webhook(self) -> bool:
+        """True when the platform pushes to our shared webhook server in this configuration."""
+        return False
+
 
 def secret_field(description: str, *, default: str | None = None, **extra: Any) -> Any:
     """A config field the UI masks and the config loader fills from the keyring, never from YAML."""

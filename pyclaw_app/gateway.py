@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,6 +191,21 @@ class Gateway:
         await self.store.journal.set_status(row.id, MessageStatus.RECEIVED)
         self._enqueue(row.id, row.to_inbound())
         return True
+
+    async def webhook(self, name: str, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
+        """Route a webhook request to its channel; the connector verifies it before parsing."""
+        rt = self.channels.get(name)
+        handler = getattr(rt.connector, "handle_webhook", None) if rt is not None else None
+        if handler is None:
+            return 404, "no running webhook channel by that name"
+        try:
+            status, text = await handler(headers, body)
+        except Exception as exc:  # noqa: BLE001 - a bad request must not take the server down
+            self.channel_log(name, "error", f"webhook handler failed: {exc!r}")
+            return 500, "internal error"
+        if status < 300 and rt is not None:
+            rt.last_heartbeat = time.time()
+        return status, text
 
     # ---- the flow --------------------------------------------------------------------------
     async def accept(self, inbound: Inbound) -> SubmitResult:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyclaw_app.bus import Bus
-from pyclaw_app.config import load_config
+from pyclaw_app.config import Config, load_config
+from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.paths import default_config_path, default_data_dir
 from pyclaw_app.secrets import RedactingFilter, SecretStore, open_secret_store
@@ -37,6 +38,7 @@ class GatewayRuntime:
     secrets: SecretStore
     store: Store
     gateway: Gateway
+    webhooks: WebhookServer | None = None
 
     @classmethod
     async def start(cls, config_path: Path | None = None, data_dir: Path | None = None
@@ -47,13 +49,29 @@ class GatewayRuntime:
         config = load_config(config_path, secrets)
         store = await Store(data_dir).open()
         gateway = Gateway(config, store, Bus())
+        webhooks = None
         try:
+            if _wants_webhooks(config):
+                # Before the channels: a platform may call us as soon as its webhook is set.
+                webhooks = WebhookServer(gateway, config.server.host, config.server.port)
+                await webhooks.start()
             await gateway.start()
         except BaseException:
+            if webhooks is not None:
+                await webhooks.stop()
             await store.close()
             raise
-        return cls(config_path, data_dir, secrets, store, gateway)
+        return cls(config_path, data_dir, secrets, store, gateway, webhooks)
 
     async def stop(self) -> None:
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         await self.gateway.stop()
         await self.store.close()
+
+
+def _wants_webhooks(config: Config) -> bool:
+    if config.server.webhooks != "auto":
+        return config.server.webhooks == "on"
+    return any(e.config is not None and e.config.enabled and e.config.needs_webhook()
+               for e in config.channels.values())
