@@ -27,6 +27,8 @@ __all__ = [
     "AgentConfig",
     "ChannelEntry",
     "Config",
+    "FallbackConfig",
+    "ModelPrice",
     "ProviderConfig",
     "ServerConfig",
     "channel_secret_key",
@@ -41,27 +43,65 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
+class ModelPrice(BaseModel):
+    """US dollars per million tokens, as providers publish their prices."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+
+
 class ProviderConfig(BaseModel):
-    """An OpenAI-compatible endpoint: OpenAI itself, Ollama, vLLM, LM Studio, OpenRouter..."""
+    """One LLM endpoint: OpenAI or any OpenAI-compatible server (Ollama, vLLM, LM Studio,
+    OpenRouter...), or Anthropic's Messages API."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(..., min_length=1)
-    kind: Literal["openai"] = "openai"
+    kind: Literal["openai", "anthropic"] = "openai"
     base_url: str | None = Field(None, description="e.g. http://localhost:11434/v1 for Ollama")
     model: str = Field(..., min_length=1)
     api_key: SecretStr | None = Field(None, json_schema_extra={"secret": True})
     timeout: float = Field(60.0, gt=0)
-    max_retries: int = Field(2, ge=0, le=10)
+    max_retries: int = Field(2, ge=0, le=10,
+                             description="Our own retries of this provider before failing over")
+    max_output_tokens: int = Field(1024, ge=1, description="Longest reply (Anthropic needs it)")
+    context_window: int | None = Field(
+        None, ge=512, description="The model's context in tokens; the prompt is trimmed to fit")
+    tools: bool = Field(True, description="Offer pyclaw's tools (needs function calling)")
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict, description="Per model name ('*' for any): $ per million tokens")
+
+
+class FallbackConfig(BaseModel):
+    """One more link of the failover chain, tried when the ones before it fail."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = Field(..., min_length=1)
+    model: str | None = Field(None, description="The provider's own model when unset")
 
 
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT,
+                               description="Variables: {channel}, {user}, {date}")
+    system_prompts: dict[str, str] = Field(
+        default_factory=dict, description="Per channel name: a system prompt template")
     history_tokens: int = Field(4000, ge=200, description="Token budget for past turns")
+    compaction: bool = Field(True, description="Summarise older turns instead of dropping them")
     max_concurrent_llm: int = Field(4, ge=1, le=256)
     provider: str | None = Field(None, description="Provider name; first configured one if unset")
+    fallbacks: list[FallbackConfig] = Field(default_factory=list)
+    tools: list[str] | None = Field(None, description="Enabled tool names; all built-ins if unset")
+    max_tool_rounds: int = Field(5, ge=1, le=50)
+    retry_base: float = Field(0.5, gt=0, description="First retry delay in seconds")
+    retry_max_wait: float = Field(
+        20.0, ge=0, description="Fail over instead of retrying when asked to wait longer")
+    breaker_failures: int = Field(3, ge=1, description="Failures before a model is rested")
+    breaker_cooldown: float = Field(60.0, ge=0, description="Seconds a failing model rests")
 
 
 class ServerConfig(BaseModel):
