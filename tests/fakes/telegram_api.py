@@ -124,6 +124,7 @@ class FakeTelegram(FakeServer):
         self._polls: set[_Poll] = set()
         self._drop_next_poll = False
         self._pending_429: deque[int] = deque()
+        self._reject_entities = 0
         self._rate_log: list[list[float | None]] = []
         self._methods: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "getme": self._get_me,
@@ -144,6 +145,12 @@ class FakeTelegram(FakeServer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+
+    async def stop(self) -> None:
+        for poll in self._polls:  # a held long poll would make shutdown wait for its timeout
+            poll.dropped = True
+            poll.wake.set()
+        await super().stop()
 
     # ---- what a test does as "the platform" -------------------------------------------------
 
@@ -255,6 +262,11 @@ class FakeTelegram(FakeServer):
     def rate_limit_next_send(self, retry_after: float) -> None:
         """Answer the next sendMessage/editMessageText with 429 (Telegram says whole seconds)."""
         self._pending_429.append(max(1, math.ceil(retry_after)))
+
+    def reject_entities_next_send(self) -> None:
+        """Refuse the next HTML send with "can't parse entities", as Telegram does for nesting
+        and entity rules this fake does not model."""
+        self._reject_entities += 1
 
     @property
     def rate_limit_log(self) -> list[tuple[float, float]]:
@@ -551,6 +563,10 @@ class FakeTelegram(FakeServer):
         if not text:
             raise ApiError(400, "Bad Request: message text is empty")
         mode = (parse_mode or "").lower()
+        if mode == "html" and self._reject_entities:
+            self._reject_entities -= 1
+            raise ApiError(400, "Bad Request: can't parse entities: Can't find end of the entity "
+                                "starting at byte offset 0")
         if mode == "html":
             try:
                 visible = visible_text(text)
