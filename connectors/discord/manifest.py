@@ -35,12 +35,14 @@ class DiscordConfig(ChannelConfig):
     api_base: str = Field(
         "",
         description="REST API base URL for a Discord-compatible server, e.g. "
-                    "https://my-server.example/api/v10. Blank: https://discord.com/api/v10.",
+                    "https://my-server.example/api/v10. Blank: https://discord.com/api/v10. "
+                    "discord.py keeps this process-wide: it applies to every Discord channel "
+                    "of this gateway.",
     )
     gateway_url: str = Field(
         "",
         description="Gateway WebSocket URL for a Discord-compatible server. "
-                    "Blank: wss://gateway.discord.gg/.",
+                    "Blank: wss://gateway.discord.gg/. Process-wide, like the API base.",
     )
 
 

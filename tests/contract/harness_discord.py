@@ -76,8 +76,8 @@ class DiscordHarness(PlatformHarness):
         await self.fake.redeliver(platform_id)
 
     async def inject_malformed(self) -> None:
-        """A MESSAGE_CREATE whose author carries no id (discord.py itself would choke on it
-        only when caching the author, which it never reaches for this message type)."""
+        """A MESSAGE_CREATE with ``content: null``: discord.py stores it without complaint,
+        the connector's parser rejects it and logs the skip."""
         chat = self.chat(0)
         msg = self.fake.user_message(chat, "malformed")
         await self.fake.dispatch("MESSAGE_CREATE", {**msg, "id": p.snowflake(), "content": None})

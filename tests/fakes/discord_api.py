@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
+import math
 import time
 import uuid
 import zlib
@@ -40,8 +40,6 @@ from tests.fakes import discord_payloads as p
 from tests.fakes.server import FakeServer, json_response
 
 __all__ = ["FakeDiscord", "SentRecord"]
-
-_log = logging.getLogger(__name__)
 
 API = "/api/v10"
 MESSAGE_CONTENT_INTENT = 1 << 15
@@ -116,6 +114,8 @@ class FakeDiscord(FakeServer):
         self.sent: list[SentRecord] = []
         self.typing: list[tuple[str, float]] = []
         self.rate_limit_log: list[tuple[float, float]] = []
+        self.connections: list[dict[str, str]] = []  # query of each gateway connection
+        self.privileged_intents_enabled = True  # the portal's "Message Content Intent" switch
         self.identifies = 0
         self.resumes = 0
         self.heartbeats = 0
@@ -123,6 +123,8 @@ class FakeDiscord(FakeServer):
         self._current: _Session | None = None
         self._identified = asyncio.Event()
         self._pending_429: list[float] = []
+        self._sends_to_cut = 0
+        self._sends_before_cut = 0
         self._awaiting_retry: float | None = None
 
     # ---- test hooks: the platform's side -------------------------------------------------
@@ -193,6 +195,11 @@ class FakeDiscord(FakeServer):
     def rate_limit_next_send(self, retry_after: float) -> None:
         self._pending_429.append(retry_after)
 
+    def cut_next_sends(self, count: int, *, after: int = 0) -> None:
+        """Abort the TCP connection of ``count`` message creates (a network fault), once
+        ``after`` more have succeeded."""
+        self._sends_to_cut, self._sends_before_cut = count, after
+
     async def drop_connection(self) -> None:
         """Abort the live gateway socket; events dispatched meanwhile wait for RESUME."""
         session = self._current
@@ -254,6 +261,7 @@ class FakeDiscord(FakeServer):
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True, max_msg_size=0)
         await ws.prepare(request)
+        self.connections.append(dict(request.query))
         conn = _Conn(ws, request, request.query.get("compress") == "zlib-stream")
         if request.query.get("v", "10") not in ("9", "10"):
             await ws.close(code=4012, message=b"Invalid API version.")
@@ -303,8 +311,12 @@ class FakeDiscord(FakeServer):
         if not isinstance(d, dict) or d.get("token") != self.token:
             await conn.ws.close(code=4004, message=b"Authentication failed.")
             return None
+        intents = d.get("intents") if isinstance(d.get("intents"), int) else 0
+        if intents & MESSAGE_CONTENT_INTENT and not self.privileged_intents_enabled:
+            await conn.ws.close(code=4014, message=b"Disallowed intent(s).")
+            return None
         self.identifies += 1
-        session = _Session(id=uuid.uuid4().hex, intents=int(d.get("intents") or 0))
+        session = _Session(id=uuid.uuid4().hex, intents=intents)
         self._sessions[session.id] = session
         self._current = session
         async with session.lock:
@@ -426,6 +438,12 @@ class FakeDiscord(FakeServer):
             return self._unknown_channel()
         if self._pending_429:
             return self._too_many_requests(self._pending_429.pop(0))
+        if self._sends_to_cut > 0 and self._sends_before_cut > 0:
+            self._sends_before_cut -= 1
+        elif self._sends_to_cut > 0 and request.transport is not None:
+            self._sends_to_cut -= 1
+            request.transport.abort()
+            return web.Response(status=500)  # never reaches the client
         body = await _read_body(request)
         if body is None:
             return json_response({"message": "400: Bad Request", "code": 0}, status=400)
@@ -465,7 +483,7 @@ class FakeDiscord(FakeServer):
             "X-RateLimit-Remaining": "0",
             "X-RateLimit-Reset-After": f"{retry_after:.3f}",
             "X-RateLimit-Scope": "user",
-            "Retry-After": str(max(1, round(retry_after + 0.4999))),
+            "Retry-After": str(max(1, math.ceil(retry_after))),
             "Via": "1.1 google",
         }
         return json_response({"message": "You are being rate limited.",
