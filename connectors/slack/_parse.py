@@ -106,8 +106,11 @@ def parse_event(payload: Mapping[str, Any], *, channel: str, bot: BotIdentity
     user wrote in a thread; a channel message is answered in its thread (the
     thread it was in, or a new one under it).
     """
-    if payload.get("type") != "event_callback":
-        return Ignored(f"payload type {payload.get('type')!r}")
+    outer = payload.get("type")
+    if not isinstance(outer, str):
+        return None
+    if outer != "event_callback":
+        return Ignored(f"payload type {outer!r}")  # e.g. app_rate_limited
     event = payload.get("event")
     if not isinstance(event, Mapping):
         return None

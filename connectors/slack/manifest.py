@@ -60,6 +60,8 @@ SPEC = ConnectorSpec(
     description="A Slack app that answers direct messages and @mentions in channels, "
     "replying in threads. Socket Mode needs no public URL.",
     transport=Transport.WEBSOCKET,
-    capabilities=Capabilities(edit=True, typing=False, threads=True, attachments=True),
+    # Slack can edit (chat.update) but the connector contract has no edit call yet; Slack has
+    # no typing indicator for bots outside the legacy RTM API.
+    capabilities=Capabilities(edit=False, typing=False, threads=True, attachments=True),
     limits=Limits(max_text=MAX_TEXT),
 )

@@ -135,6 +135,8 @@ class SlackConnector(Connector):
         self._web = None
 
     async def probe(self) -> ProbeResult:
+        """auth.test for the bot token; in Socket Mode also apps.connections.open, the only
+        call an app-level token can make (the URL it returns is simply left unused)."""
         bot_token = self._secret_or_none("bot_token")
         if bot_token is None:
             return ProbeResult(False, "bot token (xoxb-...) is not set")
