@@ -88,30 +88,38 @@ class SlackConnector(Connector):
     # ---- lifecycle -----------------------------------------------------------------
 
     async def start(self, ctx: ConnectorContext) -> None:
+        """Connect; a bad token raises, an unreachable Slack leaves a supervisor retrying."""
         if self._ctx is not None:
             raise RuntimeError(f"slack channel {self.name!r} is already started")
         self._ctx = ctx
         ctx.set_state(ChannelState.CONNECTING, "connecting to Slack")
         try:
             self._web = self._web_client(self._secret("bot_token", "bot token"))
-            self._bot = await self._whoami(self._web)
             if self.config.mode == "socket":
                 self._socket = self._socket_client(self._web)
-                await self._connect(self._socket)
-                self._supervisor = asyncio.create_task(
-                    self._supervise(self._socket), name=f"slack:{self.name}:supervisor")
             else:
                 self._secret("signing_secret", "signing secret")
-        except ConnectorError as exc:
+            try:
+                await self._open()
+                connected = True
+            except RetryableError as exc:
+                connected = False
+                ctx.set_state(ChannelState.DEGRADED, str(exc))
+                ctx.log("warning", f"Slack not reachable yet, retrying in the background: {exc}")
+        except FatalConnectorError as exc:
             ctx.set_state(ChannelState.OFFLINE, str(exc))
             ctx.log("error", f"could not start: {exc}")
             await self._teardown()
             self._ctx = None
             raise
-        how = "Socket Mode" if self.config.mode == "socket" else "waiting for Events API requests"
-        ctx.set_state(ChannelState.ONLINE, f"connected as @{self._bot.name}")
-        ctx.log("info", f"connected as @{self._bot.name} ({how})")
-        ctx.heartbeat()
+        if connected:
+            how = "Socket Mode" if self.config.mode == "socket" else "Events API"
+            ctx.set_state(ChannelState.ONLINE, f"connected as @{self._bot.name}")
+            ctx.log("info", f"connected as @{self._bot.name} ({how})")
+            ctx.heartbeat()
+        if self.config.mode == "socket" or not connected:
+            self._supervisor = asyncio.create_task(
+                self._supervise(connected=connected), name=f"slack:{self.name}:supervisor")
 
     async def stop(self) -> None:
         await self._teardown()
@@ -236,31 +244,44 @@ class SlackConnector(Connector):
                 raise RetryableError(f"Socket Mode connection did not open within "
                                      f"{_CONNECT_TIMEOUT:.0f}s") from None
 
-    async def _supervise(self, client: SocketModeClient) -> None:
+    async def _open(self) -> None:
+        """Learn who the bot is (once), then open the socket in Socket Mode."""
+        assert self._web is not None
+        if not self._bot.user_id:
+            self._bot = await self._whoami(self._web)
+        if self._socket is not None:
+            await self._connect(self._socket)
+
+    async def _supervise(self, *, connected: bool) -> None:
+        """Watch the socket and reconnect with backoff; in Events API mode only finish starting."""
         backoff = Backoff()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), _WATCH_INTERVAL)
-            self._wake.clear()
-            if await client.is_connected():
-                self._heartbeat()
-                continue
-            self._set_state(ChannelState.DEGRADED, "connection lost; reconnecting")
-            self._log_ctx("warning", "Slack connection lost; reconnecting")
+            if connected:
+                if self._socket is None:
+                    return  # Events API: nothing to watch, Slack comes to us
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), _WATCH_INTERVAL)
+                self._wake.clear()
+                if await self._socket.is_connected():
+                    self._heartbeat()
+                    continue
+                self._set_state(ChannelState.DEGRADED, "connection lost; reconnecting")
+                self._log_ctx("warning", "Slack connection lost; reconnecting")
             while True:
                 await asyncio.sleep(backoff.next_delay())
                 try:
-                    await self._connect(client)
+                    await self._open()
                     break
                 except FatalConnectorError as exc:
                     self._set_state(ChannelState.OFFLINE, str(exc))
-                    self._log_ctx("error", f"giving up reconnecting: {exc}")
+                    self._log_ctx("error", f"giving up: {exc}")
                     return
                 except RetryableError as exc:
                     self._log_ctx("warning", f"reconnect failed: {exc}",
                                   attempt=backoff.attempts)
+            connected = True
             backoff.reset()
-            self._set_state(ChannelState.ONLINE, "reconnected")
+            self._set_state(ChannelState.ONLINE, f"connected as @{self._bot.name}")
             self._log_ctx("info", "reconnected to Slack")
 
     # ---- receiving: Events API over HTTP -----------------------------------------------

@@ -220,6 +220,18 @@ async def test_refresh_requested_reconnects_and_is_logged(
     assert any("refresh_requested" in e[1] for e in ctx.logs)
 
 
+async def test_slack_down_at_start_is_retried_in_the_background(
+        fake: SlackFake, make: Factory) -> None:
+    fake.fail_next("auth.test", count=2)
+    connector, ctx = make(), RecordingContext(channel="slack")
+    await connector.start(ctx)  # returns: a transient failure is not the user's to fix
+    assert ctx.states[-1][0] == ChannelState.DEGRADED
+    await eventually(lambda: ctx.states[-1][0] == ChannelState.ONLINE)
+    await fake.deliver(fake.message_event("D0001", "finally"))
+    assert (await eventually(lambda: ctx.inbound))[0].text == "finally"
+    assert [lvl for lvl, _, _ in ctx.logs].count("warning") >= 2
+
+
 async def test_stop_is_idempotent_and_safe_after_failed_start(fake: SlackFake, make: Factory
                                                               ) -> None:
     connector, ctx = make(bot_token="xoxb-wrong"), RecordingContext()
