@@ -55,6 +55,8 @@ _CONNECT_TIMEOUT = 20.0
 _WATCH_INTERVAL = 1.0
 """How often the supervisor checks the socket (cheap: no I/O); an aborted TCP connection
 sends no close frame, so this bounds how long a silent drop goes unnoticed."""
+_PARTIAL_KEEP = 256
+"""Half-sent replies remembered so the gateway's retry does not post their first parts twice."""
 _NAME_LOOKUP_TIMEOUT = 1.5
 """users.info must not eat Slack's 3-second ack window."""
 
@@ -84,6 +86,7 @@ class SlackConnector(Connector):
         self._wake = asyncio.Event()
         self._order = asyncio.Lock()
         self._names: dict[str, str] = {}
+        self._partial: dict[int, list[str]] = {}  # journal id -> parts posted before a failure
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -176,13 +179,20 @@ class SlackConnector(Connector):
         if web is None:
             raise ConnectorError(f"slack channel {self.name!r} is not running")
         chat, thread = outbound.address.chat, outbound.address.thread
-        ids: list[str] = []
-        for part in split_text(outbound.text, MAX_TEXT):
-            if not part.strip():
-                continue
-            with self._mapped("chat.postMessage"):
-                resp = await web.chat_postMessage(channel=chat, text=escape_text(part),
-                                                  thread_ts=thread)
+        key = outbound.journal_id
+        ids = self._partial.pop(key, []) if key is not None else []
+        parts = [p for p in split_text(outbound.text, MAX_TEXT) if p.strip()]
+        for part in parts[len(ids):]:  # a retried reply resumes after the parts already posted
+            try:
+                with self._mapped("chat.postMessage"):
+                    resp = await web.chat_postMessage(channel=chat, text=escape_text(part),
+                                                      thread_ts=thread)
+            except ConnectorError:
+                if key is not None and ids:
+                    self._partial[key] = ids
+                    while len(self._partial) > _PARTIAL_KEEP:
+                        self._partial.pop(next(iter(self._partial)))
+                raise
             ids.append(platform_id(str(resp.get("channel") or chat), str(resp.get("ts"))))
         return ids
 

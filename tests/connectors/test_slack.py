@@ -19,7 +19,7 @@ from connectors.base import SubmitResult
 from connectors.slack._parse import BotIdentity, Ignored, escape_text, parse_event
 from connectors.slack.manifest import MAX_TEXT, SlackConfig
 from connectors.slack.runtime import SlackConnector
-from pyclaw_app.errors import FatalConnectorError
+from pyclaw_app.errors import FatalConnectorError, RetryableError
 from pyclaw_app.model import Address, ChannelState, Inbound, Outbound
 from tests.fakes.slack_api import BOT_USER_ID, SlackFake
 from tests.support import RecordingContext, eventually
@@ -272,6 +272,19 @@ async def test_429_retry_after_is_honoured(fake: SlackFake, running: Running) ->
     [hit] = fake.rate_limits
     assert hit.retried is not None and hit.retried - hit.answered >= 1
     assert [p.text for p in fake.posts] == ["after a pause"]
+
+
+async def test_retried_reply_resumes_after_the_parts_already_posted(
+        fake: SlackFake, running: Running) -> None:
+    connector, _ = running
+    text = ("word " * 1000).strip()
+    outbound = Outbound(slack_address("D0001"), text, journal_id=7)
+    fake.fail_next("chat.postMessage", after=1)
+    with pytest.raises(RetryableError):
+        await connector.send(outbound)
+    ids = await connector.send(outbound)  # the gateway's retry of the same reply
+    assert len(ids) == len(fake.posts) == 2
+    assert "".join(p.text for p in fake.posts) == text
 
 
 async def test_refused_post_is_fatal(

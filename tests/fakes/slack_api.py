@@ -111,7 +111,7 @@ class SlackFake(FakeServer):
         self._tickets: set[str] = set()
         self._sockets: dict[web.WebSocketResponse, asyncio.BaseTransport | None] = {}
         self._rate_limit_next: list[int] = []
-        self._failures: dict[str, list[str]] = {}
+        self._failures: dict[str, list[str | None]] = {}
         self._ts = itertools.count(1)
         self._events = itertools.count(1)
         self._lock = asyncio.Lock()
@@ -136,8 +136,9 @@ class SlackFake(FakeServer):
         if method not in self._METHODS:
             return json_response({"ok": False, "error": "unknown_method", "req_method": method})
         failures = self._failures.get(method)
-        if failures:
-            return json_response({"ok": False, "error": failures.pop(0)}, status=500)
+        failure = failures.pop(0) if failures else None
+        if failure is not None:
+            return json_response({"ok": False, "error": failure}, status=500)
         token = _token(request, params)
         if not token:
             return json_response({"ok": False, "error": "not_authed"})
@@ -335,9 +336,10 @@ class SlackFake(FakeServer):
         """Answer the next chat.postMessage with 429; Slack's Retry-After is whole seconds."""
         self._rate_limit_next.append(max(1, math.ceil(retry_after)))
 
-    def fail_next(self, method: str, count: int = 1, error: str = "internal_error") -> None:
-        """Answer the next ``count`` calls of ``method`` with Slack's HTTP 500 error shape."""
-        self._failures.setdefault(method, []).extend([error] * count)
+    def fail_next(self, method: str, count: int = 1, error: str = "internal_error", *,
+                  after: int = 0) -> None:
+        """Let ``after`` calls of ``method`` through, then answer ``count`` with Slack's 500."""
+        self._failures.setdefault(method, []).extend([None] * after + [error] * count)
 
     # ---- building events as Slack sends them -------------------------------------
 
