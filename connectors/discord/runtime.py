@@ -154,8 +154,13 @@ class DiscordConnector(Connector):
     async def start(self, ctx: ConnectorContext) -> None:
         if self._runner is not None:
             raise RuntimeError(f"Discord channel {self.name!r} is already started")
-        token = self._token()
         self._ctx = ctx
+        try:
+            token = self._token()
+        except FatalConnectorError as exc:
+            ctx.set_state(ChannelState.OFFLINE, str(exc))
+            ctx.log("error", str(exc))
+            raise
         self._stopping.clear()
         self._apply_endpoints()
         ctx.set_state(ChannelState.CONNECTING, "logging in")
@@ -186,9 +191,7 @@ class DiscordConnector(Connector):
         if consumer is not None:
             self._queue.put_nowait(None)  # drain what was already read, then end
             await _finish(consumer, _STOP_TIMEOUT)
-        if self._ctx is not None:
-            self._ctx.set_state(ChannelState.STOPPED)
-        self._ctx = None
+        self._ctx = None  # the gateway reports STOPPED; a failed start stays OFFLINE
 
     async def _discard_client(self) -> None:
         client, self._client = self._client, None

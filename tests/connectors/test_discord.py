@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from connectors.discord._parse import is_ignorable, parse_message_create
+from connectors.discord._parse import channel_id_of, is_ignorable, parse_message_create
 from connectors.discord.manifest import MAX_TEXT, DiscordConfig
 from connectors.discord.runtime import DiscordConnector
 from pyclaw_app.errors import FatalConnectorError, RetryableError
@@ -223,6 +224,16 @@ async def test_token_revoked_while_running_goes_offline_for_good(fake: FakeDisco
     assert [e for e in ctx.logs if e[0] == "error" and e[2].get("fatal")]
 
 
+async def test_missing_token_fails_start(make: Factory) -> None:
+    connector = DiscordConnector("discord", DiscordConfig())
+    ctx = RecordingContext(channel="discord")
+    with pytest.raises(FatalConnectorError, match="no Discord bot token"):
+        await connector.start(ctx)
+    assert ctx.states[-1][0] == ChannelState.OFFLINE
+    await connector.stop()
+    assert not (await connector.probe()).ok
+
+
 async def test_bad_token_fails_start_and_stop_is_still_safe(make: Factory) -> None:
     connector = make(token="wrong")
     ctx = RecordingContext(channel="discord")
@@ -250,7 +261,7 @@ async def test_unreachable_server_keeps_retrying_in_the_background(make: Factory
     assert ctx.states[-1][0] == ChannelState.DEGRADED
     await eventually(lambda: len([e for e in ctx.logs if "reconnecting in" in e[1]]) >= 1)
     await connector.stop()
-    assert ctx.states[-1][0] == ChannelState.STOPPED
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("discord:discord:")]
 
 
 # ---- sending --------------------------------------------------------------------------------
@@ -361,6 +372,7 @@ _keys = st.sampled_from(["id", "channel_id", "author", "content", "type", "guild
 @given(st.dictionaries(_keys | st.text(max_size=8), _json, max_size=8), st.text(max_size=25))
 def test_parser_never_raises(data: dict[str, Any], bot_id: str) -> None:
     is_ignorable(data, bot_id)
+    channel_id_of(data)
     parse_message_create(data, channel="discord", bot_id=bot_id, thread_parent=bot_id or None)
 
 
