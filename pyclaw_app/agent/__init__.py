@@ -1,12 +1,15 @@
-"""The LLM loop: providers, memory budget and the agent that ties them to the journal."""
+"""The LLM loop: providers, failover, memory budget, tools, commands, and the agent."""
 
 from pyclaw_app.agent.agent import (
     Agent,
     CallRecord,
     Reply,
     TurnHooks,
+    build_chain,
     build_provider,
     user_notice,
 )
+from pyclaw_app.agent.failover import CircuitBreaker, Failover, Link
 
-__all__ = ["Agent", "CallRecord", "Reply", "TurnHooks", "build_provider", "user_notice"]
+__all__ = ["Agent", "CallRecord", "CircuitBreaker", "Failover", "Link", "Reply", "TurnHooks",
+           "build_chain", "build_provider", "user_notice"]

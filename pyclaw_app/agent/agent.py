@@ -1,75 +1,135 @@
-"""Agent v1: one reply per inbound message, from history in SQLite and one provider.
+"""The agent: one reply per inbound message, from history in SQLite through the failover chain.
 
-Failures are turned into a short notice for the user (what went wrong, that
-the message is kept) while the full error goes to the channel log; the caller
-marks the journal row ``failed`` so it can be retried.
+A turn is: commands first (answered without the LLM); then the system prompt
+for the channel, the conversation's summary and as many recent turns as fit
+the budget (older ones are folded into the summary when they overflow); then
+up to ``max_tool_rounds`` rounds of tool calls; then the answer. Every
+provider call is recorded in ``llm_calls`` and reported through the hooks.
+
+Streaming contract: ``hooks.on_delta`` gets the text as it is written, and
+``Reply.text`` equals everything streamed since the last ``hooks.on_restart``.
+A restart happens when streamed text is discarded: a call failed mid-stream
+and the retry or fallback writes the answer afresh, or the model wrote a
+preamble and then called tools. When a fallback model answered, a one-line
+note saying so is streamed at the end of the reply, once per outage of the
+conversation's primary model (it is said again after the primary has answered
+in between).
+
+Failures leave as :class:`ProviderError`; :func:`user_notice` words them for
+the person in the chat, while the full error goes to the channel log.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
-from pyclaw_app.agent.memory import build_prompt
+from pyclaw_app.agent.commands import COMMANDS, Commands, decode_choice, parse_command
+from pyclaw_app.agent.conversations import Conversations, ConversationState
+from pyclaw_app.agent.failover import Attempt, CircuitBreaker, Failover, Link, Sleep
+from pyclaw_app.agent.memory import (
+    build_prompt,
+    fit_history,
+    summary_request,
+    visible_history,
+    with_summary,
+)
+from pyclaw_app.agent.prompts import render_system_prompt
 from pyclaw_app.agent.providers import (
-    DeltaCallback,
+    AnthropicProvider,
+    ChatMessage,
     OfflineProvider,
     OpenAICompatProvider,
     Provider,
+    ToolSpec,
 )
-from pyclaw_app.config import Config
+from pyclaw_app.agent.tokens import estimate_tokens
+from pyclaw_app.agent.tools import NotesStore, ToolContext, ToolRegistry, builtin_tools
+from pyclaw_app.agent.turn import CallRecord, Reply, TurnHooks
+from pyclaw_app.config import AgentConfig, Config, ProviderConfig
 from pyclaw_app.errors import ProviderError
 from pyclaw_app.model import Inbound
-from pyclaw_app.store.journal import Journal
+from pyclaw_app.store.journal import HistoryTurn, Journal
 from pyclaw_app.store.usage import UsageLog
 
-__all__ = ["Agent", "CallRecord", "Reply", "TurnHooks", "build_provider", "user_notice"]
+__all__ = ["Agent", "CallRecord", "Reply", "TurnHooks", "build_chain", "build_provider",
+           "user_notice"]
+
+_log = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 1000
+SUMMARY_MAX_TOKENS = 512
+MIN_BUDGET = 200
+LOG_CLIP = 200
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    text: str
-    provider: str
-    model: str
-    input_tokens: int
-    output_tokens: int
-    latency_ms: float
+def _now() -> datetime:
+    return datetime.now().astimezone()
 
 
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """One provider call, successful or not (a turn may make several: tools, failover)."""
-
-    provider: str
-    model: str
-    input_tokens: int = 0
-    output_tokens: int = 0
-    latency_ms: float = 0.0
-    cost: float = 0.0
-    error: str | None = None
+def make_provider(config: ProviderConfig) -> Provider:
+    key = config.api_key.get_secret_value() if config.api_key else None
+    if config.kind == "anthropic":
+        return AnthropicProvider(name=config.name, model=config.model, base_url=config.base_url,
+                                 api_key=key, timeout=config.timeout,
+                                 max_output_tokens=config.max_output_tokens)
+    return OpenAICompatProvider(name=config.name, model=config.model, base_url=config.base_url,
+                                api_key=key, timeout=config.timeout)
 
 
-@dataclass(slots=True)
-class TurnHooks:
-    """How the gateway watches a turn without the agent knowing about the bus."""
+def _link(provider: Provider, config: ProviderConfig, model: str | None = None) -> Link:
+    return Link(provider, model or config.model, max_retries=config.max_retries,
+                tools=config.tools,
+                max_output_tokens=config.max_output_tokens if config.kind == "anthropic"
+                else None,
+                context_window=config.context_window, prices=dict(config.prices))
 
-    on_delta: DeltaCallback | None = None
-    on_call: Callable[[CallRecord], None] | None = field(default=None)
-    on_log: Callable[[str, str], None] | None = field(default=None)
-    """(level, message) for the channel log: compaction, tool calls, failover."""
+
+def build_chain(config: Config, *, breaker: CircuitBreaker | None = None,
+                sleep: Sleep | None = None) -> Failover:
+    """The failover chain: ``agent.provider`` (or the first provider), then ``agent.fallbacks``.
+
+    With no provider configured the chain is the offline provider alone.
+    """
+    agent = config.agent
+    by_name = {p.name: p for p in config.providers}
+    primary = by_name.get(agent.provider) if agent.provider else next(
+        iter(config.providers), None)
+    if primary is None:
+        if agent.provider:
+            _log.error("agent.provider %r is not a configured provider", agent.provider)
+        offline = OfflineProvider(str(config.path) if config.path else "pyclaw.yaml")
+        return Failover([Link(offline, offline.model, max_retries=0, tools=False)])
+    instances: dict[str, Provider] = {}
+
+    def provider(pc: ProviderConfig) -> Provider:
+        if pc.name not in instances:
+            instances[pc.name] = make_provider(pc)
+        return instances[pc.name]
+
+    links = [_link(provider(primary), primary)]
+    for fallback in agent.fallbacks:
+        pc = by_name.get(fallback.provider)
+        if pc is None:
+            _log.error("fallback provider %r is not configured; skipped", fallback.provider)
+            continue
+        link = _link(provider(pc), pc, fallback.model)
+        if all(existing.key != link.key for existing in links):
+            links.append(link)
+    breaker = breaker or CircuitBreaker(agent.breaker_failures, agent.breaker_cooldown)
+    return Failover(links, breaker=breaker, retry_base=agent.retry_base,
+                    retry_max_wait=agent.retry_max_wait, sleep=sleep or asyncio.sleep)
 
 
 def build_provider(config: Config) -> Provider:
-    """The configured provider (by ``agent.provider`` or the first), else the offline one."""
-    wanted = config.agent.provider
-    chosen = next((p for p in config.providers if wanted in (None, p.name)), None)
-    if chosen is None:
-        return OfflineProvider(str(config.path) if config.path else "pyclaw.yaml")
-    return OpenAICompatProvider(
-        name=chosen.name, model=chosen.model, base_url=chosen.base_url,
-        api_key=chosen.api_key.get_secret_value() if chosen.api_key else None,
-        timeout=chosen.timeout, max_retries=chosen.max_retries)
+    """The primary provider of the configured chain (kept for callers that want only one)."""
+    return build_chain(config).primary.provider
 
 
 def describe_attachments(inbound: Inbound) -> str:
@@ -78,54 +138,229 @@ def describe_attachments(inbound: Inbound) -> str:
     return f"[The user sent {kinds} without any text. You cannot see it; say so briefly.]"
 
 
+@dataclass
+class _Turn:
+    """Book-keeping of one turn: its hooks, token totals and what is on screen."""
+
+    inbound: Inbound
+    journal_id: int
+    hooks: TurnHooks
+    input_tokens: int = 0
+    output_tokens: int = 0
+    shown: bool = False
+
+    def log(self, level: str, message: str) -> None:
+        _log.log(logging.getLevelNamesMapping().get(level.upper(), logging.INFO), "%s", message)
+        if self.hooks.on_log is not None:
+            self.hooks.on_log(level, message)
+
+    def delta(self, text: str) -> None:
+        self.shown = True
+        if self.hooks.on_delta is not None:
+            self.hooks.on_delta(text)
+
+    def restart(self) -> None:
+        if self.shown and self.hooks.on_restart is not None:
+            self.hooks.on_restart()
+        self.shown = False
+
+
 class Agent:
-    def __init__(self, provider: Provider, journal: Journal, usage: UsageLog, *,
-                 system_prompt: str, history_tokens: int) -> None:
-        self.provider = provider
+    """The LLM loop. Build it with :meth:`from_config`; the constructor is for tests and
+    embedders that bring their own chain or a single provider."""
+
+    def __init__(self, chain: Failover | Provider, journal: Journal, usage: UsageLog, *,
+                 system_prompt: str | None = None, history_tokens: int | None = None,
+                 config: AgentConfig | None = None, tools: ToolRegistry | None = None,
+                 now: Callable[[], datetime] = _now) -> None:
+        overrides = {k: v for k, v in (("system_prompt", system_prompt),
+                                       ("history_tokens", history_tokens)) if v is not None}
+        self.config = (config or AgentConfig()).model_copy(update=overrides)
+        if not isinstance(chain, Failover):
+            chain = Failover([Link(chain, chain.model, max_retries=0,
+                                   tools=not isinstance(chain, OfflineProvider))])
+        self.failover = chain
         self.journal = journal
         self.usage = usage
-        self.system_prompt = system_prompt
-        self.history_tokens = history_tokens
+        self.conversations = Conversations(journal.db)
+        self.notes = NotesStore(journal.db)
+        self.tools = tools if tools is not None else _select_tools(self.config.tools)
+        self.now = now
+        self._commands = Commands(journal=journal, conversations=self.conversations,
+                                  failover=chain, usage=usage, tool_names=self.tools.names())
+
+    @classmethod
+    def from_config(cls, config: Config, store: _StoreLike) -> Agent:
+        """The agent the gateway runs: chain, prompts, tools and limits from ``config``."""
+        return cls(build_chain(config), store.journal, store.usage, config=config.agent)
+
+    @staticmethod
+    def commands() -> list[tuple[str, str]]:
+        """(name, description) of every chat command, for a platform's command menu."""
+        return list(COMMANDS)
 
     async def reply(self, inbound: Inbound, journal_id: int,
                     hooks: TurnHooks | None = None) -> Reply:
-        """Ask the provider; raises ProviderError (already worded for the channel log).
-
-        Every call is recorded in ``llm_calls`` and reported through ``hooks.on_call``.
-        """
-        hooks = hooks or TurnHooks()
-        text = inbound.text if inbound.text.strip() else describe_attachments(inbound)
-        history = await self.journal.history(inbound.address.key, before_id=journal_id)
-        messages = build_prompt(self.system_prompt, history, text, self.history_tokens)
+        """Answer ``inbound``; raises ProviderError (already worded for the channel log)."""
+        turn = _Turn(inbound, journal_id, hooks or TurnHooks())
         started = time.perf_counter()
-        try:
-            completion = await self.provider.complete(messages, hooks.on_delta)
-            if not completion.text.strip():
-                raise ProviderError(f"{self.provider.name} returned an empty reply",
-                                    provider=self.provider.name, retryable=True)
-        except ProviderError as exc:
-            self._record(inbound, journal_id, hooks, CallRecord(
-                self.provider.name, self.provider.model,
-                latency_ms=(time.perf_counter() - started) * 1000, error=str(exc)))
-            raise
-        latency = (time.perf_counter() - started) * 1000
-        self._record(inbound, journal_id, hooks, CallRecord(
-            self.provider.name, completion.model, completion.input_tokens,
-            completion.output_tokens, latency))
-        return Reply(completion.text, self.provider.name, completion.model,
-                     completion.input_tokens, completion.output_tokens, latency)
+        command = parse_command(inbound.text)
+        if command is not None:
+            text = await self._commands.run(command, inbound)
+            turn.delta(text)
+            return Reply(text, "command", "", 0, 0, (time.perf_counter() - started) * 1000)
+        conv = inbound.address.key
+        state = await self.conversations.get(conv)
+        primary = self._primary(state, turn)
+        specs = self.tools.specs()
+        system = render_system_prompt(self.config.system_prompt, self.config.system_prompts,
+                                      inbound, self.now())
+        user_text = inbound.text if inbound.text.strip() else describe_attachments(inbound)
+        history = await self.journal.history(conv, before_id=journal_id, limit=HISTORY_LIMIT)
+        turns = visible_history(history, lambda t: parse_command(t) is not None,
+                                after_id=state.summary_until)
+        budget = self._budget(primary, specs)
+        summary, kept = await self._fit(turn, state, primary, system, turns, user_text, budget)
+        messages = build_prompt(with_summary(system, summary), kept, user_text)
+        text, link, fallback = await self._answer(turn, messages, primary, specs)
+        if fallback and not state.fallback_notified:
+            note = (f"\n\n(Answered by {link.key}: {primary.key} is unavailable right now.)")
+            turn.delta(note)
+            text += note
+            await self.conversations.set_fallback_notified(conv, True)
+        elif not fallback and state.fallback_notified:
+            await self.conversations.set_fallback_notified(conv, False)
+        return Reply(text, link.provider.name, link.model, turn.input_tokens,
+                     turn.output_tokens, (time.perf_counter() - started) * 1000)
 
-    def _record(self, inbound: Inbound, journal_id: int, hooks: TurnHooks,
-                call: CallRecord) -> None:
-        self.usage.record(message_id=journal_id, channel=inbound.address.channel,
+    def _primary(self, state: ConversationState, turn: _Turn) -> Link:
+        choice = decode_choice(state.model)
+        if choice is None:
+            return self.failover.primary
+        link = self.failover.link_for(*choice)
+        if link is None:
+            turn.log("warning", f"the model chosen with /model ({choice[0]}:{choice[1]}) is no "
+                                "longer configured; using the default")
+            return self.failover.primary
+        return link
+
+    def _budget(self, primary: Link, specs: Sequence[ToolSpec]) -> int:
+        """Tokens for system + history + message: the configured budget, or less when a
+        model of the chain has a smaller context window than that plus its reply."""
+        budget = self.config.history_tokens
+        overhead = estimate_tokens(json.dumps([s.parameters for s in specs])) if specs else 0
+        for link in self.failover.chain(primary):
+            if link.context_window:
+                reply = link.max_output_tokens or 1024
+                budget = min(budget, link.context_window - reply - overhead)
+        return max(budget, MIN_BUDGET)
+
+    async def _fit(self, turn: _Turn, state: ConversationState, primary: Link, system: str,
+                   turns: list[HistoryTurn], user_text: str,
+                   budget: int) -> tuple[str | None, list[HistoryTurn]]:
+        """The summary and the turns for this prompt, compacting older turns if they overflow.
+
+        Compaction folds into the summary enough old turns that the rest fills about half
+        the budget, so it runs once per half-budget of conversation, not on every message.
+        """
+        fit = fit_history(with_summary(system, state.summary), turns, user_text, budget)
+        if not fit.dropped:
+            return state.summary, fit.kept
+        if not self.config.compaction:
+            turn.log("info", f"{len(fit.dropped)} older messages left out of the prompt "
+                             "(over the token budget)")
+            return state.summary, fit.kept
+        half = fit_history(with_summary(system, state.summary), turns, user_text, budget // 2)
+        folded = half.dropped
+        try:
+            answer = await self.failover.complete(
+                summary_request(state.summary, folded, budget), primary=primary,
+                on_attempt=lambda a: self._record(turn, a), on_log=turn.log,
+                max_tokens=SUMMARY_MAX_TOKENS)
+        except ProviderError as exc:
+            turn.log("warning", f"could not summarise older messages ({exc}); "
+                                f"{len(fit.dropped)} left out of the prompt")
+            return state.summary, fit.kept
+        summary = answer.completion.text.strip()
+        await self.conversations.set_summary(turn.inbound.address.key, summary, folded[-1].id)
+        turn.log("info", f"compacted {len(folded)} older messages into a summary of "
+                         f"~{estimate_tokens(summary)} tokens (by {answer.link.key})")
+        refit = fit_history(with_summary(system, summary), half.kept, user_text, budget)
+        return summary, refit.kept
+
+    async def _answer(self, turn: _Turn, messages: list[ChatMessage], primary: Link,
+                      specs: Sequence[ToolSpec]) -> tuple[str, Link, bool]:
+        """Call the chain, run the tools it asks for, until it answers in text."""
+        ctx = ToolContext(turn.inbound, self.notes, self.now)
+        rounds = self.config.max_tool_rounds
+        for round_no in range(rounds + 1):
+            allow = round_no < rounds
+            answer = await self.failover.complete(
+                messages, primary=primary, on_delta=turn.delta,
+                on_attempt=lambda a: self._record(turn, a), on_log=turn.log, tools=specs,
+                allow_tools=allow)
+            completion = answer.completion
+            if not completion.tool_calls:
+                return completion.text, answer.link, answer.fallback
+            if not allow:
+                break
+            turn.restart()
+            messages.append(ChatMessage("assistant", completion.text,
+                                        tool_calls=completion.tool_calls))
+            for call in completion.tool_calls:
+                result = await self.tools.run(call, ctx)
+                arguments = json.dumps(call.arguments, ensure_ascii=False)
+                turn.log("warning" if result.is_error else "info",
+                         f"tool {call.name}({_clip(arguments)}) -> {_clip(result.content)}")
+                messages.append(ChatMessage("tool", result.content, tool_call_id=call.id,
+                                            is_error=result.is_error))
+        turn.log("warning", f"stopped after {rounds} rounds of tool calls without an answer")
+        text = (completion.text or f"I used my tools {rounds} times without reaching an answer. "
+                "Could you rephrase or narrow the question?")
+        if not completion.text:
+            turn.restart()
+            turn.delta(text)
+        return text, answer.link, answer.fallback
+
+    def _record(self, turn: _Turn, attempt: Attempt) -> None:
+        call = attempt.record
+        if call.error is None:
+            turn.input_tokens += call.input_tokens
+            turn.output_tokens += call.output_tokens
+        elif attempt.streamed:
+            turn.restart()
+        self.usage.record(message_id=turn.journal_id, channel=turn.inbound.address.channel,
                           provider=call.provider, model=call.model,
                           input_tokens=call.input_tokens, output_tokens=call.output_tokens,
                           latency_ms=call.latency_ms, cost=call.cost, error=call.error)
-        if hooks.on_call is not None:
-            hooks.on_call(call)
+        if turn.hooks.on_call is not None:
+            turn.hooks.on_call(call)
 
     async def close(self) -> None:
-        await self.provider.close()
+        for provider in self.failover.providers().values():
+            await provider.close()
+
+
+class _StoreLike(Protocol):
+    """What :meth:`Agent.from_config` needs of :class:`pyclaw_app.store.Store`."""
+
+    journal: Journal
+    usage: UsageLog
+
+
+def _select_tools(names: Sequence[str] | None) -> ToolRegistry:
+    registry = builtin_tools()
+    if names is None:
+        return registry
+    unknown = sorted(set(names) - set(registry.names()))
+    if unknown:
+        _log.error("agent.tools: unknown tools %s ignored; known: %s", unknown,
+                   registry.names())
+    return registry.select([n for n in names if n not in unknown])
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= LOG_CLIP else text[:LOG_CLIP] + "…"
 
 
 def user_notice(error: ProviderError) -> str:

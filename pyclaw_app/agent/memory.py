@@ -1,38 +1,101 @@
-"""Fit a conversation into the model's budget: system prompt and newest turns always win."""
+"""Fit a conversation into the model's budget: system prompt and newest turns always win.
+
+The prompt is the system prompt (with the running summary of older turns,
+when there is one), then as many past turns as fit, newest kept first, then
+the new message. What does not fit is handed back so the agent can fold it
+into the summary (compaction) instead of silently forgetting it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from pyclaw_app.agent.providers.base import ChatMessage
+from pyclaw_app.agent.tokens import estimate_tokens
 from pyclaw_app.store.journal import HistoryTurn
 
-__all__ = ["build_prompt", "estimate_tokens"]
+__all__ = ["Fit", "build_prompt", "estimate_tokens", "fit_history", "summary_request",
+           "visible_history", "with_summary"]
+
+SUMMARY_HEADER = "Summary of the earlier conversation:"
+MAX_TURN_CHARS_IN_SUMMARY = 2000
 
 
-def estimate_tokens(text: str) -> int:
-    """About four characters a token for English, and never zero for non-empty text.
-
-    A real tokenizer would need a vocabulary download per model; the budget only
-    has to be safely conservative, so a cheap estimate with a per-message
-    overhead is enough.
-    """
-    return (len(text) + 3) // 4 + 4
+@dataclass(frozen=True, slots=True)
+class Fit:
+    kept: list[HistoryTurn]
+    """Oldest first: the turns that go into the prompt."""
+    dropped: list[HistoryTurn]
+    """Oldest first: the older turns that did not fit."""
 
 
-def build_prompt(system: str, history_newest_first: Sequence[HistoryTurn], user_text: str,
-                 budget_tokens: int) -> list[ChatMessage]:
-    """System prompt + as many past turns (newest first) as fit + the new user message."""
+def with_summary(system: str, summary: str | None) -> str:
+    return f"{system}\n\n{SUMMARY_HEADER}\n{summary}" if summary else system
+
+
+def visible_history(history_newest_first: Sequence[HistoryTurn],
+                    is_command: Callable[[str], bool], after_id: int = 0) -> list[HistoryTurn]:
+    """Oldest first, newer than ``after_id``, without commands and the answers to them."""
+    turns = [t for t in reversed(history_newest_first) if t.id > after_id]
+    out: list[HistoryTurn] = []
+    skip_answer = False
+    for turn in turns:
+        if turn.role == "user":
+            skip_answer = is_command(turn.text)
+            if not skip_answer:
+                out.append(turn)
+        elif skip_answer:
+            skip_answer = False
+        else:
+            out.append(turn)
+    return out
+
+
+def fit_history(system: str, turns: Sequence[HistoryTurn], user_text: str,
+                budget_tokens: int) -> Fit:
+    """Keep the newest turns (oldest first in ``turns``) that fit beside system and message."""
     used = estimate_tokens(system) + estimate_tokens(user_text)
-    kept: list[ChatMessage] = []
-    for turn in history_newest_first:
-        cost = estimate_tokens(turn.text)
+    start = len(turns)
+    while start > 0:
+        cost = estimate_tokens(turns[start - 1].text)
         if used + cost > budget_tokens:
             break
         used += cost
-        kept.append(ChatMessage(turn.role, turn.text))
-    kept.reverse()
+        start -= 1
+    kept, dropped = list(turns[start:]), list(turns[:start])
     # A history starting with an assistant turn confuses some chat templates.
     while kept and kept[0].role == "assistant":
-        kept.pop(0)
-    return [ChatMessage("system", system), *kept, ChatMessage("user", user_text)]
+        dropped.append(kept.pop(0))
+    return Fit(kept, dropped)
+
+
+def build_prompt(system: str, kept: Sequence[HistoryTurn], user_text: str) -> list[ChatMessage]:
+    return [ChatMessage("system", system), *(ChatMessage(t.role, t.text) for t in kept),
+            ChatMessage("user", user_text)]
+
+
+def summary_request(previous: str | None, turns: Sequence[HistoryTurn],
+                    budget_tokens: int) -> list[ChatMessage]:
+    """The prompt that asks a model to fold ``turns`` into the running summary.
+
+    Long turns are clipped and, if the lot still exceeds the budget, the oldest
+    turns are left out: the summary is a memory aid, not a transcript.
+    """
+    lines = [f"{'User' if t.role == 'user' else 'Assistant'}: "
+             f"{t.text[:MAX_TURN_CHARS_IN_SUMMARY]}" for t in turns]
+    used = 0
+    start = len(lines)
+    while start > 0 and used + estimate_tokens(lines[start - 1]) <= budget_tokens:
+        used += estimate_tokens(lines[start - 1])
+        start -= 1
+    transcript = "\n".join(lines[start:])
+    earlier = f"Summary so far:\n{previous}\n\n" if previous else ""
+    return [
+        ChatMessage("system", "You maintain the memory of a chat between a user and an "
+                    "assistant. Write a concise summary (at most 200 words) of the facts, "
+                    "names, preferences, decisions and open questions worth remembering. "
+                    "Write only the summary."),
+        ChatMessage("user", f"{earlier}New part of the conversation:\n{transcript}\n\n"
+                    "Updated summary:"),
+    ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pyclaw_app.agent.providers.base import ChatMessage, Completion, DeltaCallback
+from collections.abc import Sequence
+
+from pyclaw_app.agent.providers.base import ChatMessage, Completion, DeltaCallback, ToolSpec
 
 __all__ = ["OfflineProvider"]
 
@@ -27,13 +29,18 @@ class OfflineProvider:
     def __init__(self, config_path: str = "pyclaw.yaml") -> None:
         self._config_path = config_path
 
-    async def complete(self, messages: list[ChatMessage],
-                       on_delta: DeltaCallback | None = None) -> Completion:
+    async def complete(self, messages: Sequence[ChatMessage],
+                       on_delta: DeltaCallback | None = None, *, model: str | None = None,
+                       tools: Sequence[ToolSpec] = (), allow_tools: bool = True,
+                       max_tokens: int | None = None) -> Completion:
         last = next((m.content for m in reversed(messages) if m.role == "user"), "")
         text = f"You said: {last}\n\n" + NOTICE.format(config=self._config_path)
         if on_delta is not None:
             on_delta(text)
         return Completion(text=text, model=self.model, input_tokens=0, output_tokens=0)
+
+    async def list_models(self) -> list[str]:
+        return [self.model]
 
     async def close(self) -> None:
         return None

@@ -2,60 +2,105 @@
 
 OpenAI itself, Ollama, vLLM, LM Studio, OpenRouter and friends differ only in
 ``base_url`` and model names. SDK exceptions are mapped here, once, to
-:class:`ProviderError` with a retryable flag the agent and failover read.
+:class:`ProviderError` with a retryable flag the failover reads. The SDK's own
+retries are off (``max_retries=0``): retries, backoff and failover belong to
+:mod:`pyclaw_app.agent.failover`, which sees every attempt.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 
-from pyclaw_app.agent.providers.base import ChatMessage, Completion, DeltaCallback
+from pyclaw_app.agent.providers._retry_after import retry_after
+from pyclaw_app.agent.providers._tool_args import parse_tool_call
+from pyclaw_app.agent.providers.base import (
+    ChatMessage,
+    Completion,
+    DeltaCallback,
+    ToolCall,
+    ToolSpec,
+)
+from pyclaw_app.agent.tokens import estimate_tokens
 from pyclaw_app.errors import ProviderError
 
-__all__ = ["OpenAICompatProvider"]
+__all__ = ["OpenAICompatProvider", "to_openai_messages"]
 
 _log = logging.getLogger(__name__)
 
 
+@dataclass
+class _PendingCall:
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
 class OpenAICompatProvider:
     def __init__(self, *, name: str, model: str, base_url: str | None, api_key: str | None,
-                 timeout: float = 60.0, max_retries: int = 2) -> None:
+                 timeout: float = 60.0) -> None:
         self.name = name
         self.model = model
         self.base_url = base_url
         self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "not-needed", timeout=timeout,
-            max_retries=max_retries)
+            base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0)
 
-    async def complete(self, messages: list[ChatMessage],
-                       on_delta: DeltaCallback | None = None) -> Completion:
-        payload = [{"role": m.role, "content": m.content} for m in messages]
+    async def complete(self, messages: Sequence[ChatMessage],
+                       on_delta: DeltaCallback | None = None, *, model: str | None = None,
+                       tools: Sequence[ToolSpec] = (), allow_tools: bool = True,
+                       max_tokens: int | None = None) -> Completion:
+        model = model or self.model
+        extra: dict[str, Any] = {}
+        if tools:
+            extra["tools"] = [{"type": "function", "function": {
+                "name": t.name, "description": t.description, "parameters": t.parameters}}
+                for t in tools]
+            if not allow_tools:
+                extra["tool_choice"] = "none"
+        if max_tokens is not None:
+            extra["max_tokens"] = max_tokens
+        parts: list[str] = []
+        calls: dict[int, _PendingCall] = {}
+        usage: Any = None
+        finish = "stop"
+        answered_by = model
         try:
             stream = await self._client.chat.completions.create(
-                model=self.model, messages=payload,  # type: ignore[arg-type]
-                stream=True, stream_options={"include_usage": True})
-            parts: list[str] = []
-            usage: Any = None
-            model = self.model
+                model=model, messages=to_openai_messages(messages),  # type: ignore[arg-type]
+                stream=True, stream_options={"include_usage": True}, **extra)
             async for chunk in stream:
-                model = chunk.model or model
+                answered_by = chunk.model or answered_by
                 if chunk.usage is not None:
                     usage = chunk.usage
                 for choice in chunk.choices:
-                    delta = choice.delta.content if choice.delta else None
-                    if delta:
-                        parts.append(delta)
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+                    delta = choice.delta
+                    if delta is None:
+                        continue
+                    if delta.content:
+                        parts.append(delta.content)
                         if on_delta is not None:
-                            on_delta(delta)
+                            on_delta(delta.content)
+                    for piece in delta.tool_calls or ():
+                        pending = calls.setdefault(piece.index, _PendingCall())
+                        pending.id = piece.id or pending.id
+                        if piece.function is not None:
+                            pending.name = piece.function.name or pending.name
+                            if piece.function.arguments:
+                                pending.arguments.append(piece.function.arguments)
         except openai.APIStatusError as exc:
             raise ProviderError(
                 f"{self.name} answered HTTP {exc.status_code}: {_message(exc)}",
                 provider=self.name, status=exc.status_code,
                 retryable=exc.status_code in (408, 409, 429) or exc.status_code >= 500,
-                retry_after=_retry_after(exc)) from exc
+                retry_after=retry_after(exc.response.headers),
+            ) from exc
         except openai.APITimeoutError as exc:
             raise ProviderError(f"{self.name} timed out", provider=self.name) from exc
         except openai.APIConnectionError as exc:
@@ -65,16 +110,50 @@ class OpenAICompatProvider:
         except openai.OpenAIError as exc:
             raise ProviderError(f"{self.name} failed: {exc}", provider=self.name) from exc
         text = "".join(parts)
+        tool_calls = tuple(
+            parse_tool_call(p.id or f"call_{index}", p.name, "".join(p.arguments))
+            for index, p in sorted(calls.items()) if p.name)
         if usage is not None:
             tokens_in, tokens_out = usage.prompt_tokens, usage.completion_tokens
         else:  # servers that ignore include_usage: estimate, do not invent zero
-            tokens_in = sum(len(m.content) for m in messages) // 4
-            tokens_out = len(text) // 4
-        return Completion(text=text, model=model, input_tokens=tokens_in,
-                          output_tokens=tokens_out)
+            tokens_in = sum(estimate_tokens(m.content) for m in messages)
+            tokens_out = estimate_tokens(text) if text else 0
+        return Completion(text=text, model=answered_by, input_tokens=tokens_in,
+                          output_tokens=tokens_out, tool_calls=tool_calls, stop_reason=finish)
+
+    async def list_models(self) -> list[str]:
+        try:
+            page = await self._client.models.list()
+            return sorted([m.id async for m in page])
+        except openai.APIStatusError as exc:
+            raise ProviderError(f"{self.name} cannot list models: HTTP {exc.status_code}",
+                                provider=self.name, status=exc.status_code,
+                                retryable=False) from exc
+        except openai.OpenAIError as exc:
+            raise ProviderError(f"{self.name} cannot list models: {exc}",
+                                provider=self.name) from exc
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def to_openai_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """Chat Completions messages: tool calls on the assistant turn, results as ``role: tool``."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "tool":
+            out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
+        elif m.role == "assistant" and m.tool_calls:
+            out.append({"role": "assistant", "content": m.content or None,
+                        "tool_calls": [_wire_call(c) for c in m.tool_calls]})
+        else:
+            out.append({"role": m.role, "content": m.content})
+    return out
+
+
+def _wire_call(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "type": "function",
+            "function": {"name": call.name, "arguments": json.dumps(call.arguments)}}
 
 
 def _message(exc: openai.APIStatusError) -> str:
@@ -84,11 +163,3 @@ def _message(exc: openai.APIStatusError) -> str:
         if isinstance(err, dict) and err.get("message"):
             return str(err["message"])
     return exc.message
-
-
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    value = exc.response.headers.get("retry-after") if exc.response is not None else None
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None

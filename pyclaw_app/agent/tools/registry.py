@@ -1,0 +1,136 @@
+"""The tool registry: what the model is offered, and the one place tool calls are run.
+
+A tool never raises into the agent: an unknown name, bad arguments, a
+timeout or a bug in the tool all become an error *result* the model reads
+(and usually recovers from), so a misbehaving tool cannot fail a turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pyclaw_app.agent.providers.base import ToolCall, ToolSpec
+from pyclaw_app.agent.tools.notes import NotesStore
+from pyclaw_app.model import Inbound
+
+__all__ = ["Tool", "ToolContext", "ToolError", "ToolRegistry", "ToolResult"]
+
+_log = logging.getLogger(__name__)
+
+TOOL_TIMEOUT = 10.0
+MAX_RESULT_CHARS = 8000
+
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str, "integer": int, "number": (int, float), "boolean": bool,
+    "object": dict, "array": list,
+}
+
+
+class ToolError(Exception):
+    """A tool's own, expected failure; its message is what the model reads."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """What a tool may know about the turn it runs in."""
+
+    inbound: Inbound
+    notes: NotesStore
+    now: Callable[[], datetime]
+
+
+Handler = Callable[[dict[str, Any], ToolContext], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    """A JSON Schema object: ``{"type": "object", "properties": ..., "required": [...]}``."""
+    handler: Handler
+
+    @property
+    def spec(self) -> ToolSpec:
+        return ToolSpec(self.name, self.description, self.parameters)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    content: str
+    is_error: bool = False
+
+
+class ToolRegistry:
+    def __init__(self, tools: Iterable[Tool] = (), *, timeout: float = TOOL_TIMEOUT) -> None:
+        self._tools: dict[str, Tool] = {}
+        self.timeout = timeout
+        for tool in tools:
+            self.register(tool)
+
+    def register(self, tool: Tool) -> None:
+        if tool.name in self._tools:
+            raise ValueError(f"tool {tool.name!r} is already registered")
+        self._tools[tool.name] = tool
+
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def specs(self) -> list[ToolSpec]:
+        return [tool.spec for tool in self._tools.values()]
+
+    def select(self, names: Sequence[str] | None) -> ToolRegistry:
+        """A registry with only ``names`` (all when None); unknown names raise ValueError."""
+        if names is None:
+            return ToolRegistry(self._tools.values(), timeout=self.timeout)
+        unknown = sorted(set(names) - set(self._tools))
+        if unknown:
+            raise ValueError(f"unknown tools {unknown}; known: {sorted(self._tools)}")
+        return ToolRegistry((self._tools[n] for n in names), timeout=self.timeout)
+
+    async def run(self, call: ToolCall, ctx: ToolContext) -> ToolResult:
+        tool = self._tools.get(call.name)
+        if tool is None:
+            return ToolResult(f"error: there is no tool named {call.name!r}", is_error=True)
+        problem = call.error or _check_arguments(tool.parameters, call.arguments)
+        if problem:
+            return ToolResult(f"error: {problem}", is_error=True)
+        try:
+            content = await asyncio.wait_for(tool.handler(call.arguments, ctx), self.timeout)
+        except ToolError as exc:
+            return ToolResult(f"error: {exc}", is_error=True)
+        except TimeoutError:
+            return ToolResult(f"error: the tool took longer than {self.timeout:.0f}s",
+                              is_error=True)
+        except Exception as exc:  # noqa: BLE001 - a tool bug becomes a result, never a failed turn
+            _log.exception("tool %s failed", call.name)
+            return ToolResult(f"error: the tool failed ({type(exc).__name__})", is_error=True)
+        if len(content) > MAX_RESULT_CHARS:
+            content = content[:MAX_RESULT_CHARS] + " [truncated]"
+        return ToolResult(content)
+
+
+def _check_arguments(schema: dict[str, Any], arguments: dict[str, Any]) -> str | None:
+    """The first problem with ``arguments`` against the top level of ``schema``, if any."""
+    properties: dict[str, Any] = schema.get("properties", {})
+    for name in schema.get("required", []):
+        if name not in arguments:
+            return f"missing required argument {name!r}"
+    for name, value in arguments.items():
+        prop = properties.get(name)
+        if prop is None:
+            if schema.get("additionalProperties") is False:
+                return f"unexpected argument {name!r}"
+            continue
+        expected = _JSON_TYPES.get(str(prop.get("type", "")))
+        if expected is None:
+            continue
+        wrong_bool = isinstance(value, bool) and prop.get("type") in ("integer", "number")
+        if wrong_bool or not isinstance(value, expected):
+            return f"argument {name!r} must be of type {prop['type']}"
+    return None
