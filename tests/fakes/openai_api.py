@@ -4,7 +4,16 @@ Serves ``POST /v1/chat/completions`` (plain JSON and SSE streaming, with
 ``stream_options.include_usage``) and ``GET /v1/models``. Errors use the API's
 ``{"error": {"message", "type", "param", "code"}}`` shape. Tests script it
 with a ``responder`` and a queue of faults: 429 with Retry-After, 500, a slow
-answer, or a dropped connection.
+answer, a dropped connection, or a stream cut after a few chunks.
+
+Function calling follows the reference: ``tools`` are validated
+(``{"type": "function", "function": {"name", "parameters"}}``), a responder
+may answer with :class:`FakeReply` holding tool calls, which stream as
+``delta.tool_calls`` pieces (``index``, then ``id``/``type``/``function.name``
+in the first piece and ``function.arguments`` in slices) ending with
+``finish_reason: "tool_calls"``. A ``role: tool`` message must answer a
+``tool_call_id`` of the preceding assistant ``tool_calls`` (400 otherwise), and
+``tool_choice: "none"`` makes the fake answer in text.
 """
 
 from __future__ import annotations
@@ -15,16 +24,14 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from tests.fakes.server import FakeServer, json_response
 
-__all__ = ["FakeOpenAI", "Fault"]
-
-Responder = Callable[[list[dict[str, Any]]], str]
+__all__ = ["FakeOpenAI", "FakeReply", "FakeToolCall", "Fault"]
 
 
 @dataclass
@@ -35,6 +42,27 @@ class Fault:
     retry_after: float | None = None
     delay: float = 0.0  # seconds before answering (a slow model / a timeout)
     drop: bool = False  # close the connection without an answer
+    cut_after: int | None = None
+    """Stream this many text chunks, then fail mid-stream (a cut connection here; the
+    Anthropic fake sends an ``error`` event of ``status`` when one is set)."""
+
+
+@dataclass
+class FakeToolCall:
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    raw_arguments: str | None = None  # send this text instead (e.g. invalid JSON)
+
+
+@dataclass
+class FakeReply:
+    """What a responder returns to make the model call tools (``text`` may preface them)."""
+
+    text: str = ""
+    tool_calls: list[FakeToolCall] = field(default_factory=list)
+
+
+Responder = Callable[[list[dict[str, Any]]], "str | FakeReply"]
 
 
 def echo(messages: list[dict[str, Any]]) -> str:
@@ -94,6 +122,10 @@ class FakeOpenAI(FakeServer):
         if not isinstance(messages, list) or not messages:
             return _error(400, "'messages' is a required property", "invalid_request_error",
                           None, param="messages")
+        problem = _check_tools(body.get("tools")) or _check_tool_messages(messages)
+        if problem is not None:
+            param, message = problem
+            return _error(400, message, "invalid_request_error", None, param=param)
         model = body.get("model")
         if model not in self.models:
             return _error(404, f"The model `{model}` does not exist or you do not have access "
@@ -112,27 +144,39 @@ class FakeOpenAI(FakeServer):
                     assert request.transport is not None
                     request.transport.close()
                     return web.Response(status=500)
-                if fault.status is not None:
+                if fault.status is not None and fault.cut_after is None:
                     return _fault_response(fault)
-            text = self.responder(messages)
+            answer = self.responder(messages)
+            reply = answer if isinstance(answer, FakeReply) else FakeReply(answer)
+            if reply.tool_calls and (body.get("tool_choice") == "none" or not body.get("tools")):
+                reply = FakeReply(reply.text or "(answered without tools)")
+            text = reply.text
+            calls = [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+                      "function": {"name": c.name, "arguments": c.raw_arguments
+                                   if c.raw_arguments is not None else json.dumps(c.arguments)}}
+                     for c in reply.tool_calls]
             prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4 + 1
-            completion_tokens = len(text) // 4 + 1
+            completion_tokens = (len(text) + len(json.dumps(calls) if calls else "")) // 4 + 1
             if body.get("stream"):
-                return await self._stream(request, body, model, text, prompt_tokens,
-                                          completion_tokens)
+                return await self._stream(request, body, model, text, calls, prompt_tokens,
+                                          completion_tokens, fault)
+            message: dict[str, Any] = {"role": "assistant", "content": text or None,
+                                       "refusal": None}
+            if calls:
+                message["tool_calls"] = calls
             return json_response({
                 "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
                 "created": int(time.time()), "model": model, "system_fingerprint": None,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text,
-                                                     "refusal": None},
-                             "logprobs": None, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": message, "logprobs": None,
+                             "finish_reason": "tool_calls" if calls else "stop"}],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens}})
         finally:
             self.in_flight -= 1
 
     async def _stream(self, request: web.Request, body: dict[str, Any], model: str, text: str,
-                      prompt_tokens: int, completion_tokens: int) -> web.StreamResponse:
+                      calls: list[dict[str, Any]], prompt_tokens: int, completion_tokens: int,
+                      fault: Fault | None) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
         await resp.prepare(request)
@@ -146,9 +190,25 @@ class FakeOpenAI(FakeServer):
                                  "finish_reason": finish}]}
 
         events = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
-        events += [chunk({"content": text[i:i + self.chunk_size]}, None)
-                   for i in range(0, len(text), self.chunk_size)]
-        events.append(chunk({}, "stop"))
+        pieces = [chunk({"content": text[i:i + self.chunk_size]}, None)
+                  for i in range(0, len(text), self.chunk_size)]
+        if fault is not None and fault.cut_after is not None:
+            head = events + pieces[:fault.cut_after]
+            await resp.write(b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in head))
+            assert request.transport is not None
+            request.transport.close()
+            return resp
+        events += pieces
+        for index, call in enumerate(calls):
+            fn = call["function"]
+            events.append(chunk({"tool_calls": [{
+                "index": index, "id": call["id"], "type": "function",
+                "function": {"name": fn["name"], "arguments": ""}}]}, None))
+            args = fn["arguments"]
+            events += [chunk({"tool_calls": [{"index": index, "function": {
+                "arguments": args[i:i + self.chunk_size]}}]}, None)
+                for i in range(0, len(args), self.chunk_size)]
+        events.append(chunk({}, "tool_calls" if calls else "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append({"id": cid, "object": "chat.completion.chunk", "created": created,
                            "model": model, "system_fingerprint": None, "choices": [],
@@ -159,6 +219,44 @@ class FakeOpenAI(FakeServer):
         await resp.write(payload + b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
+
+
+def _check_tools(tools: Any) -> tuple[str, str] | None:
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        return "tools", "Invalid type for 'tools': expected an array."
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function" \
+                or not isinstance(fn, dict):
+            return f"tools[{i}]", f"Invalid value for 'tools[{i}]': expected a function tool."
+        if not isinstance(fn.get("name"), str) or not fn["name"]:
+            return f"tools[{i}].function.name", "Missing required parameter: 'name'."
+        params = fn.get("parameters")
+        if params is not None and (not isinstance(params, dict)
+                                   or params.get("type") != "object"):
+            return (f"tools[{i}].function.parameters",
+                    "Invalid schema for function: schema must be a JSON Schema of 'type: "
+                    "\"object\"'.")
+    return None
+
+
+def _check_tool_messages(messages: list[Any]) -> tuple[str, str] | None:
+    """Each ``role: tool`` message answers a call of the closest assistant ``tool_calls``."""
+    open_ids: set[str] = set()
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            return f"messages[{i}]", f"Invalid type for 'messages[{i}]': expected an object."
+        if m.get("role") == "assistant":
+            open_ids = {c.get("id") for c in m.get("tool_calls") or []}
+        elif m.get("role") == "tool":
+            if m.get("tool_call_id") not in open_ids:
+                return (f"messages.[{i}].role", "Invalid parameter: messages with role 'tool' "
+                        "must be a response to a preceeding message with 'tool_calls'.")
+        else:
+            open_ids = set()
+    return None
 
 
 def _error(status: int, message: str, type_: str, code: str | None, *,
