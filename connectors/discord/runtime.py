@@ -50,7 +50,7 @@ _FATAL_CLOSE = {
 _NETWORK_ERRORS = (OSError, aiohttp.ClientError, asyncio.TimeoutError)
 _SEND_TRIES = 3
 _PARTIAL_KEEP = 256
-_STOP_TIMEOUT = 10.0
+_STOP_TIMEOUT = 4.0  # per task; the gateway allows stop() 10 s in all
 
 
 @contextlib.contextmanager
