@@ -13,7 +13,7 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -41,6 +41,17 @@ class ChannelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="Start this channel with the gateway.")
+    dm_policy: Literal["pairing", "allowlist", "open", "disabled"] = Field(
+        "pairing", description="Who may talk in direct messages. pairing: strangers get a code "
+        "the owner approves; allowlist: only approved senders; open: anyone.")
+    group_policy: Literal["open", "allowlist", "disabled"] = Field(
+        "open", description="Groups (the bot answers there only when mentioned or replied to).")
+    allow_from: list[str] = Field(default_factory=list,
+                                  description="Sender ids always allowed in direct messages.")
+    allow_groups: list[str] = Field(default_factory=list,
+                                    description="Group chat ids allowed with group_policy "
+                                    "allowlist.")
+    rate_limit_per_minute: int = Field(20, ge=0, description="Per sender; 0 turns it off.")
 
     def needs_webhook(self) -> bool:
         """True when the platform pushes to our shared webhook server in this configuration."""

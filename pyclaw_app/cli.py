@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate the config file and list problems")
     _paths(check)
 
+    pairing = sub.add_parser("pairing", help="list or approve pairing requests from new senders")
+    _paths(pairing)
+    pairing.add_argument("action", choices=["list", "approve"])
+    pairing.add_argument("code", nargs="?", help="the 8-character code the sender received")
+
     secret = sub.add_parser("secret", help="store or remove a secret in the OS keyring")
     _paths(secret)
     secret.add_argument("action", choices=["set", "delete"])
@@ -68,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_run_chat(config, data_dir, args.message))
     if args.command == "check":
         return _check(config, data_dir)
+    if args.command == "pairing":
+        return asyncio.run(_pairing(data_dir, args.action, args.code))
     if args.command == "secret":
         return _secret(data_dir, args.action, args.key)
     return _run_ui(config, data_dir, web=args.web, host=args.host, port=args.port)
@@ -144,6 +151,32 @@ def _check(config: Path | None, data_dir: Path | None) -> int:
         print(f"channel {name} ({entry.type}): {state}")
     print(f"providers: {', '.join(p.name for p in cfg.providers) or 'none (offline answers)'}")
     return 1 if cfg.errors else 0
+
+
+async def _pairing(data_dir: Path | None, action: str, code: str | None) -> int:
+    """Works beside a running gateway: both share the SQLite file (WAL)."""
+    from pyclaw_app.store import Store
+
+    store = await Store(data_dir or default_data_dir()).open()
+    try:
+        if action == "list":
+            pending = await store.access.pending()
+            for p in pending:
+                print(f"{p.code}  {p.channel}  sender {p.sender_id} ({p.sender_name or '?'})")
+            if not pending:
+                print("no pending pairing requests")
+            return 0
+        if not code:
+            print("pairing approve needs the CODE", file=sys.stderr)
+            return 2
+        approved = await store.access.approve(code)
+        if approved is None:
+            print(f"no pending, unexpired pairing code {code.upper()}", file=sys.stderr)
+            return 1
+        print(f"approved {approved.sender_name or approved.sender_id} on {approved.channel}")
+        return 0
+    finally:
+        await store.close()
 
 
 def _secret(data_dir: Path | None, action: str, key: str) -> int:

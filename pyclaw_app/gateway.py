@@ -31,6 +31,7 @@ from pyclaw_app.model import (
     MessageStatus,
     Outbound,
 )
+from pyclaw_app.policy import AccessPolicy
 from pyclaw_app.secrets import redactor
 from pyclaw_app.store import Store
 
@@ -94,6 +95,7 @@ class Gateway:
         self.agent = agent or Agent(build_provider(config), store.journal, store.usage,
                                     system_prompt=config.agent.system_prompt,
                                     history_tokens=config.agent.history_tokens)
+        self.policy = AccessPolicy(store.access)
         self.channels: dict[str, ChannelRuntime] = {}
         self._started = False
 
@@ -244,6 +246,19 @@ class Gateway:
             self.channel_log(channel, "info", f"message {journal_id} skipped: empty message")
             self._emit(EventKind.MESSAGE_SKIPPED, channel, id=journal_id, reason="empty message")
             return
+        config = rt.entry.config
+        verdict = await self.policy.check(inbound, config) if config is not None else None
+        if verdict is not None and not verdict.allowed:
+            self.channel_log(channel, "info", f"message {journal_id} not answered: "
+                             f"{verdict.reason}", sender=inbound.sender_id)
+            if verdict.notice:
+                await self._send_notice(connector, journal_id, inbound, verdict.notice,
+                                        verdict.reason, MessageStatus.SKIPPED)
+            else:
+                await self.store.journal.set_status(journal_id, MessageStatus.SKIPPED,
+                                                    verdict.reason)
+            self._emit(EventKind.MESSAGE_SKIPPED, channel, id=journal_id, reason=verdict.reason)
+            return
         await self.store.journal.set_status(journal_id, MessageStatus.PROCESSING)
         self._emit(EventKind.MESSAGE_PROCESSING, channel, id=journal_id)
         received_at = time.time()
@@ -299,17 +314,25 @@ class Gateway:
         self.channel_log(channel, "error", f"message {journal_id}: LLM call failed: {detail}",
                          provider=error.provider, status=error.status)
         notice = user_notice(error)
+        await self._send_notice(connector, journal_id, inbound, notice, detail,
+                                MessageStatus.FAILED)
+        self._emit(EventKind.MESSAGE_FAILED, channel, id=journal_id, chat=inbound.address.chat,
+                   error=detail, notice=notice)
+
+    async def _send_notice(self, connector: Connector, journal_id: int, inbound: Inbound,
+                           notice: str, reason: str, status: MessageStatus) -> None:
+        """Tell the sender why there is no answer; the inbound row closes as ``status``."""
         out_id = await self.store.journal.add_outbound(journal_id, inbound.address, notice)
         try:
             ids = await self._send_with_retries(connector, Outbound(
                 inbound.address, notice, reply_to=inbound.platform_id, journal_id=out_id))
         except ConnectorError as exc:
             await self.store.journal.fail_reply(out_id, journal_id,
-                                                f"{detail}; notice not delivered: {exc}")
+                                                f"{reason}; notice not delivered: {exc}")
+            if status != MessageStatus.FAILED:
+                await self.store.journal.set_status(journal_id, status, reason)
         else:
-            await self.store.journal.complete_notice(out_id, journal_id, ids, detail)
-        self._emit(EventKind.MESSAGE_FAILED, channel, id=journal_id, chat=inbound.address.chat,
-                   error=detail, notice=notice)
+            await self.store.journal.close_with_notice(out_id, journal_id, ids, reason, status)
 
     async def _deliver(self, connector: Connector, journal_id: int, inbound: Inbound, text: str,
                        received_at: float) -> None:

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from connectors.base import Capabilities, ChannelConfig, ConnectorSpec, Limits, Transport
 
 
 class LocalConfig(ChannelConfig):
+    """The local chat is the owner's own window: open by default."""
+
+    dm_policy: Literal["pairing", "allowlist", "open", "disabled"] = "open"
+    rate_limit_per_minute: int = Field(0, ge=0, description="Per sender; 0 turns it off.")
     max_text: int = Field(32000, ge=100, description="Longest single reply part.")
 
 

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pyclaw_app.store.access import AccessStore, PairingRequest
 from pyclaw_app.store.db import Database
 from pyclaw_app.store.journal import HistoryTurn, Journal, JournalRow
 from pyclaw_app.store.logs import ChannelLog
 from pyclaw_app.store.usage import UsageLog
 
-__all__ = ["ChannelLog", "Database", "HistoryTurn", "Journal", "JournalRow", "Store", "UsageLog"]
+__all__ = [
+    "AccessStore",
+    "ChannelLog",
+    "Database",
+    "HistoryTurn",
+    "Journal",
+    "JournalRow",
+    "PairingRequest",
+    "Store",
+    "UsageLog",
+]
 
 DB_NAME = "pyclaw.sqlite3"
 
@@ -22,6 +33,7 @@ class Store:
         self.journal = Journal(self.db)
         self.logs = ChannelLog(self.db)
         self.usage = UsageLog(self.db)
+        self.access = AccessStore(self.db)
 
     async def open(self) -> Store:
         await self.db.open()

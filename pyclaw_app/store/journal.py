@@ -152,20 +152,21 @@ class Journal:
 
         await self.db.write(op)
 
-    async def complete_notice(self, out_id: int, inbound_id: int, platform_ids: list[str],
-                              error: str) -> None:
-        """A failure notice went out instead of a reply: the notice is sent, the message failed.
+    async def close_with_notice(self, out_id: int, inbound_id: int, platform_ids: list[str],
+                                reason: str, status: MessageStatus) -> None:
+        """A notice went out instead of a reply (failure, pairing, rate limit).
 
-        The notice row keeps the error, which is how history leaves it out of later prompts.
+        The notice row keeps ``reason`` as its error, which is how history leaves notices
+        out of later prompts; the inbound row closes as ``status`` (failed or skipped).
         """
         now = time.time()
 
         async def op(conn: aiosqlite.Connection) -> None:
             await conn.execute(
                 "UPDATE messages SET status='sent', platform_id=?, error=?, updated_at=?"
-                " WHERE id=?", (",".join(platform_ids), error, now, out_id))
-            await conn.execute("UPDATE messages SET status='failed', error=?, updated_at=?"
-                               " WHERE id=?", (error, now, inbound_id))
+                " WHERE id=?", (",".join(platform_ids), reason, now, out_id))
+            await conn.execute("UPDATE messages SET status=?, error=?, updated_at=?"
+                               " WHERE id=?", (status.value, reason, now, inbound_id))
 
         await self.db.write(op)
 

@@ -92,4 +92,27 @@ MIGRATIONS: list[str] = [
     ALTER TABLE conversations ADD COLUMN model TEXT;
     ALTER TABLE conversations ADD COLUMN fallback_notified INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: access control: pairing codes and the per-channel sender allowlist
+    """
+    CREATE TABLE pairing (
+        code TEXT PRIMARY KEY,
+        channel TEXT NOT NULL,
+        sender_id TEXT NOT NULL,
+        sender_name TEXT NOT NULL DEFAULT '',
+        chat TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX pairing_pending ON pairing (channel, status, expires_at);
+
+    CREATE TABLE allowlist (
+        channel TEXT NOT NULL,
+        sender_id TEXT NOT NULL,
+        sender_name TEXT NOT NULL DEFAULT '',
+        added_at REAL NOT NULL,
+        via TEXT NOT NULL DEFAULT 'pairing',
+        PRIMARY KEY (channel, sender_id)
+    );
+    """,
 ]

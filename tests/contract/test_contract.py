@@ -43,7 +43,9 @@ async def gateway(harness: PlatformHarness, fake_llm: FakeOpenAI, make_gateway) 
     name = harness.type_name
     gw: Gateway = await make_gateway({
         "providers": [provider_section(fake_llm)],
-        "channels": {name: {"type": name, **harness.channel_config()}}})
+        # Access policy has its own tests: here every sender may talk, without a rate limit.
+        "channels": {name: {"type": name, "dm_policy": "open", "rate_limit_per_minute": 0,
+                            **harness.channel_config()}}})
     harness.attach(gw)
     await eventually(lambda: gw.channels[name].state == ChannelState.ONLINE, timeout=WAIT)
     return gw

@@ -1,0 +1,116 @@
+"""Who may talk to the assistant: DM and group policy, pairing codes, per-sender rate limit.
+
+Strangers are the common failure of gateways like this one: a bot that answers
+anyone spends its owner's tokens. Direct messages default to *pairing*: an
+unknown sender gets a short code which the owner approves in the app or with
+``pyclaw pairing approve CODE``; only then are their messages answered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from connectors.base import ChannelConfig
+from pyclaw_app.model import Inbound
+from pyclaw_app.store.access import AccessStore
+
+__all__ = ["AccessPolicy", "TokenBucket", "Verdict"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool
+    reason: str = ""
+    notice: str | None = None
+    """A message for the sender, when they should be told (at most once per situation)."""
+
+
+ALLOWED = Verdict(True)
+
+
+class TokenBucket:
+    """``rate`` messages per minute with bursts up to ``rate``; one polite notice per overflow."""
+
+    __slots__ = ("capacity", "notified", "stamp", "tokens")
+
+    def __init__(self, rate: int, now: float) -> None:
+        self.capacity = float(rate)
+        self.tokens = float(rate)
+        self.stamp = now
+        self.notified = False
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.capacity / 60)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            self.notified = False
+            return True
+        return False
+
+
+class AccessPolicy:
+    def __init__(self, access: AccessStore, clock: Callable[[], float] = time.monotonic,
+                 max_buckets: int = 50_000) -> None:
+        self.access = access
+        self._clock = clock
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._max_buckets = max_buckets
+
+    async def check(self, inbound: Inbound, config: ChannelConfig) -> Verdict:
+        verdict = await self._admission(inbound, config)
+        if not verdict.allowed:
+            return verdict
+        return self._rate(inbound, config)
+
+    async def _admission(self, inbound: Inbound, config: ChannelConfig) -> Verdict:
+        channel, sender = inbound.address.channel, inbound.sender_id
+        if inbound.is_group:
+            if config.group_policy == "disabled":
+                return Verdict(False, "group messages are disabled on this channel")
+            if config.group_policy == "allowlist" and inbound.address.chat not in \
+                    config.allow_groups:
+                return Verdict(False, f"group {inbound.address.chat} is not on the allowlist")
+            return ALLOWED
+        policy = config.dm_policy
+        if policy == "open":
+            return ALLOWED
+        if policy == "disabled":
+            return Verdict(False, "direct messages are disabled on this channel")
+        if sender in config.allow_from or await self.access.is_allowed(channel, sender):
+            return ALLOWED
+        if policy == "allowlist":
+            return Verdict(False, f"sender {sender} is not on the allowlist")
+        request = await self.access.request_code(channel, sender, inbound.sender_name,
+                                                 inbound.address.chat)
+        if request is None:
+            return Verdict(False, "pairing requests are full for this channel",
+                           "This assistant is private and has too many pending pairing "
+                           "requests right now. Please try again in an hour.")
+        return Verdict(
+            False, f"pairing code {request.code} sent to sender {sender}",
+            f"This assistant is private. To talk to it, ask its owner to approve your "
+            f"pairing code: {request.code}\n(Owner: approve it in the pyclaw app, or run "
+            f"`pyclaw pairing approve {request.code}`. The code expires in one hour.)")
+
+    def _rate(self, inbound: Inbound, config: ChannelConfig) -> Verdict:
+        rate = config.rate_limit_per_minute
+        if rate <= 0:
+            return ALLOWED
+        now = self._clock()
+        key = (inbound.address.channel, inbound.sender_id)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self._max_buckets:
+                self._buckets.clear()  # bounded memory; forgetting a bucket only forgives
+            bucket = self._buckets[key] = TokenBucket(rate, now)
+        if bucket.take(now):
+            return ALLOWED
+        if bucket.notified:
+            return Verdict(False, f"rate limit ({rate}/min) for sender {inbound.sender_id}")
+        bucket.notified = True
+        return Verdict(False, f"rate limit ({rate}/min) for sender {inbound.sender_id}",
+                       "You're sending messages faster than I can answer. I'll skip messages "
+                       "for a moment; please wait a minute and try again.")
