@@ -75,6 +75,9 @@ def describe_skip(raw: object) -> tuple[str, str]:
         return "info", f"skipped a Telegram update of an unsupported type: {', '.join(kinds)}"
     if not isinstance(msg, Mapping) or _chat_id(msg) is None or not _is_int(msg.get("message_id")):
         return "error", "malformed Telegram message skipped (missing chat or message_id)"
+    chat = msg.get("chat")
+    if not isinstance(chat, Mapping) or chat.get("type") not in _CHAT_TYPES:
+        return "error", "malformed Telegram message skipped (unknown chat type)"
     for key in ("text", "caption"):
         if key in msg and not isinstance(msg[key], str):
             return "error", f"malformed Telegram message skipped ({key} is not a string)"

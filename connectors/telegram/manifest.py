@@ -45,7 +45,8 @@ class TelegramConfig(ChannelConfig):
     )
     webhook_url: str = Field(
         "",
-        description="Public HTTPS URL Telegram posts updates to (webhook mode only).",
+        description="Public HTTPS URL Telegram posts updates to (webhook mode only); it must "
+        "reach pyclaw's webhook server at /webhook/<channel name>, e.g. through a reverse proxy.",
     )
     webhook_secret: SecretStr | None = secret_field(
         "Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token with every webhook "
@@ -60,6 +61,9 @@ class TelegramConfig(ChannelConfig):
     poll_timeout: int = Field(
         30, ge=0, le=50, description="Long-polling wait in seconds (polling mode)."
     )
+
+    def needs_webhook(self) -> bool:
+        return self.mode == "webhook"
 
     @model_validator(mode="after")
     def _webhook_needs_url(self) -> TelegramConfig:

@@ -22,8 +22,11 @@ from connectors.telegram._format import to_html
 from connectors.telegram._parse import BotIdentity, describe_skip, parse_update
 from connectors.telegram.manifest import MAX_TEXT, TelegramConfig
 from connectors.telegram.runtime import TelegramConnector
+from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.errors import FatalConnectorError
 from pyclaw_app.model import Address, ChannelState, Inbound, Outbound
+from tests.conftest import provider_section
+from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegram, utf16_len
 from tests.fakes.telegram_html import HtmlParseError, visible_text
 from tests.support import RecordingContext, eventually
@@ -554,3 +557,25 @@ def test_parser_round_trips_a_valid_message(text: str, chat_id: int, message_id:
 @given(st.text(alphabet=st.characters(blacklist_characters="*`", codec="utf-8")))
 def test_html_conversion_shows_the_original_text(text: str) -> None:
     assert visible_text(to_html(text)) == text
+
+
+async def test_webhook_mode_end_to_end_through_the_shared_server(
+        fake: FakeTelegram, fake_llm: FakeOpenAI, make_gateway: Any) -> None:
+    gateway = await make_gateway({
+        "providers": [provider_section(fake_llm)],
+        "channels": {"telegram": {
+            "type": "telegram", "dm_policy": "open", "rate_limit_per_minute": 0,
+            "token": fake.token, "base_url": f"{fake.url}/bot",
+            "mode": "webhook", "webhook_url": "https://bot.example/webhook/telegram",
+            "webhook_secret": "s3cret_token-1"}}})
+    server = WebhookServer(gateway, "127.0.0.1", 0)
+    await server.start()
+    try:
+        await eventually(lambda: gateway.channels["telegram"].state == ChannelState.ONLINE)
+        update = fake.message_update(1001, "hello hook")
+        assert await fake.post_webhook(f"{server.url}/webhook/telegram", update) == 200
+        sent = await eventually(lambda: fake.sent_to(1001))
+        assert [s.text for s in sent] == ["Echo: hello hook"]
+        assert sent[0].reply_to_message_id == update["message"]["message_id"]
+    finally:
+        await server.stop()
