@@ -337,6 +337,7 @@ class TelegramConnector(Connector):
             connected = True
             backoff.reset()
             self._went_online()
+            self._require_ctx().log("info", "connected to Telegram")
         if self.config.mode == "polling":
             await self._poll(backoff)
 

@@ -376,6 +376,26 @@ async def test_token_revoked_while_polling_goes_offline_without_a_tight_loop(
     assert ctx.logs[-1][0] == "error" and "rejected" in ctx.logs[-1][1]
 
 
+async def test_unreachable_at_start_degrades_then_connects(fake: FakeTelegram,
+                                                           make: Factory) -> None:
+    fake.fail_next("getMe", 2)
+    connector, ctx = make(), RecordingContext(channel="tg")
+    await connector.start(ctx)  # returns: the retry runs in the background
+    assert ctx.states[-1][0] == ChannelState.DEGRADED
+    await eventually(lambda: ctx.states[-1][0] == ChannelState.ONLINE)
+    fake.inject_message(1001, "made it")
+    await eventually(lambda: ctx.inbound)
+    assert [level for level, _, _ in ctx.logs] == ["warning", "info"]
+
+
+async def test_send_retries_a_bad_gateway(fake: FakeTelegram, running: Running) -> None:
+    connector, _ = running
+    fake.add_chat(1001)
+    fake.fail_next("sendMessage")
+    assert len(await connector.send(Outbound(Address("tg", "1001"), "eventually"))) == 1
+    assert [s.text for s in fake.sent_to(1001)] == ["eventually"]
+
+
 async def test_start_deletes_a_stale_webhook_so_polling_works(fake: FakeTelegram,
                                                               make: Factory) -> None:
     fake.webhook = {"url": "https://old.example/hook"}

@@ -125,6 +125,7 @@ class FakeTelegram(FakeServer):
         self._drop_next_poll = False
         self._pending_429: deque[int] = deque()
         self._reject_entities = 0
+        self._outages: dict[str, int] = {}
         self._rate_log: list[list[float | None]] = []
         self._methods: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "getme": self._get_me,
@@ -263,6 +264,11 @@ class FakeTelegram(FakeServer):
         """Answer the next sendMessage/editMessageText with 429 (Telegram says whole seconds)."""
         self._pending_429.append(max(1, math.ceil(retry_after)))
 
+    def fail_next(self, method: str, times: int = 1) -> None:
+        """Answer the next ``times`` calls of ``method`` with the 502 page Telegram's front
+        end serves while the Bot API is down."""
+        self._outages[method.lower()] = self._outages.get(method.lower(), 0) + times
+
     def reject_entities_next_send(self) -> None:
         """Refuse the next HTML send with "can't parse entities", as Telegram does for nesting
         and entity rules this fake does not model."""
@@ -319,6 +325,12 @@ class FakeTelegram(FakeServer):
         impl = self._methods.get(name)
         if impl is None and name != "getupdates":
             return _error(404, "Not Found")
+        if self._outages.get(name):
+            self._outages[name] -= 1
+            return web.Response(status=502, content_type="text/html",
+                                text="<html><head><title>502 Bad Gateway</title></head><body>"
+                                     "<center><h1>502 Bad Gateway</h1></center>"
+                                     "<hr><center>nginx</center></body></html>")
         try:
             params = await _read_params(request)
             self.calls.append((method, params))
