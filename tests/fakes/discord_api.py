@@ -370,7 +370,7 @@ class FakeDiscord(FakeServer):
     # ---- REST -----------------------------------------------------------------------------
 
     def routes(self, app: web.Application) -> None:
-        app.middlewares.append(self._auth_and_errors)
+        app.middlewares.append(self._auth)
         app.router.add_get("/gw", self._gateway)
         app.router.add_get(f"{API}/users/@me", self._get_me)
         app.router.add_get(f"{API}/oauth2/applications/@me", self._get_application)
@@ -383,14 +383,11 @@ class FakeDiscord(FakeServer):
         app.router.add_route("*", f"{API}/{{tail:.*}}", self._not_found)
 
     @web.middleware
-    async def _auth_and_errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         public = request.path in ("/gw", f"{API}/gateway")
         if not public and request.headers.get("Authorization") != f"Bot {self.token}":
             return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
-        try:
-            return await handler(request)
-        except web.HTTPMethodNotAllowed:
-            return json_response({"message": "405: Method Not Allowed", "code": 0}, status=405)
+        return await handler(request)
 
     async def _not_found(self, request: web.Request) -> web.Response:
         return json_response({"message": "404: Not Found", "code": 0}, status=404)
