@@ -36,10 +36,14 @@ def with_summary(system: str, summary: str | None) -> str:
 
 def visible_history(history_newest_first: Sequence[HistoryTurn],
                     is_command: Callable[[str], bool], after_id: int = 0) -> list[HistoryTurn]:
-    """Oldest first, newer than ``after_id``, without commands and the answers to them."""
+    """Oldest first, newer than ``after_id``, without commands and the answers to them.
+
+    An answer whose question lies before ``after_id`` (the reply to ``/reset``, say) is
+    left out too: it would only ever be trimmed, and trimming would trigger compaction.
+    """
     turns = [t for t in reversed(history_newest_first) if t.id > after_id]
     out: list[HistoryTurn] = []
-    skip_answer = False
+    skip_answer = bool(turns) and turns[0].role == "assistant"
     for turn in turns:
         if turn.role == "user":
             skip_answer = is_command(turn.text)
