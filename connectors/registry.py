@@ -13,7 +13,7 @@ from functools import cache
 
 from connectors.base import Connector, ConnectorSpec
 
-__all__ = ["connector_class", "get_spec", "known_types", "specs"]
+__all__ = ["connector_class", "get_spec", "known_types", "register", "specs", "unregister"]
 
 _log = logging.getLogger(__name__)
 
@@ -24,6 +24,17 @@ _PACKAGES: dict[str, str] = {
     "discord": "connectors.discord",
     "slack": "connectors.slack",
 }
+
+
+def register(type_name: str, package: str) -> None:
+    """Add a channel type from another package (a plugin, or a test's misbehaving connector)."""
+    _PACKAGES[type_name] = package
+    specs.cache_clear()
+
+
+def unregister(type_name: str) -> None:
+    _PACKAGES.pop(type_name, None)
+    specs.cache_clear()
 
 
 @cache

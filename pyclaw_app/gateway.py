@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +34,14 @@ from pyclaw_app.model import (
 from pyclaw_app.policy import AccessPolicy
 from pyclaw_app.secrets import redactor
 from pyclaw_app.store import Store
+from pyclaw_app.supervisor import Supervisor
 
 __all__ = ["ChannelRuntime", "Gateway"]
 
 _log = logging.getLogger(__name__)
 
 TYPING_INTERVAL = 4.0
+STOP_TIMEOUT = 10.0
 SEND_ATTEMPTS = 4
 
 
@@ -57,6 +59,9 @@ class ChannelRuntime:
     last_error: str = ""
     last_message_ts: float | None = None
     last_heartbeat: float | None = None
+    """Monotonic time of the last sign of life (poll, event, webhook): liveness is traffic."""
+    fatal: bool = False
+    """The last start failed in a way retrying cannot fix (bad token): no automatic restarts."""
     _ctx: _ChannelContext | None = field(default=None, repr=False)
 
 
@@ -82,13 +87,15 @@ class _ChannelContext:
         self._gateway.set_state(self._runtime.name, state, reason)
 
     def heartbeat(self) -> None:
-        self._runtime.last_heartbeat = time.time()
+        self._runtime.last_heartbeat = self._gateway.clock()
 
 
 class Gateway:
     def __init__(self, config: Config, store: Store, bus: Bus | None = None, *,
-                 agent: Agent | None = None) -> None:
+                 agent: Agent | None = None, clock: Callable[[], float] = time.monotonic,
+                 supervise: bool = True) -> None:
         self.config = config
+        self.clock = clock
         self.store = store
         self.bus = bus or Bus()
         self.lanes = Lanes(config.agent.max_concurrent_llm)
@@ -97,6 +104,8 @@ class Gateway:
                                     history_tokens=config.agent.history_tokens)
         self.policy = AccessPolicy(store.access)
         self.channels: dict[str, ChannelRuntime] = {}
+        self.supervisor = Supervisor(self) if supervise else None
+        self.stop_timeout = STOP_TIMEOUT
         self._started = False
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -115,8 +124,12 @@ class Gateway:
             self.channels[name] = ChannelRuntime(name, entry.type, spec, entry)
         await asyncio.gather(*(self.start_channel(n) for n in self.channels))
         await self.resume_unfinished()
+        if self.supervisor is not None:
+            self.supervisor.start()
 
     async def stop(self) -> None:
+        if self.supervisor is not None:
+            await self.supervisor.stop()
         await asyncio.gather(*(self.stop_channel(n) for n in list(self.channels)))
         await self.lanes.close()
         await self.agent.close()
@@ -135,13 +148,14 @@ class Gateway:
             self.set_state(name, ChannelState.DISABLED, "disabled in config")
             return
         self.set_state(name, ChannelState.CONNECTING, "starting")
+        rt.fatal = False
         try:
             cls = registry.connector_class(entry.type)
             rt.connector = cls(name, entry.config)
             rt._ctx = _ChannelContext(self, rt)
             await rt.connector.start(rt._ctx)
         except Exception as exc:  # noqa: BLE001 - any start failure is this channel's alone
-            fatal = isinstance(exc, FatalConnectorError)
+            fatal = rt.fatal = isinstance(exc, FatalConnectorError)
             message = redactor(f"failed to start: {exc}")
             rt.last_error = message
             self.channel_log(name, "error", message, fatal=fatal)
@@ -151,22 +165,40 @@ class Gateway:
                     await rt.connector.stop()
             rt.connector = None
             return
+        rt.last_heartbeat = self.clock()  # a fresh start gets a full liveness window
         self.channel_log(name, "info", "started")
 
     async def stop_channel(self, name: str) -> None:
+        """Stop a channel; one whose ``stop()`` hangs is abandoned after ``stop_timeout``."""
+        timeout = self.stop_timeout
         rt = self.channels[name]
         if rt.connector is None:
             return
         connector, rt.connector = rt.connector, None
-        try:
-            await asyncio.wait_for(connector.stop(), timeout=10)
-        except Exception as exc:  # noqa: BLE001 - a channel that fails to stop is still stopped
-            self.channel_log(name, "warning", f"stop did not finish cleanly: {exc!r}")
+        task = asyncio.create_task(connector.stop(), name=f"stop:{name}")
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            task.cancel()  # not awaited: a stop() that ignores cancellation must not hang us
+            self.channel_log(name, "warning", f"stop() did not finish within {timeout:.0f}s; "
+                             "the connector was abandoned")
+        elif task.exception() is not None:
+            self.channel_log(name, "warning",
+                             f"stop did not finish cleanly: {task.exception()!r}")
         self.set_state(name, ChannelState.STOPPED, "stopped")
 
-    async def resume_unfinished(self) -> None:
+    async def restart_channel(self, name: str, reason: str) -> None:
+        self.channel_log(name, "warning", f"restarting: {reason}")
+        await self.stop_channel(name)
+        await self.start_channel(name)
+        await self.resume_unfinished(name)
+
+    async def resume_unfinished(self, channel: str | None = None) -> None:
         """Pick up journal rows a crash left open, without answering anything twice."""
         for row in await self.store.journal.unfinished():
+            if channel is not None and row.channel != channel:
+                continue
+            if self.lanes.has_job(row.id):
+                continue
             rt = self.channels.get(row.channel)
             if rt is None or rt.connector is None:
                 continue  # resumed when that channel next starts with the gateway
@@ -229,7 +261,8 @@ class Gateway:
         return result
 
     def _enqueue(self, journal_id: int, inbound: Inbound) -> None:
-        self.lanes.submit(inbound.address.key, lambda: self._process(journal_id, inbound))
+        self.lanes.submit(inbound.address.key, lambda: self._process(journal_id, inbound),
+                          job_id=journal_id)
 
     async def _process(self, journal_id: int, inbound: Inbound) -> None:
         channel = inbound.address.channel
@@ -358,11 +391,20 @@ class Gateway:
                    processing_ms=round((time.time() - received_at) * 1000, 1))
 
     async def _send_with_retries(self, connector: Connector, outbound: Outbound) -> list[str]:
-        """Retry transient send failures; raise ConnectorError when it cannot be delivered."""
+        """Retry transient send failures; raise ConnectorError when it cannot be delivered.
+
+        Each attempt uses the channel's *current* connector, so a reply survives the
+        supervisor restarting the channel underneath it.
+        """
         backoff = Backoff(base=0.5, cap=30)
+        name = connector.name
         for attempt in range(1, SEND_ATTEMPTS + 1):
+            rt = self.channels.get(name)
+            current = rt.connector if rt is not None and rt.connector is not None else None
             try:
-                return await connector.send(outbound)
+                if current is None:
+                    raise RetryableError(f"channel {name} is restarting")
+                return await current.send(outbound)
             except FatalConnectorError:
                 raise
             except RetryableError as exc:

@@ -25,12 +25,20 @@ class Lanes:
         self.llm_slots = asyncio.Semaphore(max_concurrent_llm)
         self._queues: dict[str, deque[Job]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._job_ids: set[int] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def submit(self, key: str, job: Job) -> None:
-        """Queue ``job`` behind earlier jobs of the same conversation."""
+    def submit(self, key: str, job: Job, job_id: int | None = None) -> None:
+        """Queue ``job`` behind earlier jobs of the same conversation.
+
+        ``job_id`` (a journal row id) lets ``has_job`` tell whether that row is already queued
+        or running, so resuming after a restart never queues a message twice.
+        """
         queue = self._queues.setdefault(key, deque())
+        if job_id is not None:
+            self._job_ids.add(job_id)
+            job = self._tracked(job, job_id)
         queue.append(job)
         if key not in self._workers:
             self._idle.clear()
@@ -55,6 +63,18 @@ class Lanes:
             if not self._workers:
                 self._idle.set()
 
+    def _tracked(self, job: Job, job_id: int) -> Job:
+        async def run() -> None:
+            try:
+                await job()
+            finally:
+                self._job_ids.discard(job_id)
+
+        return run
+
+    def has_job(self, job_id: int) -> bool:
+        return job_id in self._job_ids
+
     @property
     def active(self) -> int:
         return len(self._workers)
@@ -72,3 +92,4 @@ class Lanes:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._queues.clear()
+        self._job_ids.clear()

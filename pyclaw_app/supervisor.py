@@ -1,0 +1,126 @@
+"""Channels that heal themselves.
+
+Liveness is judged by traffic — the last successful poll, frame or webhook a
+connector reported through ``ctx.heartbeat()`` — never by a "connected" flag,
+because the classic failure is a connector that says it is connected and has
+stopped receiving. A stalled channel, or one whose start failed for a reason
+that may pass, is restarted with backoff and at most ``max_restarts_per_hour``
+times; each restart runs in its own task, so one stuck connector (even one
+whose ``stop()`` hangs) never delays the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from connectors.base import Transport
+from pyclaw_app.backoff import Backoff
+from pyclaw_app.model import ChannelState
+
+if TYPE_CHECKING:
+    from pyclaw_app.gateway import ChannelRuntime, Gateway
+
+__all__ = ["Supervisor", "SupervisorSettings"]
+
+_log = logging.getLogger(__name__)
+
+HOUR = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorSettings:
+    stall_after: float = 180.0
+    """Seconds without any sign of life before a polling/websocket channel counts as stalled."""
+    check_every: float = 5.0
+    max_restarts_per_hour: int = 6
+
+
+@dataclass
+class _Watch:
+    restarts: deque[float] = field(default_factory=deque)
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=2.0, cap=300.0))
+    not_before: float = 0.0
+    task: asyncio.Task[None] | None = None
+    gave_up: bool = False
+
+
+class Supervisor:
+    def __init__(self, gateway: Gateway, settings: SupervisorSettings | None = None) -> None:
+        self.gateway = gateway
+        self.settings = settings or SupervisorSettings()
+        self._watches: dict[str, _Watch] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="gateway:supervisor")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *(w.task for w in self._watches.values())) if t]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._task = None
+
+    def reset(self, name: str) -> None:
+        """Forget the restart history (the user restarted or reconfigured the channel)."""
+        self._watches.pop(name, None)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.check_every)
+            try:
+                self.check()
+            except Exception:  # noqa: BLE001 - the supervisor itself must never die
+                _log.exception("supervisor check failed")
+
+    def check(self) -> None:
+        """One pass over every channel; restarts what needs it in the background."""
+        now = self.gateway.clock()
+        for name, rt in self.gateway.channels.items():
+            watch = self._watches.setdefault(name, _Watch())
+            if watch.gave_up or (watch.task is not None and not watch.task.done()):
+                continue
+            reason = self._needs_restart(rt, now)
+            if reason is None or now < watch.not_before:
+                continue
+            while watch.restarts and now - watch.restarts[0] > HOUR:
+                watch.restarts.popleft()
+            if len(watch.restarts) >= self.settings.max_restarts_per_hour:
+                watch.gave_up = True
+                message = (f"restarted {len(watch.restarts)} times in the last hour; automatic "
+                           f"restarts stopped (last reason: {reason}). Restart it from the "
+                           "Channels view once the cause is fixed.")
+                self.gateway.channel_log(name, "error", message)
+                self.gateway.set_state(name, ChannelState.OFFLINE, message)
+                continue
+            watch.restarts.append(now)
+            watch.not_before = now + watch.backoff.next_delay()
+            watch.task = asyncio.create_task(self.gateway.restart_channel(name, reason),
+                                             name=f"supervisor:restart:{name}")
+
+    def _needs_restart(self, rt: ChannelRuntime, now: float) -> str | None:
+        entry = rt.entry
+        if entry.config is None or not entry.config.enabled or rt.fatal:
+            return None
+        if rt.connector is None:
+            if rt.state == ChannelState.OFFLINE:
+                return f"start failed: {rt.last_error}"
+            return None
+        if rt.spec is None or rt.spec.transport in (Transport.LOCAL, Transport.WEBHOOK):
+            return None
+        if entry.config.needs_webhook():
+            return None  # the platform comes to us; silence is not a stall
+        last = rt.last_heartbeat
+        if last is not None and now - last > self.settings.stall_after:
+            self.gateway.set_state(rt.name, ChannelState.DEGRADED,
+                                   f"no traffic for {now - last:.0f}s")
+            return f"stalled: no sign of life for {now - last:.0f}s"
+        return None
