@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from telegram import Bot, ReplyParameters
+from telegram import Bot, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import (
     BadRequest,
@@ -253,7 +253,7 @@ class TelegramConnector(Connector):
 
     async def _send_part(
         self, bot: Bot, chat: int | str, thread: int | None, text: str, reply_to: int | None
-    ) -> Any:
+    ) -> Message:
         """Send one part: HTML first, plain text if Telegram cannot parse it; wait out 429s."""
         html: str | None = to_html(text)
         reply = (
