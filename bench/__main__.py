@@ -1,0 +1,129 @@
+"""``python -m bench``: run the scenarios against the gateway and the baseline, print a table.
+
+Examples::
+
+    python -m bench --quick                 # < 1 minute, one run each
+    python -m bench --runs 3                # issue 7's full plan, medians of 3
+    python -m bench --profile               # + one py-spy'd gateway run of the big burst
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench._run import RunOptions, run_once
+from bench._stats import RunResult, Summary, render_table, summarise
+from bench.profile import load_profile, render_profile
+from bench.scenarios import Scenario, full_plan, quick_plan
+
+__all__ = ["main"]
+
+_log = logging.getLogger("bench")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="small plan, one run each: finishes in under a minute")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="runs per scenario and target (default 3, quick 1)")
+    parser.add_argument("--rate", type=float, default=200.0,
+                        help="steady load: messages per second offered (default 200)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="steady load: duration (default 30, quick 5)")
+    parser.add_argument("--llm-cap", type=int, default=256,
+                        help="the gateway's agent.max_concurrent_llm (default 256, so the "
+                             "200 ms LLM is not capped at 4/0.2 s = 20 msg/s)")
+    parser.add_argument("--only", default="",
+                        help="run only scenarios whose name contains this text")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the baseline bot")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the table, record one gateway run of the largest burst "
+                             "with py-spy and list its hot spots")
+    parser.add_argument("--idle-timeout", type=float, default=15.0,
+                        help="seconds without a new reply before the rest counts as lost")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where run directories (configs, SQLite, logs) go (default: a "
+                             "temporary directory, removed afterwards)")
+    return parser
+
+
+def machine_line() -> str:
+    memory = subprocess.run(["free", "-h"], capture_output=True, text=True, check=False).stdout
+    total = next((ln.split()[1] for ln in memory.splitlines() if ln.startswith("Mem:")), "?")
+    return (f"{dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; nproc {os.cpu_count()}; "
+            f"memory {total}; Python {platform.python_version()}; {platform.platform()}")
+
+
+async def _run_plan(plan: Sequence[Scenario], options: RunOptions, runs: int,
+                    baseline: bool) -> list[Summary]:
+    summaries: list[Summary] = []
+    baseline_done: set[str] = set()
+    for scenario in plan:
+        targets = ["gateway"]
+        if baseline and scenario.load not in baseline_done:
+            targets.insert(0, "baseline")
+            baseline_done.add(scenario.load)
+        for target in targets:
+            results: list[RunResult] = []
+            for i in range(runs):
+                result = await run_once(scenario, target, options, i)
+                _log.info("%s %s run %d: %.0f msg/s, p50 %.1f ms, lost %d", scenario.name,
+                          target, i + 1, result.throughput, result.p50, result.lost)
+                results.append(result)
+            label = scenario.load if target == "baseline" else scenario.name
+            summaries.append(summarise(label, target, results))
+    return summaries
+
+
+async def _profile(plan: Sequence[Scenario], options: RunOptions) -> str:
+    bursts = [s for s in plan if s.rate <= 0 and s.llm_latency == 0] or list(plan)
+    scenario = max(bursts, key=lambda s: s.messages)
+    path = options.workdir / "gateway.pyspy.txt"
+    profiled = RunOptions(options.workdir, options.llm_cap, options.idle_timeout, path)
+    result = await run_once(scenario, "gateway", profiled, 99)
+    header = (f"Profile of one gateway run of {scenario.name} under py-spy "
+              f"({result.throughput:.0f} msg/s while sampled):")
+    return f"{header}\n\n{render_profile(load_profile(path))}"
+
+
+async def _main(args: argparse.Namespace, workdir: Path) -> None:
+    seconds = args.seconds if args.seconds is not None else (5.0 if args.quick else 30.0)
+    runs = args.runs if args.runs is not None else (1 if args.quick else 3)
+    make = quick_plan if args.quick else full_plan
+    plan = [s for s in make(rate=args.rate, seconds=seconds) if args.only in s.name]
+    options = RunOptions(workdir, args.llm_cap, args.idle_timeout)
+    print(f"machine: {machine_line()}", flush=True)
+    print(f"command: python -m bench {' '.join(sys.argv[1:])}", flush=True)
+    summaries = await _run_plan(plan, options, runs, baseline=not args.no_baseline)
+    print()
+    print(render_table(summaries), flush=True)
+    if args.profile:
+        print()
+        print(await _profile(plan, options), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        asyncio.run(_main(args, args.workdir))
+        return
+    with tempfile.TemporaryDirectory(prefix="pyclaw-bench-") as tmp:
+        asyncio.run(_main(args, Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""One run: start the processes, offer the load, wait for the replies, read the meters.
+
+Each run gets fresh processes and a fresh data directory, so no run pays for
+(or profits from) the one before it; startup is outside the measured window,
+which opens at the first injected message and closes at the last reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from bench._proc import Child, clean_env, python_module
+from bench._stats import RunResult, percentile
+from bench.scenarios import Scenario
+from pyclaw_app.store import DB_NAME
+from tests.fakes.telegram_api import DEFAULT_TOKEN
+
+__all__ = ["RunOptions", "run_once"]
+
+_log = logging.getLogger(__name__)
+
+POLL = 0.25
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    workdir: Path
+    llm_cap: int
+    """agent.max_concurrent_llm for the gateway."""
+    idle_timeout: float
+    """Give up waiting when no reply arrived for this long; what is missing counts as lost."""
+    profile_to: Path | None = None
+    """Record the gateway with py-spy (raw collapsed stacks) into this file."""
+
+
+async def run_once(scenario: Scenario, target: str, options: RunOptions, index: int) -> RunResult:
+    """Run ``scenario`` once against ``target`` ("gateway" or "baseline")."""
+    rundir = options.workdir / f"{target}-{_slug(scenario.name)}-{index}"
+    rundir.mkdir(parents=True, exist_ok=True)
+    children: list[Child] = []
+    profiler: asyncio.subprocess.Process | None = None
+    try:
+        telegram = Child("fake-telegram", python_module("bench.fake_telegram"),
+                         log_path=rundir / "fake_telegram.log")
+        children.append(telegram)
+        tg_port = int((await telegram.start()).split()[1])
+        tg_url = f"http://127.0.0.1:{tg_port}"
+        if target == "gateway":
+            llm = Child("fake-llm", python_module("bench.fake_llm", "--latency",
+                                                  str(scenario.llm_latency)),
+                        log_path=rundir / "fake_llm.log")
+            children.append(llm)
+            llm_port = int((await llm.start()).split()[1])
+            bot = _gateway_child(rundir, tg_url, llm_port, options.llm_cap)
+        else:
+            bot = Child("baseline", python_module("bench.baseline_bot", "--api",
+                                                  f"{tg_url}/bot{DEFAULT_TOKEN}"),
+                        log_path=rundir / "baseline.log")
+        children.append(bot)
+        ready = await bot.start(timeout=60)
+        if target == "gateway" and "telegram (online)" not in ready:
+            raise RuntimeError(f"telegram channel not online: {ready!r}; see {bot.log_path}")
+        if options.profile_to is not None:
+            profiler = await asyncio.create_subprocess_exec(
+                str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(bot.pid),
+                "--format", "raw", "--rate", "100", "-o", str(options.profile_to),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            await asyncio.sleep(1.0)  # let py-spy attach before the load starts
+        bot_cpu0, tg_cpu0 = bot.cpu_seconds(), telegram.cpu_seconds()
+        async with aiohttp.ClientSession() as session:
+            report = await _drive(session, tg_url, scenario, options.idle_timeout)
+        bot_cpu, tg_cpu = bot.cpu_seconds() - bot_cpu0, telegram.cpu_seconds() - tg_cpu0
+        rss = bot.peak_rss_mb()
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            await asyncio.wait_for(profiler.wait(), 60)
+            profiler = None
+        await bot.stop()
+        rows = _journal_rows(rundir / "data") if target == "gateway" else 0
+    finally:
+        if profiler is not None and profiler.returncode is None:
+            profiler.kill()
+            await profiler.wait()
+        for child in reversed(children):
+            await child.stop()
+    window = max(report["last_reply"] - report["first_inject"], 1e-9)
+    replied = report["replied"]
+    added = [ms - scenario.llm_latency * 1000 for ms in report["latencies_ms"]]
+    if target == "baseline":
+        added = report["latencies_ms"]
+    return RunResult(
+        throughput=replied / window,
+        p50=percentile(added, 50), p95=percentile(added, 95), p99=percentile(added, 99),
+        injected=report["injected"], lost=report["injected"] - replied,
+        duplicates=report["duplicates"] + report["unmatched"],
+        peak_rss_mb=rss, cpu_per_1k=bot_cpu / max(replied, 1) * 1000,
+        journal_rows_per_s=rows / window, fake_cpu_pct=tg_cpu / window * 100)
+
+
+def _gateway_child(rundir: Path, tg_url: str, llm_port: int, llm_cap: int) -> Child:
+    config = {
+        "agent": {"max_concurrent_llm": llm_cap},
+        "providers": [{"name": "fake", "base_url": f"http://127.0.0.1:{llm_port}/v1",
+                       "model": "fake-model", "max_retries": 0, "timeout": 30}],
+        "channels": {"telegram": {
+            "type": "telegram", "base_url": f"{tg_url}/bot",
+            "base_file_url": f"{tg_url}/file/bot", "poll_timeout": 1,
+            "dm_policy": "open", "rate_limit_per_minute": 0}},
+    }
+    path = rundir / "pyclaw.yaml"
+    path.write_text(yaml.safe_dump(config), "utf-8")
+    env = clean_env({"PYCLAW_TELEGRAM_TOKEN": DEFAULT_TOKEN, "PYCLAW_SECRETS": "file"})
+    argv = python_module("pyclaw_app.cli", "gateway", "--config", str(path),
+                         "--data-dir", str(rundir / "data"))
+    return Child("gateway", argv, log_path=rundir / "gateway.log", env=env,
+                 ready="pyclaw gateway running")
+
+
+async def _drive(session: aiohttp.ClientSession, url: str, scenario: Scenario,
+                 idle_timeout: float) -> dict[str, Any]:
+    """Offer the load, then wait until every message has its reply or replies stop coming."""
+    plan = {"messages": scenario.messages, "chats": scenario.chats, "rate": scenario.rate}
+    async with session.post(f"{url}/bench/load", json=plan) as resp:
+        resp.raise_for_status()
+    replied, progress = -1, time.monotonic()
+    while True:
+        await asyncio.sleep(POLL)
+        report = await _report(session, url)
+        if report["replied"] != replied:
+            replied, progress = report["replied"], time.monotonic()
+        if not report["injecting"] and replied >= scenario.messages:
+            break
+        if report["injecting"]:
+            progress = time.monotonic()
+        elif time.monotonic() - progress > idle_timeout:
+            _log.warning("%s: %d of %d replies after %.0fs without progress", scenario.name,
+                         replied, scenario.messages, idle_timeout)
+            break
+    await asyncio.sleep(1.0)  # a duplicate would arrive right behind the original
+    return await _report(session, url)
+
+
+async def _report(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    async with session.get(f"{url}/bench/report") as resp:
+        resp.raise_for_status()
+        report: dict[str, Any] = await resp.json()
+    return report
+
+
+def _journal_rows(data_dir: Path) -> int:
+    """Rows the gateway wrote to the journal (read after it stopped: no lock contention)."""
+    with contextlib.closing(sqlite3.connect(data_dir / DB_NAME)) as db:
+        (count,) = db.execute("SELECT COUNT(*) FROM messages").fetchone()
+    return int(count)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text).strip("-").lower()

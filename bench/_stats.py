@@ -1,0 +1,104 @@
+"""Numbers of one run, medians over runs, and the results table."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+__all__ = ["RunResult", "Summary", "percentile", "render_table", "summarise"]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (``q`` in 0..100); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run of one scenario against one target (gateway or baseline)."""
+
+    throughput: float
+    """Replies per second, from the first injected message to the last reply."""
+    p50: float
+    p95: float
+    p99: float
+    """Added latency in ms: inject -> reply seen at the fake, minus the fake LLM's latency."""
+    injected: int
+    lost: int
+    duplicates: int
+    peak_rss_mb: float
+    cpu_per_1k: float
+    """CPU seconds (user + system) of the target per 1,000 replies, during the load only."""
+    journal_rows_per_s: float
+    """Rows inserted into ``messages`` (in + out) per second of the load; 0 for the baseline."""
+    fake_cpu_pct: float
+    """CPU of the fake Telegram process over the load, in % of one core (100 = saturated)."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    scenario: str
+    target: str
+    runs: int
+    result: RunResult
+    """Medians over the runs, except lost and duplicates (summed) and peak RSS (max)."""
+
+
+def summarise(scenario: str, target: str, runs: Sequence[RunResult]) -> Summary:
+    def med(name: str) -> float:
+        return statistics.median(getattr(r, name) for r in runs)
+
+    values: dict[str, float | int] = {f.name: med(f.name) for f in fields(RunResult)}
+    values["lost"] = sum(r.lost for r in runs)
+    values["duplicates"] = sum(r.duplicates for r in runs)
+    values["injected"] = sum(r.injected for r in runs)
+    values["peak_rss_mb"] = max(r.peak_rss_mb for r in runs)
+    return Summary(scenario, target, len(runs), RunResult(**values))  # type: ignore[arg-type]
+
+
+_HEADER = ("scenario", "target", "runs", "msg/s", "added p50 ms", "p95 ms", "p99 ms",
+           "lost", "dup", "peak RSS MB", "CPU s/1k msg", "journal rows/s", "fake TG CPU %")
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def render_table(summaries: Sequence[Summary]) -> str:
+    """A Markdown table (readable as is in a terminal), then gateway/baseline ratios."""
+    rows = [_HEADER, tuple("---" for _ in _HEADER)]
+    for s in summaries:
+        r = s.result
+        rows.append((s.scenario, s.target, str(s.runs), _fmt(r.throughput, 0), _fmt(r.p50),
+                     _fmt(r.p95), _fmt(r.p99), f"{r.lost}/{r.injected}", str(r.duplicates),
+                     _fmt(r.peak_rss_mb), _fmt(r.cpu_per_1k, 2), _fmt(r.journal_rows_per_s, 0),
+                     _fmt(r.fake_cpu_pct, 0)))
+    lines = ["| " + " | ".join(row) + " |" for row in rows]
+    ratios = _ratios(summaries)
+    if ratios:
+        lines += ["", "| scenario | gateway msg/s | baseline msg/s | gateway/baseline |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {name} | {gw:,.0f} | {base:,.0f} | {gw / base:.0%} |"
+                  for name, gw, base in ratios]
+    return "\n".join(lines)
+
+
+def _ratios(summaries: Sequence[Summary]) -> list[tuple[str, float, float]]:
+    baselines = {s.scenario.split(" llm=")[0]: s.result.throughput
+                 for s in summaries if s.target == "baseline"}
+    out = []
+    for s in summaries:
+        if s.target != "gateway":
+            continue
+        base = baselines.get(s.scenario.split(" llm=")[0])
+        if base:
+            out.append((s.scenario, s.result.throughput, base))
+    return out

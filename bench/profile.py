@@ -1,0 +1,88 @@
+"""Hot spots from a py-spy recording: ``python -m bench.profile FILE [--top N]``.
+
+py-spy's ``raw`` format is one collapsed stack per line (``frame;frame;...
+count``, each frame ``function (file:line)``). Two views answer different
+questions: *self* time (the innermost frame: where CPU is burnt) and
+*inclusive* time (every function on the stack: which of our calls leads
+there). Line numbers are dropped so one function is one row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Profile", "load_profile", "render_profile"]
+
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
+
+
+@dataclass(frozen=True)
+class Profile:
+    total: int
+    self_time: Counter[str]
+    inclusive: Counter[str]
+
+
+def _short(path: str) -> str:
+    """Paths relative to site-packages, the stdlib or this repository."""
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1]
+    stdlib = re.search(r"/lib/python3\.\d+/", path)
+    if stdlib is not None:
+        return path[stdlib.end():]
+    return path.removeprefix(str(Path(__file__).resolve().parent.parent) + "/")
+
+
+def _frame(raw: str) -> str:
+    match = _FRAME.match(raw.strip())
+    if match is None:
+        return raw.strip()
+    return f"{match['func']} ({_short(match['file'])})"
+
+
+def load_profile(path: Path) -> Profile:
+    self_time: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [_frame(f) for f in stack.split(";")]
+        total += n
+        self_time[frames[-1]] += n
+        for name in set(frames):
+            inclusive[name] += n
+    return Profile(total, self_time, inclusive)
+
+
+def render_profile(profile: Profile, top: int = 25) -> str:
+    """Two Markdown tables: top functions by self samples and by inclusive samples."""
+    if not profile.total:
+        return "(no samples)"
+    out = [f"{profile.total} samples of busy threads (100 Hz).", "",
+           "| self % | function (file) |", "| --- | --- |"]
+    out += [f"| {n / profile.total:.1%} | `{name}` |"
+            for name, n in profile.self_time.most_common(top)]
+    out += ["", "| inclusive % | function (file) |", "| --- | --- |"]
+    out += [f"| {n / profile.total:.1%} | `{name}` |"
+            for name, n in profile.inclusive.most_common(top)]
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile")
+    parser.add_argument("file", type=Path, help="py-spy record --format raw output")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    sys.stdout.write(render_profile(load_profile(args.file), args.top) + "\n")
+
+
+if __name__ == "__main__":
+    main()
