@@ -128,8 +128,12 @@ def build_chain(config: Config, *, breaker: CircuitBreaker | None = None,
 
 
 def build_provider(config: Config) -> Provider:
-    """The primary provider of the configured chain (kept for callers that want only one)."""
-    return build_chain(config).primary.provider
+    """Only the primary provider (for callers that want one); :func:`build_chain` for all."""
+    wanted = config.agent.provider
+    chosen = next((p for p in config.providers if wanted in (None, p.name)), None)
+    if chosen is None:
+        return OfflineProvider(str(config.path) if config.path else "pyclaw.yaml")
+    return make_provider(chosen)
 
 
 def describe_attachments(inbound: Inbound) -> str:
@@ -150,9 +154,11 @@ class _Turn:
     shown: bool = False
 
     def log(self, level: str, message: str) -> None:
-        _log.log(logging.getLevelNamesMapping().get(level.upper(), logging.INFO), "%s", message)
         if self.hooks.on_log is not None:
             self.hooks.on_log(level, message)
+        else:
+            _log.log(logging.getLevelNamesMapping().get(level.upper(), logging.INFO), "%s",
+                     message)
 
     def delta(self, text: str) -> None:
         self.shown = True
