@@ -186,6 +186,33 @@ class Gateway:
                              f"stop did not finish cleanly: {task.exception()!r}")
         self.set_state(name, ChannelState.STOPPED, "stopped")
 
+    async def apply_channel(self, entry: ChannelEntry) -> None:
+        """(Re)start a channel with a new config, without touching the others."""
+        if entry.name in self.channels:
+            await self.stop_channel(entry.name)
+        try:
+            spec = registry.get_spec(entry.type)
+        except KeyError:
+            spec = None
+        old = self.channels.get(entry.name)
+        rt = ChannelRuntime(entry.name, entry.type, spec, entry)
+        if old is not None:
+            rt.last_message_ts = old.last_message_ts
+        self.channels[entry.name] = rt
+        if self.supervisor is not None:
+            self.supervisor.reset(entry.name)
+        self.channel_log(entry.name, "info", "configuration applied")
+        await self.start_channel(entry.name)
+        await self.resume_unfinished(entry.name)
+
+    async def remove_channel(self, name: str) -> None:
+        if name in self.channels:
+            await self.stop_channel(name)
+            del self.channels[name]
+            if self.supervisor is not None:
+                self.supervisor.reset(name)
+            self._emit(EventKind.CHANNEL_STATE, name, state="removed", reason="")
+
     async def restart_channel(self, name: str, reason: str) -> None:
         self.channel_log(name, "warning", f"restarting: {reason}")
         await self.stop_channel(name)

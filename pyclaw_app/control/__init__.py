@@ -1,6 +1,30 @@
 """What views may use: the ControlPlane protocol and its row types."""
 
 from pyclaw_app.control.plane import ControlPlane, Subscription
-from pyclaw_app.control.types import ChannelStatus, Counters, LogRow, TrafficRow
+from pyclaw_app.control.types import (
+    ChannelForm,
+    ChannelStatus,
+    ChannelType,
+    Counters,
+    FieldError,
+    LogRow,
+    MessageDetail,
+    PairingRow,
+    ProbeOutcome,
+    TrafficRow,
+)
 
-__all__ = ["ChannelStatus", "ControlPlane", "Counters", "LogRow", "Subscription", "TrafficRow"]
+__all__ = [
+    "ChannelForm",
+    "ChannelStatus",
+    "ChannelType",
+    "ControlPlane",
+    "Counters",
+    "FieldError",
+    "LogRow",
+    "MessageDetail",
+    "PairingRow",
+    "ProbeOutcome",
+    "Subscription",
+    "TrafficRow",
+]

@@ -9,18 +9,34 @@ from typing import Any
 
 from connectors import registry
 from pyclaw_app.bus import BusSubscription
-from pyclaw_app.control.types import ChannelStatus, Counters, LogRow, TrafficRow
+from pyclaw_app.control.admin import ChannelAdmin
+from pyclaw_app.control.export import export_rows
+from pyclaw_app.control.types import (
+    ChannelForm,
+    ChannelStatus,
+    ChannelType,
+    Counters,
+    FieldError,
+    LogRow,
+    MessageDetail,
+    PairingRow,
+    ProbeOutcome,
+    TrafficRow,
+)
 from pyclaw_app.errors import ConnectorError
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.runtime import GatewayRuntime
+from pyclaw_app.secrets import SecretStore
 from pyclaw_app.store import JournalRow
 
 __all__ = ["LocalControlPlane", "configure_local_plane", "open_local_plane"]
 
 
 class LocalControlPlane:
-    def __init__(self, gateway: Gateway, local_channel: str = "local") -> None:
+    def __init__(self, gateway: Gateway, secrets: SecretStore, config_path: Path | None = None,
+                 local_channel: str = "local") -> None:
         self.gateway = gateway
+        self.admin = ChannelAdmin(gateway, secrets, config_path)
         self.local_channel = local_channel
 
     def subscribe(self, maxsize: int = 2000) -> BusSubscription:
@@ -51,10 +67,94 @@ class LocalControlPlane:
 
     async def logs(self, *, channel: str | None = None, level: str | None = None,
                    search: str | None = None, before_id: int | None = None,
+                   since: float | None = None, until: float | None = None,
                    limit: int = 100) -> list[LogRow]:
         rows = await self.gateway.store.logs.page(channel=channel, level=level, search=search,
-                                                  before_id=before_id, limit=limit)
+                                                  before_id=before_id, since=since, until=until,
+                                                  limit=limit)
         return [LogRow(**r) for r in rows]
+
+    async def export_logs(self, fmt: str, *, channel: str | None = None,
+                          level: str | None = None, search: str | None = None,
+                          since: float | None = None, until: float | None = None) -> str:
+        """Every matching log line (not just a page) as JSONL or CSV text."""
+        rows: list[dict[str, Any]] = []
+        before: int | None = None
+        while True:
+            page = await self.gateway.store.logs.page(channel=channel, level=level,
+                                                      search=search, before_id=before,
+                                                      since=since, until=until, limit=1000)
+            rows += page
+            if len(page) < 1000:
+                break
+            before = page[-1]["id"]
+        return export_rows(rows, fmt)
+
+    async def message_detail(self, message_id: int) -> MessageDetail | None:
+        journal = self.gateway.store.journal
+        row = await journal.get(message_id)
+        if row is None:
+            return None
+        inbound = await journal.get(row.reply_to) if row.reply_to else row
+        reply = await journal.reply_of(inbound.id) if inbound is not None else None
+        calls = await self.gateway.store.db.fetchall(
+            "SELECT ts, provider, model, input_tokens, output_tokens, latency_ms, cost, error"
+            " FROM llm_calls WHERE message_id=? ORDER BY id",
+            (inbound.id if inbound else message_id,))
+        shown = inbound or row
+        return MessageDetail(_traffic(shown, None), shown.platform_id,
+                             _traffic(reply, shown) if reply else None,
+                             tuple(dict(c) for c in calls))
+
+    async def retry_message(self, message_id: int) -> bool:
+        return await self.gateway.retry(message_id)
+
+    # ---- channel setup ---------------------------------------------------------------------
+    def channel_types(self) -> list[ChannelType]:
+        return self.admin.types()
+
+    def channel_form(self, name: str) -> ChannelForm:
+        return self.admin.form(name)
+
+    async def save_channel(self, name: str, type_name: str, values: dict[str, Any]
+                           ) -> list[FieldError]:
+        return await self.admin.save(name, type_name, values)
+
+    def validate_channel(self, name: str, type_name: str, values: dict[str, Any]
+                         ) -> list[FieldError]:
+        return self.admin.validate(name, type_name, values)[1]
+
+    async def delete_channel(self, name: str) -> None:
+        await self.admin.delete(name)
+
+    async def probe_channel(self, name: str, type_name: str, values: dict[str, Any]
+                            ) -> ProbeOutcome:
+        return await self.admin.probe(name, type_name, values)
+
+    async def set_channel_enabled(self, name: str, enabled: bool) -> list[FieldError]:
+        return await self.admin.set_enabled(name, enabled)
+
+    async def start_channel(self, name: str) -> None:
+        if self.gateway.supervisor is not None:
+            self.gateway.supervisor.reset(name)
+        await self.gateway.start_channel(name)
+        await self.gateway.resume_unfinished(name)
+
+    async def stop_channel(self, name: str) -> None:
+        await self.gateway.stop_channel(name)
+
+    async def restart_channel(self, name: str) -> None:
+        if self.gateway.supervisor is not None:
+            self.gateway.supervisor.reset(name)
+        await self.gateway.restart_channel(name, "restarted from the control panel")
+
+    # ---- access ----------------------------------------------------------------------------
+    async def pairing_requests(self) -> list[PairingRow]:
+        return [PairingRow(p.code, p.channel, p.sender_id, p.sender_name, p.expires_at)
+                for p in await self.gateway.store.access.pending()]
+
+    async def approve_pairing(self, code: str) -> bool:
+        return await self.gateway.store.access.approve(code) is not None
 
     def _local(self) -> Any:
         """The running local-chat connector (its ``post``/``address`` are its public API)."""
@@ -106,7 +206,7 @@ async def open_local_plane() -> LocalControlPlane:
     async with _lock:
         if _plane is None:
             _runtime = await GatewayRuntime.start(_options["config"], _options["data_dir"])
-            _plane = LocalControlPlane(_runtime.gateway)
+            _plane = LocalControlPlane(_runtime.gateway, _runtime.secrets, _runtime.config_path)
     return _plane
 
 

@@ -8,9 +8,20 @@ the gateway or an SDK, only these methods and the plain rows in ``types``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
-from pyclaw_app.control.types import ChannelStatus, Counters, LogRow, TrafficRow
+from pyclaw_app.control.types import (
+    ChannelForm,
+    ChannelStatus,
+    ChannelType,
+    Counters,
+    FieldError,
+    LogRow,
+    MessageDetail,
+    PairingRow,
+    ProbeOutcome,
+    TrafficRow,
+)
 from pyclaw_app.model import Event
 
 __all__ = ["ControlPlane", "Subscription"]
@@ -43,7 +54,52 @@ class ControlPlane(Protocol):
 
     async def logs(self, *, channel: str | None = None, level: str | None = None,
                    search: str | None = None, before_id: int | None = None,
-                   limit: int = 100) -> list[LogRow]: ...
+                   since: float | None = None, until: float | None = None,
+                   limit: int = 100) -> list[LogRow]:
+        """Newest first; pass the last row's id as ``before_id`` for the next page."""
+        ...
+
+    async def export_logs(self, fmt: str, *, channel: str | None = None,
+                          level: str | None = None, search: str | None = None,
+                          since: float | None = None, until: float | None = None) -> str:
+        """All matching lines as ``"jsonl"`` or ``"csv"`` text."""
+        ...
+
+    async def message_detail(self, message_id: int) -> MessageDetail | None: ...
+
+    async def retry_message(self, message_id: int) -> bool: ...
+
+    # channel setup: forms are generated from ChannelType.schema
+    def channel_types(self) -> list[ChannelType]: ...
+
+    def channel_form(self, name: str) -> ChannelForm: ...
+
+    def validate_channel(self, name: str, type_name: str, values: dict[str, Any]
+                         ) -> list[FieldError]: ...
+
+    async def save_channel(self, name: str, type_name: str, values: dict[str, Any]
+                           ) -> list[FieldError]:
+        """Validate, store secrets in the keyring, save the YAML and apply it live."""
+        ...
+
+    async def delete_channel(self, name: str) -> None: ...
+
+    async def probe_channel(self, name: str, type_name: str, values: dict[str, Any]
+                            ) -> ProbeOutcome:
+        """"Test connection" with the form's values (blank secrets: the stored ones)."""
+        ...
+
+    async def set_channel_enabled(self, name: str, enabled: bool) -> list[FieldError]: ...
+
+    async def start_channel(self, name: str) -> None: ...
+
+    async def stop_channel(self, name: str) -> None: ...
+
+    async def restart_channel(self, name: str) -> None: ...
+
+    async def pairing_requests(self) -> list[PairingRow]: ...
+
+    async def approve_pairing(self, code: str) -> bool: ...
 
     async def chat_send(self, text: str, chat: str = "app") -> None:
         """Post as the user of the local channel; the reply arrives as events."""

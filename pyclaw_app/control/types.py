@@ -57,3 +57,62 @@ class Counters:
     inbound: int = 0
     outbound: int = 0
     failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelType:
+    """A channel type the gateway can run; ``schema`` is its config model's JSON Schema.
+
+    Fields carry UI hints in the schema: ``secret: true`` (mask, keyring), ``description``
+    (help text), ``enum`` (a choice), ``default``.
+    """
+
+    type: str
+    title: str
+    icon: str
+    description: str
+    docs_url: str
+    transport: str
+    schema: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelForm:
+    """A configured channel's values for its edit form; secrets are never included."""
+
+    name: str
+    type: str
+    values: dict[str, Any]
+    secrets_set: tuple[str, ...] = ()
+    """Secret fields that have a stored value (the form shows "saved; leave blank to keep")."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    field: str  # "" for the form as a whole
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeOutcome:
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PairingRow:
+    code: str
+    channel: str
+    sender_id: str
+    sender_name: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDetail:
+    """One journal row with what answered it: the reply and every LLM call made for it."""
+
+    message: TrafficRow
+    platform_id: str | None
+    reply: TrafficRow | None
+    llm_calls: tuple[dict[str, Any], ...] = ()

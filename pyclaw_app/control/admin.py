@@ -1,0 +1,155 @@
+"""Channel administration for the setup forms: list types, validate, save, probe, apply.
+
+Forms are generated from each connector's JSON Schema, so this module is the
+only place that turns form values back into a pydantic config. Secrets typed
+into a form go to the secret store and never come back out: an edit form shows
+only *whether* a secret is set, and a blank secret field means "keep it".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+
+from connectors import registry
+from connectors.base import ChannelConfig
+from pyclaw_app.config import ChannelEntry, channel_secret_key, save_config
+from pyclaw_app.control.types import ChannelForm, ChannelType, FieldError, ProbeOutcome
+from pyclaw_app.errors import ConfigError
+from pyclaw_app.gateway import Gateway
+from pyclaw_app.secrets import SecretStore, redactor
+
+__all__ = ["ChannelAdmin"]
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+PROBE_TIMEOUT = 20.0
+
+
+def _secret_fields(model: type[ChannelConfig]) -> list[str]:
+    return [name for name, info in model.model_fields.items()
+            if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("secret")]
+
+
+class ChannelAdmin:
+    def __init__(self, gateway: Gateway, secrets: SecretStore, config_path: Path | None) -> None:
+        self.gateway = gateway
+        self.secrets = secrets
+        self.config_path = config_path
+
+    def types(self) -> list[ChannelType]:
+        return [ChannelType(type=name, title=spec.title, icon=spec.icon,
+                            description=spec.description, docs_url=spec.docs_url,
+                            transport=spec.transport.value,
+                            schema=spec.config_model.model_json_schema())
+                for name, spec in sorted(registry.specs().items())]
+
+    def form(self, name: str) -> ChannelForm:
+        entry = self.gateway.channels[name].entry
+        try:
+            model = registry.get_spec(entry.type).config_model
+        except KeyError:
+            return ChannelForm(name, entry.type, dict(entry.raw))
+        secret = _secret_fields(model)
+        if entry.config is not None:
+            values = entry.config.model_dump(mode="json", exclude=set(secret))
+        else:
+            values = {k: v for k, v in entry.raw.items() if k not in secret and k != "type"}
+        stored = tuple(f for f in secret if self.secrets.get(channel_secret_key(name, f))
+                       or (entry.config is not None and getattr(entry.config, f, None)))
+        return ChannelForm(name, entry.type, values, stored)
+
+    def validate(self, name: str, type_name: str, values: dict[str, Any]
+                 ) -> tuple[ChannelConfig | None, list[FieldError]]:
+        """Form values -> config; blank secret fields keep the stored secret."""
+        errors: list[FieldError] = []
+        if not NAME.match(name):
+            errors.append(FieldError("name", "use 1-32 lowercase letters, digits, - or _"))
+        try:
+            model = registry.get_spec(type_name).config_model
+        except KeyError as exc:
+            return None, [*errors, FieldError("type", exc.args[0])]
+        body = {k: v for k, v in values.items() if v is not None and k != "type"}
+        for field in _secret_fields(model):
+            if not body.get(field):
+                body.pop(field, None)
+                kept = self._stored_secret(name, field)
+                if kept:
+                    body[field] = kept
+        try:
+            config = model.model_validate(body)
+        except ValidationError as exc:
+            errors += [FieldError(str(e["loc"][0]) if e["loc"] else "", e["msg"])
+                       for e in exc.errors()]
+            return None, errors
+        return (config, []) if not errors else (None, errors)
+
+    def _stored_secret(self, name: str, field: str) -> str | None:
+        value = self.secrets.get(channel_secret_key(name, field))
+        rt = self.gateway.channels.get(name)
+        if value is None and rt is not None and rt.entry.config is not None:
+            current = getattr(rt.entry.config, field, None)
+            if isinstance(current, SecretStr):
+                value = current.get_secret_value()
+        return value
+
+    async def save(self, name: str, type_name: str, values: dict[str, Any]) -> list[FieldError]:
+        """Validate, store secrets, write the YAML and apply it to the running gateway."""
+        config, errors = self.validate(name, type_name, values)
+        if config is None:
+            return errors
+        existing = self.gateway.channels.get(name)
+        if existing is not None and existing.type != type_name:
+            return [FieldError("name", f"a {existing.type} channel is already called {name}")]
+        entry = ChannelEntry(name, type_name, config, None, {"type": type_name})
+        self.gateway.config.channels[name] = entry
+        try:
+            self._write()
+        except (OSError, ConfigError) as exc:
+            return [FieldError("", f"could not save the config file: {exc}")]
+        await self.gateway.apply_channel(entry)
+        return []
+
+    async def delete(self, name: str) -> None:
+        rt = self.gateway.channels.get(name)
+        if rt is None:
+            return
+        await self.gateway.remove_channel(name)
+        self.gateway.config.channels.pop(name, None)
+        for field in _secret_fields(rt.spec.config_model) if rt.spec else []:
+            self.secrets.delete(channel_secret_key(name, field))
+        self._write()
+
+    async def set_enabled(self, name: str, enabled: bool) -> list[FieldError]:
+        form = self.form(name)
+        return await self.save(name, form.type, {**form.values, "enabled": enabled})
+
+    async def probe(self, name: str, type_name: str, values: dict[str, Any]) -> ProbeOutcome:
+        config, errors = self.validate(name, type_name, values)
+        if config is None:
+            return ProbeOutcome(False, "; ".join(f"{e.field}: {e.message}" if e.field
+                                                 else e.message for e in errors))
+        connector = registry.connector_class(type_name)(name, config)
+        try:
+            result = await asyncio.wait_for(connector.probe(), PROBE_TIMEOUT)
+        except TimeoutError:
+            return ProbeOutcome(False, f"no answer within {PROBE_TIMEOUT:.0f} seconds")
+        except Exception as exc:  # noqa: BLE001 - a probe must report, not raise
+            return ProbeOutcome(False, redactor(f"{type(exc).__name__}: {exc}"))
+        finally:
+            try:
+                await asyncio.wait_for(connector.stop(), 5)
+            except Exception:  # noqa: BLE001 - cleanup of a never-started connector
+                pass
+        return ProbeOutcome(result.ok, redactor(result.message))
+
+    def _write(self) -> None:
+        cfg = self.gateway.config
+        if cfg.path is None:
+            if self.config_path is None:
+                raise ConfigError("no config file path to save to")
+            cfg.path = self.config_path
+        save_config(cfg, self.secrets)
