@@ -120,7 +120,7 @@ async def test_private_message_becomes_an_inbound(fake: FakeTelegram, running: R
 
 async def test_group_messages_need_a_mention_or_a_reply(fake: FakeTelegram,
                                                         running: Running) -> None:
-    _, ctx = running
+    connector, ctx = running
     fake.add_chat(-500, "supergroup")
     fake.inject_message(-500, "just chatting", sender=7)
     text = "👋🏽 hey @pyclaw_test_bot, what's up?"  # emoji before it: offsets are UTF-16
@@ -130,10 +130,8 @@ async def test_group_messages_need_a_mention_or_a_reply(fake: FakeTelegram,
     assert mentioned[0].is_group and mentioned[0].mentioned
     assert (mentioned[0].sender_id, mentioned[0].sender_name) == ("7", "User7")
 
-    bot_reply = fake.inject_message(-500, "ack", sender=7).copy()  # stand-in for a bot message
-    bot_reply["from"] = fake.bot_user
-    fake._messages[(-500, bot_reply["message_id"])] = bot_reply
-    fake.inject_message(-500, "thanks!", sender=7, reply_to=bot_reply["message_id"])
+    [bot_message] = await connector.send(Outbound(Address("tg", "-500"), "ack"))
+    fake.inject_message(-500, "thanks!", sender=7, reply_to=int(bot_message.split(":")[1]))
     await eventually(lambda: len(ctx.inbound) == 2)
     assert ctx.inbound[1].reply_to_bot and not ctx.inbound[1].mentioned
     fake.inject_message(-500, "/help", sender=7,
