@@ -1,0 +1,175 @@
+"""An in-memory ControlPlane for view tests and the fake-backed browser server.
+
+It behaves like the real one where views can tell: bounded subscriptions that
+drop the oldest events and count them, chat_send answered by events, and a
+journal of traffic rows that recent_traffic/chat_history read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+
+from pyclaw_app.control import ChannelStatus, Counters, LogRow, TrafficRow
+from pyclaw_app.model import Event, EventKind
+
+__all__ = ["FakeControlPlane", "FakeSubscription"]
+
+
+class FakeSubscription:
+    def __init__(self, maxsize: int, on_close: Callable[[FakeSubscription], None]) -> None:
+        self._queue: deque[Event] = deque()
+        self._maxsize = maxsize
+        self._dropped = 0
+        self._wakeup = asyncio.Event()
+        self._on_close = on_close
+        self.closed = False
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    def put(self, event: Event) -> None:
+        if self.closed:
+            return
+        if len(self._queue) >= self._maxsize:
+            self._queue.popleft()
+            self._dropped += 1
+        self._queue.append(event)
+        self._wakeup.set()
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        while not self.closed:
+            for event in await self.get_batch():
+                yield event
+
+    async def get_batch(self, max_items: int = 500, timeout: float | None = None) -> list[Event]:
+        if not self._queue and not self.closed:
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            except TimeoutError:
+                return []
+        batch = []
+        while self._queue and len(batch) < max_items:
+            batch.append(self._queue.popleft())
+        return batch
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._wakeup.set()
+            self._on_close(self)
+
+
+class FakeControlPlane:
+    """Implements pyclaw_app.control.ControlPlane in memory."""
+
+    def __init__(self, channels: list[ChannelStatus] | None = None, *,
+                 config_errors: list[str] | None = None,
+                 reply: Callable[[str], str] | None = lambda text: f"echo: {text}",
+                 fail_with: str | None = None) -> None:
+        self.channel_list = list(channels or [])
+        self.errors = list(config_errors or [])
+        self.reply = reply
+        self.fail_with = fail_with
+        self.rows: list[TrafficRow] = []
+        self.counters = Counters()
+        self.subscriptions: list[FakeSubscription] = []
+        self.sent: list[tuple[str, str]] = []
+        self.resets: list[str] = []
+        self._ids = itertools.count(1)
+
+    # -- driving the fake from a test ------------------------------------------------------
+
+    def publish(self, event: Event) -> None:
+        for sub in list(self.subscriptions):
+            sub.put(event)
+
+    def receive(self, channel: str, chat: str, sender: str, text: str,
+                ts: float | None = None) -> Event:
+        """A message arrives on a channel: journal it and publish MESSAGE_RECEIVED."""
+        ts = time.time() if ts is None else ts
+        row = TrafficRow(id=next(self._ids), ts=ts, direction="in", channel=channel, chat=chat,
+                         sender=sender, text=text, status="received")
+        self.rows.append(row)
+        self._count("inbound")
+        event = Event(EventKind.MESSAGE_RECEIVED, channel,
+                      {"id": row.id, "chat": chat, "thread": None, "sender": sender,
+                       "text": text, "ts": ts}, ts=ts)
+        self.publish(event)
+        return event
+
+    def answer(self, inbound: Event, text: str, latency_ms: float = 120.0) -> Event:
+        row = TrafficRow(id=next(self._ids), ts=time.time(), direction="out",
+                         channel=inbound.channel, chat=inbound.data["chat"], sender="assistant",
+                         text=text, status="sent", reply_to_id=inbound.data["id"],
+                         latency_ms=latency_ms)
+        self.rows.append(row)
+        self._count("outbound")
+        event = Event(EventKind.REPLY_SENT, inbound.channel,
+                      {"id": row.id, "reply_to_id": inbound.data["id"], "chat": row.chat,
+                       "thread": None, "text": text, "latency_ms": latency_ms})
+        self.publish(event)
+        return event
+
+    def fail(self, inbound: Event, error: str) -> Event:
+        event = Event(EventKind.MESSAGE_FAILED, inbound.channel,
+                      {"id": inbound.data["id"], "error": error, "chat": inbound.data["chat"]})
+        self.rows.append(TrafficRow(id=next(self._ids), ts=event.ts, direction="in",
+                                    channel=inbound.channel, chat=inbound.data["chat"],
+                                    sender=inbound.data["sender"], text=inbound.data["text"],
+                                    status="failed", error=error))
+        self._count("failed")
+        self.publish(event)
+        return event
+
+    def _count(self, field: str) -> None:
+        self.counters = dataclasses.replace(self.counters,
+                                            **{field: getattr(self.counters, field) + 1})
+
+    # -- the ControlPlane protocol ------------------------------------------------------------
+
+    def subscribe(self, maxsize: int = 2000) -> FakeSubscription:
+        sub = FakeSubscription(maxsize, self.subscriptions.remove)
+        self.subscriptions.append(sub)
+        return sub
+
+    async def recent_traffic(self, limit: int = 200, channel: str | None = None
+                             ) -> list[TrafficRow]:
+        rows = [r for r in self.rows if channel is None or r.channel == channel]
+        return list(reversed(rows[-limit:]))
+
+    async def counters_today(self) -> Counters:
+        return self.counters
+
+    async def channels(self) -> list[ChannelStatus]:
+        return list(self.channel_list)
+
+    async def logs(self, *, channel: str | None = None, level: str | None = None,
+                   search: str | None = None, before_id: int | None = None,
+                   limit: int = 100) -> list[LogRow]:
+        return []
+
+    async def chat_send(self, text: str, chat: str = "app") -> None:
+        self.sent.append((chat, text))
+        inbound = self.receive("local", chat, "you", text)
+        if self.fail_with is not None:
+            self.fail(inbound, self.fail_with)
+        elif self.reply is not None:
+            self.answer(inbound, self.reply(text))
+
+    async def chat_history(self, chat: str = "app", limit: int = 100) -> list[TrafficRow]:
+        rows = [r for r in self.rows if r.channel == "local" and r.chat == chat]
+        return rows[-limit:]
+
+    async def chat_reset(self, chat: str = "app") -> None:
+        self.resets.append(chat)
+        self.rows = [r for r in self.rows if not (r.channel == "local" and r.chat == chat)]
+
+    def config_errors(self) -> list[str]:
+        return list(self.errors)

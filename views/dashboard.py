@@ -1,0 +1,268 @@
+"""Dashboard: channel tiles, today's counters and the live traffic feed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import flet as ft
+
+from pyclaw_app.control import ChannelStatus, ControlPlane
+from pyclaw_app.model import Event
+from views import style
+from views.state import (
+    ChannelBoard,
+    CountersState,
+    FeedRow,
+    TrafficWindow,
+    feed_row_from_event,
+    feed_row_from_traffic,
+)
+
+__all__ = ["ChannelTile", "CounterCard", "DashboardView", "feed_row_control"]
+
+_log = logging.getLogger(__name__)
+
+FEED_WINDOW = 300
+_COLUMNS: tuple[tuple[str, int | None], ...] = (
+    # header, fixed width (None: takes the rest)
+    ("Time", 70), ("", 24), ("Channel", 110), ("Chat", 110), ("Sender", 110), ("Text", None),
+    ("Latency", 70),
+)
+
+
+class ChannelTile:
+    """One channel's card; its controls are kept so a state change edits them in place."""
+
+    def __init__(self, status: ChannelStatus) -> None:
+        self.icon = ft.Icon(style.channel_icon(status.icon), size=28)
+        self.title = ft.Text(weight=ft.FontWeight.W_600, max_lines=1,
+                             overflow=ft.TextOverflow.ELLIPSIS)
+        self.dot = ft.Container(width=10, height=10, border_radius=5)
+        self.state = ft.Text(weight=ft.FontWeight.W_500, size=13)
+        self.reason = ft.Text(size=12, max_lines=2, overflow=ft.TextOverflow.ELLIPSIS,
+                              color=ft.Colors.ON_SURFACE_VARIANT)
+        self.last = ft.Text(size=12, color=ft.Colors.ON_SURFACE_VARIANT)
+        self.status = status
+        self.root = ft.Container(
+            width=270,
+            height=108,
+            padding=14,
+            border_radius=12,
+            bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
+            border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
+            content=ft.Row(
+                vertical_alignment=ft.CrossAxisAlignment.START,
+                spacing=12,
+                controls=[
+                    self.icon,
+                    ft.Column(
+                        expand=True,
+                        spacing=3,
+                        controls=[
+                            self.title,
+                            ft.Row([self.dot, self.state], spacing=6),
+                            self.reason,
+                            self.last,
+                        ],
+                    ),
+                ],
+            ),
+        )
+        self.show(status, None)
+
+    def show(self, status: ChannelStatus, now: float | None) -> None:
+        self.status = status
+        color = style.state_color(status.state)
+        self.title.value = status.title or status.name
+        if status.title and status.title != status.name:
+            self.title.value = f"{status.name} · {status.title}"
+        self.icon.color = color
+        self.dot.bgcolor = color
+        self.state.value = status.state
+        self.state.color = color
+        detail = status.config_error or status.last_error or status.reason
+        self.reason.value = detail
+        self.reason.visible = bool(detail)
+        self.reason.color = (ft.Colors.ERROR if status.config_error or status.last_error
+                             else ft.Colors.ON_SURFACE_VARIANT)
+        self.tick(now)
+
+    def tick(self, now: float | None) -> None:
+        self.last.value = style.ago(self.status.last_message_ts, now)
+
+
+class CounterCard:
+    def __init__(self, label: str, icon: ft.IconData, color: str) -> None:
+        self.label = label
+        self.value = ft.Text("0", size=28, weight=ft.FontWeight.BOLD, color=color)
+        self.root = ft.Container(
+            padding=ft.Padding.symmetric(horizontal=18, vertical=12),
+            border_radius=12,
+            bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
+            border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
+            content=ft.Row(
+                spacing=14,
+                tight=True,
+                controls=[
+                    ft.Icon(icon, color=color, size=26),
+                    ft.Column([ft.Text(label, size=12, color=ft.Colors.ON_SURFACE_VARIANT),
+                               self.value], spacing=0),
+                ],
+            ),
+        )
+
+    def set(self, value: int) -> None:
+        self.value.value = str(value)
+
+
+def _cell(value: str, width: int | None, *, size: int = 13, **kwargs: object) -> ft.Control:
+    text = ft.Text(value, size=size, max_lines=1, overflow=ft.TextOverflow.ELLIPSIS,
+                   no_wrap=True, **kwargs)
+    if width is None:
+        return ft.Container(text, expand=True)
+    return ft.Container(text, width=width)
+
+
+def feed_row_control(row: FeedRow) -> ft.Control:
+    """One feed line: time, direction arrow, channel, chat, sender, one-line text, latency."""
+    icon, color, spoken = style.DIRECTION_ARROWS.get(row.direction, style.DIRECTION_ARROWS["in"])
+    failed = row.direction == "failed"
+    text_color = ft.Colors.ERROR if failed else None
+    widths = [w for _, w in _COLUMNS]
+    return ft.Container(
+        padding=ft.Padding.symmetric(horizontal=8, vertical=5),
+        border_radius=6,
+        bgcolor=ft.Colors.with_opacity(0.08, ft.Colors.RED) if failed else None,
+        content=ft.Row(
+            spacing=8,
+            controls=[
+                _cell(style.clock_time(row.ts), widths[0], color=ft.Colors.ON_SURFACE_VARIANT),
+                ft.Container(ft.Icon(icon, color=color, size=16, semantics_label=spoken),
+                             width=widths[1], tooltip=spoken),
+                _cell(row.channel, widths[2], weight=ft.FontWeight.W_500),
+                _cell(row.chat, widths[3]),
+                _cell(row.sender, widths[4]),
+                _cell(row.text.replace("\n", " "), widths[5], color=text_color),
+                _cell(style.latency(row.latency_ms), widths[6], text_align=ft.TextAlign.RIGHT,
+                      color=ft.Colors.ON_SURFACE_VARIANT),
+            ],
+        ),
+    )
+
+
+class DashboardView:
+    """Reads a snapshot on load, then follows the plane's events in batches."""
+
+    def __init__(self, plane: ControlPlane, *, window: int = FEED_WINDOW) -> None:
+        self.plane = plane
+        self.board = ChannelBoard()
+        self.counts = CountersState()
+        self.window = TrafficWindow(window)
+        self.tiles: dict[str, ChannelTile] = {}
+        self.counters = {
+            "inbound": CounterCard("Received today", ft.Icons.CALL_RECEIVED, ft.Colors.BLUE_600),
+            "outbound": CounterCard("Replied today", ft.Icons.CALL_MADE, ft.Colors.GREEN_600),
+            "failed": CounterCard("Failed today", ft.Icons.ERROR_OUTLINE, ft.Colors.RED_600),
+        }
+        self.tile_row = ft.Row(wrap=True, spacing=12, run_spacing=12,
+                               vertical_alignment=ft.CrossAxisAlignment.START)
+        self.no_channels = ft.Text("No channels configured yet.",
+                                   color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
+        self.feed = ft.ListView(expand=True, spacing=2)
+        self.feed_empty = ft.Text("No traffic yet: messages appear here as they arrive.",
+                                  color=ft.Colors.ON_SURFACE_VARIANT)
+        header = ft.Container(
+            padding=ft.Padding.symmetric(horizontal=8, vertical=4),
+            content=ft.Row(spacing=8, controls=[
+                _cell(title, width, size=12, weight=ft.FontWeight.BOLD,
+                      color=ft.Colors.ON_SURFACE_VARIANT) for title, width in _COLUMNS]),
+        )
+        self._root = ft.Column(
+            expand=True,
+            spacing=14,
+            controls=[
+                ft.Text("Dashboard", theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
+                ft.Row(wrap=True, spacing=12, run_spacing=12,
+                       controls=[c.root for c in self.counters.values()]),
+                _section("Channels"),
+                self.tile_row,
+                self.no_channels,
+                _section("Live traffic"),
+                ft.Container(
+                    expand=True,
+                    border_radius=12,
+                    padding=6,
+                    border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
+                    content=ft.Column([header, ft.Divider(height=1), self.feed_empty, self.feed],
+                                      spacing=4, expand=True),
+                ),
+            ],
+        )
+
+    @property
+    def root(self) -> ft.Control:
+        return self._root
+
+    async def load(self) -> None:
+        channels, counters, traffic = await asyncio.gather(
+            self.plane.channels(), self.plane.counters_today(), self.plane.recent_traffic(200))
+        self.board.reset(channels)
+        self.counts.reset(counters)
+        self.window.clear()
+        self.feed.controls.clear()
+        self.tiles.clear()
+        self.tile_row.controls.clear()
+        for status in channels:
+            self._add_tile(status)
+        self._show_counters()
+        rows = sorted((feed_row_from_traffic(r) for r in traffic), key=lambda r: r.ts)
+        self._push_rows(rows)
+
+    def apply(self, events: Sequence[Event], now: float) -> None:
+        for name in self.board.apply(events):
+            status = self.board.channels[name]
+            tile = self.tiles.get(name)
+            if tile is None:
+                self._add_tile(status)
+            else:
+                tile.show(status, now)
+        for tile in self.tiles.values():
+            tile.tick(now)
+        fresh: list[Event] = []
+        rows: list[FeedRow] = []
+        for event in events:
+            row = feed_row_from_event(event)
+            if row is not None and row.key not in self.window:
+                fresh.append(event)
+                rows.append(row)
+        if self.counts.apply(fresh):
+            self._show_counters()
+        self._push_rows(rows)
+
+    def _add_tile(self, status: ChannelStatus) -> None:
+        tile = ChannelTile(status)
+        self.tiles[status.name] = tile
+        self.tile_row.controls.append(tile.root)
+        self.no_channels.visible = not self.tiles
+
+    def _show_counters(self) -> None:
+        c = self.counts.counters
+        self.counters["inbound"].set(c.inbound)
+        self.counters["outbound"].set(c.outbound)
+        self.counters["failed"].set(c.failed)
+
+    def _push_rows(self, rows: list[FeedRow]) -> None:
+        """Mirror the window in the ListView, newest on top, without rebuilding kept rows."""
+        added, evicted = self.window.push(rows)
+        if evicted:
+            del self.feed.controls[len(self.feed.controls) - evicted:]
+        if added:
+            self.feed.controls[0:0] = [feed_row_control(r) for r in reversed(added)]
+        self.feed_empty.visible = not self.feed.controls
+        self.no_channels.visible = not self.tiles
+
+
+def _section(title: str) -> ft.Control:
+    return ft.Text(title, theme_style=ft.TextThemeStyle.TITLE_MEDIUM, weight=ft.FontWeight.W_600)

@@ -1,0 +1,132 @@
+"""The app frame: navigation (rail when wide, bar when narrow), config-error banner, content.
+
+The route is the single source of navigation truth: choosing a destination
+pushes its route, and only the route-change handler switches the content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flet as ft
+
+from pyclaw_app.control import ControlPlane
+from views.chat import ChatView
+from views.dashboard import DashboardView
+from views.panel import Destination, Panel
+
+__all__ = ["DESTINATIONS", "WIDE_MIN_WIDTH", "Shell", "config_banner"]
+
+WIDE_MIN_WIDTH = 640
+
+DESTINATIONS: list[Destination] = [
+    Destination("/dashboard", "Dashboard", ft.Icons.DASHBOARD_OUTLINED, ft.Icons.DASHBOARD,
+                DashboardView),
+    Destination("/chat", "Chat", ft.Icons.CHAT_BUBBLE_OUTLINE, ft.Icons.CHAT_BUBBLE, ChatView),
+]
+
+
+def config_banner(errors: Sequence[str]) -> ft.Control:
+    """Config problems in full (they name file:line and field), impossible to overlook."""
+    return ft.Container(
+        visible=bool(errors),
+        bgcolor=ft.Colors.ERROR_CONTAINER,
+        padding=ft.Padding.symmetric(horizontal=20, vertical=12),
+        content=ft.Row(
+            vertical_alignment=ft.CrossAxisAlignment.START,
+            spacing=12,
+            controls=[
+                ft.Icon(ft.Icons.WARNING_AMBER_ROUNDED, color=ft.Colors.ON_ERROR_CONTAINER,
+                        semantics_label="Configuration problems"),
+                ft.Column(
+                    expand=True,
+                    spacing=4,
+                    controls=[
+                        ft.Text("Configuration problems", weight=ft.FontWeight.BOLD,
+                                color=ft.Colors.ON_ERROR_CONTAINER),
+                        *(ft.Text(err, color=ft.Colors.ON_ERROR_CONTAINER)
+                          for err in errors),
+                    ],
+                ),
+            ],
+        ),
+    )
+
+
+class Shell:
+    """Builds the frame for a plane; ``layout(width)`` and ``show(route)`` need no page."""
+
+    def __init__(self, plane: ControlPlane,
+                 destinations: Sequence[Destination] = tuple(DESTINATIONS)) -> None:
+        if not destinations:
+            raise ValueError("the shell needs at least one destination")
+        self.destinations = list(destinations)
+        self.panels: dict[str, Panel] = {d.route: d.build(plane) for d in self.destinations}
+        self.banner = config_banner(plane.config_errors())
+        self.content = ft.Container(expand=True, padding=ft.Padding.all(20))
+        self.rail = ft.NavigationRail(
+            selected_index=0,
+            label_type=ft.NavigationRailLabelType.ALL,
+            min_width=88,
+            group_alignment=-0.95,
+            leading=ft.Container(
+                padding=ft.Padding.only(top=12, bottom=8),
+                content=ft.Column(
+                    spacing=2,
+                    horizontal_alignment=ft.CrossAxisAlignment.CENTER,
+                    controls=[ft.Image(src="icon.png", width=36, height=36,
+                                       semantics_label="pyclaw logo"),
+                              ft.Text("pyclaw", weight=ft.FontWeight.BOLD, size=13)],
+                ),
+            ),
+            destinations=[
+                ft.NavigationRailDestination(icon=d.icon, selected_icon=d.selected_icon,
+                                             label=d.label)
+                for d in self.destinations
+            ],
+        )
+        self.bar = ft.NavigationBar(
+            selected_index=0,
+            destinations=[
+                ft.NavigationBarDestination(icon=d.icon, selected_icon=d.selected_icon,
+                                            label=d.label)
+                for d in self.destinations
+            ],
+        )
+        self.route = ""
+        self.show(self.destinations[0].route)
+
+    @property
+    def default_route(self) -> str:
+        return self.destinations[0].route
+
+    def route_at(self, index: int) -> str:
+        return self.destinations[index].route
+
+    def show(self, route: str) -> str:
+        """Switch the content to ``route`` (unknown routes fall back to the first); returns it."""
+        index = next((i for i, d in enumerate(self.destinations) if d.route == route), 0)
+        self.route = self.destinations[index].route
+        self.rail.selected_index = index
+        self.bar.selected_index = index
+        self.content.content = self.panels[self.route].root
+        return self.route
+
+    @staticmethod
+    def is_wide(width: float | None) -> bool:
+        return width is None or width >= WIDE_MIN_WIDTH
+
+    def layout(self, width: float | None) -> tuple[ft.Control, ft.NavigationBar | None]:
+        """The page body and the bottom bar (None when the rail is used) for a page width."""
+        wide = self.is_wide(width)
+        if wide:
+            main: ft.Control = ft.Row(
+                expand=True,
+                spacing=0,
+                vertical_alignment=ft.CrossAxisAlignment.STRETCH,
+                controls=[self.rail, ft.VerticalDivider(width=1), self.content],
+            )
+        else:
+            main = self.content
+        body = ft.Column(expand=True, spacing=0, controls=[self.banner, main])
+        return body, (None if wide else self.bar)
