@@ -17,7 +17,7 @@ from typing import Any
 
 from connectors import registry
 from connectors.base import Connector, ConnectorSpec, SubmitResult
-from pyclaw_app.agent import Agent, CallRecord, Reply, TurnHooks, build_provider, user_notice
+from pyclaw_app.agent import Agent, CallRecord, Reply, TurnHooks, user_notice
 from pyclaw_app.backoff import Backoff
 from pyclaw_app.bus import Bus
 from pyclaw_app.config import ChannelEntry, Config
@@ -99,9 +99,7 @@ class Gateway:
         self.store = store
         self.bus = bus or Bus()
         self.lanes = Lanes(config.agent.max_concurrent_llm)
-        self.agent = agent or Agent(build_provider(config), store.journal, store.usage,
-                                    system_prompt=config.agent.system_prompt,
-                                    history_tokens=config.agent.history_tokens)
+        self.agent = agent or Agent.from_config(config, store)
         self.policy = AccessPolicy(store.access)
         self.channels: dict[str, ChannelRuntime] = {}
         self.supervisor = Supervisor(self) if supervise else None
@@ -349,10 +347,13 @@ class Gateway:
         def on_log(level: str, message: str) -> None:
             self.channel_log(channel, level, f"message {journal_id}: {message}")
 
+        def on_restart() -> None:
+            self._emit(EventKind.REPLY_RESET, channel, id=journal_id, chat=inbound.address.chat)
+
         try:
             async with self.lanes.llm_slots:
                 return await self.agent.reply(inbound, journal_id,
-                                              TurnHooks(on_delta, on_call, on_log))
+                                              TurnHooks(on_delta, on_call, on_log, on_restart))
         finally:
             if typing is not None:
                 typing.cancel()

@@ -115,6 +115,8 @@ class EventKind(StrEnum):
     MESSAGE_PROCESSING = "message.processing"
     LLM_CALL = "llm.call"
     REPLY_DELTA = "reply.delta"
+    REPLY_RESET = "reply.reset"
+    """Streamed text so far was discarded (failover mid-stream, or tools were called)."""
     REPLY_SENT = "reply.sent"
     MESSAGE_FAILED = "message.failed"
     MESSAGE_SKIPPED = "message.skipped"
