@@ -232,9 +232,11 @@ class DashboardView:
             tile.tick(now)
         fresh: list[Event] = []
         rows: list[FeedRow] = []
+        keys: set[str] = set()
         for event in events:
             row = feed_row_from_event(event)
-            if row is not None and row.key not in self.window:
+            if row is not None and row.key not in self.window and row.key not in keys:
+                keys.add(row.key)
                 fresh.append(event)
                 rows.append(row)
         if self.counts.apply(fresh):

@@ -1,0 +1,318 @@
+"""Control-level tests: views built against FakeControlPlane, asserted on their control trees.
+
+No page and no browser: Flet 1.0 controls are plain dataclasses until mounted,
+and the views only change them (the live loop does the one page update).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import flet as ft
+import pytest
+
+from pyclaw_app.control import ChannelStatus
+from pyclaw_app.model import Event, EventKind
+from tests.ui.fake_plane import FakeControlPlane
+from views.chat import ChatView
+from views.dashboard import DashboardView
+from views.live import LiveSession
+from views.settings import AppSettings, SettingsError, load_settings
+from views.shell import DESTINATIONS, Shell
+from views.state import LiveBatcher, TrafficWindow, feed_row_from_event
+
+
+def texts(control: object) -> list[str]:
+    """Every Text value (and Markdown source) under a control, depth first, visible ones only."""
+    found: list[str] = []
+
+    def walk(c: object) -> None:
+        if isinstance(c, ft.Control) and not c.visible:
+            return
+        if isinstance(c, ft.Text):
+            found.append(c.value)
+        elif isinstance(c, ft.Markdown):
+            found.append(c.value)
+        for name in ("content", "controls", "leading"):
+            child = getattr(c, name, None)
+            for item in child if isinstance(child, list) else [child]:
+                if isinstance(item, ft.Control):
+                    walk(item)
+
+    walk(control)
+    return found
+
+
+CHANNELS = [
+    ChannelStatus("telegram", "telegram", "Telegram", "send", "online", reason="polling"),
+    ChannelStatus("work-slack", "slack", "Slack", "workspaces", "degraded",
+                  last_error="429 Too Many Requests"),
+    ChannelStatus("matrix", "matrix", "Matrix", "no_such_icon", "stopped"),
+]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def plane() -> FakeControlPlane:
+    return FakeControlPlane(CHANNELS)
+
+
+# -- dashboard -----------------------------------------------------------------------------
+
+
+async def test_dashboard_has_a_tile_per_channel_with_state(plane: FakeControlPlane) -> None:
+    view = DashboardView(plane)
+    await view.load()
+    assert list(view.tiles) == ["telegram", "work-slack", "matrix"]
+    tile = view.tiles["work-slack"]
+    assert tile.state.value == "degraded"
+    assert tile.state.color == ft.Colors.ORANGE_700
+    assert "429 Too Many Requests" in texts(tile.root)
+    assert view.tiles["telegram"].state.color == ft.Colors.GREEN_600
+    assert "no messages yet" in texts(view.tiles["matrix"].root)
+    assert view.tiles["matrix"].icon.icon == ft.Icons.FORUM  # unknown icon name falls back
+
+
+async def test_channel_state_event_recolours_the_tile_and_ticks_the_age(
+        plane: FakeControlPlane) -> None:
+    view = DashboardView(plane)
+    await view.load()
+    now = time.time()
+    view.apply([Event(EventKind.CHANNEL_STATE, "telegram",
+                      {"state": "offline", "reason": "network unreachable"}, ts=now)], now)
+    tile = view.tiles["telegram"]
+    assert (tile.state.value, tile.state.color) == ("offline", ft.Colors.RED_600)
+    assert tile.reason.value == "network unreachable"
+
+    inbound = plane.receive("telegram", "1", "alice", "hi", ts=now)
+    view.apply([inbound], now + 5)
+    assert tile.last.value == "last message 5 s ago"
+    view.apply([], now + 12)  # a bare tick
+    assert tile.last.value == "last message 12 s ago"
+
+
+async def test_feed_shows_snapshot_then_live_rows_newest_first(plane: FakeControlPlane) -> None:
+    first = plane.receive("telegram", "42", "alice", "from before the app opened")
+    view = DashboardView(plane)
+    await view.load()
+    assert len(view.feed.controls) == 1
+
+    inbound = plane.receive("telegram", "42", "alice", "hello there\nsecond line")
+    reply = plane.answer(inbound, "hi alice", latency_ms=321)
+    failed = plane.fail(plane.receive("work-slack", "C1", "bob", "status?"), "provider down")
+    view.apply([first, inbound, reply], time.time())  # `first` is already shown: not doubled
+    view.apply([failed], time.time())
+
+    assert len(view.feed.controls) == 4
+    newest = texts(view.feed.controls[0])
+    assert "provider down" in newest and "work-slack" in newest
+    reply_row = texts(view.feed.controls[1])
+    assert "hi alice" in reply_row and "321 ms" in reply_row
+    assert "hello there second line" in texts(view.feed.controls[2])  # one line
+    assert "from before the app opened" in texts(view.feed.controls[3])
+    assert view.feed.controls[0].bgcolor is not None  # failed rows are tinted red
+    assert view.feed.controls[2].bgcolor is None
+
+
+async def test_counters_start_from_plane_and_follow_events(plane: FakeControlPlane) -> None:
+    inbound = plane.receive("telegram", "1", "a", "x")
+    plane.answer(inbound, "y")
+    view = DashboardView(plane)
+    await view.load()
+    assert [c.value.value for c in view.counters.values()] == ["1", "1", "0"]
+    more = plane.receive("telegram", "1", "a", "again")
+    view.apply([more, plane.fail(more, "boom"), more], time.time())  # a repeat counts once
+    assert [c.value.value for c in view.counters.values()] == ["2", "1", "1"]
+
+
+async def test_feed_window_stays_bounded_after_1000_events(plane: FakeControlPlane) -> None:
+    view = DashboardView(plane, window=300)
+    await view.load()
+    events = [plane.receive("telegram", "1", "a", f"message {i}") for i in range(1000)]
+    for start in range(0, 1000, 37):
+        view.apply(events[start:start + 37], time.time())
+    assert len(view.window) == 300
+    assert len(view.feed.controls) == 300
+    assert "message 999" in texts(view.feed.controls[0])
+    assert "message 700" in texts(view.feed.controls[-1])
+
+
+def test_traffic_window_reports_added_and_evicted() -> None:
+    window = TrafficWindow(3)
+    rows = [feed_row_from_event(Event(EventKind.MESSAGE_RECEIVED, "t",
+                                      {"id": i, "chat": "c", "sender": "s", "text": str(i)}))
+            for i in range(5)]
+    assert window.push(rows[:2]) == (rows[:2], 0)
+    assert window.push(rows[2:]) == (rows[2:], 2)
+    assert [r.text for r in window.rows] == ["2", "3", "4"]
+    assert window.push(rows[4:]) == ([], 0)  # already shown
+
+
+# -- live batching -------------------------------------------------------------------------
+
+
+def test_batcher_releases_at_most_once_per_interval() -> None:
+    clock = FakeClock()
+    batcher = LiveBatcher(min_interval=0.1, tick_interval=1.0, clock=clock)
+    released = []
+    for step in range(100):  # 1 s of events every 10 ms
+        batcher.add([Event(EventKind.LOG, "x", {"n": step})])
+        batch = batcher.take()
+        if batch is not None:
+            released.append((clock.now, len(batch)))
+        clock.now += 0.01
+    times = [t for t, _ in released]
+    assert all(b - a >= 0.1 - 1e-9 for a, b in itertools.pairwise(times))
+    assert len(released) <= 11
+    assert sum(n for _, n in released) + batcher.pending == 100
+
+
+def test_batcher_ticks_each_second_without_events() -> None:
+    clock = FakeClock()
+    batcher = LiveBatcher(clock=clock)
+    assert batcher.take() is None
+    assert batcher.next_wait() == pytest.approx(1.0)
+    clock.now += 1.0
+    assert batcher.take() == []
+    assert batcher.take() is None
+
+
+async def test_live_session_applies_batches_and_stops_cleanly(plane: FakeControlPlane) -> None:
+    view = DashboardView(plane)
+    refreshes: list[int] = []
+    live = LiveSession(plane, [view], lambda: refreshes.append(len(view.feed.controls)),
+                       min_interval=0.01)
+    await live.start()
+    assert len(plane.subscriptions) == 1
+    for i in range(50):
+        plane.receive("telegram", "1", "a", f"m{i}")
+    for _ in range(200):
+        if refreshes and refreshes[-1] == 50:
+            break
+        await asyncio.sleep(0.01)
+    assert refreshes[-1] == 50
+    assert len(refreshes) < 50  # batched, not one update per event
+    await live.stop()
+    await live.stop()  # twice is fine
+    assert plane.subscriptions == []
+    assert not live.running
+
+
+async def test_subscription_is_bounded_and_counts_drops(plane: FakeControlPlane) -> None:
+    sub = plane.subscribe(maxsize=10)
+    for i in range(25):
+        plane.receive("telegram", "1", "a", f"m{i}")
+    batch = await sub.get_batch()
+    assert len(batch) == 10 and sub.dropped == 15
+    assert batch[0].data["text"] == "m15"
+    sub.close()
+
+
+# -- chat ----------------------------------------------------------------------------------
+
+
+def bubbles(view: ChatView) -> list[tuple[str, str]]:
+    return [(row.data, texts(row)[0]) for row in view.messages.controls]
+
+
+async def test_chat_send_calls_the_plane_and_shows_the_reply(plane: FakeControlPlane) -> None:
+    view = ChatView(plane)
+    await view.load()
+    sub = plane.subscribe()
+    await view.send("  hello **world**  ")
+    assert plane.sent == [("app", "hello **world**")]
+    assert view.progress.visible  # the reply has not been applied yet
+    view.apply(await sub.get_batch(), time.time())
+    assert bubbles(view) == [("user", "hello **world**"), ("assistant", "echo: hello **world**")]
+    assert isinstance(view.messages.controls[1].controls[0].content, ft.Markdown)
+    assert not view.progress.visible
+    await view.send("   ")
+    assert len(plane.sent) == 1
+
+
+async def test_chat_failure_is_shown_in_red() -> None:
+    plane = FakeControlPlane(fail_with="provider fake: 500")
+    view = ChatView(plane)
+    await view.load()
+    sub = plane.subscribe()
+    await view.send("hi")
+    view.apply(await sub.get_batch(), time.time())
+    assert bubbles(view)[-1] == ("error", "provider fake: 500")
+    bubble = view.messages.controls[-1].controls[0]
+    assert bubble.bgcolor == ft.Colors.ERROR_CONTAINER
+
+
+async def test_chat_loads_history_and_resets(plane: FakeControlPlane) -> None:
+    await plane.chat_send("earlier")
+    plane.receive("telegram", "1", "a", "not for the chat view")
+    view = ChatView(plane)
+    await view.load()
+    assert bubbles(view) == [("user", "earlier"), ("assistant", "echo: earlier")]
+    await view.reset()
+    assert plane.resets == ["app"] and view.messages.controls == []
+    assert view.empty.visible
+
+
+# -- shell ---------------------------------------------------------------------------------
+
+
+def test_shell_routes_and_responsive_navigation(plane: FakeControlPlane) -> None:
+    shell = Shell(plane)
+    assert [d.label for d in DESTINATIONS][:2] == ["Dashboard", "Chat"]
+    assert shell.show("/chat") == "/chat"
+    assert shell.rail.selected_index == shell.bar.selected_index == 1
+    assert shell.content.content is shell.panels["/chat"].root
+    assert shell.show("/nowhere") == "/dashboard"
+
+    body, bar = shell.layout(1200)
+    assert bar is None and shell.rail in body.controls[1].controls
+    body, bar = shell.layout(400)
+    assert bar is shell.bar and shell.content in body.controls
+    assert [d.label for d in bar.destinations] == ["Dashboard", "Chat"]
+
+
+def test_config_errors_banner() -> None:
+    error = "config.yaml:7 providers.0.base_url: invalid URL"
+    shell = Shell(FakeControlPlane(config_errors=[error]))
+    assert shell.banner.visible and error in texts(shell.banner)
+    assert not Shell(FakeControlPlane()).banner.visible
+
+
+# -- settings ------------------------------------------------------------------------------
+
+
+def test_settings_from_repo_file_and_defaults(tmp_path: Path) -> None:
+    settings = load_settings()
+    assert settings.mode in ("local", "monitor") and settings.web_port > 0
+    assert load_settings(tmp_path / "missing.toml") == AppSettings()
+
+
+@pytest.mark.parametrize("text, key", [
+    ("[window]\nwidth = -1\n", "window.width"),
+    ("[theme]\nmode = 'pink'\n", "theme.mode"),
+    ("[app]\nmode = 'remote'\n", "app.mode"),
+    ("[web\n", "flet.toml"),
+])
+def test_settings_errors_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    path = tmp_path / "flet.toml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=key.replace(".", r"\.")):
+        load_settings(path)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    yield
