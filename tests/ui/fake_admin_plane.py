@@ -1,0 +1,188 @@
+"""FakeControlPlane plus the admin side: real connector schemas, validation, logs, journal detail.
+
+Validation uses each connector's real pydantic config model, the way the
+gateway's ChannelAdmin does, so forms are tested against the errors users
+will really see. Everything else is in memory and recorded for assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import time
+from typing import Any
+
+from pydantic import ValidationError
+
+from connectors import registry
+from pyclaw_app.control import (
+    ChannelForm,
+    ChannelStatus,
+    ChannelType,
+    FieldError,
+    LogRow,
+    MessageDetail,
+    PairingRow,
+    ProbeOutcome,
+)
+from pyclaw_app.control.export import export_rows
+from pyclaw_app.model import Event, EventKind
+from tests.ui.fake_plane import FakeControlPlane
+
+__all__ = ["FakeAdminPlane"]
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def _secret_fields(type_name: str) -> list[str]:
+    model = registry.get_spec(type_name).config_model
+    return [n for n, info in model.model_fields.items()
+            if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("secret")]
+
+
+class FakeAdminPlane(FakeControlPlane):
+    def __init__(self, channels: list[ChannelStatus] | None = None, **kwargs: Any) -> None:
+        super().__init__(channels, **kwargs)
+        self.configs: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.secrets: dict[tuple[str, str], str] = {}
+        self.log_rows: list[LogRow] = []
+        self.details: dict[int, MessageDetail] = {}
+        self.pairings: list[PairingRow] = []
+        self.calls: list[tuple[str, Any]] = []
+        self.probe_outcome = ProbeOutcome(True, "connected as @fake_bot")
+        self.probe_gate: asyncio.Event | None = None
+        """When set, probe_channel waits for it (so a test can see the progress ring)."""
+        self.probing = asyncio.Event()
+
+    # -- seeding -------------------------------------------------------------------------------
+
+    def add_log(self, channel: str, level: str, message: str, *, ts: float | None = None,
+                data: dict[str, Any] | None = None, publish: bool = False) -> LogRow:
+        row = LogRow(len(self.log_rows) + 1, time.time() if ts is None else ts, channel, level,
+                     message, data or {})
+        self.log_rows.append(row)
+        if publish:
+            self.publish(Event(EventKind.LOG, channel, {"level": level, "message": message}))
+        return row
+
+    def configure(self, name: str, type_name: str, values: dict[str, Any],
+                  state: str = "online") -> None:
+        secret = _secret_fields(type_name)
+        for field in secret:
+            if values.get(field):
+                self.secrets[(name, field)] = values[field]
+        self.configs[name] = (type_name, {k: v for k, v in values.items() if k not in secret})
+        spec = registry.get_spec(type_name)
+        status = ChannelStatus(name, type_name, spec.title, spec.icon, state,
+                               enabled=bool(values.get("enabled", True)))
+        self.channel_list = [c for c in self.channel_list if c.name != name] + [status]
+
+    # -- admin side of the ControlPlane --------------------------------------------------------
+
+    def channel_types(self) -> list[ChannelType]:
+        return [ChannelType(type=name, title=spec.title, icon=spec.icon,
+                            description=spec.description, docs_url=spec.docs_url,
+                            transport=spec.transport.value,
+                            schema=spec.config_model.model_json_schema())
+                for name, spec in sorted(registry.specs().items())]
+
+    def channel_form(self, name: str) -> ChannelForm:
+        type_name, values = self.configs[name]
+        stored = tuple(f for f in _secret_fields(type_name) if (name, f) in self.secrets)
+        return ChannelForm(name, type_name, dict(values), stored)
+
+    def validate_channel(self, name: str, type_name: str, values: dict[str, Any]
+                         ) -> list[FieldError]:
+        self.calls.append(("validate", (name, type_name, dict(values))))
+        errors = [] if _NAME.match(name) else [
+            FieldError("name", "use 1-32 lowercase letters, digits, - or _")]
+        body = {k: v for k, v in values.items() if v is not None}
+        for field in _secret_fields(type_name):
+            if not body.get(field):
+                body.pop(field, None)
+                if (name, field) in self.secrets:
+                    body[field] = self.secrets[(name, field)]
+        try:
+            registry.get_spec(type_name).config_model.model_validate(body)
+        except ValidationError as exc:
+            errors += [FieldError(str(e["loc"][0]) if e["loc"] else "", e["msg"])
+                       for e in exc.errors()]
+        return errors
+
+    async def save_channel(self, name: str, type_name: str, values: dict[str, Any]
+                           ) -> list[FieldError]:
+        errors = self.validate_channel(name, type_name, values)
+        if not errors:
+            self.calls.append(("save", (name, type_name, dict(values))))
+            self.configure(name, type_name, values)
+        return errors
+
+    async def probe_channel(self, name: str, type_name: str, values: dict[str, Any]
+                            ) -> ProbeOutcome:
+        self.calls.append(("probe", (name, type_name, dict(values))))
+        self.probing.set()
+        if self.probe_gate is not None:
+            await self.probe_gate.wait()
+        return self.probe_outcome
+
+    async def set_channel_enabled(self, name: str, enabled: bool) -> list[FieldError]:
+        self.calls.append(("enabled", (name, enabled)))
+        self.channel_list = [dataclasses.replace(c, enabled=enabled) if c.name == name else c
+                             for c in self.channel_list]
+        return []
+
+    async def start_channel(self, name: str) -> None:
+        self.calls.append(("start", name))
+
+    async def stop_channel(self, name: str) -> None:
+        self.calls.append(("stop", name))
+        self.publish(Event(EventKind.CHANNEL_STATE, name, {"state": "stopped", "reason": ""}))
+
+    async def restart_channel(self, name: str) -> None:
+        self.calls.append(("restart", name))
+
+    async def delete_channel(self, name: str) -> None:
+        self.calls.append(("delete", name))
+        self.configs.pop(name, None)
+        self.channel_list = [c for c in self.channel_list if c.name != name]
+
+    async def pairing_requests(self) -> list[PairingRow]:
+        return list(self.pairings)
+
+    async def approve_pairing(self, code: str) -> bool:
+        self.calls.append(("approve", code))
+        before = len(self.pairings)
+        self.pairings = [p for p in self.pairings if p.code != code]
+        return len(self.pairings) < before
+
+    # -- logs and journal ----------------------------------------------------------------------
+
+    async def logs(self, *, channel: str | None = None, level: str | None = None,
+                   search: str | None = None, before_id: int | None = None,
+                   since: float | None = None, until: float | None = None,
+                   limit: int = 100) -> list[LogRow]:
+        self.calls.append(("logs", {"channel": channel, "level": level, "search": search,
+                                    "before_id": before_id, "since": since}))
+        rows = [r for r in reversed(self.log_rows)
+                if (channel is None or r.channel == channel)
+                and (level is None or r.level == level)
+                and (before_id is None or r.id < before_id)
+                and (since is None or r.ts >= since)
+                and (until is None or r.ts <= until)
+                and (not search or search.lower() in r.message.lower())]
+        return rows[:limit]
+
+    async def export_logs(self, fmt: str, *, channel: str | None = None,
+                          level: str | None = None, search: str | None = None,
+                          since: float | None = None, until: float | None = None) -> str:
+        rows = await self.logs(channel=channel, level=level, search=search, since=since,
+                               until=until, limit=10**9)
+        return export_rows([dataclasses.asdict(r) for r in rows], fmt)
+
+    async def message_detail(self, message_id: int) -> MessageDetail | None:
+        return self.details.get(message_id)
+
+    async def retry_message(self, message_id: int) -> bool:
+        self.calls.append(("retry", message_id))
+        return message_id in self.details

@@ -1,0 +1,369 @@
+"""Channels: every configured channel with its state and actions, every type ready to add.
+
+The list follows ``channel.state`` events live (through the shared
+ChannelBoard); adding or editing swaps the list for a ChannelEditor whose
+form is generated from the type's schema, and saving applies the channel
+to the running gateway without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+import flet as ft
+
+from pyclaw_app.control import ChannelStatus, ChannelType, ControlPlane, PairingRow
+from pyclaw_app.model import Event
+from views import style
+from views.channel_editor import ChannelEditor
+from views.state import ChannelBoard
+
+__all__ = ["ChannelCard", "ChannelsView", "TypeCard", "pairing_control"]
+
+_log = logging.getLogger(__name__)
+
+Action = Callable[[str], Awaitable[object]]
+Handler = Callable[[ft.Event[ft.Control]], Awaitable[None]]
+
+
+def _section(title: str) -> ft.Text:
+    return ft.Text(title, theme_style=ft.TextThemeStyle.TITLE_MEDIUM, weight=ft.FontWeight.W_600)
+
+
+def _card(content: ft.Control, width: int | None = None) -> ft.Container:
+    return ft.Container(
+        width=width,
+        padding=14,
+        border_radius=12,
+        bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
+        border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
+        content=content,
+    )
+
+
+class ChannelCard:
+    """A configured channel: state, last error, enable switch and the lifecycle buttons."""
+
+    def __init__(self, status: ChannelStatus, view: ChannelsView) -> None:
+        name = status.name
+        self.icon = ft.Icon(style.channel_icon(status.icon), size=30)
+        self.title = ft.Text(weight=ft.FontWeight.W_600, size=15, max_lines=1,
+                             overflow=ft.TextOverflow.ELLIPSIS)
+        self.dot = ft.Container(width=10, height=10, border_radius=5)
+        self.state = ft.Text(weight=ft.FontWeight.W_500, size=13)
+        self.detail = ft.Text(size=12, max_lines=3, overflow=ft.TextOverflow.ELLIPSIS,
+                              selectable=True)
+
+        async def toggled(e: ft.Event[ft.Control]) -> None:
+            await view.run(e, view.set_enabled, name, bool(self.enabled.value))
+
+        self.enabled = ft.Switch(label="Enabled", value=status.enabled,
+                                 tooltip=f"Start {name} with the gateway", on_change=toggled)
+
+        def button(icon: ft.IconData, tip: str, action: Action) -> ft.IconButton:
+            return ft.IconButton(icon, tooltip=f"{tip} {name}", icon_size=20,
+                                 on_click=view.handler(action, name))
+
+        self.actions = ft.Row(spacing=0, controls=[
+            button(ft.Icons.PLAY_ARROW_ROUNDED, "Start", view.start),
+            button(ft.Icons.STOP_ROUNDED, "Stop", view.stop),
+            button(ft.Icons.RESTART_ALT, "Restart", view.restart),
+            button(ft.Icons.EDIT_OUTLINED, "Edit", view.edit),
+            ft.IconButton(ft.Icons.DELETE_OUTLINE, tooltip=f"Delete {name}", icon_size=20,
+                          icon_color=ft.Colors.ERROR,
+                          on_click=lambda e: view.confirm_delete(name, e.page)),
+        ])
+        self.status = status
+        self.root = _card(width=360, content=ft.Column(spacing=6, controls=[
+            ft.Row([self.icon, ft.Column([self.title, ft.Row([self.dot, self.state], spacing=6)],
+                                         spacing=2, expand=True)],
+                   spacing=12),
+            self.detail,
+            ft.Row([self.enabled, self.actions], alignment=ft.MainAxisAlignment.SPACE_BETWEEN,
+                   wrap=True),
+        ]))
+        self.show(status)
+
+    def show(self, status: ChannelStatus) -> None:
+        self.status = status
+        color = style.state_color(status.state)
+        self.title.value = (f"{status.name} · {status.title}"
+                            if status.title and status.title != status.name else status.name)
+        self.icon.color = color
+        self.dot.bgcolor = color
+        self.state.value = status.state
+        self.state.color = color
+        problem = status.config_error or status.last_error
+        self.detail.value = problem or status.reason
+        self.detail.visible = bool(self.detail.value)
+        self.detail.color = ft.Colors.ERROR if problem else ft.Colors.ON_SURFACE_VARIANT
+        self.enabled.value = status.enabled
+
+
+class TypeCard:
+    """A connector type the gateway can run, with its description and an Add button."""
+
+    def __init__(self, channel_type: ChannelType, configured: int, view: ChannelsView) -> None:
+        self.type = channel_type
+        count = (f"{configured} configured" if configured else "not configured")
+        links: list[ft.Control] = [
+            ft.FilledTonalButton(f"Add {channel_type.title}", icon=ft.Icons.ADD,
+                                 on_click=view.handler(view.add, channel_type.type)),
+        ]
+        if channel_type.docs_url:
+            links.append(ft.TextButton("Setup guide", icon=ft.Icons.OPEN_IN_NEW,
+                                       url=channel_type.docs_url,
+                                       tooltip=f"{channel_type.title} setup guide"))
+        self.root = _card(width=360, content=ft.Column(spacing=8, controls=[
+            ft.Row([ft.Icon(style.channel_icon(channel_type.icon), size=26,
+                            color=ft.Colors.PRIMARY),
+                    ft.Column([ft.Text(channel_type.title, weight=ft.FontWeight.W_600),
+                               ft.Text(f"{channel_type.transport} · {count}", size=12,
+                                       color=ft.Colors.ON_SURFACE_VARIANT)],
+                              spacing=0, expand=True)], spacing=12),
+            ft.Text(channel_type.description, size=13, max_lines=3,
+                    overflow=ft.TextOverflow.ELLIPSIS, visible=bool(channel_type.description)),
+            ft.Row(links, wrap=True, spacing=8),
+        ]))
+
+
+def pairing_control(row: PairingRow, now: float,
+                    on_approve: Handler) -> ft.Control:
+    minutes = max(0, int((row.expires_at - now) // 60))
+    who = row.sender_name or row.sender_id
+    if row.sender_name and row.sender_id:
+        who = f"{row.sender_name} ({row.sender_id})"
+    return ft.Container(
+        padding=ft.Padding.symmetric(horizontal=12, vertical=6),
+        border_radius=8,
+        bgcolor=ft.Colors.SECONDARY_CONTAINER,
+        content=ft.Row(spacing=16, vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
+            ft.Text(row.code, font_family="monospace", weight=ft.FontWeight.BOLD, size=16,
+                    selectable=True),
+            ft.Text(f"{who} on {row.channel}", expand=True),
+            ft.Text(f"expires in {minutes} min", size=12, color=ft.Colors.ON_SURFACE_VARIANT),
+            ft.FilledButton("Approve", icon=ft.Icons.CHECK, on_click=on_approve,
+                            tooltip=f"Approve {row.code}"),
+        ]),
+    )
+
+
+class ChannelsView:
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+        self.board = ChannelBoard()
+        self.types: list[ChannelType] = []
+        self.cards: dict[str, ChannelCard] = {}
+        self.pairing: list[PairingRow] = []
+        self.editor: ChannelEditor | None = None
+        self.notice = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
+        self.channel_grid = ft.Row(wrap=True, spacing=12, run_spacing=12,
+                                   vertical_alignment=ft.CrossAxisAlignment.START)
+        self.no_channels = ft.Text("No channels configured yet: add one below.",
+                                   color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
+        self.type_grid = ft.Row(wrap=True, spacing=12, run_spacing=12,
+                                vertical_alignment=ft.CrossAxisAlignment.START)
+        self.pairing_list = ft.Column(spacing=6)
+        self.pairing_section = ft.Column(visible=False, spacing=8, controls=[
+            ft.Row([_section("Pairing requests"),
+                    ft.IconButton(ft.Icons.REFRESH, tooltip="Refresh pairing requests",
+                                  on_click=self.handler(self.load_pairing))]),
+            ft.Text("New senders got these codes; approve the ones you know.", size=12,
+                    color=ft.Colors.ON_SURFACE_VARIANT),
+            self.pairing_list,
+        ])
+        self.add_button = ft.FilledButton("Add channel", icon=ft.Icons.ADD,
+                                          on_click=self.handler(self.add_default))
+        self.list_page = ft.Column(
+            expand=True,
+            scroll=ft.ScrollMode.AUTO,
+            spacing=14,
+            controls=[
+                ft.Row([ft.Text("Channels", theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
+                        self.add_button], alignment=ft.MainAxisAlignment.SPACE_BETWEEN),
+                self.notice,
+                self.pairing_section,
+                _section("Configured"),
+                self.channel_grid,
+                self.no_channels,
+                _section("Available channel types"),
+                self.type_grid,
+            ],
+        )
+        self._root = ft.Container(expand=True, content=self.list_page)
+
+    @property
+    def root(self) -> ft.Control:
+        return self._root
+
+    # -- loading -----------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        self.types = self.plane.channel_types()
+        channels = await self.plane.channels()
+        self.board.reset(channels)
+        self.cards = {}
+        self.channel_grid.controls = []
+        for status in channels:
+            self._add_card(status)
+        self._show_types()
+        await self.load_pairing()
+
+    async def load_pairing(self) -> None:
+        self.pairing = await self.plane.pairing_requests()
+        now = time.time()
+        self.pairing_list.controls = [
+            pairing_control(row, now, self.handler(self.approve, row.code))
+            for row in self.pairing
+        ]
+        self.pairing_section.visible = bool(self.pairing)
+
+    def apply(self, events: Sequence[Event], now: float) -> None:
+        for name in self.board.apply(events):
+            status = self.board.channels[name]
+            card = self.cards.get(name)
+            if card is None:
+                self._add_card(status)
+            else:
+                card.show(status)
+
+    def _add_card(self, status: ChannelStatus) -> None:
+        card = ChannelCard(status, self)
+        self.cards[status.name] = card
+        self.channel_grid.controls.append(card.root)
+        self.no_channels.visible = not self.cards
+
+    def _show_types(self) -> None:
+        configured: dict[str, int] = {}
+        for status in self.board.channels.values():
+            configured[status.type] = configured.get(status.type, 0) + 1
+        self.type_grid.controls = [TypeCard(t, configured.get(t.type, 0), self).root
+                                   for t in self.types]
+        self.no_channels.visible = not self.cards
+
+    def _default_type(self) -> str:
+        configured = {s.type for s in self.board.channels.values()}
+        fresh = [t.type for t in self.types if t.type not in configured]
+        return (fresh or [t.type for t in self.types] or [""])[0]
+
+    # -- actions (each reports failure in the notice line, never into Flet) ----------------
+
+    def handler(self, action: Callable[..., Awaitable[object]], *args: object) -> Handler:
+        """An async click handler running ``action(*args)`` (Flet awaits it as its own task)."""
+        async def on_event(e: ft.Event[ft.Control]) -> None:
+            await self.run(e, action, *args)
+
+        return on_event
+
+    async def run(self, e: ft.Event[ft.Control], action: Callable[..., Awaitable[object]],
+                  *args: object) -> None:
+        await self.guard(action(*args))
+        e.page.update()
+
+    async def guard(self, work: Awaitable[object]) -> bool:
+        """Await an action; a failure goes to the notice line. Returns whether it worked."""
+        self.notice.visible = False
+        try:
+            await work
+        except Exception as exc:  # noqa: BLE001 - every failure is shown where it happened
+            _log.warning("channel action failed: %s", exc)
+            self.notice.value = f"That did not work: {exc}"
+            self.notice.visible = True
+            return False
+        return True
+
+    async def start(self, name: str) -> None:
+        await self.plane.start_channel(name)
+
+    async def stop(self, name: str) -> None:
+        await self.plane.stop_channel(name)
+
+    async def restart(self, name: str) -> None:
+        await self.plane.restart_channel(name)
+
+    async def set_enabled(self, name: str, enabled: bool) -> None:
+        errors = await self.plane.set_channel_enabled(name, enabled)
+        if errors:
+            raise ValueError("; ".join(e.message for e in errors))
+        await self._reload_channels()
+
+    async def approve(self, code: str) -> None:
+        if not await self.plane.approve_pairing(code):
+            raise ValueError(f"code {code} is unknown or expired")
+        await self.load_pairing()
+
+    async def delete(self, name: str) -> None:
+        await self.plane.delete_channel(name)
+        await self._reload_channels()
+
+    def confirm_delete(self, name: str, page: ft.Page | ft.BasePage | None) -> ft.AlertDialog:
+        """Ask first: deleting removes the config entry and the stored secrets."""
+        def close(e: ft.Event[ft.Control]) -> None:
+            e.page.pop_dialog()
+
+        async def confirmed(e: ft.Event[ft.Control]) -> None:
+            e.page.pop_dialog()
+            await self.run(e, self.delete, name)
+
+        dialog = ft.AlertDialog(
+            modal=True,
+            title=ft.Text(f"Delete channel {name}?"),
+            content=ft.Text("It stops now, and its settings and stored secrets are removed. "
+                            "Its messages and logs stay."),
+            actions=[ft.TextButton("Cancel", on_click=close),
+                     ft.FilledButton("Delete", on_click=confirmed,
+                                     style=ft.ButtonStyle(bgcolor=ft.Colors.ERROR,
+                                                          color=ft.Colors.ON_ERROR))],
+        )
+        if page is not None:
+            page.show_dialog(dialog)
+        return dialog
+
+    async def add_default(self) -> ChannelEditor:
+        """"Add channel": the first type not configured yet (its form has a type picker)."""
+        return await self.add(self._default_type())
+
+    async def add(self, type_name: str) -> ChannelEditor:
+        """Open an empty form for a new channel of ``type_name``."""
+        channel_type = next(t for t in self.types if t.type == type_name)
+        taken = set(self.board.channels)
+        name = type_name
+        n = 2
+        while name in taken:
+            name, n = f"{type_name}-{n}", n + 1
+        return self._open(ChannelEditor(self.plane, channel_type, suggested_name=name,
+                                        types=self.types, on_close=self._close_editor))
+
+    async def edit(self, name: str) -> ChannelEditor:
+        form = self.plane.channel_form(name)
+        channel_type = next(t for t in self.types if t.type == form.type)
+        return self._open(ChannelEditor(self.plane, channel_type, form,
+                                        on_close=self._close_editor))
+
+    def _open(self, editor: ChannelEditor) -> ChannelEditor:
+        self.editor = editor
+        self._root.content = editor.root
+        return editor
+
+    async def _close_editor(self, saved: bool) -> None:
+        self.editor = None
+        self._root.content = self.list_page
+        if saved:
+            await self._reload_channels()
+
+    async def _reload_channels(self) -> None:
+        channels = await self.plane.channels()
+        self.board.reset(channels)
+        known = set()
+        for status in channels:
+            known.add(status.name)
+            card = self.cards.get(status.name)
+            if card is None:
+                self._add_card(status)
+            else:
+                card.show(status)
+        for name in set(self.cards) - known:
+            self.channel_grid.controls.remove(self.cards.pop(name).root)
+        self._show_types()
