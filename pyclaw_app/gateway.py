@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from connectors import registry
@@ -41,6 +41,8 @@ __all__ = ["ChannelRuntime", "Gateway"]
 _log = logging.getLogger(__name__)
 
 TYPING_INTERVAL = 4.0
+MAX_INBOUND_CHARS = 32_000
+"""Longer texts (a pasted 1 MB log) are cut before journal and LLM; the reply says so."""
 STOP_TIMEOUT = 10.0
 SEND_ATTEMPTS = 4
 
@@ -103,6 +105,7 @@ class Gateway:
         self.policy = AccessPolicy(store.access)
         self.channels: dict[str, ChannelRuntime] = {}
         self.supervisor = Supervisor(self) if supervise else None
+        store.db.on_outage = self._store_outage
         self.stop_timeout = STOP_TIMEOUT
         self._started = False
 
@@ -269,6 +272,9 @@ class Gateway:
     # ---- the flow --------------------------------------------------------------------------
     async def accept(self, inbound: Inbound) -> SubmitResult:
         """ctx.submit(): journal first, then hand to the conversation's lane."""
+        if len(inbound.text) > MAX_INBOUND_CHARS:
+            inbound = replace(inbound, text=inbound.text[:MAX_INBOUND_CHARS],
+                              truncated_from=len(inbound.text))
         result = await self.store.journal.submit(inbound)
         channel = inbound.address.channel
         rt = self.channels.get(channel)
@@ -398,6 +404,12 @@ class Gateway:
     async def _deliver(self, connector: Connector, journal_id: int, inbound: Inbound, text: str,
                        received_at: float) -> None:
         channel = inbound.address.channel
+        if inbound.truncated_from:
+            self.channel_log(channel, "warning", f"message {journal_id} was "
+                             f"{inbound.truncated_from:,} characters; only the first "
+                             f"{len(inbound.text):,} were read")
+            text = (f"(Your message was {inbound.truncated_from:,} characters long; I read only "
+                    f"the first {len(inbound.text):,}.)\n\n{text}")
         out_id = await self.store.journal.add_outbound(journal_id, inbound.address, text)
         outbound = Outbound(inbound.address, text, reply_to=inbound.platform_id,
                             journal_id=out_id)
@@ -447,6 +459,18 @@ class Gateway:
             except Exception as exc:
                 raise ConnectorError(f"{type(exc).__name__}: {exc}") from exc
         raise ConnectorError("send failed")  # unreachable: the loop returns or raises
+
+    def _store_outage(self, error: str | None) -> None:
+        """SQLite is refusing writes (or works again): say so where people look."""
+        if error is not None:
+            message = (f"database writes are failing ({error}); incoming messages are held "
+                       "and retried, nothing is acknowledged until it is stored")
+            _log.error("%s", message)
+            self._emit(EventKind.LOG, "database", level="error", message=message)
+        else:
+            _log.warning("database writes work again")
+            self._emit(EventKind.LOG, "database", level="info",
+                       message="database writes work again")
 
     # ---- events and logs -------------------------------------------------------------------
     def set_state(self, name: str, state: ChannelState, reason: str = "") -> None:

@@ -71,6 +71,8 @@ class Inbound:
     mentioned: bool = False
     reply_to_bot: bool = False
     ts: float = field(default_factory=time.time)
+    truncated_from: int | None = None
+    """Original length when the gateway cut an oversized text (the reply says so)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,7 +176,12 @@ class LocalControlPlane:
         await self.gateway.store.journal.reset_conversation(self._local().address(chat).key)
 
     def config_errors(self) -> list[str]:
-        return [str(e) for e in self.gateway.config.errors]
+        errors = [str(e) for e in self.gateway.config.errors]
+        outage = self.gateway.store.db.outage
+        if outage:
+            errors.append(f"Database: writes are failing ({outage}); messages are held and "
+                          "retried until it recovers.")
+        return errors
 
 
 def _traffic(row: JournalRow, answered: JournalRow | None) -> TrafficRow:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from pyclaw_app.backoff import Backoff
 from pyclaw_app.errors import StoreError
 from pyclaw_app.store.schema import MIGRATIONS
 
@@ -42,6 +43,10 @@ class Database:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.writes = 0
+        self.outage: str | None = None
+        """The SQLite error writes are waiting out right now (disk full, locked), if any."""
+        self.on_outage: Callable[[str | None], None] | None = None
+        self._closing = False
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +62,7 @@ class Database:
         self._task = asyncio.create_task(self._write_loop(), name="store:writer")
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
             await self._queue.put(None)
             await self._task
@@ -102,6 +108,18 @@ class Database:
 
         await self.write(op)
 
+    async def pragma(self, statement: str) -> Any:
+        """Run a maintenance PRAGMA on the writer connection, outside the write queue.
+
+        For settings that must apply even while the queue is stuck (``max_page_count`` when the
+        disk is full, ``wal_checkpoint``); returns the first column of the first row, if any.
+        """
+        if self._writer is None:
+            raise StoreError("database is not open")
+        async with self._writer.execute(f"PRAGMA {statement}") as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
     async def fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         if self._reader is None:
             raise StoreError("database is not open")
@@ -132,7 +150,7 @@ class Database:
     async def _run_batch(self, conn: aiosqlite.Connection,
                          batch: list[tuple[WriteOp, asyncio.Future[Any] | None]]) -> None:
         try:
-            results = await self._transaction(conn, [op for op, _ in batch])
+            results = await self._transaction_riding_out_outages(conn, [op for op, _ in batch])
         except sqlite3.Error as exc:
             if len(batch) == 1:
                 self._fail(batch[0][1], exc)
@@ -153,6 +171,34 @@ class Database:
             if fut is not None and not fut.done():
                 fut.set_result(result)
 
+    async def _transaction_riding_out_outages(self, conn: aiosqlite.Connection,
+                                              ops: list[WriteOp]) -> list[Any]:
+        """Retry a batch while SQLite is full, locked or failing I/O; report it once.
+
+        Callers of ``write()`` simply wait: nothing is acknowledged to a platform that
+        is not committed, and nothing is lost while the disk is full.
+        """
+        backoff = Backoff(base=0.05, cap=5.0)
+        while True:
+            try:
+                results = await self._transaction(conn, ops)
+            except sqlite3.OperationalError as exc:
+                if self._closing or not _transient(exc):
+                    raise
+                if self.outage is None:
+                    self.outage = str(exc)
+                    _log.error("SQLite write failed (%s); holding writes and retrying", exc)
+                    if self.on_outage is not None:
+                        self.on_outage(self.outage)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            if self.outage is not None:
+                _log.warning("SQLite writes work again after: %s", self.outage)
+                self.outage = None
+                if self.on_outage is not None:
+                    self.on_outage(None)
+            return results
+
     @staticmethod
     async def _transaction(conn: aiosqlite.Connection, ops: list[WriteOp]) -> list[Any]:
         await conn.execute("BEGIN IMMEDIATE")
@@ -172,6 +218,13 @@ class Database:
             _log.error("background write failed: %s", exc)
         elif not fut.done():
             fut.set_exception(error)
+
+
+_TRANSIENT = ("full", "locked", "busy", "disk i/o")
+
+
+def _transient(exc: sqlite3.OperationalError) -> bool:
+    return any(word in str(exc).lower() for word in _TRANSIENT)
 
 
 def _split_sql(script: str) -> list[str]:

@@ -70,6 +70,7 @@ class JournalRow:
             sender_id=self.sender_id, sender_name=self.sender_name, attachments=attachments,
             is_group=bool(meta.get("is_group")), mentioned=bool(meta.get("mentioned")),
             reply_to_bot=bool(meta.get("reply_to_bot")), ts=float(meta.get("ts", self.created_at)),
+            truncated_from=meta.get("truncated_from"),
         )
 
 
@@ -89,7 +90,8 @@ class Journal:
         now = time.time()
         a = inbound.address
         meta = json.dumps({"is_group": inbound.is_group, "mentioned": inbound.mentioned,
-                           "reply_to_bot": inbound.reply_to_bot, "ts": inbound.ts})
+                           "reply_to_bot": inbound.reply_to_bot, "ts": inbound.ts,
+                           "truncated_from": inbound.truncated_from})
         attachments = (json.dumps([asdict(x) for x in inbound.attachments])
                        if inbound.attachments else None)
         params = (a.channel, a.account, a.chat, a.thread, a.key, inbound.sender_id,
