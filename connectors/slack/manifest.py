@@ -50,6 +50,9 @@ class SlackConfig(ChannelConfig):
         description="Web API base URL. Change only for a Slack-compatible server or a proxy.",
     )
 
+    def needs_webhook(self) -> bool:
+        return self.mode == "events"
+
 
 SPEC = ConnectorSpec(
     name="slack",

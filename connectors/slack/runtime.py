@@ -308,8 +308,11 @@ class SlackConnector(Connector):
             return 503, "channel is not receiving Events API requests"
         lower = {k.lower(): v for k, v in headers.items()}
         verifier = SignatureVerifier(secret)
-        if not verifier.is_valid(body, lower.get("x-slack-request-timestamp", ""),
-                                 lower.get("x-slack-signature", "")):
+        timestamp = lower.get("x-slack-request-timestamp", "")
+        signature = lower.get("x-slack-signature", "")
+        # The SDK's verifier raises on a non-numeric timestamp: an unsigned request is a forgery.
+        if not (timestamp.isdigit() and signature
+                and verifier.is_valid(body, timestamp, signature)):
             ctx.log("warning", "rejected an Events API request: bad or expired Slack signature")
             return 401, "invalid signature"
         try:
