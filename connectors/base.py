@@ -139,6 +139,11 @@ class ConnectorContext(Protocol):
         """Call after each successful poll/event: liveness is judged by traffic, not flags."""
         ...
 
+    def commands(self) -> list[tuple[str, str]]:
+        """(name, description) of the chat commands the assistant understands (``/help``...),
+        for platforms with a command menu (Telegram ``setMyCommands``)."""
+        ...
+
 
 class Connector(abc.ABC):
     """One configured channel. Subclasses set ``spec`` and implement the four coroutines."""
@@ -167,6 +172,15 @@ class Connector(abc.ABC):
 
     async def typing(self, address: Address) -> None:  # noqa: B027 - optional capability
         """Show a typing indicator where the platform has one; no-op by default."""
+
+    async def edit(self, address: Address, platform_id: str, text: str) -> None:
+        """Replace the text of a message this connector sent (``capabilities.edit``).
+
+        The gateway streams a reply by sending a draft and editing it about once a second;
+        ``text`` always fits within ``spec.limits.max_text``. Raise RetryableError(retry_after)
+        on a rate limit, FatalConnectorError when the message can no longer be edited.
+        """
+        raise NotImplementedError(f"{self.spec.name} cannot edit messages")
 
 
 def utf16_len(text: str) -> int:

@@ -91,6 +91,9 @@ class _ChannelContext:
     def heartbeat(self) -> None:
         self._runtime.last_heartbeat = self._gateway.clock()
 
+    def commands(self) -> list[tuple[str, str]]:
+        return self._gateway.agent.commands()
+
 
 class Gateway:
     def __init__(self, config: Config, store: Store, bus: Bus | None = None, *,

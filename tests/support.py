@@ -57,3 +57,6 @@ class RecordingContext:
 
     def heartbeat(self) -> None:
         self.heartbeats += 1
+
+    def commands(self) -> list[tuple[str, str]]:
+        return [("help", "What I can do"), ("reset", "Forget this conversation")]
