@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help="small plan, one run each: finishes in under a minute")
     parser.add_argument("--runs", type=int, default=None,
-                        help="runs per scenario and target (default 3, quick 1)")
+                        help="runs per scenario and target (default 3, quick 1; 0 with --profile "
+                             "records the profile only)")
     parser.add_argument("--rate", type=float, default=200.0,
                         help="steady load: messages per second offered (default 200)")
     parser.add_argument("--seconds", type=float, default=None,
@@ -106,9 +107,10 @@ async def _main(args: argparse.Namespace, workdir: Path) -> None:
     options = RunOptions(workdir, args.llm_cap, args.idle_timeout)
     print(f"machine: {machine_line()}", flush=True)
     print(f"command: python -m bench {' '.join(sys.argv[1:])}", flush=True)
-    summaries = await _run_plan(plan, options, runs, baseline=not args.no_baseline)
-    print()
-    print(render_table(summaries), flush=True)
+    if runs > 0:
+        summaries = await _run_plan(plan, options, runs, baseline=not args.no_baseline)
+        print()
+        print(render_table(summaries), flush=True)
     if args.profile:
         print()
         print(await _profile(plan, options), flush=True)

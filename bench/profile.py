@@ -5,11 +5,18 @@ count``, each frame ``function (file:line)``). Two views answer different
 questions: *self* time (the innermost frame: where CPU is burnt) and
 *inclusive* time (every function on the stack: which of our calls leads
 there). Line numbers are dropped so one function is one row.
+
+py-spy decides "idle" from the OS thread state, and misses threads blocked
+inside a C call that holds no GIL-visible wait: aiosqlite's worker in
+``SimpleQueue.get()``, a thread pool's ``queue.get()``, the event loop in
+``select()``. A stack whose innermost line is such a wait is counted apart
+as idle rather than as a hot spot.
 """
 
 from __future__ import annotations
 
 import argparse
+import linecache
 import re
 import sys
 from collections import Counter
@@ -18,12 +25,15 @@ from pathlib import Path
 
 __all__ = ["Profile", "load_profile", "render_profile"]
 
-_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
+_WAIT = re.compile(r"\.(get|select|poll|wait|acquire)\(")
+"""A blocking call on the innermost line: the thread is waiting, not working."""
 
 
 @dataclass(frozen=True)
 class Profile:
     total: int
+    idle: int
     self_time: Counter[str]
     inclusive: Counter[str]
 
@@ -45,28 +55,40 @@ def _frame(raw: str) -> str:
     return f"{match['func']} ({_short(match['file'])})"
 
 
+def _waiting(raw_leaf: str) -> bool:
+    match = _FRAME.match(raw_leaf.strip())
+    if match is None or match["line"] is None:
+        return False
+    return bool(_WAIT.search(linecache.getline(match["file"], int(match["line"]))))
+
+
 def load_profile(path: Path) -> Profile:
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
-    total = 0
+    total = idle = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        frames = [_frame(f) for f in stack.split(";")]
+        raw = stack.split(";")
+        if _waiting(raw[-1]):
+            idle += n
+            continue
+        frames = [_frame(f) for f in raw]
         total += n
         self_time[frames[-1]] += n
         for name in set(frames):
             inclusive[name] += n
-    return Profile(total, self_time, inclusive)
+    return Profile(total, idle, self_time, inclusive)
 
 
 def render_profile(profile: Profile, top: int = 25) -> str:
     """Two Markdown tables: top functions by self samples and by inclusive samples."""
     if not profile.total:
         return "(no samples)"
-    out = [f"{profile.total} samples of busy threads (100 Hz).", "",
+    out = [f"{profile.total} busy samples at 100 Hz (and {profile.idle} more of threads "
+           "blocked in a C-level wait, left out). Percentages are of the busy samples.", "",
            "| self % | function (file) |", "| --- | --- |"]
     out += [f"| {n / profile.total:.1%} | `{name}` |"
             for name, n in profile.self_time.most_common(top)]
