@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 
 import flet as ft
@@ -17,14 +18,18 @@ _log = logging.getLogger(__name__)
 
 
 def chat_bubble(line: ChatLine) -> ft.Control:
-    """User lines on the right, assistant lines (Markdown) on the left, errors in red.
+    """User lines on the right, assistant lines on the left (Markdown if marked up), errors red.
 
     Short plain lines size to their text; Markdown and long lines take four
     fifths of the width (Flet has no max-width, and Markdown needs a bounded one).
     """
-    if line.role == "assistant":
+    markdown = line.role == "assistant" and _MARKDOWN.search(line.text) is not None
+    if markdown:
         body: ft.Control = ft.Markdown(line.text,
                                        extension_set=ft.MarkdownExtensionSet.GITHUB_WEB)
+        bgcolor = ft.Colors.SURFACE_CONTAINER_HIGHEST
+    elif line.role == "assistant":
+        body = ft.Text(line.text)
         bgcolor = ft.Colors.SURFACE_CONTAINER_HIGHEST
     elif line.role == "error":
         body = ft.Text(line.text, color=ft.Colors.ON_ERROR_CONTAINER)
@@ -37,7 +42,7 @@ def chat_bubble(line: ChatLine) -> ft.Control:
                                   bottom_right=4 if mine else 16)
     bubble = ft.Container(content=body, bgcolor=bgcolor, border_radius=radius,
                           padding=ft.Padding.symmetric(horizontal=14, vertical=10))
-    short = line.role != "assistant" and len(line.text) <= _SHORT and "\n" not in line.text
+    short = not markdown and len(line.text) <= _SHORT and "\n" not in line.text
     if short:
         align = ft.MainAxisAlignment.END if mine else ft.MainAxisAlignment.START
         return ft.Row([bubble], alignment=align, data=line.role)
@@ -47,6 +52,7 @@ def chat_bubble(line: ChatLine) -> ft.Control:
 
 
 _SHORT = 60
+_MARKDOWN = re.compile(r"[*_`#\[|>~]|^\s*([-+]|\d+\.)\s", re.MULTILINE)
 
 
 class ChatView:

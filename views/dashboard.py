@@ -25,6 +25,7 @@ __all__ = ["ChannelTile", "CounterCard", "DashboardView", "feed_row_control"]
 _log = logging.getLogger(__name__)
 
 FEED_WINDOW = 300
+FEED_HEIGHT = 480
 _COLUMNS: tuple[tuple[str, int | None], ...] = (
     # header, fixed width (None: takes the rest)
     ("Time", 70), ("", 24), ("Channel", 110), ("Chat", 110), ("Sender", 110), ("Text", None),
@@ -47,7 +48,7 @@ class ChannelTile:
         self.status = status
         self.root = ft.Container(
             width=270,
-            height=108,
+            height=126,
             padding=14,
             border_radius=12,
             bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
@@ -139,8 +140,8 @@ def feed_row_control(row: FeedRow) -> ft.Control:
             spacing=8,
             controls=[
                 _cell(style.clock_time(row.ts), widths[0], color=ft.Colors.ON_SURFACE_VARIANT),
-                ft.Container(ft.Icon(icon, color=color, size=16, semantics_label=spoken),
-                             width=widths[1], tooltip=spoken),
+                ft.Container(ft.Icon(icon, color=color, size=16), width=widths[1],
+                             tooltip=spoken),
                 _cell(row.channel, widths[2], weight=ft.FontWeight.W_500),
                 _cell(row.chat, widths[3]),
                 _cell(row.sender, widths[4]),
@@ -179,9 +180,12 @@ class DashboardView:
                 _cell(title, width, size=12, weight=ft.FontWeight.BOLD,
                       color=ft.Colors.ON_SURFACE_VARIANT) for title, width in _COLUMNS]),
         )
+        # The page scrolls (tiles wrap to many rows on a phone); the feed scrolls inside
+        # a fixed-height box, because a scrolling column cannot give it "the rest".
         self._root = ft.Column(
             expand=True,
             spacing=14,
+            scroll=ft.ScrollMode.AUTO,
             controls=[
                 ft.Text("Dashboard", theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
                 ft.Row(wrap=True, spacing=12, run_spacing=12,
@@ -191,7 +195,7 @@ class DashboardView:
                 self.no_channels,
                 _section("Live traffic"),
                 ft.Container(
-                    expand=True,
+                    height=FEED_HEIGHT,
                     border_radius=12,
                     padding=6,
                     border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),

@@ -18,12 +18,12 @@ import pytest
 from pyclaw_app.control import ChannelStatus
 from pyclaw_app.model import Event, EventKind
 from tests.ui.fake_plane import FakeControlPlane
-from views.chat import ChatView
+from views.chat import ChatView, chat_bubble
 from views.dashboard import DashboardView
 from views.live import LiveSession
 from views.settings import AppSettings, SettingsError, load_settings
 from views.shell import DESTINATIONS, Shell
-from views.state import LiveBatcher, TrafficWindow, feed_row_from_event
+from views.state import ChatLine, LiveBatcher, TrafficWindow, feed_row_from_event
 
 
 def texts(control: object) -> list[str]:
@@ -239,6 +239,8 @@ async def test_chat_send_calls_the_plane_and_shows_the_reply(plane: FakeControlP
     assert not view.progress.visible
     await view.send("   ")
     assert len(plane.sent) == 1
+    plain = chat_bubble(ChatLine("assistant", "just text"))
+    assert isinstance(plain.controls[0].content, ft.Text)  # sized to its text, not 4/5 wide
 
 
 async def test_chat_failure_is_shown_in_red() -> None:
@@ -269,9 +271,10 @@ async def test_chat_loads_history_and_resets(plane: FakeControlPlane) -> None:
 
 def test_shell_routes_and_responsive_navigation(plane: FakeControlPlane) -> None:
     shell = Shell(plane)
-    assert [d.label for d in DESTINATIONS][:2] == ["Dashboard", "Chat"]
+    labels = [d.label for d in DESTINATIONS]
+    assert labels[0] == "Dashboard" and "Chat" in labels
     assert shell.show("/chat") == "/chat"
-    assert shell.rail.selected_index == shell.bar.selected_index == 1
+    assert shell.rail.selected_index == shell.bar.selected_index == labels.index("Chat")
     assert shell.content.content is shell.panels["/chat"].root
     assert shell.show("/nowhere") == "/dashboard"
 
@@ -279,7 +282,7 @@ def test_shell_routes_and_responsive_navigation(plane: FakeControlPlane) -> None
     assert bar is None and shell.rail in body.controls[1].controls
     body, bar = shell.layout(400)
     assert bar is shell.bar and shell.content in body.controls
-    assert [d.label for d in bar.destinations] == ["Dashboard", "Chat"]
+    assert [d.label for d in bar.destinations] == labels
 
 
 def test_config_errors_banner() -> None:
