@@ -1,10 +1,12 @@
 """The app in Flet web mode, driven in Debian's Chromium (see /work/shared/ui-testing.md).
 
-Two servers, each started once per session in a subprocess on a free port:
+Two servers, each started once per module in a subprocess on a free port:
 the views on FakeControlPlane (``serve_fake``), and the real app
 (``python -m pyclaw_app.cli --web``) whose gateway talks to a fake OpenAI API
 running here in a thread. The tests are plain sync tests: sync Playwright must
-not share a thread with a running asyncio loop.
+not share a thread with a running asyncio loop, and while it is open it keeps
+its own loop running on this thread, which is why the browser is module-scoped
+(a session-scoped one breaks every async test collected after this file).
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def _server(args: list[str], port: int, log: Path, env: dict[str, str] | None = 
             proc.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     with playwright_sync.sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -94,7 +96,7 @@ def browser() -> Iterator[object]:
             chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fake_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     log = tmp_path_factory.mktemp("fake_app") / "server.log"
@@ -125,7 +127,7 @@ class _FakeOpenAIThread:
         self.loop.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def real_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """(url, server log) of ``pyclaw --web`` on a fresh data dir and a fake OpenAI provider."""
     if not (REPO / "pyclaw_app" / "cli.py").exists():
