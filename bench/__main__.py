@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=200.0,
                         help="steady load: messages per second offered (default 200)")
     parser.add_argument("--seconds", type=float, default=None,
-                        help="steady load: duration (default 30, quick 5)")
+                        help="steady load: duration (default 30, quick 4)")
     parser.add_argument("--llm-cap", type=int, default=256,
                         help="the gateway's agent.max_concurrent_llm (default 256, so the "
                              "200 ms LLM is not capped at 4/0.2 s = 20 msg/s)")
@@ -100,7 +100,7 @@ async def _profile(plan: Sequence[Scenario], options: RunOptions) -> str:
 
 
 async def _main(args: argparse.Namespace, workdir: Path) -> None:
-    seconds = args.seconds if args.seconds is not None else (5.0 if args.quick else 30.0)
+    seconds = args.seconds if args.seconds is not None else (4.0 if args.quick else 30.0)
     runs = args.runs if args.runs is not None else (1 if args.quick else 3)
     make = quick_plan if args.quick else full_plan
     plan = [s for s in make(rate=args.rate, seconds=seconds) if args.only in s.name]

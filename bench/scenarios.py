@@ -37,7 +37,7 @@ def full_plan(*, rate: float, seconds: float) -> list[Scenario]:
 
 
 def quick_plan(*, rate: float, seconds: float) -> list[Scenario]:
-    """Under a minute: the small burst and a short steady load, at both LLM latencies."""
+    """Under a minute: a small burst and a short steady load, at both LLM latencies."""
     steady = int(rate * seconds)
-    return [Scenario(1_000, 10, 0.0, 0.0), Scenario(steady, 100, rate, 0.0),
+    return [Scenario(500, 10, 0.0, 0.0), Scenario(steady, 100, rate, 0.0),
             Scenario(steady, 100, rate, 0.2)]
