@@ -52,6 +52,9 @@ class ChannelConfig(BaseModel):
                                     description="Group chat ids allowed with group_policy "
                                     "allowlist.")
     rate_limit_per_minute: int = Field(20, ge=0, description="Per sender; 0 turns it off.")
+    stream_replies: bool = Field(True, description="Show replies growing as they are written "
+                                 "(edits the message about once a second) where the platform "
+                                 "allows editing.")
 
     def needs_webhook(self) -> bool:
         """True when the platform pushes to our shared webhook server in this configuration."""

@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from connectors import registry
-from connectors.base import Connector, ConnectorSpec, SubmitResult
+from connectors.base import Connector, ConnectorSpec, SubmitResult, split_text
 from pyclaw_app.agent import Agent, CallRecord, Reply, TurnHooks, user_notice
 from pyclaw_app.backoff import Backoff
 from pyclaw_app.bus import Bus
@@ -34,17 +34,28 @@ from pyclaw_app.model import (
 from pyclaw_app.policy import AccessPolicy
 from pyclaw_app.secrets import redactor
 from pyclaw_app.store import Store
+from pyclaw_app.streaming import DraftStream
 from pyclaw_app.supervisor import Supervisor
 
 __all__ = ["ChannelRuntime", "Gateway"]
 
 _log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 TYPING_INTERVAL = 4.0
+STREAM_INTERVAL = 1.0
+"""Seconds between edits of a streamed draft: live to a reader, gentle on rate limits."""
 MAX_INBOUND_CHARS = 32_000
 """Longer texts (a pasted 1 MB log) are cut before journal and LLM; the reply says so."""
 STOP_TIMEOUT = 10.0
 SEND_ATTEMPTS = 4
+
+
+@dataclass
+class _Custody:
+    """The reply's journal row, once one exists (a streamed draft creates it early)."""
+
+    out_id: int | None = None
 
 
 @dataclass
@@ -110,6 +121,7 @@ class Gateway:
         self.supervisor = Supervisor(self) if supervise else None
         store.db.on_outage = self._store_outage
         self.stop_timeout = STOP_TIMEOUT
+        self.stream_interval = STREAM_INTERVAL
         self._started = False
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -329,14 +341,43 @@ class Gateway:
         await self.store.journal.set_status(journal_id, MessageStatus.PROCESSING)
         self._emit(EventKind.MESSAGE_PROCESSING, channel, id=journal_id)
         received_at = time.time()
+        custody = _Custody()
+        stream = (self._draft_stream(connector, journal_id, inbound, custody)
+                  if connector.spec.capabilities.edit and config is not None
+                  and config.stream_replies else None)
         try:
-            reply = await self._ask_agent(connector, journal_id, inbound)
+            reply = await self._ask_agent(connector, journal_id, inbound, stream)
         except ProviderError as exc:
-            await self._answer_failure(connector, journal_id, inbound, exc)
+            await self._answer_failure(connector, journal_id, inbound, exc, stream, custody)
             return
-        await self._deliver(connector, journal_id, inbound, reply.text, received_at)
+        await self._deliver(connector, journal_id, inbound, reply.text, received_at, stream,
+                            custody)
 
-    async def _ask_agent(self, connector: Connector, journal_id: int, inbound: Inbound) -> Reply:
+    def _draft_stream(self, connector: Connector, journal_id: int, inbound: Inbound,
+                      custody: _Custody) -> DraftStream:
+        """A live draft of the reply; its out row is recorded (pending) before the draft goes."""
+        address = inbound.address
+
+        async def open_draft(text: str) -> str:
+            if custody.out_id is None:
+                custody.out_id = await self.store.journal.add_outbound(journal_id, address, text)
+            ids = await self._send_with_retries(connector, Outbound(
+                address, text, reply_to=inbound.platform_id, journal_id=custody.out_id))
+            return ids[0]
+
+        async def edit(draft_id: str, text: str) -> None:
+            current = self.channels[address.channel].connector
+            if current is None:
+                raise RetryableError(f"channel {address.channel} is restarting")
+            await current.edit(address, draft_id, text)
+
+        limits = connector.spec.limits
+        return DraftStream(open_draft=open_draft, edit=edit, limit=limits.max_text,
+                           length=limits.text_length, interval=self.stream_interval,
+                           name=f"{address.channel}:{journal_id}")
+
+    async def _ask_agent(self, connector: Connector, journal_id: int, inbound: Inbound,
+                         stream: DraftStream | None) -> Reply:
         channel = inbound.address.channel
         typing = None
         if connector.spec.capabilities.typing:
@@ -344,6 +385,8 @@ class Gateway:
                                          name=f"typing:{channel}:{journal_id}")
 
         def on_delta(delta: str) -> None:
+            if stream is not None:
+                stream.feed(delta)
             self._emit(EventKind.REPLY_DELTA, channel, id=journal_id, chat=inbound.address.chat,
                        delta=delta)
 
@@ -357,6 +400,8 @@ class Gateway:
             self.channel_log(channel, level, f"message {journal_id}: {message}")
 
         def on_restart() -> None:
+            if stream is not None:
+                stream.reset()
             self._emit(EventKind.REPLY_RESET, channel, id=journal_id, chat=inbound.address.chat)
 
         try:
@@ -378,12 +423,25 @@ class Gateway:
             await asyncio.sleep(TYPING_INTERVAL)
 
     async def _answer_failure(self, connector: Connector, journal_id: int, inbound: Inbound,
-                              error: ProviderError) -> None:
+                              error: ProviderError, stream: DraftStream | None,
+                              custody: _Custody) -> None:
         channel = inbound.address.channel
         detail = redactor(str(error))
         self.channel_log(channel, "error", f"message {journal_id}: LLM call failed: {detail}",
                          provider=error.provider, status=error.status)
         notice = user_notice(error)
+        draft = await stream.finish() if stream is not None else None
+        if draft is not None and custody.out_id is not None:
+            try:  # the partial answer the user saw becomes the notice
+                await self._edit_with_retries(connector, inbound, draft, notice)
+            except ConnectorError:
+                pass
+            else:
+                await self.store.journal.close_with_notice(custody.out_id, journal_id, [draft],
+                                                           detail, MessageStatus.FAILED)
+                self._emit(EventKind.MESSAGE_FAILED, channel, id=journal_id,
+                           chat=inbound.address.chat, error=detail, notice=notice)
+                return
         await self._send_notice(connector, journal_id, inbound, notice, detail,
                                 MessageStatus.FAILED)
         self._emit(EventKind.MESSAGE_FAILED, channel, id=journal_id, chat=inbound.address.chat,
@@ -405,7 +463,8 @@ class Gateway:
             await self.store.journal.close_with_notice(out_id, journal_id, ids, reason, status)
 
     async def _deliver(self, connector: Connector, journal_id: int, inbound: Inbound, text: str,
-                       received_at: float) -> None:
+                       received_at: float, stream: DraftStream | None,
+                       custody: _Custody) -> None:
         channel = inbound.address.channel
         if inbound.truncated_from:
             self.channel_log(channel, "warning", f"message {journal_id} was "
@@ -413,11 +472,17 @@ class Gateway:
                              f"{len(inbound.text):,} were read")
             text = (f"(Your message was {inbound.truncated_from:,} characters long; I read only "
                     f"the first {len(inbound.text):,}.)\n\n{text}")
-        out_id = await self.store.journal.add_outbound(journal_id, inbound.address, text)
-        outbound = Outbound(inbound.address, text, reply_to=inbound.platform_id,
-                            journal_id=out_id)
+        draft = await stream.finish() if stream is not None else None
+        out_id = custody.out_id
+        if out_id is None:
+            out_id = await self.store.journal.add_outbound(journal_id, inbound.address, text)
         try:
-            ids = await self._send_with_retries(connector, outbound)
+            ids = None
+            if draft is not None:
+                ids = await self._finish_draft(connector, inbound, draft, text, out_id)
+            if ids is None:
+                ids = await self._send_with_retries(connector, Outbound(
+                    inbound.address, text, reply_to=inbound.platform_id, journal_id=out_id))
         except ConnectorError as exc:
             detail = redactor(str(exc))
             await self.store.journal.fail_reply(out_id, journal_id, f"send failed: {detail}")
@@ -426,42 +491,76 @@ class Gateway:
             self._emit(EventKind.MESSAGE_FAILED, channel, id=journal_id,
                        chat=inbound.address.chat, error=f"send failed: {detail}")
             return
-        await self.store.journal.complete_reply(out_id, journal_id, ids)
+        await self.store.journal.complete_reply(out_id, journal_id, ids, text)
         latency = (time.time() - inbound.ts) * 1000
         self._emit(EventKind.REPLY_SENT, channel, id=out_id, reply_to_id=journal_id,
                    chat=inbound.address.chat, thread=inbound.address.thread, text=text,
                    latency_ms=round(latency, 1),
                    processing_ms=round((time.time() - received_at) * 1000, 1))
 
+    async def _finish_draft(self, connector: Connector, inbound: Inbound, draft: str,
+                            text: str, out_id: int) -> list[str] | None:
+        """Turn the draft into the final reply: edit in the first part, send the rest.
+
+        Returns None when the draft cannot take the final text (the caller then sends the
+        whole reply as new messages, so the user always gets it complete).
+        """
+        limits = connector.spec.limits
+        parts = split_text(text, limits.max_text, limits.text_length)
+        try:
+            await self._edit_with_retries(connector, inbound, draft, parts[0])
+        except ConnectorError as exc:
+            self.channel_log(inbound.address.channel, "warning",
+                             f"could not finish the live draft ({exc}); sending the reply anew")
+            return None
+        rest = "".join(parts[1:])
+        if not rest:
+            return [draft]
+        return [draft, *await self._send_with_retries(connector, Outbound(
+            inbound.address, rest, reply_to=None, journal_id=out_id))]
+
+    async def _edit_with_retries(self, connector: Connector, inbound: Inbound, draft: str,
+                                 text: str) -> None:
+        async def edit(current: Connector) -> None:
+            await current.edit(inbound.address, draft, text)
+
+        await self._retrying(connector.name, edit, "edit")
+
     async def _send_with_retries(self, connector: Connector, outbound: Outbound) -> list[str]:
-        """Retry transient send failures; raise ConnectorError when it cannot be delivered.
+        async def send(current: Connector) -> list[str]:
+            return await current.send(outbound)
+
+        return await self._retrying(connector.name, send, "send")
+
+    async def _retrying(self, name: str, action: Callable[[Connector], Awaitable[T]],
+                        what: str) -> T:
+        """Retry transient failures; raise ConnectorError when it cannot be done.
 
         Each attempt uses the channel's *current* connector, so a reply survives the
         supervisor restarting the channel underneath it.
         """
         backoff = Backoff(base=0.5, cap=30)
-        name = connector.name
         for attempt in range(1, SEND_ATTEMPTS + 1):
             rt = self.channels.get(name)
-            current = rt.connector if rt is not None and rt.connector is not None else None
+            current = rt.connector if rt is not None else None
             try:
                 if current is None:
                     raise RetryableError(f"channel {name} is restarting")
-                return await current.send(outbound)
+                return await action(current)
             except FatalConnectorError:
                 raise
             except RetryableError as exc:
                 if attempt == SEND_ATTEMPTS:
                     raise
                 delay = backoff.next_delay(exc.retry_after or 0.0)
-                self.channel_log(connector.name, "warning",
-                                 f"send failed ({exc}); retrying in {delay:.1f}s")
+                self.channel_log(name, "warning", f"{what} failed ({exc}); retrying in "
+                                 f"{delay:.1f}s")
                 await asyncio.sleep(delay)
             except ConnectorError:
                 raise
             except Exception as exc:
                 raise ConnectorError(f"{type(exc).__name__}: {exc}") from exc
-        raise ConnectorError("send failed")  # unreachable: the loop returns or raises
+        raise ConnectorError(f"{what} failed")  # unreachable: the loop returns or raises
 
     def _store_outage(self, error: str | None) -> None:
         """SQLite is refusing writes (or works again): say so where people look."""

@@ -22,6 +22,6 @@ SPEC = ConnectorSpec(
     icon="chat_bubble",
     description="Talk to the assistant from the pyclaw app or the terminal. Needs no account.",
     transport=Transport.LOCAL,
-    capabilities=Capabilities(edit=True, typing=True, threads=False),
+    capabilities=Capabilities(typing=True),  # the Chat view streams from reply.delta events
     limits=Limits(max_text=32000),
 )

@@ -140,14 +140,16 @@ class Journal:
         out_id: int = await self.db.write(op)
         return out_id
 
-    async def complete_reply(self, out_id: int, inbound_id: int, platform_ids: list[str]) -> None:
-        """Mark the reply sent and its inbound message replied, in one transaction."""
+    async def complete_reply(self, out_id: int, inbound_id: int, platform_ids: list[str],
+                             text: str | None = None) -> None:
+        """Mark the reply sent (with its final ``text`` when it was streamed) and its inbound
+        message replied, in one transaction."""
         now = time.time()
 
         async def op(conn: aiosqlite.Connection) -> None:
             await conn.execute(
-                "UPDATE messages SET status='sent', platform_id=?, updated_at=? WHERE id=?",
-                (",".join(platform_ids), now, out_id))
+                "UPDATE messages SET status='sent', platform_id=?, text=COALESCE(?, text),"
+                " updated_at=? WHERE id=?", (",".join(platform_ids), text, now, out_id))
             await conn.execute(
                 "UPDATE messages SET status='replied', error=NULL, updated_at=? WHERE id=?",
                 (now, inbound_id))

@@ -75,8 +75,11 @@ def echo(messages: list[dict[str, Any]]) -> str:
 
 class FakeOpenAI(FakeServer):
     def __init__(self, *, api_key: str | None = None, models: tuple[str, ...] = ("fake-model",),
-                 responder: Responder = echo, chunk_size: int = 8, latency: float = 0.0) -> None:
+                 responder: Responder = echo, chunk_size: int = 8, latency: float = 0.0,
+                 chunk_delay: float = 0.0) -> None:
         super().__init__()
+        self.chunk_delay = chunk_delay
+        """Seconds between streamed chunks: a model that writes as it thinks."""
         self.api_key = api_key
         self.models = models
         self.responder = responder
@@ -215,8 +218,14 @@ class FakeOpenAI(FakeServer):
                            "usage": {"prompt_tokens": prompt_tokens,
                                      "completion_tokens": completion_tokens,
                                      "total_tokens": prompt_tokens + completion_tokens}})
-        payload = b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in events)
-        await resp.write(payload + b"data: [DONE]\n\n")
+        if self.chunk_delay:
+            for event in events:
+                await resp.write(f"data: {json.dumps(event)}\n\n".encode())
+                await asyncio.sleep(self.chunk_delay)
+            await resp.write(b"data: [DONE]\n\n")
+        else:
+            payload = b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in events)
+            await resp.write(payload + b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
 

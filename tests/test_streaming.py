@@ -1,0 +1,82 @@
+"""DraftStream: one draft, ordered edits at most once per interval, never a half-sent draft."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from pyclaw_app.errors import FatalConnectorError, RetryableError
+from pyclaw_app.streaming import DraftStream
+
+
+class Platform:
+    def __init__(self) -> None:
+        self.log: list[tuple[str, str]] = []
+        self.fail_edit: Exception | None = None
+
+    async def open_draft(self, text: str) -> str:
+        await asyncio.sleep(0.01)
+        self.log.append(("send", text))
+        return "m1"
+
+    async def edit(self, draft: str, text: str) -> None:
+        if self.fail_edit is not None:
+            error, self.fail_edit = self.fail_edit, None
+            raise error
+        await asyncio.sleep(0.01)
+        self.log.append(("edit", text))
+
+
+def stream(platform: Platform, **kw: object) -> DraftStream:
+    return DraftStream(open_draft=platform.open_draft, edit=platform.edit, limit=50,
+                       interval=0.05, **kw)  # type: ignore[arg-type]
+
+
+async def test_fast_reply_sends_no_draft() -> None:
+    platform = Platform()
+    s = stream(platform)
+    s.feed("quick answer")
+    assert await s.finish() is None
+    assert platform.log == []
+
+
+async def test_slow_reply_grows_in_order_within_the_limit() -> None:
+    platform = Platform()
+    s = stream(platform)
+    for word in ("one ", "two ", "three ", "four ", "five ", "six ", "seven ", "eight ",
+                 "nine ", "ten ", "eleven ", "twelve "):
+        s.feed(word)
+        await asyncio.sleep(0.03)
+    assert await s.finish() == "m1"
+    kinds = [k for k, _ in platform.log]
+    assert kinds[0] == "send" and set(kinds[1:]) == {"edit"} and len(kinds) >= 3
+    texts = [t.removesuffix("…") for _, t in platform.log]
+    assert all(b.startswith(a) for a, b in itertools.pairwise(texts))  # in order
+    assert all(len(t) <= 50 for _, t in platform.log)
+    assert platform.log[-1][1].endswith("…")  # longer than the limit: cut with an ellipsis
+
+
+async def test_reset_rate_limit_and_fatal_edit() -> None:
+    platform = Platform()
+    s = stream(platform)
+    s.feed("first attempt ")
+    await asyncio.sleep(0.08)
+    s.reset()
+    platform.fail_edit = RetryableError("slow down", retry_after=0.05)
+    s.feed("second")
+    await asyncio.sleep(0.2)
+    assert platform.log[-1] == ("edit", "second")  # retried after the rate limit
+    platform.fail_edit = FatalConnectorError("message to edit not found")
+    s.feed(" more")
+    await asyncio.sleep(0.15)
+    assert await s.finish() is None  # broken: the caller sends the final reply anew
+    assert s.broken == "message to edit not found"
+
+
+async def test_finish_waits_for_a_draft_being_sent() -> None:
+    platform = Platform()
+    s = stream(platform)
+    s.feed("a slow start")
+    await asyncio.sleep(0.055)  # the draft send is under way
+    assert await s.finish() == "m1"
+    assert platform.log == [("send", "a slow start")]
