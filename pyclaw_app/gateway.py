@@ -42,6 +42,7 @@ __all__ = ["ChannelRuntime", "Gateway"]
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+TYPING_DELAY = 1.0
 TYPING_INTERVAL = 4.0
 STREAM_INTERVAL = 1.0
 """Seconds between edits of a streamed draft: live to a reader, gentle on rate limits."""
@@ -380,8 +381,9 @@ class Gateway:
                          stream: DraftStream | None) -> Reply:
         channel = inbound.address.channel
         typing = None
+        answered = asyncio.Event()
         if connector.spec.capabilities.typing:
-            typing = asyncio.create_task(self._keep_typing(connector, inbound),
+            typing = asyncio.create_task(self._keep_typing(connector, inbound, answered),
                                          name=f"typing:{channel}:{journal_id}")
 
         def on_delta(delta: str) -> None:
@@ -410,17 +412,28 @@ class Gateway:
                                               TurnHooks(on_delta, on_call, on_log, on_restart))
         finally:
             if typing is not None:
-                typing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await typing
+                answered.set()  # not cancel(): see _keep_typing
+                await typing
 
-    async def _keep_typing(self, connector: Connector, inbound: Inbound) -> None:
+    async def _keep_typing(self, connector: Connector, inbound: Inbound,
+                           answered: asyncio.Event) -> None:
+        """Show "typing" from TYPING_DELAY on, every TYPING_INTERVAL, until ``answered``.
+
+        Stopped by the event, never cancelled: an HTTP request cancelled while it waits for a
+        pooled connection leaks that pool slot in httpcore 1.0 (encode/httpcore#1093), and
+        python-telegram-bot's pool of 8 is then wedged for good (found by the benchmark).
+        An answer within the first second shows no indicator at all.
+        """
+        delay = TYPING_DELAY
         while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(answered.wait(), delay)
+                return
             try:
                 await connector.typing(inbound.address)
             except Exception as exc:  # noqa: BLE001 - a typing indicator is never worth failing for
                 _log.debug("typing indicator failed: %s", exc)
-            await asyncio.sleep(TYPING_INTERVAL)
+            delay = TYPING_INTERVAL
 
     async def _answer_failure(self, connector: Connector, journal_id: int, inbound: Inbound,
                               error: ProviderError, stream: DraftStream | None,

@@ -27,7 +27,8 @@ def setup_logging(level: int = logging.INFO) -> None:
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "aiosqlite", "flet", "flet_web", "websockets"):
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "aiosqlite", "flet", "flet_web",
+                  "websockets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -48,9 +49,9 @@ class GatewayRuntime:
         secrets = open_secret_store(data_dir)
         config = load_config(config_path, secrets)
         store = await Store(data_dir).open()
-        gateway = Gateway(config, store, Bus())
         webhooks = None
         try:
+            gateway = Gateway(config, store, Bus())
             if _wants_webhooks(config):
                 # Before the channels: a platform may call us as soon as its webhook is set.
                 webhooks = WebhookServer(gateway, config.server.host, config.server.port)

@@ -12,7 +12,7 @@ from connectors import registry
 from pyclaw_app.bus import Bus
 from pyclaw_app.config import load_config
 from pyclaw_app.gateway import Gateway
-from pyclaw_app.model import ChannelState
+from pyclaw_app.model import Address, ChannelState, Inbound
 from pyclaw_app.store import Store
 from pyclaw_app.supervisor import Supervisor, SupervisorSettings
 from tests.conftest import provider_section
@@ -128,3 +128,27 @@ async def test_fatal_start_is_not_restarted(gateway, script: Script) -> None:
         gw.supervisor.check()
     assert script.starts == 2
     assert "bad token" in gw.channels["flaky"].last_error
+
+
+async def test_typing_request_in_flight_is_never_cancelled(tmp_path: Path, script: Script
+                                                           ) -> None:
+    """Cancelling an HTTP call queued for a pooled connection leaks the slot (httpcore#1093):
+    after eight, python-telegram-bot's pool is wedged. The typing loop must end, not be cut."""
+    script.typing_seconds = 0.8
+    async with FakeOpenAI(latency=1.4) as llm:
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump({"providers": [provider_section(llm)],
+                                        "channels": {"flaky": {"type": "flaky", "script": "s"}}}))
+        store = await Store(tmp_path / "d").open()
+        gw = Gateway(load_config(path), store, Bus(), supervise=False)
+        await gw.start()
+        try:
+            connector = gw.channels["flaky"].connector
+            await connector.ctx.submit(Inbound(Address("flaky", "c1"), "p1", "slow question"))
+            await eventually(lambda: connector.sent, timeout=10)
+            await gw.lanes.join()
+        finally:
+            await gw.stop()
+            await store.close()
+    assert script.typing_done == 1 and script.typing_cancelled == 0
+    assert connector.sent[0].text == "Echo: slow question"

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from connectors.base import Connector, ConnectorContext, ProbeResult
 from pyclaw_app.errors import ConnectorError, FatalConnectorError
-from pyclaw_app.model import ChannelState, Outbound
+from pyclaw_app.model import Address, ChannelState, Outbound
 from tests.flaky.manifest import SPEC, FlakyConfig
 
 
@@ -19,6 +19,9 @@ class Script:
     release: asyncio.Event = field(default_factory=asyncio.Event)
     starts: int = 0
     stops: int = 0
+    typing_seconds: float = 0.0
+    typing_done: int = 0
+    typing_cancelled: int = 0
     instances: list[FlakyConnector] = field(default_factory=list)
 
 
@@ -58,6 +61,15 @@ class FlakyConnector(Connector):
     async def send(self, outbound: Outbound) -> list[str]:
         self.sent.append(outbound)
         return [str(len(self.sent))]
+
+    async def typing(self, address: Address) -> None:
+        """Slow, like a request waiting for a pooled connection; records if it is cancelled."""
+        try:
+            await asyncio.sleep(self.script.typing_seconds)
+        except asyncio.CancelledError:
+            self.script.typing_cancelled += 1
+            raise
+        self.script.typing_done += 1
 
     async def probe(self) -> ProbeResult:
         return ProbeResult(True, "flaky")

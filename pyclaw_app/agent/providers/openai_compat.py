@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from pyclaw_app.agent.providers._retry_after import retry_after
 from pyclaw_app.agent.providers._tool_args import parse_tool_call
@@ -70,9 +71,15 @@ class OpenAICompatProvider:
         finish = "stop"
         answered_by = model
         try:
-            stream = await self._client.chat.completions.create(
-                model=model, messages=to_openai_messages(messages),  # type: ignore[arg-type]
-                stream=True, stream_options={"include_usage": True}, **extra)
+            # The generic post() sends the same documented body as chat.completions.create
+            # but skips the SDK's per-call walk over every message and tool schema, which
+            # was 40 % of the gateway's CPU under load (bench/RESULTS.md).
+            stream = await self._client.post(
+                "/chat/completions",
+                body={"model": model, "messages": to_openai_messages(messages), "stream": True,
+                      "stream_options": {"include_usage": True}, **extra},
+                cast_to=ChatCompletion, stream=True,
+                stream_cls=openai.AsyncStream[ChatCompletionChunk])
             async for chunk in stream:
                 answered_by = chunk.model or answered_by
                 if chunk.usage is not None:
