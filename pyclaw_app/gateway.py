@@ -122,6 +122,7 @@ class Gateway:
         self.supervisor = Supervisor(self) if supervise else None
         store.db.on_outage = self._store_outage
         self.stop_timeout = STOP_TIMEOUT
+        self._retired_agents: list[Agent] = []
         self.stream_interval = STREAM_INTERVAL
         self._started = False
 
@@ -149,7 +150,9 @@ class Gateway:
             await self.supervisor.stop()
         await asyncio.gather(*(self.stop_channel(n) for n in list(self.channels)))
         await self.lanes.close()
-        await self.agent.close()
+        for agent in (*self._retired_agents, self.agent):
+            await agent.close()
+        self._retired_agents.clear()
         self._started = False
 
     async def start_channel(self, name: str) -> None:
@@ -202,6 +205,13 @@ class Gateway:
             self.channel_log(name, "warning",
                              f"stop did not finish cleanly: {task.exception()!r}")
         self.set_state(name, ChannelState.STOPPED, "stopped")
+
+    async def replace_agent(self, agent: Agent) -> None:
+        """New providers or settings take effect with the next turn; turns already running
+        finish on the old agent, which is closed when the gateway stops."""
+        self._retired_agents.append(self.agent)
+        self.agent = agent
+        self.channel_log("gateway", "info", "assistant settings applied")
 
     async def apply_channel(self, entry: ChannelEntry) -> None:
         """(Re)start a channel with a new config, without touching the others."""

@@ -129,3 +129,41 @@ async def test_logs_filter_export_and_message_detail(plane: LocalControlPlane) -
     await eventually(lambda: plane.gateway.store.db.fetchall("SELECT 1 FROM llm_calls"))
     detail = await plane.message_detail(inbound.id)
     assert detail.llm_calls and detail.llm_calls[0]["provider"] == "fake"
+
+
+async def test_settings_keep_keys_secret_and_apply_live(plane: LocalControlPlane,
+                                                         tmp_path: Path) -> None:
+    async with FakeOpenAI(api_key="sk-settings-key-0123456789", models=("m-1", "m-2")) as llm:
+        form = plane.settings_form()
+        assert form.providers[0]["name"] == "fake" and "api_key" not in form.providers[0]
+        assert form.provider_schema["properties"]["api_key"]["secret"] is True
+        new = {"name": "second", "base_url": llm.base_url, "model": "m-2",
+               "api_key": "sk-settings-key-0123456789", "max_retries": 0}
+        models, outcome = await plane.list_models(new)
+        assert outcome.ok and models == ["m-1", "m-2"]
+        _, bad = await plane.list_models({**new, "api_key": "sk-wrong-key-000000000000"})
+        assert not bad.ok and "401" in bad.message
+
+        errors = plane.validate_settings([new], {"history_tokens": 5})
+        assert [e.field for e in errors] == ["agent.history_tokens"]
+        errors = plane.validate_settings([new, new], {"provider": "nope"})
+        assert {e.field for e in errors} == {"providers", "agent.provider"}
+
+        assert await plane.save_settings([*form.providers, new], {"provider": "second"}) == []
+        written = (tmp_path / "pyclaw.yaml").read_text()
+        assert "sk-settings" not in written and "second" in written
+        assert "sk-settings-key" in (tmp_path / "data" / "secrets.json").read_text()
+        assert plane.settings_form().keys_set == ("second",)
+        reply = await plane.gateway.channels["local"].connector.ask("switched?", timeout=10)
+        assert reply == "Echo: switched?" and llm.requests[-1]["model"] == "m-2"
+
+        # a blank key keeps the stored one
+        keep = {**new, "api_key": ""}
+        assert await plane.save_settings([keep], {"provider": "second"}) == []
+        assert await plane.gateway.channels["local"].connector.ask("still?", timeout=10) \
+            == "Echo: still?"
+
+        await plane.gateway.lanes.join()
+        usage = await eventually(plane.usage)
+        assert {(u.provider, u.model) for u in usage} >= {("second", "m-2")}
+        assert sum(u.calls for u in usage) >= 2

@@ -11,7 +11,9 @@ from pyclaw_app.control.types import (
     MessageDetail,
     PairingRow,
     ProbeOutcome,
+    SettingsForm,
     TrafficRow,
+    UsageRow,
 )
 
 __all__ = [
@@ -25,6 +27,8 @@ __all__ = [
     "MessageDetail",
     "PairingRow",
     "ProbeOutcome",
+    "SettingsForm",
     "Subscription",
     "TrafficRow",
+    "UsageRow",
 ]

@@ -11,6 +11,7 @@ from connectors import registry
 from pyclaw_app.bus import BusSubscription
 from pyclaw_app.control.admin import ChannelAdmin
 from pyclaw_app.control.export import export_rows
+from pyclaw_app.control.settings import SettingsAdmin
 from pyclaw_app.control.types import (
     ChannelForm,
     ChannelStatus,
@@ -21,7 +22,9 @@ from pyclaw_app.control.types import (
     MessageDetail,
     PairingRow,
     ProbeOutcome,
+    SettingsForm,
     TrafficRow,
+    UsageRow,
 )
 from pyclaw_app.errors import ConnectorError
 from pyclaw_app.gateway import Gateway
@@ -37,6 +40,7 @@ class LocalControlPlane:
                  local_channel: str = "local") -> None:
         self.gateway = gateway
         self.admin = ChannelAdmin(gateway, secrets, config_path)
+        self.settings = SettingsAdmin(gateway, secrets)
         self.local_channel = local_channel
 
     def subscribe(self, maxsize: int = 2000) -> BusSubscription:
@@ -147,6 +151,27 @@ class LocalControlPlane:
         if self.gateway.supervisor is not None:
             self.gateway.supervisor.reset(name)
         await self.gateway.restart_channel(name, "restarted from the control panel")
+
+    # ---- assistant settings and usage ------------------------------------------------------
+    def settings_form(self) -> SettingsForm:
+        return self.settings.form()
+
+    def validate_settings(self, providers: list[dict[str, Any]], agent: dict[str, Any]
+                          ) -> list[FieldError]:
+        return self.settings.validate(providers, agent)[2]
+
+    async def save_settings(self, providers: list[dict[str, Any]], agent: dict[str, Any]
+                            ) -> list[FieldError]:
+        if self.gateway.config.path is None:
+            self.gateway.config.path = self.admin.config_path
+        return await self.settings.save(providers, agent)
+
+    async def list_models(self, provider: dict[str, Any]) -> tuple[list[str], ProbeOutcome]:
+        return await self.settings.list_models(provider)
+
+    async def usage(self, *, since: float | None = None, until: float | None = None,
+                    channel: str | None = None) -> list[UsageRow]:
+        return await self.settings.usage(since=since, until=until, channel=channel)
 
     # ---- access ----------------------------------------------------------------------------
     async def pairing_requests(self) -> list[PairingRow]:

@@ -20,7 +20,9 @@ from pyclaw_app.control.types import (
     MessageDetail,
     PairingRow,
     ProbeOutcome,
+    SettingsForm,
     TrafficRow,
+    UsageRow,
 )
 from pyclaw_app.model import Event
 
@@ -96,6 +98,28 @@ class ControlPlane(Protocol):
     async def stop_channel(self, name: str) -> None: ...
 
     async def restart_channel(self, name: str) -> None: ...
+
+    # assistant settings: forms generated from provider_schema / agent_schema
+    def settings_form(self) -> SettingsForm: ...
+
+    def validate_settings(self, providers: list[dict[str, Any]], agent: dict[str, Any]
+                          ) -> list[FieldError]:
+        """Field names are dotted: ``providers.0.base_url``, ``agent.history_tokens``."""
+        ...
+
+    async def save_settings(self, providers: list[dict[str, Any]], agent: dict[str, Any]
+                            ) -> list[FieldError]:
+        """Blank ``api_key`` keeps the stored key; applies to the next message, no restart."""
+        ...
+
+    async def list_models(self, provider: dict[str, Any]) -> tuple[list[str], ProbeOutcome]:
+        """Models the provider offers; also the provider form's "Test connection"."""
+        ...
+
+    async def usage(self, *, since: float | None = None, until: float | None = None,
+                    channel: str | None = None) -> list[UsageRow]:
+        """Per day x provider x model x channel: calls, tokens, cost, latency p50/p95."""
+        ...
 
     async def pairing_requests(self) -> list[PairingRow]: ...
 

@@ -116,3 +116,32 @@ class MessageDetail:
     platform_id: str | None
     reply: TrafficRow | None
     llm_calls: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsForm:
+    """Providers and agent settings for the Settings view; API keys are never included."""
+
+    providers: tuple[dict[str, Any], ...]
+    keys_set: tuple[str, ...]
+    """Provider names whose API key is stored (the form shows "saved; leave blank to keep")."""
+    agent: dict[str, Any]
+    provider_schema: dict[str, Any]
+    agent_schema: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One day x provider x model x channel cell of the Usage view."""
+
+    day: str
+    provider: str
+    model: str
+    channel: str
+    calls: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost: float
+    latency_p50_ms: float
+    latency_p95_ms: float

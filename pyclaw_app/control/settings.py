@@ -1,0 +1,108 @@
+"""Providers and agent settings for the Settings view: validate, keep keys secret, apply live."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import Any
+
+from pydantic import ValidationError
+
+from pyclaw_app.agent import Agent
+from pyclaw_app.agent.agent import make_provider
+from pyclaw_app.config import AgentConfig, ProviderConfig, provider_secret_key, save_config
+from pyclaw_app.control.types import FieldError, ProbeOutcome, SettingsForm, UsageRow
+from pyclaw_app.errors import ConfigError, PyclawError
+from pyclaw_app.gateway import Gateway
+from pyclaw_app.secrets import SecretStore, redactor
+
+__all__ = ["SettingsAdmin"]
+
+LIST_TIMEOUT = 20.0
+
+
+class SettingsAdmin:
+    def __init__(self, gateway: Gateway, secrets: SecretStore) -> None:
+        self.gateway = gateway
+        self.secrets = secrets
+
+    def form(self) -> SettingsForm:
+        cfg = self.gateway.config
+        providers = tuple(p.model_dump(mode="json", exclude={"api_key"}) for p in cfg.providers)
+        keys = tuple(p.name for p in cfg.providers if p.api_key is not None)
+        return SettingsForm(providers, keys, cfg.agent.model_dump(mode="json"),
+                            ProviderConfig.model_json_schema(), AgentConfig.model_json_schema())
+
+    def validate(self, providers: list[dict[str, Any]], agent: dict[str, Any]
+                 ) -> tuple[list[ProviderConfig], AgentConfig | None, list[FieldError]]:
+        errors: list[FieldError] = []
+        built: list[ProviderConfig] = []
+        current = {p.name: p for p in self.gateway.config.providers}
+        for index, raw in enumerate(providers):
+            body = {k: v for k, v in raw.items() if v is not None}
+            if not body.get("api_key"):
+                body.pop("api_key", None)
+                old = current.get(str(body.get("name")))
+                if old is not None and old.api_key is not None:
+                    body["api_key"] = old.api_key.get_secret_value()
+            try:
+                built.append(ProviderConfig.model_validate(body))
+            except ValidationError as exc:
+                errors += [FieldError(f"providers.{index}.{e['loc'][0]}" if e["loc"]
+                                      else f"providers.{index}", e["msg"]) for e in exc.errors()]
+        names = [p.name for p in built]
+        for name in {n for n in names if names.count(n) > 1}:
+            errors.append(FieldError("providers", f"two providers are called {name!r}"))
+        try:
+            agent_config: AgentConfig | None = AgentConfig.model_validate(agent)
+        except ValidationError as exc:
+            agent_config = None
+            errors += [FieldError(f"agent.{e['loc'][0]}" if e["loc"] else "agent", e["msg"])
+                       for e in exc.errors()]
+        if agent_config is not None and agent_config.provider and \
+                agent_config.provider not in names:
+            errors.append(FieldError("agent.provider",
+                                     f"no provider is called {agent_config.provider!r}"))
+        return built, agent_config, errors
+
+    async def save(self, providers: list[dict[str, Any]], agent: dict[str, Any]
+                   ) -> list[FieldError]:
+        """Validate, store keys in the secret store, write the YAML, swap the agent live."""
+        built, agent_config, errors = self.validate(providers, agent)
+        if errors or agent_config is None:
+            return errors
+        cfg = self.gateway.config
+        removed = {p.name for p in cfg.providers} - {p.name for p in built}
+        cfg.providers, cfg.agent = built, agent_config
+        try:
+            save_config(cfg, self.secrets)
+        except (OSError, ConfigError) as exc:
+            return [FieldError("", f"could not save the config file: {exc}")]
+        for name in removed:
+            self.secrets.delete(provider_secret_key(name))
+        await self.gateway.replace_agent(Agent.from_config(cfg, self.gateway.store))
+        return []
+
+    async def list_models(self, provider: dict[str, Any]) -> tuple[list[str], ProbeOutcome]:
+        """The provider's model list: doubles as "Test connection" for a provider form."""
+        built, _, errors = self.validate([provider], self.gateway.config.agent.model_dump())
+        if errors:
+            return [], ProbeOutcome(False, "; ".join(f"{e.field}: {e.message}" for e in errors))
+        client = make_provider(built[0])
+        try:
+            models = await asyncio.wait_for(client.list_models(), LIST_TIMEOUT)
+        except TimeoutError:
+            return [], ProbeOutcome(False, f"no answer within {LIST_TIMEOUT:.0f} seconds")
+        except PyclawError as exc:
+            return [], ProbeOutcome(False, redactor(str(exc)))
+        finally:
+            await client.close()
+        return models, ProbeOutcome(True, f"{len(models)} models available")
+
+    async def usage(self, *, since: float | None = None, until: float | None = None,
+                    channel: str | None = None) -> list[UsageRow]:
+        rows = await self.gateway.store.usage.breakdown(since=since, until=until,
+                                                        channel=channel)
+        return [UsageRow(**asdict(r)) for r in rows]
+
+
