@@ -51,6 +51,8 @@ _NETWORK_ERRORS = (OSError, aiohttp.ClientError, asyncio.TimeoutError)
 _SEND_TRIES = 3
 _PARTIAL_KEEP = 256
 _STOP_TIMEOUT = 4.0  # per task; the gateway allows stop() 10 s in all
+_MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=True)
+"""Replies may ping the people they name, never @everyone or a whole role."""
 
 
 @contextlib.contextmanager
@@ -337,15 +339,13 @@ class DiscordConnector(Connector):
         parts = [part for part in split_text(outbound.text, MAX_TEXT) if part]
         key = outbound.journal_id
         done = self._partial.pop(key, []) if key is not None else []
-        mentions = discord.AllowedMentions(everyone=False, roles=False, users=True,
-                                           replied_user=True)
         for index in range(len(done), len(parts)):
             reference = None
             if index == 0 and outbound.reply_to and outbound.reply_to.isdigit():
                 reference = discord.MessageReference(message_id=int(outbound.reply_to),
                                                      channel_id=target, fail_if_not_exists=False)
             try:
-                sent = await self._send_part(channel, parts[index], reference, mentions)
+                sent = await self._send_part(channel, parts[index], reference, _MENTIONS)
             except RetryableError:
                 if key is not None and done:
                     self._remember_partial(key, done)
@@ -371,6 +371,21 @@ class DiscordConnector(Connector):
                                delay)
                 await asyncio.sleep(delay)
         raise ConnectorError("send failed")  # unreachable: the loop returns or raises
+
+    async def edit(self, address: Address, platform_id: str, text: str) -> None:
+        """PATCH the message's content; discord.py sits out 429s here as it does for sends.
+
+        The same mention rules as ``send`` apply, so a streamed reply can never
+        start pinging @everyone halfway. An unknown message (10008) or one the bot
+        did not write (50005) is a FatalConnectorError through ``_sdk_errors``.
+        """
+        client = self._rest_client()
+        if not platform_id.isdigit():
+            raise FatalConnectorError(f"not a Discord message id: {platform_id!r}")
+        message = client.get_partial_messageable(self._target(address)).get_partial_message(
+            int(platform_id))
+        with _sdk_errors("edit"):
+            await message.edit(content=text, allowed_mentions=_MENTIONS)
 
     def _remember_partial(self, key: int, done: list[str]) -> None:
         """Parts already delivered, so the gateway's retry of this reply does not repeat them."""

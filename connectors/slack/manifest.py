@@ -65,6 +65,6 @@ SPEC = ConnectorSpec(
     transport=Transport.WEBSOCKET,
     # Slack can edit (chat.update) but the connector contract has no edit call yet; Slack has
     # no typing indicator for bots outside the legacy RTM API.
-    capabilities=Capabilities(edit=False, typing=False, threads=True, attachments=True),
+    capabilities=Capabilities(edit=True, typing=False, threads=True, attachments=True),
     limits=Limits(max_text=MAX_TEXT),
 )

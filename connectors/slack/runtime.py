@@ -43,7 +43,7 @@ from connectors.slack._parse import (
 from connectors.slack.manifest import MAX_TEXT, SPEC, SlackConfig
 from pyclaw_app.backoff import Backoff
 from pyclaw_app.errors import ConnectorError, FatalConnectorError, PyclawError, RetryableError
-from pyclaw_app.model import ChannelState, Inbound, Outbound
+from pyclaw_app.model import Address, ChannelState, Inbound, Outbound
 
 __all__ = ["CONNECTOR", "SlackConnector"]
 
@@ -195,6 +195,23 @@ class SlackConnector(Connector):
                 raise
             ids.append(platform_id(str(resp.get("channel") or chat), str(resp.get("ts"))))
         return ids
+
+    async def edit(self, address: Address, platform_id: str, text: str) -> None:
+        """chat.update the message ``send`` posted, escaped as ``send`` escapes it.
+
+        429s are sat out by the SDK's retry handler as for ``send``; past its retries
+        they become RetryableError. ``message_not_found``, ``cant_update_message``
+        and ``edit_window_closed`` mean this message can no longer be changed.
+        """
+        web = self._web
+        if web is None:
+            raise ConnectorError(f"slack channel {self.name!r} is not running")
+        channel, _, ts = platform_id.rpartition(":")
+        if not ts:
+            raise FatalConnectorError(f"not a Slack message id: {platform_id!r}")
+        with self._mapped("chat.update"):
+            await web.chat_update(channel=channel or address.chat, ts=ts,
+                                  text=escape_text(text))
 
     # ---- receiving: Socket Mode --------------------------------------------------------
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from telegram import Bot, Message, ReplyParameters
+from telegram import Bot, BotCommand, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import (
     BadRequest,
@@ -55,6 +55,9 @@ _SEND_TRIES = 5
 """Attempts per message part (429s and network errors) before giving the failure back."""
 _READ_MARGIN = 10.0
 """Seconds a long poll may take beyond its ``timeout`` before we call it a network failure."""
+_COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
+_MAX_COMMANDS = 100
+_MAX_COMMAND_DESCRIPTION = 256
 
 
 class _PollingBot(Bot):
@@ -137,6 +140,39 @@ def _reply_ref(reply_to: str | None, chat: str) -> int | None:
         return None
 
 
+def _message_ref(platform_id: str, default_chat: str) -> tuple[int | str, int]:
+    """(chat, message_id) from the ``"<chat>:<message>"`` id ``send`` returned."""
+    chat, _, message = platform_id.rpartition(":")
+    try:
+        return _chat_ref(chat or default_chat), int(message)
+    except ValueError:
+        raise FatalConnectorError(f"not a Telegram message id: {platform_id!r}") from None
+
+
+def _formatting_refused(description: str) -> bool:
+    """Telegram's answer when our HTML cannot be used as is; plain text will work."""
+    lowered = description.lower()
+    return "parse entities" in lowered or "text is empty" in lowered
+
+
+def _command_menu(commands: list[tuple[str, str]]) -> tuple[list[BotCommand], list[str]]:
+    """setMyCommands entries for the assistant's commands, and the names Telegram would refuse.
+
+    Telegram allows 1-32 lowercase letters, digits and underscores per name (no slash),
+    1-256 characters of description and at most 100 commands.
+    """
+    menu: list[BotCommand] = []
+    refused: list[str] = []
+    for name, description in commands:
+        command = name.strip().lstrip("/").lower()
+        if not _COMMAND_NAME.match(command) or len(menu) == _MAX_COMMANDS:
+            refused.append(name)
+            continue
+        text = " ".join(description.split())[:_MAX_COMMAND_DESCRIPTION] or command
+        menu.append(BotCommand(command, text))
+    return menu, refused
+
+
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     value = headers.get(name)
     if value is not None:
@@ -160,6 +196,8 @@ class TelegramConnector(Connector):
         """Next update_id to ask for: everything below it is journaled."""
         self._confirmed: int | None = None
         """The offset Telegram last saw, i.e. what it considers confirmed."""
+        self._plain_edits: str | None = None
+        """The message whose last edit fell back to plain text (warned about once, not per edit)."""
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -182,6 +220,7 @@ class TelegramConnector(Connector):
             self._spawn(self._run(connected=False))
             return
         self._went_online()
+        await self._register_commands()
         if self.config.mode == "polling":
             self._spawn(self._run(connected=True))
 
@@ -274,8 +313,7 @@ class TelegramConnector(Connector):
                     reply_parameters=reply,
                 )
             except BadRequest as exc:
-                lowered = exc.message.lower()
-                if html is None or not ("parse entities" in lowered or "text is empty" in lowered):
+                if html is None or not _formatting_refused(exc.message):
                     raise _map_error(exc, self._token_or_empty()) from exc
                 self._ctx_log("warning", "Telegram could not parse the formatting; sent as plain "
                               "text", detail=exc.message)
@@ -291,6 +329,39 @@ class TelegramConnector(Connector):
                 if attempt >= _SEND_TRIES:
                     raise _map_error(exc, self._token_or_empty()) from exc
                 await asyncio.sleep(backoff.next_delay())
+            except TelegramError as exc:
+                raise _map_error(exc, self._token_or_empty()) from exc
+
+    async def edit(self, address: Address, platform_id: str, text: str) -> None:
+        """Replace a sent message's text, formatted as ``send`` formats it.
+
+        Unlike ``send`` this does not sit out a 429: the streamer retries after
+        ``retry_after`` with the newest text, where waiting here would deliver a
+        stale one. "message is not modified" means the message already shows
+        ``text``; "message to edit not found" / "can't be edited" are fatal.
+        """
+        bot = self._require_bot()
+        chat, message_id = _message_ref(platform_id, address.chat)
+        html: str | None = to_html(text)
+        while True:
+            try:
+                await bot.edit_message_text(
+                    html if html is not None else text,
+                    chat_id=chat,
+                    message_id=message_id,
+                    parse_mode=ParseMode.HTML if html is not None else None,
+                )
+                return
+            except BadRequest as exc:
+                if "message is not modified" in exc.message.lower():
+                    return
+                if html is None or not _formatting_refused(exc.message):
+                    raise _map_error(exc, self._token_or_empty()) from exc
+                if self._plain_edits != platform_id:
+                    self._plain_edits = platform_id
+                    self._ctx_log("warning", "Telegram could not parse the formatting; edited "
+                                  "as plain text", detail=exc.message)
+                html = None
             except TelegramError as exc:
                 raise _map_error(exc, self._token_or_empty()) from exc
 
@@ -338,6 +409,7 @@ class TelegramConnector(Connector):
             backoff.reset()
             self._went_online()
             self._require_ctx().log("info", "connected to Telegram")
+            await self._register_commands()
         if self.config.mode == "polling":
             await self._poll(backoff)
 
@@ -436,6 +508,26 @@ class TelegramConnector(Connector):
                 connection_pool_size=1, connect_timeout=10.0, read_timeout=_READ_MARGIN
             ),
         )
+
+    async def _register_commands(self) -> None:
+        """Fill Telegram's command menu (the "/" button) with the assistant's commands.
+
+        Best effort: the commands work when typed whether or not the menu lists them,
+        so a refusal is a warning in the channel log, never a reason to stop.
+        """
+        ctx, bot = self._require_ctx(), self._require_bot()
+        menu, refused = _command_menu(ctx.commands())
+        if refused:
+            ctx.log("warning", "left commands out of the Telegram menu: names must be 1-32 "
+                    "lowercase letters, digits or underscores, at most 100 commands",
+                    commands=refused)
+        if not menu:
+            return
+        try:
+            await bot.set_my_commands(menu)
+        except TelegramError as exc:
+            error = _map_error(exc, self._token_or_empty())
+            ctx.log("warning", f"could not set the Telegram command menu: {error}")
 
     async def _confirm_offset(self) -> None:
         """Tell Telegram about updates journaled since the last poll, so a restart skips them."""

@@ -16,9 +16,10 @@ It follows the published protocol, not just what our connector sends:
 * Like Discord, the bot's own messages come back to it as MESSAGE_CREATE.
 
 Test hooks: inject user messages and raw dispatches, redeliver a message,
-answer the next send with a 429, drop the live socket without a close frame,
-and read back everything the bot sent. discord.py keeps its base URLs in
-module globals, so run one fake per process at a time.
+answer the next send or edit with a 429, drop the live socket without a close
+frame, and read back everything the bot sent and each message's edits.
+discord.py keeps its base URLs in module globals, so run one fake per process
+at a time.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from aiohttp import WSMsgType, web
 from tests.fakes import discord_payloads as p
 from tests.fakes.server import FakeServer, json_response
 
-__all__ = ["FakeDiscord", "SentRecord"]
+__all__ = ["EditRecord", "FakeDiscord", "SentRecord"]
 
 API = "/api/v10"
 MESSAGE_CONTENT_INTENT = 1 << 15
@@ -57,6 +58,16 @@ class SentRecord:
     thread: str | None
     text: str
     reply_to: str | None
+    ts: float  # time.monotonic() when the fake accepted it
+
+
+@dataclass(frozen=True, slots=True)
+class EditRecord:
+    """One accepted ``PATCH /channels/{cid}/messages/{mid}`` that changed the content."""
+
+    message_id: str
+    channel_id: str
+    text: str
     ts: float  # time.monotonic() when the fake accepted it
 
 
@@ -112,6 +123,7 @@ class FakeDiscord(FakeServer):
         self.channels: dict[str, dict[str, Any]] = {}  # every channel, thread and DM by id
         self.messages: dict[str, dict[str, Any]] = {}  # every message by id
         self.sent: list[SentRecord] = []
+        self.edit_log: list[EditRecord] = []
         self.typing: list[tuple[str, float]] = []
         self.rate_limit_log: list[tuple[float, float]] = []
         self.connections: list[dict[str, str]] = []  # query of each gateway connection
@@ -123,6 +135,7 @@ class FakeDiscord(FakeServer):
         self._current: _Session | None = None
         self._identified = asyncio.Event()
         self._pending_429: list[float] = []
+        self._pending_edit_429: list[float] = []
         self._sends_to_cut = 0
         self._sends_before_cut = 0
         self._awaiting_retry: float | None = None
@@ -194,6 +207,13 @@ class FakeDiscord(FakeServer):
 
     def rate_limit_next_send(self, retry_after: float) -> None:
         self._pending_429.append(retry_after)
+
+    def rate_limit_next_edit(self, retry_after: float) -> None:
+        self._pending_edit_429.append(retry_after)
+
+    def edits(self, message_id: str) -> list[str]:
+        """The content after each accepted edit of one message, oldest first."""
+        return [e.text for e in self.edit_log if e.message_id == message_id]
 
     def cut_next_sends(self, count: int, *, after: int = 0) -> None:
         """Abort the TCP connection of ``count`` message creates (a network fault), once
@@ -424,11 +444,14 @@ class FakeDiscord(FakeServer):
         self.typing.append((cid, time.monotonic()))
         return web.Response(status=204, headers=self._ratelimit_headers("typing"))
 
-    async def _create_message(self, request: web.Request) -> web.Response:
-        now = time.monotonic()
+    def _note_retry(self) -> None:
+        """The request after a 429 is its retry: log (answered, retried) for the contract."""
         if self._awaiting_retry is not None:
-            self.rate_limit_log.append((self._awaiting_retry, now))
+            self.rate_limit_log.append((self._awaiting_retry, time.monotonic()))
             self._awaiting_retry = None
+
+    async def _create_message(self, request: web.Request) -> web.Response:
+        self._note_retry()
         cid = request.match_info["cid"]
         channel = self.channels.get(cid)
         if channel is None:
@@ -488,20 +511,34 @@ class FakeDiscord(FakeServer):
                              status=429, headers=headers)
 
     async def _edit_message(self, request: web.Request) -> web.Response:
+        """Discord's Edit Message: only the author may change ``content``; a field left out
+        keeps its value; an edit that would leave the message empty is refused."""
+        self._note_retry()
         msg = self.messages.get(request.match_info["mid"])
         if request.match_info["cid"] not in self.channels:
             return self._unknown_channel()
+        if self._pending_edit_429:
+            return self._too_many_requests(self._pending_edit_429.pop(0))
         if msg is None or msg["channel_id"] != request.match_info["cid"]:
             return json_response({"message": "Unknown Message", "code": 10008}, status=404)
         if msg["author"]["id"] != self.bot["id"]:
             return json_response({"message": "Cannot edit a message authored by another user",
                                   "code": 50005}, status=403)
-        body = await _read_body(request) or {}
+        body = await _read_body(request)
+        if body is None:
+            return json_response({"message": "400: Bad Request", "code": 0}, status=400)
         content = body.get("content", msg["content"])
+        if content is None:
+            content = ""
         if not isinstance(content, str) or len(content) > MAX_CONTENT:
             return _invalid_form("content", "BASE_TYPE_MAX_LENGTH",
                                  f"Must be {MAX_CONTENT} or fewer in length.")
+        if not content and not (msg.get("attachments") or msg.get("embeds")):
+            return json_response({"message": "Cannot send an empty message", "code": 50006},
+                                 status=400)
         msg.update(content=content, edited_timestamp=p.iso_now())
+        self.edit_log.append(EditRecord(msg["id"], msg["channel_id"], content,
+                                        time.monotonic()))
         if self._current is not None:
             await self.dispatch("MESSAGE_UPDATE", msg)
         return json_response(msg, headers=self._ratelimit_headers("messages"))

@@ -14,12 +14,16 @@ It follows Slack's published wire protocol, not just what our connector sends:
   ``retry_attempt`` + 1, as Slack does.
 * Events API over HTTP: :meth:`SlackFake.post_event` signs a body with the
   signing secret (``v0`` HMAC-SHA256) and POSTs it to the app's URL.
+* ``chat.update`` edits only the app's own messages (``cant_update_message``
+  for a user's, ``message_not_found`` for an unknown ``ts``);
+  :meth:`SlackFake.edits` reads back one message's edit history.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import itertools
@@ -36,7 +40,7 @@ from aiohttp import web
 
 from tests.fakes.server import FakeServer, json_response
 
-__all__ = ["Envelope", "RateLimitHit", "SentPost", "SlackFake"]
+__all__ = ["Envelope", "RateLimitHit", "SentPost", "SentUpdate", "SlackFake"]
 
 TEAM_ID = "T0001"
 APP_ID = "A0001"
@@ -58,10 +62,21 @@ class SentPost:
 
 
 @dataclass(frozen=True)
+class SentUpdate:
+    """One ``chat.update`` the fake accepted."""
+
+    channel: str
+    ts: str
+    text: str  # as sent on the wire (Slack-escaped)
+    monotonic: float
+
+
+@dataclass(frozen=True)
 class RateLimitHit:
     answered: float  # monotonic time the 429 went out
     retry_after: int
-    retried: float | None = None  # when the next chat.postMessage arrived
+    retried: float | None = None  # when the next call of the same method arrived
+    method: str = "chat.postMessage"
 
 
 @dataclass
@@ -97,7 +112,7 @@ class SlackFake(FakeServer):
         self.app_token = app_token
         self.signing_secret = signing_secret
         self.posts: list[SentPost] = []
-        self.updates: list[dict[str, Any]] = []
+        self.updates: list[SentUpdate] = []
         self.calls: list[str] = []  # every Web API method called, in order
         self.acks: list[str] = []  # envelope ids acked, in order
         self.connections = 0  # Socket Mode connections accepted so far
@@ -110,7 +125,8 @@ class SlackFake(FakeServer):
         self._by_platform_id: dict[str, dict[str, Any]] = {}
         self._tickets: set[str] = set()
         self._sockets: dict[web.WebSocketResponse, asyncio.BaseTransport | None] = {}
-        self._rate_limit_next: list[int] = []
+        self._rate_limit_next: dict[str, list[int]] = {}
+        self._texts: dict[tuple[str, str], str] = {}  # (channel, ts) -> current text of a post
         self._failures: dict[str, list[str | None]] = {}
         self._ts = itertools.count(1)
         self._events = itertools.count(1)
@@ -177,16 +193,24 @@ class SlackFake(FakeServer):
         url = f"ws://127.0.0.1:{self.port}/link/?ticket={ticket}&app_id={APP_ID}"
         return json_response({"ok": True, "url": url})
 
-    async def _post_message(self, params: dict[str, Any]) -> web.Response:
+    def _rate_limited(self, method: str) -> web.Response | None:
+        """Close the open 429 of ``method`` (this call is its retry); answer a queued one."""
         now = time.monotonic()
         for i, hit in enumerate(self.rate_limits):
-            if hit.retried is None:
-                self.rate_limits[i] = RateLimitHit(hit.answered, hit.retry_after, now)
-        if self._rate_limit_next:
-            seconds = self._rate_limit_next.pop(0)
-            self.rate_limits.append(RateLimitHit(time.monotonic(), seconds))
-            return json_response({"ok": False, "error": "ratelimited"}, status=429,
-                                 headers={"Retry-After": str(seconds)})
+            if hit.retried is None and hit.method == method:
+                self.rate_limits[i] = dataclasses.replace(hit, retried=now)
+        queued = self._rate_limit_next.get(method)
+        if not queued:
+            return None
+        seconds = queued.pop(0)
+        self.rate_limits.append(RateLimitHit(now, seconds, method=method))
+        return json_response({"ok": False, "error": "ratelimited"}, status=429,
+                             headers={"Retry-After": str(seconds)})
+
+    async def _post_message(self, params: dict[str, Any]) -> web.Response:
+        limited = self._rate_limited("chat.postMessage")
+        if limited is not None:
+            return limited
         channel = params.get("channel")
         text = params.get("text")
         if not isinstance(channel, str) or not channel:
@@ -200,6 +224,7 @@ class SlackFake(FakeServer):
         thread_ts = params.get("thread_ts") or None
         ts = self.next_ts()
         self.posts.append(SentPost(channel, text, thread_ts, ts, time.monotonic()))
+        self._texts[(channel, ts)] = text
         message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "text": text,
                    "ts": ts, "team": TEAM_ID}
         if thread_ts:
@@ -207,12 +232,30 @@ class SlackFake(FakeServer):
         return json_response({"ok": True, "channel": channel, "ts": ts, "message": message})
 
     async def _chat_update(self, params: dict[str, Any]) -> web.Response:
+        limited = self._rate_limited("chat.update")
+        if limited is not None:
+            return limited
         channel, ts, text = params.get("channel"), params.get("ts"), params.get("text")
-        if not any(p.channel == channel and p.ts == ts for p in self.posts):
+        if not isinstance(channel, str) or not channel:
+            return json_response({"ok": False, "error": "channel_not_found"})
+        if not isinstance(ts, str) or not ts:
             return json_response({"ok": False, "error": "message_not_found"})
-        self.updates.append({"channel": channel, "ts": ts, "text": text,
-                             "monotonic": time.monotonic()})
-        return json_response({"ok": True, "channel": channel, "ts": ts, "text": text})
+        if (channel, ts) not in self._texts:
+            user_message = f"{channel}:{ts}" in self._by_platform_id
+            return json_response({"ok": False, "error": "cant_update_message" if user_message
+                                  else "message_not_found"})
+        if not isinstance(text, str) or not text:
+            if not params.get("blocks") and not params.get("attachments"):
+                return json_response({"ok": False, "error": "no_text"})
+            text = text if isinstance(text, str) else ""
+        if len(text) > MAX_POST_TEXT:
+            return json_response({"ok": False, "error": "msg_too_long"})
+        self._texts[(channel, ts)] = text
+        self.updates.append(SentUpdate(channel, ts, text, time.monotonic()))
+        message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "text": text,
+                   "team": TEAM_ID, "edited": {"user": BOT_USER_ID, "ts": self.next_ts()}}
+        return json_response({"ok": True, "channel": channel, "ts": ts, "text": text,
+                              "message": message})
 
     async def _conversations_info(self, params: dict[str, Any]) -> web.Response:
         channel = params.get("channel")
@@ -334,7 +377,19 @@ class SlackFake(FakeServer):
 
     def rate_limit_next_post(self, retry_after: float) -> None:
         """Answer the next chat.postMessage with 429; Slack's Retry-After is whole seconds."""
-        self._rate_limit_next.append(max(1, math.ceil(retry_after)))
+        self.rate_limit_next("chat.postMessage", retry_after)
+
+    def rate_limit_next(self, method: str, retry_after: float) -> None:
+        """Answer the next call of ``method`` with 429 and ``Retry-After`` in whole seconds."""
+        self._rate_limit_next.setdefault(method, []).append(max(1, math.ceil(retry_after)))
+
+    def edits(self, channel: str, ts: str) -> list[str]:
+        """The text after each accepted chat.update of one message (Slack-escaped), in order."""
+        return [u.text for u in self.updates if (u.channel, u.ts) == (channel, ts)]
+
+    def text_of(self, channel: str, ts: str) -> str:
+        """What a message the app posted shows now."""
+        return self._texts[(channel, ts)]
 
     def fail_next(self, method: str, count: int = 1, error: str = "internal_error", *,
                   after: int = 0) -> None:

@@ -11,7 +11,9 @@ queues an update for getUpdates (waking a pending long poll),
 :meth:`~FakeTelegram.redeliver` hands a message over again,
 :meth:`~FakeTelegram.rate_limit_next_send` answers the next send with a 429,
 :meth:`~FakeTelegram.drop_connection` cuts the pending long poll's TCP
-connection, and :attr:`~FakeTelegram.sent` records what the bot sent.
+connection, :attr:`~FakeTelegram.sent` records what the bot sent and
+:meth:`~FakeTelegram.edits` the visible text after each edit of one message,
+and :attr:`~FakeTelegram.command_sets` every command menu setMyCommands accepted.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ MAX_TEXT = 4096
 _TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 _SECRET_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _COMMAND_SHAPE = re.compile(r"^[a-z0-9_]{1,32}$")
+_MAX_COMMANDS = 100
+_MAX_COMMAND_DESCRIPTION = 256
 _CHAT_ACTIONS = frozenset({
     "typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice",
     "upload_document", "choose_sticker", "find_location", "record_video_note",
@@ -115,6 +119,9 @@ class FakeTelegram(FakeServer):
         """(method as called, decoded parameters) for every authorised call."""
         self.webhook: dict[str, Any] = {"url": ""}
         self.commands: list[dict[str, str]] = []
+        """The command menu as getMyCommands returns it."""
+        self.command_sets: list[list[dict[str, str]]] = []
+        """Every menu setMyCommands accepted, in order."""
         self.allowed_updates: list[str] | None = None
         self._update_ids = itertools.count(900_000_001)
         self._chats: dict[int, dict[str, Any]] = {}
@@ -289,6 +296,15 @@ class FakeTelegram(FakeServer):
             poll.wake.set()
         await asyncio.sleep(0)
 
+    def edits(self, chat_id: int, message_id: int) -> list[str]:
+        """Visible text after each accepted edit of one message, oldest first."""
+        return [s.text for s in self.sent if s.method == "editMessageText"
+                and (s.chat_id, s.message_id) == (chat_id, message_id)]
+
+    def text_of(self, chat_id: int, message_id: int) -> str:
+        """What the message shows now (after its latest edit)."""
+        return str(self._messages[(chat_id, message_id)]["text"])
+
     def sent_to(self, chat_id: int | None = None) -> list[SentRecord]:
         return [s for s in self.sent
                 if s.method == "sendMessage" and (chat_id is None or s.chat_id == chat_id)]
@@ -441,8 +457,10 @@ class FakeTelegram(FakeServer):
         chat = self._chat(params)
         message_id = _int(params, "message_id")
         message = self._messages.get((chat["id"], message_id or 0))
-        if message is None or message["from"].get("id") != self.bot_id:
+        if message is None:
             raise ApiError(400, "Bad Request: message to edit not found")
+        if message["from"].get("id") != self.bot_id or "text" not in message:
+            raise ApiError(400, "Bad Request: message can't be edited")
         text, parse_mode = _str(params, "text"), _str(params, "parse_mode")
         visible = self._visible(text, parse_mode)
         if visible == message.get("text"):
@@ -509,13 +527,24 @@ class FakeTelegram(FakeServer):
         commands = _json(params, "commands")
         if not isinstance(commands, list):
             raise ApiError(400, "Bad Request: commands must be an array")
+        if len(commands) > _MAX_COMMANDS:
+            raise ApiError(400, "Bad Request: BOT_COMMANDS_TOO_MUCH")
         for command in commands:
-            if not (isinstance(command, dict)
-                    and _COMMAND_SHAPE.match(str(command.get("command", "")))
-                    and 1 <= len(str(command.get("description", ""))) <= 256):
+            if not isinstance(command, dict):
+                raise ApiError(400, "Bad Request: can't parse BotCommand: Object expected")
+            for name in ("command", "description"):
+                if not isinstance(command.get(name), str):
+                    raise ApiError(400, f"Bad Request: can't parse BotCommand: Can't find "
+                                        f"field \"{name}\"")
+            if not _COMMAND_SHAPE.match(command["command"]):
                 raise ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
+            if not command["description"].strip():
+                raise ApiError(400, "Bad Request: command description must be non-empty")
+            if len(command["description"]) > _MAX_COMMAND_DESCRIPTION:
+                raise ApiError(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
         self.commands = [{"command": c["command"], "description": c["description"]}
                          for c in commands]
+        self.command_sets.append(list(self.commands))
         return True
 
     async def _get_my_commands(self, params: dict[str, Any]) -> list[dict[str, str]]:
