@@ -22,6 +22,7 @@ def chat_bubble(line: ChatLine) -> ft.Control:
 
     Short plain lines size to their text; Markdown and long lines take four
     fifths of the width (Flet has no max-width, and Markdown needs a bounded one).
+    A reply still streaming with nothing (left) to show reads "…".
     """
     markdown = line.role == "assistant" and _MARKDOWN.search(line.text) is not None
     if markdown:
@@ -29,7 +30,7 @@ def chat_bubble(line: ChatLine) -> ft.Control:
                                        extension_set=ft.MarkdownExtensionSet.GITHUB_WEB)
         bgcolor = ft.Colors.SURFACE_CONTAINER_HIGHEST
     elif line.role == "assistant":
-        body = ft.Text(line.text)
+        body = ft.Text(line.text or ("…" if line.streaming else ""))
         bgcolor = ft.Colors.SURFACE_CONTAINER_HIGHEST
     elif line.role == "error":
         body = ft.Text(line.text, color=ft.Colors.ON_ERROR_CONTAINER)
@@ -106,9 +107,17 @@ class ChatView:
         self._show_waiting()
 
     def apply(self, events: Sequence[Event], now: float) -> None:
-        added = self.state.apply(events)
-        if added:
-            self.messages.controls.extend(chat_bubble(line) for line in added)
+        """Redraw the bubbles that changed (a streamed reply grows in place), append new ones.
+
+        A batch redraws a growing bubble once, however many deltas it held.
+        """
+        controls = self.messages.controls
+        for index in self.state.apply(events):
+            bubble = chat_bubble(self.state.lines[index])
+            if index < len(controls):
+                controls[index] = bubble
+            else:
+                controls.append(bubble)
         self._show_waiting()
 
     async def send(self, text: str) -> None:

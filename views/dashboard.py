@@ -1,31 +1,46 @@
-"""Dashboard: channel tiles, today's counters and the live traffic feed."""
+"""Dashboard: channel tiles, today's counters, messages per minute and the live traffic feed."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
+from datetime import datetime
 
 import flet as ft
+import flet_charts as fch
 
 from pyclaw_app.control import ChannelStatus, ControlPlane
 from pyclaw_app.model import Event
 from views import style
 from views.state import (
     ChannelBoard,
+    Clock,
     CountersState,
     FeedRow,
+    MessageRate,
     TrafficWindow,
     feed_row_from_event,
     feed_row_from_traffic,
 )
 
-__all__ = ["ChannelTile", "CounterCard", "DashboardView", "feed_row_control"]
+__all__ = ["ChannelTile", "CounterCard", "DashboardView", "RateChart", "feed_row_control"]
 
 _log = logging.getLogger(__name__)
 
 FEED_WINDOW = 300
+FEED_SNAPSHOT = 200
 FEED_HEIGHT = 480
+CHART_MINUTES = 60
+# journal rows read at load for the chart: more than this in the last hour leaves its start short
+CHART_HISTORY = 1000
+CHART_HEIGHT = 180
+SERIES_COLORS = (
+    ft.Colors.BLUE_600, ft.Colors.GREEN_600, ft.Colors.ORANGE_700, ft.Colors.PURPLE_400,
+    ft.Colors.TEAL_600, ft.Colors.PINK_400, ft.Colors.INDIGO_400, ft.Colors.BROWN_400,
+    ft.Colors.CYAN_700, ft.Colors.LIME_800, ft.Colors.RED_400, ft.Colors.AMBER_800,
+)
 _COLUMNS: tuple[tuple[str, int | None], ...] = (
     # header, fixed width (None: takes the rest)
     ("Time", 70), ("", 24), ("Channel", 110), ("Chat", 110), ("Sender", 110), ("Text", None),
@@ -153,14 +168,124 @@ def feed_row_control(row: FeedRow) -> ft.Control:
     )
 
 
+class RateChart:
+    """Messages per minute per channel, one line each, over the last ``minutes`` minutes.
+
+    Lines and their points are kept and edited in place, so a new message
+    changes one point's value on the wire, not the whole chart; a channel keeps
+    its colour for the life of the view.
+    """
+
+    def __init__(self, minutes: int = CHART_MINUTES) -> None:
+        self.minutes = minutes
+        self.lines: dict[str, fch.LineChartData] = {}
+        self.legend_counts: dict[str, ft.Text] = {}
+        self._colors: dict[str, str] = {}
+        # x is minutes before now; the axis starts one minute early so that the
+        # labels, placed every quarter of the window from its start, land on round values
+        step = max(1, minutes // 4)
+        self.chart = fch.LineChart(
+            min_x=-minutes, max_x=0, min_y=0, max_y=_nice_max(0), expand=True,
+            animation=ft.Animation(duration=0),  # re-drawn up to 10 times a second
+            horizontal_grid_lines=fch.ChartGridLines(color=ft.Colors.OUTLINE_VARIANT, width=1,
+                                                     dash_pattern=[3, 3]),
+            border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
+            left_axis=fch.ChartAxis(label_size=36, label_spacing=1),
+            bottom_axis=fch.ChartAxis(label_size=24, label_spacing=step, labels=[
+                fch.ChartAxisLabel(value=-ago, label=ft.Text(
+                    f"{ago} min ago" if ago else "now", size=11,
+                    color=ft.Colors.ON_SURFACE_VARIANT))
+                for ago in range(0, minutes + 1, step)]),
+            tooltip=fch.LineChartTooltip(fit_inside_horizontally=True,
+                                         fit_inside_vertically=True),
+        )
+        self.legend = ft.Row(wrap=True, spacing=16, run_spacing=4)
+        self.empty = ft.Text("No messages in the last hour.", size=12,
+                             color=ft.Colors.ON_SURFACE_VARIANT)
+        self.partial = ft.Text(size=12, color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
+        self.root = ft.Container(
+            padding=ft.Padding.only(left=6, right=16, top=12, bottom=8),
+            border_radius=12,
+            border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
+            content=ft.Column(spacing=8, controls=[
+                ft.Container(self.chart, height=CHART_HEIGHT),
+                ft.Container(ft.Column([self.legend, self.empty, self.partial], spacing=4),
+                             padding=ft.Padding.only(left=12)),
+            ]),
+        )
+
+    def show(self, series: dict[str, list[int]], partial_before: float | None = None) -> None:
+        """Make the lines match ``series`` (channel -> counts per minute, oldest first)."""
+        for channel in [c for c in self.lines if c not in series]:
+            del self.lines[channel], self.legend_counts[channel]
+        for channel, counts in series.items():
+            line = self.lines.get(channel)
+            if line is None:
+                self._add_line(channel, counts)
+                continue
+            for point, count in zip(line.points, counts, strict=True):
+                if point.y != count:
+                    point.y = count
+                    point.tooltip = f"{channel}: {count}"
+            self.legend_counts[channel].value = _per_hour(counts)
+        if list(self.lines) != [line.data for line in self.chart.data_series]:
+            self.chart.data_series = list(self.lines.values())
+            self.legend.controls = [self._legend_entry(c) for c in self.lines]
+        peak = max((max(counts) for counts in series.values()), default=0)
+        self.chart.max_y = _nice_max(peak)
+        self.chart.left_axis.label_spacing = self.chart.max_y / 5
+        self.chart.horizontal_grid_lines.interval = self.chart.max_y / 5
+        self.empty.visible = not series
+        self.partial.visible = partial_before is not None
+        if partial_before is not None:
+            since = datetime.fromtimestamp(partial_before).strftime("%H:%M")
+            self.partial.value = (f"Before {since} the counts are low: only the newest "
+                                  f"{CHART_HISTORY} messages were read at start.")
+
+    def _add_line(self, channel: str, counts: list[int]) -> None:
+        color = self._colors.setdefault(channel,
+                                        SERIES_COLORS[len(self._colors) % len(SERIES_COLORS)])
+        first = -(len(counts) - 1)
+        self.lines[channel] = fch.LineChartData(
+            data=channel, color=color, stroke_width=2, curved=True,
+            prevent_curve_over_shooting=True, point=False,
+            points=[fch.LineChartDataPoint(first + i, n, tooltip=f"{channel}: {n}")
+                    for i, n in enumerate(counts)])
+        self.legend_counts[channel] = ft.Text(_per_hour(counts), size=12,
+                                              color=ft.Colors.ON_SURFACE_VARIANT)
+
+    def _legend_entry(self, channel: str) -> ft.Control:
+        dot = ft.Container(width=10, height=10, border_radius=5, bgcolor=self._colors[channel])
+        return ft.Row([dot, ft.Text(channel, size=12, weight=ft.FontWeight.W_500),
+                       self.legend_counts[channel]], spacing=6, tight=True)
+
+
+def _per_hour(counts: list[int]) -> str:
+    return f"{sum(counts)} in the last hour"
+
+
+def _nice_max(peak: int) -> int:
+    """The y-axis top: 5 at least, else the next 1-2-5 step that leaves a little headroom."""
+    scale = 1
+    while True:
+        for step in (5, 10, 20):
+            if step * scale >= peak * 1.1:
+                return step * scale
+        scale *= 10
+
+
 class DashboardView:
     """Reads a snapshot on load, then follows the plane's events in batches."""
 
-    def __init__(self, plane: ControlPlane, *, window: int = FEED_WINDOW) -> None:
+    def __init__(self, plane: ControlPlane, *, window: int = FEED_WINDOW,
+                 clock: Clock = time.time) -> None:
         self.plane = plane
         self.board = ChannelBoard()
         self.counts = CountersState()
         self.window = TrafficWindow(window)
+        self.rate = MessageRate(CHART_MINUTES, clock=clock)
+        self.rate_chart = RateChart(CHART_MINUTES)
+        self._chart_minute: int | None = None
         self.tiles: dict[str, ChannelTile] = {}
         self.counters = {
             "inbound": CounterCard("Received today", ft.Icons.CALL_RECEIVED, ft.Colors.BLUE_600),
@@ -193,6 +318,8 @@ class DashboardView:
                 _section("Channels"),
                 self.tile_row,
                 self.no_channels,
+                _section("Messages per minute"),
+                self.rate_chart.root,
                 _section("Live traffic"),
                 ft.Container(
                     height=FEED_HEIGHT,
@@ -211,7 +338,8 @@ class DashboardView:
 
     async def load(self) -> None:
         channels, counters, traffic = await asyncio.gather(
-            self.plane.channels(), self.plane.counters_today(), self.plane.recent_traffic(200))
+            self.plane.channels(), self.plane.counters_today(),
+            self.plane.recent_traffic(CHART_HISTORY))
         self.board.reset(channels)
         self.counts.reset(counters)
         self.window.clear()
@@ -221,7 +349,10 @@ class DashboardView:
         for status in channels:
             self._add_tile(status)
         self._show_counters()
-        rows = sorted((feed_row_from_traffic(r) for r in traffic), key=lambda r: r.ts)
+        self.rate.reset(traffic, complete=len(traffic) < CHART_HISTORY)
+        self._show_rate()
+        newest = traffic[:FEED_SNAPSHOT]  # the plane lists newest first
+        rows = sorted((feed_row_from_traffic(r) for r in newest), key=lambda r: r.ts)
         self._push_rows(rows)
 
     def apply(self, events: Sequence[Event], now: float) -> None:
@@ -245,6 +376,8 @@ class DashboardView:
                 rows.append(row)
         if self.counts.apply(fresh):
             self._show_counters()
+        if self.rate.apply(fresh) or self.rate.current_minute() != self._chart_minute:
+            self._show_rate()  # once per batch, and when the minute turns
         self._push_rows(rows)
 
     def _add_tile(self, status: ChannelStatus) -> None:
@@ -258,6 +391,10 @@ class DashboardView:
         self.counters["inbound"].set(c.inbound)
         self.counters["outbound"].set(c.outbound)
         self.counters["failed"].set(c.failed)
+
+    def _show_rate(self) -> None:
+        self._chart_minute = self.rate.current_minute()
+        self.rate_chart.show(self.rate.series(), self.rate.partial_before)
 
     def _push_rows(self, rows: list[FeedRow]) -> None:
         """Mirror the window in the ListView, newest on top, without rebuilding kept rows."""

@@ -27,6 +27,7 @@ __all__ = [
     "CountersState",
     "FeedRow",
     "LiveBatcher",
+    "MessageRate",
     "TrafficWindow",
     "feed_row_from_event",
     "feed_row_from_traffic",
@@ -218,10 +219,16 @@ _TRAFFIC = {EventKind.MESSAGE_RECEIVED, EventKind.REPLY_SENT}
 
 @dataclass(frozen=True, slots=True)
 class ChatLine:
-    """One bubble in the Chat view: ``role`` is "user", "assistant" or "error"."""
+    """One bubble in the Chat view: ``role`` is "user", "assistant" or "error".
+
+    ``reply_to`` is the inbound journal id an assistant or error line answers;
+    ``streaming`` marks the assistant bubble still being written by the model.
+    """
 
     role: str
     text: str
+    reply_to: int | None = None
+    streaming: bool = False
 
 
 class ChatState:
@@ -230,6 +237,11 @@ class ChatState:
     The user's own lines are shown at once when sent; the gateway echoes them
     back as MESSAGE_RECEIVED, which is then recognised and not shown twice.
     Lines posted to the same chat from elsewhere (the terminal) still appear.
+
+    A reply being written grows one bubble from REPLY_DELTA events, keyed by the
+    inbound journal id; REPLY_RESET empties it (the model started over), and
+    REPLY_SENT (full text, always right) or MESSAGE_FAILED turn that same bubble
+    into the final line, so a streamed reply never shows twice.
     """
 
     def __init__(self, chat: str = LOCAL_CHAT, channel: str = LOCAL_CHANNEL) -> None:
@@ -237,11 +249,13 @@ class ChatState:
         self.channel = channel
         self.lines: list[ChatLine] = []
         self._echo_pending: deque[str] = deque()
+        self._streams: dict[int, int] = {}  # inbound id -> index in lines of its growing bubble
         self.waiting = 0
 
     def load(self, rows: Iterable[TrafficRow]) -> None:
         self.lines = [_chat_line(row) for row in rows]
         self._echo_pending.clear()
+        self._streams.clear()
         self.waiting = 0
 
     def clear(self) -> None:
@@ -261,32 +275,150 @@ class ChatState:
         self.lines.append(line)
         return line
 
-    def apply(self, events: Sequence[Event]) -> list[ChatLine]:
-        """Apply events of this chat; returns the lines added."""
-        added: list[ChatLine] = []
+    def apply(self, events: Sequence[Event]) -> list[int]:
+        """Apply events of this chat; returns the indexes of ``lines`` added or changed, ascending.
+
+        An index past the end of what the view shows is a new line (appended in
+        order); any other one is a bubble to redraw.
+        """
+        touched: set[int] = set()
         for event in events:
             if event.channel != self.channel or event.data.get("chat") != self.chat:
                 continue
+            data = event.data
             if event.kind is EventKind.MESSAGE_RECEIVED:
-                text = str(event.data.get("text", ""))
+                text = str(data.get("text", ""))
                 if self._echo_pending and self._echo_pending[0] == text:
                     self._echo_pending.popleft()
                     continue
-                added.append(ChatLine("user", text))
+                touched.add(self._append(ChatLine("user", text)))
+            elif event.kind is EventKind.REPLY_DELTA:
+                touched.add(self._grow(_int(data.get("id")), str(data.get("delta", ""))))
+            elif event.kind is EventKind.REPLY_RESET:
+                inbound = _int(data.get("id"))
+                index = self._streams.get(inbound) if inbound is not None else None
+                if index is not None:
+                    self.lines[index] = dataclasses.replace(self.lines[index], text="")
+                    touched.add(index)
             elif event.kind is EventKind.REPLY_SENT:
-                self.waiting = max(0, self.waiting - 1)
-                added.append(ChatLine("assistant", str(event.data.get("text", ""))))
+                inbound = _int(data.get("reply_to_id"))
+                touched.add(self._finish(inbound, "assistant", str(data.get("text", ""))))
             elif event.kind is EventKind.MESSAGE_FAILED:
-                self.waiting = max(0, self.waiting - 1)
-                added.append(ChatLine("error", str(event.data.get("error", "failed"))))
-        self.lines.extend(added)
-        return added
+                inbound = _int(data.get("id"))
+                touched.add(self._finish(inbound, "error", str(data.get("error", "failed"))))
+        return sorted(touched)
+
+    def _append(self, line: ChatLine) -> int:
+        self.lines.append(line)
+        return len(self.lines) - 1
+
+    def _grow(self, inbound: int | None, delta: str) -> int:
+        index = self._streams.get(inbound) if inbound is not None else None
+        if index is None:
+            index = self._append(ChatLine("assistant", delta, reply_to=inbound, streaming=True))
+            if inbound is not None:
+                self._streams[inbound] = index
+            return index
+        line = self.lines[index]
+        self.lines[index] = dataclasses.replace(line, text=line.text + delta)
+        return index
+
+    def _finish(self, inbound: int | None, role: str, text: str) -> int:
+        """Reply to ``inbound`` done: its streamed bubble becomes that line, or one is added."""
+        self.waiting = max(0, self.waiting - 1)
+        line = ChatLine(role, text, reply_to=inbound)
+        index = self._streams.pop(inbound, None) if inbound is not None else None
+        if index is None:
+            return self._append(line)
+        self.lines[index] = line
+        return index
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
 
 
 def _chat_line(row: TrafficRow) -> ChatLine:
     if row.error:
         return ChatLine("error", row.error)
-    return ChatLine("user" if row.direction == "in" else "assistant", row.text)
+    if row.direction == "in":
+        return ChatLine("user", row.text)
+    return ChatLine("assistant", row.text, reply_to=row.reply_to_id)
+
+
+class MessageRate:
+    """Messages (received and replied) per minute per channel over the last ``minutes`` minutes.
+
+    Counts live in one small dict per channel keyed by minute number
+    (``ts // 60``), so an event costs a dict increment and the chart reads at
+    most ``minutes`` values per channel; minutes that leave the window are
+    dropped as the clock moves on.
+    """
+
+    def __init__(self, minutes: int = 60, *, clock: Clock = time.time) -> None:
+        if minutes < 1:
+            raise ValueError("minutes must be at least 1")
+        self.minutes = minutes
+        self._clock = clock
+        self._counts: dict[str, dict[int, int]] = {}
+        self.partial_before: float | None = None
+        """Set when the history loaded was cut short: counts before this time are too low."""
+
+    def current_minute(self) -> int:
+        return int(self._clock() // 60)
+
+    def reset(self, rows: Iterable[TrafficRow], *, complete: bool = True) -> None:
+        """Start from journal rows; ``complete=False`` says older rows exist that were not read."""
+        self._counts.clear()
+        oldest: float | None = None
+        for row in rows:
+            if row.direction in ("in", "out"):
+                self.add(row.channel, row.ts)
+                oldest = row.ts if oldest is None else min(oldest, row.ts)
+        start = (self.current_minute() - self.minutes + 1) * 60
+        cut_short = not complete and oldest is not None and oldest > start
+        self.partial_before = oldest if cut_short else None
+
+    def add(self, channel: str, ts: float) -> bool:
+        """Count one message; False when it is older than the window."""
+        now = self.current_minute()
+        minute = min(int(ts // 60), now)  # a sender clock slightly ahead counts as now
+        if minute <= now - self.minutes:
+            return False
+        buckets = self._counts.setdefault(channel, {})
+        buckets[minute] = buckets.get(minute, 0) + 1
+        return True
+
+    def apply(self, events: Sequence[Event]) -> bool:
+        """Count message.received and reply.sent events; returns whether any was counted."""
+        changed = False
+        for event in events:
+            if event.kind in _TRAFFIC and event.channel:
+                ts = float(event.data.get("ts") or event.ts)
+                changed = self.add(event.channel, ts) or changed
+        return changed
+
+    def series(self) -> dict[str, list[int]]:
+        """Per channel with traffic in the window: counts per minute, oldest first.
+
+        Also forgets the minutes (and channels) that have left the window.
+        """
+        now = self.current_minute()
+        first = now - self.minutes + 1
+        out: dict[str, list[int]] = {}
+        for channel in list(self._counts):
+            buckets = {m: n for m, n in self._counts[channel].items() if m >= first}
+            if not buckets:
+                del self._counts[channel]
+                continue
+            self._counts[channel] = buckets
+            out[channel] = [buckets.get(m, 0) for m in range(first, now + 1)]
+        if self.partial_before is not None and self.partial_before < first * 60:
+            self.partial_before = None
+        return out
 
 
 class LiveBatcher:

@@ -128,6 +128,20 @@ class FakeControlPlane:
         self.publish(event)
         return event
 
+    def delta(self, inbound: Event, text: str) -> Event:
+        """The model wrote ``text`` more of its reply to ``inbound`` (REPLY_DELTA)."""
+        event = Event(EventKind.REPLY_DELTA, inbound.channel,
+                      {"id": inbound.data["id"], "chat": inbound.data["chat"], "delta": text})
+        self.publish(event)
+        return event
+
+    def restart(self, inbound: Event) -> Event:
+        """The text streamed so far for ``inbound`` was discarded (REPLY_RESET)."""
+        event = Event(EventKind.REPLY_RESET, inbound.channel,
+                      {"id": inbound.data["id"], "chat": inbound.data["chat"]})
+        self.publish(event)
+        return event
+
     def _count(self, field: str) -> None:
         self.counters = dataclasses.replace(self.counters,
                                             **{field: getattr(self.counters, field) + 1})

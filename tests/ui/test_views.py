@@ -15,15 +15,22 @@ from pathlib import Path
 import flet as ft
 import pytest
 
-from pyclaw_app.control import ChannelStatus
+from pyclaw_app.control import ChannelStatus, TrafficRow
 from pyclaw_app.model import Event, EventKind
 from tests.ui.fake_plane import FakeControlPlane
 from views.chat import ChatView, chat_bubble
-from views.dashboard import DashboardView
+from views.dashboard import CHART_HISTORY, DashboardView
 from views.live import LiveSession
 from views.settings import AppSettings, SettingsError, load_settings
 from views.shell import DESTINATIONS, Shell
-from views.state import ChatLine, LiveBatcher, TrafficWindow, feed_row_from_event
+from views.state import (
+    ChatLine,
+    ChatState,
+    LiveBatcher,
+    MessageRate,
+    TrafficWindow,
+    feed_row_from_event,
+)
 
 
 def texts(control: object) -> list[str]:
@@ -159,6 +166,123 @@ def test_traffic_window_reports_added_and_evicted() -> None:
     assert window.push(rows[4:]) == ([], 0)  # already shown
 
 
+# -- messages per minute ---------------------------------------------------------------------
+
+
+class WallClock:
+    """A settable wall clock starting at a whole minute (12:00 UTC on some day)."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_400.0  # divisible by 60
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_counts_per_channel_and_minute() -> None:
+    clock = WallClock()
+    rate = MessageRate(60, clock=clock)
+    t = clock.now
+    for ts in (t - 60, t - 1, t + 1, t + 59):
+        rate.add("telegram", ts)
+    rate.add("slack", t + 30)
+    clock.now += 30
+    series = rate.series()
+    assert sorted(series) == ["slack", "telegram"]
+    assert len(series["telegram"]) == 60
+    assert series["telegram"][-1] == 2 and series["telegram"][-2] == 2
+    assert sum(series["telegram"]) == 4
+    assert series["slack"][-1] == 1 and sum(series["slack"]) == 1
+
+
+def test_rate_window_drops_minutes_older_than_an_hour() -> None:
+    clock = WallClock()
+    rate = MessageRate(60, clock=clock)
+    assert not rate.add("telegram", clock.now - 3600)  # 60 minutes ago: just outside
+    assert rate.add("telegram", clock.now - 3540)  # 59 minutes ago: the oldest bucket
+    assert rate.add("slack", clock.now + 120)  # sender clock ahead: counted as now
+    assert rate.series()["telegram"][0] == 1
+    assert rate.series()["slack"][-1] == 1
+    clock.now += 60  # the telegram minute leaves the window, and the channel with it
+    assert list(rate.series()) == ["slack"]
+    assert rate.series()["slack"][-2] == 1
+    clock.now += 3600
+    assert rate.series() == {}
+
+
+def test_rate_from_events_and_history() -> None:
+    clock = WallClock()
+    rate = MessageRate(60, clock=clock)
+    rows = [TrafficRow(id=i, ts=clock.now - 600 * i, direction="in" if i % 2 else "out",
+                       channel="telegram", chat="1", sender="a", text="x", status="sent")
+            for i in range(1, 9)]  # 10, 20, ... 80 minutes ago: five inside the hour
+    rate.reset(rows)
+    assert sum(rate.series()["telegram"]) == 5 and rate.partial_before is None
+    rate.reset(rows[:3], complete=False)  # newest three read, older ones exist
+    assert rate.partial_before == rows[2].ts
+    events = [Event(EventKind.MESSAGE_RECEIVED, "local", {"id": 1, "chat": "app"}, ts=clock.now),
+              Event(EventKind.REPLY_SENT, "local", {"id": 2, "chat": "app"}, ts=clock.now),
+              Event(EventKind.REPLY_DELTA, "local", {"id": 1, "chat": "app", "delta": "x"}),
+              Event(EventKind.MESSAGE_FAILED, "local", {"id": 1, "chat": "app"}),
+              Event(EventKind.LOG, "local", {"line": "x"})]
+    assert rate.apply(events)
+    assert rate.series()["local"][-1] == 2
+    assert not rate.apply(events[2:])
+
+
+def chart_series(view: DashboardView) -> dict[str, list[float]]:
+    return {line.data: [p.y for p in line.points] for line in view.rate_chart.chart.data_series}
+
+
+async def test_dashboard_chart_has_a_line_per_channel_from_history_and_events(
+        plane: FakeControlPlane) -> None:
+    clock = WallClock()
+    plane.receive("telegram", "1", "alice", "old", ts=clock.now - 7200)  # outside the hour
+    for minutes_ago in (3, 3, 1):
+        plane.receive("telegram", "1", "alice", "hi", ts=clock.now - 60 * minutes_ago)
+    view = DashboardView(plane, clock=clock)
+    await view.load()
+    series = chart_series(view)
+    assert list(series) == ["telegram"] and len(series["telegram"]) == 60
+    assert series["telegram"][-4] == 2 and series["telegram"][-2] == 1
+    assert "3 in the last hour" in texts(view.rate_chart.legend)
+    assert view.rate_chart.chart.max_y == 5
+    first_line = view.rate_chart.chart.data_series[0]
+
+    inbound = plane.receive("work-slack", "C1", "bob", "status?", ts=clock.now + 5)
+    reply = plane.answer(inbound, "all green")
+    events = [inbound, reply] + [plane.receive("telegram", "1", "alice", f"m{i}", ts=clock.now)
+                                 for i in range(9)]
+    view.apply([*events, inbound], clock.now)  # the repeated event is counted once
+    series = chart_series(view)
+    assert list(series) == ["telegram", "work-slack"]
+    assert series["work-slack"][-1] == 2 and series["telegram"][-1] == 9
+    assert view.rate_chart.chart.data_series[0] is first_line  # edited in place, not rebuilt
+    assert view.rate_chart.chart.max_y == 10
+    colors = {line.data: line.color for line in view.rate_chart.chart.data_series}
+    assert colors["telegram"] != colors["work-slack"]
+
+    clock.now += 60  # the minute turns: a bare tick shifts the lines
+    view.apply([], clock.now)
+    assert chart_series(view)["telegram"][-2] == 9 and chart_series(view)["telegram"][-1] == 0
+
+
+async def test_dashboard_chart_empty_and_partial_history() -> None:
+    clock = WallClock()
+    view = DashboardView(FakeControlPlane(CHANNELS), clock=clock)
+    await view.load()
+    assert view.rate_chart.chart.data_series == []
+    assert "No messages in the last hour." in texts(view.rate_chart.root)
+
+    busy = FakeControlPlane(CHANNELS)
+    for i in range(CHART_HISTORY + 5):
+        busy.receive("telegram", "1", "a", str(i), ts=clock.now - 1800 + i)
+    view = DashboardView(busy, clock=clock)
+    await view.load()
+    assert len(view.feed.controls) == 200  # the feed still shows only the newest rows
+    assert any("only the newest" in t for t in texts(view.rate_chart.root))
+
+
 # -- live batching -------------------------------------------------------------------------
 
 
@@ -253,6 +377,64 @@ async def test_chat_failure_is_shown_in_red() -> None:
     assert bubbles(view)[-1] == ("error", "provider fake: 500")
     bubble = view.messages.controls[-1].controls[0]
     assert bubble.bgcolor == ft.Colors.ERROR_CONTAINER
+
+
+async def test_chat_deltas_grow_one_bubble_that_the_reply_replaces() -> None:
+    plane = FakeControlPlane(reply=None)
+    view = ChatView(plane)
+    await view.load()
+    sub = plane.subscribe()
+    await view.send("tell me a story")
+    inbound = (await sub.get_batch())[0]
+    view.apply([inbound, plane.delta(inbound, "Once upon"), plane.delta(inbound, " a time")],
+               time.time())
+    assert bubbles(view) == [("user", "tell me a story"), ("assistant", "Once upon a time")]
+    assert view.state.lines[-1].streaming and view.progress.visible
+    view.apply([plane.delta(inbound, ", **there** was")], time.time())
+    assert bubbles(view)[-1] == ("assistant", "Once upon a time, **there** was")
+    assert isinstance(view.messages.controls[-1].controls[0].content, ft.Markdown)
+
+    view.apply([plane.restart(inbound)], time.time())  # failover: start over
+    assert bubbles(view)[-1] == ("assistant", "…")
+    view.apply([plane.delta(inbound, "A new")], time.time())
+    assert bubbles(view)[-1] == ("assistant", "A new")
+
+    view.apply([plane.answer(inbound, "A new story, in full.")], time.time())
+    assert bubbles(view) == [("user", "tell me a story"), ("assistant", "A new story, in full.")]
+    assert not view.state.lines[-1].streaming and not view.progress.visible
+
+
+async def test_chat_failure_replaces_the_partial_bubble() -> None:
+    plane = FakeControlPlane(reply=None)
+    view = ChatView(plane)
+    await view.load()
+    sub = plane.subscribe()
+    await view.send("hi")
+    inbound = (await sub.get_batch())[0]
+    view.apply([inbound, plane.delta(inbound, "Hel")], time.time())
+    view.apply([plane.fail(inbound, "provider fake: 500")], time.time())
+    assert bubbles(view) == [("user", "hi"), ("error", "provider fake: 500")]
+    assert view.messages.controls[-1].controls[0].bgcolor == ft.Colors.ERROR_CONTAINER
+    assert not view.progress.visible
+
+
+def test_chat_state_keeps_streams_of_two_replies_apart() -> None:
+    state = ChatState()
+
+    def event(kind: EventKind, **data: object) -> Event:
+        return Event(kind, "local", {"chat": "app", **data})
+
+    touched = state.apply([event(EventKind.REPLY_DELTA, id=1, delta="one"),
+                           event(EventKind.REPLY_DELTA, id=2, delta="two"),
+                           event(EventKind.REPLY_DELTA, id=1, delta="!"),
+                           Event(EventKind.REPLY_DELTA, "telegram",
+                                 {"chat": "app", "id": 1, "delta": "other channel"})])
+    assert touched == [0, 1]
+    assert [line.text for line in state.lines] == ["one!", "two"]
+    assert state.apply([event(EventKind.REPLY_SENT, id=9, reply_to_id=2, text="TWO")]) == [1]
+    assert state.apply([event(EventKind.REPLY_SENT, id=8, reply_to_id=1, text="ONE")]) == [0]
+    assert [(line.text, line.reply_to) for line in state.lines] == [("ONE", 1), ("TWO", 2)]
+    assert state.apply([event(EventKind.REPLY_SENT, id=7, reply_to_id=5, text="new")]) == [2]
 
 
 async def test_chat_loads_history_and_resets(plane: FakeControlPlane) -> None:
