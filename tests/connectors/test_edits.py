@@ -226,6 +226,8 @@ async def test_discord_edits_arrive_in_order(dc: FakeDiscord, dcon: DiscordConne
         await dcon.edit(address, draft, text)
     assert dc.edits(draft) == [*GROWING, "@everyone look"]  # Discord renders markdown itself
     assert dc.messages[draft]["content"] == "@everyone look"
+    mentions = dc.edit_log[-1].allowed_mentions
+    assert mentions is not None and "everyone" not in mentions["parse"]  # shown, never pinged
 
 
 async def test_discord_edit_in_a_thread_targets_the_thread(

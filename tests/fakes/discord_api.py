@@ -69,6 +69,7 @@ class EditRecord:
     channel_id: str
     text: str
     ts: float  # time.monotonic() when the fake accepted it
+    allowed_mentions: dict[str, Any] | None = None  # as sent; None: the app's defaults apply
 
 
 class _Conn:
@@ -537,8 +538,9 @@ class FakeDiscord(FakeServer):
             return json_response({"message": "Cannot send an empty message", "code": 50006},
                                  status=400)
         msg.update(content=content, edited_timestamp=p.iso_now())
-        self.edit_log.append(EditRecord(msg["id"], msg["channel_id"], content,
-                                        time.monotonic()))
+        mentions = body.get("allowed_mentions")
+        self.edit_log.append(EditRecord(msg["id"], msg["channel_id"], content, time.monotonic(),
+                                        mentions if isinstance(mentions, dict) else None))
         if self._current is not None:
             await self.dispatch("MESSAGE_UPDATE", msg)
         return json_response(msg, headers=self._ratelimit_headers("messages"))
