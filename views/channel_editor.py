@@ -15,7 +15,7 @@ import flet as ft
 
 from pyclaw_app.control import ChannelForm, ChannelType, ControlPlane, FieldError, ProbeOutcome
 from views import style
-from views.forms import FormField, SchemaForm
+from views.forms import FormField, SchemaForm, labelled
 
 __all__ = ["NAME_FIELD", "ChannelEditor"]
 
@@ -57,6 +57,7 @@ class ChannelEditor:
             read_only=existing is not None,
             helper="How this channel is called in logs and the config file "
                    "(lowercase letters, digits, - or _).",
+            helper_max_lines=2,
             prefix_icon=ft.Icons.LABEL_OUTLINE,
             on_blur=self._name_blurred,
         )
@@ -66,7 +67,8 @@ class ChannelEditor:
         self.form_error = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
         self.progress = ft.ProgressRing(width=20, height=20, stroke_width=2.5, visible=False,
                                         semantics_label="Testing the connection")
-        self.probe_result = ft.Text(visible=False, weight=ft.FontWeight.W_500, selectable=True)
+        self.probe_icon = ft.Icon(ft.Icons.CHECK_CIRCLE, size=20, visible=False)
+        self.probe_result = ft.Text(visible=False, weight=ft.FontWeight.W_500)
         self.test_button = ft.OutlinedButton("Test connection", icon=ft.Icons.WIFI_TETHERING,
                                              on_click=self._on_test)
         self.save_button = ft.FilledButton("Save", icon=ft.Icons.SAVE_OUTLINED,
@@ -95,18 +97,24 @@ class ChannelEditor:
                     border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
                     bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
                     width=720,
-                    content=ft.Column(spacing=16, controls=[
-                        self.intro,
-                        self.type_picker,
-                        self.name,
-                        self.form_slot,
-                        self.form_error,
-                        ft.Divider(height=1),
-                        ft.Row(wrap=True, spacing=12, run_spacing=8,
-                               vertical_alignment=ft.CrossAxisAlignment.CENTER,
-                               controls=[self.test_button, self.progress, self.probe_result]),
-                        ft.Row(spacing=12, controls=[self.save_button, self.cancel_button]),
-                    ]),
+                    content=ft.Column(
+                        spacing=16,
+                        horizontal_alignment=ft.CrossAxisAlignment.STRETCH,
+                        controls=[
+                            self.intro,
+                            ft.Row([labelled(self.type_picker, "Channel type")],
+                                   visible=self.type_picker.visible),
+                            self.name,
+                            self.form_slot,
+                            self.form_error,
+                            ft.Divider(height=1),
+                            ft.Row(wrap=True, spacing=12, run_spacing=8,
+                                   vertical_alignment=ft.CrossAxisAlignment.CENTER,
+                                   controls=[self.test_button, self.progress,
+                                             self.probe_icon, self.probe_result]),
+                            ft.Row(spacing=12, controls=[self.save_button, self.cancel_button]),
+                        ],
+                    ),
                 ),
             ],
         )
@@ -140,7 +148,7 @@ class ChannelEditor:
         self.form = SchemaForm(self.type.schema, on_blur=self._field_blurred)
         self.form_slot.content = self.form.root
         self.form_error.visible = False
-        self.probe_result.visible = False
+        self.probe_result.visible = self.probe_icon.visible = False
         self.type_picker.value = type_name
         self._show_type()
 
@@ -190,7 +198,7 @@ class ChannelEditor:
     async def test_connection(self, refresh: Refresh = _nothing) -> ProbeOutcome:
         """Run the connector's probe with the form's values; the ring turns while it runs."""
         self.progress.visible = True
-        self.probe_result.visible = False
+        self.probe_result.visible = self.probe_icon.visible = False
         self.test_button.disabled = True
         refresh()
         try:
@@ -202,9 +210,11 @@ class ChannelEditor:
         finally:
             self.progress.visible = False
             self.test_button.disabled = False
-        self.probe_result.value = ("✓ " if outcome.ok else "✗ ") + outcome.message
-        self.probe_result.color = ft.Colors.GREEN_700 if outcome.ok else ft.Colors.ERROR
-        self.probe_result.visible = True
+        color = ft.Colors.GREEN_700 if outcome.ok else ft.Colors.ERROR
+        self.probe_icon.icon = ft.Icons.CHECK_CIRCLE if outcome.ok else ft.Icons.ERROR
+        self.probe_icon.color = self.probe_result.color = color
+        self.probe_result.value = outcome.message
+        self.probe_result.visible = self.probe_icon.visible = True
         return outcome
 
     async def save(self, refresh: Refresh = _nothing) -> bool:

@@ -192,7 +192,11 @@ class ChannelsView:
                 self.type_grid,
             ],
         )
-        self._root = ft.Container(expand=True, content=self.list_page)
+        self.editor_slot = ft.Container(expand=True, visible=False)
+        # both stay mounted and only their visibility flips: a subtree changed by live
+        # events while detached from the page is not re-sent reliably when re-attached
+        self._root = ft.Column(expand=True, spacing=0, controls=[self.list_page,
+                                                                 self.editor_slot])
 
     @property
     def root(self) -> ft.Control:
@@ -201,6 +205,14 @@ class ChannelsView:
     # -- loading -----------------------------------------------------------------------------
 
     async def load(self) -> None:
+        """Snapshot of channels, types and pairing; a failure is shown, never raised.
+
+        The live session loads every panel before the page works at all, so one
+        view's trouble must not take the others down.
+        """
+        await self.guard(self._load())
+
+    async def _load(self) -> None:
         self.types = self.plane.channel_types()
         channels = await self.plane.channels()
         self.board.reset(channels)
@@ -344,12 +356,16 @@ class ChannelsView:
 
     def _open(self, editor: ChannelEditor) -> ChannelEditor:
         self.editor = editor
-        self._root.content = editor.root
+        self.editor_slot.content = editor.root
+        self.editor_slot.visible = True
+        self.list_page.visible = False
         return editor
 
     async def _close_editor(self, saved: bool) -> None:
         self.editor = None
-        self._root.content = self.list_page
+        self.editor_slot.content = None
+        self.editor_slot.visible = False
+        self.list_page.visible = True
         if saved:
             await self._reload_channels()
 

@@ -24,6 +24,7 @@ __all__ = [
     "FieldSpec",
     "FormField",
     "SchemaForm",
+    "labelled",
     "parse_schema",
 ]
 
@@ -122,6 +123,14 @@ def parse_schema(schema: Mapping[str, Any]) -> list[FieldSpec]:
     return sorted(specs, key=lambda s: (s.kind != SECRET and not s.required))
 
 
+def labelled(control: ft.Control, label: str, *, expand: bool = False) -> ft.Control:
+    """Give a control a name in the semantics tree (Flutter's dropdowns have none of their own).
+
+    Screen readers and the browser tests find a dropdown by this label, like a text field.
+    """
+    return ft.Semantics(label=label, content=control, container=True, expand=expand or None)
+
+
 def _display(spec: FieldSpec, value: Any) -> str:
     """A value as the text an input shows."""
     if value is None:
@@ -161,7 +170,7 @@ class FormField:
                 on_blur=self._blurred,
                 expand=True,
             )
-            self.root = ft.Row([self.input])
+            self.root = ft.Row([labelled(self.input, spec.title, expand=True)])
         else:
             secret = spec.kind == SECRET
             self.input = ft.TextField(
@@ -253,7 +262,8 @@ class SchemaForm:
                                  secret_saved=spec.name in saved, on_blur=on_blur)
             for spec in self.specs
         }
-        self.root = ft.Column(spacing=16, controls=[f.root for f in self.fields.values()])
+        self.root = ft.Column(spacing=16, horizontal_alignment=ft.CrossAxisAlignment.STRETCH,
+                              controls=[f.root for f in self.fields.values()])
 
     def __getitem__(self, name: str) -> FormField:
         return self.fields[name]

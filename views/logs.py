@@ -20,6 +20,7 @@ import flet as ft
 from pyclaw_app.control import ControlPlane, LogRow, TrafficRow
 from pyclaw_app.model import Event, EventKind
 from views import style
+from views.forms import labelled
 from views.message_detail import DetailPanel, level_color
 
 __all__ = [
@@ -116,6 +117,7 @@ class LogsView:
         self.traffic: list[TrafficRow] = []
         self.exhausted = False
         self._picker: ft.FilePicker | None = None
+        self.channel_names: set[str] = set()
 
         self.channel_filter = ft.Dropdown(label="Channel", value=ALL, width=200,
                                           options=[ft.DropdownOption(key=ALL,
@@ -171,8 +173,9 @@ class LogsView:
                     self.export_jsonl, self.export_csv]),
             ft.Row(wrap=True, spacing=12, run_spacing=8,
                    vertical_alignment=ft.CrossAxisAlignment.CENTER,
-                   controls=[self.channel_filter, self.level_filter, self.range_filter,
-                             self.search_field]),
+                   controls=[labelled(self.channel_filter, "Channel"),
+                             labelled(self.level_filter, "Level"),
+                             labelled(self.range_filter, "Time range"), self.search_field]),
             self.notice,
             ft.Row(expand=True, spacing=12, vertical_alignment=ft.CrossAxisAlignment.STRETCH,
                    controls=[
@@ -190,13 +193,29 @@ class LogsView:
     # -- loading -----------------------------------------------------------------------------
 
     async def load(self) -> None:
+        """Channel names for the filter, then both tabs; a failure is shown, never raised.
+
+        The live session loads every panel before the page works at all, so one
+        view's trouble must not take the others down.
+        """
+        try:
+            await self._load()
+        except Exception as exc:  # noqa: BLE001 - shown in the view
+            _log.warning("logs view could not load: %s", exc)
+            self._say(f"Could not load the logs: {exc}", error=True)
+
+    async def _load(self) -> None:
         channels = await self.plane.channels()
-        names = sorted(c.name for c in channels)
-        if self.filter.channel and self.filter.channel not in names:
-            names.append(self.filter.channel)
-        self.channel_filter.options = [ft.DropdownOption(key=ALL, text="All channels"),
-                                       *(ft.DropdownOption(key=n, text=n) for n in names)]
+        self.channel_names = {c.name for c in channels}
+        if self.filter.channel:
+            self.channel_names.add(self.filter.channel)
+        self._show_channel_names()
         await self.reload()
+
+    def _show_channel_names(self) -> None:
+        self.channel_filter.options = [
+            ft.DropdownOption(key=ALL, text="All channels"),
+            *(ft.DropdownOption(key=n, text=n) for n in sorted(self.channel_names))]
 
     async def reload(self) -> None:
         """Both tabs afresh for the current filter."""
@@ -253,6 +272,10 @@ class LogsView:
 
     def apply(self, events: Sequence[Event], now: float) -> None:
         fresh = []
+        named = {e.channel for e in events if e.channel} - self.channel_names
+        if named:  # a channel added since load: offer it in the filter
+            self.channel_names |= named
+            self._show_channel_names()
         for event in events:
             if event.kind is not EventKind.LOG:
                 continue

@@ -211,7 +211,7 @@ async def test_add_telegram_validate_probe_save(plane: FakeAdminPlane) -> None:
     view = ChannelsView(plane)
     await view.load()
     editor = await view.add("telegram")
-    assert view.root.content is editor.root
+    assert view.editor_slot.content is editor.root and not view.list_page.visible
     assert editor.channel_name == "telegram"
     form = editor.form
 
@@ -238,7 +238,8 @@ async def test_add_telegram_validate_probe_save(plane: FakeAdminPlane) -> None:
     plane.probe_gate.set()
     outcome = await probe
     assert outcome.ok and not editor.progress.visible
-    assert editor.probe_result.value == "✓ connected as @fake_bot"
+    assert editor.probe_result.value == "connected as @fake_bot"
+    assert editor.probe_icon.visible and editor.probe_icon.icon == ft.Icons.CHECK_CIRCLE
     assert editor.probe_result.color == ft.Colors.GREEN_700
 
     plane.probe_outcome = ProbeOutcome(False, "Telegram rejected the bot token")
@@ -249,7 +250,7 @@ async def test_add_telegram_validate_probe_save(plane: FakeAdminPlane) -> None:
     saved = next(args for kind, args in plane.calls if kind == "save")
     assert saved[0:2] == ("tg", "telegram") and saved[2]["token"] == "1:abc"
     await editor._on_close(True)  # what the Save button does after a successful save
-    assert view.root.content is view.list_page and "tg" in view.cards
+    assert view.list_page.visible and not view.editor_slot.visible and "tg" in view.cards
 
 
 async def test_pick_another_type_rebuilds_the_form(plane: FakeAdminPlane) -> None:
@@ -340,6 +341,7 @@ async def test_live_log_lines_follow_the_filter_and_stay_bounded(
                 Event(EventKind.MESSAGE_RECEIVED, "tg", {"id": 1, "chat": "1", "text": "x"})],
                time.time())
     assert len(view.rows) == before + 1 and view.rows[0].message == "fresh"
+    assert [o.key for o in view.channel_filter.options] == ["all", "slack", "tg"]
     view.apply([Event(EventKind.LOG, "tg", {"level": "info", "message": f"m{i}"})
                 for i in range(MAX_ROWS)], time.time())
     assert len(view.rows) == MAX_ROWS == len(view.lines.controls)
