@@ -27,6 +27,7 @@ __all__ = [
     "ClientThemeStore",
     "ProviderEditor",
     "SettingsView",
+    "StatusLine",
     "ThemeStore",
     "subschema",
 ]
@@ -164,10 +165,34 @@ def _section(title: str, subtitle: str = "") -> ft.Control:
     return ft.Column(parts, spacing=2)
 
 
-def _status(ok: bool, message: str, text: ft.Text) -> None:
-    text.value = ("✓ " if ok else "✗ ") + message
-    text.color = ft.Colors.GREEN_700 if ok else ft.Colors.ERROR
-    text.visible = True
+class StatusLine:
+    """An outcome in words with an icon (a glyph like ✓ may be missing from the client's fonts)."""
+
+    def __init__(self) -> None:
+        self.icon = ft.Icon(ft.Icons.CHECK_CIRCLE, size=18)
+        self.text = ft.Text(weight=ft.FontWeight.W_500)
+        self.ok = False
+        self.root = ft.Row([self.icon, self.text], spacing=6, tight=True, visible=False,
+                           vertical_alignment=ft.CrossAxisAlignment.CENTER)
+
+    def show(self, ok: bool, message: str) -> None:
+        color = ft.Colors.GREEN_700 if ok else ft.Colors.ERROR
+        self.icon.icon = ft.Icons.CHECK_CIRCLE if ok else ft.Icons.ERROR_OUTLINE
+        self.icon.color = self.text.color = color
+        self.text.value = message
+        self.ok = ok
+        self.root.visible = True
+
+    def hide(self) -> None:
+        self.root.visible = False
+
+    @property
+    def visible(self) -> bool:
+        return bool(self.root.visible)
+
+    @property
+    def message(self) -> str:
+        return str(self.text.value or "")
 
 
 # -- one provider ---------------------------------------------------------------------------------
@@ -201,7 +226,7 @@ class ProviderEditor:
             self.advanced]
         self.progress = ft.ProgressRing(width=20, height=20, stroke_width=2.5, visible=False,
                                         semantics_label="Testing the connection")
-        self.probe_result = ft.Text(visible=False, weight=ft.FontWeight.W_500, selectable=True)
+        self.probe_result = StatusLine()
         self.form_error = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
         self.test_button = ft.OutlinedButton("Test connection", icon=ft.Icons.WIFI_TETHERING,
                                              on_click=self._on_test)
@@ -223,7 +248,7 @@ class ProviderEditor:
                 ft.Divider(height=1),
                 ft.Row(wrap=True, spacing=12, run_spacing=8,
                        vertical_alignment=ft.CrossAxisAlignment.CENTER,
-                       controls=[self.test_button, self.progress, self.probe_result]),
+                       controls=[self.test_button, self.progress, self.probe_result.root]),
                 ft.Row(spacing=12, controls=[
                     self.save_button, ft.TextButton("Cancel", on_click=self._on_cancel)]),
             ),
@@ -272,7 +297,7 @@ class ProviderEditor:
     async def test_connection(self, refresh: Refresh = _nothing) -> bool:
         """List the provider's models with the form's values; offer them in the model picker."""
         self.progress.visible = True
-        self.probe_result.visible = False
+        self.probe_result.hide()
         self.test_button.disabled = True
         refresh()
         try:
@@ -285,7 +310,7 @@ class ProviderEditor:
         finally:
             self.progress.visible = False
             self.test_button.disabled = False
-        _status(ok, message, self.probe_result)
+        self.probe_result.show(ok, message)
         self.models.options = [ft.DropdownOption(key=m, text=m) for m in models]
         current = self.form["model"].value()
         self.models.value = current if current in models else None
@@ -315,6 +340,7 @@ class ProviderEditor:
     def _model_picked(self, e: ft.Event[ft.Dropdown]) -> None:
         if self.models.value:
             self.pick_model(str(self.models.value))
+            e.page.update()
 
     async def _on_test(self, e: ft.Event[ft.Control]) -> None:
         await self.test_connection(e.page.update)
@@ -405,7 +431,7 @@ class SettingsView:
         self.prompt_rows: list[PromptRow] = []
         self.fallback_rows: list[FallbackRow] = []
 
-        self.notice = ft.Text(visible=False, selectable=True, weight=ft.FontWeight.W_500)
+        self.notice = StatusLine()
         self.provider_list = ft.Column(spacing=8)
         self.default_provider = ft.Dropdown(label="Default provider", width=320,
                                             on_select=self._agent_touched)
@@ -417,7 +443,7 @@ class SettingsView:
             title=ft.Text("Advanced: tools, retries, circuit breaker"),
             controls_padding=ft.Padding.only(top=8, bottom=8), controls=[self.advanced_slot])
         self.agent_error = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
-        self.agent_status = ft.Text(visible=False, weight=ft.FontWeight.W_500)
+        self.agent_status = StatusLine()
         self.save_agent_button = ft.FilledButton("Save agent settings",
                                                  icon=ft.Icons.SAVE_OUTLINED,
                                                  on_click=self._on_save_agent)
@@ -433,7 +459,7 @@ class SettingsView:
         )
         self.settings_page = ft.Column(spacing=16, controls=[
             ft.Text("Settings", theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
-            self.notice,
+            self.notice.root,
             _card(
                 _section("Providers", "The LLM endpoints the assistant can use. API keys "
                                       "are kept in the system keyring, never in the config."),
@@ -458,7 +484,7 @@ class SettingsView:
                 self.advanced,
                 self.agent_error,
                 ft.Row(spacing=12, vertical_alignment=ft.CrossAxisAlignment.CENTER,
-                       controls=[self.save_agent_button, self.agent_status]),
+                       controls=[self.save_agent_button, self.agent_status.root]),
             ),
             _card(
                 _section("Appearance", "Remembered on this device or browser."),
@@ -706,7 +732,7 @@ class SettingsView:
 
     async def save_agent(self, refresh: Refresh = _nothing) -> bool:
         agent = self.agent_values()
-        self.agent_status.visible = False
+        self.agent_status.hide()
         self.save_agent_button.disabled = True
         refresh()
         try:
@@ -715,13 +741,13 @@ class SettingsView:
             self.save_agent_button.disabled = False
         if errors:
             self.show_agent_errors(errors)
-            _status(False, "Not saved: see the fields marked above.", self.agent_status)
+            self.agent_status.show(False, "Not saved: see the fields marked above.")
             return False
-        _status(True, "Saved — used from the next message.", self.agent_status)
+        self.agent_status.show(True, "Saved — used from the next message.")
         return True
 
     def _agent_touched(self, e: ft.Event[ft.Control]) -> None:
-        self.agent_status.visible = False
+        self.agent_status.hide()
 
     def _on_add_prompt(self, e: ft.Event[ft.Control]) -> None:
         self.add_prompt()
@@ -772,7 +798,7 @@ class SettingsView:
         await e.page.push_route(CHANNELS_ROUTE)
 
     def _notify(self, ok: bool, message: str) -> None:
-        _status(ok, message, self.notice)
+        self.notice.show(ok, message)
 
     def apply(self, events: Sequence[Event], now: float) -> None:
         """Settings do not follow live traffic."""

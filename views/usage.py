@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -32,6 +33,7 @@ __all__ = [
     "daily",
     "day_span",
     "latency_by_model",
+    "nice_scale",
     "per_day",
     "range_since",
     "totals",
@@ -160,8 +162,19 @@ def _bottom_axis(labels: Sequence[str], every: int = 1) -> fch.ChartAxis:
     )
 
 
-def _left_axis(title: str) -> fch.ChartAxis:
-    return fch.ChartAxis(label_size=52, title=ft.Text(title, size=11), title_size=20)
+def nice_scale(top: float, ticks: int = 4) -> tuple[float, float]:
+    """(axis maximum, label step) with round steps (1, 2, 2.5 or 5 x 10^n) above ``top``."""
+    if top <= 0:
+        return 1.0, 0.25
+    raw = top / ticks
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    return step * math.ceil(top / step - 1e-9), step
+
+
+def _left_axis(title: str, step: float) -> fch.ChartAxis:
+    return fch.ChartAxis(label_size=52, label_spacing=step, title=ft.Text(title, size=11),
+                         title_size=20)
 
 
 def _grid() -> fch.ChartGridLines:
@@ -191,12 +204,12 @@ def _stacked_day_chart(days: Sequence[str], values: dict[str, dict[str, float]],
             from_y=0, to_y=y, width=14 if len(days) > 10 else 28, stack_items=stack,
             border_radius=3, color=ft.Colors.TRANSPARENT,
             tooltip=f"{_short_day(day)}\n" + ("\n".join(lines) or "no calls"))]))
+    max_y, step = nice_scale(top)
     return fch.BarChart(
         groups=groups,
         height=CHART_HEIGHT,
-        expand=True,
-        max_y=top * 1.15 if top else 1,
-        left_axis=_left_axis(axis_title),
+        max_y=max_y,
+        left_axis=_left_axis(axis_title, step),
         bottom_axis=_bottom_axis([_short_day(d) for d in days], every=5 if len(days) > 10 else 1),
         horizontal_grid_lines=_grid(),
         tooltip=fch.BarChartTooltip(bgcolor=ft.Colors.INVERSE_SURFACE),
@@ -216,12 +229,12 @@ def _latency_chart(latency: dict[str, tuple[float, float]]) -> fch.BarChart:
         ])
         for i, (name, (p50, p95)) in enumerate(latency.items())
     ]
+    max_y, step = nice_scale(top)
     return fch.BarChart(
         groups=groups,
         height=CHART_HEIGHT,
-        expand=True,
-        max_y=top * 1.15 if top else 1,
-        left_axis=_left_axis("ms"),
+        max_y=max_y,
+        left_axis=_left_axis("ms", step),
         bottom_axis=_bottom_axis([n.split("/", 1)[-1] for n in names]),
         horizontal_grid_lines=_grid(),
         tooltip=fch.BarChartTooltip(bgcolor=ft.Colors.INVERSE_SURFACE),
@@ -244,7 +257,7 @@ def _chart_card(title: str, chart: ft.Control, legend: ft.Control | None = None
         bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
         border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
         col={"xs": 12, "lg": 4},
-        content=ft.Column(spacing=8, controls=[
+        content=ft.Column(spacing=8, horizontal_alignment=ft.CrossAxisAlignment.STRETCH, controls=[
             ft.Text(title, weight=ft.FontWeight.W_600),
             *([legend] if legend is not None else []),
             chart,
@@ -294,7 +307,7 @@ class UsageView:
             on_change=self._range_changed,
         )
         self.channel_picker = ft.Dropdown(
-            label="Channel", value=ALL_CHANNELS, width=220, dense=True,
+            label="Channel", value=ALL_CHANNELS, width=220,
             options=[ft.DropdownOption(key=ALL_CHANNELS, text="All channels")],
             on_select=self._channel_changed,
         )
@@ -335,12 +348,15 @@ class UsageView:
             spacing=14,
             scroll=ft.ScrollMode.AUTO,
             controls=[
-                ft.Row(wrap=True, spacing=16, run_spacing=8,
+                ft.Container(padding=ft.Padding.only(top=6), content=ft.Row(  # room for labels
+                       wrap=True, spacing=16, run_spacing=8,
+                       alignment=ft.MainAxisAlignment.SPACE_BETWEEN,
                        vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
                            ft.Text("Usage", theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
-                           ft.Container(expand=True),
-                           self.range_picker, self.channel_picker, self.refresh_button,
-                           self.progress]),
+                           ft.Row(wrap=True, spacing=12, run_spacing=8, tight=True,
+                                  vertical_alignment=ft.CrossAxisAlignment.CENTER,
+                                  controls=[self.range_picker, self.channel_picker,
+                                            self.refresh_button, self.progress])])),
                 self.error,
                 ft.Row(wrap=True, spacing=12, run_spacing=12,
                        controls=[c.root for c in self.cards.values()]),

@@ -25,6 +25,7 @@ from views.usage import (
     UsageView,
     day_span,
     latency_by_model,
+    nice_scale,
     per_day,
     range_since,
     totals,
@@ -78,6 +79,13 @@ def test_latency_is_weighted_by_successful_calls() -> None:
     latency = latency_by_model(rows)
     assert latency["openai/gpt-4o"] == pytest.approx((200.0, 400.0))
     assert "openai/only-errors" not in latency  # no successful call: no latency to draw
+
+
+def test_axis_scale_uses_round_steps() -> None:
+    assert nice_scale(10_600) == (15_000, 5000)
+    assert nice_scale(0.039) == (0.04, 0.01)
+    assert nice_scale(1580) == (2000, 500)
+    assert nice_scale(0) == (1.0, 0.25)
 
 
 def test_ranges_start_at_local_midnight_and_span_every_day() -> None:
@@ -282,7 +290,7 @@ async def test_add_provider_with_test_connection_and_model_picker() -> None:
     refreshed: list[bool] = []
     assert await editor.test_connection(lambda: refreshed.append(editor.progress.visible))
     assert refreshed == [True] and not editor.progress.visible  # ring while it ran
-    assert "2 models available" in str(editor.probe_result.value)
+    assert editor.probe_result.message == "2 models available" and editor.probe_result.ok
     assert [o.key for o in editor.models.options] == plane.models and editor.models.visible
     editor.pick_model("gpt-4o-mini")
     assert await editor.save()
@@ -300,8 +308,8 @@ async def test_failed_connection_test_is_said_in_words() -> None:
     editor.form["model"].input.value = "m"
     editor.form["base_url"].input.value = "http://bad.invalid"
     assert not await editor.test_connection()
-    assert str(editor.probe_result.value) == "✗ connection refused"
-    assert editor.probe_result.color == ft.Colors.ERROR and not editor.models.visible
+    assert editor.probe_result.message == "connection refused" and not editor.probe_result.ok
+    assert editor.probe_result.text.color == ft.Colors.ERROR and not editor.models.visible
 
 
 async def test_provider_validation_errors_show_under_fields() -> None:
@@ -322,7 +330,7 @@ async def test_remove_provider_saves_without_it() -> None:
     assert page.dialogs == [dialog]
     assert await view.remove_provider(0)
     assert plane.providers == [] and plane.keys == {}
-    assert "removed" in str(view.notice.value)
+    assert "removed" in view.notice.message
 
 
 async def test_agent_settings_prompts_fallbacks_and_errors() -> None:
@@ -346,7 +354,7 @@ async def test_agent_settings_prompts_fallbacks_and_errors() -> None:
     assert agent["system_prompts"] == {"telegram": "Be brief on {channel}, {user}."}
     assert agent["fallbacks"] == [{"provider": "main", "model": "gpt-4o-mini"}]
     assert "tools" not in agent  # blank optional list: unset (all tools), not "none"
-    assert "Saved" in str(view.agent_status.value)
+    assert "Saved" in view.agent_status.message
     # the reloaded form shows what was stored
     assert [r.channel.value for r in view.prompt_rows] == ["telegram"]
     assert len(view.fallback_rows) == 1
