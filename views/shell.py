@@ -11,8 +11,10 @@ from collections.abc import Sequence
 import flet as ft
 
 from pyclaw_app.control import ControlPlane
+from views.channels import ChannelsView
 from views.chat import ChatView
 from views.dashboard import DashboardView
+from views.logs import LogsView
 from views.panel import Destination, Panel
 
 __all__ = ["DESTINATIONS", "WIDE_MIN_WIDTH", "Shell", "config_banner"]
@@ -22,7 +24,9 @@ WIDE_MIN_WIDTH = 640
 DESTINATIONS: list[Destination] = [
     Destination("/dashboard", "Dashboard", ft.Icons.DASHBOARD_OUTLINED, ft.Icons.DASHBOARD,
                 DashboardView),
+    Destination("/channels", "Channels", ft.Icons.HUB_OUTLINED, ft.Icons.HUB, ChannelsView),
     Destination("/chat", "Chat", ft.Icons.CHAT_BUBBLE_OUTLINE, ft.Icons.CHAT_BUBBLE, ChatView),
+    Destination("/logs", "Logs", ft.Icons.RECEIPT_LONG_OUTLINED, ft.Icons.RECEIPT_LONG, LogsView),
 ]
 
 
