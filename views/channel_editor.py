@@ -96,7 +96,7 @@ class ChannelEditor:
                     border_radius=12,
                     border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
                     bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
-                    width=720,
+                    width=1000,
                     content=ft.Column(
                         spacing=16,
                         horizontal_alignment=ft.CrossAxisAlignment.STRETCH,

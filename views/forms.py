@@ -262,8 +262,11 @@ class SchemaForm:
                                  secret_saved=spec.name in saved, on_blur=on_blur)
             for spec in self.specs
         }
-        self.root = ft.Column(spacing=16, horizontal_alignment=ft.CrossAxisAlignment.STRETCH,
-                              controls=[f.root for f in self.fields.values()])
+        # two columns on wide windows, one on phones: long forms stay readable either way
+        self.root = ft.ResponsiveRow(
+            spacing=16, run_spacing=16,
+            controls=[ft.Container(f.root, col={"xs": 12, "md": 6})
+                      for f in self.fields.values()])
 
     def __getitem__(self, name: str) -> FormField:
         return self.fields[name]

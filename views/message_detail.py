@@ -78,19 +78,19 @@ def _calls_table(calls: tuple[dict[str, Any], ...]) -> ft.Control:
     rows = []
     for call in calls:
         error = str(call.get("error") or "")
-        tokens = f"{call.get('input_tokens', 0)} → {call.get('output_tokens', 0)}"
+        tokens = f"{call.get('input_tokens', 0)} in / {call.get('output_tokens', 0)} out"
         rows.append(ft.DataRow(cells=[
             ft.DataCell(ft.Text(str(call.get("provider", "")))),
             ft.DataCell(ft.Text(str(call.get("model", "")))),
             ft.DataCell(ft.Text(tokens)),
             ft.DataCell(ft.Text(style.latency(call.get("latency_ms")))),
             ft.DataCell(ft.Text(error or "ok", color=ft.Colors.ERROR if error else
-                                ft.Colors.GREEN_700, max_lines=3, selectable=True)),
+                                ft.Colors.GREEN_700, max_lines=3)),
         ]))
     return ft.Row(scroll=ft.ScrollMode.AUTO, controls=[ft.DataTable(
         column_spacing=16, heading_row_height=32, data_row_min_height=32,
         columns=[ft.DataColumn(ft.Text(t)) for t in
-                 ("Provider", "Model", "Tokens in → out", "Latency", "Result")],
+                 ("Provider", "Model", "Tokens", "Latency", "Result")],
         rows=rows)])
 
 
@@ -153,11 +153,11 @@ class DetailPanel:
         if detail is not None:
             if controls:
                 controls.append(ft.Divider(height=1))
-            controls += [_heading("Message"), *_record(detail.message, detail.platform_id)]
+            controls += [_heading("Message"), *_record(detail.message, detail.platform_id),
+                         ft.Divider(height=1), _heading("LLM calls"),
+                         _calls_table(detail.llm_calls)]
             if detail.reply is not None:
                 controls += [ft.Divider(height=1), _heading("Reply"), *_record(detail.reply)]
-            controls += [ft.Divider(height=1), _heading("LLM calls"),
-                         _calls_table(detail.llm_calls)]
         self.body.controls = controls
         self.retry_button.visible = detail is not None and self.failed
         self.retry_result.visible = False

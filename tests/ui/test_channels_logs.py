@@ -387,7 +387,7 @@ async def test_detail_panel_shows_record_calls_and_retries(plane: FakeAdminPlane
     assert panel.root.visible and panel.retry_button.visible
     text = texts(panel.body)
     assert "LLM call failed" in text and "fake-model" in text and "500 Server Error" in text
-    assert "12 → 0" in text and "hello?" in text
+    assert "12 in / 0 out" in text and "hello?" in text
     assert await panel.retry()
     assert ("retry", 42) in plane.calls and panel.retry_result.color == ft.Colors.GREEN_700
     panel.close()

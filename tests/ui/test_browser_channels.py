@@ -1,0 +1,278 @@
+"""Channels and Logs in the real app, in Debian's Chromium (see /work/shared/ui-testing.md).
+
+The real app (``python -m pyclaw_app.cli --web``) runs in a subprocess; the
+fake Telegram Bot API and the fake OpenAI API run here on their own event
+loop in a thread. A Telegram channel is configured through the generated
+form, goes online, answers a message at the fake, and its lines show up in
+Logs. The tests are sync: sync Playwright must not share a thread with a
+running asyncio loop. One Chromium and one app serve the whole module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = REPO / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--enable-unsafe-swiftshader"]
+LOAD_TIMEOUT_MS = 30_000
+STEP_TIMEOUT_MS = 15_000
+CHAT_ID = 4242
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed"),
+]
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+expect = playwright_sync.expect
+
+T = TypeVar("T")
+
+
+class _Fakes:
+    """FakeTelegram and FakeOpenAI on one event loop in a thread; ``call`` runs code there."""
+
+    def __init__(self) -> None:
+        from tests.fakes.openai_api import FakeOpenAI
+        from tests.fakes.telegram_api import FakeTelegram
+
+        self.telegram = FakeTelegram()
+        self.openai = FakeOpenAI()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="ui-fakes",
+                                       daemon=True)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=15)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        async def on_loop() -> T:
+            return fn(*args)
+
+        return self.run(on_loop())
+
+    def __enter__(self) -> _Fakes:
+        self.thread.start()
+        self.run(self.telegram.start())
+        self.run(self.openai.start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.run(self.telegram.stop())
+        with contextlib.suppress(Exception):
+            self.run(self.openai.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path,
+                   timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"app did not listen on {port}:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[_Fakes]:
+    with _Fakes() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, fakes: _Fakes) -> Iterator[str]:
+    """The real app with only the local chat configured; Telegram is added through the UI."""
+    tmp = tmp_path_factory.mktemp("channels_app")
+    config = tmp / "config.yaml"
+    config.write_text(
+        "providers:\n"
+        f"  - {{name: fake, base_url: '{fakes.openai.base_url}', model: fake-model}}\n"
+        "channels:\n  local: {type: local}\n")
+    env = {k: v for k, v in os.environ.items()
+           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+    env.update(PYTHONPATH=str(REPO), PYCLAW_SECRETS="file")  # never the machine's keyring
+    env.pop("DISPLAY", None)  # headless: Flet serves the page and opens no browser
+    port = _free_port()
+    log = tmp / "app.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pyclaw_app.cli", "--web", "--host", "127.0.0.1",
+             "--port", str(port), "--data-dir", str(tmp / "data"), "--config", str(config)],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_for_port(port, proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, app: str) -> Iterator[Any]:
+    """One page for the module: test (b) reads the logs of the channel test (a) set up."""
+    tab = browser.new_page(viewport={"width": 1360, "height": 900})
+    tab.goto(app)
+    placeholder = tab.locator("flt-semantics-placeholder")
+    placeholder.wait_for(state="attached", timeout=LOAD_TIMEOUT_MS)
+    placeholder.dispatch_event("click")
+    tab.get_by_role("button", name="Channels").wait_for(timeout=LOAD_TIMEOUT_MS)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    yield tab
+    tab.close()
+
+
+def _reach(page: Any, target: Any) -> Any:
+    """Scroll the view under the mouse until ``target`` is on screen.
+
+    Flutter keeps semantics nodes for controls scrolled out of sight, but a
+    click there would miss: Playwright cannot scroll a canvas into view.
+    """
+    height = page.viewport_size["height"]
+    for _ in range(30):
+        box = target.bounding_box()
+        if box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height:
+            return target
+        page.mouse.move(page.viewport_size["width"] // 2, height // 2)
+        up = box is not None and box["y"] < 0
+        page.mouse.wheel(0, -240 if up else 240)
+        page.wait_for_timeout(120)
+    raise AssertionError(f"could not scroll {target} into view")
+
+
+def _fill(page: Any, label: str, text: str) -> None:
+    field = _reach(page, page.get_by_label(label, exact=True))
+    for _ in range(3):
+        # Flutter attaches its text-editing host on focus; a fill that lands before it
+        # is lost, so focus, fill and check, and go again if the value did not stick
+        field.click()
+        page.wait_for_timeout(100)
+        field.fill(text)
+        if _eventually(lambda: field.input_value() == text, timeout=2.0):
+            return
+    expect(field).to_have_value(text, timeout=STEP_TIMEOUT_MS)
+
+
+def _choose(page: Any, label: str, option: str) -> None:
+    """Open a Dropdown (a button named by its label) and pick an option by its text."""
+    _reach(page, page.get_by_role("button", name=label, exact=True)).click()
+    page.get_by_role("button", name=option, exact=True).last.click()
+    page.wait_for_timeout(300)  # the menu closes with an animation
+
+
+def _click(page: Any, name: str) -> None:
+    _reach(page, page.get_by_role("button", name=name, exact=True)).click()
+
+
+@contextlib.contextmanager
+def _picture_on_failure(page: Any, name: str) -> Iterator[None]:
+    """A failing step leaves a screenshot beside the test's temporary files, to see why."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            page.screenshot(path=str(Path(os.environ.get("TMPDIR", "/tmp")) /
+                                     f"pyclaw-{name}-failure.png"))
+        raise
+
+
+def _eventually(check: Callable[[], T], timeout: float = 15.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def test_a_configure_telegram_through_the_form(page: Any, fakes: _Fakes) -> None:
+    with _picture_on_failure(page, "channels"):
+        telegram = fakes.telegram
+        page.get_by_role("button", name="Channels").click()
+        page.get_by_text("Available channel types").wait_for(timeout=STEP_TIMEOUT_MS)
+        page.get_by_role("button", name="Add Telegram").click()
+        page.get_by_text("Add a Telegram channel").wait_for(timeout=STEP_TIMEOUT_MS)
+
+        _fill(page, "Token", telegram.token)
+        _fill(page, "Base Url", f"{telegram.url}/bot")
+        _fill(page, "Poll Timeout", "1")
+        _choose(page, "Dm Policy", "open")
+
+        _click(page, "Test connection")
+        page.get_by_text(f"connected as @{telegram.username}").wait_for(timeout=STEP_TIMEOUT_MS)
+        page.set_viewport_size({"width": 1360, "height": 1120})  # the whole form in one picture
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SCREENSHOTS / "channel-form.png"))
+        page.set_viewport_size({"width": 1360, "height": 900})
+
+        _click(page, "Save")
+        page.get_by_text("Configured", exact=True).wait_for(timeout=STEP_TIMEOUT_MS)
+        page.get_by_text("telegram · Telegram").wait_for(timeout=STEP_TIMEOUT_MS)
+        expect(page.get_by_text("online", exact=True)).to_have_count(2, timeout=STEP_TIMEOUT_MS)
+
+        fakes.call(telegram.inject_message, CHAT_ID, "hello from the browser test")
+        sent = _eventually(lambda: fakes.call(telegram.sent_to, CHAT_ID))
+        assert sent and sent[0].text == "Echo: hello from the browser test"
+        assert telegram.token not in page.content()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SCREENSHOTS / "channels.png"))
+
+
+def test_b_logs_filtered_to_that_channel(page: Any) -> None:
+    with _picture_on_failure(page, "logs"):
+        page.get_by_role("button", name="Logs").click()
+        page.get_by_role("tab", name="Log lines").wait_for(timeout=STEP_TIMEOUT_MS)
+        _choose(page, "Channel", "telegram")
+        page.get_by_text("configuration applied").first.wait_for(timeout=STEP_TIMEOUT_MS)
+        page.get_by_text("started").first.wait_for(timeout=STEP_TIMEOUT_MS)
+        expect(page.get_by_text("local", exact=True)).to_have_count(0)
+        page.get_by_role("tab", name="Messages").click()
+        page.get_by_text("hello from the browser test").first.click()
+        page.get_by_text("LLM calls").wait_for(timeout=STEP_TIMEOUT_MS)
+        page.get_by_text("fake-model").first.wait_for(timeout=STEP_TIMEOUT_MS)
+        page.get_by_role("tab", name="Log lines").click()  # the lines beside the detail
+        page.get_by_text("configuration applied").first.wait_for(timeout=STEP_TIMEOUT_MS)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SCREENSHOTS / "logs.png"))
