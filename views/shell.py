@@ -16,6 +16,8 @@ from views.chat import ChatView
 from views.dashboard import DashboardView
 from views.logs import LogsView
 from views.panel import Destination, Panel
+from views.settings_view import SettingsView
+from views.usage import UsageView
 
 __all__ = ["DESTINATIONS", "WIDE_MIN_WIDTH", "Shell", "config_banner"]
 
@@ -27,6 +29,9 @@ DESTINATIONS: list[Destination] = [
     Destination("/channels", "Channels", ft.Icons.HUB_OUTLINED, ft.Icons.HUB, ChannelsView),
     Destination("/chat", "Chat", ft.Icons.CHAT_BUBBLE_OUTLINE, ft.Icons.CHAT_BUBBLE, ChatView),
     Destination("/logs", "Logs", ft.Icons.RECEIPT_LONG_OUTLINED, ft.Icons.RECEIPT_LONG, LogsView),
+    Destination("/usage", "Usage", ft.Icons.INSIGHTS_OUTLINED, ft.Icons.INSIGHTS, UsageView),
+    Destination("/settings", "Settings", ft.Icons.SETTINGS_OUTLINED, ft.Icons.SETTINGS,
+                SettingsView),
 ]
 
 
