@@ -276,3 +276,8 @@ def test_b_logs_filtered_to_that_channel(page: Any) -> None:
         page.get_by_text("configuration applied").first.wait_for(timeout=STEP_TIMEOUT_MS)
         page.wait_for_timeout(500)
         page.screenshot(path=str(SCREENSHOTS / "logs.png"))
+
+        with page.expect_download(timeout=STEP_TIMEOUT_MS) as download:
+            page.get_by_role("button", name="Export JSONL").click()
+        lines = Path(download.value.path()).read_text("utf-8").splitlines()
+        assert lines and all('"channel": "telegram"' in line for line in lines)

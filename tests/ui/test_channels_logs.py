@@ -450,3 +450,14 @@ async def test_editor_against_the_real_plane(tmp_path: Path, fake_llm: FakeOpenA
     finally:
         await gateway.stop()
         await store.close()
+
+
+async def test_views_load_on_a_plane_without_the_admin_side() -> None:
+    """A plane that cannot answer (an older remote one, say) gives a notice, not a dead page."""
+    from tests.ui.fake_plane import FakeControlPlane
+
+    bare = FakeControlPlane()
+    channels, logs = ChannelsView(bare), LogsView(bare)  # type: ignore[arg-type]
+    await channels.load()
+    await logs.load()
+    assert channels.notice.visible and logs.notice.visible
