@@ -41,6 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
     gw = sub.add_parser("gateway", help="run the gateway headless (no UI) until Ctrl+C")
     _paths(gw)
 
+    monitor = sub.add_parser("monitor", help="open the control panel of a gateway running "
+                             "elsewhere (its config needs server.control_api: true)")
+    monitor.add_argument("url", help="the gateway's server, e.g. http://192.168.1.20:8787")
+    monitor.add_argument("--token", required=True, help="from `pyclaw monitor-token` there")
+    monitor.add_argument("--web", action="store_true", help="serve the panel to a browser")
+    monitor.add_argument("--host", default=None)
+    monitor.add_argument("--port", type=int, default=None)
+
+    token = sub.add_parser("monitor-token",
+                           help="print the control API token (made on first use)")
+    _paths(token)
+
     chat = sub.add_parser("chat", help="talk to the assistant in this terminal")
     _paths(chat)
     chat.add_argument("-m", "--message", help="send one message, print the reply and exit")
@@ -73,6 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_run_chat(config, data_dir, args.message))
     if args.command == "check":
         return _check(config, data_dir)
+    if args.command == "monitor":
+        return _run_monitor(args.url, args.token, web=args.web, host=args.host, port=args.port)
+    if args.command == "monitor-token":
+        from pyclaw_app.control.host import api_token
+        from pyclaw_app.secrets import open_secret_store
+
+        print(api_token(open_secret_store(data_dir or default_data_dir())))
+        return 0
     if args.command == "pairing":
         return asyncio.run(_pairing(data_dir, args.action, args.code))
     if args.command == "secret":
@@ -91,10 +111,23 @@ def _run_ui(config: Path | None, data_dir: Path | None, *, web: bool, host: str 
     return 0
 
 
-async def _run_gateway(config: Path | None, data_dir: Path | None) -> int:
-    from pyclaw_app.runtime import GatewayRuntime
+def _run_monitor(url: str, token: str, *, web: bool, host: str | None,
+                 port: int | None) -> int:
+    from pyclaw_app.control.remote import RemoteControlPlane
+    from views.app import run
 
-    runtime = await GatewayRuntime.start(config, data_dir)
+    async def plane() -> RemoteControlPlane:
+        return await RemoteControlPlane(url, token).connect()
+
+    run(plane, web=web, host=host, port=port)
+    return 0
+
+
+async def _run_gateway(config: Path | None, data_dir: Path | None) -> int:
+    from pyclaw_app.control.host import GatewayHost
+
+    host = await GatewayHost.start(config, data_dir)
+    runtime = host.runtime
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -105,14 +138,15 @@ async def _run_gateway(config: Path | None, data_dir: Path | None) -> int:
     try:
         await stop.wait()
     finally:
-        await runtime.stop()
+        await host.stop()
     return 0
 
 
 async def _run_chat(config: Path | None, data_dir: Path | None, message: str | None) -> int:
     from pyclaw_app.runtime import GatewayRuntime
 
-    runtime = await GatewayRuntime.start(config, data_dir)
+    # Only the local channel: a gateway may be running beside us with the platform channels.
+    runtime = await GatewayRuntime.start(config, data_dir, only_channels={"local"})
     try:
         rt = runtime.gateway.channels.get("local")
         connector = rt.connector if rt else None

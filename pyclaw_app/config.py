@@ -113,6 +113,9 @@ class ServerConfig(BaseModel):
     port: int = Field(8787, ge=0, le=65535)
     webhooks: Literal["auto", "on", "off"] = Field(
         "auto", description="auto: start only when a channel needs webhooks")
+    control_api: bool = Field(
+        False, description="Serve the control API for `pyclaw monitor` / the Android monitor "
+        "(bearer token: `pyclaw monitor-token`)")
 
 
 class _TopLevel(BaseModel):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyclaw_app.bus import Bus
-from pyclaw_app.config import Config, load_config
-from pyclaw_app.control.webhooks import WebhookServer
+from pyclaw_app.config import load_config
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.paths import default_config_path, default_data_dir
 from pyclaw_app.secrets import RedactingFilter, SecretStore, open_secret_store
@@ -34,45 +34,43 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 @dataclass
 class GatewayRuntime:
+    """Secrets, config, store and gateway for two paths; servers are the control layer's."""
+
     config_path: Path
     data_dir: Path
     secrets: SecretStore
     store: Store
     gateway: Gateway
-    webhooks: WebhookServer | None = None
 
     @classmethod
-    async def start(cls, config_path: Path | None = None, data_dir: Path | None = None
-                    ) -> GatewayRuntime:
+    async def open(cls, config_path: Path | None = None, data_dir: Path | None = None, *,
+                   only_channels: Collection[str] | None = None) -> GatewayRuntime:
+        """Build everything without starting channels (``only_channels`` narrows the set)."""
         config_path = config_path or default_config_path()
         data_dir = data_dir or default_data_dir()
         secrets = open_secret_store(data_dir)
         config = load_config(config_path, secrets)
+        if only_channels is not None:
+            config.channels = {n: e for n, e in config.channels.items() if n in only_channels}
         store = await Store(data_dir).open()
-        webhooks = None
         try:
             gateway = Gateway(config, store, Bus())
-            if _wants_webhooks(config):
-                # Before the channels: a platform may call us as soon as its webhook is set.
-                webhooks = WebhookServer(gateway, config.server.host, config.server.port)
-                await webhooks.start()
-            await gateway.start()
         except BaseException:
-            if webhooks is not None:
-                await webhooks.stop()
             await store.close()
             raise
-        return cls(config_path, data_dir, secrets, store, gateway, webhooks)
+        return cls(config_path, data_dir, secrets, store, gateway)
+
+    @classmethod
+    async def start(cls, config_path: Path | None = None, data_dir: Path | None = None, *,
+                    only_channels: Collection[str] | None = None) -> GatewayRuntime:
+        runtime = await cls.open(config_path, data_dir, only_channels=only_channels)
+        try:
+            await runtime.gateway.start()
+        except BaseException:
+            await runtime.store.close()
+            raise
+        return runtime
 
     async def stop(self) -> None:
-        if self.webhooks is not None:
-            await self.webhooks.stop()
         await self.gateway.stop()
         await self.store.close()
-
-
-def _wants_webhooks(config: Config) -> bool:
-    if config.server.webhooks != "auto":
-        return config.server.webhooks == "on"
-    return any(e.config is not None and e.config.enabled and e.config.needs_webhook()
-               for e in config.channels.values())

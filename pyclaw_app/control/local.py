@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from pyclaw_app.control.types import (
 )
 from pyclaw_app.errors import ConnectorError
 from pyclaw_app.gateway import Gateway
-from pyclaw_app.runtime import GatewayRuntime
 from pyclaw_app.secrets import SecretStore
 from pyclaw_app.store import JournalRow
 
@@ -217,31 +215,15 @@ def _traffic(row: JournalRow, answered: JournalRow | None) -> TrafficRow:
         thread=row.thread, reply_to_id=row.reply_to, latency_ms=latency, error=row.error)
 
 
-_options: dict[str, Path | None] = {"config": None, "data_dir": None}
-_runtime: GatewayRuntime | None = None
-_plane: LocalControlPlane | None = None
-_lock: asyncio.Lock | None = None
-
-
 def configure_local_plane(config_path: Path | None, data_dir: Path | None) -> None:
     """Set the paths ``open_local_plane`` uses (the CLI calls this before starting Flet)."""
-    _options["config"], _options["data_dir"] = config_path, data_dir
+    from pyclaw_app.control.host import configure_host
+
+    configure_host(config_path, data_dir)
 
 
 async def open_local_plane() -> LocalControlPlane:
-    """The process-wide gateway, started on first use by whichever Flet session comes first."""
-    global _runtime, _plane, _lock
-    if _lock is None:
-        _lock = asyncio.Lock()
-    async with _lock:
-        if _plane is None:
-            _runtime = await GatewayRuntime.start(_options["config"], _options["data_dir"])
-            _plane = LocalControlPlane(_runtime.gateway, _runtime.secrets, _runtime.config_path)
-    return _plane
+    """The process-wide gateway's plane, started on first use (by the first Flet session)."""
+    from pyclaw_app.control.host import open_host
 
-
-async def close_local_plane() -> None:
-    global _runtime, _plane
-    if _runtime is not None:
-        await _runtime.stop()
-    _runtime = _plane = None
+    return (await open_host()).plane

@@ -1,4 +1,4 @@
-"""The one HTTP server that webhook-style channels share.
+"""The one HTTP server that webhook-style channels (and the control API) share.
 
 ``POST /webhook/<channel>`` hands the raw headers and body to that channel's
 connector, which verifies the platform's signature or secret before it parses
@@ -9,6 +9,7 @@ never leak one into a log.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -32,9 +33,12 @@ class WebhookServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    async def start(self) -> None:
+    async def start(self, *installers: Callable[[web.Application], None]) -> None:
+        """Listen; ``installers`` add more routes (the control API) to the same server."""
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/webhook/{channel}", self._handle)
+        for install in installers:
+            install(app)
         app.router.add_get("/healthz", self._health)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()

@@ -1,0 +1,109 @@
+"""A running gateway with its control plane and its HTTP server (webhooks, control API).
+
+This is what ``pyclaw`` (the panel) and ``pyclaw gateway`` (headless) run. The
+HTTP server starts only when something needs it: a webhook-style channel, or
+``server.control_api`` for the remote monitor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets as token_source
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyclaw_app.config import Config
+from pyclaw_app.control.api import ControlApi
+from pyclaw_app.control.local import LocalControlPlane
+from pyclaw_app.control.webhooks import WebhookServer
+from pyclaw_app.runtime import GatewayRuntime
+from pyclaw_app.secrets import SecretStore
+
+__all__ = ["API_TOKEN_KEY", "GatewayHost", "api_token", "close_host", "configure_host",
+           "open_host"]
+
+_log = logging.getLogger(__name__)
+
+API_TOKEN_KEY = "control.api_token"
+
+
+def api_token(secrets: SecretStore) -> str:
+    """The monitor's bearer token, made on first use and kept in the secret store."""
+    token = secrets.get(API_TOKEN_KEY)
+    if not token:
+        token = token_source.token_urlsafe(32)
+        secrets.set(API_TOKEN_KEY, token)
+    return token
+
+
+@dataclass
+class GatewayHost:
+    runtime: GatewayRuntime
+    plane: LocalControlPlane
+    server: WebhookServer | None = None
+
+    @classmethod
+    async def start(cls, config_path: Path | None = None, data_dir: Path | None = None
+                    ) -> GatewayHost:
+        runtime = await GatewayRuntime.open(config_path, data_dir)
+        plane = LocalControlPlane(runtime.gateway, runtime.secrets, runtime.config_path)
+        config = runtime.gateway.config
+        server = None
+        try:
+            if _wants_server(config):
+                # Before the channels: a platform may call us as soon as its webhook is set.
+                server = WebhookServer(runtime.gateway, config.server.host, config.server.port)
+                installers = []
+                if config.server.control_api:
+                    installers.append(ControlApi(plane, api_token(runtime.secrets)).install)
+                await server.start(*installers)
+            await runtime.gateway.start()
+        except BaseException:
+            if server is not None:
+                await server.stop()
+            await runtime.store.close()
+            raise
+        return cls(runtime, plane, server)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+        await self.runtime.stop()
+
+
+def _wants_server(config: Config) -> bool:
+    if config.server.control_api or config.server.webhooks == "on":
+        return True
+    if config.server.webhooks == "off":
+        return False
+    return any(e.config is not None and e.config.enabled and e.config.needs_webhook()
+               for e in config.channels.values())
+
+
+_paths: dict[str, Path | None] = {"config": None, "data_dir": None}
+_host: GatewayHost | None = None
+_lock: asyncio.Lock | None = None
+
+
+def configure_host(config_path: Path | None, data_dir: Path | None) -> None:
+    """Set the paths ``open_host`` uses (the CLI calls this before starting Flet)."""
+    _paths["config"], _paths["data_dir"] = config_path, data_dir
+
+
+async def open_host() -> GatewayHost:
+    """The process-wide gateway, started on first use by whichever Flet session comes first."""
+    global _host, _lock
+    if _lock is None:
+        _lock = asyncio.Lock()
+    async with _lock:
+        if _host is None:
+            _host = await GatewayHost.start(_paths["config"], _paths["data_dir"])
+    return _host
+
+
+async def close_host() -> None:
+    global _host
+    if _host is not None:
+        await _host.stop()
+    _host = None

@@ -1,0 +1,278 @@
+"""RemoteControlPlane: the monitor's view of a gateway running elsewhere, over the control API.
+
+Imports only httpx and the plain row types, so it runs where the gateway's own
+dependencies cannot (the Android build: no pydantic, no SDKs). The protocol's
+synchronous methods (forms, schemas, config errors) answer from a snapshot
+taken by :meth:`connect` and refreshed after every change made through this
+plane; local validation is left to the gateway, which checks again on save.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+
+from pyclaw_app.control.types import (
+    ChannelForm,
+    ChannelStatus,
+    ChannelType,
+    Counters,
+    FieldError,
+    LogRow,
+    MessageDetail,
+    PairingRow,
+    ProbeOutcome,
+    SettingsForm,
+    TrafficRow,
+    UsageRow,
+)
+from pyclaw_app.model import Event, EventKind
+
+__all__ = ["RemoteControlPlane", "RemoteError"]
+
+_log = logging.getLogger(__name__)
+
+
+class RemoteError(Exception):
+    """The gateway refused a call or could not be reached; the message says which."""
+
+
+def _rows(cls: type) -> Callable[[Any], Any]:
+    return lambda items: [cls(**item) for item in items]
+
+
+def _detail(item: dict[str, Any] | None) -> MessageDetail | None:
+    if item is None:
+        return None
+    return MessageDetail(TrafficRow(**item["message"]), item["platform_id"],
+                         TrafficRow(**item["reply"]) if item["reply"] else None,
+                         tuple(item["llm_calls"]))
+
+
+def _form(item: dict[str, Any]) -> ChannelForm:
+    return ChannelForm(item["name"], item["type"], item["values"], tuple(item["secrets_set"]))
+
+
+def _settings(item: dict[str, Any]) -> SettingsForm:
+    return SettingsForm(tuple(item["providers"]), tuple(item["keys_set"]), item["agent"],
+                        item["provider_schema"], item["agent_schema"])
+
+
+class RemoteSubscription:
+    """Events from the gateway's SSE stream, bounded like a local subscription."""
+
+    def __init__(self, plane: RemoteControlPlane, maxsize: int) -> None:
+        self._plane = plane
+        self._items: deque[Event] = deque()
+        self._maxsize = maxsize
+        self._ready = asyncio.Event()
+        self.dropped = 0
+        self.closed = False
+        self._task = asyncio.create_task(self._read(), name="remote-plane:events")
+
+    async def _read(self) -> None:
+        delay = 0.5
+        while not self.closed:
+            try:
+                async with self._plane._client.stream(
+                        "GET", "/api/v1/events", timeout=httpx.Timeout(10, read=60)) as resp:
+                    if resp.status_code == 401:
+                        _log.error("the gateway refused the monitor's API token")
+                        return
+                    delay = 0.5
+                    async for line in resp.aiter_lines():
+                        if line.startswith("data: "):
+                            self._push(json.loads(line[6:]))
+            except (httpx.HTTPError, ValueError) as exc:
+                _log.warning("event stream lost (%s); reconnecting", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    def _push(self, raw: dict[str, Any]) -> None:
+        event = Event(EventKind(raw["kind"]), raw["channel"], raw["data"], raw["ts"])
+        if len(self._items) >= self._maxsize:
+            self._items.popleft()
+            self.dropped += 1
+        self._items.append(event)
+        self._ready.set()
+
+    async def get_batch(self, max_items: int = 500, timeout: float | None = None) -> list[Event]:
+        if not self._items and not self.closed:
+            self._ready.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), timeout)
+        batch = []
+        while self._items and len(batch) < max_items:
+            batch.append(self._items.popleft())
+        return batch
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._items:
+            if self.closed:
+                raise StopAsyncIteration
+            await self.get_batch(1)
+        return self._items.popleft()
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+        self._task.cancel()
+
+
+class RemoteControlPlane:
+    def __init__(self, url: str, token: str, *, transport: httpx.AsyncBaseTransport | None = None
+                 ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"},
+            timeout=30.0, transport=transport)
+        self._types: list[ChannelType] = []
+        self._forms: dict[str, ChannelForm] = {}
+        self._settings: SettingsForm | None = None
+        self._errors: list[str] = []
+
+    async def connect(self) -> RemoteControlPlane:
+        """Check the token and take the snapshot the synchronous methods answer from."""
+        await self._refresh()
+        return self
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _refresh(self) -> None:
+        self._types = _rows(ChannelType)(await self._call("channel_types"))
+        self._errors = list(await self._call("config_errors"))
+        self._settings = _settings(await self._call("settings_form"))
+        self._forms = {}
+        for status in await self.channels():
+            with contextlib.suppress(RemoteError):
+                self._forms[status.name] = _form(await self._call("channel_form",
+                                                                  name=status.name))
+
+    async def _call(self, method: str, **kwargs: Any) -> Any:
+        try:
+            resp = await self._client.post(f"/api/v1/call/{method}", json=kwargs)
+        except httpx.HTTPError as exc:
+            raise RemoteError(f"gateway unreachable at {self._client.base_url}: {exc}") from exc
+        try:
+            body = resp.json()
+        except ValueError:
+            raise RemoteError(f"gateway answered HTTP {resp.status_code} without JSON") from None
+        if resp.status_code != 200:
+            raise RemoteError(body.get("error", f"HTTP {resp.status_code}"))
+        return body["result"]
+
+    def subscribe(self, maxsize: int = 2000) -> RemoteSubscription:
+        return RemoteSubscription(self, maxsize)
+
+    async def recent_traffic(self, limit: int = 200, channel: str | None = None
+                             ) -> list[TrafficRow]:
+        return _rows(TrafficRow)(await self._call("recent_traffic", limit=limit,
+                                                  channel=channel))
+
+    async def counters_today(self) -> Counters:
+        return Counters(**await self._call("counters_today"))
+
+    async def channels(self) -> list[ChannelStatus]:
+        return _rows(ChannelStatus)(await self._call("channels"))
+
+    async def logs(self, **filters: Any) -> list[LogRow]:
+        return _rows(LogRow)(await self._call("logs", **filters))
+
+    async def export_logs(self, fmt: str, **filters: Any) -> str:
+        return str(await self._call("export_logs", fmt=fmt, **filters))
+
+    async def message_detail(self, message_id: int) -> MessageDetail | None:
+        return _detail(await self._call("message_detail", message_id=message_id))
+
+    async def retry_message(self, message_id: int) -> bool:
+        return bool(await self._call("retry_message", message_id=message_id))
+
+    async def chat_send(self, text: str, chat: str = "app") -> None:
+        await self._call("chat_send", text=text, chat=chat)
+
+    async def chat_history(self, chat: str = "app", limit: int = 100) -> list[TrafficRow]:
+        return _rows(TrafficRow)(await self._call("chat_history", chat=chat, limit=limit))
+
+    async def chat_reset(self, chat: str = "app") -> None:
+        await self._call("chat_reset", chat=chat)
+
+    def config_errors(self) -> list[str]:
+        return list(self._errors)
+
+    def channel_types(self) -> list[ChannelType]:
+        return list(self._types)
+
+    def channel_form(self, name: str) -> ChannelForm:
+        return self._forms[name]
+
+    def validate_channel(self, name: str, type_name: str, values: dict[str, Any]
+                         ) -> list[FieldError]:
+        return []  # checked by the gateway on save, which answers with field errors
+
+    async def _changed(self, errors: list[dict[str, Any]]) -> list[FieldError]:
+        await self._refresh()
+        return [FieldError(**e) for e in errors]
+
+    async def save_channel(self, name: str, type_name: str, values: dict[str, Any]
+                           ) -> list[FieldError]:
+        return await self._changed(await self._call("save_channel", name=name,
+                                                    type_name=type_name, values=values))
+
+    async def delete_channel(self, name: str) -> None:
+        await self._call("delete_channel", name=name)
+        await self._refresh()
+
+    async def probe_channel(self, name: str, type_name: str, values: dict[str, Any]
+                            ) -> ProbeOutcome:
+        return ProbeOutcome(**await self._call("probe_channel", name=name,
+                                               type_name=type_name, values=values))
+
+    async def set_channel_enabled(self, name: str, enabled: bool) -> list[FieldError]:
+        return await self._changed(await self._call("set_channel_enabled", name=name,
+                                                    enabled=enabled))
+
+    async def start_channel(self, name: str) -> None:
+        await self._call("start_channel", name=name)
+
+    async def stop_channel(self, name: str) -> None:
+        await self._call("stop_channel", name=name)
+
+    async def restart_channel(self, name: str) -> None:
+        await self._call("restart_channel", name=name)
+
+    def settings_form(self) -> SettingsForm:
+        if self._settings is None:
+            raise RemoteError("not connected: call connect() first")
+        return self._settings
+
+    def validate_settings(self, providers: list[dict[str, Any]], agent: dict[str, Any]
+                          ) -> list[FieldError]:
+        return []  # checked by the gateway on save
+
+    async def save_settings(self, providers: list[dict[str, Any]], agent: dict[str, Any]
+                            ) -> list[FieldError]:
+        return await self._changed(await self._call("save_settings", providers=providers,
+                                                    agent=agent))
+
+    async def list_models(self, provider: dict[str, Any]) -> tuple[list[str], ProbeOutcome]:
+        models, outcome = await self._call("list_models", provider=provider)
+        return list(models), ProbeOutcome(**outcome)
+
+    async def usage(self, **filters: Any) -> list[UsageRow]:
+        return _rows(UsageRow)(await self._call("usage", **filters))
+
+    async def pairing_requests(self) -> list[PairingRow]:
+        return _rows(PairingRow)(await self._call("pairing_requests"))
+
+    async def approve_pairing(self, code: str) -> bool:
+        return bool(await self._call("approve_pairing", code=code))
