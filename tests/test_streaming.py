@@ -7,6 +7,10 @@ import itertools
 
 from pyclaw_app.errors import FatalConnectorError, RetryableError
 from pyclaw_app.streaming import DraftStream
+from tests.conftest import provider_section
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.telegram_api import FakeTelegram
+from tests.support import eventually
 
 
 class Platform:
@@ -80,3 +84,30 @@ async def test_finish_waits_for_a_draft_being_sent() -> None:
     await asyncio.sleep(0.055)  # the draft send is under way
     assert await s.finish() == "m1"
     assert platform.log == [("send", "a slow start")]
+
+
+async def test_telegram_reply_grows_by_edits_and_ends_as_the_full_reply(
+        make_gateway) -> None:
+    text = " ".join(f"word{i}" for i in range(60))  # ~400 characters, streamed over ~2 s
+    async with FakeTelegram() as telegram, FakeOpenAI(chunk_size=8, chunk_delay=0.04,
+                                                      responder=lambda m: text) as llm:
+        gateway = await make_gateway({
+            "providers": [provider_section(llm)],
+            "channels": {"tg": {"type": "telegram", "token": telegram.token,
+                                "base_url": f"{telegram.url}/bot",
+                                "base_file_url": f"{telegram.url}/file/bot",
+                                "poll_timeout": 1, "dm_policy": "open"}}})
+        gateway.stream_interval = 0.3
+        await eventually(lambda: gateway.channels["tg"].state.value == "online")
+        telegram.inject_message(1001, "tell me")
+        await eventually(lambda: telegram.sent_to(1001), timeout=10)
+        draft = telegram.sent_to(1001)[0]
+        await gateway.lanes.join()
+        edits = telegram.edits(1001, draft.message_id)
+        assert len(telegram.sent_to(1001)) == 1  # one message, grown by edits
+        assert len(edits) >= 2
+        shown = [draft.text, *edits]
+        assert all(b.startswith(a) for a, b in itertools.pairwise(shown))  # in order
+        assert edits[-1] == text == telegram.text_of(1001, draft.message_id)
+        row = (await gateway.store.journal.recent(1))[0]
+        assert row.direction == "out" and row.status == "sent" and row.text == text
