@@ -127,11 +127,16 @@ def _form_values(form: SchemaForm) -> dict[str, Any]:
     return values
 
 
-def _multiline(field: FormField, min_lines: int = 3, max_lines: int = 12) -> None:
+def _multiline(form: SchemaForm, name: str, min_lines: int = 3, max_lines: int = 12) -> None:
+    """A long text field: several lines, and the full width of a two-column form."""
+    field = form[name]
     if isinstance(field.input, ft.TextField):
         field.input.multiline = True
         field.input.min_lines = min_lines
         field.input.max_lines = max_lines
+    for cell in form.root.controls:  # the form's per-field cell, whatever wraps the field
+        if getattr(cell, "content", None) is field.root:
+            cell.col = 12
 
 
 def _split(errors: Sequence[FieldError], prefix: str) -> tuple[list[FieldError], list[FieldError]]:
@@ -581,7 +586,7 @@ class SettingsView:
         self.default_provider.value = current or FIRST_PROVIDER
         self.default_provider.error_text = None
         self.agent_form = SchemaForm(subschema(self.agent_schema, AGENT_MAIN), self.agent)
-        _multiline(self.agent_form["system_prompt"], 4, 14)
+        _multiline(self.agent_form, "system_prompt", 4, 14)
         self.agent_form["system_prompt"].input.helper = PROMPT_HELP
         self.agent_form_slot.content = self.agent_form.root
         self.advanced_form = SchemaForm(subschema(self.agent_schema,

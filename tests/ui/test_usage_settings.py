@@ -258,6 +258,8 @@ async def test_settings_forms_come_from_the_real_schemas() -> None:
     assert {"tools", "retry_base", "breaker_cooldown"} <= set(view.advanced_form.fields)
     prompt = view.agent_form["system_prompt"].input
     assert isinstance(prompt, ft.TextField) and prompt.multiline
+    assert any(getattr(cell, "content", None) is view.agent_form["system_prompt"].root
+               and cell.col == 12 for cell in view.agent_form.root.controls)  # full width
     assert view.default_provider.value == ""  # unset: the first provider
     editor = view.open_editor(0)
     assert {"name", "kind", "base_url", "model", "api_key", "prices"} <= set(editor.form.fields)
