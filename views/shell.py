@@ -72,7 +72,12 @@ class Shell:
         self.destinations = list(destinations)
         self.panels: dict[str, Panel] = {d.route: d.build(plane) for d in self.destinations}
         self.banner = config_banner(plane.config_errors())
-        self.content = ft.Container(expand=True, padding=ft.Padding.all(20))
+        # Every view stays mounted and only the current one is visible: a control tree that
+        # live events change while detached came back doubled when re-attached (Flet 1.0).
+        self.content = ft.Container(
+            expand=True, padding=ft.Padding.all(20),
+            content=ft.Column(expand=True, spacing=0,
+                              controls=[p.root for p in self.panels.values()]))
         self.rail = ft.NavigationRail(
             selected_index=0,
             label_type=ft.NavigationRailLabelType.ALL,
@@ -118,8 +123,13 @@ class Shell:
         self.route = self.destinations[index].route
         self.rail.selected_index = index
         self.bar.selected_index = index
-        self.content.content = self.panels[self.route].root
+        for panel_route, panel in self.panels.items():
+            panel.root.visible = panel_route == self.route
         return self.route
+
+    @property
+    def current(self) -> Panel:
+        return self.panels[self.route]
 
     @staticmethod
     def is_wide(width: float | None) -> bool:

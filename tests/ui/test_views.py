@@ -457,7 +457,8 @@ def test_shell_routes_and_responsive_navigation(plane: FakeControlPlane) -> None
     assert labels[0] == "Dashboard" and "Chat" in labels
     assert shell.show("/chat") == "/chat"
     assert shell.rail.selected_index == shell.bar.selected_index == labels.index("Chat")
-    assert shell.content.content is shell.panels["/chat"].root
+    assert shell.current is shell.panels["/chat"] and shell.panels["/chat"].root.visible
+    assert [p.root.visible for p in shell.panels.values()].count(True) == 1
     assert shell.show("/nowhere") == "/dashboard"
 
     body, bar = shell.layout(1200)
