@@ -3,8 +3,8 @@
 The plane returns one UsageRow per day x provider x model x channel; this
 module sums them for the totals, the charts (tokens and cost per day, latency
 per model) and the table. The sums are plain functions of the rows so they can
-be tested without Flet. The view reloads itself while traffic flows (LLM calls
-finish in the background), at most once every ``RELOAD_INTERVAL`` seconds.
+be tested without Flet. While shown, the view reloads itself as LLM calls
+finish, in the background and at most once every ``RELOAD_INTERVAL`` seconds.
 """
 
 from __future__ import annotations
@@ -413,7 +413,12 @@ class UsageView:
         self.render()
 
     def apply(self, events: Sequence[Event], now: float) -> None:
-        """New LLM calls make the figures stale; a background reload picks them up."""
+        """New LLM calls make the figures stale; a background reload picks them up.
+
+        Only while the view is shown: the shell keeps hidden views mounted, and a
+        breakdown query every few seconds nobody looks at is load for nothing. A
+        view shown again reloads on its next tick if anything changed meanwhile.
+        """
         if any(e.kind in _RELOAD_ON for e in events):
             self._stale = True
         task = self._reload
@@ -430,7 +435,8 @@ class UsageView:
                 return
             self.error.visible = False
             self.show(rows)
-        elif (task is None and self._stale and now - self._last_reload >= RELOAD_INTERVAL):
+        elif (task is None and self._stale and self._root.visible is not False
+              and now - self._last_reload >= RELOAD_INTERVAL):
             self.now = self._last_reload = now
             self._stale = False
             self._reload = asyncio.get_running_loop().create_task(self.fetch(),

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,30 @@ def _choose(page: Any, label: str, option: str) -> None:
     page.get_by_role("button", name=option, exact=True).click()
 
 
+def _brightness(page: Any, x: int = 1300, y: int = 860) -> int:
+    """R+G+B of one pixel of the page as drawn (the canvas cannot be read from the DOM).
+
+    Decodes the 1x1 PNG screenshot by hand: one IDAT scanline, filter byte first.
+    """
+    png = page.screenshot(clip={"x": x, "y": y, "width": 1, "height": 1})
+    pos, data = 8, b""
+    while pos < len(png):
+        length = int.from_bytes(png[pos:pos + 4], "big")
+        kind = png[pos + 4:pos + 8]
+        if kind == b"IDAT":
+            data += png[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    return sum(zlib.decompress(data)[1:4])
+
+
+def _open_settings(page: Any, url: str) -> None:
+    page.goto(f"{url}/settings")
+    placeholder = page.locator("flt-semantics-placeholder")
+    placeholder.wait_for(state="attached", timeout=LOAD_TIMEOUT_MS)
+    placeholder.dispatch_event("click")
+    page.get_by_text("Appearance").wait_for(timeout=LOAD_TIMEOUT_MS)
+
+
 def test_a_add_provider_with_test_connection(page: Any, openai: _FakeOpenAIThread,
                                             app: tuple[str, Path]) -> None:
     page.get_by_role("button", name="Settings").click()
@@ -229,11 +254,18 @@ def test_a_add_provider_with_test_connection(page: Any, openai: _FakeOpenAIThrea
     assert "browser-llm" in config and API_KEY not in config  # the key went to the store
     assert API_KEY not in page.content()
 
-    page.get_by_role("button", name="Dark").click()  # applied at once (see the picture)
+    assert _brightness(page) > 600  # the light theme (flet.toml says "system"; Chromium: light)
+    page.get_by_role("button", name="Dark").click()  # applied at once
     page.wait_for_timeout(800)
+    assert _brightness(page) < 200
     page.screenshot(path=str(SCREENSHOTS / "settings.png"))
+    # remembered by this browser: a new session (reload) starts dark
+    _open_settings(page, app[0])
+    page.wait_for_timeout(800)
+    assert _brightness(page) < 200
     page.get_by_role("button", name="Light").click()
-    page.wait_for_timeout(300)
+    page.wait_for_timeout(800)
+    assert _brightness(page) > 600
 
 
 def test_b_chat_uses_the_new_provider_and_usage_shows_the_call(page: Any,

@@ -152,6 +152,10 @@ async def test_usage_follows_llm_calls_in_the_background() -> None:
     call = Event(EventKind.LLM_CALL, "telegram", {})
     view.apply([call], NOW + 1)  # too soon after the load: only marked stale
     assert view.rows == [] and view._reload is None
+    view.root.visible = False  # the shell shows another view: no queries meanwhile
+    view.apply([], NOW + 10)
+    assert view._reload is None and len(plane.queries) == 1
+    view.root.visible = True
     view.apply([], NOW + 10)  # a tick later: the reload starts in the background
     assert view._reload is not None
     await asyncio.sleep(0)
