@@ -150,16 +150,20 @@ def _split(errors: Sequence[FieldError], prefix: str) -> tuple[list[FieldError],
     return mine, other
 
 
-def _card(*controls: ft.Control, width: int | None = 760) -> ft.Container:
-    return ft.Container(
-        width=width,
+CARD_COLUMNS = {"xs": 12, "md": 10, "lg": 8, "xl": 7}
+"""A card's share of the view's width: all of a phone, ~720 px of a wide window."""
+
+
+def _card(*controls: ft.Control) -> ft.ResponsiveRow:
+    return ft.ResponsiveRow(controls=[ft.Container(
+        col=CARD_COLUMNS,
         padding=ft.Padding.symmetric(horizontal=20, vertical=16),
         border_radius=12,
         bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
         border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
         content=ft.Column(spacing=14, horizontal_alignment=ft.CrossAxisAlignment.STRETCH,
                           controls=list(controls)),
-    )
+    )])
 
 
 def _section(title: str, subtitle: str = "") -> ft.Control:

@@ -128,8 +128,8 @@ def openai() -> Iterator[_FakeOpenAIThread]:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, openai: _FakeOpenAIThread
-        ) -> Iterator[tuple[str, Path]]:
-    """(url, config path) of the real app with no provider yet and a week of usage history."""
+        ) -> Iterator[tuple[str, Path, Path]]:
+    """(url, config, log) of the real app with no provider yet and a week of usage history."""
     tmp = tmp_path_factory.mktemp("settings_app")
     config = tmp / "config.yaml"
     config.write_text("channels:\n  local: {type: local}\n")
@@ -147,7 +147,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, openai: _FakeOpenAIThread
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         _wait_for_port(port, proc, log)
-        yield f"http://127.0.0.1:{port}", config
+        yield f"http://127.0.0.1:{port}", config, log
     finally:
         proc.terminate()
         try:
@@ -168,7 +168,7 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def page(browser: Any, app: tuple[str, Path]) -> Iterator[Any]:
+def page(browser: Any, app: tuple[str, Path, Path]) -> Iterator[Any]:
     """One page for the module: the Usage test reads the call the Settings test enabled."""
     tab = browser.new_page(viewport={"width": 1360, "height": 900})
     tab.goto(app[0])
@@ -229,8 +229,19 @@ def _open_settings(page: Any, url: str) -> None:
     page.get_by_text("Appearance").wait_for(timeout=LOAD_TIMEOUT_MS)
 
 
+def _wait_text(page: Any, text: str, log: Path) -> None:
+    """Wait for a text; on timeout, keep a picture and show the app's log in the failure."""
+    try:
+        page.get_by_text(text).wait_for(timeout=STEP_TIMEOUT_MS)
+    except playwright_sync.Error:
+        picture = log.with_name("failure.png")
+        page.screenshot(path=str(picture))
+        pytest.fail(f"{text!r} did not appear (picture: {picture}); app log:\n"
+                    f"{log.read_text()[-3000:]}")
+
+
 def test_a_add_provider_with_test_connection(page: Any, openai: _FakeOpenAIThread,
-                                            app: tuple[str, Path]) -> None:
+                                            app: tuple[str, Path, Path]) -> None:
     page.get_by_role("button", name="Settings").click()
     page.get_by_text("No provider yet", exact=False).wait_for(timeout=STEP_TIMEOUT_MS)
     page.get_by_role("button", name="Add provider").click()
@@ -241,12 +252,11 @@ def test_a_add_provider_with_test_connection(page: Any, openai: _FakeOpenAIThrea
     _fill(page, "Api Key", API_KEY)
     _fill(page, "Model *", "fake-model")
     page.get_by_role("button", name="Test connection").click()
-    page.get_by_text("2 models available").wait_for(timeout=STEP_TIMEOUT_MS)
+    _wait_text(page, "2 models available", app[2])
     _choose(page, "Available models", "fake-model-large")
     # (the input's DOM value only follows the canvas when focused: the saved row below says it)
     page.get_by_role("button", name="Save provider").click()
-    page.get_by_text("Provider saved — used from the next message.").wait_for(
-        timeout=STEP_TIMEOUT_MS)
+    _wait_text(page, "Provider saved — used from the next message.", app[2])
     page.get_by_text("browser-llm", exact=True).wait_for(timeout=STEP_TIMEOUT_MS)
     page.get_by_text(f"openai · fake-model-large · {openai.server.base_url} · API key saved"
                      ).wait_for(timeout=STEP_TIMEOUT_MS)
@@ -268,8 +278,8 @@ def test_a_add_provider_with_test_connection(page: Any, openai: _FakeOpenAIThrea
     assert _brightness(page) > 600
 
 
-def test_b_chat_uses_the_new_provider_and_usage_shows_the_call(page: Any,
-                                                               openai: _FakeOpenAIThread) -> None:
+def test_b_chat_uses_the_new_provider_and_usage_shows_the_call(
+        page: Any, app: tuple[str, Path, Path]) -> None:
     page.get_by_role("button", name="Chat").click()
     field = page.get_by_label("Message")
     field.wait_for(timeout=STEP_TIMEOUT_MS)
@@ -277,7 +287,7 @@ def test_b_chat_uses_the_new_provider_and_usage_shows_the_call(page: Any,
     field.fill("hello usage")
     expect(field).to_have_value("hello usage", timeout=STEP_TIMEOUT_MS)
     field.press("Enter")
-    page.get_by_text("Echo: hello usage", exact=True).wait_for(timeout=STEP_TIMEOUT_MS)
+    _wait_text(page, "Echo: hello usage", app[2])
 
     page.get_by_role("button", name="Usage").click()
     # the view reloads itself after LLM calls; the new row names the provider and model
@@ -290,3 +300,15 @@ def test_b_chat_uses_the_new_provider_and_usage_shows_the_call(page: Any,
     page.get_by_role("button", name="Today").click()
     expect(page.get_by_text("gpt-4o", exact=True)).to_have_count(0, timeout=STEP_TIMEOUT_MS)
     page.get_by_text("browser-llm", exact=True).first.wait_for(timeout=STEP_TIMEOUT_MS)
+
+
+def test_c_phone_width(page: Any) -> None:
+    """Below 640 px the tabs move to the bottom bar and the cards take the whole width."""
+    page.set_viewport_size({"width": 420, "height": 860})
+    try:
+        page.get_by_role("tab", name="Settings").click()
+        page.get_by_role("button", name="Add provider").wait_for(timeout=STEP_TIMEOUT_MS)
+        page.get_by_role("tab", name="Usage").click()
+        page.get_by_text("Tokens per day").wait_for(timeout=STEP_TIMEOUT_MS)
+    finally:
+        page.set_viewport_size({"width": 1360, "height": 900})
