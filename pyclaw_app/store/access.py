@@ -7,8 +7,6 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-import aiosqlite
-
 from pyclaw_app.store.db import Database
 
 __all__ = ["CODE_ALPHABET", "AccessStore", "PairingRequest"]
@@ -65,13 +63,12 @@ class AccessStore:
         """The sender's pending code (reused) or a new one; None when the channel is full."""
         now = time.time() if now is None else now
 
-        async def op(conn: aiosqlite.Connection) -> PairingRequest | None:
-            await conn.execute("UPDATE pairing SET status='expired' WHERE status='pending'"
-                               " AND expires_at <= ?", (now,))
-            conn_rows = await conn.execute_fetchall(
+        def op(conn: sqlite3.Connection) -> PairingRequest | None:
+            conn.execute("UPDATE pairing SET status='expired' WHERE status='pending'"
+                         " AND expires_at <= ?", (now,))
+            pending = [PairingRequest(*r) for r in conn.execute(
                 "SELECT code, channel, sender_id, sender_name, chat, status, created_at,"
-                " expires_at FROM pairing WHERE channel=? AND status='pending'", (channel,))
-            pending = [PairingRequest(*r) for r in conn_rows]
+                " expires_at FROM pairing WHERE channel=? AND status='pending'", (channel,))]
             mine = next((p for p in pending if p.sender_id == sender_id), None)
             if mine is not None:
                 return mine
@@ -79,7 +76,7 @@ class AccessStore:
                 return None
             request = PairingRequest(new_code(), channel, sender_id, sender_name, chat,
                                      "pending", now, now + CODE_TTL)
-            await conn.execute(
+            conn.execute(
                 "INSERT INTO pairing (code, channel, sender_id, sender_name, chat, status,"
                 " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (request.code, channel, sender_id, sender_name, chat, "pending", now,
@@ -94,16 +91,16 @@ class AccessStore:
         now = time.time() if now is None else now
         code = code.strip().upper()
 
-        async def op(conn: aiosqlite.Connection) -> PairingRequest | None:
-            rows = await conn.execute_fetchall(
+        def op(conn: sqlite3.Connection) -> PairingRequest | None:
+            row = conn.execute(
                 "SELECT code, channel, sender_id, sender_name, chat, status, created_at,"
                 " expires_at FROM pairing WHERE code=? AND status='pending' AND expires_at > ?",
-                (code, now))
-            if not rows:
+                (code, now)).fetchone()
+            if row is None:
                 return None
-            request = PairingRequest(*next(iter(rows)))
-            await conn.execute("UPDATE pairing SET status='approved' WHERE code=?", (code,))
-            await conn.execute(
+            request = PairingRequest(*row)
+            conn.execute("UPDATE pairing SET status='approved' WHERE code=?", (code,))
+            conn.execute(
                 "INSERT INTO allowlist (channel, sender_id, sender_name, added_at, via)"
                 " VALUES (?, ?, ?, ?, 'pairing') ON CONFLICT DO NOTHING",
                 (request.channel, request.sender_id, request.sender_name, now))

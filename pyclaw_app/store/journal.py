@@ -14,8 +14,6 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import aiosqlite
-
 from connectors.base import SubmitResult
 from pyclaw_app.model import Address, Attachment, Inbound, MessageStatus
 from pyclaw_app.store.db import Database
@@ -98,15 +96,13 @@ class Journal:
                   inbound.sender_name, inbound.text, attachments, meta, inbound.platform_id, now,
                   now)
 
-        async def op(conn: aiosqlite.Connection) -> SubmitResult:
-            cur = await conn.execute(_INSERT_IN, params)
+        def op(conn: sqlite3.Connection) -> SubmitResult:
+            cur = conn.execute(_INSERT_IN, params)
             if cur.rowcount == 1 and cur.lastrowid is not None:
                 return SubmitResult(cur.lastrowid, duplicate=False)
-            async with conn.execute(
+            row = conn.execute(
                 "SELECT id FROM messages WHERE direction='in' AND channel=? AND platform_id=?",
-                (a.channel, inbound.platform_id),
-            ) as found:
-                row = await found.fetchone()
+                (a.channel, inbound.platform_id)).fetchone()
             assert row is not None
             return SubmitResult(int(row[0]), duplicate=True)
 
@@ -115,8 +111,8 @@ class Journal:
 
     async def set_status(self, message_id: int, status: MessageStatus,
                          error: str | None = None) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE messages SET status=?, error=?, updated_at=?,"
                 " attempts = attempts + (? = 'processing') WHERE id=?",
                 (status.value, error, time.time(), status.value, message_id))
@@ -127,8 +123,8 @@ class Journal:
         """Record a reply as ``pending`` before it is sent (outbound custody)."""
         now = time.time()
 
-        async def op(conn: aiosqlite.Connection) -> int:
-            cur = await conn.execute(
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
                 "INSERT INTO messages (direction, channel, account, chat, thread, conv, sender_id,"
                 " sender_name, text, reply_to, status, created_at, updated_at)"
                 " VALUES ('out', ?, ?, ?, ?, ?, 'assistant', 'assistant', ?, ?, 'pending', ?, ?)",
@@ -146,11 +142,11 @@ class Journal:
         message replied, in one transaction."""
         now = time.time()
 
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE messages SET status='sent', platform_id=?, text=COALESCE(?, text),"
                 " updated_at=? WHERE id=?", (",".join(platform_ids), text, now, out_id))
-            await conn.execute(
+            conn.execute(
                 "UPDATE messages SET status='replied', error=NULL, updated_at=? WHERE id=?",
                 (now, inbound_id))
 
@@ -165,23 +161,23 @@ class Journal:
         """
         now = time.time()
 
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE messages SET status='sent', platform_id=?, error=?, updated_at=?"
                 " WHERE id=?", (",".join(platform_ids), reason, now, out_id))
-            await conn.execute("UPDATE messages SET status=?, error=?, updated_at=?"
-                               " WHERE id=?", (status.value, reason, now, inbound_id))
+            conn.execute("UPDATE messages SET status=?, error=?, updated_at=?"
+                         " WHERE id=?", (status.value, reason, now, inbound_id))
 
         await self.db.write(op)
 
     async def fail_reply(self, out_id: int, inbound_id: int, error: str) -> None:
         now = time.time()
 
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute("UPDATE messages SET status='failed', error=?, updated_at=?"
-                               " WHERE id=?", (error, now, out_id))
-            await conn.execute("UPDATE messages SET status='failed', error=?, updated_at=?"
-                               " WHERE id=?", (error, now, inbound_id))
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE messages SET status='failed', error=?, updated_at=?"
+                         " WHERE id=?", (error, now, out_id))
+            conn.execute("UPDATE messages SET status='failed', error=?, updated_at=?"
+                         " WHERE id=?", (error, now, inbound_id))
 
         await self.db.write(op)
 
@@ -215,8 +211,8 @@ class Journal:
                 for r in rows]
 
     async def reset_conversation(self, conv: str) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO conversations (conv, reset_after_id, updated_at)"
                 " VALUES (?, COALESCE((SELECT MAX(id) FROM messages), 0), ?)"
                 " ON CONFLICT(conv) DO UPDATE SET reset_after_id=excluded.reset_after_id,"

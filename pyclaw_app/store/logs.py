@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from typing import Any
-
-import aiosqlite
 
 from pyclaw_app.secrets import redactor
 from pyclaw_app.store.db import Database
@@ -24,9 +23,9 @@ class ChannelLog:
         payload = redactor(json.dumps(data, default=str)) if data else None
         params = (ts or time.time(), channel, level, redactor(message), payload)
 
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute("INSERT INTO channel_log (ts, channel, level, message, data)"
-                               " VALUES (?, ?, ?, ?, ?)", params)
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO channel_log (ts, channel, level, message, data)"
+                         " VALUES (?, ?, ?, ?, ?)", params)
 
         self.db.write_nowait(op)
 

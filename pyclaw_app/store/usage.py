@@ -7,11 +7,10 @@ since SQLite has no percentile function.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-
-import aiosqlite
 
 from pyclaw_app.store.db import Database
 
@@ -54,8 +53,8 @@ class UsageLog:
         params = (time.time(), message_id, channel, provider, model, input_tokens, output_tokens,
                   latency_ms, cost, error)
 
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO llm_calls (ts, message_id, channel, provider, model, input_tokens,"
                 " output_tokens, latency_ms, cost, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 params)
