@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion
 
 from pyclaw_app.agent.providers._retry_after import retry_after
 from pyclaw_app.agent.providers._tool_args import parse_tool_call
@@ -73,34 +73,39 @@ class OpenAICompatProvider:
         try:
             # The generic post() sends the same documented body as chat.completions.create
             # but skips the SDK's per-call walk over every message and tool schema, which
-            # was 40 % of the gateway's CPU under load (bench/RESULTS.md).
+            # was 40 % of the gateway's CPU under load (bench/RESULTS.md). Chunks come as
+            # the decoded JSON (AsyncStream[object]): building a pydantic ChatCompletionChunk
+            # per token was the next 15 % (bench/RESULTS.md, section 3).
             stream = await self._client.post(
                 "/chat/completions",
                 body={"model": model, "messages": to_openai_messages(messages), "stream": True,
                       "stream_options": {"include_usage": True}, **extra},
-                cast_to=ChatCompletion, stream=True,
-                stream_cls=openai.AsyncStream[ChatCompletionChunk])
+                cast_to=ChatCompletion, stream=True, stream_cls=openai.AsyncStream[object])
             async for chunk in stream:
-                answered_by = chunk.model or answered_by
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                for choice in chunk.choices:
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
-                    delta = choice.delta
-                    if delta is None:
+                if not isinstance(chunk, dict):
+                    continue
+                answered_by = chunk.get("model") or answered_by
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                for choice in chunk.get("choices") or ():
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+                    delta = choice.get("delta")
+                    if not delta:
                         continue
-                    if delta.content:
-                        parts.append(delta.content)
+                    content = delta.get("content")
+                    if content:
+                        parts.append(content)
                         if on_delta is not None:
-                            on_delta(delta.content)
-                    for piece in delta.tool_calls or ():
-                        pending = calls.setdefault(piece.index, _PendingCall())
-                        pending.id = piece.id or pending.id
-                        if piece.function is not None:
-                            pending.name = piece.function.name or pending.name
-                            if piece.function.arguments:
-                                pending.arguments.append(piece.function.arguments)
+                            on_delta(content)
+                    for piece in delta.get("tool_calls") or ():
+                        pending = calls.setdefault(piece.get("index", 0), _PendingCall())
+                        pending.id = piece.get("id") or pending.id
+                        function = piece.get("function")
+                        if function:
+                            pending.name = function.get("name") or pending.name
+                            if function.get("arguments"):
+                                pending.arguments.append(function["arguments"])
         except openai.APIStatusError as exc:
             raise ProviderError(
                 f"{self.name} answered HTTP {exc.status_code}: {_message(exc)}",
@@ -121,7 +126,8 @@ class OpenAICompatProvider:
             parse_tool_call(p.id or f"call_{index}", p.name, "".join(p.arguments))
             for index, p in sorted(calls.items()) if p.name)
         if usage is not None:
-            tokens_in, tokens_out = usage.prompt_tokens, usage.completion_tokens
+            tokens_in = int(usage.get("prompt_tokens") or 0)
+            tokens_out = int(usage.get("completion_tokens") or 0)
         else:  # servers that ignore include_usage: estimate, do not invent zero
             tokens_in = sum(estimate_tokens(m.content) for m in messages)
             tokens_out = estimate_tokens(text) if text else 0
