@@ -181,22 +181,24 @@ def page(browser: Any, app: tuple[str, Path, Path]) -> Iterator[Any]:
     tab.close()
 
 
-def _fill(page: Any, label: str, text: str, attempts: int = 3) -> None:
+def _fill(page: Any, label: str, text: str, *, exact: bool = True, attempts: int = 3) -> Any:
     """Type into a text field; again if Flutter's editing host was not attached in time.
 
     Flutter attaches its text-editing host on focus, and under load a fill can
     land before it and be lost (seen with the password field).
     """
-    field = page.get_by_label(label, exact=True)
+    field = page.get_by_label(label, exact=exact)
+    field.wait_for(timeout=STEP_TIMEOUT_MS)
     for _ in range(attempts - 1):
         field.click()
         field.fill(text)
         with contextlib.suppress(AssertionError):
             expect(field).to_have_value(text, timeout=3000)
-            return
+            return field
     field.click()
     field.fill(text)
     expect(field).to_have_value(text, timeout=STEP_TIMEOUT_MS)
+    return field
 
 
 def _choose(page: Any, label: str, option: str) -> None:
@@ -281,12 +283,7 @@ def test_a_add_provider_with_test_connection(page: Any, openai: _FakeOpenAIThrea
 def test_b_chat_uses_the_new_provider_and_usage_shows_the_call(
         page: Any, app: tuple[str, Path, Path]) -> None:
     page.get_by_role("button", name="Chat").click()
-    field = page.get_by_label("Message")
-    field.wait_for(timeout=STEP_TIMEOUT_MS)
-    field.click()
-    field.fill("hello usage")
-    expect(field).to_have_value("hello usage", timeout=STEP_TIMEOUT_MS)
-    field.press("Enter")
+    _fill(page, "Message", "hello usage", exact=False).press("Enter")
     _wait_text(page, "Echo: hello usage", app[2])
 
     page.get_by_role("button", name="Usage").click()
