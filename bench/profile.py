@@ -11,6 +11,11 @@ inside a C call that holds no GIL-visible wait: aiosqlite's worker in
 ``SimpleQueue.get()``, a thread pool's ``queue.get()``, the event loop in
 ``select()``. A stack whose innermost line is such a wait is counted apart
 as idle rather than as a hot spot.
+
+Throughput is bounded by the event-loop thread (the GIL lets the SQLite
+threads overlap with it only inside SQLite's C code), so a third view lists
+self time on the main thread alone: stacks rooted in ``Thread._bootstrap``
+are the worker threads, every other stack is the loop.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ class Profile:
     idle: int
     self_time: Counter[str]
     inclusive: Counter[str]
+    loop_total: int
+    loop_self: Counter[str]
 
 
 def _short(path: str) -> str:
@@ -65,7 +72,8 @@ def _waiting(raw_leaf: str) -> bool:
 def load_profile(path: Path) -> Profile:
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
-    total = idle = 0
+    loop_self: Counter[str] = Counter()
+    total = idle = loop_total = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -80,7 +88,10 @@ def load_profile(path: Path) -> Profile:
         self_time[frames[-1]] += n
         for name in set(frames):
             inclusive[name] += n
-    return Profile(total, idle, self_time, inclusive)
+        if not frames[0].startswith("Thread._bootstrap"):
+            loop_total += n
+            loop_self[frames[-1]] += n
+    return Profile(total, idle, self_time, inclusive, loop_total, loop_self)
 
 
 def render_profile(profile: Profile, top: int = 25) -> str:
@@ -95,6 +106,12 @@ def render_profile(profile: Profile, top: int = 25) -> str:
     out += ["", "| inclusive % | function (file) |", "| --- | --- |"]
     out += [f"| {n / profile.total:.1%} | `{name}` |"
             for name, n in profile.inclusive.most_common(top)]
+    if profile.loop_total:
+        out += ["", f"Event-loop thread: {profile.loop_total / profile.total:.0%} of the busy "
+                "samples; its own hot spots:", "", "| self % of loop | function (file) |",
+                "| --- | --- |"]
+        out += [f"| {n / profile.loop_total:.1%} | `{name}` |"
+                for name, n in profile.loop_self.most_common(top)]
     return "\n".join(out)
 
 
