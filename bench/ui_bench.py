@@ -112,22 +112,7 @@ def _listview_rows(control: Any, seen: set[int] | None = None) -> int:
     return total
 
 
-def _light_feed_row(row: Any) -> Any:
-    """The experiment behind ``--light-rows``: a feed line as ONE Text instead of ~17 controls."""
-    import flet as ft
-
-    from views import style
-
-    spoken = style.DIRECTION_ARROWS.get(row.direction, style.DIRECTION_ARROWS["in"])[2]
-    return ft.Text(
-        f"{style.clock_time(row.ts)}  {spoken:<8} {row.channel:<10} {row.chat:<8} "
-        f"{row.sender:<10} {row.text.replace(chr(10), ' ')}  {style.latency(row.latency_ms)}",
-        size=13, max_lines=1, no_wrap=True, overflow=ft.TextOverflow.ELLIPSIS,
-        color=ft.Colors.ERROR if row.direction == "failed" else None)
-
-
-def _serve(port: int, rate: float, seconds: float, warmup: float, out_path: Path,
-           light_rows: bool) -> None:
+def _serve(port: int, rate: float, seconds: float, warmup: float, out_path: Path) -> None:
     import flet as ft
 
     import views.app
@@ -195,11 +180,6 @@ def _serve(port: int, rate: float, seconds: float, warmup: float, out_path: Path
             sessions.append(self)
 
     views.app.LiveSession = TimedLiveSession  # type: ignore[misc]  # this process only
-    if light_rows:
-        import views.dashboard
-
-        views.dashboard.feed_row_control = _light_feed_row
-
     async def flood() -> None:
         await asyncio.sleep(warmup)
         recorder.active = True
@@ -263,7 +243,7 @@ def _server(args: argparse.Namespace, port: int, out: Path, log: Path
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.ui_bench", "--serve", str(port), "--out", str(out),
              "--rate", str(args.rate), "--seconds", str(args.seconds),
-             "--warmup", str(args.warmup), *(["--light-rows"] if args.light_rows else [])],
+             "--warmup", str(args.warmup)],
             cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 60
@@ -411,8 +391,6 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds after the page connects before the flood starts")
     parser.add_argument("--runs", type=int, default=1, help="runs (the table shows medians)")
     parser.add_argument("--json", action="store_true", help="print every run's figures too")
-    parser.add_argument("--light-rows", action="store_true",
-                        help="experiment: dashboard feed rows as one Text each (a proposed fix)")
     parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     return parser
@@ -421,7 +399,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.serve is not None:
-        _serve(args.serve, args.rate, args.seconds, args.warmup, args.out, args.light_rows)
+        _serve(args.serve, args.rate, args.seconds, args.warmup, args.out)
         return
     if not CHROMIUM.exists():
         raise SystemExit(f"{CHROMIUM} is not installed (apt-get install chromium)")
@@ -431,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             results.append(run_once(args, Path(tmp), run))
     print(f"# UI bench {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {args.rate:.0f} msg/s "
           f"for {args.seconds:.0f} s, {args.runs} run(s)"
-          f"{', light feed rows' if args.light_rows else ''}; nproc={os.cpu_count()}, "
+          f"; nproc={os.cpu_count()}, "
           f"{platform.python_implementation()} {platform.python_version()}")
     print(_table(results))
     if args.json:

@@ -10,7 +10,7 @@ import flet as ft
 
 from pyclaw_app.control import ControlPlane
 from pyclaw_app.model import Event
-from views.state import ChatLine, ChatState
+from views.state import CHAT_WINDOW, ChatLine, ChatState
 
 __all__ = ["ChatView", "chat_bubble"]
 
@@ -57,9 +57,10 @@ _MARKDOWN = re.compile(r"[*_`#\[|>~]|^\s*([-+]|\d+\.)\s", re.MULTILINE)
 
 
 class ChatView:
-    def __init__(self, plane: ControlPlane) -> None:
+    def __init__(self, plane: ControlPlane, *, window: int = CHAT_WINDOW) -> None:
         self.plane = plane
-        self.state = ChatState()
+        self.state = ChatState(maxlen=window)
+        self._dropped = 0  # state.dropped the bubbles last matched
         self.messages = ft.ListView(expand=True, spacing=10, auto_scroll=True,
                                     padding=ft.Padding.symmetric(vertical=8))
         self.empty = ft.Text("Say hello: your messages go through the gateway like any channel's.",
@@ -104,6 +105,7 @@ class ChatView:
     async def load(self) -> None:
         self.state.load(await self.plane.chat_history())
         self.messages.controls = [chat_bubble(line) for line in self.state.lines]
+        self._dropped = self.state.dropped
         self._show_waiting()
 
     def apply(self, events: Sequence[Event], now: float) -> None:
@@ -112,7 +114,9 @@ class ChatView:
         A batch redraws a growing bubble once, however many deltas it held.
         """
         controls = self.messages.controls
-        for index in self.state.apply(events):
+        touched = self.state.apply(events)
+        self._drop_front()
+        for index in touched:
             bubble = chat_bubble(self.state.lines[index])
             if index < len(controls):
                 controls[index] = bubble
@@ -130,7 +134,9 @@ class ChatView:
         text = text.strip()
         if not text:
             return False
-        self.messages.controls.append(chat_bubble(self.state.sent(text)))
+        bubble = chat_bubble(self.state.sent(text))
+        self._drop_front()
+        self.messages.controls.append(bubble)
         self._show_waiting()
         return True
 
@@ -139,12 +145,15 @@ class ChatView:
             await self.plane.chat_send(text)
         except Exception as exc:  # noqa: BLE001 - any failure is shown to the user, not raised into Flet
             _log.warning("chat_send failed: %s", exc)
-            self.messages.controls.append(chat_bubble(self.state.send_failed(f"Not sent: {exc}")))
+            bubble = chat_bubble(self.state.send_failed(f"Not sent: {exc}"))
+            self._drop_front()
+            self.messages.controls.append(bubble)
             self._show_waiting()
 
     async def reset(self) -> None:
         await self.plane.chat_reset()
         self.state.clear()
+        self._dropped = self.state.dropped
         self.messages.controls.clear()
         self._show_waiting()
 
@@ -159,6 +168,13 @@ class ChatView:
 
     async def _on_reset(self, e: ft.Event[ft.Control]) -> None:
         await self.reset()
+
+    def _drop_front(self) -> None:
+        """Cut the oldest bubbles the state has let go of since the last call."""
+        cut = self.state.dropped - self._dropped
+        self._dropped = self.state.dropped
+        if cut > 0:
+            del self.messages.controls[:cut]
 
     def _show_waiting(self) -> None:
         self.progress.visible = self.state.waiting > 0

@@ -210,7 +210,7 @@ class FormField:
         text = (self.input.value or "").strip()
         if spec.kind == LIST:
             parts = [p.strip() for p in text.replace("\n", ",").split(",")]
-            return [p for p in parts if p]
+            return [p for p in parts if p] or None  # blank: unset, like any other field
         if not text:
             return None  # blank: default, or for a saved secret "keep it"
         if spec.kind == INTEGER:

@@ -18,6 +18,7 @@ from pyclaw_app.control import ChannelStatus, Counters, TrafficRow
 from pyclaw_app.model import ChannelState, Event, EventKind
 
 __all__ = [
+    "CHAT_WINDOW",
     "LOCAL_CHANNEL",
     "LOCAL_CHAT",
     "ChannelBoard",
@@ -37,6 +38,7 @@ Clock = Callable[[], float]
 
 LOCAL_CHANNEL = "local"
 LOCAL_CHAT = "app"
+CHAT_WINDOW = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,20 +244,33 @@ class ChatState:
     inbound journal id; REPLY_RESET empties it (the model started over), and
     REPLY_SENT (full text, always right) or MESSAGE_FAILED turn that same bubble
     into the final line, so a streamed reply never shows twice.
+
+    Only the newest ``maxlen`` lines are kept: the Chat view stays mounted while
+    hidden and would otherwise grow for as long as the app runs. ``dropped``
+    counts the lines cut from the front since the last load, so a view can cut
+    its own bubbles to match.
     """
 
-    def __init__(self, chat: str = LOCAL_CHAT, channel: str = LOCAL_CHANNEL) -> None:
+    def __init__(self, chat: str = LOCAL_CHAT, channel: str = LOCAL_CHANNEL, *,
+                 maxlen: int = CHAT_WINDOW) -> None:
+        if maxlen < 1:
+            raise ValueError("maxlen must be at least 1")
         self.chat = chat
         self.channel = channel
+        self.maxlen = maxlen
         self.lines: list[ChatLine] = []
+        self.dropped = 0
         self._echo_pending: deque[str] = deque()
         self._streams: dict[int, int] = {}  # inbound id -> index in lines of its growing bubble
+        self._cut_streams: set[int] = set()  # growing bubbles cut from the window
         self.waiting = 0
 
     def load(self, rows: Iterable[TrafficRow]) -> None:
-        self.lines = [_chat_line(row) for row in rows]
+        self.lines = [_chat_line(row) for row in rows][-self.maxlen:]
+        self.dropped = 0
         self._echo_pending.clear()
         self._streams.clear()
+        self._cut_streams.clear()
         self.waiting = 0
 
     def clear(self) -> None:
@@ -263,7 +278,7 @@ class ChatState:
 
     def sent(self, text: str) -> ChatLine:
         line = ChatLine("user", text)
-        self.lines.append(line)
+        self._append(line)
         self._echo_pending.append(text)
         self.waiting += 1
         return line
@@ -272,47 +287,64 @@ class ChatState:
         """chat_send itself raised: no reply will come for that message."""
         self.waiting = max(0, self.waiting - 1)
         line = ChatLine("error", error)
-        self.lines.append(line)
+        self._append(line)
         return line
 
     def apply(self, events: Sequence[Event]) -> list[int]:
         """Apply events of this chat; returns the indexes of ``lines`` added or changed, ascending.
 
         An index past the end of what the view shows is a new line (appended in
-        order); any other one is a bubble to redraw.
+        order); any other one is a bubble to redraw. Lines cut from the front
+        meanwhile are counted in ``dropped``, and not listed.
         """
-        touched: set[int] = set()
+        touched: set[int] = set()  # counted from the first line of the last load
         for event in events:
             if event.channel != self.channel or event.data.get("chat") != self.chat:
                 continue
-            data = event.data
-            if event.kind is EventKind.MESSAGE_RECEIVED:
-                text = str(data.get("text", ""))
-                if self._echo_pending and self._echo_pending[0] == text:
-                    self._echo_pending.popleft()
-                    continue
-                touched.add(self._append(ChatLine("user", text)))
-            elif event.kind is EventKind.REPLY_DELTA:
-                touched.add(self._grow(_int(data.get("id")), str(data.get("delta", ""))))
-            elif event.kind is EventKind.REPLY_RESET:
-                inbound = _int(data.get("id"))
-                index = self._streams.get(inbound) if inbound is not None else None
-                if index is not None:
-                    self.lines[index] = dataclasses.replace(self.lines[index], text="")
-                    touched.add(index)
-            elif event.kind is EventKind.REPLY_SENT:
-                inbound = _int(data.get("reply_to_id"))
-                touched.add(self._finish(inbound, "assistant", str(data.get("text", ""))))
-            elif event.kind is EventKind.MESSAGE_FAILED:
-                inbound = _int(data.get("id"))
-                touched.add(self._finish(inbound, "error", str(data.get("error", "failed"))))
-        return sorted(touched)
+            index = self._apply_one(event)
+            if index is not None:
+                touched.add(self.dropped + index)
+        return sorted(i - self.dropped for i in touched if i >= self.dropped)
+
+    def _apply_one(self, event: Event) -> int | None:
+        """One event of this chat; returns the index of the line it added or changed."""
+        data = event.data
+        if event.kind is EventKind.MESSAGE_RECEIVED:
+            text = str(data.get("text", ""))
+            if self._echo_pending and self._echo_pending[0] == text:
+                self._echo_pending.popleft()
+                return None
+            return self._append(ChatLine("user", text))
+        if event.kind is EventKind.REPLY_DELTA:
+            return self._grow(_int(data.get("id")), str(data.get("delta", "")))
+        if event.kind is EventKind.REPLY_RESET:
+            inbound = _int(data.get("id"))
+            index = self._streams.get(inbound) if inbound is not None else None
+            if index is not None:
+                self.lines[index] = dataclasses.replace(self.lines[index], text="")
+            return index
+        if event.kind is EventKind.REPLY_SENT:
+            inbound = _int(data.get("reply_to_id"))
+            return self._finish(inbound, "assistant", str(data.get("text", "")))
+        if event.kind is EventKind.MESSAGE_FAILED:
+            return self._finish(_int(data.get("id")), "error", str(data.get("error", "failed")))
+        return None
 
     def _append(self, line: ChatLine) -> int:
+        """Add a line, cutting the oldest past ``maxlen``; returns its index."""
         self.lines.append(line)
+        excess = len(self.lines) - self.maxlen
+        if excess > 0:
+            del self.lines[:excess]
+            self.dropped += excess
+            self._cut_streams.update(k for k, i in self._streams.items() if i < excess)
+            self._streams = {k: i - excess for k, i in self._streams.items() if i >= excess}
         return len(self.lines) - 1
 
-    def _grow(self, inbound: int | None, delta: str) -> int:
+    def _grow(self, inbound: int | None, delta: str) -> int | None:
+        """Add ``delta`` to the reply's bubble; a bubble already cut is not started again."""
+        if inbound in self._cut_streams:
+            return None
         index = self._streams.get(inbound) if inbound is not None else None
         if index is None:
             index = self._append(ChatLine("assistant", delta, reply_to=inbound, streaming=True))
@@ -328,6 +360,7 @@ class ChatState:
         self.waiting = max(0, self.waiting - 1)
         line = ChatLine(role, text, reply_to=inbound)
         index = self._streams.pop(inbound, None) if inbound is not None else None
+        self._cut_streams.discard(inbound)
         if index is None:
             return self._append(line)
         self.lines[index] = line

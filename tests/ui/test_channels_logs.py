@@ -143,6 +143,15 @@ def test_form_controls_and_values(plane: FakeAdminPlane) -> None:
     assert form.values()["poll_timeout"] == "soon"
 
 
+def test_blank_optional_list_is_unset_not_empty(plane: FakeAdminPlane) -> None:
+    form = SchemaForm(telegram_schema(plane))
+    assert not form["allow_from"].spec.required
+    for blank in ("", "   ", " , ,\n"):
+        form["allow_from"].input.value = blank
+        assert form["allow_from"].value() is None
+        assert "allow_from" not in form.values()  # unset: the gateway keeps its default
+
+
 def test_saved_secret_is_never_shown_and_blank_keeps_it(plane: FakeAdminPlane) -> None:
     form = SchemaForm(telegram_schema(plane), {"token": "should-not-appear"},
                       secrets_set=("token",))

@@ -19,7 +19,7 @@ from pyclaw_app.control import ChannelStatus, TrafficRow
 from pyclaw_app.model import Event, EventKind
 from tests.ui.fake_plane import FakeControlPlane
 from views.chat import ChatView, chat_bubble
-from views.dashboard import CHART_HISTORY, DashboardView
+from views.dashboard import CHART_HISTORY, FEED_BATCH_ROWS, DashboardView
 from views.live import LiveSession
 from views.settings import AppSettings, SettingsError, load_settings
 from views.shell import DESTINATIONS, Shell
@@ -41,7 +41,7 @@ def texts(control: object) -> list[str]:
         if isinstance(c, ft.Control) and not c.visible:
             return
         if isinstance(c, ft.Text):
-            found.append(c.value)
+            found.append(c.value + "".join(span.text or "" for span in c.spans or []))
         elif isinstance(c, ft.Markdown):
             found.append(c.value)
         for name in ("content", "controls", "leading"):
@@ -52,6 +52,11 @@ def texts(control: object) -> list[str]:
 
     walk(control)
     return found
+
+
+def line(control: object) -> str:
+    """All the text under a control as one string (a feed row is one Text of spans)."""
+    return " ".join(texts(control))
 
 
 CHANNELS = [
@@ -122,14 +127,17 @@ async def test_feed_shows_snapshot_then_live_rows_newest_first(plane: FakeContro
     view.apply([failed], time.time())
 
     assert len(view.feed.controls) == 4
-    newest = texts(view.feed.controls[0])
+    newest = line(view.feed.controls[0])
     assert "provider down" in newest and "work-slack" in newest
-    reply_row = texts(view.feed.controls[1])
+    assert "failed" in newest and "received" in line(view.feed.controls[2])
+    # each line is ONE Text, not a control per cell
+    assert all(isinstance(row, ft.Text) for row in view.feed.controls)
+    reply_row = line(view.feed.controls[1])
     assert "hi alice" in reply_row and "321 ms" in reply_row
-    assert "hello there second line" in texts(view.feed.controls[2])  # one line
-    assert "from before the app opened" in texts(view.feed.controls[3])
-    assert view.feed.controls[0].bgcolor is not None  # failed rows are tinted red
-    assert view.feed.controls[2].bgcolor is None
+    assert "hello there second line" in line(view.feed.controls[2])  # one line
+    assert "from before the app opened" in line(view.feed.controls[3])
+    assert view.feed.controls[0].color == ft.Colors.ERROR  # failed rows are red
+    assert view.feed.controls[2].color is None
 
 
 async def test_counters_start_from_plane_and_follow_events(plane: FakeControlPlane) -> None:
@@ -151,8 +159,23 @@ async def test_feed_window_stays_bounded_after_1000_events(plane: FakeControlPla
         view.apply(events[start:start + 37], time.time())
     assert len(view.window) == 300
     assert len(view.feed.controls) == 300
-    assert "message 999" in texts(view.feed.controls[0])
-    assert "message 700" in texts(view.feed.controls[-1])
+    assert "message 999" in line(view.feed.controls[0])
+    assert "message 700" in line(view.feed.controls[-1])
+
+
+async def test_feed_lists_at_most_a_batch_cap_of_new_lines(plane: FakeControlPlane) -> None:
+    view = DashboardView(plane)
+    await view.load()
+    events = [plane.receive("telegram", "1", "a", f"message {i}")
+              for i in range(FEED_BATCH_ROWS + 70)]
+    view.apply(events, time.time())
+    assert len(view.feed.controls) == FEED_BATCH_ROWS
+    assert "message 119" in line(view.feed.controls[0])
+    assert view.feed_skipped.visible and "70 more lines" in view.feed_skipped.value
+    assert view.counters["inbound"].value.value == str(len(events))  # all of them counted
+    view.apply([plane.receive("telegram", "1", "a", "calm again")], time.time())
+    assert not view.feed_skipped.visible
+    assert len(view.feed.controls) == FEED_BATCH_ROWS + 1
 
 
 def test_traffic_window_reports_added_and_evicted() -> None:
@@ -435,6 +458,28 @@ def test_chat_state_keeps_streams_of_two_replies_apart() -> None:
     assert state.apply([event(EventKind.REPLY_SENT, id=8, reply_to_id=1, text="ONE")]) == [0]
     assert [(line.text, line.reply_to) for line in state.lines] == [("ONE", 1), ("TWO", 2)]
     assert state.apply([event(EventKind.REPLY_SENT, id=7, reply_to_id=5, text="new")]) == [2]
+
+
+async def test_chat_keeps_a_window_of_the_newest_bubbles() -> None:
+    plane = FakeControlPlane(reply=None)
+    view = ChatView(plane, window=5)
+    await view.load()
+    sub = plane.subscribe()
+    await view.send("first")
+    inbound = (await sub.get_batch())[0]
+    view.apply([inbound, plane.delta(inbound, "streaming")], time.time())
+    others = [plane.receive("local", "app", "terminal", f"line {i}") for i in range(12)]
+    view.apply(others[:3], time.time())
+    assert len(view.messages.controls) == 5  # at the window: nothing cut yet
+    # a batch larger than the window, with a delta for a bubble it cuts
+    view.apply([*others[3:10], plane.delta(inbound, " on")], time.time())
+    assert bubbles(view) == [(line.role, line.text) for line in view.state.lines]
+    view.apply(others[10:], time.time())
+    await view.send("last")
+    expected = [("user", f"line {i}") for i in range(8, 12)] + [("user", "last")]
+    assert bubbles(view) == expected
+    assert [(line.role, line.text) for line in view.state.lines] == expected
+    assert view.state.dropped == 10
 
 
 async def test_chat_loads_history_and_resets(plane: FakeControlPlane) -> None:
