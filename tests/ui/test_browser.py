@@ -11,26 +11,24 @@ its own loop running on this thread, which is why the browser is module-scoped
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import socket
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = REPO / "docs" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--enable-unsafe-swiftshader"]
-LOAD_TIMEOUT_MS = 30_000
+from tests.fakes.openai_api import FakeOpenAI
+from tests.ui.browser_support import (
+    CHROMIUM,
+    SCREENSHOTS,
+    FakesThread,
+    app_args,
+    chromium,
+    free_port,
+    open_app,
+    serve,
+)
+
 STEP_TIMEOUT_MS = 10_000
 
 pytestmark = [
@@ -41,120 +39,42 @@ pytestmark = [
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path,
-                   timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"server did not listen on {port}:\n{log.read_text()[-3000:]}")
-
-
-def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-    env["PYTHONPATH"] = str(REPO)
-    env.pop("DISPLAY", None)  # headless: Flet serves the page and opens no browser
-    return env
-
-
-@contextlib.contextmanager
-def _server(args: list[str], port: int, log: Path, env: dict[str, str] | None = None
-            ) -> Iterator[str]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=out,
-                                stderr=subprocess.STDOUT, env=env or _clean_env())
-    try:
-        _wait_for_port(port, proc, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    with playwright_sync.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium(playwright_sync) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def fake_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("fake_app") / "server.log"
-    with _server(["-m", "tests.ui.serve_fake", str(port)], port, log) as url:
+    with serve(["-m", "tests.ui.serve_fake", str(port)], port, log) as url:
         yield url
 
 
-class _FakeOpenAIThread:
-    """FakeOpenAI on its own event loop in a thread, so sync tests can use it."""
-
-    def __init__(self) -> None:
-        from tests.fakes.openai_api import FakeOpenAI
-
-        self.server = FakeOpenAI()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="fake-openai",
-                                       daemon=True)
-
-    def __enter__(self) -> _FakeOpenAIThread:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout=10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
+@contextlib.contextmanager
+def real_app_with(llm: FakeOpenAI, tmp: Path) -> Iterator[tuple[str, Path]]:
+    """(url, server log) of ``pyclaw --web`` on a fresh data dir with ``llm`` as its provider."""
+    with FakesThread(llm):
+        config = tmp / "config.yaml"
+        config.write_text(
+            "providers:\n"
+            f"  - {{name: fake, base_url: '{llm.base_url}', model: fake-model}}\n")
+        port = free_port()
+        log = tmp / "server.log"
+        with serve(app_args(port, tmp / "data", config), port, log) as url:
+            yield url, log
 
 
 @pytest.fixture(scope="module")
 def real_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """(url, server log) of ``pyclaw --web`` on a fresh data dir and a fake OpenAI provider."""
-    if not (REPO / "pyclaw_app" / "cli.py").exists():
-        pytest.skip("pyclaw_app/cli.py does not exist yet")
-    tmp = tmp_path_factory.mktemp("real_app")
-    with _FakeOpenAIThread() as openai:
-        config = tmp / "config.yaml"
-        config.write_text(
-            "providers:\n"
-            f"  - {{name: fake, base_url: '{openai.server.base_url}', model: fake-model}}\n")
-        port = _free_port()
-        args = ["-m", "pyclaw_app.cli", "--web", "--host", "127.0.0.1", "--port", str(port),
-                "--data-dir", str(tmp / "data"), "--config", str(config)]
-        log = tmp / "server.log"
-        with _server(args, port, log) as url:
-            yield url, log
+    with real_app_with(FakeOpenAI(), tmp_path_factory.mktemp("real_app")) as running:
+        yield running
 
 
 def _open(browser: object, url: str, width: int = 1280, height: int = 800) -> object:
-    """A page with Flutter's semantics tree on, so locators can see the controls."""
-    page = browser.new_page(viewport={"width": width, "height": height})
-    page.goto(url)
-    placeholder = page.locator("flt-semantics-placeholder")
-    placeholder.wait_for(state="attached", timeout=LOAD_TIMEOUT_MS)
-    placeholder.dispatch_event("click")
-    page.get_by_role("button", name="Dashboard").wait_for(timeout=LOAD_TIMEOUT_MS)
-    return page
+    return open_app(browser, url, "Dashboard", width, height)
 
 
 def _send_chat(page: object, text: str) -> None:

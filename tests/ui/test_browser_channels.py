@@ -10,27 +10,29 @@ running asyncio loop. One Chromium and one app serve the whole module.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import socket
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = REPO / "docs" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--enable-unsafe-swiftshader"]
-LOAD_TIMEOUT_MS = 30_000
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.telegram_api import FakeTelegram
+from tests.ui.browser_support import (
+    CHROMIUM,
+    SCREENSHOTS,
+    FakesThread,
+    app_args,
+    chromium,
+    clean_env,
+    free_port,
+    open_app,
+    serve,
+)
+
 STEP_TIMEOUT_MS = 15_000
 CHAT_ID = 4242
 
@@ -45,61 +47,13 @@ expect = playwright_sync.expect
 T = TypeVar("T")
 
 
-class _Fakes:
-    """FakeTelegram and FakeOpenAI on one event loop in a thread; ``call`` runs code there."""
+class _Fakes(FakesThread):
+    """FakeTelegram and FakeOpenAI on one loop thread; ``call`` runs code there."""
 
     def __init__(self) -> None:
-        from tests.fakes.openai_api import FakeOpenAI
-        from tests.fakes.telegram_api import FakeTelegram
-
         self.telegram = FakeTelegram()
         self.openai = FakeOpenAI()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="ui-fakes",
-                                       daemon=True)
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=15)
-
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        async def on_loop() -> T:
-            return fn(*args)
-
-        return self.run(on_loop())
-
-    def __enter__(self) -> _Fakes:
-        self.thread.start()
-        self.run(self.telegram.start())
-        self.run(self.openai.start())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            self.run(self.telegram.stop())
-        with contextlib.suppress(Exception):
-            self.run(self.openai.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path,
-                   timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"app did not listen on {port}:\n{log.read_text()[-3000:]}")
+        super().__init__(self.telegram, self.openai)
 
 
 @pytest.fixture(scope="module")
@@ -117,48 +71,22 @@ def app(tmp_path_factory: pytest.TempPathFactory, fakes: _Fakes) -> Iterator[str
         "providers:\n"
         f"  - {{name: fake, base_url: '{fakes.openai.base_url}', model: fake-model}}\n"
         "channels:\n  local: {type: local}\n")
-    env = {k: v for k, v in os.environ.items()
-           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-    env.update(PYTHONPATH=str(REPO), PYCLAW_SECRETS="file")  # never the machine's keyring
-    env.pop("DISPLAY", None)  # headless: Flet serves the page and opens no browser
-    port = _free_port()
-    log = tmp / "app.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pyclaw_app.cli", "--web", "--host", "127.0.0.1",
-             "--port", str(port), "--data-dir", str(tmp / "data"), "--config", str(config)],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        _wait_for_port(port, proc, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    port = free_port()
+    env = clean_env(PYCLAW_SECRETS="file")  # never the machine's keyring
+    with serve(app_args(port, tmp / "data", config), port, tmp / "app.log", env) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium(playwright_sync) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def page(browser: Any, app: str) -> Iterator[Any]:
     """One page for the module: test (b) reads the logs of the channel test (a) set up."""
-    tab = browser.new_page(viewport={"width": 1360, "height": 900})
-    tab.goto(app)
-    placeholder = tab.locator("flt-semantics-placeholder")
-    placeholder.wait_for(state="attached", timeout=LOAD_TIMEOUT_MS)
-    placeholder.dispatch_event("click")
-    tab.get_by_role("button", name="Channels").wait_for(timeout=LOAD_TIMEOUT_MS)
+    tab = open_app(browser, app, "Channels", 1360, 900)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     yield tab
     tab.close()

@@ -18,17 +18,14 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.openai_api import FakeOpenAI
+from tests.ui.browser_support import CHROMIUM
 from tests.ui.test_browser import (
-    CHROMIUM,
-    REPO,
     STEP_TIMEOUT_MS,
-    _FakeOpenAIThread,
-    _free_port,
     _open,
     _send_chat,
-    _server,
     browser,  # noqa: F401 - the module-scoped fixture, shared
     playwright_sync,
+    real_app_with,
 )
 
 pytestmark = [
@@ -41,28 +38,11 @@ ANSWER = f"Echo: {QUESTION}"
 CHUNK_DELAY = 0.15  # x ~12 chunks of 8 characters: about two seconds of writing
 
 
-class _SlowOpenAIThread(_FakeOpenAIThread):
-    def __init__(self) -> None:
-        super().__init__()
-        self.server = FakeOpenAI(chunk_delay=CHUNK_DELAY)
-
-
 @pytest.fixture(scope="module")
 def slow_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    if not (REPO / "pyclaw_app" / "cli.py").exists():
-        pytest.skip("pyclaw_app/cli.py does not exist yet")
-    tmp = tmp_path_factory.mktemp("slow_app")
-    with _SlowOpenAIThread() as openai:
-        config = tmp / "config.yaml"
-        config.write_text(
-            "providers:\n"
-            f"  - {{name: fake, base_url: '{openai.server.base_url}', model: fake-model}}\n")
-        port = _free_port()
-        args = ["-m", "pyclaw_app.cli", "--web", "--host", "127.0.0.1", "--port", str(port),
-                "--data-dir", str(tmp / "data"), "--config", str(config)]
-        log = tmp / "server.log"
-        with _server(args, port, log) as url:
-            yield url, log
+    with real_app_with(FakeOpenAI(chunk_delay=CHUNK_DELAY),
+                       tmp_path_factory.mktemp("slow_app")) as running:
+        yield running
 
 
 def _watch_reply(page: object, timeout: float) -> list[str]:

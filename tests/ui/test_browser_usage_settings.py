@@ -13,12 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import sqlite3
-import subprocess
-import sys
-import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -27,13 +22,20 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = REPO / "docs" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--enable-unsafe-swiftshader"]
-LOAD_TIMEOUT_MS = 30_000
+from tests.fakes.openai_api import FakeOpenAI
+from tests.ui.browser_support import (
+    CHROMIUM,
+    LOAD_TIMEOUT_MS,
+    SCREENSHOTS,
+    FakesThread,
+    app_args,
+    chromium,
+    clean_env,
+    free_port,
+    open_app,
+    serve,
+)
+
 STEP_TIMEOUT_MS = 15_000
 API_KEY = "sk-browser-test-key"
 MODELS = ("fake-model", "fake-model-large")
@@ -45,49 +47,6 @@ pytestmark = [
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
-
-
-class _FakeOpenAIThread:
-    """FakeOpenAI (key required, two models) on its own event loop in a thread."""
-
-    def __init__(self) -> None:
-        from tests.fakes.openai_api import FakeOpenAI
-
-        self.server = FakeOpenAI(api_key=API_KEY, models=MODELS)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="fake-openai",
-                                       daemon=True)
-
-    def __enter__(self) -> _FakeOpenAIThread:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout=10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path,
-                   timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"app did not listen on {port}:\n{log.read_text()[-3000:]}")
 
 
 def _seed_history(data_dir: Path, loop: asyncio.AbstractEventLoop) -> None:
@@ -120,6 +79,14 @@ def _seed_history(data_dir: Path, loop: asyncio.AbstractEventLoop) -> None:
             rows)
 
 
+class _FakeOpenAIThread(FakesThread):
+    """FakeOpenAI (key required, two models) on its own loop thread."""
+
+    def __init__(self) -> None:
+        self.server = FakeOpenAI(api_key=API_KEY, models=MODELS)
+        super().__init__(self.server)
+
+
 @pytest.fixture(scope="module")
 def openai() -> Iterator[_FakeOpenAIThread]:
     with _FakeOpenAIThread() as running:
@@ -134,48 +101,23 @@ def app(tmp_path_factory: pytest.TempPathFactory, openai: _FakeOpenAIThread
     config = tmp / "config.yaml"
     config.write_text("channels:\n  local: {type: local}\n")
     _seed_history(tmp / "data", openai.loop)
-    env = {k: v for k, v in os.environ.items()
-           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-    env.update(PYTHONPATH=str(REPO), PYCLAW_SECRETS="file")  # never the machine's keyring
-    env.pop("DISPLAY", None)  # headless: Flet serves the page and opens no browser
-    port = _free_port()
+    port = free_port()
     log = tmp / "app.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pyclaw_app.cli", "--web", "--host", "127.0.0.1",
-             "--port", str(port), "--data-dir", str(tmp / "data"), "--config", str(config)],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        _wait_for_port(port, proc, log)
-        yield f"http://127.0.0.1:{port}", config, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    env = clean_env(PYCLAW_SECRETS="file")  # never the machine's keyring
+    with serve(app_args(port, tmp / "data", config), port, log, env) as url:
+        yield url, config, log
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium(playwright_sync) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def page(browser: Any, app: tuple[str, Path, Path]) -> Iterator[Any]:
     """One page for the module: the Usage test reads the call the Settings test enabled."""
-    tab = browser.new_page(viewport={"width": 1360, "height": 900})
-    tab.goto(app[0])
-    placeholder = tab.locator("flt-semantics-placeholder")
-    placeholder.wait_for(state="attached", timeout=LOAD_TIMEOUT_MS)
-    placeholder.dispatch_event("click")
-    tab.get_by_role("button", name="Settings").wait_for(timeout=LOAD_TIMEOUT_MS)
+    tab = open_app(browser, app[0], "Settings", 1360, 900)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     yield tab
     tab.close()
