@@ -33,10 +33,10 @@ from telegram.error import (
     RetryAfter,
     TelegramError,
 )
-from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
 from connectors.base import Connector, ConnectorContext, ProbeResult, split_text, utf16_len
+from connectors.telegram._aiohttp_request import AiohttpRequest
 from connectors.telegram._format import to_html
 from connectors.telegram._parse import BotIdentity, describe_skip, parse_update, update_id_of
 from connectors.telegram.manifest import MAX_TEXT, SPEC, TelegramConfig
@@ -246,7 +246,7 @@ class TelegramConnector(Connector):
                 token,
                 base_url=self.config.base_url,
                 base_file_url=self.config.base_file_url,
-                request=HTTPXRequest(connect_timeout=5.0, read_timeout=10.0),
+                request=AiohttpRequest(connect_timeout=5.0, read_timeout=10.0),
             )
             await bot.initialize()
             return ProbeResult(True, f"connected as @{bot.bot.username}")
@@ -500,11 +500,10 @@ class TelegramConnector(Connector):
             token,
             base_url=self.config.base_url,
             base_file_url=self.config.base_file_url,
-            request=HTTPXRequest(
+            request=AiohttpRequest(
                 connection_pool_size=8, connect_timeout=10.0, read_timeout=20.0,
-                write_timeout=20.0,
             ),
-            get_updates_request=HTTPXRequest(
+            get_updates_request=AiohttpRequest(
                 connection_pool_size=1, connect_timeout=10.0, read_timeout=_READ_MARGIN
             ),
         )

@@ -56,9 +56,11 @@ class AnthropicProvider:
         self.max_output_tokens = max_output_tokens
         # api_key is always passed: without one, the 2.x SDK goes looking for credential
         # profiles on disk, which a gateway must not do behind the user's back.
+        # aiohttp under the SDK (its documented `anthropic[aiohttp]` option), as for
+        # OpenAI: much less CPU per request than httpx2/httpcore2 (bench/RESULTS.md).
         self._client = anthropic.AsyncAnthropic(
             base_url=base_url, api_key=api_key or "not-configured", timeout=timeout,
-            max_retries=0)
+            max_retries=0, http_client=anthropic.DefaultAioHttpClient(timeout=timeout))
 
     async def complete(self, messages: Sequence[ChatMessage],
                        on_delta: DeltaCallback | None = None, *, model: str | None = None,

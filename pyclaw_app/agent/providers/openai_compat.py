@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import openai
 from openai.types.chat import ChatCompletion
 
@@ -48,8 +49,12 @@ class OpenAICompatProvider:
         self.name = name
         self.model = model
         self.base_url = base_url
+        # aiohttp under the SDK (its documented `openai[aiohttp]` option): the default
+        # httpx2/httpcore2 stack cost ~1.5 ms of CPU per request under load
+        # (bench/RESULTS.md, section 4).
         self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0)
+            base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0,
+            http_client=openai.DefaultAioHttpClient(timeout=timeout))
 
     async def complete(self, messages: Sequence[ChatMessage],
                        on_delta: DeltaCallback | None = None, *, model: str | None = None,
@@ -113,12 +118,8 @@ class OpenAICompatProvider:
                 retryable=exc.status_code in (408, 409, 429) or exc.status_code >= 500,
                 retry_after=retry_after(exc.response.headers),
             ) from exc
-        except openai.APITimeoutError as exc:
-            raise ProviderError(f"{self.name} timed out", provider=self.name) from exc
-        except openai.APIConnectionError as exc:
-            where = self.base_url or "api.openai.com"
-            raise ProviderError(f"{self.name} is unreachable at {where}: {exc.__cause__ or exc}",
-                                provider=self.name) from exc
+        except openai.APIConnectionError as exc:  # APITimeoutError included
+            raise self._connection_error(exc) from exc
         except openai.OpenAIError as exc:
             raise ProviderError(f"{self.name} failed: {exc}", provider=self.name) from exc
         text = "".join(parts)
@@ -148,6 +149,33 @@ class OpenAICompatProvider:
 
     async def close(self) -> None:
         await self._client.close()
+
+    def _connection_error(self, exc: openai.APIConnectionError) -> ProviderError:
+        """Timed out or unreachable, told apart by the aiohttp error underneath.
+
+        The SDK's vendored aiohttp transport maps every ``ClientConnectionError``,
+        a refused connection included, to httpx's ``ConnectTimeout`` (its error map
+        is checked in order and that entry comes first), so the SDK's own class says
+        "timed out" when nothing listens. The cause chain still has the truth.
+        """
+        refused = _connection_failure(exc)
+        if isinstance(exc, openai.APITimeoutError) and refused is None:
+            return ProviderError(f"{self.name} timed out", provider=self.name)
+        where = self.base_url or "api.openai.com"
+        return ProviderError(
+            f"{self.name} is unreachable at {where}: {refused or exc.__cause__ or exc}",
+            provider=self.name)
+
+
+def _connection_failure(exc: BaseException) -> aiohttp.ClientConnectionError | None:
+    """The aiohttp connection error (not a timeout) behind ``exc``, if there is one."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if (isinstance(seen, aiohttp.ClientConnectionError)
+                and not isinstance(seen, TimeoutError)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def to_openai_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:

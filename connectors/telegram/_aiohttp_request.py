@@ -1,0 +1,96 @@
+"""python-telegram-bot's networking backend on aiohttp instead of httpx.
+
+PTB documents ``telegram.request.BaseRequest`` as the place to plug in another
+HTTP library; ``Bot`` and everything above it stay PTB's. Two reasons to do it:
+
+- CPU: under load, PTB's ``HTTPXRequest`` spent ~1.5 ms per ``sendMessage`` in
+  httpx/httpcore/anyio (bench/RESULTS.md, section 4); aiohttp needs a fraction.
+- Cancellation: a request cancelled while it waits for a pooled connection
+  leaks the slot in httpcore 1.0 (encode/httpcore#1093), which once wedged the
+  whole channel. aiohttp releases the connection when its task is cancelled.
+
+Timeouts map as PTB defines them: ``connect`` to aiohttp's ``sock_connect``,
+``read`` to ``sock_read`` and ``pool`` plus ``connect`` to ``connect`` (the time
+to get a connection, waiting for a free one included). aiohttp has no separate
+write timeout; a write that stalls is caught by the read timeout that follows.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+from telegram._utils.defaultvalue import DefaultValue
+from telegram.error import NetworkError, TimedOut
+from telegram.request import BaseRequest, RequestData
+
+__all__ = ["AiohttpRequest"]
+
+_Timeout = float | None
+
+
+class AiohttpRequest(BaseRequest):
+    """One aiohttp session with a bounded connection pool, created in ``initialize``."""
+
+    def __init__(self, *, connection_pool_size: int = 8, read_timeout: _Timeout = 5.0,
+                 connect_timeout: _Timeout = 5.0, pool_timeout: _Timeout = 1.0) -> None:
+        self._pool_size = connection_pool_size
+        self._read_timeout = read_timeout
+        self._connect_timeout = connect_timeout
+        self._pool_timeout = pool_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def read_timeout(self) -> float | None:
+        return self._read_timeout
+
+    async def initialize(self) -> None:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._pool_size),
+                headers={"User-Agent": self.USER_AGENT})
+
+    async def shutdown(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: _Timeout | DefaultValue[None] = BaseRequest.DEFAULT_NONE,
+        write_timeout: _Timeout | DefaultValue[None] = BaseRequest.DEFAULT_NONE,
+        connect_timeout: _Timeout | DefaultValue[None] = BaseRequest.DEFAULT_NONE,
+        pool_timeout: _Timeout | DefaultValue[None] = BaseRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        session = self._session
+        if session is None or session.closed:
+            raise RuntimeError("This AiohttpRequest is not initialized!")
+        read = self._read_timeout if isinstance(read_timeout, DefaultValue) else read_timeout
+        connect = (self._connect_timeout if isinstance(connect_timeout, DefaultValue)
+                   else connect_timeout)
+        pool = self._pool_timeout if isinstance(pool_timeout, DefaultValue) else pool_timeout
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_read=read, sock_connect=connect,
+            connect=None if connect is None or pool is None else connect + pool)
+        try:
+            async with session.request(method, url, data=_body(request_data),
+                                       timeout=timeout) as response:
+                return response.status, await response.read()
+        except TimeoutError as exc:  # aiohttp's own timeout errors subclass it
+            raise TimedOut(f"aiohttp: {type(exc).__name__}: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
+
+
+def _body(request_data: RequestData | None) -> aiohttp.FormData | dict[str, str] | None:
+    """Form fields as PTB's httpx backend sends them: urlencoded, multipart with files."""
+    if request_data is None:
+        return None
+    fields = request_data.json_parameters
+    if not request_data.contains_files:
+        return fields
+    form = aiohttp.FormData(fields)
+    for name, (filename, content, mimetype) in request_data.multipart_data.items():
+        form.add_field(name, content, filename=filename, content_type=mimetype)
+    return form
