@@ -8,7 +8,9 @@ import contextlib
 import getpass
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from pyclaw_app import __version__
 from pyclaw_app.paths import default_config_path, default_data_dir
@@ -72,6 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_on_fast_loop(main: Coroutine[Any, Any, int]) -> int:
+    """``asyncio.run`` on uvloop where it is installed (Linux, macOS).
+
+    The headless gateway spends its CPU on sockets and task switches; uvloop cut
+    ~10 % of the CPU per message (bench/RESULTS.md, section 4). Windows has no
+    uvloop and keeps the standard loop.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pyclaw_app.runtime import setup_logging
@@ -80,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     config = getattr(args, "config", None)
     data_dir = getattr(args, "data_dir", None)
     if args.command == "gateway":
-        return asyncio.run(_run_gateway(config, data_dir))
+        return _run_on_fast_loop(_run_gateway(config, data_dir))
     if args.command == "chat":
         return asyncio.run(_run_chat(config, data_dir, args.message))
     if args.command == "check":

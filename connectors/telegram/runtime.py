@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from telegram import Bot, BotCommand, Message, ReplyParameters
+from telegram import Bot, BotCommand
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import (
     BadRequest,
@@ -60,15 +60,20 @@ _MAX_COMMANDS = 100
 _MAX_COMMAND_DESCRIPTION = 256
 
 
-class _PollingBot(Bot):
-    """A ``Bot`` that can return getUpdates' raw JSON.
+class _RawBot(Bot):
+    """A ``Bot`` that can return getUpdates' and sendMessage's raw JSON.
 
     ``Bot.get_updates`` deserializes the whole batch and raises if one update
     does not fit PTB's types, which would stall polling on that update forever;
-    the raw list lets us skip (and log) just the broken one. ``_post`` is the
-    protected hook PTB's own ``ExtBot`` builds on; it routes getUpdates through
-    the dedicated get-updates connection pool.
+    the raw list lets us skip (and log) just the broken one. ``Bot.send_message``
+    builds a full ``Message`` from every answer, of which we keep two ids: that
+    was 8 % of the gateway's CPU under load (bench/RESULTS.md, section 4).
+    ``_post`` is the protected hook PTB's own ``ExtBot`` builds on; it keeps
+    PTB's request encoding, error mapping and connection pools.
     """
+
+    async def send_message_raw(self, payload: dict[str, object]) -> object:
+        return await self._post("sendMessage", payload)
 
     async def get_raw_updates(
         self, *, offset: int | None, timeout: int, limit: int = 100
@@ -83,6 +88,18 @@ class _PollingBot(Bot):
             },
             read_timeout=timeout + _READ_MARGIN,
         )
+
+
+def _sent_id(sent: object, chat: int | str) -> str:
+    """``chat:message`` from sendMessage's result, the id ``edit`` takes back.
+
+    Never raises: the message is out, and an answer without the usual fields
+    must not make the gateway send it again; at worst it cannot be edited.
+    """
+    fields = sent if isinstance(sent, dict) else {}
+    chat_info = fields.get("chat")
+    chat_id = chat_info.get("id", chat) if isinstance(chat_info, dict) else chat
+    return f"{chat_id}:{fields.get('message_id', '')}"
 
 
 def _retry_seconds(exc: RetryAfter) -> float:
@@ -189,7 +206,7 @@ class TelegramConnector(Connector):
         super().__init__(name, config)
         self._log = _log.getChild(name)
         self._ctx: ConnectorContext | None = None
-        self._bot: _PollingBot | None = None
+        self._bot: _RawBot | None = None
         self._me: BotIdentity | None = None
         self._task: asyncio.Task[None] | None = None
         self._offset: int | None = None
@@ -274,8 +291,8 @@ class TelegramConnector(Connector):
         for part in split_text(outbound.text, MAX_TEXT, utf16_len):
             if not part.strip():
                 continue  # Telegram refuses whitespace-only text ("message text is empty")
-            message = await self._send_part(bot, chat, thread, part, reply_to if not ids else None)
-            ids.append(f"{message.chat_id}:{message.message_id}")
+            sent = await self._send_part(bot, chat, thread, part, reply_to if not ids else None)
+            ids.append(_sent_id(sent, chat))
         return ids
 
     async def typing(self, address: Address) -> None:
@@ -291,27 +308,30 @@ class TelegramConnector(Connector):
             self._log.debug("typing indicator failed: %s", _map_error(exc, self._token_or_empty()))
 
     async def _send_part(
-        self, bot: Bot, chat: int | str, thread: int | None, text: str, reply_to: int | None
-    ) -> Message:
-        """Send one part: HTML first, plain text if Telegram cannot parse it; wait out 429s."""
+        self, bot: _RawBot, chat: int | str, thread: int | None, text: str, reply_to: int | None
+    ) -> object:
+        """Send one part: HTML first, plain text if Telegram cannot parse it; wait out 429s.
+
+        Returns Telegram's JSON for the sent message (see ``_sent_id``).
+        """
         html: str | None = to_html(text)
-        reply = (
-            ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
-            if reply_to is not None
-            else None
-        )
+        payload: dict[str, object] = {"chat_id": chat}
+        if thread is not None:
+            payload["message_thread_id"] = thread
+        if reply_to is not None:
+            payload["reply_parameters"] = {"message_id": reply_to,
+                                           "allow_sending_without_reply": True}
         backoff = Backoff(base=0.5, cap=10.0)
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await bot.send_message(
-                    chat,
-                    html if html is not None else text,
-                    parse_mode=ParseMode.HTML if html is not None else None,
-                    message_thread_id=thread,
-                    reply_parameters=reply,
-                )
+                if html is not None:
+                    payload.update(text=html, parse_mode=ParseMode.HTML)
+                else:
+                    payload.pop("parse_mode", None)
+                    payload["text"] = text
+                return await bot.send_message_raw(payload)
             except BadRequest as exc:
                 if html is None or not _formatting_refused(exc.message):
                     raise _map_error(exc, self._token_or_empty()) from exc
@@ -495,8 +515,8 @@ class TelegramConnector(Connector):
         except TelegramError as exc:
             raise _map_error(exc, self._token_or_empty()) from exc
 
-    def _make_bot(self, token: str) -> _PollingBot:
-        return _PollingBot(
+    def _make_bot(self, token: str) -> _RawBot:
+        return _RawBot(
             token,
             base_url=self.config.base_url,
             base_file_url=self.config.base_file_url,
@@ -592,7 +612,7 @@ class TelegramConnector(Connector):
             )
         return secret
 
-    def _require_bot(self) -> _PollingBot:
+    def _require_bot(self) -> _RawBot:
         if self._bot is None:
             raise ConnectorError(f"telegram channel {self.name!r} is not running")
         return self._bot
