@@ -11,6 +11,12 @@ import time
 
 __all__ = ["Backoff"]
 
+_JITTER = random.Random()
+"""Shared by every Backoff without its own rng: seeding a new Random reads
+os.urandom, and a Backoff is made per send and per store batch (2 % of the
+gateway's loop under load, bench/RESULTS.md section 4); jitter needs no
+independent streams."""
+
 
 class Backoff:
     def __init__(
@@ -23,7 +29,7 @@ class Backoff:
         self.base = base
         self.cap = cap
         self.reset_after = reset_after
-        self._rng = rng or random.Random()
+        self._rng = rng or _JITTER
         self._attempt = 0
         self._last = 0.0
 

@@ -390,11 +390,16 @@ class Gateway:
     async def _ask_agent(self, connector: Connector, journal_id: int, inbound: Inbound,
                          stream: DraftStream | None) -> Reply:
         channel = inbound.address.channel
-        typing = None
         answered = asyncio.Event()
+        typing: list[asyncio.Task[None]] = []
+        typing_timer: asyncio.TimerHandle | None = None
         if connector.spec.capabilities.typing:
-            typing = asyncio.create_task(self._keep_typing(connector, inbound, answered),
-                                         name=f"typing:{channel}:{journal_id}")
+            # A timer, not a task waiting out TYPING_DELAY: most answers come sooner, and
+            # two tasks per message were measurable under load (bench/RESULTS.md, section 4).
+            typing_timer = asyncio.get_running_loop().call_later(
+                TYPING_DELAY, lambda: typing.append(asyncio.create_task(
+                    self._keep_typing(connector, inbound, answered),
+                    name=f"typing:{channel}:{journal_id}")))
 
         def on_delta(delta: str) -> None:
             if stream is not None:
@@ -421,29 +426,28 @@ class Gateway:
                 return await self.agent.reply(inbound, journal_id,
                                               TurnHooks(on_delta, on_call, on_log, on_restart))
         finally:
-            if typing is not None:
-                answered.set()  # not cancel(): see _keep_typing
-                await typing
+            if typing_timer is not None:
+                typing_timer.cancel()
+            answered.set()  # not cancel(): see _keep_typing
+            for task in typing:
+                await task
 
     async def _keep_typing(self, connector: Connector, inbound: Inbound,
                            answered: asyncio.Event) -> None:
-        """Show "typing" from TYPING_DELAY on, every TYPING_INTERVAL, until ``answered``.
+        """Show "typing" now and every TYPING_INTERVAL until ``answered``.
 
-        Stopped by the event, never cancelled: an HTTP request cancelled while it waits for a
-        pooled connection leaks that pool slot in httpcore 1.0 (encode/httpcore#1093), and
-        python-telegram-bot's pool of 8 is then wedged for good (found by the benchmark).
-        An answer within the first second shows no indicator at all.
+        Started TYPING_DELAY after the message, so an answer within the first second
+        shows no indicator at all. Stopped by the event, never cancelled: a connector's
+        HTTP request cancelled mid-flight is not safe in every client library (httpcore
+        1.0 leaks the pool slot, encode/httpcore#1093, which once wedged Telegram's pool).
         """
-        delay = TYPING_DELAY
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(answered.wait(), delay)
-                return
+        while not answered.is_set():
             try:
                 await connector.typing(inbound.address)
             except Exception as exc:  # noqa: BLE001 - a typing indicator is never worth failing for
                 _log.debug("typing indicator failed: %s", exc)
-            delay = TYPING_INTERVAL
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(answered.wait(), TYPING_INTERVAL)
 
     async def _answer_failure(self, connector: Connector, journal_id: int, inbound: Inbound,
                               error: ProviderError, stream: DraftStream | None,

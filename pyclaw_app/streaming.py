@@ -41,6 +41,7 @@ class DraftStream:
         self._changed = asyncio.Event()
         self._stop = asyncio.Event()
         self._closing = False
+        self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self.draft_id: str | None = None
         self.broken: str | None = None
@@ -50,7 +51,13 @@ class DraftStream:
     def feed(self, delta: str) -> None:
         self._text += delta
         self._changed.set()
-        if self._task is None and self.broken is None and not self._closing:
+        if self._timer is None and self.broken is None and not self._closing:
+            # A reply done within the first interval goes out as one message, no draft; a
+            # timer costs far less than a task sleeping through it for every message.
+            self._timer = asyncio.get_running_loop().call_later(self._interval, self._start)
+
+    def _start(self) -> None:
+        if not self._closing:
             self._task = asyncio.create_task(self._run(), name=f"stream:{self._name}")
 
     def reset(self) -> None:
@@ -67,6 +74,8 @@ class DraftStream:
         self._closing = True
         self._stop.set()
         self._changed.set()
+        if self._timer is not None:
+            self._timer.cancel()
         if self._task is not None:
             await self._task
             self._task = None
@@ -91,8 +100,6 @@ class DraftStream:
         return text[:lo] + ELLIPSIS
 
     async def _run(self) -> None:
-        # A reply that is done within the first interval goes out as one message, no draft.
-        await self._pause(self._interval)
         last = self._clock()
         while not self._closing:
             await self._changed.wait()
