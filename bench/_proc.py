@@ -38,10 +38,19 @@ def cpu_seconds(pid: int) -> float:
 
 def peak_rss_mb(pid: int) -> float:
     """Peak resident set size (VmHWM) in MiB."""
+    return _status_mb(pid, "VmHWM")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size now (VmRSS) in MiB."""
+    return _status_mb(pid, "VmRSS")
+
+
+def _status_mb(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for pid {pid}")
+    raise RuntimeError(f"no {field} for pid {pid}")
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -109,6 +118,9 @@ class Child:
 
     def peak_rss_mb(self) -> float:
         return peak_rss_mb(self.pid)
+
+    def rss_mb(self) -> float:
+        return rss_mb(self.pid)
 
     async def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM (a clean shutdown), SIGKILL if it does not exit in time."""

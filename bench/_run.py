@@ -27,7 +27,7 @@ from bench.scenarios import Scenario
 from pyclaw_app.store import DB_NAME
 from tests.fakes.telegram_api import DEFAULT_TOKEN
 
-__all__ = ["RunOptions", "run_once"]
+__all__ = ["RunOptions", "drive", "gateway_child", "run_once"]
 
 _log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ async def run_once(scenario: Scenario, target: str, options: RunOptions, index: 
                         log_path=rundir / "fake_llm.log")
             children.append(llm)
             llm_port = int((await llm.start()).split()[1])
-            bot = _gateway_child(rundir, tg_url, llm_port, options.llm_cap)
+            bot = gateway_child(rundir, tg_url, llm_port, options.llm_cap)
         else:
             bot = Child("baseline", python_module("bench.baseline_bot", "--api",
                                                   f"{tg_url}/bot{DEFAULT_TOKEN}"),
@@ -80,7 +80,7 @@ async def run_once(scenario: Scenario, target: str, options: RunOptions, index: 
             await asyncio.sleep(1.0)  # let py-spy attach before the load starts
         bot_cpu0, tg_cpu0 = bot.cpu_seconds(), telegram.cpu_seconds()
         async with aiohttp.ClientSession() as session:
-            report = await _drive(session, tg_url, scenario, options.idle_timeout)
+            report = await drive(session, tg_url, scenario, options.idle_timeout)
         bot_cpu, tg_cpu = bot.cpu_seconds() - bot_cpu0, telegram.cpu_seconds() - tg_cpu0
         rss = bot.peak_rss_mb()
         if profiler is not None:
@@ -109,7 +109,7 @@ async def run_once(scenario: Scenario, target: str, options: RunOptions, index: 
         journal_rows_per_s=rows / window, fake_cpu_pct=tg_cpu / window * 100)
 
 
-def _gateway_child(rundir: Path, tg_url: str, llm_port: int, llm_cap: int) -> Child:
+def gateway_child(rundir: Path, tg_url: str, llm_port: int, llm_cap: int) -> Child:
     config = {
         "agent": {"max_concurrent_llm": llm_cap},
         "providers": [{"name": "fake", "base_url": f"http://127.0.0.1:{llm_port}/v1",
@@ -128,19 +128,23 @@ def _gateway_child(rundir: Path, tg_url: str, llm_port: int, llm_cap: int) -> Ch
                  ready="pyclaw gateway running")
 
 
-async def _drive(session: aiohttp.ClientSession, url: str, scenario: Scenario,
-                 idle_timeout: float) -> dict[str, Any]:
-    """Offer the load, then wait until every message has its reply or replies stop coming."""
+async def drive(session: aiohttp.ClientSession, url: str, scenario: Scenario,
+                idle_timeout: float, replied_before: int = 0) -> dict[str, Any]:
+    """Offer the load, then wait until every message has its reply or replies stop coming.
+
+    ``replied_before``: replies the fake already counted (a soak's earlier rounds).
+    The report's counts are cumulative; its latencies are those of this load only.
+    """
     plan = {"messages": scenario.messages, "chats": scenario.chats, "rate": scenario.rate}
     async with session.post(f"{url}/bench/load", json=plan) as resp:
         resp.raise_for_status()
     replied, progress = -1, time.monotonic()
     while True:
         await asyncio.sleep(POLL)
-        report = await _report(session, url)
+        report = await _report(session, url, latencies=False)
         if report["replied"] != replied:
             replied, progress = report["replied"], time.monotonic()
-        if not report["injecting"] and replied >= scenario.messages:
+        if not report["injecting"] and replied >= replied_before + scenario.messages:
             break
         if report["injecting"]:
             progress = time.monotonic()
@@ -152,8 +156,11 @@ async def _drive(session: aiohttp.ClientSession, url: str, scenario: Scenario,
     return await _report(session, url)
 
 
-async def _report(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    async with session.get(f"{url}/bench/report") as resp:
+async def _report(session: aiohttp.ClientSession, url: str,
+                  latencies: bool = True) -> dict[str, Any]:
+    """The fake's counters; the per-message latencies (large) only when asked for."""
+    query = "" if latencies else "?latencies=0"
+    async with session.get(f"{url}/bench/report{query}") as resp:
         resp.raise_for_status()
         report: dict[str, Any] = await resp.json()
     return report

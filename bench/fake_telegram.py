@@ -10,8 +10,9 @@ reach them by accident) let the harness drive it:
   else R per second on a fixed schedule (a late tick catches up, so the
   offered rate holds even when the loop is busy).
 - ``GET /bench/report`` matches every ``sendMessage`` to the injected message
-  it replies to (``reply_parameters.message_id``) and returns latencies,
-  lost and duplicated replies, and this process's CPU time.
+  it replies to (``reply_parameters.message_id``) and returns latencies (of
+  the latest load; ``?latencies=0`` leaves them out), lost and duplicated
+  replies (counted over every load so far), and this process's CPU time.
 
 Injecting here rather than over HTTP per message keeps the load generator
 out of the measurement, and puts both ends of every latency on this
@@ -106,8 +107,9 @@ class BenchTelegram(FakeTelegram):
 
     async def _report(self, request: web.Request) -> web.Response:
         self._match()
-        latencies = [(self._first_reply[k] - t) * 1000 for k, t in self._injected.items()
-                     if k in self._first_reply]
+        latencies = [] if request.query.get("latencies") == "0" else [
+            (self._first_reply[k] - t) * 1000 for k, t in self._injected.items()
+            if k in self._first_reply and t >= self._first_inject]
         data: dict[str, Any] = {
             "injected": len(self._injected),
             "injecting": self._loader is not None and not self._loader.done(),

@@ -297,7 +297,10 @@ class Gateway:
 
     # ---- the flow --------------------------------------------------------------------------
     async def accept(self, inbound: Inbound) -> SubmitResult:
-        """ctx.submit(): journal first, then hand to the conversation's lane."""
+        """ctx.submit(): journal first, then hand to the conversation's lane.
+
+        Returns once the message is stored and the backlog has room (``Lanes.wait_for_room``).
+        """
         if len(inbound.text) > MAX_INBOUND_CHARS:
             inbound = replace(inbound, text=inbound.text[:MAX_INBOUND_CHARS],
                               truncated_from=len(inbound.text))
@@ -315,6 +318,7 @@ class Gateway:
                    thread=a.thread, sender=inbound.sender_name or inbound.sender_id,
                    text=inbound.text, ts=inbound.ts)
         self._enqueue(result.journal_id, inbound)
+        await self.lanes.wait_for_room()  # backpressure: the connector fetches no more till then
         return result
 
     def _enqueue(self, journal_id: int, inbound: Inbound) -> None:

@@ -4,6 +4,8 @@ A lane is a FIFO of jobs for one conversation key, drained by one task that
 exists only while the lane has work, so 100,000 quiet conversations cost
 nothing. The cap is a semaphore the agent holds only around the provider call:
 lanes waiting for the LLM never block lanes that are, say, sending a reply.
+The backlog (jobs queued or running, over all lanes) is bounded too, by making
+inbound paths wait for room: see ``wait_for_room``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ Job = Callable[[], Awaitable[None]]
 
 
 class Lanes:
-    def __init__(self, max_concurrent_llm: int = 4) -> None:
+    def __init__(self, max_concurrent_llm: int = 4, max_backlog: int = 2000) -> None:
         self.llm_slots = asyncio.Semaphore(max_concurrent_llm)
+        self.max_backlog = max_backlog
+        self._backlog = 0
+        self._room = asyncio.Event()
+        self._room.set()
         self._queues: dict[str, deque[Job]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._job_ids: set[int] = set()
@@ -40,6 +46,9 @@ class Lanes:
             self._job_ids.add(job_id)
             job = self._tracked(job, job_id)
         queue.append(job)
+        self._backlog += 1
+        if self._backlog >= self.max_backlog:
+            self._room.clear()
         if key not in self._workers:
             self._idle.clear()
             self._workers[key] = asyncio.create_task(self._drain(key), name=f"lane:{key}")
@@ -56,6 +65,9 @@ class Lanes:
                 except Exception:  # noqa: BLE001 - a failed job must not stall its lane
                     _log.exception("lane %s: job failed", key)
                 queue.popleft()
+                self._backlog -= 1
+                if self._backlog < self.max_backlog:
+                    self._room.set()
         finally:
             del self._workers[key]
             if not queue:
@@ -80,7 +92,17 @@ class Lanes:
         return len(self._workers)
 
     def pending(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+        """Jobs queued or running, over all lanes."""
+        return self._backlog
+
+    async def wait_for_room(self) -> None:
+        """Return once fewer than ``max_backlog`` jobs are queued or running.
+
+        Inbound paths await this after journaling, so while the gateway is behind a
+        poller stops fetching and a webhook answers later: the surplus waits at the
+        platform, not as jobs in memory (a 100,000-message burst otherwise held them all).
+        """
+        await self._room.wait()
 
     async def join(self) -> None:
         """Wait until every lane is empty."""
@@ -93,3 +115,5 @@ class Lanes:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._queues.clear()
         self._job_ids.clear()
+        self._backlog = 0
+        self._room.set()

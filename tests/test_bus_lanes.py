@@ -82,3 +82,42 @@ async def test_failed_job_does_not_stall_its_lane() -> None:
     lanes.submit("k", ok)
     await lanes.join()
     assert done == ["ok"]
+
+
+async def test_backlog_is_bounded_by_waiting_for_room() -> None:
+    lanes = Lanes(max_backlog=3)
+    release = asyncio.Event()
+
+    async def job() -> None:
+        await release.wait()
+
+    for chat in range(3):  # three lanes, each with one job that is running and stuck
+        lanes.submit(f"c{chat}", job)
+    room = asyncio.create_task(lanes.wait_for_room())
+    await asyncio.sleep(0.05)
+    assert not room.done() and lanes.pending() == 3
+
+    release.set()  # the jobs finish: the backlog drains, room again
+    await asyncio.wait_for(room, 5)
+    await lanes.join()
+    assert lanes.pending() == 0
+    await asyncio.wait_for(lanes.wait_for_room(), 5)
+
+
+async def test_failed_and_cancelled_jobs_give_their_room_back() -> None:
+    lanes = Lanes(max_backlog=2)
+
+    async def boom() -> None:
+        raise ValueError("job failed")
+
+    lanes.submit("a", boom)
+    lanes.submit("a", boom)
+    await asyncio.wait_for(lanes.wait_for_room(), 5)
+    await lanes.join()
+    assert lanes.pending() == 0
+
+    lanes.submit("b", asyncio.Event().wait)
+    lanes.submit("c", asyncio.Event().wait)
+    await lanes.close()  # stuck jobs cancelled at shutdown
+    assert lanes.pending() == 0
+    await asyncio.wait_for(lanes.wait_for_room(), 5)
