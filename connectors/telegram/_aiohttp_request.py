@@ -90,7 +90,7 @@ def _body(request_data: RequestData | None) -> aiohttp.FormData | dict[str, str]
     fields = request_data.json_parameters
     if not request_data.contains_files:
         return fields
-    form = aiohttp.FormData(fields)
+    form = aiohttp.FormData(fields, quote_fields=False)  # file names verbatim, as httpx does
     for name, (filename, content, mimetype) in request_data.multipart_data.items():
         form.add_field(name, content, filename=filename, content_type=mimetype)
     return form

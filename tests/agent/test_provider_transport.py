@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import aiohttp
-import httpx2
 import pytest
 
 from pyclaw_app.agent.providers.anthropic import AnthropicProvider
@@ -130,11 +129,6 @@ async def test_openai_stream_cut_midway_is_a_retryable_provider_error(
     assert error.retryable and error.provider == "oa"
 
 
-@pytest.mark.xfail(strict=True, raises=httpx2.TransportError, reason=(
-    "AnthropicProvider.complete lets the transport's error escape when the stream is cut "
-    "mid-body without an `event: error`: the anthropic SDK raises httpx2.ReadError (aiohttp) "
-    "/ httpx2.RemoteProtocolError (httpx2) from stream iteration, which is no AnthropicError, "
-    "so the failover (it catches ProviderError only) never sees it."))
 async def test_anthropic_stream_cut_midway_is_a_retryable_provider_error(
         fake_anthropic: FakeAnthropic) -> None:
     fake_anthropic.faults.append(Fault(cut_after=1))

@@ -277,11 +277,6 @@ async def test_multipart_matches_httpx_request(api: BotApi) -> None:
         "document": ("blob.bin", "application/octet-stream", content)}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "AiohttpRequest builds aiohttp.FormData with quote_fields=True (the default), which "
-    "percent-encodes the filename in Content-Disposition; telegram-bot-api keeps the filename "
-    "verbatim, so 'отчёт за май.txt' is stored as '%D0%BE...%20...txt'. HTTPXRequest sends it "
-    "as UTF-8."))
 async def test_non_ascii_filename_arrives_as_httpx_request_sends_it(api: BotApi) -> None:
     name = "отчёт за май.txt"
     data = request_data(chat_id=CHAT, document=InputFile(b"text", filename=name))

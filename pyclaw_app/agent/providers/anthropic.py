@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
+import httpx2
 
 from pyclaw_app.agent.providers._retry_after import retry_after
 from pyclaw_app.agent.providers._tool_args import parse_tool_call
@@ -127,6 +128,11 @@ class AnthropicProvider:
                                 provider=self.name) from exc
         except anthropic.AnthropicError as exc:
             raise ProviderError(f"{self.name} failed: {exc}", provider=self.name) from exc
+        except httpx2.TransportError as exc:
+            # A stream cut mid-answer surfaces from iteration as the transport's own error,
+            # not as an AnthropicError; it is a connection failure like any other.
+            raise ProviderError(f"{self.name}: the answer was cut off: {exc or type(exc).__name__}",
+                                provider=self.name) from exc
         tool_calls = tuple(parse_tool_call(b.id, b.name, "".join(b.json))
                            for _, b in sorted(blocks.items()) if b.kind == "tool_use")
         return Completion(text="".join(parts), model=answered_by, input_tokens=tokens_in,
