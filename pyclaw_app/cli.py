@@ -44,9 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     _paths(gw)
 
     monitor = sub.add_parser("monitor", help="open the control panel of a gateway running "
-                             "elsewhere (its config needs server.control_api: true)")
-    monitor.add_argument("url", help="the gateway's server, e.g. http://192.168.1.20:8787")
-    monitor.add_argument("--token", required=True, help="from `pyclaw monitor-token` there")
+                             "elsewhere (its config needs server.control_api: true); without "
+                             "a URL, a connect screen asks for it")
+    monitor.add_argument("url", nargs="?", default=None,
+                         help="the gateway's server, e.g. http://192.168.1.20:8787 (default: "
+                         "the connect screen, filled with the last gateway that worked)")
+    monitor.add_argument("--token", default=None,
+                         help="from `pyclaw monitor-token` there (default: the connect screen "
+                         "asks, or the token stored for this URL)")
     monitor.add_argument("--web", action="store_true", help="serve the panel to a browser")
     monitor.add_argument("--host", default=None)
     monitor.add_argument("--port", type=int, default=None)
@@ -127,15 +132,16 @@ def _run_ui(config: Path | None, data_dir: Path | None, *, web: bool, host: str 
     return 0
 
 
-def _run_monitor(url: str, token: str, *, web: bool, host: str | None,
+def _run_monitor(url: str | None, token: str | None, *, web: bool, host: str | None,
                  port: int | None) -> int:
-    from pyclaw_app.control.remote import RemoteControlPlane
-    from views.app import run
+    """With a URL and token, connect at once; otherwise the connect screen asks (and a
+    failed connect lands there too, with the reason)."""
+    from views.app import run_monitor
 
-    async def plane() -> RemoteControlPlane:
-        return await RemoteControlPlane(url, token).connect()
-
-    run(plane, web=web, host=host, port=port)
+    if token is not None and url is None:
+        print("pyclaw monitor: --token needs the gateway's URL", file=sys.stderr)
+        return 2
+    run_monitor(web=web, host=host, port=port, url=url, token=token)
     return 0
 
 

@@ -83,11 +83,32 @@ async def test_monitor_changes_channels_and_gets_field_errors(remote: RemoteCont
     assert (await remote.probe_channel("x", "local", {})).ok
 
 
+ANDROID_CANNOT_CARRY = ("pydantic", "aiosqlite", "aiohttp", "openai", "anthropic", "telegram",
+                        "discord", "slack_sdk", "keyring", "connectors")
+
+
 def test_client_imports_nothing_the_android_build_cannot_carry() -> None:
-    code = ("import sys, pyclaw_app.control.remote, views.app; "
-            "bad = [m for m in ('pydantic', 'aiosqlite', 'aiohttp', 'openai', 'anthropic', "
-            "'telegram', 'discord', 'slack_sdk', 'keyring', 'connectors') if m in sys.modules]; "
+    code = ("import sys, pyclaw_app.control.remote, views.app, views.connect; "
+            f"bad = [m for m in {ANDROID_CANNOT_CARRY!r} if m in sys.modules]; "
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_main_without_the_gateway_packages_runs_the_monitor_and_imports_none_of_them() -> None:
+    """main.py as on Android: pydantic is not installed, so it must pick the monitor, and
+    serving it must not pull in any gateway package (ft.run is stubbed: nothing is served)."""
+    code = (
+        "import sys\n"
+        "sys.modules['pydantic'] = None  # what find_spec and import see on Android\n"
+        "import flet as ft\n"
+        "served = []\n"
+        "ft.run = lambda main, **kw: served.append((main.__qualname__, kw['view'].name))\n"
+        "import main\n"
+        "main.main(['--web'])\n"
+        f"bad = [m for m in {ANDROID_CANNOT_CARRY!r} if sys.modules.get(m) is not None]\n"
+        "print(served, bad)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == "[('make_monitor_main.<locals>.main', 'WEB_BROWSER')] []"

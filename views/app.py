@@ -1,28 +1,58 @@
-"""The Flet entry: a ``main`` per page, and ``run`` serving it on the desktop or in a browser."""
+"""The Flet entry: a ``main`` per page, and ``run`` serving it on the desktop or in a browser.
+
+Two kinds of page: the control panel on a plane the caller opens (the local
+gateway, ``make_main``), and the monitor (``make_monitor_main``), which starts on
+the connect screen and mounts the same shell on a RemoteControlPlane. Nothing
+here imports the gateway: the Android monitor build cannot carry it.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Awaitable, Callable
 
 import flet as ft
 
 from pyclaw_app.control import ControlPlane
+from views.connect import (
+    ClosablePlane,
+    Connector,
+    ConnectView,
+    CredentialStore,
+    FletCredentialStore,
+    connect_remote,
+    gateway_bar,
+)
 from views.live import LiveSession
 from views.settings import APP_DIR, AppSettings, load_settings
 from views.shell import Shell
 from views.style import SEED_COLOR
 
-__all__ = ["make_main", "run"]
+__all__ = ["GATEWAY_MODULES", "gateway_importable", "make_main", "make_monitor_main", "run",
+           "run_monitor", "wants_monitor"]
 
 _log = logging.getLogger(__name__)
 
 PlaneFactory = Callable[[], Awaitable[ControlPlane]]
 PageMain = Callable[[ft.Page], Awaitable[None]]
+StoreFactory = Callable[[], CredentialStore]
 
 ASSETS_DIR = APP_DIR / "assets"
+# What the in-process gateway needs and the Android build does not have (design.md §5).
+GATEWAY_MODULES = ("pydantic", "aiosqlite")
 _THEME_MODES = {"system": ft.ThemeMode.SYSTEM, "light": ft.ThemeMode.LIGHT,
                 "dark": ft.ThemeMode.DARK}
+
+
+def gateway_importable() -> bool:
+    """Whether this install can run the gateway in-process; looks, does not import."""
+    return all(importlib.util.find_spec(name) is not None for name in GATEWAY_MODULES)
+
+
+def wants_monitor(settings: AppSettings) -> bool:
+    """Monitor mode: asked for in flet.toml, or the only one possible (the Android build)."""
+    return settings.mode == "monitor" or not gateway_importable()
 
 
 def make_main(get_plane: PlaneFactory, *, settings: AppSettings | None = None) -> PageMain:
@@ -39,20 +69,55 @@ def make_main(get_plane: PlaneFactory, *, settings: AppSettings | None = None) -
                 f"pyclaw could not start its gateway: {exc}", color=ft.Colors.ERROR,
                 selectable=True)))
             return
-        await _mount(page, plane)
+        mounted = _Mounted(page, plane)
+
+        async def on_close(e: ft.Event[ft.Page]) -> None:
+            await mounted.unmount()
+
+        page.on_close = on_close
+        await mounted.mount()
+
+    return main
+
+
+def make_monitor_main(*, settings: AppSettings | None = None, url: str | None = None,
+                      token: str | None = None, connector: Connector = connect_remote,
+                      store_factory: StoreFactory = FletCredentialStore) -> PageMain:
+    """The monitor's ``main``: the connect screen, then the shell on the gateway it reached.
+
+    ``url``/``token`` (from ``pyclaw monitor URL --token T``) connect at once;
+    without them the last gateway this device remembers does. A failure leaves
+    the connect screen up with the reason.
+    """
+    app_settings = settings or load_settings()
+
+    async def main(page: ft.Page) -> None:
+        _configure_page(page, app_settings)
+        monitor = _Monitor(page, connector, store_factory())
+        await monitor.start(url, token)
 
     return main
 
 
 def run(get_plane: PlaneFactory, *, web: bool = False, host: str | None = None,
-        port: int | None = None) -> None:
-    """Serve the app: a desktop window, or (``web``) a browser page on host:port.
+        port: int | None = None, settings: AppSettings | None = None) -> None:
+    """Serve the panel on ``get_plane``: a desktop window, or (``web``) a browser page."""
+    app_settings = settings or load_settings()
+    _serve(make_main(get_plane, settings=app_settings), app_settings, web, host, port)
 
-    On a Linux machine without a display, Flet itself serves the web page and
-    does not try to open a browser; with a display it opens the default one.
-    """
-    settings = load_settings()
-    main = make_main(get_plane, settings=settings)
+
+def run_monitor(*, web: bool = False, host: str | None = None, port: int | None = None,
+                url: str | None = None, token: str | None = None,
+                settings: AppSettings | None = None) -> None:
+    """Serve the monitor: the connect screen (or ``url``/``token`` at once) and the shell."""
+    app_settings = settings or load_settings()
+    _serve(make_monitor_main(settings=app_settings, url=url, token=token), app_settings, web,
+           host, port)
+
+
+def _serve(main: PageMain, settings: AppSettings, web: bool, host: str | None,
+           port: int | None) -> None:
+    """On a Linux machine without a display, Flet serves the web page and opens no browser."""
     if web:
         ft.run(main, view=ft.AppView.WEB_BROWSER, host=host or settings.web_host,
                port=port or settings.web_port, no_cdn=True, assets_dir=str(ASSETS_DIR))
@@ -74,46 +139,112 @@ def _configure_page(page: ft.Page, settings: AppSettings) -> None:
         page.window.min_height = settings.window_min_height
 
 
-async def _mount(page: ft.Page, plane: ControlPlane) -> None:
-    shell = Shell(plane)
-    live = LiveSession(plane, list(shell.panels.values()), page.update,
-                       name=f"ui-live:{page.session.id}")
+class _Mounted:
+    """The shell for one plane on a page, with its live session; ``unmount`` takes both off.
 
-    wide: list[bool] = []  # the last layout's kind; a resize only rebuilds when it flips
+    ``header`` goes above the shell in every layout (the monitor's gateway bar).
+    """
 
-    def relayout(width: float | None) -> None:
-        if wide and wide[0] == Shell.is_wide(width):
-            return
-        wide[:] = [Shell.is_wide(width)]
-        body, bar = shell.layout(width)
-        page.controls = [body]
-        page.navigation_bar = bar
+    def __init__(self, page: ft.Page, plane: ControlPlane, header: ft.Control | None = None
+                 ) -> None:
+        self._page = page
+        self._header = header
+        self.shell = Shell(plane)
+        self.live = LiveSession(plane, list(self.shell.panels.values()), page.update,
+                                name=f"ui-live:{page.session.id}")
+        self._wide: bool | None = None  # the last layout's kind; a resize rebuilds on a flip
 
-    async def on_route_change(e: ft.RouteChangeEvent) -> None:
-        route = shell.show(e.route)
-        if route != e.route:
+    async def mount(self) -> None:
+        page, shell = self._page, self.shell
+        shell.rail.on_change = self._on_nav
+        shell.bar.on_change = self._on_nav
+        page.on_resize = self._on_resize
+        page.on_route_change = self._on_route_change
+        page.on_connect = self._on_connect
+        page.on_disconnect = self._on_disconnect
+        route = shell.show(page.route)
+        self._relayout(page.width)
+        page.update()
+        if route != page.route:
             await page.push_route(route)
+        await self.live.start()
 
-    async def on_nav(e: ft.Event[ft.Control]) -> None:
-        await page.push_route(shell.route_at(int(e.control.selected_index or 0)))
+    async def unmount(self) -> None:
+        page = self._page
+        page.on_resize = page.on_route_change = None
+        page.on_connect = page.on_disconnect = None
+        await self.live.stop()
 
-    async def on_connect(e: ft.Event[ft.Page]) -> None:
-        await live.start()
+    def _relayout(self, width: float | None) -> None:
+        wide = Shell.is_wide(width)
+        if self._wide == wide:
+            return
+        self._wide = wide
+        body, bar = self.shell.layout(width)
+        if self._header is not None:
+            body = ft.Column(expand=True, spacing=0, controls=[self._header, body])
+        self._page.controls = [body]
+        self._page.navigation_bar = bar
 
-    async def on_disconnect(e: ft.Event[ft.Page]) -> None:
-        await live.stop()
+    def _on_resize(self, e: ft.PageResizeEvent) -> None:
+        self._relayout(e.width)
 
-    shell.rail.on_change = on_nav
-    shell.bar.on_change = on_nav
-    page.on_resize = lambda e: relayout(e.width)
-    page.on_route_change = on_route_change
-    page.on_connect = on_connect
-    page.on_disconnect = on_disconnect
-    page.on_close = on_disconnect
+    async def _on_route_change(self, e: ft.RouteChangeEvent) -> None:
+        route = self.shell.show(e.route)
+        if route != e.route:
+            await self._page.push_route(route)
 
-    route = shell.show(page.route)
-    relayout(page.width)
-    page.update()
-    if route != page.route:
-        await page.push_route(route)
-    await live.start()
+    async def _on_nav(self, e: ft.Event[ft.Control]) -> None:
+        await self._page.push_route(self.shell.route_at(int(e.control.selected_index or 0)))
+
+    async def _on_connect(self, e: ft.Event[ft.Page]) -> None:
+        await self.live.start()
+
+    async def _on_disconnect(self, e: ft.Event[ft.Page]) -> None:
+        await self.live.stop()
+
+
+class _Monitor:
+    """One page of the monitor: the connect screen, or the shell on the plane it connected."""
+
+    def __init__(self, page: ft.Page, connector: Connector, store: CredentialStore) -> None:
+        self._page = page
+        self.view = ConnectView(connector, store, self._connected, refresh=page.update)
+        self._mounted: _Mounted | None = None
+        self._plane: ClosablePlane | None = None
+
+    async def start(self, url: str | None, token: str | None) -> None:
+        self._page.on_close = self._on_close
+        self._show_connect()
+        await self.view.open(url, token)
+
+    async def disconnect(self) -> None:
+        """Stop the live session and close the plane; what is remembered stays."""
+        mounted, plane = self._mounted, self._plane
+        self._mounted = self._plane = None
+        if mounted is not None:
+            await mounted.unmount()
+        if plane is not None:
+            await plane.close()
+
+    def _show_connect(self) -> None:
+        self._page.controls = [self.view.root]
+        self._page.navigation_bar = None
+        self._page.update()
+
+    async def _connected(self, plane: ClosablePlane, url: str) -> None:
+        self._plane = plane
+        self._mounted = _Mounted(self._page, plane, header=gateway_bar(url, self._on_disconnect))
+        try:
+            await self._mounted.mount()
+        except BaseException:
+            await self.disconnect()
+            self._show_connect()
+            raise
+
+    async def _on_disconnect(self, e: ft.Event[ft.Control] | None = None) -> None:
+        await self.disconnect()
+        self._show_connect()
+
+    async def _on_close(self, e: ft.Event[ft.Page]) -> None:
+        await self.disconnect()
