@@ -278,16 +278,22 @@ class Agent:
             return state.summary, fit.kept
         half = fit_history(with_summary(system, state.summary), turns, user_text, budget // 2)
         folded = half.dropped
+        # A quarter of the budget at most, so the summary plus the turns kept beside it
+        # leave room for the conversation to grow before the next compaction.
+        summary_tokens = min(SUMMARY_MAX_TOKENS, budget // 4)
         try:
             answer = await self.failover.complete(
                 summary_request(state.summary, folded, budget), primary=primary,
                 on_attempt=lambda a: self._record(turn, a), on_log=turn.log,
-                max_tokens=SUMMARY_MAX_TOKENS)
+                max_tokens=summary_tokens)
         except ProviderError as exc:
             turn.log("warning", f"could not summarise older messages ({exc}); "
                                 f"{len(fit.dropped)} left out of the prompt")
             return state.summary, fit.kept
-        summary = answer.completion.text.strip()
+        # Clipped here too: a server that ignores max_tokens (or a model that echoes its
+        # prompt) would otherwise grow the summary with every compaction, until it alone
+        # overflows the budget and every message compacts again (seen in bench.soak).
+        summary = answer.completion.text.strip()[:summary_tokens * 4]
         await self.conversations.set_summary(turn.inbound.address.key, summary, folded[-1].id)
         turn.log("info", f"compacted {len(folded)} older messages into a summary of "
                          f"~{estimate_tokens(summary)} tokens (by {answer.link.key})")

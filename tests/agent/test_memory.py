@@ -89,6 +89,23 @@ async def test_overflow_is_compacted_into_a_stored_summary(make_agent,
     assert len(await h.llm_calls()) == len(fake_openai.requests)
 
 
+async def test_a_model_that_echoes_its_prompt_cannot_grow_the_summary(
+        make_agent, fake_openai: FakeOpenAI) -> None:
+    """The fake's default echo answers a summary request with the whole request, the old
+    summary included: the summary must stay clipped to a quarter of the budget, so
+    compaction still runs once per stretch of conversation, not on every message."""
+    h = await make_agent([openai_provider(fake_openai)], history_tokens=600, tools=[])
+    compactions = 0
+    for i in range(30):
+        _, rec = await h.say(f"turn {i}{PADDING}")
+        compactions += len(rec.logged("compacted"))
+    row = await h.store.db.fetchone(
+        "SELECT summary FROM conversations WHERE conv=?", ("local||c1|",))
+    assert row is not None and row["summary"].startswith("Echo: ")
+    assert len(row["summary"]) <= 600 // 4 * 4
+    assert 2 <= compactions <= 10
+
+
 async def test_compaction_failure_still_answers(make_agent,
                                                 fake_anthropic: FakeAnthropic) -> None:
     def responder(messages: list[dict[str, Any]]) -> str:

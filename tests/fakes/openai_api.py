@@ -73,6 +73,15 @@ def echo(messages: list[dict[str, Any]]) -> str:
     return f"Echo: {content}"
 
 
+def _cut_to_limit(text: str, body: dict[str, Any]) -> tuple[str, str]:
+    """Honour ``max_completion_tokens`` (or the older ``max_tokens``) as the API does: the
+    answer stops there with ``finish_reason: "length"``. Four characters count as a token."""
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if isinstance(limit, int) and not isinstance(limit, bool) and 0 < 4 * limit < len(text):
+        return text[:4 * limit], "length"
+    return text, "stop"
+
+
 class FakeOpenAI(FakeServer):
     def __init__(self, *, api_key: str | None = None, models: tuple[str, ...] = ("fake-model",),
                  responder: Responder = echo, chunk_size: int = 8, latency: float = 0.0,
@@ -153,7 +162,7 @@ class FakeOpenAI(FakeServer):
             reply = answer if isinstance(answer, FakeReply) else FakeReply(answer)
             if reply.tool_calls and (body.get("tool_choice") == "none" or not body.get("tools")):
                 reply = FakeReply(reply.text or "(answered without tools)")
-            text = reply.text
+            text, finish = _cut_to_limit(reply.text, body)
             calls = [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
                       "function": {"name": c.name, "arguments": c.raw_arguments
                                    if c.raw_arguments is not None else json.dumps(c.arguments)}}
@@ -162,7 +171,7 @@ class FakeOpenAI(FakeServer):
             completion_tokens = (len(text) + len(json.dumps(calls) if calls else "")) // 4 + 1
             if body.get("stream"):
                 return await self._stream(request, body, model, text, calls, prompt_tokens,
-                                          completion_tokens, fault)
+                                          completion_tokens, fault, finish)
             message: dict[str, Any] = {"role": "assistant", "content": text or None,
                                        "refusal": None}
             if calls:
@@ -171,7 +180,7 @@ class FakeOpenAI(FakeServer):
                 "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
                 "created": int(time.time()), "model": model, "system_fingerprint": None,
                 "choices": [{"index": 0, "message": message, "logprobs": None,
-                             "finish_reason": "tool_calls" if calls else "stop"}],
+                             "finish_reason": "tool_calls" if calls else finish}],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens}})
         finally:
@@ -179,7 +188,7 @@ class FakeOpenAI(FakeServer):
 
     async def _stream(self, request: web.Request, body: dict[str, Any], model: str, text: str,
                       calls: list[dict[str, Any]], prompt_tokens: int, completion_tokens: int,
-                      fault: Fault | None) -> web.StreamResponse:
+                      fault: Fault | None, finish: str) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
         await resp.prepare(request)
@@ -211,7 +220,7 @@ class FakeOpenAI(FakeServer):
             events += [chunk({"tool_calls": [{"index": index, "function": {
                 "arguments": args[i:i + self.chunk_size]}}]}, None)
                 for i in range(0, len(args), self.chunk_size)]
-        events.append(chunk({}, "tool_calls" if calls else "stop"))
+        events.append(chunk({}, "tool_calls" if calls else finish))
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append({"id": cid, "object": "chat.completion.chunk", "created": created,
                            "model": model, "system_fingerprint": None, "choices": [],
