@@ -116,3 +116,27 @@ async def test_sigkill_right_after_submit_loses_nothing_and_resumes(
 async def _status(gateway, journal_id: int) -> bool:
     row = await gateway.store.journal.get(journal_id)
     return row is not None and row.status == "replied"
+
+
+async def test_history_starts_after_the_summary_point_and_the_reset(tmp_path: Path) -> None:
+    store = await Store(tmp_path).open()
+    try:
+        address = Address("local", "c1", "local")
+        ids = []
+        for n in range(6):
+            accepted = await store.journal.submit(inbound(f"m{n}", f"question {n}"))
+            out = await store.journal.add_outbound(accepted.journal_id, address, f"answer {n}")
+            await store.journal.complete_reply(out, accepted.journal_id, [f"p{n}"])
+            ids.append(accepted.journal_id)
+        conv = address.key
+        whole = await store.journal.history(conv, before_id=2**62)
+        assert [t.text for t in whole][:2] == ["answer 5", "question 5"] and len(whole) == 12
+
+        summarised = await store.journal.history(conv, before_id=2**62, after_id=ids[3])
+        assert [t.text for t in reversed(summarised)] == [
+            "answer 3", "question 4", "answer 4", "question 5", "answer 5"]
+
+        await store.journal.reset_conversation(conv)  # a reset later than the summary wins
+        assert await store.journal.history(conv, before_id=2**62, after_id=ids[3]) == []
+    finally:
+        await store.close()

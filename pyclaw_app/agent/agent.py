@@ -222,7 +222,8 @@ class Agent:
         system = render_system_prompt(self.config.system_prompt, self.config.system_prompts,
                                       inbound, self.now())
         user_text = inbound.text if inbound.text.strip() else describe_attachments(inbound)
-        history = await self.journal.history(conv, before_id=journal_id, limit=HISTORY_LIMIT)
+        history = await self.journal.history(conv, before_id=journal_id, limit=HISTORY_LIMIT,
+                                             after_id=state.summary_until)
         turns = visible_history(history, lambda t: parse_command(t) is not None,
                                 after_id=state.summary_until)
         budget = self._budget(primary, specs)

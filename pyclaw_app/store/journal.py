@@ -211,15 +211,19 @@ class Journal:
             " ORDER BY id DESC LIMIT 1", (inbound_id,))
         return JournalRow.from_row(row) if row else None
 
-    async def history(self, conv: str, before_id: int, limit: int = 200) -> list[HistoryTurn]:
-        """Past turns of a conversation before ``before_id``, newest first, after the last reset."""
+    async def history(self, conv: str, before_id: int, limit: int = 200,
+                      after_id: int = 0) -> list[HistoryTurn]:
+        """Past turns of a conversation between ``after_id`` and ``before_id``, newest first,
+        after the last reset. ``after_id`` is where the stored summary ends: the rows before
+        it are already summarised, and reading them anyway made every message of a long chat
+        read up to ``limit`` rows (bench.soak, 1,000 messages a chat)."""
         rows = await self.db.fetchall(
             "SELECT m.id, m.direction, m.text FROM messages m"
             " LEFT JOIN conversations c ON c.conv = m.conv"
-            " WHERE m.conv=? AND m.id < ? AND m.id > COALESCE(c.reset_after_id, 0)"
+            " WHERE m.conv=? AND m.id < ? AND m.id > MAX(COALESCE(c.reset_after_id, 0), ?)"
             " AND ((m.direction='in' AND m.status='replied') OR"
             "      (m.direction='out' AND m.status='sent' AND m.error IS NULL))"
-            " ORDER BY m.id DESC LIMIT ?", (conv, before_id, limit))
+            " ORDER BY m.id DESC LIMIT ?", (conv, before_id, after_id, limit))
         return [HistoryTurn("user" if r["direction"] == "in" else "assistant", r["text"], r["id"])
                 for r in rows]
 
