@@ -217,13 +217,16 @@ class Journal:
         after the last reset. ``after_id`` is where the stored summary ends: the rows before
         it are already summarised, and reading them anyway made every message of a long chat
         read up to ``limit`` rows (bench.soak, 1,000 messages a chat)."""
+        # The lower bound is a scalar subquery, not a join, so SQLite uses it as an index
+        # range bound: with a join it walked a long chat's every row (5.7 ms vs 0.2 ms for
+        # 3,660 rows in one chat, bench.soak).
         rows = await self.db.fetchall(
             "SELECT m.id, m.direction, m.text FROM messages m"
-            " LEFT JOIN conversations c ON c.conv = m.conv"
-            " WHERE m.conv=? AND m.id < ? AND m.id > MAX(COALESCE(c.reset_after_id, 0), ?)"
+            " WHERE m.conv=? AND m.id < ? AND m.id > MAX(COALESCE("
+            "   (SELECT reset_after_id FROM conversations WHERE conv=?), 0), ?)"
             " AND ((m.direction='in' AND m.status='replied') OR"
             "      (m.direction='out' AND m.status='sent' AND m.error IS NULL))"
-            " ORDER BY m.id DESC LIMIT ?", (conv, before_id, after_id, limit))
+            " ORDER BY m.id DESC LIMIT ?", (conv, before_id, conv, after_id, limit))
         return [HistoryTurn("user" if r["direction"] == "in" else "assistant", r["text"], r["id"])
                 for r in rows]
 
