@@ -4,6 +4,7 @@ Examples::
 
     python -m bench --quick                 # < 1 minute, one run each
     python -m bench --runs 3                # issue 7's full plan, medians of 3
+    python -m bench --quick --platform both # every scenario on Telegram, then on Slack
     python -m bench --profile               # + one py-spy'd gateway run of the big burst
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 from bench._run import RunOptions, run_once
 from bench._stats import RunResult, Summary, render_table, summarise
 from bench.profile import load_profile, render_profile
-from bench.scenarios import Scenario, full_plan, quick_plan
+from bench.scenarios import PLATFORMS, Scenario, full_plan, quick_plan
 
 __all__ = ["main"]
 
@@ -46,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--llm-cap", type=int, default=256,
                         help="the gateway's agent.max_concurrent_llm (default 256, so the "
                              "200 ms LLM is not capped at 4/0.2 s = 20 msg/s)")
+    parser.add_argument("--platform", choices=[*PLATFORMS, "both"], default="telegram",
+                        help="which fake platform carries the load (default telegram); both: "
+                             "each scenario on each platform")
     parser.add_argument("--only", default="",
                         help="run only scenarios whose name contains this text")
     parser.add_argument("--no-baseline", action="store_true", help="skip the baseline bot")
@@ -103,7 +107,9 @@ async def _main(args: argparse.Namespace, workdir: Path) -> None:
     seconds = args.seconds if args.seconds is not None else (4.0 if args.quick else 30.0)
     runs = args.runs if args.runs is not None else (1 if args.quick else 3)
     make = quick_plan if args.quick else full_plan
-    plan = [s for s in make(rate=args.rate, seconds=seconds) if args.only in s.name]
+    platforms = PLATFORMS if args.platform == "both" else (args.platform,)
+    plan = [s for s in make(rate=args.rate, seconds=seconds, platforms=platforms)
+            if args.only in s.name]
     options = RunOptions(workdir, args.llm_cap, args.idle_timeout)
     print(f"machine: {machine_line()}", flush=True)
     print(f"command: python -m bench {' '.join(sys.argv[1:])}", flush=True)

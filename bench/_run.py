@@ -23,7 +23,8 @@ import yaml
 
 from bench._proc import Child, clean_env, python_module
 from bench._stats import RunResult, percentile
-from bench.scenarios import Scenario
+from bench.fake_slack import APP_TOKEN, BOT_TOKEN
+from bench.scenarios import PLATFORMS, Scenario
 from pyclaw_app.store import DB_NAME
 from tests.fakes.telegram_api import DEFAULT_TOKEN
 
@@ -46,42 +47,43 @@ class RunOptions:
 
 
 async def run_once(scenario: Scenario, target: str, options: RunOptions, index: int) -> RunResult:
-    """Run ``scenario`` once against ``target`` ("gateway" or "baseline")."""
+    """Run ``scenario`` once against ``target`` ("gateway" or "baseline") on its platform."""
+    platform = scenario.platform
+    if platform not in PLATFORMS:
+        raise ValueError(f"unknown platform {platform!r}; one of {', '.join(PLATFORMS)}")
     rundir = options.workdir / f"{target}-{_slug(scenario.name)}-{index}"
     rundir.mkdir(parents=True, exist_ok=True)
     children: list[Child] = []
     profiler: asyncio.subprocess.Process | None = None
     try:
-        telegram = Child("fake-telegram", python_module("bench.fake_telegram"),
-                         log_path=rundir / "fake_telegram.log")
-        children.append(telegram)
-        tg_port = int((await telegram.start()).split()[1])
-        tg_url = f"http://127.0.0.1:{tg_port}"
+        fake = Child(f"fake-{platform}", python_module(f"bench.fake_{platform}"),
+                     log_path=rundir / f"fake_{platform}.log")
+        children.append(fake)
+        fake_url = f"http://127.0.0.1:{int((await fake.start()).split()[1])}"
         if target == "gateway":
             llm = Child("fake-llm", python_module("bench.fake_llm", "--latency",
                                                   str(scenario.llm_latency)),
                         log_path=rundir / "fake_llm.log")
             children.append(llm)
             llm_port = int((await llm.start()).split()[1])
-            bot = gateway_child(rundir, tg_url, llm_port, options.llm_cap)
+            bot = gateway_child(rundir, fake_url, llm_port, options.llm_cap, platform=platform)
         else:
-            bot = Child("baseline", python_module("bench.baseline_bot", "--api",
-                                                  f"{tg_url}/bot{DEFAULT_TOKEN}"),
+            bot = Child("baseline", _baseline_argv(platform, fake_url),
                         log_path=rundir / "baseline.log")
         children.append(bot)
         ready = await bot.start(timeout=60)
-        if target == "gateway" and "telegram (online)" not in ready:
-            raise RuntimeError(f"telegram channel not online: {ready!r}; see {bot.log_path}")
+        if target == "gateway" and f"{platform} (online)" not in ready:
+            raise RuntimeError(f"{platform} channel not online: {ready!r}; see {bot.log_path}")
         if options.profile_to is not None:
             profiler = await asyncio.create_subprocess_exec(
                 str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(bot.pid),
                 "--format", "raw", "--rate", "100", "-o", str(options.profile_to),
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
             await asyncio.sleep(1.0)  # let py-spy attach before the load starts
-        bot_cpu0, tg_cpu0 = bot.cpu_seconds(), telegram.cpu_seconds()
+        bot_cpu0, fake_cpu0 = bot.cpu_seconds(), fake.cpu_seconds()
         async with aiohttp.ClientSession() as session:
-            report = await drive(session, tg_url, scenario, options.idle_timeout)
-        bot_cpu, tg_cpu = bot.cpu_seconds() - bot_cpu0, telegram.cpu_seconds() - tg_cpu0
+            report = await drive(session, fake_url, scenario, options.idle_timeout)
+        bot_cpu, fake_cpu = bot.cpu_seconds() - bot_cpu0, fake.cpu_seconds() - fake_cpu0
         rss = bot.peak_rss_mb()
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
@@ -89,6 +91,11 @@ async def run_once(scenario: Scenario, target: str, options: RunOptions, index: 
             profiler = None
         await bot.stop()
         rows = _journal_rows(rundir / "data") if target == "gateway" else 0
+        if report.get("ack_max_ms") is not None:
+            _log.info("%s %s: Socket Mode acks p50 %.1f ms, p99 %.1f ms, max %.1f ms; %d later "
+                      "than Slack's 3 s; %d unacked; %d connection(s)", scenario.name, target,
+                      report["ack_p50_ms"], report["ack_p99_ms"], report["ack_max_ms"],
+                      report["acks_late"], report["unacked"], report["connections"])
     finally:
         if profiler is not None and profiler.returncode is None:
             profiler.kill()
@@ -106,26 +113,52 @@ async def run_once(scenario: Scenario, target: str, options: RunOptions, index: 
         injected=report["injected"], lost=report["injected"] - replied,
         duplicates=report["duplicates"] + report["unmatched"],
         peak_rss_mb=rss, cpu_per_1k=bot_cpu / max(replied, 1) * 1000,
-        journal_rows_per_s=rows / window, fake_cpu_pct=tg_cpu / window * 100)
+        journal_rows_per_s=rows / window, fake_cpu_pct=fake_cpu / window * 100)
 
 
-def gateway_child(rundir: Path, tg_url: str, llm_port: int, llm_cap: int) -> Child:
+def gateway_child(rundir: Path, fake_url: str, llm_port: int, llm_cap: int, *,
+                  platform: str = "telegram") -> Child:
+    """``pyclaw gateway`` with one channel, named after ``platform``, on the fake at ``fake_url``.
+
+    Tokens go in by environment (``PYCLAW_<CHANNEL>_<FIELD>``, as pyclaw_app/config.py
+    reads them), never into the YAML; ``PYCLAW_SECRETS=file`` keeps the desktop keyring out.
+    """
     config = {
         "agent": {"max_concurrent_llm": llm_cap},
         "providers": [{"name": "fake", "base_url": f"http://127.0.0.1:{llm_port}/v1",
                        "model": "fake-model", "max_retries": 0, "timeout": 30}],
-        "channels": {"telegram": {
-            "type": "telegram", "base_url": f"{tg_url}/bot",
-            "base_file_url": f"{tg_url}/file/bot", "poll_timeout": 1,
-            "dm_policy": "open", "rate_limit_per_minute": 0}},
+        "channels": {platform: _channel_config(platform, fake_url)},
     }
     path = rundir / "pyclaw.yaml"
     path.write_text(yaml.safe_dump(config), "utf-8")
-    env = clean_env({"PYCLAW_TELEGRAM_TOKEN": DEFAULT_TOKEN, "PYCLAW_SECRETS": "file"})
+    env = clean_env({**_channel_secrets(platform), "PYCLAW_SECRETS": "file"})
     argv = python_module("pyclaw_app.cli", "gateway", "--config", str(path),
                          "--data-dir", str(rundir / "data"))
     return Child("gateway", argv, log_path=rundir / "gateway.log", env=env,
                  ready="pyclaw gateway running")
+
+
+def _channel_config(platform: str, fake_url: str) -> dict[str, Any]:
+    """Open to anyone and unthrottled: the load comes from many senders at full speed."""
+    common = {"dm_policy": "open", "rate_limit_per_minute": 0}
+    if platform == "slack":
+        # bench.fake_slack sends DMs, which Slack channels answer without an @mention.
+        return {"type": "slack", "mode": "socket", "base_url": f"{fake_url}/api/", **common}
+    return {"type": "telegram", "base_url": f"{fake_url}/bot",
+            "base_file_url": f"{fake_url}/file/bot", "poll_timeout": 1, **common}
+
+
+def _channel_secrets(platform: str) -> dict[str, str]:
+    if platform == "slack":
+        return {"PYCLAW_SLACK_BOT_TOKEN": BOT_TOKEN, "PYCLAW_SLACK_APP_TOKEN": APP_TOKEN}
+    return {"PYCLAW_TELEGRAM_TOKEN": DEFAULT_TOKEN}
+
+
+def _baseline_argv(platform: str, fake_url: str) -> list[str]:
+    if platform == "slack":
+        return python_module("bench.baseline_bot_slack", "--api", f"{fake_url}/api/",
+                             "--app-token", APP_TOKEN, "--bot-token", BOT_TOKEN)
+    return python_module("bench.baseline_bot", "--api", f"{fake_url}/bot{DEFAULT_TOKEN}")
 
 
 async def drive(session: aiohttp.ClientSession, url: str, scenario: Scenario,

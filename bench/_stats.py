@@ -40,7 +40,8 @@ class RunResult:
     journal_rows_per_s: float
     """Rows inserted into ``messages`` (in + out) per second of the load; 0 for the baseline."""
     fake_cpu_pct: float
-    """CPU of the fake Telegram process over the load, in % of one core (100 = saturated)."""
+    """CPU of the fake platform process (Telegram or Slack) over the load, in % of one core
+    (100 = saturated)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def summarise(scenario: str, target: str, runs: Sequence[RunResult]) -> Summary:
 
 
 _HEADER = ("scenario", "target", "runs", "msg/s", "added p50 ms", "p95 ms", "p99 ms",
-           "lost", "dup", "peak RSS MB", "CPU s/1k msg", "journal rows/s", "fake TG CPU %")
+           "lost", "dup", "peak RSS MB", "CPU s/1k msg", "journal rows/s", "fake platform CPU %")
 
 
 def _fmt(value: float, digits: int = 1) -> str:

@@ -115,6 +115,7 @@ class SlackFake(FakeServer):
         self.updates: list[SentUpdate] = []
         self.calls: list[str] = []  # every Web API method called, in order
         self.acks: list[str] = []  # envelope ids acked, in order
+        self.acked_at: dict[str, float] = {}  # envelope id -> monotonic time of its (first) ack
         self.connections = 0  # Socket Mode connections accepted so far
         self.rate_limits: list[RateLimitHit] = []
         self.users: dict[str, dict[str, Any]] = {
@@ -319,6 +320,7 @@ class SlackFake(FakeServer):
                     data = json.loads(msg.data)
                     if isinstance(data, dict) and isinstance(data.get("envelope_id"), str):
                         self.acks.append(data["envelope_id"])
+                        self.acked_at.setdefault(data["envelope_id"], time.monotonic())
                         self._pending.pop(data["envelope_id"], None)
         finally:
             self._sockets.pop(ws, None)
