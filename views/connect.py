@@ -56,7 +56,8 @@ Handler = Callable[[Any], Coroutine[Any, Any, None]]
 # the keys carry the app id (Flet's client-storage advice).
 URL_KEY = "dev.pyclaw.monitor.url"
 TOKEN_KEY = "dev.pyclaw.monitor.token"
-# A client without the storage (an old or custom build) never answers: do not hang on it.
+# Flet waits for a service call without a time-out; a client that cannot answer one (a build
+# without the extension) must not hang the page's start.
 STORE_TIMEOUT = 5.0
 EXAMPLE_URL = "http://192.168.1.20:8787"
 TOKEN_HELP = "run `pyclaw monitor-token` on the gateway's machine and paste what it prints"
@@ -230,8 +231,9 @@ class ConnectView:
         self.token = ft.TextField(
             label="API token", password=True, can_reveal_password=True,
             prefix_icon=ft.Icons.KEY_OUTLINED, helper="From `pyclaw monitor-token` on the "
-            "gateway's machine", on_submit=self._on_connect)
-        self.error = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
+            "gateway's machine", helper_max_lines=2, on_submit=self._on_connect)
+        # not selectable: selectable text is left out of the semantics tree (screen readers)
+        self.error = ft.Text(color=ft.Colors.ERROR, visible=False)
         self.notice = ft.Text(color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
         self.progress = ft.ProgressRing(width=20, height=20, stroke_width=2.5, visible=False,
                                         semantics_label="Connecting")
