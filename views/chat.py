@@ -103,7 +103,17 @@ class ChatView:
         return self._root
 
     async def load(self) -> None:
-        self.state.load(await self.plane.chat_history())
+        try:
+            history = await self.plane.chat_history()
+        except Exception as exc:  # noqa: BLE001 - a gateway without a local channel still gets its panel
+            _log.warning("chat unavailable: %s", exc)
+            self.empty.value = (f"Chat is unavailable: {exc}. This view talks to the assistant "
+                                "through the gateway's local chat channel: add or start one in "
+                                "Channels.")
+            for control in (self.field, self.send_button, self.reset_button):
+                control.disabled = True
+            return
+        self.state.load(history)
         self.messages.controls = [chat_bubble(line) for line in self.state.lines]
         self._dropped = self.state.dropped
         self._show_waiting()

@@ -16,6 +16,7 @@ import flet as ft
 import pytest
 
 from pyclaw_app.control import ChannelStatus, TrafficRow
+from pyclaw_app.errors import ConnectorError
 from pyclaw_app.model import Event, EventKind
 from tests.ui.fake_plane import FakeControlPlane
 from views.chat import ChatView, chat_bubble
@@ -388,6 +389,18 @@ async def test_chat_send_calls_the_plane_and_shows_the_reply(plane: FakeControlP
     assert len(plane.sent) == 1
     plain = chat_bubble(ChatLine("assistant", "just text"))
     assert isinstance(plain.controls[0].content, ft.Text)  # sized to its text, not 4/5 wide
+
+
+async def test_chat_without_a_local_channel_says_so_instead_of_failing_the_panel(
+        plane: FakeControlPlane, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def no_local_channel(chat: str = "app", limit: int = 100) -> list[TrafficRow]:
+        raise ConnectorError("the local chat channel is not running")
+
+    monkeypatch.setattr(plane, "chat_history", no_local_channel)
+    view = ChatView(plane)
+    await view.load()
+    assert view.empty.visible and "local chat channel is not running" in view.empty.value
+    assert view.field.disabled and view.send_button.disabled and view.reset_button.disabled
 
 
 async def test_chat_failure_is_shown_in_red() -> None:
