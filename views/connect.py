@@ -17,10 +17,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import flet as ft
 import flet_secure_storage as fss
-import httpx
 
 from pyclaw_app.control import ControlPlane
-from pyclaw_app.control.remote import RemoteControlPlane, RemoteError
+from pyclaw_app.control.remote import (
+    GatewayUnreachable,
+    RemoteControlPlane,
+    RemoteError,
+    TokenRefused,
+)
 
 __all__ = [
     "TOKEN_KEY",
@@ -113,27 +117,21 @@ def normalize_url(text: str) -> str:
 
 
 def explain_failure(exc: BaseException, url: str, token: str | None) -> str:
-    """What a failed connect means for the user, with what to do about it; never the token.
-
-    RemoteControlPlane raises one RemoteError type: an unreachable gateway is the
-    one whose cause is a network error or a time-out, a refused token the one
-    carrying the control API's 401 answer ("missing or wrong API token").
-    """
-    if isinstance(exc, RemoteError):
+    """What a failed connect means for the user, with what to do about it; never the token."""
+    if isinstance(exc, GatewayUnreachable):
         cause = exc.__cause__
-        if isinstance(cause, httpx.NetworkError | httpx.TimeoutException):
-            host = urlsplit(url).hostname or ""
-            loopback = (f" {host} is this device itself: use the gateway machine's network "
-                        "address." if host in _LOOPBACK else "")
-            detail = str(cause) or type(cause).__name__
-            return _scrub(
-                f"Could not reach {url} ({detail}). The gateway must be running with "
-                "server.control_api: true and listen on an address this device can reach "
-                "(server.host: 0.0.0.0 or its network address, not 127.0.0.1; "
-                f"server.port, 8787 by default).{loopback}", token)
-        if "API token" in str(exc):
-            return (f"The gateway at {url} refused this token. To get the right one, "
-                    f"{TOKEN_HELP}.")
+        host = urlsplit(url).hostname or ""
+        loopback = (f" {host} is this device itself: use the gateway machine's network "
+                    "address." if host in _LOOPBACK else "")
+        detail = (str(cause) or type(cause).__name__) if cause is not None else str(exc)
+        return _scrub(
+            f"Could not reach {url} ({detail}). The gateway must be running with "
+            "server.control_api: true and listen on an address this device can reach "
+            "(server.host: 0.0.0.0 or its network address, not 127.0.0.1; "
+            f"server.port, 8787 by default).{loopback}", token)
+    if isinstance(exc, TokenRefused):
+        return f"The gateway at {url} refused this token. To get the right one, {TOKEN_HELP}."
+    if isinstance(exc, RemoteError):
         return _scrub(f"The gateway at {url} answered with an error: {exc}", token)
     return _scrub(f"Could not connect to {url}: {type(exc).__name__}: {exc}", token)
 

@@ -35,13 +35,21 @@ from pyclaw_app.control.types import (
 )
 from pyclaw_app.model import Event, EventKind
 
-__all__ = ["RemoteControlPlane", "RemoteError"]
+__all__ = ["GatewayUnreachable", "RemoteControlPlane", "RemoteError", "TokenRefused"]
 
 _log = logging.getLogger(__name__)
 
 
 class RemoteError(Exception):
     """The gateway refused a call or could not be reached; the message says which."""
+
+
+class GatewayUnreachable(RemoteError):
+    """No HTTP answer at all: connection refused, no route, DNS failure, time-out."""
+
+
+class TokenRefused(RemoteError):
+    """The control API answered 401: the bearer token is missing or wrong."""
 
 
 def _rows(cls: type) -> Callable[[Any], Any]:
@@ -161,8 +169,13 @@ class RemoteControlPlane:
     async def _call(self, method: str, **kwargs: Any) -> Any:
         try:
             resp = await self._client.post(f"/api/v1/call/{method}", json=kwargs)
+        except (httpx.NetworkError, httpx.TimeoutException) as exc:
+            raise GatewayUnreachable(
+                f"gateway unreachable at {self._client.base_url}: {exc}") from exc
         except httpx.HTTPError as exc:
-            raise RemoteError(f"gateway unreachable at {self._client.base_url}: {exc}") from exc
+            raise RemoteError(f"gateway at {self._client.base_url} failed: {exc}") from exc
+        if resp.status_code == 401:
+            raise TokenRefused("missing or wrong API token")
         try:
             body = resp.json()
         except ValueError:
