@@ -44,6 +44,12 @@ class FatalConnectorError(ConnectorError):
     """Retrying will not help (bad token, revoked bot, missing intent)."""
 
 
+class DeliveryUncertain(ConnectorError):
+    """The send went out but its answer was lost (read time-out, connection cut): the
+    platform may have delivered it, and cannot be asked. Never resent automatically;
+    the reply is marked ``uncertain`` for a person to decide (Retry in Logs)."""
+
+
 class RetryableError(ConnectorError):
     """Try again later; ``retry_after`` seconds when the platform said how long."""
 

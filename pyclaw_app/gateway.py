@@ -21,7 +21,13 @@ from pyclaw_app.agent import Agent, CallRecord, Reply, TurnHooks, user_notice
 from pyclaw_app.backoff import Backoff
 from pyclaw_app.bus import Bus
 from pyclaw_app.config import ChannelEntry, Config
-from pyclaw_app.errors import ConnectorError, FatalConnectorError, ProviderError, RetryableError
+from pyclaw_app.errors import (
+    ConnectorError,
+    DeliveryUncertain,
+    FatalConnectorError,
+    ProviderError,
+    RetryableError,
+)
 from pyclaw_app.lanes import Lanes
 from pyclaw_app.model import (
     ChannelState,
@@ -514,6 +520,13 @@ class Gateway:
             if ids is None:
                 ids = await self._send_with_retries(connector, Outbound(
                     inbound.address, text, reply_to=inbound.platform_id, journal_id=out_id))
+        except DeliveryUncertain as exc:
+            detail = redactor(str(exc))
+            await self.store.journal.fail_reply(out_id, journal_id, f"uncertain: {detail}")
+            self.channel_log(channel, "warning", f"message {journal_id}: {detail}")
+            self._emit(EventKind.MESSAGE_FAILED, channel, id=journal_id,
+                       chat=inbound.address.chat, error=f"uncertain: {detail}")
+            return
         except ConnectorError as exc:
             detail = redactor(str(exc))
             await self.store.journal.fail_reply(out_id, journal_id, f"send failed: {detail}")

@@ -9,6 +9,10 @@ HTTP library; ``Bot`` and everything above it stay PTB's. Two reasons to do it:
   leaks the slot in httpcore 1.0 (encode/httpcore#1093), which once wedged the
   whole channel. aiohttp releases the connection when its task is cancelled.
 
+Failures say whether the request can have reached Telegram: ``NotSent`` (no
+connection was made: safe to send again) or ``AnswerLost`` (a ``TimedOut``: it
+went out, the answer did not come back), so a reply is never sent twice.
+
 Timeouts map as PTB defines them: ``connect`` to aiohttp's ``sock_connect``,
 ``read`` to ``sock_read`` and ``pool`` plus ``connect`` to ``connect`` (the time
 to get a connection, waiting for a free one included). aiohttp has no separate
@@ -22,7 +26,7 @@ from telegram._utils.defaultvalue import DefaultValue
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
-__all__ = ["AiohttpRequest"]
+__all__ = ["AiohttpRequest", "AnswerLost", "NotSent"]
 
 _Timeout = float | None
 
@@ -77,10 +81,20 @@ class AiohttpRequest(BaseRequest):
             async with session.request(method, url, data=_body(request_data),
                                        timeout=timeout) as response:
                 return response.status, await response.read()
-        except TimeoutError as exc:  # aiohttp's own timeout errors subclass it
-            raise TimedOut(f"aiohttp: {type(exc).__name__}: {exc}") from exc
-        except aiohttp.ClientError as exc:
-            raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise NotSent(f"aiohttp.{type(exc).__name__}: {exc}") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:  # aiohttp's timeouts subclass both
+            raise AnswerLost(f"aiohttp.{type(exc).__name__}: {exc}") from exc
+
+
+class NotSent(NetworkError):
+    """No connection could be had (refused, connect time-out, no free pooled connection):
+    the request never left, so sending it again cannot make a duplicate."""
+
+
+class AnswerLost(TimedOut):
+    """The request was (or may have been) written but no whole answer came back (read
+    time-out, connection cut): Telegram may have acted on it."""
 
 
 def _body(request_data: RequestData | None) -> aiohttp.FormData | dict[str, str] | None:

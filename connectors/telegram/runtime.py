@@ -36,12 +36,18 @@ from telegram.error import (
 from telegram.warnings import PTBDeprecationWarning
 
 from connectors.base import Connector, ConnectorContext, ProbeResult, split_text, utf16_len
-from connectors.telegram._aiohttp_request import AiohttpRequest
+from connectors.telegram._aiohttp_request import AiohttpRequest, AnswerLost
 from connectors.telegram._format import to_html
 from connectors.telegram._parse import BotIdentity, describe_skip, parse_update, update_id_of
 from connectors.telegram.manifest import MAX_TEXT, SPEC, TelegramConfig
 from pyclaw_app.backoff import Backoff
-from pyclaw_app.errors import ConnectorError, FatalConnectorError, PyclawError, RetryableError
+from pyclaw_app.errors import (
+    ConnectorError,
+    DeliveryUncertain,
+    FatalConnectorError,
+    PyclawError,
+    RetryableError,
+)
 from pyclaw_app.model import Address, ChannelState, Outbound
 
 __all__ = ["CONNECTOR", "TelegramConnector"]
@@ -345,7 +351,15 @@ class TelegramConnector(Connector):
                 self._ctx_log("warning", f"Telegram rate limit: waiting {wait:g}s before resending",
                               retry_after=wait)
                 await asyncio.sleep(wait)
-            except NetworkError as exc:  # includes TimedOut; BadRequest is handled above
+            except AnswerLost as exc:
+                # Sent, but the answer never came: Telegram may have delivered it, and has no
+                # way to ask. Sending again could double the reply, so the gateway flags it.
+                token = self._token_or_empty()
+                message = exc.message.replace(token, "<token>") if token else exc.message
+                raise DeliveryUncertain(
+                    f"Telegram did not answer the sendMessage ({message}); it may have been "
+                    "delivered, so it is not sent again") from exc
+            except NetworkError as exc:  # NotSent, or an error page (502): not delivered
                 if attempt >= _SEND_TRIES:
                     raise _map_error(exc, self._token_or_empty()) from exc
                 await asyncio.sleep(backoff.next_delay())

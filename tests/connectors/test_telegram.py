@@ -23,7 +23,7 @@ from connectors.telegram._parse import BotIdentity, describe_skip, parse_update
 from connectors.telegram.manifest import MAX_TEXT, TelegramConfig
 from connectors.telegram.runtime import TelegramConnector
 from pyclaw_app.control.webhooks import WebhookServer
-from pyclaw_app.errors import FatalConnectorError
+from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError
 from pyclaw_app.model import Address, ChannelState, Inbound, Outbound
 from tests.conftest import provider_section
 from tests.fakes.openai_api import FakeOpenAI
@@ -392,6 +392,16 @@ async def test_send_retries_a_bad_gateway(fake: FakeTelegram, running: Running) 
     fake.fail_next("sendMessage")
     assert len(await connector.send(Outbound(Address("tg", "1001"), "eventually"))) == 1
     assert [s.text for s in fake.sent_to(1001)] == ["eventually"]
+
+
+async def test_send_whose_answer_is_lost_is_uncertain_and_not_sent_again(
+        fake: FakeTelegram, running: Running) -> None:
+    connector, _ = running
+    fake.add_chat(1001)
+    fake.lose_next_answer("sendMessage")  # Telegram delivers it, the answer never comes back
+    with pytest.raises(DeliveryUncertain, match="may have been delivered"):
+        await connector.send(Outbound(Address("tg", "1001"), "only once"))
+    assert [s.text for s in fake.sent_to(1001)] == ["only once"]
 
 
 async def test_start_deletes_a_stale_webhook_so_polling_works(fake: FakeTelegram,

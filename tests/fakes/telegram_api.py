@@ -133,6 +133,7 @@ class FakeTelegram(FakeServer):
         self._pending_429: deque[int] = deque()
         self._reject_entities = 0
         self._outages: dict[str, int] = {}
+        self._lost_answers: dict[str, int] = {}
         self._rate_log: list[list[float | None]] = []
         self._methods: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "getme": self._get_me,
@@ -276,6 +277,12 @@ class FakeTelegram(FakeServer):
         end serves while the Bot API is down."""
         self._outages[method.lower()] = self._outages.get(method.lower(), 0) + times
 
+    def lose_next_answer(self, method: str, times: int = 1) -> None:
+        """Carry out the next ``times`` calls of ``method``, then cut the connection before
+        answering: the bot cannot know the message went out (a network fault after the
+        request arrived)."""
+        self._lost_answers[method.lower()] = self._lost_answers.get(method.lower(), 0) + times
+
     def reject_entities_next_send(self) -> None:
         """Refuse the next HTML send with "can't parse entities", as Telegram does for nesting
         and entity rules this fake does not model."""
@@ -357,6 +364,9 @@ class FakeTelegram(FakeServer):
             result = await impl(params)
         except ApiError as exc:
             return _error(exc.code, exc.description, exc.parameters)
+        if self._lost_answers.get(name):
+            self._lost_answers[name] -= 1
+            return _abort(request)
         if isinstance(result, tuple):  # (result, description) like setWebhook's
             return json_response({"ok": True, "result": result[0], "description": result[1]})
         return json_response({"ok": True, "result": result})
