@@ -93,7 +93,8 @@ async def run_once(scenario: Scenario, target: str, options: RunOptions, index: 
         rows = _journal_rows(rundir / "data") if target == "gateway" else 0
         if report.get("ack_max_ms") is not None:
             _log.info("%s %s: Socket Mode acks p50 %.1f ms, p99 %.1f ms, max %.1f ms; %d later "
-                      "than Slack's 3 s; %d unacked; %d connection(s)", scenario.name, target,
+                      "than Slack's 3 s; %d unacked; %d connection(s)",
+                      scenario.load if target == "baseline" else scenario.name, target,
                       report["ack_p50_ms"], report["ack_p99_ms"], report["ack_max_ms"],
                       report["acks_late"], report["unacked"], report["connections"])
     finally:
