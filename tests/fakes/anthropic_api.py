@@ -23,7 +23,6 @@ a ``responder`` (text or :class:`FakeReply` with tool calls) and ``faults``
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import uuid
@@ -32,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.openai_api import FakeReply, FakeToolCall, Fault, Responder
+from tests.fakes.openai_api import FakeReply, FakeToolCall, Fault, Responder, before_answer
 from tests.fakes.server import FakeServer, json_response
 
 __all__ = ["FakeAnthropic", "FakeReply", "FakeToolCall", "Fault"]
@@ -142,18 +141,10 @@ class FakeAnthropic(FakeServer):
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            fault = self.faults.popleft() if self.faults else None
-            if self.latency:
-                await asyncio.sleep(self.latency)
-            if fault is not None:
-                if fault.delay:
-                    await asyncio.sleep(fault.delay)
-                if fault.drop:
-                    assert request.transport is not None
-                    request.transport.close()
-                    return web.Response(status=500)
-                if fault.status is not None and fault.cut_after is None:
-                    return _fault_response(fault)
+            fault, early = await before_answer(request, self.faults, self.latency,
+                                               _fault_response)
+            if early is not None:
+                return early
             answer = self.responder(body["messages"])
             reply = answer if isinstance(answer, FakeReply) else FakeReply(answer)
             tool_choice = (body.get("tool_choice") or {}).get("type")

@@ -73,6 +73,29 @@ def echo(messages: list[dict[str, Any]]) -> str:
     return f"Echo: {content}"
 
 
+async def before_answer(request: web.Request, faults: deque[Fault], latency: float,
+                        refuse: Callable[[Fault], web.Response]
+                        ) -> tuple[Fault | None, web.StreamResponse | None]:
+    """What both LLM fakes do before answering: take the next scripted fault, wait out the
+    model's latency and the fault's delay, then drop the connection or refuse with the
+    fault's status (``refuse`` builds the API's own error body). Returns the fault, for
+    a mid-stream cut, and the early response if there is one."""
+    fault = faults.popleft() if faults else None
+    if latency:
+        await asyncio.sleep(latency)
+    if fault is None:
+        return None, None
+    if fault.delay:
+        await asyncio.sleep(fault.delay)
+    if fault.drop:
+        assert request.transport is not None
+        request.transport.close()
+        return fault, web.Response(status=500)
+    if fault.status is not None and fault.cut_after is None:
+        return fault, refuse(fault)
+    return fault, None
+
+
 def _cut_to_limit(text: str, body: dict[str, Any]) -> tuple[str, str]:
     """Honour ``max_completion_tokens`` (or the older ``max_tokens``) as the API does: the
     answer stops there with ``finish_reason: "length"``. Four characters count as a token."""
@@ -146,18 +169,10 @@ class FakeOpenAI(FakeServer):
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            fault = self.faults.popleft() if self.faults else None
-            if self.latency:
-                await asyncio.sleep(self.latency)
-            if fault is not None:
-                if fault.delay:
-                    await asyncio.sleep(fault.delay)
-                if fault.drop:
-                    assert request.transport is not None
-                    request.transport.close()
-                    return web.Response(status=500)
-                if fault.status is not None and fault.cut_after is None:
-                    return _fault_response(fault)
+            fault, early = await before_answer(request, self.faults, self.latency,
+                                               _fault_response)
+            if early is not None:
+                return early
             answer = self.responder(messages)
             reply = answer if isinstance(answer, FakeReply) else FakeReply(answer)
             if reply.tool_calls and (body.get("tool_choice") == "none" or not body.get("tools")):
