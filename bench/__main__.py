@@ -11,18 +11,13 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import asyncio
-import datetime as dt
 import logging
-import os
-import platform
-import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from bench._run import RunOptions, run_once
+from bench._session import machine_line, run_in_workdir
 from bench._stats import RunResult, Summary, render_table, summarise
 from bench.profile import load_profile, render_profile
 from bench.scenarios import PLATFORMS, Scenario, full_plan, quick_plan
@@ -62,13 +57,6 @@ def _parser() -> argparse.ArgumentParser:
                         help="where run directories (configs, SQLite, logs) go (default: a "
                              "temporary directory, removed afterwards)")
     return parser
-
-
-def machine_line() -> str:
-    memory = subprocess.run(["free", "-h"], capture_output=True, text=True, check=False).stdout
-    total = next((ln.split()[1] for ln in memory.splitlines() if ln.startswith("Mem:")), "?")
-    return (f"{dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; nproc {os.cpu_count()}; "
-            f"memory {total}; Python {platform.python_version()}; {platform.platform()}")
 
 
 async def _run_plan(plan: Sequence[Scenario], options: RunOptions, runs: int,
@@ -125,12 +113,7 @@ async def _main(args: argparse.Namespace, workdir: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        asyncio.run(_main(args, args.workdir))
-        return
-    with tempfile.TemporaryDirectory(prefix="pyclaw-bench-") as tmp:
-        asyncio.run(_main(args, Path(tmp)))
+    run_in_workdir(lambda workdir: _main(args, workdir), args.workdir, "pyclaw-bench-")
 
 
 if __name__ == "__main__":

@@ -9,29 +9,18 @@ harness subtracts from the measured latency.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import signal
 from collections import deque
 
+from bench._fake_platform import run_until_signalled
 from tests.fakes.openai_api import FakeOpenAI
 
 __all__: list[str] = []
 
 
-async def _serve(latency: float) -> None:
+def _fake(latency: float) -> FakeOpenAI:
     fake = FakeOpenAI(latency=latency)
     fake.requests = deque(maxlen=16)  # type: ignore[assignment]  # bodies pile up otherwise
-    await fake.start()
-    print(f"READY {fake.port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await fake.stop()
+    return fake
 
 
 def main() -> None:
@@ -39,8 +28,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0,
                         help="seconds added to every completion")
     args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.latency))
+    run_until_signalled(lambda: _fake(args.latency))
 
 
 if __name__ == "__main__":

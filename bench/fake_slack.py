@@ -34,24 +34,21 @@ baseline's) is matched by ``thread_ts`` directly.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import re
-import signal
 import time
 from collections import deque
 from typing import Any
 
 from aiohttp import web
 
+from bench._fake_platform import FIRST_CHAT, Load, run_until_signalled
 from bench._stats import percentile
 from tests.fakes.server import json_response
 from tests.fakes.slack_api import SlackFake
 
 __all__ = ["APP_TOKEN", "BOT_TOKEN", "FIRST_CHAT", "BenchSlack"]
 
-FIRST_CHAT = 1001
 BOT_TOKEN = "xoxb-bench-bot-token"
 APP_TOKEN = "xapp-bench-app-token"
 
@@ -79,52 +76,26 @@ class BenchSlack(SlackFake):
         self._post_cursor = 0
         self._update_cursor = 0
         self._last_reply = 0.0
-        self._first_inject = 0.0
-        self._last_inject = 0.0
-        self._loader: asyncio.Task[None] | None = None
+        self.load = Load(self._inject_one, "slack")
 
     def routes(self, app: web.Application) -> None:
         super().routes(app)
-        app.router.add_post("/bench/load", self._load)
+        app.router.add_post("/bench/load", self.load.handle)
         app.router.add_get("/bench/report", self._report)
 
     async def stop(self) -> None:
-        if self._loader is not None:
-            self._loader.cancel()
-            await asyncio.gather(self._loader, return_exceptions=True)
+        await self.load.stop()
         await self.drop_connections()  # an open socket would hold the runner's cleanup
         await super().stop()
 
-    async def _load(self, request: web.Request) -> web.Response:
-        plan = await request.json()
-        if self._loader is not None and not self._loader.done():
-            return json_response({"ok": False, "error": "a load is already running"}, 409)
-        messages, chats = int(plan["messages"]), int(plan["chats"])
-        rate = float(plan.get("rate", 0))
-        self._loader = asyncio.create_task(self._inject(messages, chats, rate),
-                                           name="bench:slack:loader")
-        return json_response({"ok": True})
-
-    async def _inject(self, messages: int, chats: int, rate: float) -> None:
-        start = time.monotonic()
-        self._first_inject = start
-        sent = 0
-        while sent < messages:
-            now = time.monotonic()
-            due = messages if rate <= 0 else min(messages, int((now - start) * rate) + 1)
-            while sent < due:
-                index = FIRST_CHAT + sent % chats
-                channel, number = f"D{index}", next(self._numbers)
-                payload = self.message_event(channel, f"bench message {number} to chat "
-                                                      f"{channel}", user=f"U{index}")
-                self._by_ts[(channel, payload["event"]["ts"])] = number
-                self._injected[number] = time.monotonic()
-                envelope = await self.deliver(payload)
-                self._delivered[envelope.envelope_id] = self._injected[number]
-                sent += 1
-            self._last_inject = time.monotonic()
-            if sent < messages:
-                await asyncio.sleep(max(0.0, start + sent / rate - time.monotonic()))
+    async def _inject_one(self, sent: int, chat: int) -> None:
+        channel, number = f"D{chat}", next(self._numbers)
+        payload = self.message_event(channel, f"bench message {number} to chat {channel}",
+                                     user=f"U{chat}")
+        self._by_ts[(channel, payload["event"]["ts"])] = number
+        self._injected[number] = time.monotonic()
+        envelope = await self.deliver(payload)
+        self._delivered[envelope.envelope_id] = self._injected[number]
 
     def _match(self) -> None:
         """Fold posts and edits recorded since the last report into the per-message first reply."""
@@ -158,13 +129,13 @@ class BenchSlack(SlackFake):
         self._match()
         latencies = [] if request.query.get("latencies") == "0" else [
             (self._first_reply[n] - t) * 1000 for n, t in self._injected.items()
-            if n in self._first_reply and t >= self._first_inject]
+            if n in self._first_reply and t >= self.load.first_inject]
         acks = [] if request.query.get("latencies") == "0" else [
             (self.acked_at[e] - t) * 1000 for e, t in self._delivered.items()
-            if e in self.acked_at and t >= self._first_inject]
+            if e in self.acked_at and t >= self.load.first_inject]
         data: dict[str, Any] = {
             "injected": len(self._injected),
-            "injecting": self._loader is not None and not self._loader.done(),
+            "injecting": self.load.running,
             "replied": len(self._first_reply),
             "duplicates": self._duplicates,
             "unmatched": self._unmatched + len(self._drafts),
@@ -177,8 +148,8 @@ class BenchSlack(SlackFake):
             "ack_max_ms": max(acks, default=None),
             "acks_late": sum(ms > ACK_WINDOW * 1000 for ms in acks),
             "latencies_ms": latencies,
-            "first_inject": self._first_inject,
-            "last_inject": self._last_inject,
+            "first_inject": self.load.first_inject,
+            "last_inject": self.load.last_inject,
             "last_reply": self._last_reply,
             "now": time.monotonic(),
             "cpu_seconds": time.process_time(),
@@ -191,20 +162,5 @@ def _number(text: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-async def _serve() -> None:
-    fake = BenchSlack()
-    await fake.start()
-    print(f"READY {fake.port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await fake.stop()
-
-
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve())
+    run_until_signalled(BenchSlack)

@@ -27,8 +27,8 @@ from typing import Any
 
 import aiohttp
 
-from bench.__main__ import machine_line
 from bench._proc import Child, python_module
+from bench._session import machine_line
 from connectors.telegram._aiohttp_request import AiohttpRequest
 from connectors.telegram.runtime import _RawBot
 from pyclaw_app.agent.providers.base import ChatMessage

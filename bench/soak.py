@@ -16,19 +16,17 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
-from bench.__main__ import machine_line
 from bench._proc import Child, python_module
 from bench._run import drive, gateway_child
+from bench._session import machine_line, run_in_workdir
 from bench._stats import percentile
 from bench.scenarios import Scenario
 
@@ -140,12 +138,7 @@ async def _main(args: argparse.Namespace, workdir: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        asyncio.run(_main(args, args.workdir))
-        return
-    with tempfile.TemporaryDirectory(prefix="pyclaw-soak-") as tmp:
-        asyncio.run(_main(args, Path(tmp)))
+    run_in_workdir(lambda workdir: _main(args, workdir), args.workdir, "pyclaw-soak-")
 
 
 if __name__ == "__main__":
