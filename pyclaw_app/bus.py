@@ -13,19 +13,21 @@ from collections.abc import AsyncIterator
 
 from pyclaw_app.model import Event
 
-__all__ = ["Bus", "BusSubscription"]
+__all__ = ["Bus", "BusSubscription", "EventQueue"]
 
 
-class BusSubscription:
-    def __init__(self, bus: Bus, maxsize: int) -> None:
-        self._bus = bus
+class EventQueue:
+    """One reader's bounded queue: when it falls behind, its oldest events are dropped
+    and counted, so whoever pushes never waits."""
+
+    def __init__(self, maxsize: int) -> None:
         self._items: deque[Event] = deque()
         self._maxsize = maxsize
         self._ready = asyncio.Event()
         self.dropped = 0
         self.closed = False
 
-    def _push(self, event: Event) -> None:
+    def push(self, event: Event) -> None:
         if len(self._items) >= self._maxsize:
             self._items.popleft()
             self.dropped += 1
@@ -61,6 +63,15 @@ class BusSubscription:
     def close(self) -> None:
         self.closed = True
         self._ready.set()
+
+
+class BusSubscription(EventQueue):
+    def __init__(self, bus: Bus, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self._bus = bus
+
+    def close(self) -> None:
+        super().close()
         self._bus._remove(self)
 
 
@@ -77,7 +88,7 @@ class Bus:
     def publish(self, event: Event) -> None:
         self.published += 1
         for sub in self._subs:
-            sub._push(event)
+            sub.push(event)
 
     def _remove(self, sub: BusSubscription) -> None:
         if sub in self._subs:

@@ -13,12 +13,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from pyclaw_app.bus import EventQueue
 from pyclaw_app.control.types import (
     ChannelForm,
     ChannelStatus,
@@ -73,16 +73,12 @@ def _settings(item: dict[str, Any]) -> SettingsForm:
                         item["provider_schema"], item["agent_schema"])
 
 
-class RemoteSubscription:
+class RemoteSubscription(EventQueue):
     """Events from the gateway's SSE stream, bounded like a local subscription."""
 
     def __init__(self, plane: RemoteControlPlane, maxsize: int) -> None:
+        super().__init__(maxsize)
         self._plane = plane
-        self._items: deque[Event] = deque()
-        self._maxsize = maxsize
-        self._ready = asyncio.Event()
-        self.dropped = 0
-        self.closed = False
         self._task = asyncio.create_task(self._read(), name="remote-plane:events")
 
     async def _read(self) -> None:
@@ -97,44 +93,19 @@ class RemoteSubscription:
                     delay = 0.5
                     async for line in resp.aiter_lines():
                         if line.startswith("data: "):
-                            self._push(json.loads(line[6:]))
+                            self.push(_event(json.loads(line[6:])))
             except (httpx.HTTPError, ValueError) as exc:
                 _log.warning("event stream lost (%s); reconnecting", exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
-    def _push(self, raw: dict[str, Any]) -> None:
-        event = Event(EventKind(raw["kind"]), raw["channel"], raw["data"], raw["ts"])
-        if len(self._items) >= self._maxsize:
-            self._items.popleft()
-            self.dropped += 1
-        self._items.append(event)
-        self._ready.set()
-
-    async def get_batch(self, max_items: int = 500, timeout: float | None = None) -> list[Event]:
-        if not self._items and not self.closed:
-            self._ready.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), timeout)
-        batch = []
-        while self._items and len(batch) < max_items:
-            batch.append(self._items.popleft())
-        return batch
-
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self
-
-    async def __anext__(self) -> Event:
-        while not self._items:
-            if self.closed:
-                raise StopAsyncIteration
-            await self.get_batch(1)
-        return self._items.popleft()
-
     def close(self) -> None:
-        self.closed = True
-        self._ready.set()
+        super().close()
         self._task.cancel()
+
+
+def _event(raw: dict[str, Any]) -> Event:
+    return Event(EventKind(raw["kind"]), raw["channel"], raw["data"], raw["ts"])
 
 
 class RemoteControlPlane:
