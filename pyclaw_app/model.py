@@ -22,6 +22,7 @@ __all__ = [
     "Inbound",
     "MessageStatus",
     "Outbound",
+    "UsageRow",
 ]
 
 
@@ -132,3 +133,21 @@ class Event:
     channel: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     ts: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """LLM calls of one day x provider x model x channel (local-time days): what the store
+    aggregates and the Usage view shows, on the gateway and on the monitor alike."""
+
+    day: str  # YYYY-MM-DD
+    provider: str
+    model: str
+    channel: str
+    calls: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost: float
+    latency_p50_ms: float
+    latency_p95_ms: float

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
 from typing import Any
 
 from pydantic import ValidationError
@@ -101,8 +100,7 @@ class SettingsAdmin:
 
     async def usage(self, *, since: float | None = None, until: float | None = None,
                     channel: str | None = None) -> list[UsageRow]:
-        rows = await self.gateway.store.usage.breakdown(since=since, until=until,
+        return await self.gateway.store.usage.breakdown(since=since, until=until,
                                                         channel=channel)
-        return [UsageRow(**asdict(r)) for r in rows]
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ChannelStatus", "Counters", "LogRow", "TrafficRow"]
+from pyclaw_app.model import UsageRow
+
+__all__ = ["ChannelStatus", "Counters", "LogRow", "TrafficRow", "UsageRow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,20 +130,3 @@ class SettingsForm:
     agent: dict[str, Any]
     provider_schema: dict[str, Any]
     agent_schema: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRow:
-    """One day x provider x model x channel cell of the Usage view."""
-
-    day: str
-    provider: str
-    model: str
-    channel: str
-    calls: int
-    errors: int
-    input_tokens: int
-    output_tokens: int
-    cost: float
-    latency_p50_ms: float
-    latency_p95_ms: float

@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
+from pyclaw_app.model import UsageRow
 from pyclaw_app.store.db import Database
 
 __all__ = ["UsageLog", "UsageRow", "UsageTotals"]
@@ -24,23 +25,6 @@ class UsageTotals:
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRow:
-    """One day x provider x model x channel cell of the Usage view (local-time days)."""
-
-    day: str  # YYYY-MM-DD
-    provider: str
-    model: str
-    channel: str
-    calls: int
-    errors: int
-    input_tokens: int
-    output_tokens: int
-    cost: float
-    latency_p50_ms: float
-    latency_p95_ms: float
 
 
 class UsageLog:
