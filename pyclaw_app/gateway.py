@@ -269,10 +269,8 @@ class Gateway:
             if reply is not None and reply.status == MessageStatus.PENDING:
                 error = ("interrupted while sending the reply; it may or may not have been "
                          "delivered, so it is not sent again")
-                await self.store.journal.fail_reply(reply.id, row.id, f"uncertain: {error}")
-                self.channel_log(row.channel, "warning", f"message {row.id}: {error}")
-                self._emit(EventKind.MESSAGE_FAILED, row.channel,
-                           id=row.id, chat=row.chat, error=f"uncertain: {error}")
+                await self._reply_failed(row.channel, row.chat, row.id, reply.id, error,
+                                         uncertain=True)
                 continue
             self.channel_log(row.channel, "info", f"resuming message {row.id} after restart")
             self._enqueue(row.id, row.to_inbound())
@@ -520,20 +518,10 @@ class Gateway:
             if ids is None:
                 ids = await self._send_with_retries(connector, Outbound(
                     inbound.address, text, reply_to=inbound.platform_id, journal_id=out_id))
-        except DeliveryUncertain as exc:
-            detail = redactor(str(exc))
-            await self.store.journal.fail_reply(out_id, journal_id, f"uncertain: {detail}")
-            self.channel_log(channel, "warning", f"message {journal_id}: {detail}")
-            self._emit(EventKind.MESSAGE_FAILED, channel, id=journal_id,
-                       chat=inbound.address.chat, error=f"uncertain: {detail}")
-            return
         except ConnectorError as exc:
-            detail = redactor(str(exc))
-            await self.store.journal.fail_reply(out_id, journal_id, f"send failed: {detail}")
-            self.channel_log(channel, "error", f"message {journal_id}: reply not delivered: "
-                             f"{detail}")
-            self._emit(EventKind.MESSAGE_FAILED, channel, id=journal_id,
-                       chat=inbound.address.chat, error=f"send failed: {detail}")
+            await self._reply_failed(channel, inbound.address.chat, journal_id, out_id,
+                                     redactor(str(exc)),
+                                     uncertain=isinstance(exc, DeliveryUncertain))
             return
         await self.store.journal.complete_reply(out_id, journal_id, ids, text)
         latency = (time.time() - inbound.ts) * 1000
@@ -541,6 +529,19 @@ class Gateway:
                    chat=inbound.address.chat, thread=inbound.address.thread, text=text,
                    latency_ms=round(latency, 1),
                    processing_ms=round((time.time() - received_at) * 1000, 1))
+
+    async def _reply_failed(self, channel: str, chat: str, inbound_id: int, out_id: int,
+                            detail: str, *, uncertain: bool) -> None:
+        """Close a reply that did not go out (``send failed``) or may have (``uncertain``:
+        never sent again); the journal, the channel log and the UI all say which."""
+        error = f"uncertain: {detail}" if uncertain else f"send failed: {detail}"
+        await self.store.journal.fail_reply(out_id, inbound_id, error)
+        if uncertain:
+            self.channel_log(channel, "warning", f"message {inbound_id}: {detail}")
+        else:
+            self.channel_log(channel, "error",
+                             f"message {inbound_id}: reply not delivered: {detail}")
+        self._emit(EventKind.MESSAGE_FAILED, channel, id=inbound_id, chat=chat, error=error)
 
     async def _finish_draft(self, connector: Connector, inbound: Inbound, draft: str,
                             text: str, out_id: int) -> list[str] | None:
