@@ -116,9 +116,14 @@ def _retry_seconds(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+def _redacted(text: str, token: str) -> str:
+    """PTB's messages can embed the bot token (it is part of every URL)."""
+    return text.replace(token, "<token>") if token else text
+
+
 def _map_error(exc: TelegramError, token: str) -> FatalConnectorError | RetryableError:
     """The one place PTB exceptions become pyclaw's fatal/retryable split."""
-    message = exc.message.replace(token, "<token>") if token else exc.message
+    message = _redacted(exc.message, token)
     if isinstance(exc, InvalidToken | EndPointNotFound):
         return FatalConnectorError("Telegram rejected the bot token (check it with @BotFather)")
     if isinstance(exc, RetryAfter):
@@ -280,7 +285,7 @@ class TelegramConnector(Connector):
                 False, f"Telegram Bot API unreachable at {self.config.base_url}: {exc.message}"
             )
         except (TelegramError, ValueError, OSError) as exc:
-            reason = str(exc).replace(token, "<token>")
+            reason = _redacted(str(exc), token)
             return ProbeResult(False, f"Telegram check failed: {reason}")
         finally:
             if bot is not None:
@@ -354,8 +359,7 @@ class TelegramConnector(Connector):
             except AnswerLost as exc:
                 # Sent, but the answer never came: Telegram may have delivered it, and has no
                 # way to ask. Sending again could double the reply, so the gateway flags it.
-                token = self._token_or_empty()
-                message = exc.message.replace(token, "<token>") if token else exc.message
+                message = _redacted(exc.message, self._token_or_empty())
                 raise DeliveryUncertain(
                     f"Telegram did not answer the sendMessage ({message}); it may have been "
                     "delivered, so it is not sent again") from exc
