@@ -8,6 +8,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -47,6 +48,12 @@ class Load:
         self._task = asyncio.create_task(self._run(messages, chats, rate),
                                          name=f"bench:{self._name}:loader")
         return json_response({"ok": True})
+
+    def report(self) -> dict[str, Any]:
+        """The load's part of ``GET /bench/report``, the same for every platform."""
+        return {"injecting": self.running, "first_inject": self.first_inject,
+                "last_inject": self.last_inject, "now": time.monotonic(),
+                "cpu_seconds": time.process_time()}
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -134,8 +134,8 @@ class BenchSlack(SlackFake):
             (self.acked_at[e] - t) * 1000 for e, t in self._delivered.items()
             if e in self.acked_at and t >= self.load.first_inject]
         data: dict[str, Any] = {
+            **self.load.report(),
             "injected": len(self._injected),
-            "injecting": self.load.running,
             "replied": len(self._first_reply),
             "duplicates": self._duplicates,
             "unmatched": self._unmatched + len(self._drafts),
@@ -148,11 +148,7 @@ class BenchSlack(SlackFake):
             "ack_max_ms": max(acks, default=None),
             "acks_late": sum(ms > ACK_WINDOW * 1000 for ms in acks),
             "latencies_ms": latencies,
-            "first_inject": self.load.first_inject,
-            "last_inject": self.load.last_inject,
             "last_reply": self._last_reply,
-            "now": time.monotonic(),
-            "cpu_seconds": time.process_time(),
         }
         return json_response(data)
 

@@ -81,18 +81,14 @@ class BenchTelegram(FakeTelegram):
             (self._first_reply[k] - t) * 1000 for k, t in self._injected.items()
             if k in self._first_reply and t >= self.load.first_inject]
         data: dict[str, Any] = {
+            **self.load.report(),
             "injected": len(self._injected),
-            "injecting": self.load.running,
             "replied": len(self._first_reply),
             "duplicates": self._duplicates,
             "unmatched": self._unmatched,
             "chat_actions": len(self.chat_actions),
             "latencies_ms": latencies,
-            "first_inject": self.load.first_inject,
-            "last_inject": self.load.last_inject,
             "last_reply": self._last_reply,
-            "now": time.monotonic(),
-            "cpu_seconds": time.process_time(),
         }
         return json_response(data)
 
