@@ -23,7 +23,7 @@ def main(argv: list[str]) -> None:
     if wants_monitor(settings):
         run_monitor(web=web, settings=settings)
         return
-    from pyclaw_app.control.local import open_local_plane
+    from pyclaw_app.control.host import open_local_plane
 
     run(open_local_plane, web=web, settings=settings)
 

@@ -133,7 +133,7 @@ def gateway_child(rundir: Path, fake_url: str, llm_port: int, llm_cap: int, *,
     path = rundir / "pyclaw.yaml"
     path.write_text(yaml.safe_dump(config), "utf-8")
     env = clean_env({**_channel_secrets(platform), "PYCLAW_SECRETS": "file"})
-    argv = python_module("pyclaw_app.cli", "gateway", "--config", str(path),
+    argv = python_module("cli", "gateway", "--config", str(path),
                          "--data-dir", str(rundir / "data"))
     return Child("gateway", argv, log_path=rundir / "gateway.log", env=env,
                  ready="pyclaw gateway running")

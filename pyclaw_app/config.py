@@ -18,8 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from connectors import registry
-from connectors.base import ChannelConfig
+from pyclaw_app.channels import registry
+from pyclaw_app.channels import ChannelConfig
 from pyclaw_app.errors import ConfigError
 from pyclaw_app.secrets import SecretStore
 

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from connectors.base import ChannelConfig
+from pyclaw_app.channels.contract import ChannelConfig
 from pyclaw_app.model import Inbound
 from pyclaw_app.store.access import AccessStore
 
-__all__ = ["AccessPolicy", "TokenBucket", "Verdict"]
+__all__ = ["AccessPolicy", "TokenBucket", "Verdict", "addressed_to_bot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,18 @@ class Verdict:
 
 
 ALLOWED = Verdict(True)
+
+
+def addressed_to_bot(inbound: Inbound, config: ChannelConfig) -> bool:
+    """The one group rule (``group_reply``): is this message for the bot at all?
+
+    Connectors only report ``mentioned`` and ``reply_to_bot``; direct messages always are.
+    """
+    if not inbound.is_group or config.group_reply == "all":
+        return True
+    if config.group_reply == "mention":
+        return inbound.mentioned
+    return inbound.mentioned or inbound.reply_to_bot
 
 
 class TokenBucket:

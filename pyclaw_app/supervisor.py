@@ -15,17 +15,15 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from connectors.base import Transport
 from pyclaw_app.backoff import Backoff
+from pyclaw_app.channels.contract import ChannelConfig, ConnectorSpec, Transport
 from pyclaw_app.model import ChannelState
 
-if TYPE_CHECKING:
-    from pyclaw_app.gateway import ChannelRuntime, Gateway
-
-__all__ = ["Supervisor", "SupervisorSettings"]
+__all__ = ["Supervised", "SupervisedChannel", "Supervisor", "SupervisorSettings"]
 
 _log = logging.getLogger(__name__)
 
@@ -40,6 +38,44 @@ class SupervisorSettings:
     max_restarts_per_hour: int = 6
 
 
+class _Entry(Protocol):
+    @property
+    def config(self) -> ChannelConfig | None: ...
+
+
+class SupervisedChannel(Protocol):
+    """What the supervisor reads of one channel."""
+
+    name: str
+    spec: ConnectorSpec | None
+    state: ChannelState
+    last_error: str
+    last_heartbeat: float | None
+    fatal: bool
+    crashed: str | None
+
+    @property
+    def entry(self) -> _Entry: ...
+
+    @property
+    def connector(self) -> object | None: ...
+
+
+class Supervised(Protocol):
+    """The narrow view of the gateway the supervisor needs: read channels, restart one."""
+
+    clock: Callable[[], float]
+
+    @property
+    def channels(self) -> Mapping[str, SupervisedChannel]: ...
+
+    async def restart_channel(self, name: str, reason: str) -> None: ...
+
+    def channel_log(self, channel: str, level: str, message: str, **data: Any) -> None: ...
+
+    def set_state(self, name: str, state: ChannelState, reason: str = "") -> None: ...
+
+
 @dataclass
 class _Watch:
     restarts: deque[float] = field(default_factory=deque)
@@ -50,7 +86,7 @@ class _Watch:
 
 
 class Supervisor:
-    def __init__(self, gateway: Gateway, settings: SupervisorSettings | None = None) -> None:
+    def __init__(self, gateway: Supervised, settings: SupervisorSettings | None = None) -> None:
         self.gateway = gateway
         self.settings = settings or SupervisorSettings()
         self._watches: dict[str, _Watch] = {}
@@ -106,10 +142,12 @@ class Supervisor:
             watch.task = asyncio.create_task(self.gateway.restart_channel(name, reason),
                                              name=f"supervisor:restart:{name}")
 
-    def _needs_restart(self, rt: ChannelRuntime, now: float) -> str | None:
+    def _needs_restart(self, rt: SupervisedChannel, now: float) -> str | None:
         entry = rt.entry
         if entry.config is None or not entry.config.enabled or rt.fatal:
             return None
+        if rt.crashed is not None:
+            return rt.crashed
         if rt.connector is None:
             if rt.state == ChannelState.OFFLINE:
                 return f"start failed: {rt.last_error}"

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.base import SubmitResult
+from pyclaw_app.channels import SubmitResult
 from pyclaw_app.model import ChannelState, Inbound
 
 __all__ = ["RecordingContext", "eventually"]

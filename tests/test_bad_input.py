@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from pyclaw_app.control.chat import ask
 from pyclaw_app.control.local import LocalControlPlane
 from pyclaw_app.gateway import MAX_INBOUND_CHARS, Gateway
 from pyclaw_app.secrets import FileSecretStore
@@ -17,7 +18,7 @@ async def test_one_megabyte_message_is_truncated_with_a_notice(
         fake_llm: FakeOpenAI, make_gateway) -> None:
     gateway: Gateway = await make_gateway({"providers": [provider_section(fake_llm)]})
     huge = "log line with details\n" * 50_000  # about 1.1 MB
-    reply = await gateway.channels["local"].connector.ask(huge, timeout=30)
+    reply = await ask(gateway, huge, timeout=30)
     assert reply.startswith(f"(Your message was {len(huge):,} characters long; I read only "
                             f"the first {MAX_INBOUND_CHARS:,}.)")
     assert len(fake_llm.requests[-1]["messages"][-1]["content"]) == MAX_INBOUND_CHARS
@@ -32,7 +33,7 @@ async def test_disk_full_holds_messages_and_recovers_without_loss(
         fake_llm: FakeOpenAI, make_gateway, tmp_path: Path) -> None:
     gateway: Gateway = await make_gateway({"providers": [provider_section(fake_llm)]})
     connector = gateway.channels["local"].connector
-    assert await connector.ask("warm up", timeout=10) == "Echo: warm up"
+    assert await ask(gateway, "warm up", timeout=10) == "Echo: warm up"
     await gateway.lanes.join()
     await asyncio.sleep(0.1)
     sub = gateway.bus.subscribe()

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 async def run_cli(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pyclaw_app.cli", *args, cwd=REPO,
+        sys.executable, "-m", "cli", *args, cwd=REPO,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), 60)

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from pyclaw_app.config import ChannelEntry, load_config, save_config
+from pyclaw_app.control.chat import ask
 from pyclaw_app.model import ChannelState
 from pyclaw_app.secrets import FileSecretStore
 from tests.conftest import provider_section
@@ -75,7 +76,7 @@ async def test_app_starts_with_bad_parts_disabled(tmp_path: Path, fake_llm: Fake
     assert gateway.channels["chat2"].state == ChannelState.OFFLINE
     assert "max_text" in gateway.channels["chat2"].reason
     assert "known types" in gateway.channels["mystery"].reason
-    reply = await gateway.channels["local"].connector.ask("still works?", timeout=10)
+    reply = await ask(gateway, "still works?", timeout=10)
     assert reply == "Echo: still works?"
 
 

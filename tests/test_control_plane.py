@@ -12,6 +12,7 @@ import yaml
 
 from pyclaw_app.bus import Bus
 from pyclaw_app.config import load_config
+from pyclaw_app.control.chat import ask
 from pyclaw_app.control.local import LocalControlPlane
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.model import ChannelState
@@ -104,8 +105,8 @@ async def test_invalid_names_and_types_are_field_errors(plane: LocalControlPlane
 
 
 async def test_logs_filter_export_and_message_detail(plane: LocalControlPlane) -> None:
-    connector = plane.gateway.channels["local"].connector
-    assert await connector.ask("detail please", chat="d", timeout=10) == "Echo: detail please"
+    reply = await ask(plane.gateway, "detail please", chat="d", timeout=10)
+    assert reply == "Echo: detail please"
     await plane.gateway.lanes.join()
     plane.gateway.channel_log("local", "warning", "disk is getting full, token=abc")
     lines = await eventually(lambda: plane.logs(channel="local", level="warning"))
@@ -154,13 +155,13 @@ async def test_settings_keep_keys_secret_and_apply_live(plane: LocalControlPlane
         assert "sk-settings" not in written and "second" in written
         assert "sk-settings-key" in (tmp_path / "data" / "secrets.json").read_text()
         assert plane.settings_form().keys_set == ("second",)
-        reply = await plane.gateway.channels["local"].connector.ask("switched?", timeout=10)
+        reply = await ask(plane.gateway, "switched?", timeout=10)
         assert reply == "Echo: switched?" and llm.requests[-1]["model"] == "m-2"
 
         # a blank key keeps the stored one
         keep = {**new, "api_key": ""}
         assert await plane.save_settings([keep], {"provider": "second"}) == []
-        assert await plane.gateway.channels["local"].connector.ask("still?", timeout=10) \
+        assert await ask(plane.gateway, "still?", timeout=10) \
             == "Echo: still?"
 
         await plane.gateway.lanes.join()

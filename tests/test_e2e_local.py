@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pyclaw_app.control.chat import ask
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.model import EventKind
 from tests.conftest import provider_section
@@ -21,7 +22,7 @@ async def test_round_trip_reaches_llm_and_both_directions_are_stored(
                                   "agent": {"system_prompt": "Be brief."},
                                   "channels": CONFIG_CHANNELS})
     sub = gateway.bus.subscribe()
-    reply = await local(gateway).ask("Hello, gateway! 👋 مرحبا", chat="t1", timeout=10)
+    reply = await ask(gateway, "Hello, gateway! 👋 مرحبا", chat="t1", timeout=10)
     assert reply == "Echo: Hello, gateway! 👋 مرحبا"
     await gateway.lanes.join()
 
@@ -50,10 +51,10 @@ async def test_round_trip_reaches_llm_and_both_directions_are_stored(
 async def test_history_is_sent_to_the_model_in_order(fake_llm: FakeOpenAI, make_gateway) -> None:
     gateway = await make_gateway({"providers": [provider_section(fake_llm)],
                                   "channels": CONFIG_CHANNELS})
-    await local(gateway).ask("one", chat="h", timeout=10)
-    await local(gateway).ask("two", chat="h", timeout=10)
-    await local(gateway).ask("elsewhere", chat="other", timeout=10)
-    await local(gateway).ask("three", chat="h", timeout=10)
+    await ask(gateway, "one", chat="h", timeout=10)
+    await ask(gateway, "two", chat="h", timeout=10)
+    await ask(gateway, "elsewhere", chat="other", timeout=10)
+    await ask(gateway, "three", chat="h", timeout=10)
     convo = [(m["role"], m["content"]) for m in fake_llm.requests[-1]["messages"][1:]]
     assert convo == [("user", "one"), ("assistant", "Echo: one"), ("user", "two"),
                      ("assistant", "Echo: two"), ("user", "three")]
@@ -102,7 +103,7 @@ async def test_global_cap_limits_concurrent_llm_calls(make_gateway) -> None:
 
 async def test_offline_provider_answers_without_configuration(make_gateway) -> None:
     gateway = await make_gateway({})
-    reply = await local(gateway).ask("anyone there?", timeout=10)
+    reply = await ask(gateway, "anyone there?", timeout=10)
     assert "No language model is configured" in reply
     assert "providers:" in reply and "base_url" in reply
 
@@ -115,7 +116,7 @@ async def test_unreachable_provider_gives_notice_log_and_failed_row_then_retry(
     await llm.stop()  # nothing listens there now
     gateway = await make_gateway({"providers": [port_config], "channels": CONFIG_CHANNELS})
     sub = gateway.bus.subscribe()
-    notice = await local(gateway).ask("are you there?", chat="u", timeout=10)
+    notice = await ask(gateway, "are you there?", chat="u", timeout=10)
     assert notice.startswith("Sorry, I can't answer right now")
     assert "could not be reached" in notice and "saved" in notice
     await gateway.lanes.join()
@@ -146,11 +147,11 @@ async def test_provider_errors_429_and_500_fail_cleanly(fake_llm: FakeOpenAI, ma
     gateway = await make_gateway({"providers": [provider_section(fake_llm)],
                                   "channels": CONFIG_CHANNELS})
     fake_llm.faults.extend([Fault(status=429, retry_after=1), Fault(status=500)])
-    rate_limited = await local(gateway).ask("a", chat="f", timeout=10)
-    server_error = await local(gateway).ask("b", chat="f", timeout=10)
+    rate_limited = await ask(gateway, "a", chat="f", timeout=10)
+    server_error = await ask(gateway, "b", chat="f", timeout=10)
     assert "rate-limiting" in rate_limited
     assert "internal error" in server_error
-    ok = await local(gateway).ask("c", chat="f", timeout=10)
+    ok = await ask(gateway, "c", chat="f", timeout=10)
     assert ok == "Echo: c"
 
 

@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.base import split_text, utf16_len
+from pyclaw_app.channels import split_text, utf16_len
 
 
 @given(st.text(min_size=0, max_size=3000), st.integers(min_value=2, max_value=500))

@@ -8,15 +8,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from connectors import registry
 from pyclaw_app.bus import Bus
+from pyclaw_app.channels import registry
 from pyclaw_app.config import load_config
+from pyclaw_app.control.chat import ask
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.model import Address, ChannelState, Inbound
 from pyclaw_app.store import Store
 from pyclaw_app.supervisor import Supervisor, SupervisorSettings
 from tests.conftest import provider_section
 from tests.fakes.openai_api import FakeOpenAI
+from tests.flaky.manifest import SPEC as FLAKY
 from tests.flaky.runtime import SCRIPTS, Script
 from tests.support import eventually
 
@@ -31,7 +33,7 @@ class Clock:
 
 @pytest.fixture
 def script() -> Iterator[Script]:
-    registry.register("flaky", "tests.flaky")
+    registry.register(FLAKY)
     SCRIPTS["s"] = Script()
     yield SCRIPTS["s"]
     SCRIPTS["s"].release.set()
@@ -66,7 +68,7 @@ async def test_stalled_channel_is_restarted_others_keep_working(gateway, script:
     clock.now += 30
     gw.supervisor.check()
     assert script.stops == 0  # within the liveness window
-    gw.channels["flaky"]._ctx.heartbeat()  # traffic resets the window
+    gw.channels["flaky"].ctx.heartbeat()  # traffic resets the window
     clock.now += 59
     gw.supervisor.check()
     assert script.stops == 0
@@ -78,7 +80,7 @@ async def test_stalled_channel_is_restarted_others_keep_working(gateway, script:
     logs = await eventually(lambda: gw.store.logs.page(channel="flaky", search="stalled"))
     assert "no sign of life" in logs[0]["message"]
     # the local channel answered throughout
-    assert await gw.channels["local"].connector.ask("ok?", timeout=10) == "Echo: ok?"
+    assert await ask(gw, "ok?", timeout=10) == "Echo: ok?"
 
 
 async def test_hung_stop_is_abandoned_and_the_channel_still_restarts(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, SecretStr
 
-from connectors.base import (
+from pyclaw_app.channels import (
     Capabilities,
     ChannelConfig,
     ConnectorSpec,
@@ -26,12 +24,6 @@ class DiscordConfig(ChannelConfig):
         "Bot token from the Developer Portal (Applications -> your app -> Bot -> Reset Token). "
         "Also enable the Message Content intent on that page.",
     )
-    guild_mode: Literal["mention", "all"] = Field(
-        "mention",
-        description="In servers, answer only when the bot is @mentioned or replied to "
-                    "(\"mention\"), or answer every message it can read (\"all\"). "
-                    "Direct messages are always answered.",
-    )
     api_base: str = Field(
         "",
         description="REST API base URL for a Discord-compatible server, e.g. "
@@ -50,6 +42,9 @@ SPEC = ConnectorSpec(
     name="discord",
     title="Discord",
     config_model=DiscordConfig,
+    runtime="connectors.discord.runtime:DiscordConnector",
+    requires=("discord",),
+    install="pip install 'pyclaw[discord]'",
     icon="forum",
     docs_url="https://discord.com/developers/docs/quick-start/getting-started",
     description="A Discord bot: answers direct messages, and mentions or replies in servers "

@@ -26,7 +26,7 @@ import aiohttp
 import discord
 import yarl
 
-from connectors.base import Connector, ConnectorContext, ProbeResult, split_text
+from pyclaw_app.channels import Connector, ConnectorContext, ProbeResult, split_text
 from connectors.discord._parse import channel_id_of, is_ignorable, parse_message_create
 from connectors.discord.manifest import MAX_TEXT, SPEC, DiscordConfig
 from pyclaw_app.backoff import Backoff

@@ -1,10 +1,12 @@
+"""The built-in local chat channel: the app's Chat view and ``pyclaw chat`` talk through it."""
+
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import Field
 
-from connectors.base import Capabilities, ChannelConfig, ConnectorSpec, Limits, Transport
+from pyclaw_app.channels import Capabilities, ChannelConfig, ConnectorSpec, Limits, Transport
 
 
 class LocalConfig(ChannelConfig):
@@ -19,6 +21,7 @@ SPEC = ConnectorSpec(
     name="local",
     title="Local chat",
     config_model=LocalConfig,
+    runtime="connectors.local.runtime:LocalConnector",
     icon="chat_bubble",
     description="Talk to the assistant from the pyclaw app or the terminal. Needs no account.",
     transport=Transport.LOCAL,

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
-from connectors.base import (
+from pyclaw_app.channels import (
     Capabilities,
     ChannelConfig,
     ConnectorSpec,
@@ -40,11 +40,6 @@ class SlackConfig(ChannelConfig):
         description="socket: the app connects out to Slack (no public URL needed). events: "
         "Slack POSTs events to this gateway's webhook URL (needs a public HTTPS URL).",
     )
-    require_mention: bool = Field(
-        True,
-        description="In channels, answer only messages that @mention the bot or reply in "
-        "one of its threads. Direct messages are always answered.",
-    )
     base_url: str = Field(
         "https://slack.com/api/",
         description="Web API base URL. Change only for a Slack-compatible server or a proxy.",
@@ -58,6 +53,9 @@ SPEC = ConnectorSpec(
     name="slack",
     title="Slack",
     config_model=SlackConfig,
+    runtime="connectors.slack.runtime:SlackConnector",
+    requires=("slack_sdk",),
+    install="pip install 'pyclaw[slack]'",
     icon="tag",
     docs_url="https://docs.slack.dev/apis/events-api/using-socket-mode/",
     description="A Slack app that answers direct messages and @mentions in channels, "

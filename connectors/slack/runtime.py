@@ -31,7 +31,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from connectors.base import Connector, ConnectorContext, ProbeResult, split_text
+from pyclaw_app.channels import Connector, ConnectorContext, ProbeResult, split_text
 from connectors.slack._parse import (
     BotIdentity,
     Ignored,

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from connectors.base import (
+from pyclaw_app.channels import (
     Capabilities,
     ChannelConfig,
     ConnectorSpec,
@@ -52,12 +52,6 @@ class TelegramConfig(ChannelConfig):
         "Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token with every webhook "
         "call (1-256 characters: A-Z, a-z, 0-9, _ and -). Required in webhook mode."
     )
-    group_mode: Literal["mention", "all"] = Field(
-        "mention",
-        description="mention: in groups, answer only when @mentioned or replied to. "
-        "all: answer every group message the bot can see (turn off privacy mode in "
-        "@BotFather for that).",
-    )
     poll_timeout: int = Field(
         30, ge=0, le=50, description="Long-polling wait in seconds (polling mode)."
     )
@@ -76,10 +70,14 @@ SPEC = ConnectorSpec(
     name="telegram",
     title="Telegram",
     config_model=TelegramConfig,
+    runtime="connectors.telegram.runtime:TelegramConnector",
+    requires=("telegram",),
+    install="pip install 'pyclaw[telegram]'",
     icon="send",
     docs_url="https://core.telegram.org/bots/tutorial#obtain-your-bot-token",
     description="A Telegram bot: private chats, groups (on mention or reply) and forum topics. "
-    "Create the bot with @BotFather and paste its token.",
+    "Create the bot with @BotFather and paste its token. To answer every group message "
+    "(group_reply: all), turn off privacy mode in @BotFather.",
     transport=Transport.POLLING,
     capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True),
     limits=Limits(max_text=MAX_TEXT, text_length=utf16_len),

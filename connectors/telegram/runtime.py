@@ -35,7 +35,7 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
-from connectors.base import Connector, ConnectorContext, ProbeResult, split_text, utf16_len
+from pyclaw_app.channels import Connector, ConnectorContext, ProbeResult, split_text, utf16_len
 from connectors.telegram._aiohttp_request import AiohttpRequest, AnswerLost
 from connectors.telegram._format import to_html
 from connectors.telegram._parse import BotIdentity, describe_skip, parse_update, update_id_of

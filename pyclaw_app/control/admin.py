@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from connectors import registry
-from connectors.base import ChannelConfig
+from pyclaw_app.channels import registry
+from pyclaw_app.channels import ChannelConfig
 from pyclaw_app.config import ChannelEntry, channel_secret_key, save_config
 from pyclaw_app.control.types import ChannelForm, ChannelType, FieldError, ProbeOutcome
 from pyclaw_app.errors import ConfigError
@@ -41,11 +41,18 @@ class ChannelAdmin:
         self.config_path = config_path
 
     def types(self) -> list[ChannelType]:
-        return [ChannelType(type=name, title=spec.title, icon=spec.icon,
-                            description=spec.description, docs_url=spec.docs_url,
-                            transport=spec.transport.value,
-                            schema=spec.config_model.model_json_schema())
-                for name, spec in sorted(registry.specs().items())]
+        """Every channel type: those that can run, then those whose SDK is missing (with the
+        command that installs it), so nothing a user could add is hidden."""
+        ready = [ChannelType(type=name, title=spec.title, icon=spec.icon,
+                             description=spec.description, docs_url=spec.docs_url,
+                             transport=spec.transport.value,
+                             schema=spec.config_model.model_json_schema())
+                 for name, spec in sorted(registry.specs().items())]
+        missing = [ChannelType(type=m.type, title=m.title, icon="extension_off",
+                               description=f"Not available: {m.reason}.", docs_url="",
+                               transport="", schema={}, install=m.install)
+                   for m in sorted(registry.unavailable().values(), key=lambda m: m.type)]
+        return ready + missing
 
     def form(self, name: str) -> ChannelForm:
         entry = self.gateway.channels[name].entry

@@ -21,7 +21,7 @@ from pyclaw_app.runtime import GatewayRuntime
 from pyclaw_app.secrets import SecretStore
 
 __all__ = ["API_TOKEN_KEY", "GatewayHost", "api_token", "close_host", "configure_host",
-           "open_host"]
+           "open_host", "open_local_plane"]
 
 _log = logging.getLogger(__name__)
 
@@ -100,6 +100,11 @@ async def open_host() -> GatewayHost:
         if _host is None:
             _host = await GatewayHost.start(_paths["config"], _paths["data_dir"])
     return _host
+
+
+async def open_local_plane() -> LocalControlPlane:
+    """The process-wide gateway's plane, started on first use (by the first Flet session)."""
+    return (await open_host()).plane
 
 
 async def close_host() -> None:

@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from connectors import registry
+from pyclaw_app.channels import registry
 from pyclaw_app.bus import BusSubscription
 from pyclaw_app.control.admin import ChannelAdmin
 from pyclaw_app.control.export import export_rows
@@ -30,7 +30,7 @@ from pyclaw_app.gateway import Gateway
 from pyclaw_app.secrets import SecretStore
 from pyclaw_app.store import JournalRow
 
-__all__ = ["LocalControlPlane", "configure_local_plane", "open_local_plane"]
+__all__ = ["LocalControlPlane"]
 
 
 class LocalControlPlane:
@@ -214,16 +214,3 @@ def _traffic(row: JournalRow, answered: JournalRow | None) -> TrafficRow:
         chat=row.chat, sender=row.sender_name or row.sender_id, text=row.text, status=row.status,
         thread=row.thread, reply_to_id=row.reply_to, latency_ms=latency, error=row.error)
 
-
-def configure_local_plane(config_path: Path | None, data_dir: Path | None) -> None:
-    """Set the paths ``open_local_plane`` uses (the CLI calls this before starting Flet)."""
-    from pyclaw_app.control.host import configure_host
-
-    configure_host(config_path, data_dir)
-
-
-async def open_local_plane() -> LocalControlPlane:
-    """The process-wide gateway's plane, started on first use (by the first Flet session)."""
-    from pyclaw_app.control.host import open_host
-
-    return (await open_host()).plane

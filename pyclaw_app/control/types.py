@@ -76,6 +76,9 @@ class ChannelType:
     docs_url: str
     transport: str
     schema: dict[str, Any]
+    install: str = ""
+    """Set when the type cannot run here: the command that installs its SDK (then ``schema``
+    is still the real config model, but the type cannot be added until it is installed)."""
 
 
 @dataclass(frozen=True, slots=True)

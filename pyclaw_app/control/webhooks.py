@@ -1,32 +1,40 @@
 """The one HTTP server that webhook-style channels (and the control API) share.
 
-``POST /webhook/<channel>`` hands the raw headers and body to that channel's
-connector, which verifies the platform's signature or secret before it parses
-anything. The server itself only routes: it never reads a payload, so it can
-never leak one into a log.
+``GET`` and ``POST /webhook/<channel>`` hand the request (method, query,
+headers, raw body) to that channel's connector, which verifies the platform's
+signature before it parses anything (``ConnectorBase.receive``). The server only
+routes and bounds the request: a body over ``MAX_BODY`` gets 413, one that
+trickles in slower than ``BODY_TIMEOUT`` gets 408. It never reads a payload,
+so it can never leak one into a log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
 from aiohttp import web
 
+from pyclaw_app.channels.webhook import WebhookRequest
 from pyclaw_app.gateway import Gateway
 
-__all__ = ["WebhookServer"]
+__all__ = ["BODY_TIMEOUT", "MAX_BODY", "WebhookServer"]
 
 _log = logging.getLogger(__name__)
 
 MAX_BODY = 2 * 1024 * 1024
+BODY_TIMEOUT = 10.0
+"""Seconds a sender may take to deliver the body (a slow-loris holds no worker longer)."""
 
 
 class WebhookServer:
-    def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 8787) -> None:
+    def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 8787, *,
+                 body_timeout: float = BODY_TIMEOUT) -> None:
         self.gateway = gateway
         self.host = host
         self.port = port
+        self.body_timeout = body_timeout
         self._runner: web.AppRunner | None = None
 
     @property
@@ -36,7 +44,8 @@ class WebhookServer:
     async def start(self, *installers: Callable[[web.Application], None]) -> None:
         """Listen; ``installers`` add more routes (the control API) to the same server."""
         app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_post("/webhook/{channel}", self._handle)
+        app.router.add_route("GET", "/webhook/{channel}", self._handle)
+        app.router.add_route("POST", "/webhook/{channel}", self._handle)
         for install in installers:
             install(app)
         app.router.add_get("/healthz", self._health)
@@ -56,12 +65,20 @@ class WebhookServer:
     async def _handle(self, request: web.Request) -> web.Response:
         name = request.match_info["channel"]
         try:
-            body = await request.read()
+            body = await asyncio.wait_for(request.read(), self.body_timeout)
         except web.HTTPRequestEntityTooLarge:
             self.gateway.channel_log(name, "warning", "rejected an oversized webhook request")
             return web.Response(status=413, text="payload too large")
-        status, text = await self.gateway.webhook(name, request.headers, body)
-        return web.Response(status=status, text=text)
+        except TimeoutError:
+            self.gateway.channel_log(name, "warning", f"rejected a webhook request whose body took longer "
+                      f"than {self.body_timeout:.0f}s to arrive")
+            return web.Response(status=408, text="request body too slow")
+        answer = await self.gateway.webhook(name, WebhookRequest(
+            method=request.method, body=body, headers=dict(request.headers),
+            query=dict(request.query), path=request.path))
+        body_out = answer.body.encode() if isinstance(answer.body, str) else answer.body
+        return web.Response(status=answer.status, body=body_out,
+                            content_type=answer.content_type)
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})

@@ -5,19 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyclaw_app.store.access import AccessStore, PairingRequest
+from pyclaw_app.store.channel_state import ChannelStates, ChannelStateStore
 from pyclaw_app.store.db import Database
-from pyclaw_app.store.journal import HistoryTurn, Journal, JournalRow
+from pyclaw_app.store.journal import HistoryTurn, Journal, JournalRow, ReplyPart
 from pyclaw_app.store.logs import ChannelLog
 from pyclaw_app.store.usage import UsageLog
 
 __all__ = [
     "AccessStore",
     "ChannelLog",
+    "ChannelStateStore",
+    "ChannelStates",
     "Database",
     "HistoryTurn",
     "Journal",
     "JournalRow",
     "PairingRequest",
+    "ReplyPart",
     "Store",
     "UsageLog",
 ]
@@ -34,6 +38,7 @@ class Store:
         self.logs = ChannelLog(self.db)
         self.usage = UsageLog(self.db)
         self.access = AccessStore(self.db)
+        self.channel_state = ChannelStates(self.db)
 
     async def open(self) -> Store:
         await self.db.open()

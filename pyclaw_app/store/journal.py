@@ -4,6 +4,12 @@ States (see ``MessageStatus``): inbound ``received -> processing -> replied |
 failed | skipped``; outbound ``pending -> sent | failed``. A row left in
 ``received``/``processing`` after a crash is resumed on the next start, unless
 its reply was already sent, in which case it is simply closed as ``replied``.
+
+Each part of a reply has its own custody row in ``reply_parts``: written
+``pending`` before it is sent, then ``sent`` with its platform id, ``failed``
+(certainly not delivered) or ``uncertain`` (the answer was lost). The writes are
+folded into the reply's own (a part's ``sent`` and the next part's ``pending`` are
+one transaction), so a one-part reply costs no more writes than before.
 """
 
 from __future__ import annotations
@@ -14,11 +20,14 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from connectors.base import SubmitResult
+from pyclaw_app.channels.contract import SubmitResult
 from pyclaw_app.model import Address, Attachment, Inbound, MessageStatus
 from pyclaw_app.store.db import Database
 
-__all__ = ["HistoryTurn", "Journal", "JournalRow"]
+__all__ = ["HistoryTurn", "Journal", "JournalRow", "ReplyPart"]
+
+Part = tuple[int, str]
+"""(index, platform id) of a part that went out."""
 
 _INSERT_IN = """
 INSERT OR IGNORE INTO messages (direction, channel, account, chat, thread, conv, sender_id,
@@ -70,6 +79,16 @@ class JournalRow:
             reply_to_bot=bool(meta.get("reply_to_bot")), ts=float(meta.get("ts", self.created_at)),
             truncated_from=meta.get("truncated_from"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPart:
+    out_id: int
+    idx: int
+    text: str
+    status: str  # pending | sent | uncertain | failed
+    platform_id: str | None
+    error: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +151,10 @@ class Journal:
 
         self.db.write_nowait(op)
 
-    async def add_outbound(self, inbound_id: int, address: Address, text: str) -> int:
-        """Record a reply as ``pending`` before it is sent (outbound custody)."""
+    async def add_outbound(self, inbound_id: int, address: Address, text: str,
+                           first_part: str | None = None) -> int:
+        """Record a reply as ``pending`` before it is sent (outbound custody), with its first
+        part ``pending`` too when it is about to go."""
         now = time.time()
 
         def op(conn: sqlite3.Connection) -> int:
@@ -144,18 +165,69 @@ class Journal:
                 (address.channel, address.account, address.chat, address.thread, address.key,
                  text, inbound_id, now, now))
             assert cur.lastrowid is not None
+            if first_part is not None:
+                _begin_part(conn, cur.lastrowid, 0, first_part, now)
             return cur.lastrowid
 
         out_id: int = await self.db.write(op)
         return out_id
 
-    async def complete_reply(self, out_id: int, inbound_id: int, platform_ids: list[str],
-                             text: str | None = None) -> None:
-        """Mark the reply sent (with its final ``text`` when it was streamed) and its inbound
-        message replied, in one transaction."""
+    async def begin_part(self, out_id: int, idx: int, text: str) -> None:
+        """Part ``idx`` is about to be sent: ``pending`` is durable before the request goes."""
+        now = time.time()
+        await self.db.write(lambda conn: _begin_part(conn, out_id, idx, text, now))
+
+    async def part_sent(self, out_id: int, part: Part, *, text: str | None = None,
+                        next_part: tuple[int, str] | None = None) -> None:
+        """Part went out (its final ``text`` when a draft was edited into it); the next part,
+        when there is one, becomes ``pending`` in the same transaction."""
         now = time.time()
 
         def op(conn: sqlite3.Connection) -> None:
+            _part_sent(conn, out_id, part, text, now)
+            if next_part is not None:
+                _begin_part(conn, out_id, next_part[0], next_part[1], now)
+
+        await self.db.write(op)
+
+    async def part_failed(self, out_id: int, idx: int, status: str, error: str) -> None:
+        """Part ``idx`` did not go out (``failed``) or may have (``uncertain``)."""
+        now = time.time()
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE reply_parts SET status=?, error=?, updated_at=?"
+                         " WHERE out_id=? AND idx=?", (status, error, now, out_id, idx))
+
+        await self.db.write(op)
+
+    async def parts(self, out_id: int) -> list[ReplyPart]:
+        rows = await self.db.fetchall(
+            "SELECT out_id, idx, text, status, platform_id, error FROM reply_parts"
+            " WHERE out_id=? ORDER BY idx", (out_id,))
+        return [ReplyPart(**dict(r)) for r in rows]
+
+    async def reopen_reply(self, out_id: int, inbound_id: int) -> None:
+        """A failed reply is delivered again from its first unsent part (Retry)."""
+        now = time.time()
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM reply_parts WHERE out_id=? AND status='failed'", (out_id,))
+            conn.execute("UPDATE messages SET status='pending', error=NULL, updated_at=?"
+                         " WHERE id=?", (now, out_id))
+            conn.execute("UPDATE messages SET status='processing', error=NULL, updated_at=?,"
+                         " attempts = attempts + 1 WHERE id=?", (now, inbound_id))
+
+        await self.db.write(op)
+
+    async def complete_reply(self, out_id: int, inbound_id: int, platform_ids: list[str],
+                             text: str | None = None, last_part: Part | None = None) -> None:
+        """Mark the reply sent (with its final ``text`` when it was streamed) and its inbound
+        message replied, in one transaction, with the part that went out last."""
+        now = time.time()
+
+        def op(conn: sqlite3.Connection) -> None:
+            if last_part is not None:
+                _part_sent(conn, out_id, last_part, None, now)
             conn.execute(
                 "UPDATE messages SET status='sent', platform_id=?, text=COALESCE(?, text),"
                 " updated_at=? WHERE id=?", (",".join(platform_ids), text, now, out_id))
@@ -166,7 +238,8 @@ class Journal:
         await self.db.write(op)
 
     async def close_with_notice(self, out_id: int, inbound_id: int, platform_ids: list[str],
-                                reason: str, status: MessageStatus) -> None:
+                                reason: str, status: MessageStatus,
+                                last_part: Part | None = None) -> None:
         """A notice went out instead of a reply (failure, pairing, rate limit).
 
         The notice row keeps ``reason`` as its error, which is how history leaves notices
@@ -175,6 +248,8 @@ class Journal:
         now = time.time()
 
         def op(conn: sqlite3.Connection) -> None:
+            if last_part is not None:
+                _part_sent(conn, out_id, last_part, None, now)
             conn.execute(
                 "UPDATE messages SET status='sent', platform_id=?, error=?, updated_at=?"
                 " WHERE id=?", (",".join(platform_ids), reason, now, out_id))
@@ -183,10 +258,16 @@ class Journal:
 
         await self.db.write(op)
 
-    async def fail_reply(self, out_id: int, inbound_id: int, error: str) -> None:
+    async def fail_reply(self, out_id: int, inbound_id: int, error: str,
+                         part: tuple[int, str] | None = None) -> None:
+        """Close the reply as failed; ``part`` is (index, ``failed`` | ``uncertain``) of the
+        part that did not (or may not have) gone out."""
         now = time.time()
 
         def op(conn: sqlite3.Connection) -> None:
+            if part is not None:
+                conn.execute("UPDATE reply_parts SET status=?, error=?, updated_at=?"
+                             " WHERE out_id=? AND idx=?", (part[1], error, now, out_id, part[0]))
             conn.execute("UPDATE messages SET status='failed', error=?, updated_at=?"
                          " WHERE id=?", (error, now, out_id))
             conn.execute("UPDATE messages SET status='failed', error=?, updated_at=?"
@@ -269,3 +350,15 @@ class Journal:
             elif r["status"] == "sent":
                 counts["out"] += r["n"]
         return counts
+
+
+def _begin_part(conn: sqlite3.Connection, out_id: int, idx: int, text: str, now: float) -> None:
+    conn.execute("INSERT OR REPLACE INTO reply_parts (out_id, idx, text, status, updated_at)"
+                 " VALUES (?, ?, ?, 'pending', ?)", (out_id, idx, text, now))
+
+
+def _part_sent(conn: sqlite3.Connection, out_id: int, part: Part, text: str | None,
+               now: float) -> None:
+    conn.execute("UPDATE reply_parts SET status='sent', platform_id=?, text=COALESCE(?, text),"
+                 " error=NULL, updated_at=? WHERE out_id=? AND idx=?",
+                 (part[1], text, now, out_id, part[0]))

@@ -115,4 +115,26 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (channel, sender_id)
     );
     """,
+    # 4: one row per part of a reply, each with its own custody (written before it is sent,
+    # so a part that went out is never sent again); a channel's own cursors and tokens
+    """
+    CREATE TABLE reply_parts (
+        out_id INTEGER NOT NULL REFERENCES messages(id),
+        idx INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'uncertain', 'failed')),
+        platform_id TEXT,
+        error TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (out_id, idx)
+    );
+
+    CREATE TABLE channel_state (
+        channel TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (channel, key)
+    );
+    """,
 ]

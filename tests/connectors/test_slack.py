@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from connectors.base import SubmitResult
+from pyclaw_app.channels import SubmitResult
 from connectors.slack._parse import BotIdentity, Ignored, escape_text, parse_event
 from connectors.slack.manifest import MAX_TEXT, SlackConfig
 from connectors.slack.runtime import SlackConnector

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from connectors.base import SubmitResult
+from pyclaw_app.channels import SubmitResult
 from connectors.registry import connector_class, get_spec
 from connectors.telegram._format import to_html
 from connectors.telegram._parse import BotIdentity, describe_skip, parse_update

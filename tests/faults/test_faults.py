@@ -164,7 +164,7 @@ GATEWAY_READY = "pyclaw gateway running"
 
 async def start_gateway(config: Path, data: Path) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pyclaw_app.cli", "gateway", "--config", str(config),
+        sys.executable, "-m", "cli", "gateway", "--config", str(config),
         "--data-dir", str(data), cwd=REPO, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.stdout is not None

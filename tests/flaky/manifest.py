@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from connectors.base import Capabilities, ChannelConfig, ConnectorSpec, Transport
+from pyclaw_app.channels import Capabilities, ChannelConfig, ConnectorSpec, Transport
 
 
 class FlakyConfig(ChannelConfig):
@@ -13,4 +13,5 @@ class FlakyConfig(ChannelConfig):
 
 
 SPEC = ConnectorSpec(name="flaky", title="Flaky (tests)", config_model=FlakyConfig,
+                     runtime="tests.flaky.runtime:FlakyConnector",
                      transport=Transport.POLLING, capabilities=Capabilities(typing=True))

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from connectors.base import Connector, ConnectorContext, ProbeResult
+from pyclaw_app.channels import Connector, ConnectorContext, ProbeResult
 from pyclaw_app.errors import ConnectorError, FatalConnectorError
 from pyclaw_app.model import Address, ChannelState, Outbound
 from tests.flaky.manifest import SPEC, FlakyConfig
@@ -58,9 +58,9 @@ class FlakyConnector(Connector):
                 except asyncio.CancelledError:
                     continue
 
-    async def send(self, outbound: Outbound) -> list[str]:
-        self.sent.append(outbound)
-        return [str(len(self.sent))]
+    async def send_part(self, address: Address, text: str, reply_to: str | None) -> str:
+        self.sent.append(Outbound(address, text, reply_to))
+        return str(len(self.sent))
 
     async def typing(self, address: Address) -> None:
         """Slow, like a request waiting for a pooled connection; records if it is cancelled."""

@@ -84,7 +84,7 @@ def serve(args: list[str], port: int, log: Path, env: dict[str, str] | None = No
 
 def app_args(port: int, data_dir: Path, config: Path) -> list[str]:
     """``pyclaw --web`` on a fresh data dir and config."""
-    return ["-m", "pyclaw_app.cli", "--web", "--host", "127.0.0.1", "--port", str(port),
+    return ["-m", "cli", "--web", "--host", "127.0.0.1", "--port", str(port),
             "--data-dir", str(data_dir), "--config", str(config)]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors import registry
+from pyclaw_app.channels import registry
 from pyclaw_app.control import (
     ChannelForm,
     ChannelStatus,

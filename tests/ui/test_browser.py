@@ -2,7 +2,7 @@
 
 Two servers, each started once per module in a subprocess on a free port:
 the views on FakeControlPlane (``serve_fake``), and the real app
-(``python -m pyclaw_app.cli --web``) whose gateway talks to a fake OpenAI API
+(``python -m cli --web``) whose gateway talks to a fake OpenAI API
 running here in a thread. The tests are plain sync tests: sync Playwright must
 not share a thread with a running asyncio loop, and while it is open it keeps
 its own loop running on this thread, which is why the browser is module-scoped

@@ -1,6 +1,6 @@
 """Channels and Logs in the real app, in Debian's Chromium (see /work/shared/ui-testing.md).
 
-The real app (``python -m pyclaw_app.cli --web``) runs in a subprocess; the
+The real app (``python -m cli --web``) runs in a subprocess; the
 fake Telegram Bot API and the fake OpenAI API run here on their own event
 loop in a thread. A Telegram channel is configured through the generated
 form, goes online, answers a message at the fake, and its lines show up in

@@ -58,10 +58,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
         "channels": {"local": {"type": "local"}, CHANNEL: {"type": "local"}}}))
     paths = ["--config", str(config), "--data-dir", str(tmp / "data")]
     env = clean_env(PYCLAW_SECRETS="file")
-    token = subprocess.run([sys.executable, "-m", "pyclaw_app.cli", "monitor-token", *paths],
+    token = subprocess.run([sys.executable, "-m", "cli", "monitor-token", *paths],
                            cwd=REPO, env=env, capture_output=True, text=True,
                            check=True).stdout.strip()
-    with serve(["-m", "pyclaw_app.cli", "gateway", *paths], port, tmp / "gateway.log",
+    with serve(["-m", "cli", "gateway", *paths], port, tmp / "gateway.log",
                env) as url:
         yield url, token
 
@@ -71,7 +71,7 @@ def monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
     """(URL, log) of ``pyclaw monitor --web`` without a gateway URL: the connect screen."""
     log = tmp_path_factory.mktemp("monitor") / "monitor.log"
     port = free_port()
-    with serve(["-m", "pyclaw_app.cli", "monitor", "--web", "--host", "127.0.0.1", "--port",
+    with serve(["-m", "cli", "monitor", "--web", "--host", "127.0.0.1", "--port",
                 str(port)], port, log) as url:
         yield url, log
 

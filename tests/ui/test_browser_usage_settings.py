@@ -1,6 +1,6 @@
 """Settings and Usage in the real app, in Debian's Chromium (see /work/shared/ui-testing.md).
 
-The real app (``python -m pyclaw_app.cli --web``) starts with no LLM provider;
+The real app (``python -m cli --web``) starts with no LLM provider;
 a provider pointing at the fake OpenAI API (run here on its own loop in a
 thread) is added through the Settings form with Test connection and the
 model picker, a chat round trip then goes through it, and the Usage view

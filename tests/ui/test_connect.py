@@ -23,7 +23,7 @@ import flet as ft
 import pytest
 import yaml
 
-from pyclaw_app.cli import _run_monitor, build_parser
+from cli import _run_monitor, build_parser
 from pyclaw_app.control.host import API_TOKEN_KEY, GatewayHost
 from pyclaw_app.control.remote import RemoteControlPlane
 from tests.conftest import provider_section

@@ -18,7 +18,7 @@ from typing import Any
 import anthropic
 import httpx2
 
-from pyclaw_app.agent.providers._retry_after import retry_after
+from pyclaw_app.retry_after import retry_after
 from pyclaw_app.agent.providers._tool_args import parse_tool_call
 from pyclaw_app.agent.providers.base import (
     ChatMessage,

@@ -19,7 +19,7 @@ import aiohttp
 import openai
 from openai.types.chat import ChatCompletion
 
-from pyclaw_app.agent.providers._retry_after import retry_after
+from pyclaw_app.retry_after import retry_after
 from pyclaw_app.agent.providers._tool_args import parse_tool_call
 from pyclaw_app.agent.providers.base import (
     ChatMessage,

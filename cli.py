@@ -124,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run_ui(config: Path | None, data_dir: Path | None, *, web: bool, host: str | None,
             port: int | None) -> int:
     # The CLI is the one place above views: it starts them (design.md §2).
-    from pyclaw_app.control.local import configure_local_plane, open_local_plane
+    from pyclaw_app.control.host import configure_host, open_local_plane
     from views.app import run
 
-    configure_local_plane(config, data_dir)
+    configure_host(config, data_dir)
     run(open_local_plane, web=web, host=host, port=port)
     return 0
 
@@ -170,14 +170,16 @@ async def _run_chat(config: Path | None, data_dir: Path | None, message: str | N
     # Only the local channel: a gateway may be running beside us with the platform channels.
     runtime = await GatewayRuntime.start(config, data_dir, only_channels={"local"})
     try:
-        rt = runtime.gateway.channels.get("local")
-        connector = rt.connector if rt else None
-        if connector is None or not hasattr(connector, "ask"):
+        from pyclaw_app.control.chat import ask
+
+        gateway = runtime.gateway
+        rt = gateway.channels.get("local")
+        if rt is None or rt.connector is None:
             print("The local chat channel is not configured or not running "
                   "(add `local: {type: local}` under channels).", file=sys.stderr)
             return 2
         if message is not None:
-            print(await connector.ask(message, timeout=600))
+            print(await ask(gateway, message, timeout=600))
             return 0
         print("Talking to the assistant. Empty line or Ctrl+D to quit.")
         loop = asyncio.get_running_loop()
@@ -188,7 +190,7 @@ async def _run_chat(config: Path | None, data_dir: Path | None, message: str | N
                 break
             if not text.strip():
                 break
-            print(f"assistant> {await connector.ask(text, timeout=600)}\n")
+            print(f"assistant> {await ask(gateway, text, timeout=600)}\n")
         return 0
     finally:
         await runtime.stop()

@@ -1,10 +1,11 @@
-"""The connector contract: what every channel module provides and what the gateway gives it.
+"""The connector contract: what every channel provides and what the gateway gives it.
 
 A connector turns one platform's traffic into :class:`Inbound` messages and
-:class:`Outbound` replies back into platform calls. It owns its tasks and its
-SDK client, nothing else: the journal, lanes and the LLM are the gateway's.
-Setup forms are generated from ``spec.config_model``'s JSON Schema, so the
-model's field metadata (``secret``, ``help``, ``docs``) is the whole UI.
+sends the gateway's reply parts back to the platform. It owns its tasks and
+its SDK client, nothing else: the journal, the lanes, splitting, retries and
+the LLM are the gateway's. Setup forms are generated from
+``spec.config_model``'s JSON Schema, so the model's field metadata (``secret``,
+descriptions, ``docs``) is the whole UI.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from pyclaw_app.model import Address, ChannelState, Inbound, Outbound
+from pyclaw_app.channels.text import utf16_len
+from pyclaw_app.channels.webhook import WebhookRequest, WebhookResponse
+from pyclaw_app.model import Address, ChannelState, Inbound
 
 __all__ = [
     "Capabilities",
@@ -25,14 +28,22 @@ __all__ = [
     "Connector",
     "ConnectorContext",
     "ConnectorSpec",
+    "GroupReply",
     "Limits",
     "ProbeResult",
+    "StateStore",
     "SubmitResult",
     "Transport",
     "secret_field",
-    "split_text",
     "utf16_len",
 ]
+
+GroupReply = Literal["mention", "reply", "all"]
+
+_OLD_GROUP_KEYS = {"group_mode": {"mention": "reply", "all": "all"},
+                   "guild_mode": {"mention": "reply", "all": "all"},
+                   "require_mention": {True: "reply", False: "all"}}
+"""Per-channel names the group rule had before it was one field; read, never written."""
 
 
 class ChannelConfig(BaseModel):
@@ -45,7 +56,13 @@ class ChannelConfig(BaseModel):
         "pairing", description="Who may talk in direct messages. pairing: strangers get a code "
         "the owner approves; allowlist: only approved senders; open: anyone.")
     group_policy: Literal["open", "allowlist", "disabled"] = Field(
-        "open", description="Groups (the bot answers there only when mentioned or replied to).")
+        "open", description="Which groups the bot talks in. open: any group it is in; "
+        "allowlist: only the groups in allow_groups; disabled: none.")
+    group_reply: GroupReply = Field(
+        "reply", description="When the bot answers in a group. mention: only when @mentioned; "
+        "reply: when @mentioned or when someone replies to one of its messages (or writes in "
+        "one of its threads); all: every message it can read. Direct messages are always "
+        "answered (subject to dm_policy).")
     allow_from: list[str] = Field(default_factory=list,
                                   description="Sender ids always allowed in direct messages.")
     allow_groups: list[str] = Field(default_factory=list,
@@ -55,6 +72,22 @@ class ChannelConfig(BaseModel):
     stream_replies: bool = Field(True, description="Show replies growing as they are written "
                                  "(edits the message about once a second) where the platform "
                                  "allows editing.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_old_group_keys(cls, data: Any) -> Any:
+        """Configs written before ``group_reply`` keep working: the old key is translated."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key, mapping in _OLD_GROUP_KEYS.items():
+            if key in data and key not in cls.model_fields:
+                value = data.pop(key)
+                if value not in mapping:
+                    raise ValueError(f"{key} (now group_reply) must be one of "
+                                     f"{', '.join(map(str, mapping))}")
+                data.setdefault("group_reply", mapping[value])
+        return data
 
     def needs_webhook(self) -> bool:
         """True when the platform pushes to our shared webhook server in this configuration."""
@@ -105,14 +138,26 @@ class ConnectorSpec:
     transport: Transport = Transport.POLLING
     capabilities: Capabilities = field(default_factory=Capabilities)
     limits: Limits = field(default_factory=Limits)
+    runtime: str = ""
+    """``module:Class`` of the connector; imported only when a channel of this type runs."""
+    requires: tuple[str, ...] = ()
+    """Modules the runtime imports (its SDK); the registry checks them without importing."""
+    install: str = ""
+    """The command that installs what ``requires`` names, shown when it is missing."""
 
 
 @dataclass(frozen=True, slots=True)
 class SubmitResult:
-    """What the journal says about an inbound message: its row id and whether it was seen before."""
+    """What the gateway did with an inbound message.
+
+    ``journal_id`` is its row (0 when it was not journaled), ``duplicate`` says it was
+    seen before, ``ignored`` that it was group chatter not addressed to the bot
+    (``group_reply``), which is not stored at all. Acknowledge the platform in every case.
+    """
 
     journal_id: int
     duplicate: bool
+    ignored: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +167,30 @@ class ProbeResult:
     """"connected as @name" on success, or a reason a user can act on."""
 
 
+class StateStore(Protocol):
+    """A channel's own small key/value store in the database (cursors, sync tokens).
+
+    Values are JSON; each ``set`` is durable when it returns, so a cursor saved after
+    the messages it covers were submitted is never ahead of the journal.
+    """
+
+    async def get(self, key: str, default: Any = None) -> Any: ...
+
+    async def set(self, key: str, value: Any) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
 class ConnectorContext(Protocol):
     """What the gateway gives a running connector."""
 
     @property
     def channel(self) -> str: ...
+
+    @property
+    def state(self) -> StateStore:
+        """This channel's persistent key/value store (survives restarts)."""
+        ...
 
     async def submit(self, inbound: Inbound) -> SubmitResult:
         """Journal the message; returns only once it is durable. Ack the platform after this."""
@@ -142,6 +206,11 @@ class ConnectorContext(Protocol):
         """Call after each successful poll/event: liveness is judged by traffic, not flags."""
         ...
 
+    def crashed(self, reason: str, *, fatal: bool = False) -> None:
+        """A background task of the connector died: the supervisor restarts the channel
+        (with backoff) unless ``fatal``, and the channel log and state say why."""
+        ...
+
     def commands(self) -> list[tuple[str, str]]:
         """(name, description) of the chat commands the assistant understands (``/help``...),
         for platforms with a command menu (Telegram ``setMyCommands``)."""
@@ -149,7 +218,8 @@ class ConnectorContext(Protocol):
 
 
 class Connector(abc.ABC):
-    """One configured channel. Subclasses set ``spec`` and implement the four coroutines."""
+    """One configured channel. Most channels subclass :class:`ConnectorBase` instead, which
+    implements ``start``/``stop`` on top of ``open``/``close`` and supervised tasks."""
 
     spec: ClassVar[ConnectorSpec]
 
@@ -162,16 +232,24 @@ class Connector(abc.ABC):
         """Connect and begin delivering; returns once the background tasks are running."""
 
     @abc.abstractmethod
-    async def send(self, outbound: Outbound) -> list[str]:
-        """Deliver a reply, split to the platform's limit; returns the platform ids of the parts."""
-
-    @abc.abstractmethod
     async def stop(self) -> None:
         """Stop tasks and close clients; safe to call twice and after a failed start."""
 
     @abc.abstractmethod
     async def probe(self) -> ProbeResult:
         """A cheap credentials check for the setup form's "Test connection"."""
+
+    @abc.abstractmethod
+    async def send_part(self, address: Address, text: str, reply_to: str | None) -> str:
+        """Send one message (already within ``spec.limits``); returns its platform id.
+
+        One request, no retries and no splitting: the gateway splits, journals each part
+        before it goes, and retries. Raise RetryableError (with ``retry_after``) when the
+        part was certainly not delivered and may be tried again, FatalConnectorError
+        when retrying cannot help, and DeliveryUncertain when the request went out but
+        its answer was lost (the part is then never sent again). ``reply_to`` is the
+        platform id of the message being answered, given for the first part only.
+        """
 
     async def typing(self, address: Address) -> None:  # noqa: B027 - optional capability
         """Show a typing indicator where the platform has one; no-op by default."""
@@ -185,58 +263,10 @@ class Connector(abc.ABC):
         """
         raise NotImplementedError(f"{self.spec.name} cannot edit messages")
 
+    async def handle_webhook(self, request: WebhookRequest) -> WebhookResponse:
+        """One request the platform made to ``/webhook/<channel>`` (GET or POST).
 
-def utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-_BOUNDARIES: tuple[tuple[str, ...], ...] = (
-    ("\n\n",),
-    ("\n",),
-    (". ", "! ", "? ", "。", "！", "？"),
-    (" ", "\t"),
-)
-
-
-def split_text(text: str, limit: int, length: Callable[[str], int] = len) -> list[str]:
-    """Split ``text`` into parts no longer than ``limit`` whose concatenation is ``text``.
-
-    Cuts prefer paragraph, then line, then sentence, then word boundaries and
-    fall back to a hard cut (never inside a surrogate pair). Separators stay on
-    the end of the part before the cut, so ``"".join(parts) == text`` always.
-    """
-    if limit < 2:
-        raise ValueError("limit must be at least 2")
-    parts: list[str] = []
-    rest = text
-    while length(rest) > limit:
-        window = _prefix_within(rest, limit, length)
-        cut = _best_cut(window)
-        parts.append(rest[:cut])
-        rest = rest[cut:]
-    if rest or not parts:
-        parts.append(rest)
-    return parts
-
-
-def _prefix_within(text: str, limit: int, length: Callable[[str], int]) -> str:
-    """Longest prefix of ``text`` whose platform length is within ``limit``."""
-    if length is len:
-        return text[:limit]
-    lo, hi = 0, min(len(text), limit)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if length(text[:mid]) <= limit:
-            lo = mid
-        else:
-            hi = mid - 1
-    return text[:lo]
-
-
-def _best_cut(window: str) -> int:
-    floor = len(window) // 4  # a cut that leaves a tiny part is worse than a word cut
-    for seps in _BOUNDARIES:
-        best = max((window.rfind(s) + len(s) for s in seps if window.rfind(s) > 0), default=-1)
-        if best > floor:
-            return best
-    return max(len(window), 1)
+        Webhook channels verify the platform's signature before parsing anything and
+        answer 2xx only after ``ctx.submit`` returned (see ``ConnectorBase.receive``).
+        """
+        return WebhookResponse(404, f"{self.spec.title} channels do not take webhooks")

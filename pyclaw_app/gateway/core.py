@@ -1,0 +1,199 @@
+"""The gateway: wires the flow of design.md §1 from its four parts.
+
+platform -> connector -> Inbound -> journal -> lane -> agent -> Outbound -> connector,
+with an Event on the bus for every step. Channel lifecycle (``channels``),
+intake (``intake``), the turn (``turn``) and delivery (``delivery``) each live
+in their own module; this class owns the shared state they work on and is what
+the control plane and the supervisor talk to. It keeps no message state of its
+own: everything it needs after a crash is in the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pyclaw_app.agent import Agent
+from pyclaw_app.bus import Bus
+from pyclaw_app.channels.contract import Connector, SubmitResult
+from pyclaw_app.channels.webhook import WebhookRequest, WebhookResponse
+from pyclaw_app.config import ChannelEntry, Config
+from pyclaw_app.gateway.channels import ChannelLifecycle, ChannelRuntime, spec_of
+from pyclaw_app.gateway.delivery import Delivery
+from pyclaw_app.gateway.intake import Intake
+from pyclaw_app.gateway.turn import Turn
+from pyclaw_app.lanes import Lanes
+from pyclaw_app.model import ChannelState, Event, EventKind, Inbound
+from pyclaw_app.policy import AccessPolicy
+from pyclaw_app.secrets import redactor
+from pyclaw_app.store import Store
+from pyclaw_app.supervisor import Supervisor
+
+__all__ = ["Gateway"]
+
+_log = logging.getLogger(__name__)
+
+STREAM_INTERVAL = 1.0
+"""Seconds between edits of a streamed draft: live to a reader, gentle on rate limits."""
+STOP_TIMEOUT = 10.0
+
+
+class Gateway:
+    def __init__(self, config: Config, store: Store, bus: Bus | None = None, *,
+                 agent: Agent | None = None, clock: Callable[[], float] = time.monotonic,
+                 supervise: bool = True) -> None:
+        self.config = config
+        self.clock = clock
+        self.store = store
+        self.bus = bus or Bus()
+        self.lanes = Lanes(config.agent.max_concurrent_llm)
+        self.agent = agent or Agent.from_config(config, store)
+        self.policy = AccessPolicy(store.access)
+        self.channels: dict[str, ChannelRuntime] = {}
+        self.delivery = Delivery(store.journal, self._connector, self.channel_log)
+        self.turn = Turn(self)
+        self.intake = Intake(self, self.turn)
+        self.lifecycle = ChannelLifecycle(self)
+        self.supervisor = Supervisor(self) if supervise else None
+        store.db.on_outage = self._store_outage
+        self.stop_timeout = STOP_TIMEOUT
+        self._retired_agents: list[Agent] = []
+        self.stream_interval = STREAM_INTERVAL
+        self._started = False
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start every enabled channel (each on its own; one failure never blocks the rest)."""
+        if self._started:
+            raise RuntimeError("gateway already started")
+        self._started = True
+        for error in self.config.errors:
+            _log.error("config: %s", error)
+        for name, entry in self.config.channels.items():
+            self.channels[name] = ChannelRuntime(name, entry.type, spec_of(entry.type), entry)
+        await asyncio.gather(*(self.start_channel(n) for n in self.channels))
+        await self.resume_unfinished()
+        if self.supervisor is not None:
+            self.supervisor.start()
+
+    async def stop(self) -> None:
+        if self.supervisor is not None:
+            await self.supervisor.stop()
+        await asyncio.gather(*(self.stop_channel(n) for n in list(self.channels)))
+        await self.lanes.close()
+        for agent in (*self._retired_agents, self.agent):
+            await agent.close()
+        self._retired_agents.clear()
+        self._started = False
+
+    async def start_channel(self, name: str) -> None:
+        await self.lifecycle.start(name)
+
+    async def stop_channel(self, name: str) -> None:
+        await self.lifecycle.stop(name)
+
+    async def replace_agent(self, agent: Agent) -> None:
+        """New providers or settings take effect with the next turn; turns already running
+        finish on the old agent, which is closed when the gateway stops."""
+        self._retired_agents.append(self.agent)
+        self.agent = agent
+        self.channel_log("gateway", "info", "assistant settings applied")
+
+    async def apply_channel(self, entry: ChannelEntry) -> None:
+        """(Re)start a channel with a new config, without touching the others."""
+        if entry.name in self.channels:
+            await self.stop_channel(entry.name)
+        old = self.channels.get(entry.name)
+        rt = ChannelRuntime(entry.name, entry.type, spec_of(entry.type), entry)
+        if old is not None:
+            rt.last_message_ts = old.last_message_ts
+        self.channels[entry.name] = rt
+        if self.supervisor is not None:
+            self.supervisor.reset(entry.name)
+        self.channel_log(entry.name, "info", "configuration applied")
+        await self.start_channel(entry.name)
+        await self.resume_unfinished(entry.name)
+
+    async def remove_channel(self, name: str) -> None:
+        if name in self.channels:
+            await self.stop_channel(name)
+            del self.channels[name]
+            await self.store.channel_state.forget(name)
+            if self.supervisor is not None:
+                self.supervisor.reset(name)
+            self.emit(EventKind.CHANNEL_STATE, name, state="removed", reason="")
+
+    async def restart_channel(self, name: str, reason: str) -> None:
+        self.channel_log(name, "warning", f"restarting: {reason}")
+        await self.stop_channel(name)
+        await self.start_channel(name)
+        await self.resume_unfinished(name)
+
+    async def resume_unfinished(self, channel: str | None = None) -> None:
+        await self.intake.resume_unfinished(channel)
+
+    async def retry(self, message_id: int) -> bool:
+        return await self.intake.retry(message_id)
+
+    async def webhook(self, name: str, request: WebhookRequest) -> WebhookResponse:
+        """Route a webhook request to its channel; the connector verifies it before parsing."""
+        rt = self.channels.get(name)
+        if rt is None or rt.connector is None:
+            return WebhookResponse(404, "no running channel by that name")
+        try:
+            response = await rt.connector.handle_webhook(request)
+        except Exception as exc:  # noqa: BLE001 - a bad request must not take the server down
+            self.channel_log(name, "error", f"webhook handler failed: {exc!r}")
+            return WebhookResponse(500, "internal error")
+        if response.status < 300:
+            rt.last_heartbeat = self.clock()
+        return response
+
+    # ---- the flow --------------------------------------------------------------------------
+    async def accept(self, inbound: Inbound) -> SubmitResult:
+        """``ctx.submit()`` (see Intake.accept)."""
+        return await self.intake.accept(inbound)
+
+    def _connector(self, channel: str) -> Connector | None:
+        rt = self.channels.get(channel)
+        return rt.connector if rt is not None else None
+
+    def _store_outage(self, error: str | None) -> None:
+        """SQLite is refusing writes (or works again): say so where people look."""
+        if error is not None:
+            message = (f"database writes are failing ({error}); incoming messages are held "
+                       "and retried, nothing is acknowledged until it is stored")
+            _log.error("%s", message)
+            self.emit(EventKind.LOG, "database", level="error", message=message)
+        else:
+            _log.warning("database writes work again")
+            self.emit(EventKind.LOG, "database", level="info",
+                      message="database writes work again")
+
+    # ---- events and logs -------------------------------------------------------------------
+    def set_state(self, name: str, state: ChannelState, reason: str = "") -> None:
+        rt = self.channels.get(name)
+        reason = redactor(reason)
+        if rt is not None:
+            if rt.state == state and rt.reason == reason:
+                return
+            rt.state, rt.reason = state, reason
+            if state in (ChannelState.OFFLINE, ChannelState.DEGRADED) and reason:
+                rt.last_error = reason
+        self.emit(EventKind.CHANNEL_STATE, name, state=state.value, reason=reason)
+
+    def channel_log(self, channel: str, level: str, message: str, **data: Any) -> None:
+        message = redactor(message)
+        self.store.logs.append(channel, level, message, data or None)
+        logging.getLogger(f"pyclaw.channel.{channel}").log(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO), "%s", message)
+        self.emit(EventKind.LOG, channel, level=level, message=message)
+
+    def emit(self, kind: EventKind, channel: str, **data: Any) -> None:
+        self.bus.publish(Event(kind, channel, data))
+
+    def runtime_rows(self) -> list[ChannelRuntime]:
+        return list(self.channels.values())
