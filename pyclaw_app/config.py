@@ -18,8 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from pyclaw_app.channels import registry
-from pyclaw_app.channels import ChannelConfig
+from pyclaw_app.channels import ChannelConfig, registry
 from pyclaw_app.errors import ConfigError
 from pyclaw_app.secrets import SecretStore
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Any
 from pyclaw_app.channels import SubmitResult
 from pyclaw_app.model import ChannelState, Inbound
 
-__all__ = ["RecordingContext", "eventually"]
+__all__ = ["MemoryState", "RecordingContext", "eventually"]
 
 
 async def eventually(check: Callable[[], Any] | Callable[[], Awaitable[Any]],
@@ -32,6 +33,22 @@ async def eventually(check: Callable[[], Any] | Callable[[], Awaitable[Any]],
 
 
 @dataclass
+class MemoryState:
+    """``ctx.state`` in memory (values round-trip through JSON like the real one)."""
+
+    values: dict[str, str] = field(default_factory=dict)
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        return json.loads(self.values[key]) if key in self.values else default
+
+    async def set(self, key: str, value: Any) -> None:
+        self.values[key] = json.dumps(value)
+
+    async def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+@dataclass
 class RecordingContext:
     """A ConnectorContext that journals in memory: for connector unit tests without a gateway."""
 
@@ -40,6 +57,8 @@ class RecordingContext:
     logs: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     states: list[tuple[ChannelState, str]] = field(default_factory=list)
     heartbeats: int = 0
+    crashes: list[tuple[str, bool]] = field(default_factory=list)
+    state: MemoryState = field(default_factory=MemoryState)
     _seen: dict[str, int] = field(default_factory=dict)
 
     async def submit(self, inbound: Inbound) -> SubmitResult:
@@ -57,6 +76,9 @@ class RecordingContext:
 
     def heartbeat(self) -> None:
         self.heartbeats += 1
+
+    def crashed(self, reason: str, *, fatal: bool = False) -> None:
+        self.crashes.append((reason, fatal))
 
     def commands(self) -> list[tuple[str, str]]:
         return [("help", "What I can do"), ("reset", "Forget this conversation")]

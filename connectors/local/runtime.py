@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from connectors.local.manifest import SPEC, LocalConfig
-from pyclaw_app.channels import ConnectorBase, ProbeResult, SubmitResult
+from pyclaw_app.channels import ConnectorBase, Limits, ProbeResult, SubmitResult
 from pyclaw_app.model import Address, ChannelState, Inbound
 
 
@@ -38,6 +38,10 @@ class LocalConnector(ConnectorBase):
         self._waiters: dict[str, asyncio.Future[str]] = {}
         self._answers: dict[str, list[str]] = {}
         self.sent: deque[LocalReply] = deque(maxlen=1000)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_text=self.config.max_text)
 
     async def open(self) -> None:
         self.ctx.set_state(ChannelState.ONLINE, "ready")

@@ -227,6 +227,11 @@ class Connector(abc.ABC):
         self.name = name
         self.config = config
 
+    @property
+    def limits(self) -> Limits:
+        """What the gateway splits replies to: the spec's, unless the config changes them."""
+        return self.spec.limits
+
     @abc.abstractmethod
     async def start(self, ctx: ConnectorContext) -> None:
         """Connect and begin delivering; returns once the background tasks are running."""

@@ -17,7 +17,6 @@ Every secret the client knows is cut out of every error message.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -89,7 +88,7 @@ class ChannelHttp:
             raise RetryableError(f"{what}: {self.platform} unreachable, nothing was sent "
                                  f"({self._redact(str(exc))})") from None
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError,
-                aiohttp.ClientOSError, TimeoutError, asyncio.TimeoutError) as exc:
+                aiohttp.ClientOSError, TimeoutError) as exc:
             detail = self._redact(f"{type(exc).__name__}: {exc}".rstrip(": "))
             if safe:
                 raise RetryableError(f"{what}: no answer ({detail})") from None

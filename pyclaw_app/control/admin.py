@@ -15,8 +15,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from pyclaw_app.channels import registry
-from pyclaw_app.channels import ChannelConfig
+from pyclaw_app.channels import ChannelConfig, registry
 from pyclaw_app.config import ChannelEntry, channel_secret_key, save_config
 from pyclaw_app.control.types import ChannelForm, ChannelType, FieldError, ProbeOutcome
 from pyclaw_app.errors import ConfigError

@@ -6,8 +6,8 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from pyclaw_app.channels import registry
 from pyclaw_app.bus import BusSubscription
+from pyclaw_app.channels import registry
 from pyclaw_app.control.admin import ChannelAdmin
 from pyclaw_app.control.export import export_rows
 from pyclaw_app.control.settings import SettingsAdmin

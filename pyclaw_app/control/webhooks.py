@@ -70,8 +70,8 @@ class WebhookServer:
             self.gateway.channel_log(name, "warning", "rejected an oversized webhook request")
             return web.Response(status=413, text="payload too large")
         except TimeoutError:
-            self.gateway.channel_log(name, "warning", f"rejected a webhook request whose body took longer "
-                      f"than {self.body_timeout:.0f}s to arrive")
+            self.gateway.channel_log(name, "warning", "rejected a webhook request whose body "
+                                     f"took longer than {self.body_timeout:.0f}s to arrive")
             return web.Response(status=408, text="request body too slow")
         answer = await self.gateway.webhook(name, WebhookRequest(
             method=request.method, body=body, headers=dict(request.headers),

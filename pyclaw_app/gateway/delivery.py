@@ -117,6 +117,6 @@ class Delivery:
                 raise
             except NotImplementedError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a connector bug is this reply's failure
+            except Exception as exc:
                 raise ConnectorError(f"{type(exc).__name__}: {exc}") from exc
         raise ConnectorError(f"{what} failed")  # unreachable: the loop returns or raises

@@ -104,7 +104,7 @@ class Turn:
             return
         sent = [p for p in parts if p.status == "sent"]
         rest = _after(reply.text, [p.text for p in sent])
-        todo = reply_parts(rest, rt.connector.spec.limits) if rest.strip() else []
+        todo = reply_parts(rest, rt.connector.limits) if rest.strip() else []
         first = max((p.idx for p in parts), default=-1) + 1
         ids = [p.platform_id or "" for p in sent]
         await h.store.journal.reopen_reply(reply.id, row.id)
@@ -150,7 +150,7 @@ class Turn:
                 raise RetryableError(f"channel {address.channel} is restarting")
             await current.edit(address, draft_id, text)
 
-        limits = connector.spec.limits
+        limits = connector.limits
         return DraftStream(open_draft=open_draft, edit=edit, limit=limits.max_text,
                            length=limits.text_length, interval=h.stream_interval,
                            name=f"{address.channel}:{journal_id}")
@@ -249,7 +249,7 @@ class Turn:
                            notice: str, reason: str, status: MessageStatus) -> None:
         """Tell the sender why there is no answer; the inbound row closes as ``status``."""
         journal = self._h.store.journal
-        parts = reply_parts(notice, connector.spec.limits)
+        parts = reply_parts(notice, connector.limits)
         out_id = await journal.add_outbound(journal_id, inbound.address, notice,
                                             first_part=parts[0])
         try:
@@ -276,7 +276,7 @@ class Turn:
             text = (f"(Your message was {inbound.truncated_from:,} characters long; I read only "
                     f"the first {len(inbound.text):,}.)\n\n{text}")
         draft = await stream.finish() if stream is not None else None
-        parts = reply_parts(text, connector.spec.limits)
+        parts = reply_parts(text, connector.limits)
         journal = h.store.journal
         out_id = custody.out_id
         done: list[str] = []

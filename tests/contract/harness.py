@@ -38,6 +38,23 @@ class PlatformHarness(abc.ABC):
     """False where the platform has no rate-limit answer (the local channel)."""
     supports_drop: bool = True
     """False where there is no connection to drop (the local channel)."""
+    supports_failures: bool = True
+    """False where sends cannot fail (the local channel has no platform to refuse them)."""
+    supports_groups: bool = True
+    """False where there are no group chats (the local channel)."""
+    supports_edit: bool = False
+    """The platform can edit a sent message (streamed replies); see ``visible``/``edits``."""
+    quotes_replies: bool = False
+    """The first part of a reply quotes (or threads under) the message it answers."""
+    webhook: bool = False
+    """The channel has a webhook mode (``webhook_config``, ``post_webhook``)."""
+    replay_rejected: bool = False
+    """A replayed webhook request is refused by signature (a signed timestamp), not only
+    recognised as a duplicate by the journal."""
+    cursor_key: str | None = None
+    """The ``ctx.state`` key where the channel keeps its resume cursor, if it keeps one."""
+    queues_while_down: bool = False
+    """Messages sent while the channel is stopped are delivered when it starts again."""
 
     def text_length(self, text: str) -> int:
         return len(text)
@@ -99,3 +116,40 @@ class PlatformHarness(abc.ABC):
     @abc.abstractmethod
     async def drop_connection(self) -> None:
         """Cut the live connection (long poll, websocket) the way a network fault would."""
+
+    # ---- optional: the harness says which it supports through the flags above ---------------
+    def fail_next_send(self, status: int, *, skip: int = 0) -> None:
+        """Answer the send call after the next ``skip`` ones with the platform's ``status``
+        (500: a transient failure; 400: a refusal retrying cannot fix)."""
+        raise NotImplementedError
+
+    def lose_next_send_answer(self) -> None:
+        """Carry out the next send, then cut the connection before answering it."""
+        raise NotImplementedError
+
+    def visible(self, chat: str) -> list[str]:
+        """The texts of the messages in ``chat`` as a reader sees them now (after edits)."""
+        raise NotImplementedError
+
+    def edits(self, chat: str) -> int:
+        """How many edits the connector made to messages in ``chat``."""
+        raise NotImplementedError
+
+    def group_chat(self) -> str:
+        """A group chat the bot is in (``Address.chat``)."""
+        raise NotImplementedError
+
+    async def inject_group_message(self, chat: str, text: str, *, mention: bool) -> str:
+        """A group message that @mentions the bot or not; returns its platform id."""
+        raise NotImplementedError
+
+    def webhook_config(self) -> dict[str, Any]:
+        """``channel_config()`` for webhook mode, receiving at our webhook server."""
+        raise NotImplementedError
+
+    async def post_webhook(self, url: str, chat: str, text: str, *,
+                           signature: str = "good") -> tuple[int, str]:
+        """POST one message event to ``url`` as the platform does; ``signature`` is "good",
+        "bad" (wrong secret) or "replayed" (the request of the last "good" post, sent again
+        later). Returns the HTTP status and the message's platform id."""
+        raise NotImplementedError

@@ -12,9 +12,12 @@ class LocalHarness(PlatformHarness):
     max_text = 4000
     supports_rate_limit = False
     supports_drop = False
+    supports_failures = False
+    supports_groups = False
 
     def __init__(self) -> None:
         self._connector: Any = None
+        self._connectors: list[Any] = []
         self._last: dict[str, tuple[str, str]] = {}
 
     async def start(self) -> None:
@@ -24,7 +27,10 @@ class LocalHarness(PlatformHarness):
         return None
 
     def attach(self, gateway: Any) -> None:
+        """Called again after a restart: the new connector's replies join the old ones'."""
         self._connector = gateway.channels["local"].connector
+        if self._connector not in self._connectors:
+            self._connectors.append(self._connector)
 
     def channel_config(self) -> dict[str, Any]:
         return {"max_text": self.max_text}
@@ -50,8 +56,8 @@ class LocalHarness(PlatformHarness):
         return pid
 
     def sent(self, chat: str | None = None) -> list[SentMessage]:
-        return [SentMessage(r.chat, r.text, None, r.reply_to) for r in self._connector.sent
-                if chat is None or r.chat == chat]
+        return [SentMessage(r.chat, r.text, None, r.reply_to) for c in self._connectors
+                for r in c.sent if chat is None or r.chat == chat]
 
     def rate_limit_next_send(self, retry_after: float) -> None:
         raise NotImplementedError

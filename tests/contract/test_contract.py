@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import pkgutil
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import tests.contract as contract_pkg
+from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.model import ChannelState
 from tests.conftest import provider_section
@@ -64,7 +66,8 @@ async def test_receive_and_reply_in_the_right_chat_and_both_rows_stored(
     pid = await harness.inject_message(chat, "hello there")
     sent = await eventually(lambda: harness.sent(chat), timeout=WAIT)
     assert [m.text for m in sent] == ["Echo: hello there"]
-    assert sent[0].reply_to in (None, pid)
+    if harness.quotes_replies:
+        assert sent[0].reply_to == pid
     await settle(gateway)
     rows = await gateway.store.db.fetchall(
         "SELECT direction, text, status, platform_id FROM messages ORDER BY id")
@@ -197,3 +200,210 @@ async def test_media_only_message_gets_a_reply_or_a_logged_skip(harness: Platfor
     else:
         logs = await gateway.store.logs.page(channel=harness.type_name, search="skipped")
         assert logs
+
+
+def need(flag: bool, what: str, harness: PlatformHarness) -> None:
+    if not flag:
+        pytest.skip(f"{harness.type_name}: {what}")
+
+
+LONG = "\n\n".join(f"Paragraph {i}: " + "a rather long sentence of words " * 40
+                   for i in range(7))
+"""About 9,000 characters: three or more parts on every platform here."""
+
+
+async def inbound_row(gateway: Gateway, pid: str) -> dict[str, object] | None:
+    row = await gateway.store.db.fetchone(
+        "SELECT id, status, error, attachments FROM messages WHERE direction='in'"
+        " AND platform_id=?", (pid,))
+    return dict(row) if row is not None else None
+
+
+async def test_a_failed_second_part_is_retried_alone(harness: PlatformHarness,
+                                                     gateway: Gateway, fake_llm: FakeOpenAI
+                                                     ) -> None:
+    need(harness.supports_failures, "sends cannot fail", harness)
+    fake_llm.responder = lambda messages: LONG
+    harness.fail_next_send(500, skip=1)  # the first part goes, the second is refused once
+    chat = harness.chat(20)
+    pid = await harness.inject_message(chat, "long please")
+    await eventually(lambda: "".join(m.text for m in harness.sent(chat)) == LONG, timeout=WAIT)
+    await settle(gateway)
+    texts = [m.text for m in harness.sent(chat)]
+    assert len(texts) == len(set(texts)) >= 3  # no part twice
+    row = await inbound_row(gateway, pid)
+    assert row is not None and row["status"] == "replied"
+    parts = await gateway.store.db.fetchall(
+        "SELECT p.status FROM reply_parts p JOIN messages m ON m.id = p.out_id"
+        " WHERE m.reply_to=? ORDER BY p.idx", (row["id"],))
+    assert [p["status"] for p in parts] == ["sent"] * len(texts)
+
+
+async def test_a_refused_part_fails_the_reply_and_retry_sends_only_the_rest(
+        harness: PlatformHarness, gateway: Gateway, fake_llm: FakeOpenAI) -> None:
+    need(harness.supports_failures, "sends cannot fail", harness)
+    fake_llm.responder = lambda messages: LONG
+    harness.fail_next_send(400, skip=1)
+    chat = harness.chat(21)
+    pid = await harness.inject_message(chat, "long please")
+
+    async def failed() -> dict[str, object] | None:
+        row = await inbound_row(gateway, pid)
+        return row if row is not None and row["status"] == "failed" else None
+
+    row = await eventually(failed, timeout=WAIT)
+    assert "part 2 of" in str(row["error"])
+    first = [m.text for m in harness.sent(chat)]
+    assert len(first) == 1 and LONG.startswith(first[0])
+    assert await gateway.retry(int(row["id"]))  # type: ignore[arg-type]
+    await eventually(lambda: "".join(m.text for m in harness.sent(chat)) == LONG, timeout=WAIT)
+    await settle(gateway)
+    texts = [m.text for m in harness.sent(chat)]
+    assert texts[0] == first[0] and len(texts) == len(set(texts))
+    assert len(fake_llm.requests) == 1  # the reply was finished, not asked for again
+    row = await inbound_row(gateway, pid)
+    assert row is not None and row["status"] == "replied"
+
+
+async def test_a_lost_answer_is_marked_uncertain_and_never_resent(
+        harness: PlatformHarness, gateway: Gateway) -> None:
+    need(harness.supports_failures, "sends cannot fail", harness)
+    harness.lose_next_send_answer()
+    chat = harness.chat(22)
+    pid = await harness.inject_message(chat, "did it arrive?")
+
+    async def closed() -> dict[str, object] | None:
+        row = await inbound_row(gateway, pid)
+        return row if row is not None and row["status"] == "failed" else None
+
+    row = await eventually(closed, timeout=WAIT)
+    assert str(row["error"]).startswith("uncertain")
+    await settle(gateway)
+    assert [m.text for m in harness.sent(chat)] == ["Echo: did it arrive?"]  # once, not again
+    logs = await gateway.store.logs.page(channel=harness.type_name)
+    assert any("not sent again" in str(r["message"]) or "uncertain" in str(r["message"])
+               or "may have been" in str(r["message"]) for r in logs)
+
+
+async def test_a_streamed_reply_is_one_message_edited_to_the_full_text(
+        harness: PlatformHarness, fake_llm: FakeOpenAI, make_gateway) -> None:
+    need(harness.supports_edit, "cannot edit messages", harness)
+    name = harness.type_name
+    text = " ".join(f"word{i}" for i in range(60))
+    fake_llm.responder = lambda messages: text
+    fake_llm.chunk_size = 8
+    fake_llm.chunk_delay = 0.03
+    gw: Gateway = await make_gateway({
+        "providers": [provider_section(fake_llm)],
+        "channels": {name: {"type": name, "dm_policy": "open", "rate_limit_per_minute": 0,
+                            "stream_replies": True, **harness.channel_config()}}})
+    gw.stream_interval = 0.1
+    harness.attach(gw)
+    await eventually(lambda: gw.channels[name].state == ChannelState.ONLINE, timeout=WAIT)
+    chat = harness.chat(23)
+    await harness.inject_message(chat, "stream it")
+    await eventually(lambda: harness.visible(chat) == [text], timeout=WAIT)
+    await settle(gw)
+    assert harness.visible(chat) == [text]
+    assert harness.edits(chat) >= 1
+
+
+async def test_group_messages_are_answered_by_the_group_reply_rule(
+        harness: PlatformHarness, gateway: Gateway) -> None:
+    need(harness.supports_groups, "has no groups", harness)
+    chat = harness.group_chat()
+    quiet = await harness.inject_group_message(chat, "people talking", mention=False)
+    await harness.inject_group_message(chat, "hey bot", mention=True)
+    sent = await eventually(lambda: harness.sent(chat), timeout=WAIT)
+    await settle(gateway)
+    assert [m.text for m in harness.sent(chat)] == [sent[0].text]
+    assert sent[0].text.startswith("Echo:") and sent[0].text.endswith("hey bot")
+    assert await inbound_row(gateway, quiet) is None  # chatter is not even stored
+
+
+async def test_group_reply_all_answers_every_group_message(
+        harness: PlatformHarness, fake_llm: FakeOpenAI, make_gateway) -> None:
+    need(harness.supports_groups, "has no groups", harness)
+    name = harness.type_name
+    gw: Gateway = await make_gateway({
+        "providers": [provider_section(fake_llm)],
+        "channels": {name: {"type": name, "dm_policy": "open", "rate_limit_per_minute": 0,
+                            **harness.channel_config(), "group_reply": "all"}}})
+    harness.attach(gw)
+    await eventually(lambda: gw.channels[name].state == ChannelState.ONLINE, timeout=WAIT)
+    chat = harness.group_chat()
+    await harness.inject_group_message(chat, "people talking", mention=False)
+    sent = await eventually(lambda: harness.sent(chat), timeout=WAIT)
+    assert sent[0].text.endswith("people talking")
+
+
+async def test_attachments_are_journaled_as_metadata(harness: PlatformHarness,
+                                                     gateway: Gateway) -> None:
+    need(harness.type_name != "local", "has no attachments", harness)
+    pid = await harness.inject_media_only(harness.chat(24))
+    row = await eventually(lambda: inbound_row(gateway, pid), timeout=WAIT)
+    assert row["attachments"]
+    kinds = {a["kind"] for a in json.loads(str(row["attachments"]))}
+    assert kinds and kinds <= {"image", "audio", "video", "file", "sticker", "location"}
+
+
+async def test_a_restart_resumes_without_answering_anything_twice(
+        harness: PlatformHarness, gateway: Gateway) -> None:
+    name = harness.type_name
+    chat = harness.chat(25)
+    await harness.inject_message(chat, "before")
+    await eventually(lambda: harness.sent(chat), timeout=WAIT)
+    await settle(gateway)
+    if harness.cursor_key is not None:
+        state = gateway.store.channel_state.of(name)
+        assert await eventually(lambda: state.get(harness.cursor_key), timeout=WAIT)
+    await gateway.stop_channel(name)
+    if harness.queues_while_down:
+        await harness.inject_message(chat, "while down")
+    await gateway.start_channel(name)
+    harness.attach(gateway)
+    await eventually(lambda: gateway.channels[name].state == ChannelState.ONLINE, timeout=WAIT)
+    await harness.inject_message(chat, "after")
+    expected = ["Echo: before", *(["Echo: while down"] if harness.queues_while_down else []),
+                "Echo: after"]
+    await eventually(lambda: len(harness.sent(chat)) >= len(expected), timeout=WAIT)
+    await settle(gateway)
+    assert [m.text for m in harness.sent(chat)] == expected
+
+
+@pytest.fixture
+async def webhook_gateway(harness: PlatformHarness, fake_llm: FakeOpenAI, make_gateway
+                          ) -> AsyncIterator[tuple[Gateway, str]]:
+    if not harness.webhook:
+        pytest.skip(f"{harness.type_name} has no webhook mode")
+    name = harness.type_name
+    gw: Gateway = await make_gateway({
+        "providers": [provider_section(fake_llm)],
+        "channels": {name: {"type": name, "dm_policy": "open", "rate_limit_per_minute": 0,
+                            **harness.webhook_config()}}})
+    server = WebhookServer(gw, "127.0.0.1", 0)
+    await server.start()
+    harness.attach(gw)
+    try:
+        await eventually(lambda: gw.channels[name].state == ChannelState.ONLINE, timeout=WAIT)
+        yield gw, f"{server.url}/webhook/{name}"
+    finally:
+        await server.stop()
+
+
+async def test_webhook_good_bad_and_replayed_signatures(
+        harness: PlatformHarness, webhook_gateway: tuple[Gateway, str]) -> None:
+    gateway, url = webhook_gateway
+    chat = harness.chat(26)
+    status, _ = await harness.post_webhook(url, chat, "signed", signature="good")
+    assert status == 200
+    await eventually(lambda: harness.sent(chat), timeout=WAIT)
+    status, forged = await harness.post_webhook(url, chat, "forged", signature="bad")
+    assert status in (401, 403)
+    status, _ = await harness.post_webhook(url, chat, "signed", signature="replayed")
+    assert status in (401, 403) if harness.replay_rejected else status == 200
+    await settle(gateway)
+    assert [m.text for m in harness.sent(chat)] == ["Echo: signed"]
+    assert await inbound_row(gateway, forged) is None
+    logs = await gateway.store.logs.page(channel=harness.type_name)
+    assert any("rejected" in str(r["message"]) for r in logs)

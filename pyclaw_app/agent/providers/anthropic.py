@@ -18,7 +18,6 @@ from typing import Any
 import anthropic
 import httpx2
 
-from pyclaw_app.retry_after import retry_after
 from pyclaw_app.agent.providers._tool_args import parse_tool_call
 from pyclaw_app.agent.providers.base import (
     ChatMessage,
@@ -27,6 +26,7 @@ from pyclaw_app.agent.providers.base import (
     ToolSpec,
 )
 from pyclaw_app.errors import ProviderError
+from pyclaw_app.retry_after import retry_after
 
 __all__ = ["AnthropicProvider", "to_anthropic_messages"]
 

@@ -19,7 +19,6 @@ import aiohttp
 import openai
 from openai.types.chat import ChatCompletion
 
-from pyclaw_app.retry_after import retry_after
 from pyclaw_app.agent.providers._tool_args import parse_tool_call
 from pyclaw_app.agent.providers.base import (
     ChatMessage,
@@ -30,6 +29,7 @@ from pyclaw_app.agent.providers.base import (
 )
 from pyclaw_app.agent.tokens import estimate_tokens
 from pyclaw_app.errors import ProviderError
+from pyclaw_app.retry_after import retry_after
 
 __all__ = ["OpenAICompatProvider", "to_openai_messages"]
 

@@ -10,23 +10,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import discord
 import pytest
-import yarl
 from pydantic import SecretStr
 
-from connectors.discord.manifest import DiscordConfig
-from connectors.discord.runtime import DiscordConnector
-from connectors.registry import get_spec
-from connectors.slack._parse import escape_text
-from connectors.slack.manifest import SlackConfig
-from connectors.slack.runtime import SlackConnector
 from connectors.telegram.manifest import TelegramConfig
 from connectors.telegram.runtime import TelegramConnector
 from pyclaw_app.errors import FatalConnectorError, RetryableError
 from pyclaw_app.model import Address, ChannelState, Outbound
-from tests.fakes.discord_api import FakeDiscord
-from tests.fakes.slack_api import SlackFake
 from tests.fakes.telegram_api import FakeTelegram
 from tests.support import RecordingContext, eventually
 
@@ -34,10 +24,6 @@ GROWING = ["Hello", "Hello, **wor", "Hello, **world** — a < b & c", "Hello, **
            "c.\n\n```py\nprint(1)\n```"]
 """Drafts of one streamed reply, as the gateway sends them about once a second."""
 
-
-@pytest.mark.parametrize("name", ["telegram", "discord", "slack"])
-def test_manifests_declare_edit(name: str) -> None:
-    assert get_spec(name).capabilities.edit
 
 
 # ---- Telegram -----------------------------------------------------------------------------
@@ -195,125 +181,3 @@ async def test_telegram_failing_menu_only_warns(tg: FakeTelegram) -> None:
         await connector.stop()
 
 
-# ---- Discord ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def dc(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as server:
-        assert isinstance(server, FakeDiscord)
-        monkeypatch.setattr(discord.http.Route, "BASE", server.api_base)
-        monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY",
-                            yarl.URL(server.gateway_url))
-        yield server
-
-
-@pytest.fixture
-async def dcon(dc: FakeDiscord) -> AsyncIterator[DiscordConnector]:
-    connector = DiscordConnector("discord", DiscordConfig(token=SecretStr(dc.token)))
-    ctx = RecordingContext(channel="discord")
-    await connector.start(ctx)
-    await eventually(lambda: ctx.states and ctx.states[-1][0] == ChannelState.ONLINE)
-    yield connector
-    await connector.stop()
-
-
-async def test_discord_edits_arrive_in_order(dc: FakeDiscord, dcon: DiscordConnector) -> None:
-    cid, _ = dc.create_dm()
-    address = Address("discord", cid)
-    [draft] = await dcon.send(Outbound(address, "…"))
-    for text in [*GROWING, "@everyone look"]:
-        await dcon.edit(address, draft, text)
-    assert dc.edits(draft) == [*GROWING, "@everyone look"]  # Discord renders markdown itself
-    assert dc.messages[draft]["content"] == "@everyone look"
-    mentions = dc.edit_log[-1].allowed_mentions
-    assert mentions is not None and "everyone" not in mentions["parse"]  # shown, never pinged
-
-
-async def test_discord_edit_in_a_thread_targets_the_thread(
-        dc: FakeDiscord, dcon: DiscordConnector) -> None:
-    parent = await dc.create_text_channel("general")
-    thread = await dc.create_thread(parent, "topic")
-    address = Address("discord", parent, thread=thread)
-    [draft] = await dcon.send(Outbound(address, "…"))
-    await dcon.edit(address, draft, "done")
-    assert dc.edits(draft) == ["done"]
-
-
-async def test_discord_edit_waits_out_a_429(dc: FakeDiscord, dcon: DiscordConnector) -> None:
-    cid, _ = dc.create_dm()
-    address = Address("discord", cid)
-    [draft] = await dcon.send(Outbound(address, "…"))
-    dc.rate_limit_next_edit(0.3)
-    await dcon.edit(address, draft, "after the wait")
-    assert dc.edits(draft) == ["after the wait"]
-    [(answered, retried)] = dc.rate_limit_log
-    assert retried - answered >= 0.3
-
-
-async def test_discord_edit_of_a_missing_or_foreign_message_is_fatal(
-        dc: FakeDiscord, dcon: DiscordConnector) -> None:
-    cid, _ = dc.create_dm()
-    address = Address("discord", cid)
-    with pytest.raises(FatalConnectorError, match="10008"):
-        await dcon.edit(address, "1234567890", "text")
-    users = dc.user_message(cid, "mine")
-    with pytest.raises(FatalConnectorError, match="50005"):
-        await dcon.edit(address, users["id"], "text")
-    with pytest.raises(FatalConnectorError, match="not a Discord message id"):
-        await dcon.edit(address, "C1:2", "text")
-
-
-# ---- Slack --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def sl() -> AsyncIterator[SlackFake]:
-    async with SlackFake() as server:
-        yield server  # type: ignore[misc]
-
-
-@pytest.fixture
-async def slack(sl: SlackFake) -> AsyncIterator[SlackConnector]:
-    config = SlackConfig(bot_token=SecretStr(sl.bot_token), app_token=SecretStr(sl.app_token),
-                         base_url=sl.api_url)
-    connector = SlackConnector("slack", config)
-    await connector.start(RecordingContext(channel="slack"))
-    yield connector
-    await connector.stop()
-
-
-async def test_slack_edits_arrive_in_order_escaped_like_send(
-        sl: SlackFake, slack: SlackConnector) -> None:
-    address = Address("slack", "C0001", thread="1700000000.000001")
-    [draft] = await slack.send(Outbound(address, "…"))
-    channel, _, ts = draft.partition(":")
-    for text in [*GROWING, "<!channel> ping"]:
-        await slack.edit(address, draft, text)
-    expected = [escape_text(t) for t in [*GROWING, "<!channel> ping"]]
-    assert sl.edits(channel, ts) == expected
-    assert sl.text_of(channel, ts) == "&lt;!channel&gt; ping"  # no @channel ping
-
-
-async def test_slack_edit_waits_out_a_429(sl: SlackFake, slack: SlackConnector) -> None:
-    address = Address("slack", "D0001")
-    [draft] = await slack.send(Outbound(address, "…"))
-    sl.rate_limit_next("chat.update", 1)
-    await slack.edit(address, draft, "after the wait")
-    assert sl.edits(*draft.split(":")) == ["after the wait"]
-    [hit] = [h for h in sl.rate_limits if h.method == "chat.update"]
-    assert hit.retried is not None and hit.retried - hit.answered >= 1.0
-
-
-async def test_slack_edit_of_a_missing_or_foreign_message_is_fatal(
-        sl: SlackFake, slack: SlackConnector) -> None:
-    address = Address("slack", "C0001")
-    with pytest.raises(FatalConnectorError, match="message_not_found"):
-        await slack.edit(address, "C0001:1.000099", "text")
-    users = sl.message_event("C0001", "written by a person")["event"]
-    with pytest.raises(FatalConnectorError, match="cant_update_message"):
-        await slack.edit(address, f"C0001:{users['ts']}", "text")
-    [draft] = await slack.send(Outbound(address, "…"))
-    with pytest.raises(FatalConnectorError, match="msg_too_long"):
-        await slack.edit(address, draft, "x" * 40_001)
-    assert sl.edits(*draft.split(":")) == []
