@@ -22,7 +22,7 @@ from pyclaw_app.errors import ConfigError
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.secrets import SecretStore, redactor
 
-__all__ = ["ChannelAdmin"]
+__all__ = ["ChannelAdmin", "channel_types"]
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 PROBE_TIMEOUT = 20.0
@@ -33,6 +33,21 @@ def _secret_fields(model: type[ChannelConfig]) -> list[str]:
             if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("secret")]
 
 
+def channel_types() -> list[ChannelType]:
+    """Every channel type: those that can run, then those whose SDK is missing (with the
+    command that installs it), so nothing a user could add is hidden."""
+    ready = [ChannelType(type=name, title=spec.title, icon=spec.icon,
+                         description=spec.description, docs_url=spec.docs_url,
+                         transport=spec.transport.value,
+                         schema=spec.config_model.model_json_schema())
+             for name, spec in sorted(registry.specs().items())]
+    missing = [ChannelType(type=m.type, title=m.title, icon="extension_off",
+                           description=f"Not available: {m.reason}.", docs_url="",
+                           transport="", schema={}, install=m.install)
+               for m in sorted(registry.unavailable().values(), key=lambda m: m.type)]
+    return ready + missing
+
+
 class ChannelAdmin:
     def __init__(self, gateway: Gateway, secrets: SecretStore, config_path: Path | None) -> None:
         self.gateway = gateway
@@ -40,18 +55,7 @@ class ChannelAdmin:
         self.config_path = config_path
 
     def types(self) -> list[ChannelType]:
-        """Every channel type: those that can run, then those whose SDK is missing (with the
-        command that installs it), so nothing a user could add is hidden."""
-        ready = [ChannelType(type=name, title=spec.title, icon=spec.icon,
-                             description=spec.description, docs_url=spec.docs_url,
-                             transport=spec.transport.value,
-                             schema=spec.config_model.model_json_schema())
-                 for name, spec in sorted(registry.specs().items())]
-        missing = [ChannelType(type=m.type, title=m.title, icon="extension_off",
-                               description=f"Not available: {m.reason}.", docs_url="",
-                               transport="", schema={}, install=m.install)
-                   for m in sorted(registry.unavailable().values(), key=lambda m: m.type)]
-        return ready + missing
+        return channel_types()
 
     def form(self, name: str) -> ChannelForm:
         entry = self.gateway.channels[name].entry
