@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import SecretStr
@@ -31,7 +31,7 @@ class Demo(ConnectorBase):
     """Scripted: ``plan`` says what each connect/serve call does."""
 
     spec = ConnectorSpec("demo", "Demo", DemoConfig, runtime=f"{__name__}:Demo")
-    plan: list[str] = []
+    plan: ClassVar[list[str]] = []
 
     def __init__(self, name: str, config: DemoConfig) -> None:
         super().__init__(name, config)
