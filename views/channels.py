@@ -103,15 +103,24 @@ class ChannelCard:
 
 
 class TypeCard:
-    """A connector type the gateway can run, with its description and an Add button."""
+    """A connector type with its description and an Add button; a type whose SDK is not
+    installed shows the command that installs it instead."""
 
     def __init__(self, channel_type: ChannelType, configured: int, view: ChannelsView) -> None:
         self.type = channel_type
         count = (f"{configured} configured" if configured else "not configured")
-        links: list[ft.Control] = [
-            ft.FilledTonalButton(f"Add {channel_type.title}", icon=ft.Icons.ADD,
-                                 on_click=view.handler(view.add, channel_type.type)),
-        ]
+        if channel_type.install:
+            count = "not installed"
+            links: list[ft.Control] = [
+                ft.Text("Install with:", size=12, color=ft.Colors.ON_SURFACE_VARIANT),
+                ft.Text(channel_type.install, font_family="monospace", size=12,
+                        selectable=True),
+            ]
+        else:
+            links = [
+                ft.FilledTonalButton(f"Add {channel_type.title}", icon=ft.Icons.ADD,
+                                     on_click=view.handler(view.add, channel_type.type)),
+            ]
         if channel_type.docs_url:
             links.append(ft.TextButton("Setup guide", icon=ft.Icons.OPEN_IN_NEW,
                                        url=channel_type.docs_url,
@@ -120,7 +129,8 @@ class TypeCard:
             ft.Row([ft.Icon(style.channel_icon(channel_type.icon), size=26,
                             color=ft.Colors.PRIMARY),
                     ft.Column([ft.Text(channel_type.title, weight=ft.FontWeight.W_600),
-                               ft.Text(f"{channel_type.transport} · {count}", size=12,
+                               ft.Text(" · ".join(filter(None, (channel_type.transport,
+                                                                count))), size=12,
                                        color=ft.Colors.ON_SURFACE_VARIANT)],
                               spacing=0, expand=True)], spacing=12),
             ft.Text(channel_type.description, size=13, max_lines=3,

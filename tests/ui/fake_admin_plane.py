@@ -26,6 +26,7 @@ from pyclaw_app.control import (
     PairingRow,
     ProbeOutcome,
 )
+from pyclaw_app.control.admin import channel_types
 from pyclaw_app.control.export import export_rows
 from pyclaw_app.model import Event, EventKind
 from tests.ui.fake_plane import FakeControlPlane
@@ -50,6 +51,8 @@ class FakeAdminPlane(FakeControlPlane):
         self.details: dict[int, MessageDetail] = {}
         self.pairings: list[PairingRow] = []
         self.calls: list[tuple[str, Any]] = []
+        self.extra_types: list[ChannelType] = []
+        """Types the registry here does not have (one whose SDK is missing, say)."""
         self.probe_outcome = ProbeOutcome(True, "connected as @fake_bot")
         self.probe_gate: asyncio.Event | None = None
         """When set, probe_channel waits for it (so a test can see the progress ring)."""
@@ -81,11 +84,7 @@ class FakeAdminPlane(FakeControlPlane):
     # -- admin side of the ControlPlane --------------------------------------------------------
 
     def channel_types(self) -> list[ChannelType]:
-        return [ChannelType(type=name, title=spec.title, icon=spec.icon,
-                            description=spec.description, docs_url=spec.docs_url,
-                            transport=spec.transport.value,
-                            schema=spec.config_model.model_json_schema())
-                for name, spec in sorted(registry.specs().items())]
+        return channel_types() + self.extra_types
 
     def channel_form(self, name: str) -> ChannelForm:
         type_name, values = self.configs[name]

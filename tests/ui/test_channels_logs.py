@@ -14,6 +14,7 @@ from pyclaw_app.bus import Bus
 from pyclaw_app.config import load_config
 from pyclaw_app.control import (
     ChannelStatus,
+    ChannelType,
     FieldError,
     LogRow,
     MessageDetail,
@@ -196,6 +197,20 @@ async def test_channels_lists_configured_and_every_type(configured: FakeAdminPla
                time.time())
     assert card.state.value == "degraded" and card.detail.value == "429 from Telegram"
     assert card.detail.color == ft.Colors.ERROR
+
+
+async def test_a_type_without_its_sdk_shows_the_install_command_not_add(
+        plane: FakeAdminPlane) -> None:
+    missing = ChannelType(type="matrix", title="Matrix", icon="extension_off",
+                          description="Not available: needs nio.", docs_url="", transport="",
+                          schema={}, install="pip install 'pyclaw[matrix]'")
+    plane.extra_types.append(missing)
+    view = ChannelsView(plane)
+    await view.load()
+    card = next(c for c in view.type_grid.controls if "Matrix" in texts(c))
+    assert "pip install 'pyclaw[matrix]'" in texts(card) and "not installed" in texts(card)
+    assert "Add Matrix" not in texts(card)
+    assert any("Add Telegram" in texts(c) for c in view.type_grid.controls)
 
 
 async def test_channel_actions_reach_the_plane(configured: FakeAdminPlane) -> None:
