@@ -100,3 +100,24 @@ def test_secrets_come_from_store_or_env_and_never_go_to_yaml(
     reloaded = load_config(path, secrets)
     assert set(reloaded.channels) == {"local", "second"}
     assert reloaded.errors == []
+
+
+@pytest.mark.parametrize(("old", "expected"), [
+    ({"group_mode": "mention"}, "reply"), ({"group_mode": "all"}, "all"),
+    ({"guild_mode": "all"}, "all"), ({"require_mention": True}, "reply"),
+    ({"require_mention": False}, "all"), ({}, "reply"), ({"group_reply": "mention"}, "mention"),
+])
+def test_the_old_group_keys_still_read_as_group_reply(old: dict[str, object],
+                                                      expected: str) -> None:
+    from pyclaw_app.channels import ChannelConfig
+
+    assert ChannelConfig.model_validate(old).group_reply == expected
+
+
+def test_a_bad_old_group_key_value_is_an_error_naming_the_new_key() -> None:
+    from pydantic import ValidationError
+
+    from pyclaw_app.channels import ChannelConfig
+
+    with pytest.raises(ValidationError, match="group_reply"):
+        ChannelConfig.model_validate({"group_mode": "sometimes"})
