@@ -150,9 +150,9 @@ class ConnectorBase(Connector):
         """Keep a connection: ``connect`` (unless already ``connected``), then ``serve`` until
         the connection ends; reconnect with backoff, honouring Retry-After.
 
-        ``serve`` returning or raising RetryableError means the connection was lost; a
-        FatalConnectorError from either ends the loop with the channel offline. Anything
-        else escapes to the task's crash report.
+        ``serve`` returning or raising any other ConnectorError (RetryableError, a lost
+        answer) means the connection was lost; a FatalConnectorError from either ends the
+        loop with the channel offline. Anything else escapes to the task's crash report.
         """
         backoff = backoff or Backoff(base=0.5, cap=30.0)
         while True:
@@ -168,9 +168,9 @@ class ConnectorBase(Connector):
             except FatalConnectorError as exc:
                 self.went_offline(str(exc))
                 return
-            except RetryableError as exc:
+            except ConnectorError as exc:  # retryable, or an answer lost on the way back
                 reason = str(exc)
-                wait = exc.retry_after or 0.0
+                wait = (exc.retry_after if isinstance(exc, RetryableError) else None) or 0.0
             connected = False
             delay = backoff.next_delay(wait)
             self.went_degraded(f"{reason}; reconnecting in {delay:.1f}s")
