@@ -21,7 +21,7 @@ bench/fake_telegram.py:
   fake resends only on a new connection, so a late ack costs nothing here).
 
 Why DMs: they are what the connector answers by default (channel messages need
-an @mention unless ``require_mention`` is off), and a DM is one conversation,
+an @mention unless ``group_reply`` is ``all``), and a DM is one conversation,
 as the Telegram load's private chats are, so per-chat ordering and a growing
 history are exercised alike. The price: the connector answers a DM flat (no
 ``thread_ts``), so a reply is matched by the message number its text echoes
@@ -37,7 +37,6 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections import deque
 from typing import Any
 
 from aiohttp import web
@@ -63,7 +62,6 @@ _NUMBER = re.compile(r"bench message (\d+) to chat ")
 class BenchSlack(SlackFake):
     def __init__(self) -> None:
         super().__init__(bot_token=BOT_TOKEN, app_token=APP_TOKEN)
-        self.calls = deque(maxlen=64)  # type: ignore[assignment]  # only appended to
         self._numbers = itertools.count(1)
         """Message numbers run on across loads, so a soak's rounds never share one."""
         self._injected: dict[int, float] = {}  # message number -> when it was delivered
@@ -85,7 +83,7 @@ class BenchSlack(SlackFake):
 
     async def stop(self) -> None:
         await self.load.stop()
-        await self.drop_connections()  # an open socket would hold the runner's cleanup
+        await self.drop_connection()  # an open socket would hold the runner's cleanup
         await super().stop()
 
     async def _inject_one(self, sent: int, chat: int) -> None:

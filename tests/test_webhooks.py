@@ -1,7 +1,10 @@
-"""Webhook-style channels on the one shared server: verified before parsing, answered once."""
+"""Webhook-style channels on the one shared server: verified before parsing, answered once;
+the server routes GET and POST, bounds the body (413) and its arrival time (408)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +14,7 @@ import pytest
 import yaml
 
 from pyclaw_app.control.host import GatewayHost
+from pyclaw_app.control.webhooks import MAX_BODY, WebhookServer
 from tests.conftest import provider_section
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import SlackFake
@@ -69,9 +73,51 @@ async def test_signed_events_are_answered_once_and_forgeries_rejected(
     assert not [p for p in slack.posts if p.channel == "D0043"]
     logs = await eventually(lambda: runtime.runtime.gateway.store.logs.page(channel="work",
                                                                     level="warning"))
-    assert all("secret-payload-text" not in r["message"] and not r["data"] for r in logs)
+    assert all("secret-payload-text" not in r["message"] + json.dumps(r["data"])
+               for r in logs)
     assert any("signature" in r["message"] for r in logs)
 
     async with aiohttp.ClientSession() as session, session.post(
             f"{runtime.server.url}/webhook/nope", data=b"{}") as resp:
         assert resp.status == 404
+
+
+async def test_get_is_routed_to_the_channel(runtime: GatewayHost) -> None:
+    """Slack only POSTs, so the connector itself refuses a GET (other platforms verify with
+    one); the refusal in the channel's log shows the server routed it there."""
+    assert runtime.server is not None
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{runtime.server.url}/webhook/work?challenge=x") as resp:
+        assert resp.status == 405
+    logs = await eventually(lambda: runtime.runtime.gateway.store.logs.page(channel="work",
+                                                                    search="POST only"))
+    assert logs
+
+
+async def test_a_body_over_the_limit_gets_413(runtime: GatewayHost, slack: SlackFake) -> None:
+    assert runtime.server is not None
+    body = b"x" * (MAX_BODY + 1)
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{runtime.server.url}/webhook/work", data=body, headers=slack.sign(body)) as resp:
+        assert resp.status == 413
+    logs = await eventually(lambda: runtime.runtime.gateway.store.logs.page(channel="work",
+                                                                    search="oversized"))
+    assert logs
+
+
+async def test_a_body_that_trickles_in_gets_408(runtime: GatewayHost) -> None:
+    server = WebhookServer(runtime.runtime.gateway, "127.0.0.1", 0, body_timeout=0.3)
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"POST /webhook/work HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        await writer.drain()  # 1 of 100 bytes, then nothing
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        await writer.wait_closed()
+        assert status_line.split()[1] == b"408"
+    finally:
+        await server.stop()
+    logs = await runtime.runtime.gateway.store.logs.page(channel="work", search="longer than")
+    assert logs

@@ -3,13 +3,33 @@
 Inbound messages are taken from the Gateway's raw MESSAGE_CREATE frames
 (``on_socket_raw_receive``) and judged by the pure parser in ``_parse``, so
 even a payload discord.py cannot model is logged instead of vanishing. One
-named task submits them in arrival order; discord.py owns heartbeats, RESUME
-and zlib; our supervisor task restarts the client with :class:`Backoff` when
-discord.py gives up, and stops for good on a bad token or a refused intent.
+named task submits them in arrival order. discord.py owns heartbeats, RESUME
+and zlib; the kit's ``run_connected`` starts a fresh client when discord.py
+gives up, and stops for good on a bad token or a refused intent (close codes
+4004, 4010-4014). Group messages are not gated here: the parser sets
+``is_group``/``mentioned``/``reply_to_bot`` and the gateway applies
+``group_reply``. No ``ctx.state`` is kept: the Gateway has no cursor to resume
+from after a restart (RESUME lives only as long as discord.py's session).
 
 The Gateway has no acknowledgements: an event is "delivered" once read, so a
 crash between reading and journaling loses it. Journaling is the first thing
-done with every message to keep that window small.
+done with every message to keep that window small, and ``stop`` drains what
+was already read before the tasks are cancelled.
+
+Outbound (send, edit, typing) does **not** go through discord.py's HTTP client,
+because ``HTTPClient.request`` is a retry layer of its own: it sleeps through
+every 429 and sends again (``max_ratelimit_timeout`` cannot help: discord.py
+raises it to at least 30 s, so short limits are still slept through), it
+resends on 500/502/504/524 up to five times, and on a connection reset (errno
+54/10054, i.e. macOS/Windows) it resends a POST whose answer was lost, which
+can post the message twice. The gateway is the one retry layer and must see
+every outcome, so each part is one request through the kit's
+:class:`ChannelHttp` to the same API base discord.py uses (``Route.BASE``,
+overridden module-wide by ``api_base``): 429 -> RetryableError with Retry-After,
+5xx and refused connections -> RetryableError, a POST whose answer was lost
+(server disconnected, reset, read time-out) -> DeliveryUncertain, never resent;
+401/403/404 and other 4xx -> FatalConnectorError with Discord's message and
+code. Edits and typing are idempotent, so a lost answer there is retryable.
 """
 
 from __future__ import annotations
@@ -17,8 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
-from collections import OrderedDict
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,16 +45,13 @@ import aiohttp
 import discord
 import yarl
 
-from pyclaw_app.channels import Connector, ConnectorContext, ProbeResult, split_text
 from connectors.discord._parse import channel_id_of, is_ignorable, parse_message_create
-from connectors.discord.manifest import MAX_TEXT, SPEC, DiscordConfig
-from pyclaw_app.backoff import Backoff
-from pyclaw_app.errors import ConnectorError, FatalConnectorError, RetryableError
-from pyclaw_app.model import Address, ChannelState, Outbound
+from connectors.discord.manifest import SPEC, DiscordConfig
+from pyclaw_app.channels import ChannelHttp, ConnectorBase, ProbeResult
+from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
+from pyclaw_app.model import Address
 
 __all__ = ["CONNECTOR", "DiscordConnector"]
-
-_log = logging.getLogger(__name__)
 
 # Gateway close codes Discord documents as "do not reconnect".
 _FATAL_CLOSE = {
@@ -48,16 +64,19 @@ _FATAL_CLOSE = {
           "Developer Portal under Bot -> Privileged Gateway Intents (gateway close 4014)",
 }
 _NETWORK_ERRORS = (OSError, aiohttp.ClientError, asyncio.TimeoutError)
-_SEND_TRIES = 3
-_PARTIAL_KEEP = 256
-_STOP_TIMEOUT = 4.0  # per task; the gateway allows stop() 10 s in all
-_MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=True)
-"""Replies may ping the people they name, never @everyone or a whole role."""
+_MENTIONS: dict[str, Any] = {"parse": ["users"], "replied_user": True}
+"""Allowed mentions of every send and edit: replies may ping the people they name and the
+author they answer, never @everyone or a whole role."""
+_USER_AGENT = (f"DiscordBot (https://github.com/Rapptz/discord.py {discord.__version__}) "
+               f"Python/{sys.version_info[0]}.{sys.version_info[1]} aiohttp/{aiohttp.__version__}")
+"""Discord wants ``DiscordBot ($url, $version)``; the same one discord.py sends for login and
+the Gateway, so the bot's REST and Gateway traffic identify as one client."""
+_DRAIN_TIMEOUT = 2.0
 
 
 @contextlib.contextmanager
 def _sdk_errors(what: str) -> Iterator[None]:
-    """The one place discord.py and network exceptions become pyclaw's."""
+    """discord.py and network exceptions of login/connect become pyclaw's."""
     try:
         yield
     except discord.LoginFailure as exc:
@@ -69,22 +88,29 @@ def _sdk_errors(what: str) -> Iterator[None]:
         detail = f"{what}: Discord answered HTTP {exc.status}: {exc.text or exc.response.reason}"
         if exc.code:
             detail += f" (code {exc.code})"
-        if exc.status == 401:
-            raise FatalConnectorError(f"{what}: Discord rejected the bot token") from exc
-        if exc.status == 429:
-            raise RetryableError(detail, retry_after=_retry_after(exc)) from exc
-        if exc.status >= 500:
+        if exc.status == 429 or exc.status >= 500:
             raise RetryableError(detail) from exc
         raise FatalConnectorError(detail) from exc
     except _NETWORK_ERRORS as exc:
         raise RetryableError(f"{what}: Discord unreachable: {exc!r}") from exc
 
 
-def _retry_after(exc: discord.HTTPException) -> float | None:
-    try:
-        return float(exc.response.headers.get("Retry-After", ""))
-    except ValueError:
+def _describe(data: Any) -> str | None:
+    """Discord's error JSON ``{"message", "code"[, "errors"]}`` as one line."""
+    if not isinstance(data, dict) or not isinstance(data.get("message"), str):
         return None
+    text = data["message"]
+    if data.get("code"):
+        text += f" (code {data['code']})"
+    if data.get("errors"):
+        text += f": {json.dumps(data['errors'])}"
+    return text
+
+
+def _body_retry_after(data: Any) -> float | None:
+    """A 429's ``retry_after`` (seconds, float) when the Retry-After header is missing."""
+    value = data.get("retry_after") if isinstance(data, dict) else None
+    return float(value) if isinstance(value, int | float) else None
 
 
 class _GatewayClient(discord.Client):
@@ -105,7 +131,7 @@ class _GatewayClient(discord.Client):
     async def on_socket_raw_receive(self, msg: str) -> None:
         self._on_frame(msg)
 
-    async def on_connect(self) -> None:
+    async def on_connect(self) -> None:  # READY: a new session
         self._on_online(False)
 
     async def on_resumed(self) -> None:
@@ -115,31 +141,22 @@ class _GatewayClient(discord.Client):
         self._on_disconnect()
 
 
-class DiscordConnector(Connector):
+class DiscordConnector(ConnectorBase):
     spec = SPEC
     config: DiscordConfig
 
     def __init__(self, name: str, config: DiscordConfig) -> None:
         super().__init__(name, config)
-        self._log = _log.getChild(name)
-        self._ctx: ConnectorContext | None = None
         self._client: _GatewayClient | None = None
+        self._gateway: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._rest: ChannelHttp | None = None
         self._bot_id = ""
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._inbound: asyncio.Task[None] | None = None
         self._runner: asyncio.Task[None] | None = None
-        self._consumer: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
-        self._backoff = Backoff()
-        self._online = False
-        self._partial: OrderedDict[int, list[str]] = OrderedDict()
 
     # ---- lifecycle ------------------------------------------------------------------------
-
-    def _token(self) -> str:
-        token = self.config.token.get_secret_value().strip() if self.config.token else ""
-        if not token:
-            raise FatalConnectorError("no Discord bot token configured")
-        return token
 
     def _apply_endpoints(self) -> None:
         """Point discord.py at a compatible server when configured (module-wide in the SDK)."""
@@ -148,135 +165,123 @@ class DiscordConnector(Connector):
         if self.config.gateway_url:
             discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.config.gateway_url)
 
-    def _new_client(self) -> _GatewayClient:
-        self._client = _GatewayClient(on_frame=self._on_frame, on_online=self._on_online,
-                                      on_disconnect=self._on_disconnect)
-        return self._client
-
-    async def start(self, ctx: ConnectorContext) -> None:
-        if self._runner is not None:
-            raise RuntimeError(f"Discord channel {self.name!r} is already started")
-        self._ctx = ctx
-        try:
-            token = self._token()
-        except FatalConnectorError as exc:
-            ctx.set_state(ChannelState.OFFLINE, str(exc))
-            ctx.log("error", str(exc))
-            raise
-        self._stopping.clear()
+    async def open(self) -> None:
+        token = self.secret("token")
         self._apply_endpoints()
-        ctx.set_state(ChannelState.CONNECTING, "logging in")
-        client = self._new_client()
+        self._rest = ChannelHttp(
+            discord.http.Route.BASE, platform="Discord", secrets=[token],
+            auth=lambda: {"Authorization": f"Bot {token}", "User-Agent": _USER_AGENT},
+            describe=_describe, rate_limit=_body_retry_after)
+        self._inbound = self.spawn("inbound", self._consume())
         try:
-            with _sdk_errors("login"):
-                await client.login(token)
-            self._bot_id = str(client.user.id) if client.user else ""
-        except FatalConnectorError as exc:
-            await self._discard_client()
-            ctx.set_state(ChannelState.OFFLINE, str(exc))
-            ctx.log("error", str(exc))
-            raise
+            await self._login()  # a refused token fails start(); a network fault does not
         except RetryableError as exc:
-            await self._discard_client()
-            ctx.set_state(ChannelState.DEGRADED, str(exc))
-            ctx.log("warning", f"{exc}; will keep retrying")
-        self._consumer = asyncio.create_task(self._consume(), name=f"discord:{self.name}:inbound")
-        self._runner = asyncio.create_task(self._run(token), name=f"discord:{self.name}:gateway")
+            self.went_degraded(f"{exc}; will keep retrying")
+        self._runner = self.spawn("gateway", self.run_connected(self._connect, self._serve))
 
     async def stop(self) -> None:
-        self._stopping.set()
+        """End the Gateway connection first and journal what was already read from it (the
+        Gateway never sends it again), then the kit's stop."""
+        runner, inbound = self._runner, self._inbound
+        if self.running and runner is not None:
+            runner.cancel()  # closes the client: no frame is read after this
+            await asyncio.wait({runner}, timeout=_DRAIN_TIMEOUT)
+        if self.running and inbound is not None and not inbound.done():
+            self._queue.put_nowait(None)  # the consumer ends once it submitted the rest
+            await asyncio.wait({inbound}, timeout=_DRAIN_TIMEOUT)
+        await super().stop()
+
+    async def close(self) -> None:
         await self._discard_client()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await _finish(runner, _STOP_TIMEOUT)
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            self._queue.put_nowait(None)  # drain what was already read, then end
-            await _finish(consumer, _STOP_TIMEOUT)
-        self._ctx = None  # the gateway reports STOPPED; a failed start stays OFFLINE
+        rest, self._rest = self._rest, None
+        if rest is not None:
+            await rest.close()
+
+    async def _login(self) -> _GatewayClient:
+        client = self._client = _GatewayClient(
+            on_frame=self._on_frame, on_online=lambda resumed: self._on_online(client, resumed),
+            on_disconnect=lambda: self._on_disconnect(client))
+        try:
+            with _sdk_errors("login"):
+                await client.login(self.secret("token"))
+        except BaseException:
+            await self._discard_client()
+            raise
+        self._bot_id = str(client.user.id) if client.user else ""
+        return client
+
+    async def _connect(self) -> None:
+        """Log in (unless ``open`` just did) and open the Gateway; returns at READY."""
+        client = self._client or await self._login()
+        self._ready = ready = asyncio.Event()
+        self._gateway = gateway = asyncio.create_task(
+            self._run_gateway(client), name=f"discord:{self.name}:websocket")
+        waiter = asyncio.create_task(ready.wait())
+        try:
+            await asyncio.wait({gateway, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if gateway.done():  # ended before READY: its error says why
+            await self._serve()
+            raise RetryableError("gateway connection closed before READY")
+
+    async def _serve(self) -> None:
+        """Until the Gateway connection ends for good (discord.py resumes by itself)."""
+        gateway = self._gateway
+        try:
+            if gateway is not None:
+                await gateway
+        finally:
+            await self._discard_client()
+
+    async def _run_gateway(self, client: _GatewayClient) -> None:
+        try:
+            await client.connect(reconnect=True)
+        except discord.PrivilegedIntentsRequired:
+            raise FatalConnectorError(_FATAL_CLOSE[4014]) from None
+        except discord.ConnectionClosed as exc:
+            if exc.code in _FATAL_CLOSE:
+                raise FatalConnectorError(_FATAL_CLOSE[exc.code]) from None
+            raise RetryableError(f"gateway closed the connection (code {exc.code})") from None
+        except (*_NETWORK_ERRORS, discord.HTTPException, discord.GatewayNotFound) as exc:
+            raise RetryableError(f"gateway connection failed: {exc!r}") from None
+        except Exception as exc:  # e.g. the SDK choking on an event: a new client
+            self.log.exception("Discord client crashed")
+            raise RetryableError(f"Discord client crashed: {exc!r}") from None
 
     async def _discard_client(self) -> None:
         client, self._client = self._client, None
-        self._online = False
+        gateway, self._gateway = self._gateway, None
         if client is not None:
             with contextlib.suppress(*_NETWORK_ERRORS, discord.DiscordException):
                 await client.close()
-
-    async def _run(self, token: str) -> None:
-        """Keep a Gateway connection: discord.py reconnects and resumes; we restart it when it
-        gives up."""
-        ctx = self._ctx
-        assert ctx is not None
-        while not self._stopping.is_set():
-            try:
-                client = self._client
-                if client is None:
-                    client = self._new_client()
-                    with _sdk_errors("login"):
-                        await client.login(token)
-                    self._bot_id = str(client.user.id) if client.user else ""
-                await client.connect(reconnect=True)
-                reason = "gateway connection closed"
-            except discord.PrivilegedIntentsRequired:
-                return await self._give_up(_FATAL_CLOSE[4014])
-            except discord.ConnectionClosed as exc:
-                if exc.code in _FATAL_CLOSE:
-                    return await self._give_up(_FATAL_CLOSE[exc.code])
-                reason = f"gateway closed the connection (code {exc.code})"
-            except FatalConnectorError as exc:
-                return await self._give_up(str(exc))
-            except RetryableError as exc:
-                reason = str(exc)
-            except (*_NETWORK_ERRORS, discord.HTTPException, discord.GatewayNotFound) as exc:
-                reason = f"gateway connection failed: {exc!r}"
-            except Exception as exc:  # noqa: BLE001 - e.g. the SDK choking on an event; restart
-                self._log.exception("Discord client crashed")
-                reason = f"Discord client crashed: {exc!r}"
-            if self._stopping.is_set():
-                return
-            await self._discard_client()
-            delay = self._backoff.next_delay()
-            ctx.set_state(ChannelState.DEGRADED, reason)
-            ctx.log("warning", f"{reason}; reconnecting in {delay:.1f}s")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
-
-    async def _give_up(self, reason: str) -> None:
-        await self._discard_client()
-        if self._ctx is not None:
-            self._ctx.set_state(ChannelState.OFFLINE, reason)
-            self._ctx.log("error", reason, fatal=True)
+        if gateway is not None and gateway is not asyncio.current_task():
+            gateway.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await gateway
 
     # ---- Gateway events -------------------------------------------------------------------
 
-    def _on_online(self, resumed: bool) -> None:
-        ctx = self._ctx
-        if ctx is None:
+    def _on_online(self, client: _GatewayClient, resumed: bool) -> None:
+        if not self.running or client is not self._client:
             return
-        self._backoff.reset()
-        client = self._client
-        who = f"@{client.user.name}" if client is not None and client.user else "bot"
-        ctx.set_state(ChannelState.ONLINE, f"connected as {who}")
-        ctx.heartbeat()
-        if resumed:
-            ctx.log("info", "gateway session resumed")
-        elif not self._online:
-            ctx.log("info", f"gateway connected as {who}")
-        self._online = True
+        if not self._ready.is_set():
+            self._ready.set()  # the first READY of a client: run_connected reports it
+            return
+        who = f"@{client.user.name}" if client.user else "bot"
+        self.went_online("gateway session resumed" if resumed else f"connected as {who}")
 
-    def _on_disconnect(self) -> None:
-        if self._ctx is None or self._stopping.is_set():
-            return
-        self._ctx.set_state(ChannelState.DEGRADED, "gateway connection lost; reconnecting")
-        if self._online:
-            self._ctx.log("warning", "gateway connection lost; reconnecting")
-        self._online = False
+    def _on_disconnect(self, client: _GatewayClient) -> None:
+        """discord.py lost the socket and reconnects (RESUME) by itself; a stale client's
+        events (one being closed) are not this channel's news."""
+        if self.running and client is self._client and self._ready.is_set():
+            self.went_degraded("gateway connection lost; discord.py is reconnecting")
 
     def _on_frame(self, raw: str) -> None:
         """Every Gateway frame (already inflated); MESSAGE_CREATE goes to the inbound queue."""
-        ctx = self._ctx
-        if ctx is None:
+        if not self.running:
             return
+        ctx = self.ctx
         ctx.heartbeat()
         try:
             frame = json.loads(raw)
@@ -292,8 +297,8 @@ class DiscordConnector(Connector):
             await self._deliver(data)
 
     async def _deliver(self, data: dict[str, Any]) -> None:
-        ctx = self._ctx
-        if ctx is None or is_ignorable(data, self._bot_id):
+        ctx = self.ctx
+        if is_ignorable(data, self._bot_id):
             return
         inbound = parse_message_create(data, channel=self.name, bot_id=self._bot_id,
                                        thread_parent=self._thread_parent(channel_id_of(data)))
@@ -301,13 +306,10 @@ class DiscordConnector(Connector):
             ctx.log("error", "skipped a malformed MESSAGE_CREATE payload",
                     keys=sorted(str(k) for k in data)[:30])
             return
-        if (inbound.is_group and self.config.guild_mode == "mention"
-                and not (inbound.mentioned or inbound.reply_to_bot)):
-            return
         try:
             await ctx.submit(inbound)
-        except Exception as exc:  # noqa: BLE001 - one lost message must not stop the channel
-            self._log.exception("could not journal Discord message %s", inbound.platform_id)
+        except Exception as exc:  # one lost message must not stop the channel
+            self.log.exception("could not journal Discord message %s", inbound.platform_id)
             ctx.log("error", f"could not journal message {inbound.platform_id}: {exc!r}")
 
     def _thread_parent(self, channel_id: str | None) -> str | None:
@@ -317,92 +319,58 @@ class DiscordConnector(Connector):
         channel = client.get_channel(int(channel_id))
         return str(channel.parent_id) if isinstance(channel, discord.Thread) else None
 
-    # ---- outbound -------------------------------------------------------------------------
+    # ---- outbound (one REST request each; see the module docstring) -----------------------
 
-    def _rest_client(self) -> _GatewayClient:
-        client = self._client
-        if client is None or client.user is None or client.is_closed():
-            raise RetryableError("Discord client is not connected yet", retry_after=1.0)
-        return client
+    def _http(self) -> ChannelHttp:
+        rest = self._rest
+        if rest is None or not self.running:
+            raise RetryableError(f"Discord channel {self.name!r} is not running", retry_after=1.0)
+        return rest
 
     @staticmethod
-    def _target(address: Address) -> int:
-        try:
-            return int(address.thread or address.chat)
-        except ValueError:
-            raise FatalConnectorError(f"not a Discord channel id: {address.chat!r}") from None
+    def _target(address: Address) -> str:
+        target = address.thread or address.chat
+        if not target.isdigit():
+            raise FatalConnectorError(f"not a Discord channel id: {target!r}")
+        return target
 
-    async def send(self, outbound: Outbound) -> list[str]:
-        client = self._rest_client()
-        target = self._target(outbound.address)
-        channel = client.get_partial_messageable(target)
-        parts = [part for part in split_text(outbound.text, MAX_TEXT) if part]
-        key = outbound.journal_id
-        done = self._partial.pop(key, []) if key is not None else []
-        for index in range(len(done), len(parts)):
-            reference = None
-            if index == 0 and outbound.reply_to and outbound.reply_to.isdigit():
-                reference = discord.MessageReference(message_id=int(outbound.reply_to),
-                                                     channel_id=target, fail_if_not_exists=False)
-            try:
-                sent = await self._send_part(channel, parts[index], reference, _MENTIONS)
-            except RetryableError:
-                if key is not None and done:
-                    self._remember_partial(key, done)
-                raise
-            done.append(str(sent.id))
-        return done
+    async def send_part(self, address: Address, text: str, reply_to: str | None) -> str:
+        """POST /channels/{id}/messages once; a thread's id is the channel to post in.
 
-    async def _send_part(self, channel: discord.PartialMessageable, text: str,
-                         reference: discord.MessageReference | None,
-                         mentions: discord.AllowedMentions) -> discord.Message:
-        """One message; discord.py already sleeps through 429s, we retry network blips."""
-        backoff = Backoff(base=0.5, cap=5.0)
-        for attempt in range(1, _SEND_TRIES + 1):
-            try:
-                with _sdk_errors("send"):
-                    return await channel.send(text, reference=reference,
-                                              allowed_mentions=mentions)
-            except RetryableError as exc:
-                if attempt == _SEND_TRIES:
-                    raise
-                delay = backoff.next_delay(exc.retry_after or 0.0)
-                self._log.info("send attempt %d failed (%s); retrying in %.1fs", attempt, exc,
-                               delay)
-                await asyncio.sleep(delay)
-        raise ConnectorError("send failed")  # unreachable: the loop returns or raises
+        ``reply_to`` becomes a message reference with ``fail_if_not_exists: false``, so a
+        reply to a message deleted meanwhile is still sent, unquoted.
+        """
+        target = self._target(address)
+        body: dict[str, Any] = {"content": text, "allowed_mentions": _MENTIONS}
+        if reply_to and reply_to.isdigit():
+            body["message_reference"] = {"message_id": reply_to, "channel_id": target,
+                                         "fail_if_not_exists": False}
+        answer = await self._http().call("POST", f"/channels/{target}/messages", json_body=body)
+        message_id = answer.data.get("id") if isinstance(answer.data, dict) else None
+        if not isinstance(message_id, str):
+            raise DeliveryUncertain(f"Discord accepted the message but answered without its id "
+                                    f"(HTTP {answer.status})")
+        return message_id
 
     async def edit(self, address: Address, platform_id: str, text: str) -> None:
-        """PATCH the message's content; discord.py sits out 429s here as it does for sends.
-
-        The same mention rules as ``send`` apply, so a streamed reply can never
-        start pinging @everyone halfway. An unknown message (10008) or one the bot
-        did not write (50005) is a FatalConnectorError through ``_sdk_errors``.
-        """
-        client = self._rest_client()
+        """PATCH the message's content with the same mention rules as ``send_part``, so a
+        streamed reply can never start pinging @everyone halfway. An unknown message
+        (10008) or one the bot did not write (50005) is a FatalConnectorError; a 429 is a
+        RetryableError with Retry-After (the gateway waits, not discord.py)."""
         if not platform_id.isdigit():
             raise FatalConnectorError(f"not a Discord message id: {platform_id!r}")
-        message = client.get_partial_messageable(self._target(address)).get_partial_message(
-            int(platform_id))
-        with _sdk_errors("edit"):
-            await message.edit(content=text, allowed_mentions=_MENTIONS)
-
-    def _remember_partial(self, key: int, done: list[str]) -> None:
-        """Parts already delivered, so the gateway's retry of this reply does not repeat them."""
-        self._partial[key] = done
-        while len(self._partial) > _PARTIAL_KEEP:
-            self._partial.popitem(last=False)
+        await self._http().call(
+            "PATCH", f"/channels/{self._target(address)}/messages/{platform_id}",
+            json_body={"content": text, "allowed_mentions": _MENTIONS}, idempotent=True)
 
     async def typing(self, address: Address) -> None:
-        client = self._rest_client()
-        with _sdk_errors("typing"):
-            await client.get_partial_messageable(self._target(address)).typing()
+        await self._http().call("POST", f"/channels/{self._target(address)}/typing",
+                                idempotent=True)
 
     async def probe(self) -> ProbeResult:
-        try:
-            token = self._token()
-        except FatalConnectorError as exc:
-            return ProbeResult(False, str(exc))
+        token = self.secret_or_none("token")
+        if token is None:
+            return ProbeResult(False, "the Discord bot token is not set")
         self._apply_endpoints()
         client = discord.Client(intents=discord.Intents.none())
         base = discord.http.Route.BASE
@@ -410,8 +378,7 @@ class DiscordConnector(Connector):
             async with asyncio.timeout(15):
                 await client.login(token)
             user = client.user
-            name = user.name if user else "?"
-            return ProbeResult(True, f"connected as @{name}")
+            return ProbeResult(True, f"connected as @{user.name if user else '?'}")
         except discord.LoginFailure:
             return ProbeResult(False, "bad token: Discord answered 401 Unauthorized")
         except discord.HTTPException as exc:
@@ -421,17 +388,6 @@ class DiscordConnector(Connector):
         finally:
             with contextlib.suppress(*_NETWORK_ERRORS, discord.DiscordException):
                 await client.close()
-
-
-async def _finish(task: asyncio.Task[None], timeout: float) -> None:
-    """Let a task end by itself within ``timeout``, then cancel it; surface nothing."""
-    done, _ = await asyncio.wait({task}, timeout=timeout)
-    if not done:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    elif not task.cancelled() and task.exception() is not None:
-        _log.error("task %s failed", task.get_name(), exc_info=task.exception())
 
 
 CONNECTOR = DiscordConnector

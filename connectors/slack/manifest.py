@@ -19,7 +19,8 @@ __all__ = ["MAX_TEXT", "SPEC", "SlackConfig"]
 
 MAX_TEXT = 4000
 """Slack recommends keeping ``chat.postMessage`` text under 4,000 characters (it truncates
-at 40,000); replies are split at this many characters."""
+at 40,000); the gateway splits replies at this many characters (before the connector's
+``& < >`` escaping, which at most quintuples a part: still under 40,000)."""
 
 
 class SlackConfig(ChannelConfig):
@@ -58,11 +59,11 @@ SPEC = ConnectorSpec(
     install="pip install 'pyclaw[slack]'",
     icon="tag",
     docs_url="https://docs.slack.dev/apis/events-api/using-socket-mode/",
-    description="A Slack app that answers direct messages and @mentions in channels, "
-    "replying in threads. Socket Mode needs no public URL.",
+    description="A Slack app that answers direct messages and, in channels, @mentions and "
+    "its own threads (group_reply), replying in threads. Socket Mode needs no public URL.",
     transport=Transport.WEBSOCKET,
-    # Slack can edit (chat.update) but the connector contract has no edit call yet; Slack has
-    # no typing indicator for bots outside the legacy RTM API.
+    # Edits are chat.update (streamed replies); Slack has no typing indicator for bots
+    # outside the legacy RTM API.
     capabilities=Capabilities(edit=True, typing=False, threads=True, attachments=True),
     limits=Limits(max_text=MAX_TEXT),
 )

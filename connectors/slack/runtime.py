@@ -52,9 +52,10 @@ from pyclaw_app.errors import (
     ConnectorError,
     DeliveryUncertain,
     FatalConnectorError,
+    PyclawError,
     RetryableError,
 )
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Inbound
 
 __all__ = ["CONNECTOR", "SlackConnector"]
 
@@ -227,10 +228,7 @@ class SlackConnector(ConnectorBase):
         if req.type == "events_api":
             try:
                 await self._deliver(req.payload, retry=req.retry_attempt)
-            except ConnectorError as exc:
-                self.log.info("not running any more: %s", exc)
-                return
-            except Exception as exc:  # noqa: BLE001 - the journal refused; Slack resends
+            except PyclawError as exc:  # the journal refused (or we are stopping): no ack
                 if self.running:
                     self.ctx.log("error", f"could not journal a Slack event, Slack will resend "
                                           f"it: {exc}", event_id=event_id(req.payload))
@@ -325,7 +323,7 @@ class SlackConnector(ConnectorBase):
             if result.duplicate:
                 self.log.debug("duplicate %s (retry %s)", parsed.platform_id, retry)
 
-    async def _named(self, inbound: Any) -> Any:
+    async def _named(self, inbound: Inbound) -> Inbound:
         """Fill ``sender_name`` from users.info (cached; best effort, never delays the ack long)."""
         if inbound.sender_name or self._web is None:
             return inbound

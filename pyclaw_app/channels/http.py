@@ -7,7 +7,8 @@ retry layer reads only these classes:
 - refused before anything was sent (DNS, connection refused) -> RetryableError, not sent
 - 429 -> RetryableError with the server's Retry-After
 - 5xx -> RetryableError
-- 401 / 403 -> FatalConnectorError with a message a user can act on
+- 401 -> FatalConnectorError: check the token; 403 -> FatalConnectorError: check the
+  bot's permissions (the platform's own words included)
 - other 4xx -> FatalConnectorError naming the call and the platform's own words
 - the request went out and the answer was lost (reset, timed out) -> DeliveryUncertain
   for calls that are not idempotent, RetryableError for the rest
@@ -112,10 +113,13 @@ class ChannelHttp:
             raise RetryableError(f"{self.platform} rate limit{after} ({said})", retry_after=wait)
         if status >= 500:
             raise RetryableError(said)
-        if status in (401, 403):
-            raise FatalConnectorError(f"{self.platform} refused our credentials (HTTP {status}"
+        if status == 401:
+            raise FatalConnectorError(f"{self.platform} refused our credentials (HTTP 401"
                                       f"{f': {detail}' if detail else ''}); check the token "
                                       "in this channel's settings")
+        if status == 403:
+            raise FatalConnectorError(f"{self.platform} does not allow this ({said}); check "
+                                      "the bot's permissions there")
         raise FatalConnectorError(said)
 
     def _detail(self, answer: HttpAnswer) -> str:

@@ -144,11 +144,12 @@ class ConnectorBase(Connector):
         reason = f"{task.get_name()} crashed: {exc!r}"
         self._ctx.crashed(reason, fatal=isinstance(exc, FatalConnectorError))
 
-    async def run_connected(self, connect: Callable[[], Awaitable[None]],
+    async def run_connected(self, connect: Callable[[], Awaitable[str | None]],
                             serve: Callable[[], Awaitable[None]], *,
                             connected: bool = False, backoff: Backoff | None = None) -> None:
         """Keep a connection: ``connect`` (unless already ``connected``), then ``serve`` until
-        the connection ends; reconnect with backoff, honouring Retry-After.
+        the connection ends; reconnect with backoff, honouring Retry-After. ``connect`` may
+        return what the channel state should say ("connected as @bot").
 
         ``serve`` returning or raising any other ConnectorError (RetryableError, a lost
         answer) means the connection was lost; a FatalConnectorError from either ends the
@@ -159,10 +160,10 @@ class ConnectorBase(Connector):
             wait = 0.0
             try:
                 if not connected:
-                    await connect()
+                    who = await connect()
                     connected = True
                     backoff.reset()
-                    self.went_online()
+                    self.went_online(who or "")
                 await serve()
                 reason = "connection closed"
             except FatalConnectorError as exc:

@@ -71,7 +71,7 @@ class WebhookServer:
             return web.Response(status=413, text="payload too large")
         except TimeoutError:
             self.gateway.channel_log(name, "warning", "rejected a webhook request whose body "
-                                     f"took longer than {self.body_timeout:.0f}s to arrive")
+                                     f"took longer than {self.body_timeout:g}s to arrive")
             return web.Response(status=408, text="request body too slow")
         answer = await self.gateway.webhook(name, WebhookRequest(
             method=request.method, body=body, headers=dict(request.headers),

@@ -82,12 +82,13 @@ async def test_5xx_is_retryable(http: ChannelHttp, code: int) -> None:
     assert type(caught.value) is RetryableError
 
 
-@pytest.mark.parametrize("code", [401, 403])
-async def test_bad_credentials_are_fatal_with_advice_and_no_token(http: ChannelHttp,
-                                                                  code: int) -> None:
+@pytest.mark.parametrize(("code", "advice"), [(401, "check the token"),
+                                               (403, "check the bot's permissions")])
+async def test_refusals_are_fatal_with_advice_and_no_token(http: ChannelHttp, code: int,
+                                                           advice: str) -> None:
     with pytest.raises(FatalConnectorError) as caught:
         await http.call("GET", f"/status/{code}")
-    assert "check the token" in str(caught.value)
+    assert advice in str(caught.value)
     assert TOKEN not in str(caught.value) and "<secret>" in str(caught.value)
 
 

@@ -1,4 +1,10 @@
-"""The Discord connector through the real discord.py against the fake Discord, without a gateway."""
+"""The Discord connector through the real discord.py against the fake Discord, without a gateway.
+
+What every channel must do (429 and Retry-After, redelivery, dropped connections,
+splitting, malformed payloads, resending only the missing parts) is the contract
+suite's (tests/contract); here is what is Discord's own: the Gateway's close codes
+and intents, RESUME, thread targets, allowed mentions and how REST answers map.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +22,11 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from connectors.discord._parse import channel_id_of, is_ignorable, parse_message_create
-from connectors.discord.manifest import MAX_TEXT, DiscordConfig
+from connectors.discord.manifest import DiscordConfig
 from connectors.discord.runtime import DiscordConnector
-from pyclaw_app.errors import FatalConnectorError, RetryableError
-from pyclaw_app.model import Address, ChannelState, Outbound
+from pyclaw_app.channels import SubmitResult
+from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
+from pyclaw_app.model import Address, ChannelState, Inbound
 from tests.fakes import discord_payloads as p
 from tests.fakes.discord_api import FakeDiscord
 from tests.support import RecordingContext, eventually
@@ -88,28 +95,24 @@ async def test_dm_becomes_an_inbound_with_every_field(fake: FakeDiscord, running
     assert fake.connections[0]["compress"] == "zlib-stream"  # the fake answered zlib frames
 
 
-async def test_guild_messages_need_a_mention_or_a_reply_to_the_bot(
+async def test_guild_messages_say_whether_they_address_the_bot_and_are_not_gated(
         fake: FakeDiscord, running: Running) -> None:
+    """The gateway applies group_reply; the connector submits every guild message with
+    ``mentioned`` (``<@id>`` or the bot in ``mentions``) and ``reply_to_bot`` set."""
     connector, ctx = running
     channel = await fake.create_text_channel("general")
-    ignored = await fake.inject(fake.user_message(channel, "just chatting"))
+    chatter = await fake.inject(fake.user_message(channel, "just chatting"))
     mention = await fake.inject(fake.user_message(channel, "what's up?", mention_bot=True))
     got = await eventually(lambda: _by_id(ctx, mention))
     assert got.text == "what's up?"  # the bot's own <@id> is taken out
     assert got.is_group and got.mentioned and got.address.chat == channel
-    [bot_reply] = await connector.send(Outbound(got.address, "hi!", reply_to=mention))
+    bot_reply = await connector.send_part(got.address, "hi!", mention)
     reply = await fake.inject(fake.user_message(channel, "thanks", reply_to=bot_reply))
     assert (await eventually(lambda: _by_id(ctx, reply))).reply_to_bot
-    assert _by_id(ctx, ignored) is None
+    plain = _by_id(ctx, chatter)
+    assert plain is not None and plain.is_group
+    assert not (plain.mentioned or plain.reply_to_bot)
     assert all(i.sender_id != fake.bot["id"] for i in ctx.inbound)  # own echo ignored
-
-
-async def test_guild_mode_all_takes_every_message(fake: FakeDiscord, make: Factory) -> None:
-    ctx = await _start(make(guild_mode="all"))
-    channel = await fake.create_text_channel("general")
-    pid = await fake.inject(fake.user_message(channel, "no mention here"))
-    got = await eventually(lambda: _by_id(ctx, pid))
-    assert got.is_group and not got.mentioned
 
 
 async def test_thread_message_is_addressed_to_parent_and_thread(fake: FakeDiscord,
@@ -150,28 +153,7 @@ async def test_media_only_message_is_submitted_with_its_attachment(fake: FakeDis
         "image", "cat.png", "image/png", 1234)
 
 
-async def test_redelivered_message_is_submitted_once(fake: FakeDiscord, running: Running) -> None:
-    _, ctx = running
-    cid, _ = fake.create_dm()
-    pid = await fake.inject(fake.user_message(cid, "once"))
-    await fake.redeliver(pid)
-    marker = await fake.inject(fake.user_message(cid, "marker"))
-    await eventually(lambda: _by_id(ctx, marker))
-    assert [i.platform_id for i in ctx.inbound] == [pid, marker]
-
-
-# ---- malformed payloads and reconnects ------------------------------------------------------
-
-async def test_malformed_message_is_logged_and_the_connector_carries_on(
-        fake: FakeDiscord, running: Running) -> None:
-    _, ctx = running
-    cid, _ = fake.create_dm()
-    await fake.dispatch("MESSAGE_CREATE", {**fake.user_message(cid, "x"), "content": None})
-    await eventually(lambda: [e for e in ctx.logs if "malformed" in e[1]])
-    pid = await fake.inject(fake.user_message(cid, "still here"))
-    await eventually(lambda: _by_id(ctx, pid))
-    assert fake.identifies == 1  # discord.py survived it: same session
-
+# ---- the Gateway: SDK crashes, RESUME, close codes, intents ---------------------------------
 
 async def test_payload_that_crashes_the_sdk_restarts_the_client(fake: FakeDiscord,
                                                                 running: Running) -> None:
@@ -187,20 +169,17 @@ async def test_payload_that_crashes_the_sdk_restarts_the_client(fake: FakeDiscor
     await eventually(lambda: _by_id(ctx, pid))
 
 
-async def test_dropped_connection_resumes_without_loss_or_duplicates(
+async def test_a_dropped_connection_is_resumed_not_reidentified(
         fake: FakeDiscord, running: Running) -> None:
     _, ctx = running
     cid, _ = fake.create_dm()
-    before = await fake.inject(fake.user_message(cid, "before"))
     await fake.drop_connection()
-    during = [await fake.inject(fake.user_message(cid, f"during {n}")) for n in range(3)]
-    await eventually(lambda: len(ctx.inbound) == 4)
-    after = await fake.inject(fake.user_message(cid, "after"))
-    await eventually(lambda: _by_id(ctx, after))
-    assert [i.platform_id for i in ctx.inbound] == [before, *during, after]
+    during = await fake.inject(fake.user_message(cid, "during"))  # replayed after RESUME
+    await eventually(lambda: _by_id(ctx, during))
     assert (fake.identifies, fake.resumes) == (1, 1)
-    assert ctx.states[-1][0] == ChannelState.ONLINE
-    assert any(msg == "gateway session resumed" for _, msg, _ in ctx.logs)
+    await eventually(lambda: ctx.states[-1][0] == ChannelState.ONLINE)
+    assert ChannelState.DEGRADED in [s for s, _ in ctx.states]
+    assert any(msg == "reconnected (gateway session resumed)" for _, msg, _ in ctx.logs)
 
 
 async def test_invalid_session_leads_to_a_new_identify(fake: FakeDiscord,
@@ -227,7 +206,7 @@ async def test_token_revoked_while_running_goes_offline_for_good(fake: FakeDisco
 async def test_missing_token_fails_start(make: Factory) -> None:
     connector = DiscordConnector("discord", DiscordConfig())
     ctx = RecordingContext(channel="discord")
-    with pytest.raises(FatalConnectorError, match="no Discord bot token"):
+    with pytest.raises(FatalConnectorError, match="Discord token is not set"):
         await connector.start(ctx)
     assert ctx.states[-1][0] == ChannelState.OFFLINE
     await connector.stop()
@@ -259,63 +238,115 @@ async def test_unreachable_server_keeps_retrying_in_the_background(make: Factory
     ctx = RecordingContext(channel="discord")
     await connector.start(ctx)  # returns: a network fault is not a reason to give up
     assert ctx.states[-1][0] == ChannelState.DEGRADED
-    await eventually(lambda: len([e for e in ctx.logs if "reconnecting in" in e[1]]) >= 1)
+    await eventually(lambda: [r for s, r in ctx.states
+                              if s == ChannelState.DEGRADED and "reconnecting in" in r])
     await connector.stop()
+    assert ctx.states[-1][0] == ChannelState.STOPPED and not ctx.crashes
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("discord:discord:")]
 
 
-# ---- sending --------------------------------------------------------------------------------
+# ---- sending: one request per part, Discord's answers mapped -----------------------------
 
-async def test_send_splits_and_replies_in_the_thread(fake: FakeDiscord, running: Running) -> None:
+async def test_send_part_posts_in_the_thread_and_quotes_the_message(
+        fake: FakeDiscord, running: Running) -> None:
     connector, _ = running
     channel = await fake.create_text_channel("general")
     thread = await fake.create_thread(channel, "topic")
     original = await fake.inject(fake.user_message(thread, "go", mention_bot=True))
-    text = ("word " * 900).strip() + " " + "é" * 700
-    ids = await connector.send(Outbound(Address("discord", channel, fake.bot["id"], thread),
-                                        text, reply_to=original))
-    assert [r.message_id for r in fake.sent] == ids and len(ids) == 3
-    assert "".join(r.text for r in fake.sent) == text
-    assert all(len(r.text) <= MAX_TEXT for r in fake.sent)
+    address = Address("discord", channel, fake.bot["id"], thread)
+    first = await connector.send_part(address, "one @everyone", original)
+    second = await connector.send_part(address, "two", None)
+    assert [r.message_id for r in fake.sent] == [first, second]
     assert {(r.chat, r.thread, r.channel_id) for r in fake.sent} == {(channel, thread, thread)}
-    assert [r.reply_to for r in fake.sent] == [original, None, None]
+    assert [r.reply_to for r in fake.sent] == [original, None]
+    for record in fake.sent:  # names may ping, @everyone and roles never
+        assert record.allowed_mentions == {"parse": ["users"], "replied_user": True}
 
 
 async def test_reply_to_a_vanished_message_is_still_sent(fake: FakeDiscord,
                                                          running: Running) -> None:
     connector, _ = running
     cid, _ = fake.create_dm()
-    await connector.send(Outbound(Address("discord", cid), "hi", reply_to=p.snowflake()))
+    await connector.send_part(Address("discord", cid), "hi", p.snowflake())
     assert [(r.text, r.reply_to) for r in fake.sent] == [("hi", None)]
 
 
-async def test_rate_limit_retry_after_is_honoured(fake: FakeDiscord, running: Running) -> None:
+@pytest.mark.parametrize(("status", "error", "match"), [
+    (429, RetryableError, "rate limit: retry after 2s"),
+    (500, RetryableError, "HTTP 500: 500: Internal Server Error"),
+    (502, RetryableError, "HTTP 502"),
+    (400, FatalConnectorError, r"Invalid Form Body \(code 50035\)"),
+    (403, FatalConnectorError, r"Missing Permissions \(code 50013\)"),
+])
+async def test_a_refused_part_is_asked_once_and_mapped(
+        fake: FakeDiscord, running: Running, status: int, error: type[Exception],
+        match: str) -> None:
+    """discord.py would sleep through the 429 and resend 500/502 up to five times; the
+    connector makes exactly one request and lets the gateway's retry layer decide."""
     connector, _ = running
     cid, _ = fake.create_dm()
-    fake.rate_limit_next_send(0.5)
-    ids = await connector.send(Outbound(Address("discord", cid), "patience"))
-    [(answered, retried)] = fake.rate_limit_log
-    assert retried - answered >= 0.5
-    assert [r.message_id for r in fake.sent] == ids
+    fake.fail_next("create_message", status, retry_after=1.5)
+    started = time.monotonic()
+    with pytest.raises(error, match=match) as caught:
+        await connector.send_part(Address("discord", cid), "once", None)
+    assert time.monotonic() - started < 1.0  # no sleeping inside the connector
+    assert fake.calls("create_message") == 1 and not fake.sent
+    if status == 429:  # Discord's Retry-After header is whole seconds, rounded up
+        assert isinstance(caught.value, RetryableError) and caught.value.retry_after == 2.0
 
 
-async def test_a_retried_reply_does_not_repeat_the_parts_already_sent(
-        fake: FakeDiscord, running: Running) -> None:
+async def test_a_lost_answer_is_uncertain_and_not_resent(fake: FakeDiscord,
+                                                         running: Running) -> None:
     connector, _ = running
     cid, _ = fake.create_dm()
-    outbound = Outbound(Address("discord", cid), "a" * 1999 + " " + "b" * 1999, journal_id=7)
-    fake.cut_next_sends(3, after=1)  # the 2nd part meets a dead network, 3 tries running
-    with pytest.raises(RetryableError):
-        await connector.send(outbound)
-    ids = await connector.send(outbound)  # the gateway's retry
-    assert [r.text[0] for r in fake.sent] == ["a", "b"]
-    assert ids == [r.message_id for r in fake.sent]
+    fake.lose_next_answer("create_message")
+    with pytest.raises(DeliveryUncertain, match="may have been carried out"):
+        await connector.send_part(Address("discord", cid), "did it arrive?", None)
+    assert fake.calls("create_message") == 1
+    assert [r.text for r in fake.sent] == ["did it arrive?"]  # it did, exactly once
 
 
-async def test_unknown_channel_is_a_fatal_send_error(running: Running) -> None:
+async def test_unknown_channel_and_bad_ids_are_fatal(running: Running) -> None:
     connector, _ = running
     with pytest.raises(FatalConnectorError, match="10003"):
-        await connector.send(Outbound(Address("discord", p.snowflake()), "lost"))
+        await connector.send_part(Address("discord", p.snowflake()), "lost", None)
+    with pytest.raises(FatalConnectorError, match="not a Discord channel id"):
+        await connector.send_part(Address("discord", "general"), "lost", None)
+
+
+async def test_replies_go_out_while_the_gateway_reconnects(fake: FakeDiscord,
+                                                           running: Running) -> None:
+    """REST does not depend on the websocket: a reply is not held up by a RESUME."""
+    connector, ctx = running
+    cid, _ = fake.create_dm()
+    fake.gateway_available = False
+    await fake.drop_connection()
+    await eventually(lambda: ctx.states[-1][0] == ChannelState.DEGRADED)
+    await connector.send_part(Address("discord", cid), "still here", None)
+    assert [r.text for r in fake.sent] == ["still here"]
+    assert ctx.states[-1][0] == ChannelState.DEGRADED
+    fake.gateway_available = True
+    await eventually(lambda: ctx.states[-1][0] == ChannelState.ONLINE, timeout=20)
+
+
+async def test_stop_journals_what_was_already_read(fake: FakeDiscord, make: Factory) -> None:
+    """The Gateway never sends a read event again: stop() drains the queue first."""
+
+    class SlowContext(RecordingContext):
+        async def submit(self, inbound: Inbound) -> SubmitResult:
+            await asyncio.sleep(0.1)
+            return await super().submit(inbound)
+
+    connector = make()
+    ctx = SlowContext(channel="discord")
+    await connector.start(ctx)
+    await eventually(lambda: ctx.states and ctx.states[-1][0] == ChannelState.ONLINE)
+    cid, _ = fake.create_dm()
+    beats = ctx.heartbeats
+    ids = [await fake.inject(fake.user_message(cid, f"m{n}")) for n in range(5)]
+    await eventually(lambda: ctx.heartbeats >= beats + 5)  # every frame was read
+    await connector.stop()
+    assert [i.platform_id for i in ctx.inbound] == ids
 
 
 async def test_typing_hits_the_thread(fake: FakeDiscord, running: Running) -> None:
@@ -357,6 +388,21 @@ async def test_fake_rest_errors_have_discords_shape(fake: FakeDiscord) -> None:
         async with http.post(f"{fake.api_base}/channels/1/messages", headers=auth,
                              json={"content": "x"}) as resp:
             assert (resp.status, (await resp.json())["code"]) == (404, 10003)
+        cid, _ = fake.create_dm()
+        fake.rate_limit_next_send(0.25)
+        async with http.post(f"{fake.api_base}/channels/{cid}/messages", headers=auth,
+                             json={"content": "x"}) as resp:
+            assert resp.status == 429
+            assert await resp.json() == {"message": "You are being rate limited.",
+                                         "retry_after": 0.25, "global": False}
+            assert (resp.headers["Retry-After"], resp.headers["X-RateLimit-Remaining"]) == (
+                "1", "0")
+            assert resp.headers["Via"] and resp.headers["X-RateLimit-Scope"] == "user"
+        assert len(fake.rate_limit_log) == 0  # logged when the retry arrives
+        async with http.post(f"{fake.api_base}/channels/{cid}/messages", headers=auth,
+                             json={"content": "x"}) as resp:
+            assert resp.status == 200 and (await resp.json())["content"] == "x"
+        assert len(fake.rate_limit_log) == 1
 
 
 # ---- the pure parser ------------------------------------------------------------------------

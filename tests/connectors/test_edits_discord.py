@@ -1,8 +1,8 @@
-"""Editing sent messages (streamed replies) and Telegram's command menu, through the real SDKs.
+"""Editing sent messages (streamed replies) on Discord, through the real connector.
 
-Each connector runs against its platform's fake; the fakes keep every message's
-edit history, so the tests check what a reader would see: edits in order, the
-last one equal to the full reply, formatting applied as ``send`` applies it.
+The connector runs against the fake Discord, which keeps every message's edit
+history, so the tests check what a reader would see: edits in order, the last
+one equal to the full reply, mentions restricted as ``send_part`` restricts them.
 """
 
 from __future__ import annotations
@@ -16,18 +16,14 @@ from pydantic import SecretStr
 
 from connectors.discord.manifest import DiscordConfig
 from connectors.discord.runtime import DiscordConnector
-from pyclaw_app.errors import FatalConnectorError
-from pyclaw_app.model import Address, ChannelState, Outbound
+from pyclaw_app.errors import FatalConnectorError, RetryableError
+from pyclaw_app.model import Address, ChannelState
 from tests.fakes.discord_api import FakeDiscord
 from tests.support import RecordingContext, eventually
 
 GROWING = ["Hello", "Hello, **wor", "Hello, **world** — a < b & c", "Hello, **world** — a < b & "
            "c.\n\n```py\nprint(1)\n```"]
 """Drafts of one streamed reply, as the gateway sends them about once a second."""
-
-
-
-# ---- Discord ------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -53,7 +49,7 @@ async def dcon(dc: FakeDiscord) -> AsyncIterator[DiscordConnector]:
 async def test_discord_edits_arrive_in_order(dc: FakeDiscord, dcon: DiscordConnector) -> None:
     cid, _ = dc.create_dm()
     address = Address("discord", cid)
-    [draft] = await dcon.send(Outbound(address, "…"))
+    draft = await dcon.send_part(address, "…", None)
     for text in [*GROWING, "@everyone look"]:
         await dcon.edit(address, draft, text)
     assert dc.edits(draft) == [*GROWING, "@everyone look"]  # Discord renders markdown itself
@@ -67,20 +63,37 @@ async def test_discord_edit_in_a_thread_targets_the_thread(
     parent = await dc.create_text_channel("general")
     thread = await dc.create_thread(parent, "topic")
     address = Address("discord", parent, thread=thread)
-    [draft] = await dcon.send(Outbound(address, "…"))
+    draft = await dcon.send_part(address, "…", None)
     await dcon.edit(address, draft, "done")
     assert dc.edits(draft) == ["done"]
 
 
-async def test_discord_edit_waits_out_a_429(dc: FakeDiscord, dcon: DiscordConnector) -> None:
+async def test_discord_edit_429_is_retryable_with_retry_after_and_not_slept_through(
+        dc: FakeDiscord, dcon: DiscordConnector) -> None:
+    """The gateway waits out the limit (its one retry layer), not discord.py."""
     cid, _ = dc.create_dm()
     address = Address("discord", cid)
-    [draft] = await dcon.send(Outbound(address, "…"))
-    dc.rate_limit_next_edit(0.3)
+    draft = await dcon.send_part(address, "…", None)
+    dc.fail_next("edit_message", 429, retry_after=0.3)
+    with pytest.raises(RetryableError) as caught:
+        await dcon.edit(address, draft, "after the wait")
+    assert caught.value.retry_after == 1.0  # Retry-After: whole seconds, rounded up
+    assert dc.edits(draft) == [] and dc.calls("edit_message") == 1
     await dcon.edit(address, draft, "after the wait")
     assert dc.edits(draft) == ["after the wait"]
-    [(answered, retried)] = dc.rate_limit_log
-    assert retried - answered >= 0.3
+
+
+async def test_discord_edit_with_a_lost_answer_may_be_retried(
+        dc: FakeDiscord, dcon: DiscordConnector) -> None:
+    """Setting the same content again is harmless, so a lost PATCH answer is retryable."""
+    cid, _ = dc.create_dm()
+    address = Address("discord", cid)
+    draft = await dcon.send_part(address, "…", None)
+    dc.lose_next_answer("edit_message")
+    with pytest.raises(RetryableError, match="no answer"):
+        await dcon.edit(address, draft, "full text")
+    await dcon.edit(address, draft, "full text")
+    assert dc.messages[draft]["content"] == "full text"
 
 
 async def test_discord_edit_of_a_missing_or_foreign_message_is_fatal(

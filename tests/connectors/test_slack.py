@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
@@ -15,12 +16,12 @@ from pydantic import SecretStr
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from pyclaw_app.channels import SubmitResult
 from connectors.slack._parse import BotIdentity, Ignored, escape_text, parse_event
-from connectors.slack.manifest import MAX_TEXT, SlackConfig
+from connectors.slack.manifest import SlackConfig
 from connectors.slack.runtime import SlackConnector
-from pyclaw_app.errors import FatalConnectorError, RetryableError
-from pyclaw_app.model import Address, ChannelState, Inbound, Outbound
+from pyclaw_app.channels import SubmitResult, WebhookRequest
+from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
+from pyclaw_app.model import Address, ChannelState, Inbound
 from tests.fakes.slack_api import BOT_USER_ID, SlackFake
 from tests.support import RecordingContext, eventually
 
@@ -114,30 +115,33 @@ async def test_channel_mention_is_answered_in_a_thread(
     assert (first.is_group, first.mentioned) == (True, True)
     assert second.address.thread == "1700000000.000001"
 
-    await connector.send(Outbound(first.address, "sure", reply_to=first.platform_id))
+    await connector.send_part(first.address, "sure", first.platform_id)
     assert [(p.channel, p.thread_ts, p.text) for p in fake.posts] == [
         ("C0001", top["event"]["ts"], "sure")]
 
 
-async def test_mention_gating_skips_chatter_but_keeps_replies_to_the_bot(
+async def test_group_messages_are_flagged_for_the_gateway_not_gated(
         fake: SlackFake, running: Running) -> None:
+    """The gateway applies group_reply; the connector submits everything, flagged."""
     connector, ctx = running
     chatter = await fake.deliver(fake.message_event("C0002", "just people talking"))
     await eventually(lambda: chatter.envelope_id in fake.acks)
-    assert ctx.inbound == []
+    [talk] = ctx.inbound
+    assert (talk.is_group, talk.mentioned, talk.reply_to_bot) == (True, False, False)
 
     await fake.deliver(fake.app_mention_event("C0002", "start"))
-    start = (await eventually(lambda: ctx.inbound))[0]
-    [bot_post] = await connector.send(Outbound(start.address, "hello"))
+    start = (await eventually(lambda: ctx.inbound[1:]))[0]
+    assert (start.is_group, start.mentioned) == (True, True)
+    bot_post = await connector.send_part(start.address, "hello", start.platform_id)
     bot_ts = bot_post.split(":", 1)[1]
     # A follow-up in a thread under the bot's own post, without a mention.
     await fake.deliver(fake.message_event("C0002", "thanks", thread_ts=bot_ts))
-    follow = (await eventually(lambda: ctx.inbound[1:]))[0]
+    follow = (await eventually(lambda: ctx.inbound[2:]))[0]
     assert follow.reply_to_bot and not follow.mentioned and follow.address.thread == bot_ts
     assert not [entry for entry in ctx.logs if entry[0] == "error"]
 
 
-async def test_own_and_edited_messages_are_ignored_silently(
+async def test_ignored_and_duplicate_envelopes_are_acked_too(
         fake: SlackFake, running: Running) -> None:
     _, ctx = running
     own = fake.message_event("D0001", "echo")
@@ -147,6 +151,14 @@ async def test_own_and_edited_messages_are_ignored_silently(
     envs = [await fake.deliver(own), await fake.deliver(edited)]
     await eventually(lambda: all(e.envelope_id in fake.acks for e in envs))
     assert ctx.inbound == [] and not [e for e in ctx.logs if e[0] == "error"]
+
+    payload = fake.message_event("D0001", "once")
+    first = await fake.deliver(payload)
+    await eventually(lambda: first.envelope_id in fake.acks)
+    again = await fake.redeliver(f"D0001:{payload['event']['ts']}")
+    assert again.retry_attempt == 1
+    await eventually(lambda: again.envelope_id in fake.acks)  # a duplicate is acked
+    assert [m.text for m in ctx.inbound] == ["once"] and fake.unacked == 0
 
 
 async def test_media_only_message_is_submitted_with_its_file(
@@ -159,32 +171,10 @@ async def test_media_only_message_is_submitted_with_its_file(
     assert (att.kind, att.name, att.mime) == ("image", "cat.png", "image/png")
 
 
-async def test_malformed_event_is_logged_acked_and_the_channel_stays_up(
-        fake: SlackFake, running: Running) -> None:
-    _, ctx = running
-    bad = await fake.deliver(fake.event_callback({"type": "message", "text": ["no", "channel"]}))
-    await eventually(lambda: bad.envelope_id in fake.acks)
-    assert [e for e in ctx.logs if e[0] == "error" and "malformed" in e[1]]
-    await fake.deliver(fake.message_event("D0001", "still there?"))
-    assert (await eventually(lambda: ctx.inbound))[0].text == "still there?"
-
-
-async def test_redelivered_event_is_submitted_once(
-        fake: SlackFake, running: Running) -> None:
-    _, ctx = running
-    payload = fake.message_event("D0001", "once")
-    first = await fake.deliver(payload)
-    await eventually(lambda: first.envelope_id in fake.acks)
-    again = await fake.redeliver(f"D0001:{payload['event']['ts']}")
-    assert again.retry_attempt == 1
-    await eventually(lambda: again.envelope_id in fake.acks)  # duplicates are acked too
-    assert [m.text for m in ctx.inbound] == ["once"]
-
-
 # ---- connection handling -------------------------------------------------------------
 
 
-async def test_dropped_connection_reconnects_without_loss_or_duplicates(
+async def test_an_envelope_in_flight_when_the_socket_drops_comes_again_journaled_once(
         fake: SlackFake, make: Factory) -> None:
     connector, ctx = make(), AckCheckingContext(fake)
     await connector.start(ctx)
@@ -195,7 +185,7 @@ async def test_dropped_connection_reconnects_without_loss_or_duplicates(
     ctx.gate = asyncio.Event()
     stuck = await fake.deliver(fake.message_event("D0001", "in flight"))
     await asyncio.sleep(0.05)
-    await fake.drop_connections()
+    await fake.drop_connection()
     for i in range(3):
         await fake.deliver(fake.message_event("D0001", f"during {i}"))
     ctx.gate.set()
@@ -222,14 +212,42 @@ async def test_refresh_requested_reconnects_and_is_logged(
 
 async def test_slack_down_at_start_is_retried_in_the_background(
         fake: SlackFake, make: Factory) -> None:
-    fake.fail_next("auth.test", count=2)
+    fake.fail_next("auth.test", 500, count=2)
     connector, ctx = make(), RecordingContext(channel="slack")
     await connector.start(ctx)  # returns: a transient failure is not the user's to fix
     assert ctx.states[-1][0] == ChannelState.DEGRADED
     await eventually(lambda: ctx.states[-1][0] == ChannelState.ONLINE)
     await fake.deliver(fake.message_event("D0001", "finally"))
     assert (await eventually(lambda: ctx.inbound))[0].text == "finally"
-    assert [lvl for lvl, _, _ in ctx.logs].count("warning") >= 2
+    assert fake.calls("auth.test") == 3
+    assert [lvl for lvl, _, _ in ctx.logs].count("warning") == 1  # one line per outage
+    assert ctx.crashes == []
+
+
+async def test_a_revoked_app_token_on_reconnect_stops_the_channel_for_good(
+        fake: SlackFake, running: Running) -> None:
+    _, ctx = running
+    fake.app_token = "xapp-rotated"  # our app-level token no longer works
+    await fake.drop_connection()
+    await eventually(lambda: ctx.states[-1][0] == ChannelState.OFFLINE)
+    assert "app-level token" in ctx.states[-1][1] and "invalid_auth" in ctx.states[-1][1]
+    opens = fake.calls("apps.connections.open")
+    await asyncio.sleep(1.5)
+    assert fake.calls("apps.connections.open") == opens  # no retrying a revoked token
+    assert ctx.crashes == []  # a fatal error is a state, not a crash
+
+
+async def test_a_crashed_socket_task_is_reported_to_the_supervisor(
+        fake: SlackFake, running: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    connector, ctx = running
+
+    async def broken() -> bool:
+        raise RuntimeError("SDK bug")
+
+    assert connector._socket is not None
+    monkeypatch.setattr(connector._socket, "is_connected", broken)
+    [(reason, fatal)] = await eventually(lambda: ctx.crashes)
+    assert "slack:slack:socket" in reason and "SDK bug" in reason and not fatal
 
 
 async def test_stop_is_idempotent_and_safe_after_failed_start(fake: SlackFake, make: Factory
@@ -251,40 +269,49 @@ async def test_stop_is_idempotent_and_safe_after_failed_start(fake: SlackFake, m
 # ---- sending ------------------------------------------------------------------------------
 
 
-async def test_long_reply_is_split_escaped_and_threaded(
+async def test_a_part_is_one_escaped_post_in_the_thread(
         fake: SlackFake, running: Running) -> None:
     connector, _ = running
-    text = ("Tom & Jerry <3 " + "x" * 60 + "\n") * 130 + "end"
     address = slack_address("C0001", "1700000000.000009")
-    ids = await connector.send(Outbound(address, text, reply_to="C0001:1700000000.000009"))
-    assert len(ids) == len(fake.posts) >= 3
-    assert all(p.thread_ts == "1700000000.000009" and p.channel == "C0001" for p in fake.posts)
-    assert all(len(p.text.replace("&amp;", "&").replace("&lt;", "<")) <= MAX_TEXT
-               for p in fake.posts)
-    assert "".join(p.text for p in fake.posts) == escape_text(text)
-    assert ids == [f"C0001:{p.ts}" for p in fake.posts]
+    pid = await connector.send_part(address, "Tom & Jerry <3 <!channel>",
+                                    "C0001:1700000000.000009")
+    [post] = fake.posts
+    assert (post.channel, post.thread_ts) == ("C0001", "1700000000.000009")
+    assert post.text == "Tom &amp; Jerry &lt;3 &lt;!channel&gt;"  # no @channel ping
+    assert pid == f"C0001:{post.ts}"
+    flat = await connector.send_part(slack_address("D0001"), "in a DM", None)
+    assert fake.posts[-1].thread_ts is None and flat == f"D0001:{fake.posts[-1].ts}"
 
 
-async def test_429_retry_after_is_honoured(fake: SlackFake, running: Running) -> None:
-    connector, _ = running
-    fake.rate_limit_next_post(1)
-    await connector.send(Outbound(slack_address("D0001"), "after a pause"))
-    [hit] = fake.rate_limits
-    assert hit.retried is not None and hit.retried - hit.answered >= 1
-    assert [p.text for p in fake.posts] == ["after a pause"]
-
-
-async def test_retried_reply_resumes_after_the_parts_already_posted(
+async def test_a_429_or_5xx_is_retryable_and_not_retried_inside_the_sdk(
         fake: SlackFake, running: Running) -> None:
     connector, _ = running
-    text = ("word " * 1000).strip()
-    outbound = Outbound(slack_address("D0001"), text, journal_id=7)
-    fake.fail_next("chat.postMessage", after=1)
-    with pytest.raises(RetryableError):
-        await connector.send(outbound)
-    ids = await connector.send(outbound)  # the gateway's retry of the same reply
-    assert len(ids) == len(fake.posts) == 2
-    assert "".join(p.text for p in fake.posts) == text
+    fake.rate_limit_next_send(2)
+    with pytest.raises(RetryableError, match="ratelimited") as err:
+        await connector.send_part(slack_address("D0001"), "hi", None)
+    assert err.value.retry_after == 2.0
+    fake.fail_next("chat.postMessage", 503)
+    with pytest.raises(RetryableError, match="service_unavailable"):
+        await connector.send_part(slack_address("D0001"), "hi", None)
+    assert fake.calls("chat.postMessage") == 2 and fake.posts == []  # the gateway retries
+
+
+async def test_a_lost_answer_is_uncertain_and_the_post_is_not_resent(
+        fake: SlackFake, running: Running) -> None:
+    connector, _ = running
+    fake.lose_next_answer("chat.postMessage")
+    with pytest.raises(DeliveryUncertain, match="may have been posted"):
+        await connector.send_part(slack_address("D0001"), "did it land?", None)
+    assert [p.text for p in fake.posts] == ["did it land?"]
+    assert fake.calls("chat.postMessage") == 1  # no SDK connection-error retry
+
+
+async def test_an_unreachable_slack_is_retryable(fake: SlackFake, make: Factory) -> None:
+    connector, ctx = make(base_url="http://127.0.0.1:9/api/"), RecordingContext()
+    await connector.start(ctx)  # degraded, reconnecting in the background
+    assert ctx.states[-1][0] == ChannelState.DEGRADED
+    with pytest.raises(RetryableError, match="unreachable"):
+        await connector.send_part(slack_address("D0001"), "hi", None)
 
 
 async def test_refused_post_is_fatal(
@@ -292,7 +319,12 @@ async def test_refused_post_is_fatal(
     connector, _ = running
     fake.bot_token = "xoxb-reinstalled"  # the app was reinstalled: our token is revoked
     with pytest.raises(FatalConnectorError, match="invalid_auth"):
-        await connector.send(Outbound(slack_address("D0001"), "hi"))
+        await connector.send_part(slack_address("D0001"), "hi", None)
+    fake.bot_token = connector.secret("bot_token")  # reinstalled with our token after all
+    fake.fail_next("chat.postMessage", 400)  # a refusal: HTTP 200 {"ok": false, ...}
+    with pytest.raises(FatalConnectorError, match="invalid_arguments"):
+        await connector.send_part(slack_address("D0001"), "hi", None)
+    assert fake.posts == []
 
 
 def slack_address(chat: str, thread: str | None = None) -> Address:
@@ -330,11 +362,13 @@ async def webhook(make: Factory) -> AsyncIterator[Webhook]:
     await connector.start(ctx)
 
     async def route(request: web.Request) -> web.Response:
-        status, text = await connector.handle_webhook(request.headers, await request.read())
-        return web.Response(status=status, text=text)
+        answer = await connector.handle_webhook(WebhookRequest(
+            method=request.method, body=await request.read(), headers=dict(request.headers),
+            query=dict(request.query), path=request.path))
+        return web.Response(status=answer.status, text=str(answer.body))
 
     app = web.Application()
-    app.router.add_post("/slack/events", route)
+    app.router.add_route("*", "/slack/events", route)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -366,6 +400,21 @@ async def test_events_api_rejects_bad_or_stale_signatures(
     assert ctx.inbound == []
     assert all("forged" not in str(entry) for entry in ctx.logs)  # no payload in the log
     assert len([e for e in ctx.logs if e[0] == "warning"]) == 2
+
+
+async def test_events_api_refuses_get_non_objects_and_a_socket_mode_channel(
+        fake: SlackFake, webhook: Webhook, running: Running) -> None:
+    url, ctx = webhook
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        assert resp.status == 405
+    body = b"[1, 2]"
+    async with aiohttp.ClientSession() as session, session.post(
+            url, data=body, headers=fake.sign(body)) as resp:
+        assert resp.status == 400
+    assert ctx.inbound == []
+    socket_mode, _ = running
+    answer = await socket_mode.handle_webhook(WebhookRequest("POST", b"{}"))
+    assert answer.status == 404
 
 
 # ---- the pure parser ------------------------------------------------------------------------

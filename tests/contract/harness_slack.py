@@ -4,10 +4,17 @@ Test chats are DMs (``D0001``, ``D0002``...); a message with a ``thread`` is a
 threaded message in that conversation (an ``app_mention`` when the chat is a
 channel such as ``C0001``). ``sent()`` reports text as the user reads it,
 i.e. with Slack's ``&amp; &lt; &gt;`` escaping undone.
+
+``quotes_replies`` is False: Slack has no quote-reply, and the test chats are
+DMs, which the connector answers flat (a channel message is answered in its
+thread, which ``thread_target`` checks). Webhook mode is the Events API: each
+request is signed (``v0`` HMAC over the timestamp and body), and a replay is an
+old signed timestamp, which the five-minute window refuses.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from connectors.slack._parse import unescape_text
@@ -20,9 +27,14 @@ __all__ = ["HARNESS", "SlackHarness"]
 class SlackHarness(PlatformHarness):
     type_name = "slack"
     max_text = 4000
+    supports_edit = True
+    webhook = True
+    replay_rejected = True
+    queues_while_down = True  # Slack redelivers what no connection acked
 
     def __init__(self) -> None:
         self.fake = SlackFake()
+        self._last_signed: dict[str, Any] | None = None
 
     async def start(self) -> None:
         await self.fake.start()  # slack-sdk needs no module-level overrides
@@ -76,14 +88,60 @@ class SlackHarness(PlatformHarness):
                 for p in self.fake.posts if chat is None or p.channel == chat]
 
     def rate_limit_next_send(self, retry_after: float) -> None:
-        self.fake.rate_limit_next_post(retry_after)
+        self.fake.rate_limit_next_send(retry_after)
 
     def rate_limit_log(self) -> list[tuple[float, float]]:
-        return [(hit.answered, hit.retried) for hit in self.fake.rate_limits
-                if hit.retried is not None]
+        return list(self.fake.rate_limit_log)
 
     async def drop_connection(self) -> None:
-        await self.fake.drop_connections()
+        await self.fake.drop_connection()
+
+    def fail_next_send(self, status: int, *, skip: int = 0) -> None:
+        self.fake.fail_next("chat.postMessage", status, skip=skip)
+
+    def lose_next_send_answer(self) -> None:
+        self.fake.lose_next_answer("chat.postMessage")
+
+    def visible(self, chat: str) -> list[str]:
+        return [unescape_text(self.fake.text_of(p.channel, p.ts))
+                for p in self.fake.posts if p.channel == chat]
+
+    def edits(self, chat: str) -> int:
+        return len([u for u in self.fake.updates if u.channel == chat])
+
+    def group_chat(self) -> str:
+        return "C0100"
+
+    async def inject_group_message(self, chat: str, text: str, *, mention: bool) -> str:
+        if mention:
+            payload = self.fake.app_mention_event(chat, text)
+        else:
+            payload = self.fake.message_event(chat, text)
+        await self.fake.deliver(payload)
+        return f"{chat}:{payload['event']['ts']}"
+
+    def webhook_config(self) -> dict[str, Any]:
+        return {
+            "bot_token": self.fake.bot_token,
+            "signing_secret": self.fake.signing_secret,
+            "mode": "events",
+            "base_url": self.fake.api_url,
+        }
+
+    async def post_webhook(self, url: str, chat: str, text: str, *,
+                           signature: str = "good") -> tuple[int, str]:
+        if signature == "replayed":
+            assert self._last_signed is not None, "replay needs a good post first"
+            payload = self._last_signed  # the same body, its signature 10 minutes old
+            status, _ = await self.fake.post_event(url, payload,
+                                                   timestamp=int(time.time()) - 600)
+        else:
+            payload = self.fake.message_event(chat, text)
+            secret = None if signature == "good" else "not-the-signing-secret"
+            status, _ = await self.fake.post_event(url, payload, secret=secret)
+            if signature == "good":
+                self._last_signed = payload
+        return status, f"{payload['event']['channel']}:{payload['event']['ts']}"
 
 
 HARNESS = SlackHarness

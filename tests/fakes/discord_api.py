@@ -15,9 +15,11 @@ It follows the published protocol, not just what our connector sends:
   connection, each frame ``Z_SYNC_FLUSH``-ed, sent binary).
 * Like Discord, the bot's own messages come back to it as MESSAGE_CREATE.
 
-Test hooks: inject user messages and raw dispatches, redeliver a message,
-answer the next send or edit with a 429, drop the live socket without a close
-frame, and read back everything the bot sent and each message's edits.
+Test hooks: inject user messages and raw dispatches, redeliver a message, drop
+the live socket without a close frame, and read back everything the bot sent
+and each message's edits. Scripted REST failures (429, 5xx, refusals, lost
+answers) are :class:`FakePlatform`'s controls; the REST methods are named
+``create_message``, ``edit_message`` and ``trigger_typing``.
 discord.py keeps its base URLs in module globals, so run one fake per process
 at a time.
 """
@@ -33,12 +35,14 @@ import uuid
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from tests.fakes import discord_payloads as p
-from tests.fakes.server import FakeServer, json_response
+from tests.fakes.platform import FakePlatform
+from tests.fakes.server import json_response
 
 __all__ = ["EditRecord", "FakeDiscord", "SentRecord"]
 
@@ -59,6 +63,7 @@ class SentRecord:
     text: str
     reply_to: str | None
     ts: float  # time.monotonic() when the fake accepted it
+    allowed_mentions: dict[str, Any] | None = None  # as sent; None: the app's defaults apply
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +116,17 @@ class _Session:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-class FakeDiscord(FakeServer):
+_ERRORS = {
+    400: ("Invalid Form Body", 50035),
+    401: ("401: Unauthorized", 0),
+    403: ("Missing Permissions", 50013),
+    404: ("Unknown Channel", 10003),
+}
+
+
+class FakeDiscord(FakePlatform):
+    send_method = "create_message"
+
     def __init__(self, token: str = "fake-discord-token", *,
                  heartbeat_interval_ms: int = 41250) -> None:
         super().__init__()
@@ -126,20 +141,15 @@ class FakeDiscord(FakeServer):
         self.sent: list[SentRecord] = []
         self.edit_log: list[EditRecord] = []
         self.typing: list[tuple[str, float]] = []
-        self.rate_limit_log: list[tuple[float, float]] = []
         self.connections: list[dict[str, str]] = []  # query of each gateway connection
         self.privileged_intents_enabled = True  # the portal's "Message Content Intent" switch
+        self.gateway_available = True  # False: the websocket upgrade is refused (an outage)
         self.identifies = 0
         self.resumes = 0
         self.heartbeats = 0
         self._sessions: dict[str, _Session] = {}
         self._current: _Session | None = None
         self._identified = asyncio.Event()
-        self._pending_429: list[float] = []
-        self._pending_edit_429: list[float] = []
-        self._sends_to_cut = 0
-        self._sends_before_cut = 0
-        self._awaiting_retry: float | None = None
 
     # ---- test hooks: the platform's side -------------------------------------------------
 
@@ -206,20 +216,9 @@ class FakeDiscord(FakeServer):
     async def redeliver(self, message_id: str) -> None:
         await self.dispatch("MESSAGE_CREATE", self.messages[message_id])
 
-    def rate_limit_next_send(self, retry_after: float) -> None:
-        self._pending_429.append(retry_after)
-
-    def rate_limit_next_edit(self, retry_after: float) -> None:
-        self._pending_edit_429.append(retry_after)
-
     def edits(self, message_id: str) -> list[str]:
         """The content after each accepted edit of one message, oldest first."""
         return [e.text for e in self.edit_log if e.message_id == message_id]
-
-    def cut_next_sends(self, count: int, *, after: int = 0) -> None:
-        """Abort the TCP connection of ``count`` message creates (a network fault), once
-        ``after`` more have succeeded."""
-        self._sends_to_cut, self._sends_before_cut = count, after
 
     async def drop_connection(self) -> None:
         """Abort the live gateway socket; events dispatched meanwhile wait for RESUME."""
@@ -279,7 +278,9 @@ class FakeDiscord(FakeServer):
             return data
         return {**data, "content": "", "attachments": [], "embeds": []}
 
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if not self.gateway_available:
+            return web.Response(status=503, text="upstream connect error")
         ws = web.WebSocketResponse(autoping=True, max_msg_size=0)
         await ws.prepare(request)
         self.connections.append(dict(request.query))
@@ -438,33 +439,37 @@ class FakeDiscord(FakeServer):
         channel = self.channels.get(request.match_info["cid"])
         return self._unknown_channel() if channel is None else json_response(channel)
 
-    async def _trigger_typing(self, request: web.Request) -> web.Response:
+    async def _trigger_typing(self, request: web.Request) -> web.StreamResponse:
+        if (error := await self.before("trigger_typing")) is not None:
+            return error
         cid = request.match_info["cid"]
         if cid not in self.channels:
             return self._unknown_channel()
         self.typing.append((cid, time.monotonic()))
         return web.Response(status=204, headers=self._ratelimit_headers("typing"))
 
-    def _note_retry(self) -> None:
-        """The request after a 429 is its retry: log (answered, retried) for the contract."""
-        if self._awaiting_retry is not None:
-            self.rate_limit_log.append((self._awaiting_retry, time.monotonic()))
-            self._awaiting_retry = None
+    def error_response(self, method: str, status: int, retry_after: float | None
+                       ) -> web.StreamResponse:
+        """Discord's error answers: JSON ``{"message", "code"}`` (5xx: ``"500: Internal
+        Server Error"``, code 0), and for 429 the rate-limit body and headers."""
+        if status == 429:
+            return self._too_many_requests(1.0 if retry_after is None else retry_after)
+        message, code = _ERRORS.get(status, (f"{status}: {_reason(status)}", 0))
+        body: dict[str, Any] = {"message": message, "code": code}
+        if code == 50035:
+            body["errors"] = {"content": {"_errors": [
+                {"code": "BASE_TYPE_BAD_LENGTH", "message": "Must be between 1 and 2000 in "
+                 "length."}]}}
+        return json_response(body, status=status,
+                             headers=self._ratelimit_headers("messages"))
 
-    async def _create_message(self, request: web.Request) -> web.Response:
-        self._note_retry()
+    async def _create_message(self, request: web.Request) -> web.StreamResponse:
+        if (error := await self.before("create_message")) is not None:
+            return error
         cid = request.match_info["cid"]
         channel = self.channels.get(cid)
         if channel is None:
             return self._unknown_channel()
-        if self._pending_429:
-            return self._too_many_requests(self._pending_429.pop(0))
-        if self._sends_to_cut > 0 and self._sends_before_cut > 0:
-            self._sends_before_cut -= 1
-        elif self._sends_to_cut > 0 and request.transport is not None:
-            self._sends_to_cut -= 1
-            request.transport.abort()
-            return web.Response(status=500)  # never reaches the client
         body = await _read_body(request)
         if body is None:
             return json_response({"message": "400: Bad Request", "code": 0}, status=400)
@@ -491,14 +496,17 @@ class FakeDiscord(FakeServer):
         self.messages[msg["id"]] = msg
         chat, thread = (channel["parent_id"], cid) if channel["type"] == p.PUBLIC_THREAD else (
             cid, None)
+        mentions = body.get("allowed_mentions")
         self.sent.append(SentRecord(msg["id"], cid, chat, thread, content, reply_to,
-                                    time.monotonic()))
+                                    time.monotonic(),
+                                    mentions if isinstance(mentions, dict) else None))
         if self._current is not None:
             await self.dispatch("MESSAGE_CREATE", msg)
+        if self.after("create_message", request):
+            return web.Response(status=500)  # the connection is cut: never reaches the client
         return json_response(msg, headers=self._ratelimit_headers("messages"))
 
     def _too_many_requests(self, retry_after: float) -> web.Response:
-        self._awaiting_retry = time.monotonic()
         headers = {
             **self._ratelimit_headers("messages"),
             "X-RateLimit-Remaining": "0",
@@ -511,15 +519,14 @@ class FakeDiscord(FakeServer):
                               "retry_after": retry_after, "global": False},
                              status=429, headers=headers)
 
-    async def _edit_message(self, request: web.Request) -> web.Response:
+    async def _edit_message(self, request: web.Request) -> web.StreamResponse:
         """Discord's Edit Message: only the author may change ``content``; a field left out
         keeps its value; an edit that would leave the message empty is refused."""
-        self._note_retry()
+        if (error := await self.before("edit_message")) is not None:
+            return error
         msg = self.messages.get(request.match_info["mid"])
         if request.match_info["cid"] not in self.channels:
             return self._unknown_channel()
-        if self._pending_edit_429:
-            return self._too_many_requests(self._pending_edit_429.pop(0))
         if msg is None or msg["channel_id"] != request.match_info["cid"]:
             return json_response({"message": "Unknown Message", "code": 10008}, status=404)
         if msg["author"]["id"] != self.bot["id"]:
@@ -543,6 +550,8 @@ class FakeDiscord(FakeServer):
                                         mentions if isinstance(mentions, dict) else None))
         if self._current is not None:
             await self.dispatch("MESSAGE_UPDATE", msg)
+        if self.after("edit_message", request):
+            return web.Response(status=500)  # the connection is cut: never reaches the client
         return json_response(msg, headers=self._ratelimit_headers("messages"))
 
 
@@ -557,6 +566,12 @@ async def _read_body(request: web.Request) -> dict[str, Any] | None:
             body = json.loads(str(form.get("payload_json") or "{}"))
             return body if isinstance(body, dict) else None
     return None
+
+
+def _reason(status: int) -> str:
+    with contextlib.suppress(ValueError):
+        return HTTPStatus(status).phrase
+    return "Error"
 
 
 def _invalid_form(field_name: str, code: str, message: str) -> web.Response:

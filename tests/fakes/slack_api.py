@@ -14,6 +14,9 @@ It follows Slack's published wire protocol, not just what our connector sends:
   ``retry_attempt`` + 1, as Slack does.
 * Events API over HTTP: :meth:`SlackFake.post_event` signs a body with the
   signing secret (``v0`` HMAC-SHA256) and POSTs it to the app's URL.
+* Scripted faults come from :class:`FakePlatform` (``fail_next``,
+  ``rate_limit_next_send``, ``lose_next_answer``, ``rate_limit_log``, ``calls``),
+  answered in Slack's own format by :meth:`SlackFake.error_response`.
 * ``chat.update`` edits only the app's own messages (``cant_update_message``
   for a user's, ``message_not_found`` for an unknown ``ts``);
   :meth:`SlackFake.edits` reads back one message's edit history.
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import hmac
 import itertools
@@ -38,9 +40,10 @@ from urllib.parse import parse_qsl
 import aiohttp
 from aiohttp import web
 
-from tests.fakes.server import FakeServer, json_response
+from tests.fakes.platform import FakePlatform
+from tests.fakes.server import json_response
 
-__all__ = ["Envelope", "RateLimitHit", "SentPost", "SentUpdate", "SlackFake"]
+__all__ = ["Envelope", "SentPost", "SentUpdate", "SlackFake"]
 
 TEAM_ID = "T0001"
 APP_ID = "A0001"
@@ -71,14 +74,6 @@ class SentUpdate:
     monotonic: float
 
 
-@dataclass(frozen=True)
-class RateLimitHit:
-    answered: float  # monotonic time the 429 went out
-    retry_after: int
-    retried: float | None = None  # when the next call of the same method arrived
-    method: str = "chat.postMessage"
-
-
 @dataclass
 class Envelope:
     """An ``events_api`` envelope as Slack sends it over Socket Mode."""
@@ -103,7 +98,14 @@ class Envelope:
         return Envelope(self.payload, retry_attempt=self.retry_attempt + 1, retry_reason=reason)
 
 
-class SlackFake(FakeServer):
+_REFUSALS = {400: "invalid_arguments", 401: "invalid_auth", 403: "not_in_channel",
+             404: "channel_not_found"}
+"""What a scripted 4xx looks like: Slack answers refusals with HTTP 200 and an error code."""
+
+
+class SlackFake(FakePlatform):
+    send_method = "chat.postMessage"
+
     def __init__(self, *, bot_token: str = "xoxb-fake-bot-token",
                  app_token: str = "xapp-fake-app-token",
                  signing_secret: str = "fake-signing-secret") -> None:
@@ -113,11 +115,9 @@ class SlackFake(FakeServer):
         self.signing_secret = signing_secret
         self.posts: list[SentPost] = []
         self.updates: list[SentUpdate] = []
-        self.calls: list[str] = []  # every Web API method called, in order
         self.acks: list[str] = []  # envelope ids acked, in order
         self.acked_at: dict[str, float] = {}  # envelope id -> monotonic time of its (first) ack
         self.connections = 0  # Socket Mode connections accepted so far
-        self.rate_limits: list[RateLimitHit] = []
         self.users: dict[str, dict[str, Any]] = {
             BOT_USER_ID: _user(BOT_USER_ID, BOT_NAME, is_bot=True),
         }
@@ -126,9 +126,7 @@ class SlackFake(FakeServer):
         self._by_platform_id: dict[str, dict[str, Any]] = {}
         self._tickets: set[str] = set()
         self._sockets: dict[web.WebSocketResponse, asyncio.BaseTransport | None] = {}
-        self._rate_limit_next: dict[str, list[int]] = {}
         self._texts: dict[tuple[str, str], str] = {}  # (channel, ts) -> current text of a post
-        self._failures: dict[str, list[str | None]] = {}
         self._ts = itertools.count(1)
         self._events = itertools.count(1)
         self._lock = asyncio.Lock()
@@ -148,14 +146,12 @@ class SlackFake(FakeServer):
 
     async def _web_api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        self.calls.append(method)
         params = await _params(request)
         if method not in self._METHODS:
             return json_response({"ok": False, "error": "unknown_method", "req_method": method})
-        failures = self._failures.get(method)
-        failure = failures.pop(0) if failures else None
-        if failure is not None:
-            return json_response({"ok": False, "error": failure}, status=500)
+        scripted = await self.before(method)
+        if scripted is not None:
+            return scripted  # type: ignore[return-value]
         token = _token(request, params)
         if not token:
             return json_response({"ok": False, "error": "not_authed"})
@@ -170,7 +166,21 @@ class SlackFake(FakeServer):
             return json_response({"ok": False, "error": "invalid_auth"})
         handler = getattr(self, self._METHODS[method])
         result: web.Response = await handler(params)
+        self.after(method, request)  # a scripted lost answer: the connection is already cut
         return result
+
+    def error_response(self, method: str, status: int, retry_after: float | None
+                       ) -> web.Response:
+        """Slack's answers: 429 with whole-second ``Retry-After``; a 5xx with an error body;
+        a refusal as HTTP 200 ``{"ok": false, "error": ...}``."""
+        if status == 429:
+            seconds = max(1, math.ceil(retry_after or 1))
+            return json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                 headers={"Retry-After": str(seconds)})
+        if status >= 500:
+            error = "service_unavailable" if status == 503 else "internal_error"
+            return json_response({"ok": False, "error": error}, status=status)
+        return json_response({"ok": False, "error": _REFUSALS.get(status, "invalid_arguments")})
 
     _METHODS: ClassVar[dict[str, str]] = {
         "auth.test": "_auth_test",
@@ -194,24 +204,7 @@ class SlackFake(FakeServer):
         url = f"ws://127.0.0.1:{self.port}/link/?ticket={ticket}&app_id={APP_ID}"
         return json_response({"ok": True, "url": url})
 
-    def _rate_limited(self, method: str) -> web.Response | None:
-        """Close the open 429 of ``method`` (this call is its retry); answer a queued one."""
-        now = time.monotonic()
-        for i, hit in enumerate(self.rate_limits):
-            if hit.retried is None and hit.method == method:
-                self.rate_limits[i] = dataclasses.replace(hit, retried=now)
-        queued = self._rate_limit_next.get(method)
-        if not queued:
-            return None
-        seconds = queued.pop(0)
-        self.rate_limits.append(RateLimitHit(now, seconds, method=method))
-        return json_response({"ok": False, "error": "ratelimited"}, status=429,
-                             headers={"Retry-After": str(seconds)})
-
     async def _post_message(self, params: dict[str, Any]) -> web.Response:
-        limited = self._rate_limited("chat.postMessage")
-        if limited is not None:
-            return limited
         channel = params.get("channel")
         text = params.get("text")
         if not isinstance(channel, str) or not channel:
@@ -233,9 +226,6 @@ class SlackFake(FakeServer):
         return json_response({"ok": True, "channel": channel, "ts": ts, "message": message})
 
     async def _chat_update(self, params: dict[str, Any]) -> web.Response:
-        limited = self._rate_limited("chat.update")
-        if limited is not None:
-            return limited
         channel, ts, text = params.get("channel"), params.get("ts"), params.get("text")
         if not isinstance(channel, str) or not channel:
             return json_response({"ok": False, "error": "channel_not_found"})
@@ -363,7 +353,7 @@ class SlackFake(FakeServer):
         await self.deliver_raw({"type": "disconnect", "reason": reason,
                                 "debug_info": {"host": "applink-fake"}})
 
-    async def drop_connections(self) -> None:
+    async def drop_connection(self) -> None:
         """Cut every live socket without a close frame, as a network fault would."""
         sockets, self._sockets = self._sockets, {}
         for transport in sockets.values():
@@ -375,16 +365,6 @@ class SlackFake(FakeServer):
     def unacked(self) -> int:
         return len(self._pending)
 
-    # ---- rate limits -----------------------------------------------------------
-
-    def rate_limit_next_post(self, retry_after: float) -> None:
-        """Answer the next chat.postMessage with 429; Slack's Retry-After is whole seconds."""
-        self.rate_limit_next("chat.postMessage", retry_after)
-
-    def rate_limit_next(self, method: str, retry_after: float) -> None:
-        """Answer the next call of ``method`` with 429 and ``Retry-After`` in whole seconds."""
-        self._rate_limit_next.setdefault(method, []).append(max(1, math.ceil(retry_after)))
-
     def edits(self, channel: str, ts: str) -> list[str]:
         """The text after each accepted chat.update of one message (Slack-escaped), in order."""
         return [u.text for u in self.updates if (u.channel, u.ts) == (channel, ts)]
@@ -392,11 +372,6 @@ class SlackFake(FakeServer):
     def text_of(self, channel: str, ts: str) -> str:
         """What a message the app posted shows now."""
         return self._texts[(channel, ts)]
-
-    def fail_next(self, method: str, count: int = 1, error: str = "internal_error", *,
-                  after: int = 0) -> None:
-        """Let ``after`` calls of ``method`` through, then answer ``count`` with Slack's 500."""
-        self._failures.setdefault(method, []).extend([None] * after + [error] * count)
 
     # ---- building events as Slack sends them -------------------------------------
 
