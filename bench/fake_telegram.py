@@ -37,7 +37,7 @@ __all__ = ["FIRST_CHAT", "BenchTelegram"]
 class BenchTelegram(FakeTelegram):
     def __init__(self) -> None:
         super().__init__(DEFAULT_TOKEN)
-        self.calls = deque(maxlen=64)  # type: ignore[assignment]  # only appended to
+        self.requests = deque(maxlen=64)  # type: ignore[assignment]  # only appended to
         self._injected: dict[tuple[int, int], float] = {}
         self._first_reply: dict[tuple[int, int], float] = {}
         self._duplicates = 0

@@ -105,15 +105,12 @@ class SlackConnector(ConnectorBase):
         else:
             self.secret("signing_secret")
         try:
-            await self._connect()
+            self.went_online(await self._connect())
             connected = True
         except RetryableError as exc:
             connected = False
             self.went_degraded(str(exc))
             self.ctx.log("warning", f"Slack not reachable yet, retrying in the background: {exc}")
-        else:
-            how = "Socket Mode" if self._socket is not None else "Events API"
-            self.went_online(f"as @{self._bot.name}, {how}")
         if self._socket is not None or not connected:
             self.spawn("socket", self.run_connected(self._connect, self._serve,
                                                     connected=connected))
@@ -128,18 +125,20 @@ class SlackConnector(ConnectorBase):
             await asyncio.gather(*pending, return_exceptions=True)
         self._web = None
 
-    async def _connect(self) -> None:
+    async def _connect(self) -> str:
         """Learn who the bot is (once), then open a fresh Socket Mode URL and connect, unless
-        the SDK already reconnected (it does on Slack's ``disconnect`` frame)."""
+        the SDK already reconnected (it does on Slack's ``disconnect`` frame). Returns what
+        the channel state says."""
         assert self._web is not None
         if not self._bot.user_id:
             self._bot = await self._whoami(self._web)
         client = self._socket
         if client is None:
-            return
+            return f"connected as @{self._bot.name} (Events API)"
+        who = f"connected as @{self._bot.name} (Socket Mode)"
         async with client.connect_operation_lock:
             if await client.is_connected():
-                return
+                return who
             with self._mapped("apps.connections.open", token="app-level"):
                 client.wss_uri = await client.issue_new_wss_url()
             try:
@@ -148,6 +147,7 @@ class SlackConnector(ConnectorBase):
                 raise RetryableError(f"Socket Mode connection did not open within "
                                      f"{_CONNECT_TIMEOUT:.0f}s") from None
         self._lost.clear()
+        return who
 
     async def _serve(self) -> None:
         """Until the socket is gone; in Events API mode forever (Slack comes to us)."""

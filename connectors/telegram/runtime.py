@@ -2,23 +2,21 @@
 
 PTB's ``Updater`` confirms updates (advances the offset) before handlers run;
 we need the opposite order — journal first, confirm after — so the loop here
-asks for raw updates, submits each one, and only then moves the offset past it.
-Telegram confirms an update as soon as getUpdates is called with a higher
-offset, so the next poll is the acknowledgement. Webhook mode verifies the
-secret header first, journals, and answers 200 only after ``ctx.submit``.
+asks for raw updates, submits each one, and only then moves the offset past it
+(kept in ``ctx.state`` so a restart resumes there). Telegram confirms an update
+as soon as getUpdates is called with a higher offset, so the next poll is the
+acknowledgement. Webhook mode checks the secret header before parsing, journals,
+and answers 200 only after ``ctx.submit`` (``ConnectorBase.receive``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
-import logging
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import TypeVar
 
 from telegram import Bot, BotCommand
 from telegram.constants import ChatAction, ParseMode
@@ -35,12 +33,18 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
-from pyclaw_app.channels import Connector, ConnectorContext, ProbeResult, split_text, utf16_len
 from connectors.telegram._aiohttp_request import AiohttpRequest, AnswerLost
 from connectors.telegram._format import to_html
 from connectors.telegram._parse import BotIdentity, describe_skip, parse_update, update_id_of
-from connectors.telegram.manifest import MAX_TEXT, SPEC, TelegramConfig
-from pyclaw_app.backoff import Backoff
+from connectors.telegram.manifest import SPEC, TelegramConfig
+from pyclaw_app.channels import (
+    ConnectorBase,
+    ProbeResult,
+    WebhookRejected,
+    WebhookRequest,
+    WebhookResponse,
+    same_secret,
+)
 from pyclaw_app.errors import (
     ConnectorError,
     DeliveryUncertain,
@@ -48,17 +52,16 @@ from pyclaw_app.errors import (
     PyclawError,
     RetryableError,
 )
-from pyclaw_app.model import Address, ChannelState, Outbound
+from pyclaw_app.model import Address
 
 __all__ = ["CONNECTOR", "TelegramConnector"]
 
-_log = logging.getLogger(__name__)
-
+T = TypeVar("T")
 ALLOWED_UPDATES = ("message",)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+OFFSET_KEY = "offset"
+"""``ctx.state`` key of the next update_id to ask for: everything below it is journaled."""
 _SECRET_CHARS = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
-_SEND_TRIES = 5
-"""Attempts per message part (429s and network errors) before giving the failure back."""
 _READ_MARGIN = 10.0
 """Seconds a long poll may take beyond its ``timeout`` before we call it a network failure."""
 _COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -81,17 +84,12 @@ class _RawBot(Bot):
     async def send_message_raw(self, payload: dict[str, object]) -> object:
         return await self._post("sendMessage", payload)
 
-    async def get_raw_updates(
-        self, *, offset: int | None, timeout: int, limit: int = 100
-    ) -> object:
+    async def get_raw_updates(self, *, offset: int | None, timeout: int, limit: int = 100
+                              ) -> object:
         return await self._post(
             "getUpdates",
-            {
-                "offset": offset,
-                "timeout": timeout,
-                "limit": limit,
-                "allowed_updates": list(ALLOWED_UPDATES),
-            },
+            {"offset": offset, "timeout": timeout, "limit": limit,
+             "allowed_updates": list(ALLOWED_UPDATES)},
             read_timeout=timeout + _READ_MARGIN,
         )
 
@@ -116,12 +114,12 @@ def _retry_seconds(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-def _redacted(text: str, token: str) -> str:
+def _redacted(text: str, token: str | None) -> str:
     """PTB's messages can embed the bot token (it is part of every URL)."""
     return text.replace(token, "<token>") if token else text
 
 
-def _map_error(exc: TelegramError, token: str) -> FatalConnectorError | RetryableError:
+def _map_error(exc: TelegramError, token: str | None) -> ConnectorError:
     """The one place PTB exceptions become pyclaw's fatal/retryable split."""
     message = _redacted(exc.message, token)
     if isinstance(exc, InvalidToken | EndPointNotFound):
@@ -131,13 +129,12 @@ def _map_error(exc: TelegramError, token: str) -> FatalConnectorError | Retryabl
         return RetryableError(f"Telegram rate limit: retry after {seconds:g}s", seconds)
     if isinstance(exc, ChatMigrated):
         return FatalConnectorError(
-            f"the group became a supergroup; its new chat id is {exc.new_chat_id}"
-        )
+            f"the group became a supergroup; its new chat id is {exc.new_chat_id}")
     if isinstance(exc, Conflict):
         return RetryableError(f"another bot instance or webhook is using this token: {message}")
     if isinstance(exc, BadRequest | Forbidden):
         return FatalConnectorError(f"Telegram refused the request: {message}")
-    return RetryableError(f"Telegram unreachable: {message}")
+    return RetryableError(f"Telegram unreachable: {message}")  # network errors, 5xx
 
 
 def _chat_ref(chat: str) -> int | str:
@@ -169,7 +166,7 @@ def _reply_ref(reply_to: str | None, chat: str) -> int | None:
 
 
 def _message_ref(platform_id: str, default_chat: str) -> tuple[int | str, int]:
-    """(chat, message_id) from the ``"<chat>:<message>"`` id ``send`` returned."""
+    """(chat, message_id) from the ``"<chat>:<message>"`` id ``send_part`` returned."""
     chat, _, message = platform_id.rpartition(":")
     try:
         return _chat_ref(chat or default_chat), int(message)
@@ -177,9 +174,9 @@ def _message_ref(platform_id: str, default_chat: str) -> tuple[int | str, int]:
         raise FatalConnectorError(f"not a Telegram message id: {platform_id!r}") from None
 
 
-def _formatting_refused(description: str) -> bool:
+def _formatting_refused(exc: BadRequest) -> bool:
     """Telegram's answer when our HTML cannot be used as is; plain text will work."""
-    lowered = description.lower()
+    lowered = exc.message.lower()
     return "parse entities" in lowered or "text is empty" in lowered
 
 
@@ -201,349 +198,227 @@ def _command_menu(commands: list[tuple[str, str]]) -> tuple[list[BotCommand], li
     return menu, refused
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == lowered), None)
-
-
-class TelegramConnector(Connector):
+class TelegramConnector(ConnectorBase):
     spec = SPEC
     config: TelegramConfig
 
     def __init__(self, name: str, config: TelegramConfig) -> None:
         super().__init__(name, config)
-        self._log = _log.getChild(name)
-        self._ctx: ConnectorContext | None = None
         self._bot: _RawBot | None = None
         self._me: BotIdentity | None = None
-        self._task: asyncio.Task[None] | None = None
         self._offset: int | None = None
-        """Next update_id to ask for: everything below it is journaled."""
-        self._confirmed: int | None = None
-        """The offset Telegram last saw, i.e. what it considers confirmed."""
+        """Next update_id to ask for: everything below it is journaled (``OFFSET_KEY``)."""
         self._plain_edits: str | None = None
         """The message whose last edit fell back to plain text (warned about once, not per edit)."""
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    async def start(self, ctx: ConnectorContext) -> None:
-        if self._task is not None:
-            raise RuntimeError(f"telegram channel {self.name!r} is already running")
-        self._ctx = ctx
-        ctx.set_state(ChannelState.CONNECTING)
+    async def open(self) -> None:
+        webhook = self.config.mode == "webhook"
+        if webhook and not _SECRET_CHARS.match(self.secret_or_none("webhook_secret") or ""):
+            raise FatalConnectorError(
+                "webhook mode needs webhook_secret: 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        self._bot = self._make_bot(self.secret("token"))
+        self._offset = await self.ctx.state.get(OFFSET_KEY)
         try:
-            self._bot = self._make_bot(self._token())
-            await self._connect()
-        except FatalConnectorError as exc:
-            ctx.set_state(ChannelState.OFFLINE, str(exc))
-            ctx.log("error", f"cannot start: {exc}")
-            await self._close_bot()
-            raise
+            self.went_online(await self._connect())  # a bad token fails start() itself
+            connected = True
         except RetryableError as exc:
-            ctx.set_state(ChannelState.DEGRADED, str(exc))
-            ctx.log("warning", f"cannot reach Telegram yet, will keep trying: {exc}")
-            self._spawn(self._run(connected=False))
-            return
-        self._went_online()
-        await self._register_commands()
-        if self.config.mode == "polling":
-            self._spawn(self._run(connected=True))
+            self.ctx.log("warning", f"cannot reach Telegram yet, will keep trying: {exc}")
+            self.went_degraded(str(exc))
+            connected = False
+        serve = self._idle if webhook else self._poll
+        self.spawn("poller", self.run_connected(self._connect, serve, connected=connected))
 
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        await self._confirm_offset()
-        await self._close_bot()
-        self._me = None
-        if self._ctx is not None:
-            self._ctx.set_state(ChannelState.STOPPED)
-            self._ctx = None
+    async def close(self) -> None:
+        bot, self._bot = self._bot, None
+        if bot is not None:
+            await bot.shutdown()
 
     async def probe(self) -> ProbeResult:
-        token = self._secret("token")
-        if not token:
+        token = self.secret_or_none("token")
+        if token is None:
             return ProbeResult(False, "no bot token set: create one with @BotFather")
-        bot: Bot | None = None
+        bot = self._make_bot(token, timeout=10.0)
         try:
-            bot = Bot(
-                token,
-                base_url=self.config.base_url,
-                base_file_url=self.config.base_file_url,
-                request=AiohttpRequest(connect_timeout=5.0, read_timeout=10.0),
-            )
             await bot.initialize()
             return ProbeResult(True, f"connected as @{bot.bot.username}")
         except InvalidToken:
             return ProbeResult(False, "Telegram rejected the bot token (check it with @BotFather)")
         except NetworkError as exc:
             return ProbeResult(
-                False, f"Telegram Bot API unreachable at {self.config.base_url}: {exc.message}"
-            )
+                False, f"Telegram Bot API unreachable at {self.config.base_url}: {exc.message}")
         except (TelegramError, ValueError, OSError) as exc:
-            reason = _redacted(str(exc), token)
-            return ProbeResult(False, f"Telegram check failed: {reason}")
+            return ProbeResult(False, f"Telegram check failed: {_redacted(str(exc), token)}")
         finally:
-            if bot is not None:
-                await bot.shutdown()
+            await bot.shutdown()
 
     # ---- sending ---------------------------------------------------------------------------
 
-    async def send(self, outbound: Outbound) -> list[str]:
+    async def send_part(self, address: Address, text: str, reply_to: str | None) -> str:
+        chat = _chat_ref(address.chat)
+        payload: dict[str, object] = {"chat_id": chat}
+        thread = _thread_ref(address.thread)
+        if thread is not None:
+            payload["message_thread_id"] = thread
+        quote = _reply_ref(reply_to, address.chat)
+        if quote is not None:
+            payload["reply_parameters"] = {"message_id": quote,
+                                           "allow_sending_without_reply": True}
         bot = self._require_bot()
-        chat = _chat_ref(outbound.address.chat)
-        thread = _thread_ref(outbound.address.thread)
-        reply_to = _reply_ref(outbound.reply_to, outbound.address.chat)
-        ids: list[str] = []
-        for part in split_text(outbound.text, MAX_TEXT, utf16_len):
-            if not part.strip():
-                continue  # Telegram refuses whitespace-only text ("message text is empty")
-            sent = await self._send_part(bot, chat, thread, part, reply_to if not ids else None)
-            ids.append(_sent_id(sent, chat))
-        return ids
+
+        def send(body: str, mode: str | None) -> Awaitable[object]:
+            return bot.send_message_raw({**payload, "text": body,
+                                         **({"parse_mode": mode} if mode else {})})
+
+        try:
+            sent = await self._formatted(send, text, "sent")
+        except AnswerLost as exc:
+            # Sent, but the answer never came: Telegram may have delivered it, and has no
+            # way to ask. Sending again could double the reply, so the gateway flags it.
+            message = _redacted(exc.message, self.secret_or_none("token"))
+            raise DeliveryUncertain(f"Telegram did not answer the sendMessage ({message}); it "
+                                    "may have been delivered, so it is not sent again") from exc
+        except TelegramError as exc:
+            raise self._error(exc) from exc
+        return _sent_id(sent, chat)
+
+    async def edit(self, address: Address, platform_id: str, text: str) -> None:
+        """Replace a sent message's text, formatted as ``send_part`` formats it.
+
+        "message is not modified" means the message already shows ``text``;
+        "message to edit not found" / "can't be edited" are fatal.
+        """
+        bot = self._require_bot()
+        chat, message_id = _message_ref(platform_id, address.chat)
+
+        def edit(body: str, mode: str | None) -> Awaitable[object]:
+            return bot.edit_message_text(body, chat_id=chat, message_id=message_id,
+                                         parse_mode=mode)
+
+        try:
+            await self._formatted(edit, text, "edited", key=platform_id)
+        except BadRequest as exc:
+            if "message is not modified" not in exc.message.lower():
+                raise self._error(exc) from exc
+        except TelegramError as exc:
+            raise self._error(exc) from exc
 
     async def typing(self, address: Address) -> None:
         if self._bot is None:
             return
         try:
-            await self._bot.send_chat_action(
-                _chat_ref(address.chat),
-                ChatAction.TYPING,
-                message_thread_id=_thread_ref(address.thread),
-            )
+            await self._bot.send_chat_action(_chat_ref(address.chat), ChatAction.TYPING,
+                                             message_thread_id=_thread_ref(address.thread))
         except TelegramError as exc:  # a missing indicator is not worth failing a reply over
-            self._log.debug("typing indicator failed: %s", _map_error(exc, self._token_or_empty()))
+            self.log.debug("typing indicator failed: %s", self._error(exc))
 
-    async def _send_part(
-        self, bot: _RawBot, chat: int | str, thread: int | None, text: str, reply_to: int | None
-    ) -> object:
-        """Send one part: HTML first, plain text if Telegram cannot parse it; wait out 429s.
-
-        Returns Telegram's JSON for the sent message (see ``_sent_id``).
-        """
-        html: str | None = to_html(text)
-        payload: dict[str, object] = {"chat_id": chat}
-        if thread is not None:
-            payload["message_thread_id"] = thread
-        if reply_to is not None:
-            payload["reply_parameters"] = {"message_id": reply_to,
-                                           "allow_sending_without_reply": True}
-        backoff = Backoff(base=0.5, cap=10.0)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                if html is not None:
-                    payload.update(text=html, parse_mode=ParseMode.HTML)
-                else:
-                    payload.pop("parse_mode", None)
-                    payload["text"] = text
-                return await bot.send_message_raw(payload)
-            except BadRequest as exc:
-                if html is None or not _formatting_refused(exc.message):
-                    raise _map_error(exc, self._token_or_empty()) from exc
-                self._ctx_log("warning", "Telegram could not parse the formatting; sent as plain "
-                              "text", detail=exc.message)
-                html = None
-            except RetryAfter as exc:
-                wait = _retry_seconds(exc)
-                if attempt >= _SEND_TRIES:
-                    raise _map_error(exc, self._token_or_empty()) from exc
-                self._ctx_log("warning", f"Telegram rate limit: waiting {wait:g}s before resending",
-                              retry_after=wait)
-                await asyncio.sleep(wait)
-            except AnswerLost as exc:
-                # Sent, but the answer never came: Telegram may have delivered it, and has no
-                # way to ask. Sending again could double the reply, so the gateway flags it.
-                message = _redacted(exc.message, self._token_or_empty())
-                raise DeliveryUncertain(
-                    f"Telegram did not answer the sendMessage ({message}); it may have been "
-                    "delivered, so it is not sent again") from exc
-            except NetworkError as exc:  # NotSent, or an error page (502): not delivered
-                if attempt >= _SEND_TRIES:
-                    raise _map_error(exc, self._token_or_empty()) from exc
-                await asyncio.sleep(backoff.next_delay())
-            except TelegramError as exc:
-                raise _map_error(exc, self._token_or_empty()) from exc
-
-    async def edit(self, address: Address, platform_id: str, text: str) -> None:
-        """Replace a sent message's text, formatted as ``send`` formats it.
-
-        Unlike ``send`` this does not sit out a 429: the streamer retries after
-        ``retry_after`` with the newest text, where waiting here would deliver a
-        stale one. "message is not modified" means the message already shows
-        ``text``; "message to edit not found" / "can't be edited" are fatal.
-        """
-        bot = self._require_bot()
-        chat, message_id = _message_ref(platform_id, address.chat)
-        html: str | None = to_html(text)
-        while True:
-            try:
-                await bot.edit_message_text(
-                    html if html is not None else text,
-                    chat_id=chat,
-                    message_id=message_id,
-                    parse_mode=ParseMode.HTML if html is not None else None,
-                )
-                return
-            except BadRequest as exc:
-                if "message is not modified" in exc.message.lower():
-                    return
-                if html is None or not _formatting_refused(exc.message):
-                    raise _map_error(exc, self._token_or_empty()) from exc
-                if self._plain_edits != platform_id:
-                    self._plain_edits = platform_id
-                    self._ctx_log("warning", "Telegram could not parse the formatting; edited "
-                                  "as plain text", detail=exc.message)
-                html = None
-            except TelegramError as exc:
-                raise _map_error(exc, self._token_or_empty()) from exc
+    async def _formatted(self, call: Callable[[str, str | None], Awaitable[T]], text: str,
+                         done: str, *, key: str | None = None) -> T:
+        """``call`` with our HTML, or with the plain text if Telegram cannot parse the HTML
+        (warned about each time, or once in a row per ``key``)."""
+        try:
+            return await call(to_html(text), ParseMode.HTML)
+        except BadRequest as exc:
+            if not _formatting_refused(exc):
+                raise
+            if key is None or key != self._plain_edits:
+                self.ctx.log("warning", f"Telegram could not parse the formatting; {done} as "
+                             "plain text", detail=exc.message)
+            self._plain_edits = key or self._plain_edits
+            return await call(text, None)
 
     # ---- receiving -------------------------------------------------------------------------
 
-    async def handle_webhook(self, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
-        """One POST from Telegram: check the secret, journal the update, then answer 200.
+    async def handle_webhook(self, request: WebhookRequest) -> WebhookResponse:
+        """One POST from Telegram: check the secret, journal the update, then answer 200
+        (any other answer makes Telegram resend it later)."""
+        return await self.receive(request, self._verify, self._deliver)
 
-        Any non-2xx makes Telegram retry later, which is what we want when the
-        journal could not take the message.
-        """
-        ctx, expected = self._ctx, self._secret("webhook_secret")
-        if ctx is None or self._me is None or self.config.mode != "webhook" or not expected:
-            return 503, "channel not running in webhook mode"
-        given = _header(headers, SECRET_HEADER)
-        if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
-            ctx.log("warning", "rejected a webhook call with a missing or wrong secret token")
-            return (401 if given is None else 403), ""
-        try:
-            raw = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            ctx.log("error", "webhook body is not JSON; ignored", size=len(body))
-            return 400, ""
-        ctx.heartbeat()
-        try:
-            await self._deliver(raw)
-        except PyclawError as exc:
-            ctx.log("error", f"could not journal a Telegram update; Telegram will resend it: {exc}")
-            return 500, ""
-        return 200, ""
+    def _verify(self, request: WebhookRequest) -> None:
+        if self.config.mode != "webhook":
+            raise WebhookRejected(404, "this channel polls; it takes no webhook calls")
+        given = request.header(SECRET_HEADER)
+        if given is None:
+            raise WebhookRejected(401, f"no {SECRET_HEADER} header")
+        if not same_secret(given, self.secret("webhook_secret")):
+            raise WebhookRejected(403, f"wrong {SECRET_HEADER}")
 
-    async def _run(self, *, connected: bool) -> None:
-        """Background task: (re)connect, then long-poll until cancelled or the token dies."""
-        backoff = Backoff(base=0.5, cap=30.0)
-        while not connected:
-            try:
-                await self._connect()
-            except FatalConnectorError as exc:
-                self._went_offline(exc)
-                return
-            except RetryableError as exc:
-                await asyncio.sleep(backoff.next_delay(exc.retry_after or 0.0))
-                continue
-            connected = True
-            backoff.reset()
-            self._went_online()
-            self._require_ctx().log("info", "connected to Telegram")
-            await self._register_commands()
-        if self.config.mode == "polling":
-            await self._poll(backoff)
-
-    async def _poll(self, backoff: Backoff) -> None:
-        bot, ctx = self._require_bot(), self._require_ctx()
-        healthy = True
+    async def _poll(self) -> None:
+        """Long-poll until the connection fails; each batch is journaled, then its offset kept."""
+        bot, ctx = self._require_bot(), self.ctx
         while True:
             try:
-                batch = await bot.get_raw_updates(
-                    offset=self._offset, timeout=self.config.poll_timeout
-                )
-                self._confirmed = self._offset
+                batch = await bot.get_raw_updates(offset=self._offset,
+                                                  timeout=self.config.poll_timeout)
             except TelegramError as exc:
-                error = _map_error(exc, self._token_or_empty())
-                if isinstance(error, FatalConnectorError):
-                    self._went_offline(error)
-                    return
-                if healthy:
-                    healthy = False
-                    ctx.set_state(ChannelState.DEGRADED, str(error))
-                    ctx.log("warning", f"lost connection to Telegram, reconnecting: {error}")
-                self._log.debug("poll failed: %s", error)
-                await asyncio.sleep(backoff.next_delay(error.retry_after or 0.0))
-                continue
+                raise self._error(exc) from exc
             ctx.heartbeat()
-            if not healthy:
-                healthy = True
-                backoff.reset()
-                ctx.set_state(ChannelState.ONLINE, "reconnected")
-                ctx.log("info", "reconnected to Telegram")
             if not isinstance(batch, list):
                 ctx.log("error", "getUpdates answered with something other than a list; ignored")
-                await asyncio.sleep(backoff.next_delay())
-                continue
+                raise RetryableError("getUpdates answered with something other than a list")
             try:
                 for raw in batch:
                     await self._deliver(raw)
                     update_id = update_id_of(raw)
                     if update_id is not None and update_id >= (self._offset or 0):
                         self._offset = update_id + 1
+                if batch:
+                    await ctx.state.set(OFFSET_KEY, self._offset)
             except PyclawError as exc:
-                # Not confirmed: Telegram hands the rest of the batch over again next poll.
+                # Not confirmed: Telegram hands the rest of the batch over again.
                 ctx.log("error", f"could not journal a Telegram update, will retry: {exc}")
-                await asyncio.sleep(backoff.next_delay())
+                raise RetryableError(f"could not journal an update: {exc}") from exc
+
+    async def _idle(self) -> None:
+        """Webhook mode has nothing to serve: Telegram calls us (``handle_webhook``)."""
+        await asyncio.Event().wait()
 
     async def _deliver(self, raw: object) -> None:
-        """Parse, gate and journal one update; returns once it may be acknowledged."""
-        ctx, me = self._require_ctx(), self._me
+        """Parse and journal one update; returns once it may be acknowledged."""
+        ctx, me = self.ctx, self._me
         if me is None:
-            raise ConnectorError("update arrived before getMe")
+            raise ConnectorError("an update arrived before Telegram's getMe answered")
         inbound = parse_update(raw, channel=self.name, bot=me)
         if inbound is None:
             level, why = describe_skip(raw)
             ctx.log(level, why, update_id=update_id_of(raw))
             return
-        if (
-            inbound.is_group
-            and self.config.group_mode == "mention"
-            and not (inbound.mentioned or inbound.reply_to_bot)
-        ):
-            return  # group chatter not addressed to us: normal, not worth a log line
-        await ctx.submit(inbound)  # a duplicate needs nothing more: acking it is all there is
+        await ctx.submit(inbound)  # duplicate or ignored: acknowledging it is all there is
 
     # ---- plumbing --------------------------------------------------------------------------
 
-    async def _connect(self) -> None:
-        """getMe (validates the token), then point Telegram at polling or our webhook."""
+    async def _connect(self) -> str:
+        """getMe (validates the token), then point Telegram at polling or our webhook; the
+        command menu on the first connect. Returns "connected as @name" for the state."""
         bot = self._require_bot()
         try:
             await bot.initialize()
-            me = bot.bot
-            self._me = BotIdentity(id=me.id, username=me.username or "")
             if self.config.mode == "polling":
                 await bot.delete_webhook(drop_pending_updates=False)
             else:
-                await bot.set_webhook(
-                    url=self.config.webhook_url,
-                    secret_token=self._webhook_secret(),
-                    allowed_updates=list(ALLOWED_UPDATES),
-                )
+                await bot.set_webhook(url=self.config.webhook_url,
+                                      secret_token=self.secret("webhook_secret"),
+                                      allowed_updates=list(ALLOWED_UPDATES))
         except InvalidToken as exc:
-            raise _map_error(exc, self._token_or_empty()) from None  # its message embeds the token
+            raise self._error(exc) from None  # its message embeds the token
         except TelegramError as exc:
-            raise _map_error(exc, self._token_or_empty()) from exc
+            raise self._error(exc) from exc
+        first = self._me is None
+        self._me = BotIdentity(id=bot.bot.id, username=bot.bot.username or "")
+        if first:
+            await self._register_commands()
+        return f"connected as @{self._me.username}"
 
-    def _make_bot(self, token: str) -> _RawBot:
+    def _make_bot(self, token: str, *, timeout: float = 20.0) -> _RawBot:
         return _RawBot(
             token,
             base_url=self.config.base_url,
             base_file_url=self.config.base_file_url,
-            request=AiohttpRequest(
-                connection_pool_size=8, connect_timeout=10.0, read_timeout=20.0,
-            ),
-            get_updates_request=AiohttpRequest(
-                connection_pool_size=1, connect_timeout=10.0, read_timeout=_READ_MARGIN
-            ),
+            request=AiohttpRequest(connection_pool_size=8, connect_timeout=timeout / 2,
+                                   read_timeout=timeout),
+            get_updates_request=AiohttpRequest(connection_pool_size=1, connect_timeout=10.0,
+                                               read_timeout=_READ_MARGIN),
         )
 
     async def _register_commands(self) -> None:
@@ -552,7 +427,7 @@ class TelegramConnector(Connector):
         Best effort: the commands work when typed whether or not the menu lists them,
         so a refusal is a warning in the channel log, never a reason to stop.
         """
-        ctx, bot = self._require_ctx(), self._require_bot()
+        ctx = self.ctx
         menu, refused = _command_menu(ctx.commands())
         if refused:
             ctx.log("warning", "left commands out of the Telegram menu: names must be 1-32 "
@@ -561,84 +436,17 @@ class TelegramConnector(Connector):
         if not menu:
             return
         try:
-            await bot.set_my_commands(menu)
+            await self._require_bot().set_my_commands(menu)
         except TelegramError as exc:
-            error = _map_error(exc, self._token_or_empty())
-            ctx.log("warning", f"could not set the Telegram command menu: {error}")
+            ctx.log("warning", f"could not set the Telegram command menu: {self._error(exc)}")
 
-    async def _confirm_offset(self) -> None:
-        """Tell Telegram about updates journaled since the last poll, so a restart skips them."""
-        bot = self._bot
-        if bot is None or self._offset is None or self._offset == self._confirmed:
-            return
-        try:
-            await bot.get_raw_updates(offset=self._offset, timeout=0, limit=1)
-            self._confirmed = self._offset
-        except TelegramError as exc:  # the journal dedups the redelivery, so this is cosmetic
-            self._log.debug("final offset confirmation failed: %s", exc.message)
-
-    async def _close_bot(self) -> None:
-        bot, self._bot = self._bot, None
-        if bot is not None:
-            await bot.shutdown()
-
-    def _spawn(self, coro: Any) -> None:
-        self._task = asyncio.create_task(coro, name=f"telegram:{self.name}:poller")
-        self._task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None or self._ctx is None:
-            return
-        exc = task.exception()
-        self._log.error("poller crashed", exc_info=exc)
-        self._ctx.set_state(ChannelState.OFFLINE, f"internal error: {exc!r}")
-        self._ctx.log("error", f"Telegram poller crashed: {exc!r}")
-
-    def _went_online(self) -> None:
-        ctx = self._require_ctx()
-        username = self._me.username if self._me else ""
-        ctx.set_state(ChannelState.ONLINE, f"connected as @{username}")
-        ctx.heartbeat()
-
-    def _went_offline(self, error: ConnectorError) -> None:
-        ctx = self._require_ctx()
-        ctx.set_state(ChannelState.OFFLINE, str(error))
-        ctx.log("error", f"stopped: {error}")
-
-    def _ctx_log(self, level: str, message: str, **data: Any) -> None:
-        if self._ctx is not None:
-            self._ctx.log(level, message, **data)
-
-    def _secret(self, field: str) -> str:
-        value = getattr(self.config, field)
-        return value.get_secret_value() if value is not None else ""
-
-    def _token(self) -> str:
-        token = self._secret("token")
-        if not token:
-            raise FatalConnectorError("no bot token set: create one with @BotFather")
-        return token
-
-    def _token_or_empty(self) -> str:
-        return self._secret("token")
-
-    def _webhook_secret(self) -> str:
-        secret = self._secret("webhook_secret")
-        if not _SECRET_CHARS.match(secret):
-            raise FatalConnectorError(
-                "webhook mode needs webhook_secret: 1-256 characters of A-Z, a-z, 0-9, _ and -"
-            )
-        return secret
+    def _error(self, exc: TelegramError) -> ConnectorError:
+        return _map_error(exc, self.secret_or_none("token"))
 
     def _require_bot(self) -> _RawBot:
         if self._bot is None:
             raise ConnectorError(f"telegram channel {self.name!r} is not running")
         return self._bot
-
-    def _require_ctx(self) -> ConnectorContext:
-        if self._ctx is None:
-            raise ConnectorError(f"telegram channel {self.name!r} is not running")
-        return self._ctx
 
 
 CONNECTOR = TelegramConnector

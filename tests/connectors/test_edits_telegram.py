@@ -16,14 +16,13 @@ from pydantic import SecretStr
 from connectors.telegram.manifest import TelegramConfig
 from connectors.telegram.runtime import TelegramConnector
 from pyclaw_app.errors import FatalConnectorError, RetryableError
-from pyclaw_app.model import Address, ChannelState, Outbound
+from pyclaw_app.model import Address, ChannelState
 from tests.fakes.telegram_api import FakeTelegram
 from tests.support import RecordingContext, eventually
 
 GROWING = ["Hello", "Hello, **wor", "Hello, **world** — a < b & c", "Hello, **world** — a < b & "
            "c.\n\n```py\nprint(1)\n```"]
 """Drafts of one streamed reply, as the gateway sends them about once a second."""
-
 
 
 # ---- Telegram -----------------------------------------------------------------------------
@@ -62,6 +61,10 @@ async def telegram(tg: FakeTelegram) -> AsyncIterator[tuple[TelegramConnector, R
     await connector.stop()
 
 
+def _problems(ctx: RecordingContext) -> list[tuple[str, str, dict[str, object]]]:
+    return [log for log in ctx.logs if log[0] in ("warning", "error")]
+
+
 def _tg_ids(platform_id: str) -> tuple[int, int]:
     chat, _, message = platform_id.rpartition(":")
     return int(chat), int(message)
@@ -71,7 +74,7 @@ async def test_telegram_edits_arrive_in_order_with_the_send_formatting(
         tg: FakeTelegram, telegram: tuple[TelegramConnector, RecordingContext]) -> None:
     connector, ctx = telegram
     address = Address("tg", "1001")
-    [draft] = await connector.send(Outbound(address, "…"))
+    draft = await connector.send_part(address, "…", None)
     for text in GROWING:
         await connector.edit(address, draft, text)
     visible = ["Hello", "Hello, **wor", "Hello, world — a < b & c",
@@ -81,32 +84,32 @@ async def test_telegram_edits_arrive_in_order_with_the_send_formatting(
     last = tg.sent[-1]
     assert last.parse_mode == "HTML" and '<pre><code class="language-py">' in last.raw_text
     assert "&lt; b &amp; c" in last.raw_text
-    assert all(p.get("message_thread_id") is None for m, p in tg.calls
+    assert all(p.get("message_thread_id") is None for m, p in tg.requests
                if m == "editMessageText")
-    assert not [log for log in ctx.logs if log[0] in ("warning", "error")]
+    assert not _problems(ctx)
 
 
 async def test_telegram_edit_falls_back_to_plain_text_and_warns_once(
         tg: FakeTelegram, telegram: tuple[TelegramConnector, RecordingContext]) -> None:
     connector, ctx = telegram
     address = Address("tg", "1001")
-    [draft] = await connector.send(Outbound(address, "…"))
+    draft = await connector.send_part(address, "…", None)
     tg.reject_entities_next_send()
     await connector.edit(address, draft, "**one**")
     tg.reject_entities_next_send()
     await connector.edit(address, draft, "**one** two")
     assert tg.edits(*_tg_ids(draft)) == ["**one**", "**one** two"]
     assert tg.sent[-1].parse_mode is None
-    warnings = [msg for level, msg, _ in ctx.logs if level == "warning"]
-    assert len(warnings) == 1 and "plain text" in warnings[0]
+    assert [msg for _, msg, _ in _problems(ctx)] == [
+        "Telegram could not parse the formatting; edited as plain text"]
 
 
 async def test_telegram_edit_429_is_raised_with_its_retry_after(
         tg: FakeTelegram, telegram: tuple[TelegramConnector, RecordingContext]) -> None:
     connector, _ = telegram
     address = Address("tg", "1001")
-    [draft] = await connector.send(Outbound(address, "…"))
-    tg.rate_limit_next_send(3)
+    draft = await connector.send_part(address, "…", None)
+    tg.fail_next("editMessageText", 429, retry_after=3)
     with pytest.raises(RetryableError) as caught:
         await connector.edit(address, draft, "growing")
     assert caught.value.retry_after == 3.0
@@ -119,11 +122,11 @@ async def test_telegram_not_modified_is_success(
         tg: FakeTelegram, telegram: tuple[TelegramConnector, RecordingContext]) -> None:
     connector, ctx = telegram
     address = Address("tg", "1001")
-    [draft] = await connector.send(Outbound(address, "same **text**"))
+    draft = await connector.send_part(address, "same **text**", None)
     await connector.edit(address, draft, "same **text**")
     assert tg.edits(*_tg_ids(draft)) == []
-    assert [m for m, _ in tg.calls].count("editMessageText") == 1  # asked, refused, fine
-    assert not ctx.logs
+    assert tg.calls("editMessageText") == 1  # asked, refused, fine
+    assert not _problems(ctx)
 
 
 async def test_telegram_edit_of_a_missing_or_foreign_message_is_fatal(
@@ -153,7 +156,7 @@ async def test_telegram_menu_skips_names_telegram_refuses(tg: FakeTelegram) -> N
     try:
         assert tg.commands == [{"command": "model", "description": "Switch model"},
                                {"command": "usage", "description": "x" * 256}]
-        [(level, _, data)] = ctx.logs
+        [(level, _, data)] = _problems(ctx)
         assert level == "warning" and data["commands"] == ["bad-name"]
     finally:
         await connector.stop()
@@ -162,17 +165,17 @@ async def test_telegram_menu_skips_names_telegram_refuses(tg: FakeTelegram) -> N
 async def test_telegram_empty_menu_is_not_sent(tg: FakeTelegram) -> None:
     connector, ctx = await _telegram(tg, CommandsContext(channel="tg", menu=[]))
     try:
-        assert "setMyCommands" not in [m for m, _ in tg.calls]
-        assert not ctx.logs
+        assert tg.calls("setMyCommands") == 0
+        assert not _problems(ctx)
     finally:
         await connector.stop()
 
 
 async def test_telegram_failing_menu_only_warns(tg: FakeTelegram) -> None:
-    tg.fail_next("setMyCommands")
+    tg.fail_next("setMyCommands", 500)
     connector, ctx = await _telegram(tg)
     try:
-        [(level, message, _)] = ctx.logs
+        [(level, message, _)] = _problems(ctx)
         assert level == "warning" and "command menu" in message
         assert ctx.states[-1][0] == ChannelState.ONLINE
         tg.inject_message(1001, "still listening")
@@ -181,3 +184,24 @@ async def test_telegram_failing_menu_only_warns(tg: FakeTelegram) -> None:
         await connector.stop()
 
 
+async def test_telegram_menu_is_set_once_not_on_every_reconnect(
+        tg: FakeTelegram, telegram: tuple[TelegramConnector, RecordingContext]) -> None:
+    _, ctx = telegram
+    await tg.drop_connection()
+    await eventually(lambda: tg.calls("deleteWebhook") == 2)  # connected again
+    tg.inject_message(1001, "after the drop")
+    await eventually(lambda: ctx.inbound)
+    assert len(tg.command_sets) == 1
+
+
+async def test_telegram_edit_whose_answer_is_lost_is_retryable_not_uncertain(
+        tg: FakeTelegram, telegram: tuple[TelegramConnector, RecordingContext]) -> None:
+    connector, _ = telegram
+    address = Address("tg", "1001")
+    draft = await connector.send_part(address, "…", None)
+    tg.lose_next_answer("editMessageText")  # carried out, the answer never comes back
+    with pytest.raises(RetryableError) as caught:
+        await connector.edit(address, draft, "grown")
+    assert type(caught.value) is RetryableError  # an edit may safely be made again
+    await connector.edit(address, draft, "grown")  # the retry: "not modified" is success
+    assert tg.edits(*_tg_ids(draft)) == ["grown"]

@@ -16,17 +16,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from pyclaw_app.channels import SubmitResult
-from connectors.registry import connector_class, get_spec
 from connectors.telegram._format import to_html
 from connectors.telegram._parse import BotIdentity, describe_skip, parse_update
 from connectors.telegram.manifest import MAX_TEXT, TelegramConfig
 from connectors.telegram.runtime import TelegramConnector
-from pyclaw_app.control.webhooks import WebhookServer
-from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError
-from pyclaw_app.model import Address, ChannelState, Inbound, Outbound
-from tests.conftest import provider_section
-from tests.fakes.openai_api import FakeOpenAI
+from pyclaw_app.channels import SubmitResult, WebhookRequest
+from pyclaw_app.channels.registry import connector_class, get_spec
+from pyclaw_app.errors import (
+    ConnectorError,
+    DeliveryUncertain,
+    FatalConnectorError,
+    RetryableError,
+)
+from pyclaw_app.model import Address, ChannelState, Inbound
 from tests.fakes.telegram_api import FakeTelegram, utf16_len
 from tests.fakes.telegram_html import HtmlParseError, visible_text
 from tests.support import RecordingContext, eventually
@@ -80,7 +82,11 @@ async def running(make: Factory) -> Running:
 
 
 def _gets(fake: FakeTelegram) -> list[dict[str, Any]]:
-    return [params for method, params in fake.calls if method == "getUpdates"]
+    return [params for method, params in fake.requests if method == "getUpdates"]
+
+
+def _problems(ctx: RecordingContext) -> list[tuple[str, str]]:
+    return [(level, message) for level, message, _ in ctx.logs if level in ("warning", "error")]
 
 
 # ---- registry and config --------------------------------------------------------------------
@@ -114,45 +120,33 @@ async def test_private_message_becomes_an_inbound(fake: FakeTelegram, running: R
     assert (inbound.sender_id, inbound.sender_name) == ("1001", "User1001")
     assert not inbound.is_group and not inbound.mentioned and not inbound.reply_to_bot
     assert ctx.heartbeats > 0
-    assert ctx.states[:2] == [(ChannelState.CONNECTING, ""),
+    assert ctx.states[:2] == [(ChannelState.CONNECTING, "connecting to Telegram"),
                               (ChannelState.ONLINE, "connected as @pyclaw_test_bot")]
 
 
-async def test_group_messages_need_a_mention_or_a_reply(fake: FakeTelegram,
-                                                        running: Running) -> None:
+async def test_group_messages_carry_mention_and_reply_flags_and_are_not_gated(
+        fake: FakeTelegram, running: Running) -> None:
     connector, ctx = running
     fake.add_chat(-500, "supergroup")
     fake.inject_message(-500, "just chatting", sender=7)
     text = "👋🏽 hey @pyclaw_test_bot, what's up?"  # emoji before it: offsets are UTF-16
     fake.inject_message(-500, text, sender=7, entities=fake.mention_entities(text))
-    mentioned = await eventually(lambda: ctx.inbound)
-    assert [i.text for i in mentioned] == [text]
-    assert mentioned[0].is_group and mentioned[0].mentioned
-    assert (mentioned[0].sender_id, mentioned[0].sender_name) == ("7", "User7")
+    chatter, mentioned = await eventually(lambda: ctx.inbound if len(ctx.inbound) == 2 else None)
+    assert chatter.is_group and not chatter.mentioned and not chatter.reply_to_bot
+    assert mentioned.is_group and mentioned.mentioned
+    assert (mentioned.sender_id, mentioned.sender_name) == ("7", "User7")
 
-    [bot_message] = await connector.send(Outbound(Address("tg", "-500"), "ack"))
+    bot_message = await connector.send_part(Address("tg", "-500"), "ack", None)
     fake.inject_message(-500, "thanks!", sender=7, reply_to=int(bot_message.split(":")[1]))
-    await eventually(lambda: len(ctx.inbound) == 2)
-    assert ctx.inbound[1].reply_to_bot and not ctx.inbound[1].mentioned
     fake.inject_message(-500, "/help", sender=7,
                         entities=[{"type": "bot_command", "offset": 0, "length": 5}])
     fake.inject_message(-500, "/help@other_bot", sender=7,
                         entities=[{"type": "bot_command", "offset": 0, "length": 15}])
-    fake.inject_message(-500, "marker @pyclaw_test_bot", sender=7,
-                        entities=fake.mention_entities("marker @pyclaw_test_bot"))
-    await eventually(lambda: ctx.inbound[-1].text.startswith("marker"))
-    assert [i.text for i in ctx.inbound] == [text, "thanks!", "/help", "marker @pyclaw_test_bot"]
-    assert not [log for log in ctx.logs if log[0] in ("warning", "error")]
-
-
-async def test_group_mode_all_submits_every_group_message(fake: FakeTelegram,
-                                                          make: Factory) -> None:
-    connector, ctx = make(group_mode="all"), RecordingContext(channel="tg")
-    await connector.start(ctx)
-    fake.add_chat(-500, "group")
-    fake.inject_message(-500, "no mention", sender=3)
-    [inbound] = await eventually(lambda: ctx.inbound)
-    assert inbound.is_group and not inbound.mentioned
+    await eventually(lambda: len(ctx.inbound) == 5)
+    flags = [(i.text, i.mentioned, i.reply_to_bot) for i in ctx.inbound[2:]]
+    assert flags == [("thanks!", False, True), ("/help", True, False),
+                     ("/help@other_bot", False, False)]
+    assert not _problems(ctx)
 
 
 async def test_forum_topic_sets_the_thread_and_is_not_a_reply(fake: FakeTelegram,
@@ -196,7 +190,7 @@ async def test_malformed_and_service_updates_are_logged_and_polling_continues(
     fake.inject_update({"edited_message": {"message_id": 1}})
     fake.inject_message(1001, "still alive")
     await eventually(lambda: ctx.inbound)
-    levels = [(level, message) for level, message, _ in ctx.logs]
+    levels = [(level, message) for level, message, _ in ctx.logs if "skipped" in message]
     assert levels[0][0] == "error" and "malformed" in levels[0][1]
     assert levels[1][0] == "info" and "service message" in levels[1][1]
     assert levels[2][0] == "info" and "edited_message" in levels[2][1]
@@ -226,65 +220,54 @@ async def test_offset_advances_only_after_submit_returns(fake: FakeTelegram,
     assert all(int(p.get("offset") or 0) <= update_id for p in _gets(fake))
     await first.stop()  # "crash" before the journal took it
     assert [u["update_id"] for u in fake.updates] == [update_id]
+    assert await gated.state.get("offset") is None
 
     second, ctx = make(), RecordingContext(channel="tg")
     await second.start(ctx)
     [inbound] = await eventually(lambda: ctx.inbound)
     assert inbound.text == "journal me"
-    await second.stop()  # confirms what it journaled on the way out
-    assert not fake.updates
+    assert await eventually(lambda: ctx.state.get("offset")) == update_id + 1
 
 
-async def test_redelivered_message_is_submitted_once_and_confirmed(fake: FakeTelegram,
-                                                                   running: Running) -> None:
-    _, ctx = running
-    message = fake.inject_message(1001, "once")
+async def test_start_resumes_from_the_stored_offset(fake: FakeTelegram, make: Factory) -> None:
+    journaled = fake.inject_message(1001, "journaled before the restart")
+    offset = fake.updates[-1]["update_id"] + 1
+    ctx = RecordingContext(channel="tg")
+    await ctx.state.set("offset", offset)  # stored, but Telegram never saw it (a crash)
+    connector = make()
+    await connector.start(ctx)
+    fake.inject_message(1001, "new")
     await eventually(lambda: ctx.inbound)
-    fake.redeliver(1001, message["message_id"])
-    fake.inject_message(1001, "marker")
-    await eventually(lambda: len(ctx.inbound) == 2)
-    assert [i.text for i in ctx.inbound] == ["once", "marker"]
-    await eventually(lambda: not fake.updates)
+    assert [i.text for i in ctx.inbound] == ["new"]  # the journaled one was not fetched again
+    assert int(_gets(fake)[0]["offset"]) == offset
+    assert journaled["message_id"] not in [u["message"]["message_id"] for u in fake.updates]
 
+    async def moved_on() -> bool:
+        return await ctx.state.get("offset") == offset + 1
 
-async def test_dropped_connection_reconnects_without_loss_or_duplicates(
-        fake: FakeTelegram, running: Running) -> None:
-    _, ctx = running
-    for n in range(3):
-        fake.inject_message(1001, f"before {n}")
-    await eventually(lambda: len(ctx.inbound) == 3)
-    await fake.drop_connection()
-    for n in range(3):
-        fake.inject_message(1001, f"after {n}")
-    await eventually(lambda: len(ctx.inbound) == 6)
-    assert [i.text for i in ctx.inbound] == [f"before {n}" for n in range(3)] + [
-        f"after {n}" for n in range(3)]
-    states = [s for s, _ in ctx.states]
-    assert ChannelState.DEGRADED in states and states[-1] == ChannelState.ONLINE
-    assert any(level == "info" and "reconnected" in msg for level, msg, _ in ctx.logs)
+    await eventually(moved_on)
 
 
 # ---- sending --------------------------------------------------------------------------------
 
 
-async def test_long_reply_is_split_in_utf16_units_and_replies_in_the_thread(
+async def test_send_part_answers_in_the_topic_and_quotes_the_message(
         fake: FakeTelegram, running: Running) -> None:
     connector, ctx = running
     text = "@pyclaw_test_bot go"
     fake.inject_message(FORUM, text, sender=5, thread=42, entities=fake.mention_entities(text))
     [inbound] = await eventually(lambda: ctx.inbound)
-    reply = ("Emoji count double in UTF-16 😀😀 & <tags> stay text. " * 200).strip()
-    ids = await connector.send(Outbound(inbound.address, reply, reply_to=inbound.platform_id))
+    reply = "😀" * (MAX_TEXT // 2)  # exactly the limit in UTF-16 units
+    first = await connector.send_part(inbound.address, reply, inbound.platform_id)
+    second = await connector.send_part(inbound.address, "and more", None)
     parts = fake.sent_to(FORUM)
-    assert len(parts) == len(ids) >= 3
-    assert "".join(p.text for p in parts) == reply
-    assert all(utf16_len(p.text) <= MAX_TEXT for p in parts)
-    assert any(len(p.text) < MAX_TEXT < utf16_len(p.text) + 400 for p in parts)
+    assert [p.text for p in parts] == [reply, "and more"]
     assert {p.thread_id for p in parts} == {42}
     assert [p.reply_to_message_id for p in parts] == [
-        int(inbound.platform_id.rsplit(":", 1)[1])] + [None] * (len(parts) - 1)
-    assert ids == [f"{FORUM}:{p.message_id}" for p in parts]
+        int(inbound.platform_id.rsplit(":", 1)[1]), None]
+    assert [first, second] == [f"{FORUM}:{p.message_id}" for p in parts]
     assert all(p.parse_mode == "HTML" for p in parts)
+    assert fake.calls("sendMessage") == 2  # one request per part
 
 
 async def test_markdown_becomes_html_and_rejected_html_falls_back_to_plain(
@@ -292,13 +275,14 @@ async def test_markdown_becomes_html_and_rejected_html_falls_back_to_plain(
     connector, ctx = running
     fake.add_chat(1001)
     address = Address("tg", "1001", account=str(fake.bot_id))
-    await connector.send(Outbound(address, "**bold** and `a<b` & more"))
+    await connector.send_part(address, "**bold** and `a<b` & more", None)
     assert fake.sent[-1].raw_text == "<b>bold</b> and <code>a&lt;b</code> &amp; more"
     assert fake.sent[-1].text == "bold and a<b & more"
     fake.reject_entities_next_send()
-    await connector.send(Outbound(address, "**plain** now"))
+    await connector.send_part(address, "**plain** now", None)
     assert (fake.sent[-1].text, fake.sent[-1].parse_mode) == ("**plain** now", None)
-    assert any("plain text" in msg for _, msg, _ in ctx.logs)
+    assert [msg for _, msg in _problems(ctx)] == [
+        "Telegram could not parse the formatting; sent as plain text"]
 
 
 async def test_reply_to_a_deleted_message_is_still_sent(fake: FakeTelegram,
@@ -306,25 +290,50 @@ async def test_reply_to_a_deleted_message_is_still_sent(fake: FakeTelegram,
     connector, _ = running
     fake.add_chat(1001)
     address = Address("tg", "1001", account=str(fake.bot_id))
-    await connector.send(Outbound(address, "answer", reply_to="1001:999"))
+    await connector.send_part(address, "answer", "1001:999")
     assert [(s.text, s.reply_to_message_id) for s in fake.sent_to(1001)] == [("answer", None)]
 
 
-async def test_429_retry_after_is_honoured(fake: FakeTelegram, running: Running) -> None:
-    connector, ctx = running
+@pytest.mark.parametrize(("status", "error", "match"), [
+    (429, RetryableError, "rate limit: retry after 3s"),
+    (500, RetryableError, "unreachable"),
+    (502, RetryableError, "unreachable"),
+    (400, FatalConnectorError, "(?i)chat not found"),
+    (403, FatalConnectorError, "blocked by the user"),
+])
+async def test_send_part_maps_telegrams_refusals_without_retrying(
+        fake: FakeTelegram, running: Running, status: int, error: type[Exception],
+        match: str) -> None:
+    connector, _ = running
     fake.add_chat(1001)
-    fake.rate_limit_next_send(1)
-    ids = await connector.send(Outbound(Address("tg", "1001"), "after the wait"))
-    assert len(ids) == 1 and [s.text for s in fake.sent_to(1001)] == ["after the wait"]
-    [(answered, retried)] = fake.rate_limit_log
-    assert retried - answered >= 1.0 - 0.05
-    assert any(data.get("retry_after") == 1.0 for _, _, data in ctx.logs)
+    fake.fail_next("sendMessage", status, retry_after=3)
+    with pytest.raises(error, match=match) as caught:
+        await connector.send_part(Address("tg", "1001"), "hello", None)
+    assert type(caught.value) is error
+    if status == 429:
+        assert caught.value.retry_after == 3.0  # type: ignore[attr-defined]
+    assert fake.calls("sendMessage") == 1 and not fake.sent_to(1001)  # the gateway retries
+
+
+async def test_send_part_whose_answer_is_lost_is_uncertain(fake: FakeTelegram,
+                                                           running: Running) -> None:
+    connector, _ = running
+    fake.add_chat(1001)
+    fake.lose_next_answer("sendMessage")  # Telegram delivers it, the answer never comes back
+    with pytest.raises(DeliveryUncertain, match="may have been delivered"):
+        await connector.send_part(Address("tg", "1001"), "only once", None)
+    assert [s.text for s in fake.sent_to(1001)] == ["only once"]
 
 
 async def test_send_to_an_unknown_chat_is_fatal(running: Running) -> None:
     connector, _ = running
     with pytest.raises(FatalConnectorError, match=r"(?i)chat not found"):
-        await connector.send(Outbound(Address("tg", "424242"), "hello?"))
+        await connector.send_part(Address("tg", "424242"), "hello?", None)
+
+
+async def test_send_part_before_start_says_not_running(make: Factory) -> None:
+    with pytest.raises(ConnectorError, match="not running"):
+        await make().send_part(Address("tg", "1001"), "hello?", None)
 
 
 async def test_typing_uses_the_thread(fake: FakeTelegram, running: Running) -> None:
@@ -376,7 +385,7 @@ async def test_token_revoked_while_polling_goes_offline_without_a_tight_loop(
 
 async def test_unreachable_at_start_degrades_then_connects(fake: FakeTelegram,
                                                            make: Factory) -> None:
-    fake.fail_next("getMe", 2)
+    fake.fail_next("getMe", 502, count=2)
     connector, ctx = make(), RecordingContext(channel="tg")
     await connector.start(ctx)  # returns: the retry runs in the background
     assert ctx.states[-1][0] == ChannelState.DEGRADED
@@ -384,24 +393,7 @@ async def test_unreachable_at_start_degrades_then_connects(fake: FakeTelegram,
     fake.inject_message(1001, "made it")
     await eventually(lambda: ctx.inbound)
     assert [level for level, _, _ in ctx.logs] == ["warning", "info"]
-
-
-async def test_send_retries_a_bad_gateway(fake: FakeTelegram, running: Running) -> None:
-    connector, _ = running
-    fake.add_chat(1001)
-    fake.fail_next("sendMessage")
-    assert len(await connector.send(Outbound(Address("tg", "1001"), "eventually"))) == 1
-    assert [s.text for s in fake.sent_to(1001)] == ["eventually"]
-
-
-async def test_send_whose_answer_is_lost_is_uncertain_and_not_sent_again(
-        fake: FakeTelegram, running: Running) -> None:
-    connector, _ = running
-    fake.add_chat(1001)
-    fake.lose_next_answer("sendMessage")  # Telegram delivers it, the answer never comes back
-    with pytest.raises(DeliveryUncertain, match="may have been delivered"):
-        await connector.send(Outbound(Address("tg", "1001"), "only once"))
-    assert [s.text for s in fake.sent_to(1001)] == ["only once"]
+    assert "cannot reach Telegram yet" in ctx.logs[0][1]
 
 
 async def test_start_deletes_a_stale_webhook_so_polling_works(fake: FakeTelegram,
@@ -425,8 +417,9 @@ async def webhook(fake: FakeTelegram, make: Factory) -> AsyncIterator[tuple[str,
     await connector.start(ctx)
 
     async def handle(request: web.Request) -> web.Response:
-        status, text = await connector.handle_webhook(request.headers, await request.read())
-        return web.Response(status=status, text=text)
+        answer = await connector.handle_webhook(WebhookRequest(
+            request.method, await request.read(), dict(request.headers)))
+        return web.Response(status=answer.status, text=str(answer.body))
 
     app = web.Application()
     app.router.add_post("/tg", handle)
@@ -466,7 +459,18 @@ async def test_webhook_rejects_wrong_or_missing_secret_before_parsing(
             assert resp.status == 400
     assert not ctx.inbound
     assert all("payload" not in f"{msg} {data}" for _, msg, data in ctx.logs)
-    assert [level for level, _, _ in ctx.logs] == ["warning", "warning", "error"]
+    assert [level for level, _ in _problems(ctx)] == ["warning", "warning", "error"]
+    assert all(message.startswith("rejected a webhook request") for _, message in _problems(ctx))
+
+
+async def test_a_polling_channel_refuses_webhook_calls(fake: FakeTelegram,
+                                                       running: Running) -> None:
+    connector, ctx = running
+    body = json.dumps(fake.message_update(1001, "sneaky")).encode()
+    answer = await connector.handle_webhook(WebhookRequest("POST", body, {
+        "X-Telegram-Bot-Api-Secret-Token": "anything"}))
+    assert answer.status == 404
+    assert not ctx.inbound
 
 
 async def test_webhook_mode_without_a_valid_secret_is_fatal(make: Factory) -> None:
@@ -499,6 +503,15 @@ async def test_fake_error_shapes(fake: FakeTelegram) -> None:
         ok = await client.get(f"{base}/sendMessage",
                               params={"chat_id": "1001", "text": "a &amp; b", "parse_mode": "HTML"})
         assert ok.json()["result"]["text"] == "a & b"
+        fake.rate_limit_next_send(2.5)
+        limited = await client.post(f"{base}/sendMessage", data={"chat_id": "1001", "text": "x"})
+        assert (limited.status_code, limited.json()) == (429, {
+            "ok": False, "error_code": 429, "description": "Too Many Requests: retry after 3",
+            "parameters": {"retry_after": 3}})
+        fake.fail_next("getMe", 502)
+        down = await client.post(f"{base}/GETME")  # method names are case-insensitive
+        assert down.status_code == 502 and "nginx" in down.text
+        assert fake.calls("getMe") == 1
         await client.post(f"{base}/setWebhook", data={"url": "https://x.example/h"})
         conflict = await client.post(f"{base}/getUpdates")
         assert conflict.status_code == 409
@@ -586,24 +599,3 @@ def test_parser_round_trips_a_valid_message(text: str, chat_id: int, message_id:
 def test_html_conversion_shows_the_original_text(text: str) -> None:
     assert visible_text(to_html(text)) == text
 
-
-async def test_webhook_mode_end_to_end_through_the_shared_server(
-        fake: FakeTelegram, fake_llm: FakeOpenAI, make_gateway: Any) -> None:
-    gateway = await make_gateway({
-        "providers": [provider_section(fake_llm)],
-        "channels": {"telegram": {
-            "type": "telegram", "dm_policy": "open", "rate_limit_per_minute": 0,
-            "token": fake.token, "base_url": f"{fake.url}/bot",
-            "mode": "webhook", "webhook_url": "https://bot.example/webhook/telegram",
-            "webhook_secret": "s3cret_token-1"}}})
-    server = WebhookServer(gateway, "127.0.0.1", 0)
-    await server.start()
-    try:
-        await eventually(lambda: gateway.channels["telegram"].state == ChannelState.ONLINE)
-        update = fake.message_update(1001, "hello hook")
-        assert await fake.post_webhook(f"{server.url}/webhook/telegram", update) == 200
-        sent = await eventually(lambda: fake.sent_to(1001))
-        assert [s.text for s in sent] == ["Echo: hello hook"]
-        assert sent[0].reply_to_message_id == update["message"]["message_id"]
-    finally:
-        await server.stop()

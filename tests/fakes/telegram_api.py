@@ -9,11 +9,12 @@ Method names are case-insensitive, as on the real server.
 Tests drive it as the platform would: :meth:`FakeTelegram.inject_message`
 queues an update for getUpdates (waking a pending long poll),
 :meth:`~FakeTelegram.redeliver` hands a message over again,
-:meth:`~FakeTelegram.rate_limit_next_send` answers the next send with a 429,
 :meth:`~FakeTelegram.drop_connection` cuts the pending long poll's TCP
 connection, :attr:`~FakeTelegram.sent` records what the bot sent and
 :meth:`~FakeTelegram.edits` the visible text after each edit of one message,
 and :attr:`~FakeTelegram.command_sets` every command menu setMyCommands accepted.
+Scripted failures, 429s and lost answers are :class:`FakePlatform`'s controls,
+keyed by the API's method names (``sendMessage``, ``getUpdates``...).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import json
 import math
 import re
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +32,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.fakes.server import FakeServer, json_response
+from tests.fakes.platform import FakePlatform
+from tests.fakes.server import json_response
 from tests.fakes.telegram_html import HtmlParseError, visible_text
 
 __all__ = ["DEFAULT_TOKEN", "MAX_TEXT", "FakeTelegram", "SentRecord", "utf16_len"]
@@ -49,8 +50,19 @@ _CHAT_ACTIONS = frozenset({
     "upload_document", "choose_sticker", "find_location", "record_video_note",
     "upload_video_note",
 })
-_SEND_METHODS = frozenset({"sendmessage", "editmessagetext"})
-"""Calls an injected 429 applies to (typing indicators must not swallow it)."""
+_ERRORS = {
+    400: "Bad Request: chat not found",
+    401: "Unauthorized",
+    403: "Forbidden: bot was blocked by the user",
+    404: "Not Found",
+    409: "Conflict: terminated by other getUpdates request; make sure that only one bot "
+         "instance is running",
+    500: "Internal Server Error",
+}
+"""Descriptions the Bot API gives with each error code (a scripted failure uses these)."""
+_BAD_GATEWAY = ("<html><head><title>{status} Bad Gateway</title></head><body><center><h1>"
+                "{status} Bad Gateway</h1></center><hr><center>nginx</center></body></html>")
+"""What Telegram's nginx front end serves while the Bot API behind it is down (502-504)."""
 
 
 def utf16_len(text: str) -> int:
@@ -90,7 +102,9 @@ class _Poll:
     dropped: bool = False
 
 
-class FakeTelegram(FakeServer):
+class FakeTelegram(FakePlatform):
+    send_method = "sendMessage"
+
     def __init__(
         self,
         token: str = DEFAULT_TOKEN,
@@ -115,7 +129,7 @@ class FakeTelegram(FakeServer):
         """Unconfirmed updates, oldest first (getUpdates with a higher offset drops them)."""
         self.sent: list[SentRecord] = []
         self.chat_actions: list[tuple[int, str, int | None, float]] = []
-        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.requests: list[tuple[str, dict[str, Any]]] = []
         """(method as called, decoded parameters) for every authorised call."""
         self.webhook: dict[str, Any] = {"url": ""}
         self.commands: list[dict[str, str]] = []
@@ -130,27 +144,26 @@ class FakeTelegram(FakeServer):
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._polls: set[_Poll] = set()
         self._drop_next_poll = False
-        self._pending_429: deque[int] = deque()
         self._reject_entities = 0
-        self._outages: dict[str, int] = {}
-        self._lost_answers: dict[str, int] = {}
-        self._rate_log: list[list[float | None]] = []
-        self._methods: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
-            "getme": self._get_me,
-            "sendmessage": self._send_message,
-            "editmessagetext": self._edit_message_text,
-            "deletemessage": self._delete_message,
-            "sendchataction": self._send_chat_action,
-            "getchat": self._get_chat,
-            "setwebhook": self._set_webhook,
-            "deletewebhook": self._delete_webhook,
-            "getwebhookinfo": self._get_webhook_info,
-            "setmycommands": self._set_my_commands,
-            "getmycommands": self._get_my_commands,
-            "deletemycommands": self._delete_my_commands,
+        methods: dict[str, Callable[[dict[str, Any]], Awaitable[Any]] | None] = {
+            "getUpdates": None,  # needs the request itself, to hold or cut it
+            "getMe": self._get_me,
+            "sendMessage": self._send_message,
+            "editMessageText": self._edit_message_text,
+            "deleteMessage": self._delete_message,
+            "sendChatAction": self._send_chat_action,
+            "getChat": self._get_chat,
+            "setWebhook": self._set_webhook,
+            "deleteWebhook": self._delete_webhook,
+            "getWebhookInfo": self._get_webhook_info,
+            "setMyCommands": self._set_my_commands,
+            "getMyCommands": self._get_my_commands,
+            "deleteMyCommands": self._delete_my_commands,
             "close": self._true,
-            "logout": self._true,
+            "logOut": self._true,
         }
+        self._methods = {name.lower(): (name, impl) for name, impl in methods.items()}
+        """Lower-cased method name -> (the API's spelling, handler)."""
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
@@ -268,30 +281,10 @@ class FakeTelegram(FakeServer):
         """Deliver a message again under a new update_id (as after a lost offset)."""
         return self.inject_update({"message": self._messages[(chat_id, message_id)]})
 
-    def rate_limit_next_send(self, retry_after: float) -> None:
-        """Answer the next sendMessage/editMessageText with 429 (Telegram says whole seconds)."""
-        self._pending_429.append(max(1, math.ceil(retry_after)))
-
-    def fail_next(self, method: str, times: int = 1) -> None:
-        """Answer the next ``times`` calls of ``method`` with the 502 page Telegram's front
-        end serves while the Bot API is down."""
-        self._outages[method.lower()] = self._outages.get(method.lower(), 0) + times
-
-    def lose_next_answer(self, method: str, times: int = 1) -> None:
-        """Carry out the next ``times`` calls of ``method``, then cut the connection before
-        answering: the bot cannot know the message went out (a network fault after the
-        request arrived)."""
-        self._lost_answers[method.lower()] = self._lost_answers.get(method.lower(), 0) + times
-
     def reject_entities_next_send(self) -> None:
         """Refuse the next HTML send with "can't parse entities", as Telegram does for nesting
         and entity rules this fake does not model."""
         self._reject_entities += 1
-
-    @property
-    def rate_limit_log(self) -> list[tuple[float, float]]:
-        """(when the 429 was answered, when the next send arrived) per answered 429."""
-        return [(a, b) for a, b in self._rate_log if a is not None and b is not None]
 
     async def drop_connection(self) -> None:
         """Cut the pending long poll mid-request; if none is pending, cut the next one."""
@@ -316,13 +309,16 @@ class FakeTelegram(FakeServer):
         return [s for s in self.sent
                 if s.method == "sendMessage" and (chat_id is None or s.chat_id == chat_id)]
 
-    async def post_webhook(self, url: str, update: Mapping[str, Any]) -> int:
-        """POST an update to ``url`` the way Telegram calls a webhook; returns the HTTP status."""
+    async def post_webhook(self, url: str, update: Mapping[str, Any], *,
+                           secret_token: str | None = None) -> int:
+        """POST an update to ``url`` the way Telegram calls a webhook, with the secret token
+        setWebhook registered (or ``secret_token`` instead); returns the HTTP status."""
         full = dict(update)
         full.setdefault("update_id", next(self._update_ids))
         headers = {"Content-Type": "application/json"}
-        if self.webhook.get("secret_token"):
-            headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook["secret_token"]
+        secret = secret_token or self.webhook.get("secret_token")
+        if secret:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = secret
         async with aiohttp.ClientSession() as session, session.post(
             url, data=json.dumps(full).encode(), headers=headers
         ) as resp:
@@ -344,43 +340,38 @@ class FakeTelegram(FakeServer):
             return _error(404, "Not Found")
         if token != self.token:
             return _error(401, "Unauthorized")
-        name = method.lower()
-        impl = self._methods.get(name)
-        if impl is None and name != "getupdates":
+        if method.lower() not in self._methods:
             return _error(404, "Not Found")
-        if self._outages.get(name):
-            self._outages[name] -= 1
-            return web.Response(status=502, content_type="text/html",
-                                text="<html><head><title>502 Bad Gateway</title></head><body>"
-                                     "<center><h1>502 Bad Gateway</h1></center>"
-                                     "<hr><center>nginx</center></body></html>")
+        name, impl = self._methods[method.lower()]
         try:
             params = await _read_params(request)
-            self.calls.append((method, params))
-            if name in _SEND_METHODS:
-                self._rate_limit_gate()
-            if impl is None:  # getUpdates needs the request itself, to hold or cut it
-                return await self._long_poll(request, params)
-            result = await impl(params)
+            self.requests.append((method, params))
+            failure = await self.before(name)
+            if failure is not None:
+                return failure
+            if impl is None:
+                response = await self._long_poll(request, params)
+            else:
+                result = await impl(params)
+                response = json_response(
+                    {"ok": True, "result": result[0], "description": result[1]}
+                    if isinstance(result, tuple)  # (result, description) like setWebhook's
+                    else {"ok": True, "result": result})
         except ApiError as exc:
             return _error(exc.code, exc.description, exc.parameters)
-        if self._lost_answers.get(name):
-            self._lost_answers[name] -= 1
-            return _abort(request)
-        if isinstance(result, tuple):  # (result, description) like setWebhook's
-            return json_response({"ok": True, "result": result[0], "description": result[1]})
-        return json_response({"ok": True, "result": result})
+        self.after(name, request)  # a scripted lost answer cuts the connection here
+        return response
 
-    def _rate_limit_gate(self) -> None:
-        now = time.monotonic()
-        for entry in self._rate_log:
-            if entry[1] is None:
-                entry[1] = now
-        if self._pending_429:
-            seconds = self._pending_429.popleft()
-            self._rate_log.append([time.monotonic(), None])
-            raise ApiError(429, f"Too Many Requests: retry after {seconds}",
-                           {"retry_after": seconds})
+    def error_response(self, method: str, status: int, retry_after: float | None
+                       ) -> web.StreamResponse:
+        if status == 429:  # Telegram says whole seconds
+            seconds = max(1, math.ceil(retry_after or 1))
+            return _error(429, f"Too Many Requests: retry after {seconds}",
+                          {"retry_after": seconds})
+        if status in (502, 503, 504):
+            return web.Response(status=status, content_type="text/html",
+                                text=_BAD_GATEWAY.format(status=status))
+        return _error(status, _ERRORS.get(status, f"Error {status}"))
 
     # ---- methods -------------------------------------------------------------------------
 
