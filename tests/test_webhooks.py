@@ -119,5 +119,5 @@ async def test_a_body_that_trickles_in_gets_408(runtime: GatewayHost) -> None:
         assert status_line.split()[1] == b"408"
     finally:
         await server.stop()
-    logs = await runtime.runtime.gateway.store.logs.page(channel="work", search="longer than")
-    assert logs
+    store = runtime.runtime.gateway.store
+    await eventually(lambda: store.logs.page(channel="work", search="longer than 0.3s"))

@@ -434,3 +434,83 @@ def test_parser_round_trips_a_valid_payload(text: str, in_guild: bool) -> None:
     assert (got.platform_id, got.text, got.sender_id, got.address.chat, got.is_group) == (
         data["id"], text, author["id"], channel, in_guild)
     assert abs(got.ts - time.time()) < 60  # taken from the snowflake
+
+
+# ---- edits (streamed replies) ------------------------------------------------------------
+
+GROWING = ["Hello", "Hello, **wor", "Hello, **world** — a < b & c", "Hello, **world** — a < b & "
+           "c.\n\n```py\nprint(1)\n```"]
+"""Drafts of one streamed reply, as the gateway sends them about once a second."""
+
+
+@pytest.fixture
+async def dcon(fake: FakeDiscord) -> AsyncIterator[DiscordConnector]:
+    connector = DiscordConnector("discord", DiscordConfig(token=SecretStr(fake.token)))
+    ctx = RecordingContext(channel="discord")
+    await connector.start(ctx)
+    await eventually(lambda: ctx.states and ctx.states[-1][0] == ChannelState.ONLINE)
+    yield connector
+    await connector.stop()
+
+
+async def test_discord_edits_arrive_in_order(fake: FakeDiscord, dcon: DiscordConnector) -> None:
+    cid, _ = fake.create_dm()
+    address = Address("discord", cid)
+    draft = await dcon.send_part(address, "…", None)
+    for text in [*GROWING, "@everyone look"]:
+        await dcon.edit(address, draft, text)
+    assert fake.edits(draft) == [*GROWING, "@everyone look"]  # Discord renders markdown itself
+    assert fake.messages[draft]["content"] == "@everyone look"
+    mentions = fake.edit_log[-1].allowed_mentions
+    assert mentions is not None and "everyone" not in mentions["parse"]  # shown, never pinged
+
+
+async def test_discord_edit_in_a_thread_targets_the_thread(
+        fake: FakeDiscord, dcon: DiscordConnector) -> None:
+    parent = await fake.create_text_channel("general")
+    thread = await fake.create_thread(parent, "topic")
+    address = Address("discord", parent, thread=thread)
+    draft = await dcon.send_part(address, "…", None)
+    await dcon.edit(address, draft, "done")
+    assert fake.edits(draft) == ["done"]
+
+
+async def test_discord_edit_429_is_retryable_with_retry_after_and_not_slept_through(
+        fake: FakeDiscord, dcon: DiscordConnector) -> None:
+    """The gateway waits out the limit (its one retry layer), not discord.py."""
+    cid, _ = fake.create_dm()
+    address = Address("discord", cid)
+    draft = await dcon.send_part(address, "…", None)
+    fake.fail_next("edit_message", 429, retry_after=0.3)
+    with pytest.raises(RetryableError) as caught:
+        await dcon.edit(address, draft, "after the wait")
+    assert caught.value.retry_after == 1.0  # Retry-After: whole seconds, rounded up
+    assert fake.edits(draft) == [] and fake.calls("edit_message") == 1
+    await dcon.edit(address, draft, "after the wait")
+    assert fake.edits(draft) == ["after the wait"]
+
+
+async def test_discord_edit_with_a_lost_answer_may_be_retried(
+        fake: FakeDiscord, dcon: DiscordConnector) -> None:
+    """Setting the same content again is harmless, so a lost PATCH answer is retryable."""
+    cid, _ = fake.create_dm()
+    address = Address("discord", cid)
+    draft = await dcon.send_part(address, "…", None)
+    fake.lose_next_answer("edit_message")
+    with pytest.raises(RetryableError, match="no answer"):
+        await dcon.edit(address, draft, "full text")
+    await dcon.edit(address, draft, "full text")
+    assert fake.messages[draft]["content"] == "full text"
+
+
+async def test_discord_edit_of_a_missing_or_foreign_message_is_fatal(
+        fake: FakeDiscord, dcon: DiscordConnector) -> None:
+    cid, _ = fake.create_dm()
+    address = Address("discord", cid)
+    with pytest.raises(FatalConnectorError, match="10008"):
+        await dcon.edit(address, "1234567890", "text")
+    users = fake.user_message(cid, "mine")
+    with pytest.raises(FatalConnectorError, match="50005"):
+        await dcon.edit(address, users["id"], "text")
+    with pytest.raises(FatalConnectorError, match="not a Discord message id"):
+        await dcon.edit(address, "C1:2", "text")

@@ -458,3 +458,59 @@ def test_parser_round_trips_a_valid_message(text: str, channel: str, ts: str, th
     expected_thread = thread_ts if channel[0] == "D" else (thread_ts or ts)
     assert result.address.thread == expected_thread
     assert result.is_group == (channel[0] != "D")
+
+
+# ---- edits (streamed replies) ------------------------------------------------------------
+
+GROWING = ["Hello", "Hello, **wor", "Hello, **world** — a < b & c", "Hello, **world** — a < b & "
+           "c.\n\n```py\nprint(1)\n```"]
+"""Drafts of one streamed reply, as the gateway sends them about once a second."""
+
+
+@pytest.fixture
+async def slack(fake: SlackFake) -> AsyncIterator[SlackConnector]:
+    config = SlackConfig(bot_token=SecretStr(fake.bot_token), app_token=SecretStr(fake.app_token),
+                         base_url=fake.api_url)
+    connector = SlackConnector("slack", config)
+    await connector.start(RecordingContext(channel="slack"))
+    yield connector
+    await connector.stop()
+
+
+async def test_slack_edits_arrive_in_order_escaped_like_send(
+        fake: SlackFake, slack: SlackConnector) -> None:
+    address = Address("slack", "C0001", thread="1700000000.000001")
+    draft = await slack.send_part(address, "…", None)
+    channel, _, ts = draft.partition(":")
+    for text in [*GROWING, "<!channel> ping"]:
+        await slack.edit(address, draft, text)
+    expected = [escape_text(t) for t in [*GROWING, "<!channel> ping"]]
+    assert fake.edits(channel, ts) == expected
+    assert fake.text_of(channel, ts) == "&lt;!channel&gt; ping"  # no @channel ping
+
+
+async def test_slack_edit_hands_a_429_to_the_gateway(fake: SlackFake, slack: SlackConnector
+                                                     ) -> None:
+    """The gateway's one retry layer waits out Retry-After; the SDK does not retry."""
+    address = Address("slack", "D0001")
+    draft = await slack.send_part(address, "…", None)
+    fake.fail_next("chat.update", 429, retry_after=1)
+    with pytest.raises(RetryableError) as err:
+        await slack.edit(address, draft, "too soon")
+    assert err.value.retry_after == 1.0 and fake.calls("chat.update") == 1
+    await slack.edit(address, draft, "after the wait")
+    assert fake.edits(*draft.split(":")) == ["after the wait"]
+
+
+async def test_slack_edit_of_a_missing_or_foreign_message_is_fatal(
+        fake: SlackFake, slack: SlackConnector) -> None:
+    address = Address("slack", "C0001")
+    with pytest.raises(FatalConnectorError, match="message_not_found"):
+        await slack.edit(address, "C0001:1.000099", "text")
+    users = fake.message_event("C0001", "written by a person")["event"]
+    with pytest.raises(FatalConnectorError, match="cant_update_message"):
+        await slack.edit(address, f"C0001:{users['ts']}", "text")
+    draft = await slack.send_part(address, "…", None)
+    with pytest.raises(FatalConnectorError, match="msg_too_long"):
+        await slack.edit(address, draft, "x" * 40_001)
+    assert fake.edits(*draft.split(":")) == []

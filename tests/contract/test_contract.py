@@ -40,17 +40,24 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[PlatformHarne
         await h.stop()
 
 
-@pytest.fixture
-async def gateway(harness: PlatformHarness, fake_llm: FakeOpenAI, make_gateway) -> Gateway:
+async def running_gateway(harness: PlatformHarness, fake_llm: FakeOpenAI, make_gateway,
+                          section: dict[str, object] | None = None, **overrides: object
+                          ) -> Gateway:
+    """A gateway with the harness's channel online; ``section`` replaces its config."""
     name = harness.type_name
     gw: Gateway = await make_gateway({
         "providers": [provider_section(fake_llm)],
         # Access policy has its own tests: here every sender may talk, without a rate limit.
         "channels": {name: {"type": name, "dm_policy": "open", "rate_limit_per_minute": 0,
-                            **harness.channel_config()}}})
+                            **(section or harness.channel_config()), **overrides}}})
     harness.attach(gw)
     await eventually(lambda: gw.channels[name].state == ChannelState.ONLINE, timeout=WAIT)
     return gw
+
+
+@pytest.fixture
+async def gateway(harness: PlatformHarness, fake_llm: FakeOpenAI, make_gateway) -> Gateway:
+    return await running_gateway(harness, fake_llm, make_gateway)
 
 
 async def settle(gateway: Gateway) -> None:
@@ -291,18 +298,12 @@ async def test_a_lost_answer_is_marked_uncertain_and_never_resent(
 async def test_a_streamed_reply_is_one_message_edited_to_the_full_text(
         harness: PlatformHarness, fake_llm: FakeOpenAI, make_gateway) -> None:
     need(harness.supports_edit, "cannot edit messages", harness)
-    name = harness.type_name
     text = " ".join(f"word{i}" for i in range(60))
     fake_llm.responder = lambda messages: text
     fake_llm.chunk_size = 8
     fake_llm.chunk_delay = 0.03
-    gw: Gateway = await make_gateway({
-        "providers": [provider_section(fake_llm)],
-        "channels": {name: {"type": name, "dm_policy": "open", "rate_limit_per_minute": 0,
-                            "stream_replies": True, **harness.channel_config()}}})
+    gw = await running_gateway(harness, fake_llm, make_gateway, stream_replies=True)
     gw.stream_interval = 0.1
-    harness.attach(gw)
-    await eventually(lambda: gw.channels[name].state == ChannelState.ONLINE, timeout=WAIT)
     chat = harness.chat(23)
     await harness.inject_message(chat, "stream it")
     await eventually(lambda: harness.visible(chat) == [text], timeout=WAIT)
@@ -327,13 +328,7 @@ async def test_group_messages_are_answered_by_the_group_reply_rule(
 async def test_group_reply_all_answers_every_group_message(
         harness: PlatformHarness, fake_llm: FakeOpenAI, make_gateway) -> None:
     need(harness.supports_groups, "has no groups", harness)
-    name = harness.type_name
-    gw: Gateway = await make_gateway({
-        "providers": [provider_section(fake_llm)],
-        "channels": {name: {"type": name, "dm_policy": "open", "rate_limit_per_minute": 0,
-                            **harness.channel_config(), "group_reply": "all"}}})
-    harness.attach(gw)
-    await eventually(lambda: gw.channels[name].state == ChannelState.ONLINE, timeout=WAIT)
+    await running_gateway(harness, fake_llm, make_gateway, group_reply="all")
     chat = harness.group_chat()
     await harness.inject_group_message(chat, "people talking", mention=False)
     sent = await eventually(lambda: harness.sent(chat), timeout=WAIT)
@@ -379,17 +374,11 @@ async def webhook_gateway(harness: PlatformHarness, fake_llm: FakeOpenAI, make_g
                           ) -> AsyncIterator[tuple[Gateway, str]]:
     if not harness.webhook:
         pytest.skip(f"{harness.type_name} has no webhook mode")
-    name = harness.type_name
-    gw: Gateway = await make_gateway({
-        "providers": [provider_section(fake_llm)],
-        "channels": {name: {"type": name, "dm_policy": "open", "rate_limit_per_minute": 0,
-                            **harness.webhook_config()}}})
+    gw = await running_gateway(harness, fake_llm, make_gateway, harness.webhook_config())
     server = WebhookServer(gw, "127.0.0.1", 0)
     await server.start()
-    harness.attach(gw)
     try:
-        await eventually(lambda: gw.channels[name].state == ChannelState.ONLINE, timeout=WAIT)
-        yield gw, f"{server.url}/webhook/{name}"
+        yield gw, f"{server.url}/webhook/{harness.type_name}"
     finally:
         await server.stop()
 
