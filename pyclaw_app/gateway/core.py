@@ -18,7 +18,7 @@ from typing import Any
 
 from pyclaw_app.agent import Agent
 from pyclaw_app.bus import Bus
-from pyclaw_app.channels.contract import Connector, SubmitResult
+from pyclaw_app.channels.contract import Connector
 from pyclaw_app.channels.webhook import WebhookRequest, WebhookResponse
 from pyclaw_app.config import ChannelEntry, Config
 from pyclaw_app.gateway.channels import ChannelLifecycle, ChannelRuntime, spec_of
@@ -26,7 +26,7 @@ from pyclaw_app.gateway.delivery import Delivery
 from pyclaw_app.gateway.intake import Intake
 from pyclaw_app.gateway.turn import Turn
 from pyclaw_app.lanes import Lanes
-from pyclaw_app.model import ChannelState, Event, EventKind, Inbound
+from pyclaw_app.model import ChannelState, Event, EventKind
 from pyclaw_app.policy import AccessPolicy
 from pyclaw_app.secrets import redactor
 from pyclaw_app.store import Store
@@ -153,10 +153,6 @@ class Gateway:
         return response
 
     # ---- the flow --------------------------------------------------------------------------
-    async def accept(self, inbound: Inbound) -> SubmitResult:
-        """``ctx.submit()`` (see Intake.accept)."""
-        return await self.intake.accept(inbound)
-
     def _connector(self, channel: str) -> Connector | None:
         rt = self.channels.get(channel)
         return rt.connector if rt is not None else None

@@ -1,0 +1,311 @@
+"""What is LINE's own: its signature, its webhook body, reply tokens, sources and mentions.
+
+Everything a channel shares (journal first, splitting, retries, group rule...) is the
+contract suite's (tests/contract, harness_line.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import SecretStr
+
+from connectors.line import runtime
+from connectors.line._parse import Ignored, LineMessage, parse_event
+from connectors.line.manifest import LineConfig
+from connectors.line.runtime import LineConnector
+from pyclaw_app.channels import WebhookRejected, WebhookRequest
+from pyclaw_app.errors import FatalConnectorError, RetryableError
+from pyclaw_app.model import Address
+from tests.fakes.line_api import BOT_USER_ID, LineFake
+from tests.support import RecordingContext
+
+SAMPLE = json.loads((Path(__file__).parent / "line_webhook.json").read_text("utf-8"))
+"""tests/v3/text/webhook.json of github.com/line/line-bot-sdk-python, verbatim."""
+USER = "U" + "0a" * 16
+GROUP = "C" + "0b" * 16
+ROOM = "R" + "0c" * 16
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[LineFake]:
+    async with LineFake() as server:
+        yield server  # type: ignore[misc]
+
+
+def connector(fake: LineFake | None = None, **values: Any) -> LineConnector:
+    config = {"channel_access_token": fake.access_token if fake else "t",
+              "channel_secret": fake.channel_secret if fake else "channel_secret",
+              "api_base": fake.url if fake else "http://127.0.0.1:9", **values}
+    return LineConnector("line", LineConfig(**{
+        k: SecretStr(v) if k != "api_base" else v for k, v in config.items()}))
+
+
+@pytest.fixture
+async def running(fake: LineFake) -> AsyncIterator[tuple[LineConnector, RecordingContext]]:
+    conn, ctx = connector(fake), RecordingContext(channel="line")
+    await conn.start(ctx)
+    yield conn, ctx
+    await conn.stop()
+
+
+async def post(conn: LineConnector, fake: LineFake, *events: Any, secret: str | None = None
+               ) -> int:
+    body, headers = fake.signed(list(events), secret=secret)
+    return (await conn.handle_webhook(WebhookRequest("POST", body, headers))).status
+
+
+# ---- signature ------------------------------------------------------------------------------
+
+def test_the_published_signature_vector_passes_and_others_do_not() -> None:
+    verify = connector()._verify  # secret "channel_secret", as in the SDK's test
+    body = b"bodybodybodybody"
+    verify(WebhookRequest("POST", body, {"x-line-signature":
+                                         "/gg9a+LvFevTH1sd7XCQycD7tsWclCsInj7MhBHxN7k="}))
+    good = "/gg9a+LvFevTH1sd7XCQycD7tsWclCsInj7MhBHxN7k="
+    for sent, headers in ((body, {"X-Line-Signature": "invalid_signature"}), (body, {}),
+                          (body + b" ", {"X-Line-Signature": good})):
+        with pytest.raises(WebhookRejected) as rejected:
+            verify(WebhookRequest("POST", sent, headers))
+        assert rejected.value.status == 401
+
+
+async def test_a_forged_request_is_refused_before_anything_is_read(
+        running: tuple[LineConnector, RecordingContext], fake: LineFake) -> None:
+    conn, ctx = running
+    assert await post(conn, fake, fake.message_event(USER, "hi"), secret="wrong") == 401
+    assert ctx.inbound == [] and any("rejected" in m for _, m, _ in ctx.logs)
+    request = WebhookRequest("GET", b"", {"X-Line-Signature": fake.signature(b"")})
+    assert (await conn.handle_webhook(request)).status == 405
+
+
+# ---- the SDK's sample body ---------------------------------------------------------------------
+
+def test_the_sdk_sample_webhook_parses_event_by_event() -> None:
+    parsed = [parse_event(e, channel="line", bot_user_id=BOT_USER_ID) for e in SAMPLE["events"]]
+    messages = [p for p in parsed if isinstance(p, LineMessage)]
+    ignored = {e["type"] for e, p in zip(SAMPLE["events"], parsed, strict=True)
+               if isinstance(p, Ignored)}
+    assert None not in parsed
+    assert ignored == {"follow", "unfollow", "join", "leave", "postback", "beacon",
+                       "accountLink", "memberJoined", "memberLeft", "unsend",
+                       "videoPlayComplete", "messageEdited", "undefined"}
+    kinds = [(m.inbound.text or m.inbound.attachments[0].kind, m.inbound.is_group)
+             for m in messages]
+    assert kinds == [("Hello, world", False), ("image", True), ("video", False),
+                     ("audio", False), ("location", False), ("sticker", False),
+                     ("Hello, world", True), ("Hello, world", True), ("file", False),
+                     ("image", False), ("Hello, world", False)]
+    first = messages[0]
+    assert first.inbound.platform_id == "325708"
+    assert first.inbound.address.chat == first.inbound.sender_id == \
+        "U206d25c2ea6bd87c17655609a1c37cb8"
+    assert first.reply_token == "nHuyWiB7yP5Zw52FIkcQobQuGDXCTA"
+    assert first.quote_token == "quoteToken"
+    assert first.inbound.ts == pytest.approx(1462629479.859)
+    group, room = messages[6].inbound, messages[7].inbound
+    assert group.address.chat == "Ca56f94637cc4347f90a25382909b24b9"
+    assert room.address.chat == "Ra8dbf4673c4c812cd491258042226c99"
+    assert group.sender_id == room.sender_id == "U206d25c2ea6bd87c17655609a1c37cb8"
+    media = {m.inbound.attachments[0].kind: m.inbound.attachments[0] for m in messages
+             if m.inbound.attachments}
+    assert media["image"].platform_id == "354718705033693861"  # the last image: an image set
+    assert media["video"].platform_id == "325708"
+    assert media["file"].name == "file.txt" and media["file"].size == 2138
+    assert media["location"].name == "my location"
+    assert media["location"].url == "geo:35.65910807942215,139.70372892916203"
+    assert media["sticker"].name == "sticker 1/1"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=12), inner, max_size=5), max_leaves=25))
+def test_the_parser_never_raises_on_any_json(value: Any) -> None:
+    parse_event(value, channel="line", bot_user_id=BOT_USER_ID, ours={"1"})
+
+
+_ANY = st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.lists(
+    st.integers(), max_size=2) | st.dictionaries(st.text(max_size=4), st.integers(), max_size=2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({}, optional={
+    "id": _ANY, "type": st.sampled_from(["text", "image", "file", "location", "sticker"]) | _ANY,
+    "text": _ANY, "fileSize": _ANY, "latitude": _ANY, "longitude": _ANY, "quotedMessageId": _ANY,
+    "mention": _ANY | st.fixed_dictionaries({"mentionees": st.lists(st.dictionaries(
+        st.sampled_from(["index", "length", "isSelf", "userId", "type"]), _ANY), max_size=3)})}),
+    st.fixed_dictionaries({}, optional={"type": st.sampled_from(["user", "group", "room"])
+                                        | _ANY, "userId": _ANY, "groupId": _ANY,
+                                        "roomId": _ANY}),
+    _ANY)
+def test_the_parser_never_raises_on_message_events_of_any_shape(
+        message: dict[str, Any], source: dict[str, Any], stamp: Any) -> None:
+    event = {"type": "message", "mode": "active", "timestamp": stamp, "source": source,
+             "message": message, "replyToken": stamp}
+    parse_event(event, channel="line", bot_user_id=BOT_USER_ID, ours={"1"})
+
+
+# ---- sources, mentions, quotes -----------------------------------------------------------------
+
+def _parse(event: dict[str, Any], ours: set[str] | None = None) -> LineMessage:
+    parsed = parse_event(event, channel="line", bot_user_id=BOT_USER_ID, ours=ours or set())
+    assert isinstance(parsed, LineMessage)
+    return parsed
+
+
+def test_groups_and_rooms_are_groups_and_mentions_of_the_bot_are_seen() -> None:
+    fake = LineFake()
+    for chat in (GROUP, ROOM):
+        plain = _parse(fake.message_event(chat, "people talking")).inbound
+        assert plain.is_group and not plain.mentioned and plain.address.chat == chat
+        called = _parse(fake.message_event(chat, "hey bot", mention_bot=True)).inbound
+        assert called.mentioned and called.text == "hey bot"
+    direct = _parse(fake.message_event(USER, "hi")).inbound
+    assert not direct.is_group and direct.address.chat == USER
+
+    other = fake.message_event(GROUP, "@ann look")
+    other["message"]["mention"] = {"mentionees": [
+        {"index": 0, "length": 4, "type": "user", "userId": "U" + "1" * 32, "isSelf": False},
+        {"index": 5, "length": 4, "type": "all"}]}
+    assert not _parse(other).inbound.mentioned
+    by_id = fake.message_event(GROUP, "🍎 @pyclaw hi")  # no isSelf: the bot's user id decides
+    by_id["message"]["mention"] = {"mentionees": [
+        {"index": 3, "length": 7, "type": "user", "userId": BOT_USER_ID}]}
+    seen = _parse(by_id).inbound
+    assert seen.mentioned and seen.text == "🍎 @pyclaw hi"  # only a leading mention is cut
+    emoji = fake.message_event(GROUP, "x")
+    emoji["message"]["text"] = "@🍎bot 🍎 hi"  # the mention is 6 UTF-16 code units long
+    emoji["message"]["mention"] = {"mentionees": [
+        {"index": 0, "length": 6, "type": "user", "isSelf": True}]}
+    assert _parse(emoji).inbound.text == "🍎 hi"
+
+
+def test_a_quote_of_the_bots_message_is_a_reply_to_the_bot() -> None:
+    fake = LineFake()
+    assert _parse(fake.message_event(GROUP, "yes", quoted="77"), {"77"}).inbound.reply_to_bot
+    assert not _parse(fake.message_event(GROUP, "yes", quoted="78"), {"77"}).inbound.reply_to_bot
+
+
+def test_standby_mode_and_unknown_message_types_are_skipped() -> None:
+    fake = LineFake()
+    assert isinstance(parse_event({**fake.message_event(USER, "x"), "mode": "standby"},
+                                  channel="line", bot_user_id=""), Ignored)
+    assert isinstance(parse_event(fake.message_event(USER, kind="hologram"),
+                                  channel="line", bot_user_id=""), Ignored)
+
+
+async def test_a_broken_event_is_logged_and_the_rest_of_the_batch_is_journaled(
+        running: tuple[LineConnector, RecordingContext], fake: LineFake) -> None:
+    conn, ctx = running
+    broken = fake.message_event(USER, "lost")
+    broken["source"] = {"type": "user"}
+    good = fake.message_event(GROUP, "kept", mention_bot=True)
+    assert await post(conn, fake, broken, {"type": "follow"}, good) == 200
+    assert [m.text for m in ctx.inbound] == ["kept"]
+    assert ctx.inbound[0].mentioned and ctx.inbound[0].address.account == BOT_USER_ID
+    assert [lvl for lvl, m, _ in ctx.logs if "malformed" in m] == ["error"]
+    assert await post(conn, fake) == 200  # the console's Verify: no events at all
+
+
+# ---- reply token, then push -----------------------------------------------------------------
+
+async def _inbound(conn: LineConnector, fake: LineFake, chat: str = USER) -> str:
+    event = fake.message_event(chat, "question")
+    assert await post(conn, fake, event) == 200
+    return event["message"]["id"]
+
+
+async def test_the_first_part_replies_with_the_token_and_the_rest_are_pushed(
+        running: tuple[LineConnector, RecordingContext], fake: LineFake) -> None:
+    conn, _ = running
+    pid = await _inbound(conn, fake)
+    first = await conn.send_part(Address("line", USER), "one", pid)
+    second = await conn.send_part(Address("line", USER), "two", None)
+    await conn.send_part(Address("line", USER), "one, retried", pid)  # token spent
+    assert [(m.via, m.text, m.quoted) for m in fake.sent] == [
+        ("reply", "one", pid), ("push", "two", None), ("push", "one, retried", None)]
+    assert [first, second] == [m.id for m in fake.sent[:2]]
+    quoting = fake.message_event(USER, "re", quoted=first)
+    assert await post(conn, fake, quoting) == 200
+    assert running[1].inbound[-1].reply_to_bot  # the bot's own message, quoted
+
+
+async def test_a_token_line_calls_invalid_falls_back_to_push(
+        running: tuple[LineConnector, RecordingContext], fake: LineFake) -> None:
+    conn, _ = running
+    used = await _inbound(conn, fake)
+    token = fake._events[used]["replyToken"]  # spent elsewhere (another process, a retry)
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{fake.url}/v2/bot/message/reply", json={"replyToken": token, "messages": [
+                {"type": "text", "text": "first"}]},
+            headers={"Authorization": f"Bearer {fake.access_token}"}) as resp:
+        assert resp.status == 200
+    await conn.send_part(Address("line", USER), "after a used token", used)
+    fake.reply_token_ttl = 0.0  # LINE expired it before our clock did
+    expired = await _inbound(conn, fake)
+    await conn.send_part(Address("line", USER), "after an expired token", expired)
+    assert [(m.via, m.quoted) for m in fake.sent[1:]] == [("push", used), ("push", expired)]
+    assert fake.calls("reply") == 3
+
+
+async def test_a_token_past_its_lifetime_is_not_even_tried(
+        running: tuple[LineConnector, RecordingContext], fake: LineFake,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    conn, _ = running
+    pid = await _inbound(conn, fake)
+    monkeypatch.setattr(runtime, "REPLY_TOKEN_LIFETIME", 0.0)
+    await conn.send_part(Address("line", USER), "late", pid)
+    assert fake.calls("reply") == 0 and [m.via for m in fake.sent] == ["push"]
+
+
+async def test_a_rate_limited_reply_keeps_its_token_for_the_retry(
+        running: tuple[LineConnector, RecordingContext], fake: LineFake) -> None:
+    conn, _ = running
+    pid = await _inbound(conn, fake)
+    fake.fail_next("reply", 429)
+    with pytest.raises(RetryableError) as limited:
+        await conn.send_part(Address("line", USER), "hello", pid)
+    assert limited.value.retry_after == runtime.RATE_LIMIT_WAIT  # LINE sends no Retry-After
+    await conn.send_part(Address("line", USER), "hello", pid)
+    assert [(m.via, m.quoted) for m in fake.sent] == [("reply", pid)]
+
+
+async def test_other_refusals_are_fatal_and_not_pushed(
+        running: tuple[LineConnector, RecordingContext], fake: LineFake) -> None:
+    conn, _ = running
+    pid = await _inbound(conn, fake)
+    fake.fail_next("reply", 400)
+    with pytest.raises(FatalConnectorError, match=r"messages\[0\]\.text"):
+        await conn.send_part(Address("line", USER), "hello", pid)
+    fake.quota_used_up = True
+    with pytest.raises(FatalConnectorError, match="monthly limit"):
+        await conn.send_part(Address("line", USER), "hello", None)
+    assert fake.sent == [] and fake.calls("push") == 1
+
+
+# ---- typing, start, probe ----------------------------------------------------------------------
+
+async def test_the_loading_animation_is_shown_in_one_on_one_chats_only(
+        running: tuple[LineConnector, RecordingContext], fake: LineFake) -> None:
+    conn, _ = running
+    await conn.typing(Address("line", USER))
+    await conn.typing(Address("line", GROUP))
+    assert fake.loading == [(USER, runtime.LOADING_SECONDS)]
+
+
+async def test_a_bad_token_fails_the_start_and_the_probe_says_who_we_are(
+        fake: LineFake) -> None:
+    bad = connector(fake, channel_access_token="wrong")
+    with pytest.raises(FatalConnectorError, match="401"):
+        await bad.start(RecordingContext(channel="line"))
+    assert not (await connector(fake, channel_access_token="wrong").probe()).ok
+    result = await connector(fake).probe()
+    assert result.ok and result.message == "connected as pyclaw"
