@@ -250,8 +250,9 @@ class Turn:
         """Tell the sender why there is no answer; the inbound row closes as ``status``."""
         journal = self._h.store.journal
         parts = reply_parts(notice, connector.limits)
+        recorded = len(parts) > 1
         out_id = await journal.add_outbound(journal_id, inbound.address, notice,
-                                            first_part=parts[0])
+                                            first_part=parts[0] if recorded else None)
         try:
             ids = await self._h.delivery.send_parts(out_id, inbound.address, parts,
                                                     inbound.platform_id)
@@ -261,8 +262,9 @@ class Turn:
             if status != MessageStatus.FAILED:
                 await journal.set_status(journal_id, status, reason)
         else:
-            await journal.close_with_notice(out_id, journal_id, ids, reason, status,
-                                            last_part=(len(parts) - 1, ids[-1]))
+            await journal.close_with_notice(
+                out_id, journal_id, ids, reason, status,
+                last_part=(len(parts) - 1, ids[-1]) if recorded else None)
 
     async def _deliver(self, connector: Connector, journal_id: int, inbound: Inbound, text: str,
                        received_at: float, stream: DraftStream | None,
@@ -294,18 +296,22 @@ class Turn:
                 await journal.part_sent(out_id, (custody.next_idx - 1, draft), text=parts[0],
                                         next_part=(custody.next_idx, parts[1]))
                 done, parts = [draft], parts[1:]
+        # A reply of one part needs no part rows: its own row is that part's custody (and
+        # one-part replies are most of them: two statements less per message, measured).
+        recorded = out_id is not None or len(parts) > 1
         if out_id is None:
             out_id = await journal.add_outbound(journal_id, inbound.address, text,
-                                                first_part=parts[0])
+                                                first_part=parts[0] if recorded else None)
         elif not done:
             await journal.begin_part(out_id, custody.next_idx, parts[0])
         reply_to = inbound.platform_id if not done else None
         await self._send_reply(journal_id, inbound, out_id, parts, custody.next_idx, done,
-                               reply_to, text, received_at)
+                               reply_to, text, received_at, recorded=recorded)
 
     async def _send_reply(self, journal_id: int, inbound: Inbound, out_id: int,
                           parts: list[str], first_idx: int, done: list[str],
-                          reply_to: str | None, text: str, received_at: float) -> None:
+                          reply_to: str | None, text: str, received_at: float, *,
+                          recorded: bool = True) -> None:
         try:
             ids = await self._h.delivery.send_parts(out_id, inbound.address, parts, reply_to,
                                                     first_idx=first_idx)
@@ -315,7 +321,7 @@ class Turn:
                                      total=len(done) + len(parts))
             return
         await self._completed(journal_id, inbound, out_id, [*done, *ids], text, received_at,
-                              (first_idx + len(parts) - 1, ids[-1]))
+                              (first_idx + len(parts) - 1, ids[-1]) if recorded else None)
 
     async def _completed(self, journal_id: int, inbound: Inbound, out_id: int, ids: list[str],
                          text: str, received_at: float, last_part: tuple[int, str] | None

@@ -5,11 +5,12 @@ failed | skipped``; outbound ``pending -> sent | failed``. A row left in
 ``received``/``processing`` after a crash is resumed on the next start, unless
 its reply was already sent, in which case it is simply closed as ``replied``.
 
-Each part of a reply has its own custody row in ``reply_parts``: written
-``pending`` before it is sent, then ``sent`` with its platform id, ``failed``
-(certainly not delivered) or ``uncertain`` (the answer was lost). The writes are
-folded into the reply's own (a part's ``sent`` and the next part's ``pending`` are
-one transaction), so a one-part reply costs no more writes than before.
+Each part of a reply of several parts (or of a streamed draft) has its own
+custody row in ``reply_parts``: written ``pending`` before it is sent, then
+``sent`` with its platform id, ``failed`` (certainly not delivered) or
+``uncertain`` (the answer was lost). The writes are folded into the reply's own
+(a part's ``sent`` and the next part's ``pending`` are one transaction). A reply
+of one part has no part rows: its own row is that part's custody.
 """
 
 from __future__ import annotations
