@@ -229,6 +229,16 @@ async def inbound_row(gateway: Gateway, pid: str) -> dict[str, object] | None:
     return dict(row) if row is not None else None
 
 
+async def failed_row(gateway: Gateway, pid: str) -> dict[str, object]:
+    """The inbound row once it is closed as failed."""
+    async def failed() -> dict[str, object] | None:
+        row = await inbound_row(gateway, pid)
+        return row if row is not None and row["status"] == "failed" else None
+
+    row: dict[str, object] = await eventually(failed, timeout=WAIT)
+    return row
+
+
 async def test_a_failed_second_part_is_retried_alone(harness: PlatformHarness,
                                                      gateway: Gateway, fake_llm: FakeOpenAI
                                                      ) -> None:
@@ -256,12 +266,7 @@ async def test_a_refused_part_fails_the_reply_and_retry_sends_only_the_rest(
     harness.fail_next_send(400, skip=1)
     chat = harness.chat(21)
     pid = await harness.inject_message(chat, "long please")
-
-    async def failed() -> dict[str, object] | None:
-        row = await inbound_row(gateway, pid)
-        return row if row is not None and row["status"] == "failed" else None
-
-    row = await eventually(failed, timeout=WAIT)
+    row = await failed_row(gateway, pid)
     assert "part 2 of" in str(row["error"])
     first = [m.text for m in harness.sent(chat)]
     assert len(first) == 1 and LONG.startswith(first[0])
@@ -281,12 +286,7 @@ async def test_a_lost_answer_is_marked_uncertain_and_never_resent(
     harness.lose_next_send_answer()
     chat = harness.chat(22)
     pid = await harness.inject_message(chat, "did it arrive?")
-
-    async def closed() -> dict[str, object] | None:
-        row = await inbound_row(gateway, pid)
-        return row if row is not None and row["status"] == "failed" else None
-
-    row = await eventually(closed, timeout=WAIT)
+    row = await failed_row(gateway, pid)
     assert str(row["error"]).startswith("uncertain")
     await settle(gateway)
     assert [m.text for m in harness.sent(chat)] == ["Echo: did it arrive?"]  # once, not again

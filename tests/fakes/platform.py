@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -22,26 +23,39 @@ __all__ = ["Failure", "FakePlatform"]
 
 
 @dataclass
-class Failure:
+class _Rule:
+    """Something scripted for the next ``count`` calls of ``method``, after ``skip`` good ones."""
+
     method: str
-    status: int
-    retry_after: float | None = None
     count: int = 1
     skip: int = 0
-    """Calls of ``method`` let through before this failure starts."""
 
 
 @dataclass
-class _Loss:
-    method: str
-    count: int = 1
-    skip: int = 0
+class Failure(_Rule):
+    status: int = 500
+    retry_after: float | None = None
+
+
+def _take(rules: list[Any], method: str) -> Any | None:
+    """The rule that applies to this call of ``method`` (used up as it applies), if any."""
+    for rule in rules:
+        if rule.method != method:
+            continue
+        if rule.skip:
+            rule.skip -= 1
+            return None
+        rule.count -= 1
+        if rule.count <= 0:
+            rules.remove(rule)
+        return rule
+    return None
 
 
 @dataclass
 class _Controls:
     failures: list[Failure] = field(default_factory=list)
-    losses: list[_Loss] = field(default_factory=list)
+    losses: list[_Rule] = field(default_factory=list)
     rate_limit_log: list[tuple[float, float]] = field(default_factory=list)
     pending_429: dict[str, float] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
@@ -62,7 +76,7 @@ class FakePlatform(FakeServer):
                   count: int = 1, skip: int = 0) -> None:
         """Answer the next ``count`` calls of ``method`` (after ``skip`` good ones) with
         ``status`` in the platform's own error format; nothing is carried out."""
-        self._controls.failures.append(Failure(method, status, retry_after, count, skip))
+        self._controls.failures.append(Failure(method, count, skip, status, retry_after))
 
     def rate_limit_next_send(self, retry_after: float) -> None:
         self.fail_next(self.send_method, 429, retry_after=retry_after)
@@ -70,7 +84,7 @@ class FakePlatform(FakeServer):
     def lose_next_answer(self, method: str, *, count: int = 1, skip: int = 0) -> None:
         """Carry out the next ``count`` calls of ``method``, then cut the connection instead
         of answering: the client cannot know the call succeeded."""
-        self._controls.losses.append(_Loss(method, count, skip))
+        self._controls.losses.append(_Rule(method, count, skip))
 
     @property
     def rate_limit_log(self) -> list[tuple[float, float]]:
@@ -100,33 +114,18 @@ class FakePlatform(FakeServer):
         answered = c.pending_429.pop(method, None)
         if answered is not None:
             c.rate_limit_log.append((answered, now))
-        for failure in c.failures:
-            if failure.method != method:
-                continue
-            if failure.skip:
-                failure.skip -= 1
-                return None
-            failure.count -= 1
-            if failure.count <= 0:
-                c.failures.remove(failure)
-            if failure.status == 429:
-                c.pending_429[method] = now
-            return self.error_response(method, failure.status, failure.retry_after)
-        return None
+        failure: Failure | None = _take(c.failures, method)
+        if failure is None:
+            return None
+        if failure.status == 429:
+            c.pending_429[method] = now
+        return self.error_response(method, failure.status, failure.retry_after)
 
     def after(self, method: str, request: web.Request) -> bool:
         """Call once the call was carried out; True when its answer must be lost (the
         connection is already cut: return any response, it never arrives)."""
-        for loss in self._controls.losses:
-            if loss.method != method:
-                continue
-            if loss.skip:
-                loss.skip -= 1
-                return False
-            loss.count -= 1
-            if loss.count <= 0:
-                self._controls.losses.remove(loss)
-            if request.transport is not None:
-                request.transport.abort()
-            return True
-        return False
+        if _take(self._controls.losses, method) is None:
+            return False
+        if request.transport is not None:
+            request.transport.abort()
+        return True
