@@ -18,7 +18,6 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from pyclaw_app.channels.text import utf16_len
 from pyclaw_app.channels.webhook import WebhookRequest, WebhookResponse
 from pyclaw_app.model import Address, ChannelState, Inbound
 
@@ -35,7 +34,6 @@ __all__ = [
     "SubmitResult",
     "Transport",
     "secret_field",
-    "utf16_len",
 ]
 
 GroupReply = Literal["mention", "reply", "all"]
