@@ -12,6 +12,8 @@ retry layer reads only these classes:
 - other 4xx -> FatalConnectorError naming the call and the platform's own words
 - the request went out and the answer was lost (reset, timed out) -> DeliveryUncertain
   for calls that are not idempotent, RetryableError for the rest
+- a redirect -> FatalConnectorError, not followed (the auth headers and the body must not go
+  to a host the answer names)
 
 Every secret the client knows is cut out of every error message.
 """
@@ -82,7 +84,7 @@ class ChannelHttp:
         session = self._ensure_session()
         try:
             async with session.request(method, url, json=json_body, params=params, data=data,
-                                       headers=send_headers) as response:
+                                       headers=send_headers, allow_redirects=False) as response:
                 raw = await response.read()
                 answer = HttpAnswer(response.status, response.headers, _decode(raw))
         except aiohttp.ClientConnectorError as exc:
@@ -101,8 +103,12 @@ class ChannelHttp:
 
     def _judge(self, answer: HttpAnswer, what: str) -> HttpAnswer:
         status = answer.status
-        if status < 400:
+        if status < 300:
             return answer
+        if status < 400:  # never followed: credentials must not go where a 3xx points
+            where = self._redact(str(answer.headers.get("Location", "elsewhere")))
+            raise FatalConnectorError(f"{what} was redirected (HTTP {status}) to {where}; "
+                                      "redirects are not followed: check the base URL")
         detail = self._detail(answer)
         said = f"{what} answered HTTP {status}{f': {detail}' if detail else ''}"
         if status == 429:

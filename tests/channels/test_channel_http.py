@@ -27,6 +27,8 @@ class Api(FakeServer):
         app.router.add_route("*", "/status/{code}", self._status)
         app.router.add_post("/lose", self._lose)
         app.router.add_get("/slow", self._slow)
+        app.router.add_post("/moved", self._moved)
+        app.router.add_post("/elsewhere", self._elsewhere)
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
         self.seen.append((request.method, request.path, request.headers.get("Authorization")))
@@ -41,6 +43,13 @@ class Api(FakeServer):
         assert request.transport is not None
         request.transport.abort()
         return web.Response()
+
+    async def _moved(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPTemporaryRedirect("/elsewhere")
+
+    async def _elsewhere(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append(("POST", "/elsewhere", request.headers.get("Authorization")))
+        return json_response({"ok": True})
 
     async def _slow(self, request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(5)
@@ -122,3 +131,9 @@ async def test_refused_before_sending_is_retryable_not_uncertain() -> None:
         assert "nothing was sent" in str(caught.value)
     finally:
         await client.close()
+
+
+async def test_a_redirect_is_not_followed(api: Api, http: ChannelHttp) -> None:
+    with pytest.raises(FatalConnectorError, match=r"redirected .*not followed"):
+        await http.call("POST", "/moved", json_body={"text": "hi"})
+    assert all(path != "/elsewhere" for _, path, _ in api.seen)  # nothing, token included

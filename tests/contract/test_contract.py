@@ -217,9 +217,12 @@ def need(flag: bool, what: str, harness: PlatformHarness) -> None:
         pytest.skip(f"{harness.type_name}: {what}")
 
 
-LONG = "\n\n".join(f"Paragraph {i}: " + "a rather long sentence of words " * 40
-                   for i in range(7))
-"""About 9,000 characters: three or more parts on every platform here."""
+def long_reply(harness: PlatformHarness) -> str:
+    """Paragraphs enough for at least three parts at the platform's limit."""
+    paragraphs: list[str] = []
+    while len("\n\n".join(paragraphs)) < 2.2 * harness.max_text:
+        paragraphs.append(f"Paragraph {len(paragraphs)}: " + "a rather long sentence " * 30)
+    return "\n\n".join(paragraphs)
 
 
 async def inbound_row(gateway: Gateway, pid: str) -> dict[str, object] | None:
@@ -243,11 +246,12 @@ async def test_a_failed_second_part_is_retried_alone(harness: PlatformHarness,
                                                      gateway: Gateway, fake_llm: FakeOpenAI
                                                      ) -> None:
     need(harness.supports_failures, "sends cannot fail", harness)
-    fake_llm.responder = lambda messages: LONG
+    text = long_reply(harness)
+    fake_llm.responder = lambda messages: text
     harness.fail_next_send(500, skip=1)  # the first part goes, the second is refused once
     chat = harness.chat(20)
     pid = await harness.inject_message(chat, "long please")
-    await eventually(lambda: "".join(m.text for m in harness.sent(chat)) == LONG, timeout=WAIT)
+    await eventually(lambda: "".join(m.text for m in harness.sent(chat)) == text, timeout=WAIT)
     await settle(gateway)
     texts = [m.text for m in harness.sent(chat)]
     assert len(texts) == len(set(texts)) >= 3  # no part twice
@@ -262,16 +266,17 @@ async def test_a_failed_second_part_is_retried_alone(harness: PlatformHarness,
 async def test_a_refused_part_fails_the_reply_and_retry_sends_only_the_rest(
         harness: PlatformHarness, gateway: Gateway, fake_llm: FakeOpenAI) -> None:
     need(harness.supports_failures, "sends cannot fail", harness)
-    fake_llm.responder = lambda messages: LONG
+    text = long_reply(harness)
+    fake_llm.responder = lambda messages: text
     harness.fail_next_send(400, skip=1)
     chat = harness.chat(21)
     pid = await harness.inject_message(chat, "long please")
     row = await failed_row(gateway, pid)
     assert "part 2 of" in str(row["error"])
     first = [m.text for m in harness.sent(chat)]
-    assert len(first) == 1 and LONG.startswith(first[0])
+    assert len(first) == 1 and text.startswith(first[0])
     assert await gateway.retry(int(row["id"]))  # type: ignore[arg-type]
-    await eventually(lambda: "".join(m.text for m in harness.sent(chat)) == LONG, timeout=WAIT)
+    await eventually(lambda: "".join(m.text for m in harness.sent(chat)) == text, timeout=WAIT)
     await settle(gateway)
     texts = [m.text for m in harness.sent(chat)]
     assert texts[0] == first[0] and len(texts) == len(set(texts))
