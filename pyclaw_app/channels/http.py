@@ -27,7 +27,12 @@ from typing import Any
 
 import aiohttp
 
-from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
+from pyclaw_app.errors import (
+    ConnectorError,
+    DeliveryUncertain,
+    FatalConnectorError,
+    RetryableError,
+)
 from pyclaw_app.retry_after import retry_after
 
 __all__ = ["ChannelHttp", "HttpAnswer"]
@@ -50,7 +55,10 @@ class ChannelHttp:
     ``auth`` returns the headers that authenticate a request (``{"Authorization":
     "Bearer ..."}``); ``secrets`` are the values to redact; ``describe`` pulls the
     platform's error text out of an error answer's JSON; ``rate_limit`` reads a
-    platform-specific wait (seconds) from a 429's JSON when it has no Retry-After.
+    platform-specific wait (seconds) from a 429's JSON when it has no Retry-After;
+    ``classify`` sorts a platform's own error codes first (Graph API puts throttling in a
+    400): given the error answer, the call's name and the redacted detail, it returns the
+    error to raise, or None for the mapping above.
     """
 
     def __init__(self, base_url: str, *, platform: str,
@@ -58,6 +66,7 @@ class ChannelHttp:
                  secrets: Iterable[str] = (), timeout: float = DEFAULT_TIMEOUT,
                  describe: Callable[[Any], str | None] | None = None,
                  rate_limit: Callable[[Any], float | None] | None = None,
+                 classify: Callable[[HttpAnswer, str, str], ConnectorError | None] | None = None,
                  session: aiohttp.ClientSession | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.platform = platform
@@ -66,6 +75,7 @@ class ChannelHttp:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._describe = describe
         self._rate_limit = rate_limit
+        self._classify = classify
         self._session = session
         self._owns_session = session is None
 
@@ -110,6 +120,10 @@ class ChannelHttp:
             raise FatalConnectorError(f"{what} was redirected (HTTP {status}) to {where}; "
                                       "redirects are not followed: check the base URL")
         detail = self._detail(answer)
+        if self._classify is not None:
+            error = self._classify(answer, what, detail)
+            if error is not None:
+                raise error
         said = f"{what} answered HTTP {status}{f': {detail}' if detail else ''}"
         if status == 429:
             wait = retry_after({k.lower(): v for k, v in answer.headers.items()})

@@ -137,3 +137,19 @@ async def test_a_redirect_is_not_followed(api: Api, http: ChannelHttp) -> None:
     with pytest.raises(FatalConnectorError, match=r"redirected .*not followed"):
         await http.call("POST", "/moved", json_body={"text": "hi"})
     assert all(path != "/elsewhere" for _, path, _ in api.seen)  # nothing, token included
+
+
+async def test_a_platform_sorts_its_own_error_codes_first(api: Api) -> None:
+    def classify(answer, what: str, detail: str) -> RetryableError | None:
+        return RetryableError(f"{what}: throttled", retry_after=6.0) \
+            if answer.status == 400 else None
+
+    client = ChannelHttp(api.url, platform="Demo", classify=classify)
+    try:
+        with pytest.raises(RetryableError) as caught:
+            await client.call("POST", "/status/400")
+        assert caught.value.retry_after == 6.0
+        with pytest.raises(FatalConnectorError):  # None: the usual mapping
+            await client.call("POST", "/status/404")
+    finally:
+        await client.close()

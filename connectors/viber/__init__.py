@@ -1,0 +1,6 @@
+"""Viber channel: the REST bot API's signed callbacks in, ``send_message`` out.
+
+``manifest`` (config model and spec) is what the registry loads eagerly;
+``runtime`` holds the connector. No SDK: the REST calls go through the kit's
+``ChannelHttp`` (see ``runtime``'s docstring for why).
+"""

@@ -1,0 +1,6 @@
+"""WhatsApp channel: the Business Cloud API's signed webhooks in, its messages endpoint out.
+
+``manifest`` (config model and spec) is what the registry loads eagerly;
+``runtime`` holds the connector. No SDK (Meta publishes none for Python): the
+Graph API calls go through the kit's ``ChannelHttp``.
+"""

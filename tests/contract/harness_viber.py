@@ -1,0 +1,141 @@
+"""The contract suite's view of Viber: the fake REST bot API, and callbacks signed as Viber signs.
+
+Viber is webhook-only, so every message arrives as one signed ``message`` callback.
+The ordinary tests hand it to ``gateway.webhook`` (the real routing and the
+connector's signature check; those tests run no HTTP server); ``post_webhook`` POSTs
+it to the real webhook server the webhook test starts. Because that server starts
+after the channel, the fake takes ``webhook_url`` on trust at ``set_webhook`` instead
+of calling it back (the callback check has its own test in test_viber.py).
+
+Test chats are one-on-one chats with users ``user_id(1000 + i)``; each writes first, which
+subscribes them, so the bot may answer. Bots have no groups, no edits and no quoting.
+Sends are ``send_message`` calls. What each scripted failure is on the wire:
+
+* ``rate_limit_next_send``: Viber's rate limit is status 12 ``tooManyRequests`` in an
+  HTTP 200, with no Retry-After (Viber documents none), so ``retry_after`` cannot be put
+  on the wire: the connector waits a one-second window on its own.
+* ``fail_next_send(500)``: Viber's front end really answers HTTP 5xx when it is down (an
+  HTML page, not a status); ``fail_next_send(400)``: status 3 ``badData`` in an HTTP 200,
+  Viber's answer to a request it will not carry out.
+
+``replay_rejected`` is False: the signature covers no timestamp, a replayed request is a
+duplicate for the journal. There is no connection to drop.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pyclaw_app.channels import WebhookRequest
+from tests.contract.harness import PlatformHarness, SentMessage
+from tests.fakes.viber_api import BOT_NAME, MAX_TEXT, ViberFake, user_id
+
+__all__ = ["HARNESS", "ViberHarness"]
+
+WEBHOOK_URL = "https://pyclaw.example/webhook/viber"
+
+
+class ViberHarness(PlatformHarness):
+    type_name = "viber"
+    max_text = MAX_TEXT
+    supports_drop = False
+    supports_groups = False
+    supports_edit = False
+    quotes_replies = False
+    webhook = True
+    replay_rejected = False
+
+    def __init__(self) -> None:
+        self.fake = ViberFake()
+        self.gateway: Any = None
+        self._last_good: tuple[bytes, dict[str, str]] | None = None
+
+    def attach(self, gateway: Any) -> None:
+        self.gateway = gateway
+
+    async def start(self) -> None:
+        await self.fake.start()
+
+    async def stop(self) -> None:
+        await self.fake.stop()
+
+    def channel_config(self) -> dict[str, Any]:
+        return {"auth_token": self.fake.auth_token, "webhook_url": WEBHOOK_URL,
+                "bot_name": BOT_NAME, "api_base": self.fake.api_base}
+
+    def webhook_config(self) -> dict[str, Any]:
+        return self.channel_config()
+
+    def chat(self, i: int) -> str:
+        return user_id(1000 + i)
+
+    async def _post(self, body: bytes | dict[str, Any]) -> None:
+        signed, headers = self.fake.signed(body)
+        response = await self.gateway.webhook(self.type_name, WebhookRequest(
+            "POST", signed, headers, path=f"/webhook/{self.type_name}"))
+        assert response.status == 200, (response.status, response.body)
+
+    async def inject_message(self, chat: str, text: str, *, thread: str | None = None,
+                             sender: int = 1) -> str:
+        # One-on-one only: the chat is the sender, so ``sender`` has nothing to choose.
+        event = self.fake.message_event(chat, text)
+        await self._post(event)
+        return str(event["message_token"])
+
+    async def redeliver(self, platform_id: str) -> None:
+        await self._post(self.fake.redelivery(platform_id))
+
+    async def inject_malformed(self) -> None:
+        # A message callback with no sender and a text that is not a string: logged as
+        # malformed and answered 200; then an event type Viber may add later: ignored.
+        broken = self.fake.message_event(self.chat(99), "x")
+        del broken["sender"]
+        broken["message"]["text"] = {"unexpected": True}
+        await self._post(broken)
+        await self._post({"event": "client_status", "timestamp": 1, "message_token": 7})
+
+    async def inject_media_only(self, chat: str) -> str:
+        event = self.fake.message_event(
+            chat, kind="picture", media="https://dl-media.viber.com/1/share/2/long/vibes/"
+            "icon/image/0x0/95e0/5688fdffdaa81e7ec4a2ab1cf2ea0d0b3b44bf52c5f7a14cfb9a4dbf1f8"
+            "c95e0.jpg", thumbnail="https://dl-media.viber.com/thumb.jpg",
+            file_name="IMG_0001.jpg", file_size=48213)
+        await self._post(event)
+        return str(event["message_token"])
+
+    def sent(self, chat: str | None = None) -> list[SentMessage]:
+        return [SentMessage(chat=m.to, text=m.text, ts=m.monotonic)
+                for m in self.fake.sent if chat is None or m.to == chat]
+
+    def rate_limit_next_send(self, retry_after: float) -> None:
+        self.fake.rate_limit_next_send(retry_after)
+
+    def rate_limit_log(self) -> list[tuple[float, float]]:
+        return list(self.fake.rate_limit_log)
+
+    async def drop_connection(self) -> None:
+        raise NotImplementedError("Viber pushes callbacks: there is no connection to drop")
+
+    def fail_next_send(self, status: int, *, skip: int = 0) -> None:
+        self.fake.fail_next("send_message", status, skip=skip)
+
+    def lose_next_send_answer(self) -> None:
+        self.fake.lose_next_answer("send_message")
+
+    async def post_webhook(self, url: str, chat: str, text: str, *,
+                           signature: str = "good") -> tuple[int, str]:
+        if signature == "replayed":
+            assert self._last_good is not None, "replay needs a good post first"
+            body, headers = self._last_good
+        else:
+            event = self.fake.message_event(chat, text)
+            token = None if signature == "good" else "not-the-bot-auth-token"
+            body, headers = self.fake.signed(event, token=token)
+            if signature == "good":
+                self._last_good = (body, headers)
+        status, _ = await self.fake.post_webhook(url, body, headers)
+        return status, str(json.loads(body)["message_token"])
+
+
+HARNESS = ViberHarness
