@@ -40,9 +40,8 @@ from connectors.line._parse import Ignored, LineMessage, parse_event
 from connectors.line.manifest import SPEC, LineConfig
 from pyclaw_app.channels import (
     ChannelHttp,
-    ConnectorBase,
     HttpAnswer,
-    ProbeResult,
+    RestConnector,
     WebhookRejected,
     WebhookRequest,
     WebhookResponse,
@@ -72,43 +71,23 @@ class _Tokens:
         return self.reply is not None and time.monotonic() - self.at < REPLY_TOKEN_LIFETIME
 
 
-class LineConnector(ConnectorBase):
+class LineConnector(RestConnector):
     spec = SPEC
     config: LineConfig
 
     def __init__(self, name: str, config: LineConfig) -> None:
         super().__init__(name, config)
-        self._http: ChannelHttp | None = None
         self._bot_user_id = ""
         self._tokens: OrderedDict[str, _Tokens] = OrderedDict()
         self._sent_ids: OrderedDict[str, None] = OrderedDict()
 
-    async def open(self) -> None:
+    def check_config(self) -> None:
         self.secret("channel_secret")  # no secret, no verifiable webhook: refuse to start
-        self._http = self._client()
-        self.went_online(f"connected as {await self._whoami(self._http)}")
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
-
-    async def probe(self) -> ProbeResult:
-        try:
-            http = self._client()
-            try:
-                name = await self._whoami(http)
-            finally:
-                await http.close()
-            self.secret("channel_secret")
-        except ConnectorError as exc:
-            return ProbeResult(False, str(exc))
-        return ProbeResult(True, f"connected as {name}")
 
     # ---- sending --------------------------------------------------------------------------
 
     async def send_part(self, address: Address, text: str, reply_to: str | None) -> str:
-        http = self._running()
+        http = self.http
         held = self._tokens.get(reply_to) if reply_to else None
         message: dict[str, Any] = {"type": "text", "text": text}
         if held is not None and held.quote:
@@ -151,7 +130,7 @@ class LineConnector(ConnectorBase):
     async def typing(self, address: Address) -> None:
         """The loading animation; LINE shows it in one-on-one chats (user ids start with U)."""
         if address.chat.startswith("U"):
-            await self._running().call("POST", "/v2/bot/chat/loading/start", json_body={
+            await self.http.call("POST", "/v2/bot/chat/loading/start", json_body={
                 "chatId": address.chat, "loadingSeconds": LOADING_SECONDS}, idempotent=True)
 
     # ---- receiving ------------------------------------------------------------------------
@@ -201,19 +180,14 @@ class LineConnector(ConnectorBase):
 
     # ---- helpers --------------------------------------------------------------------------
 
-    def _client(self) -> ChannelHttp:
+    def make_http(self) -> ChannelHttp:
         token = self.secret("channel_access_token")
         return ChannelHttp(self.config.api_base, platform="LINE",
                            auth=lambda: {"Authorization": f"Bearer {token}"},
                            secrets=[token, self.secret_or_none("channel_secret") or ""],
                            describe=_describe, rate_limit=lambda _body: RATE_LIMIT_WAIT)
 
-    def _running(self) -> ChannelHttp:
-        if self._http is None or not self.running:
-            raise RetryableError(f"LINE channel {self.name!r} is not running")
-        return self._http
-
-    async def _whoami(self, http: ChannelHttp) -> str:
+    async def whoami(self, http: ChannelHttp) -> str:
         answer = await http.call("GET", "/v2/bot/info")
         info = answer.data if isinstance(answer.data, dict) else {}
         self._bot_user_id = str(info.get("userId") or "")

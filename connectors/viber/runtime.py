@@ -43,8 +43,7 @@ from connectors.viber._parse import Ignored, Notice, parse_callback
 from connectors.viber.manifest import MAX_SENDER_NAME, SPEC, ViberConfig
 from pyclaw_app.channels import (
     ChannelHttp,
-    ConnectorBase,
-    ProbeResult,
+    RestConnector,
     WebhookRejected,
     WebhookRequest,
     WebhookResponse,
@@ -87,51 +86,33 @@ _STATUS = {
 }
 
 
-class ViberConnector(ConnectorBase):
+class ViberConnector(RestConnector):
     spec = SPEC
     config: ViberConfig
 
     def __init__(self, name: str, config: ViberConfig) -> None:
         super().__init__(name, config)
-        self._http: ChannelHttp | None = None
         self._account_id = ""
         self._sender_name = config.bot_name.strip()
 
-    async def open(self) -> None:
+    def check_config(self) -> None:
+        self._webhook_url()
+
+    async def connected(self, http: ChannelHttp) -> None:
         url = self._webhook_url()
-        self._http = self._client()
-        name = await self._whoami(self._http)
         try:
-            answer = await _call(self._http, "set_webhook", {
+            answer = await _call(http, "set_webhook", {
                 "url": url, "event_types": list(EVENT_TYPES),
                 "send_name": True, "send_photo": True}, idempotent=True)
         except ConnectorError as exc:
             raise FatalConnectorError(f"could not set the Viber webhook to {url}: {exc}"
                                       ) from None
         self.log.info("webhook set to %s; events %s", url, answer.get("event_types"))
-        self.went_online(f"connected as {name}")
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
-
-    async def probe(self) -> ProbeResult:
-        try:
-            http = self._client()
-            try:
-                name = await self._whoami(http)
-            finally:
-                await http.close()
-            self._webhook_url()
-        except ConnectorError as exc:
-            return ProbeResult(False, str(exc))
-        return ProbeResult(True, f"connected as {name}")
 
     # ---- sending --------------------------------------------------------------------------
 
     async def send_part(self, address: Address, text: str, reply_to: str | None) -> str:
-        answer = await _call(self._running(), "send_message", {
+        answer = await _call(self.http, "send_message", {
             "receiver": address.chat, "type": "text", "text": text,
             "sender": {"name": self._sender_name}})
         token = answer.get("message_token")
@@ -200,16 +181,11 @@ class ViberConnector(ConnectorBase):
 
     # ---- helpers --------------------------------------------------------------------------
 
-    def _client(self) -> ChannelHttp:
+    def make_http(self) -> ChannelHttp:
         token = self.secret("auth_token")
         return ChannelHttp(self.config.api_base, platform="Viber",
                            auth=lambda: {"X-Viber-Auth-Token": token}, secrets=[token],
                            describe=_describe, rate_limit=lambda _body: RATE_LIMIT_WAIT)
-
-    def _running(self) -> ChannelHttp:
-        if self._http is None or not self.running:
-            raise RetryableError(f"Viber channel {self.name!r} is not running")
-        return self._http
 
     def _webhook_url(self) -> str:
         url = self.config.webhook_url.strip()
@@ -219,7 +195,7 @@ class ViberConnector(ConnectorBase):
                 "HTTPS address of this gateway's /webhook/<channel name>")
         return url
 
-    async def _whoami(self, http: ChannelHttp) -> str:
+    async def whoami(self, http: ChannelHttp) -> str:
         info = await _call(http, "get_account_info", {}, idempotent=True)
         self._account_id = str(info.get("id") or "")
         name = str(info.get("name") or "") or "a Viber bot"

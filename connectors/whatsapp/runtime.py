@@ -46,9 +46,8 @@ from connectors.whatsapp._parse import (
 from connectors.whatsapp.manifest import SPEC, WhatsAppConfig
 from pyclaw_app.channels import (
     ChannelHttp,
-    ConnectorBase,
     HttpAnswer,
-    ProbeResult,
+    RestConnector,
     WebhookRejected,
     WebhookRequest,
     WebhookResponse,
@@ -89,45 +88,24 @@ def _graph_error(answer: HttpAnswer, what: str, detail: str) -> ConnectorError |
     return None
 
 
-class WhatsAppConnector(ConnectorBase):
+class WhatsAppConnector(RestConnector):
     spec = SPEC
     config: WhatsAppConfig
 
     def __init__(self, name: str, config: WhatsAppConfig) -> None:
         super().__init__(name, config)
-        self._http: ChannelHttp | None = None
         self._latest: OrderedDict[str, str] = OrderedDict()  # chat -> newest inbound id
         self._read: OrderedDict[str, None] = OrderedDict()  # inbound ids marked read
         self._templated: set[str] = set()  # chats sent the template since they last wrote
 
-    async def open(self) -> None:
+    def check_config(self) -> None:
         self.secret("app_secret")  # no secret, no verifiable webhook: refuse to start
         self.secret("verify_token")
-        self._http = self._client()
-        self.went_online(f"connected as {await self._whoami(self._http)}")
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
-
-    async def probe(self) -> ProbeResult:
-        try:
-            http = self._client()
-            try:
-                name = await self._whoami(http)
-            finally:
-                await http.close()
-            self.secret("app_secret")
-            self.secret("verify_token")
-        except ConnectorError as exc:
-            return ProbeResult(False, str(exc))
-        return ProbeResult(True, f"connected as {name}")
 
     # ---- sending --------------------------------------------------------------------------
 
     async def send_part(self, address: Address, text: str, reply_to: str | None) -> str:
-        http = self._running()
+        http = self.http
         if reply_to and reply_to not in self._read:
             await self._mark_read(http, reply_to, typing=False)
         message: dict[str, Any] = {"type": "text", "text": {"body": text, "preview_url": False}}
@@ -147,7 +125,7 @@ class WhatsAppConnector(ConnectorBase):
         for the newest message in the chat; the gateway repeats it every few seconds."""
         mid = self._latest.get(address.chat)
         if mid is not None:
-            await self._mark_read(self._running(), mid, typing=True)
+            await self._mark_read(self.http, mid, typing=True)
 
     async def _send(self, http: ChannelHttp, to: str, message: dict[str, Any]) -> str:
         answer = await http.call("POST", self._path("messages"), json_body={
@@ -269,14 +247,14 @@ class WhatsAppConnector(ConnectorBase):
             return
         said = _said(update.error or "no reason given", update.code, update.details)
         if update.code == OUTSIDE_WINDOW and update.recipient:
-            said = f"{said}; {await self._re_engage(self._running(), update.recipient)}"
+            said = f"{said}; {await self._re_engage(self.http, update.recipient)}"
         self.ctx.log("error", f"WhatsApp could not deliver message {update.message_id} to "
                      f"{update.recipient or 'the user'}: {said}",
                      message_id=update.message_id, code=update.code)
 
     # ---- helpers --------------------------------------------------------------------------
 
-    def _client(self) -> ChannelHttp:
+    def make_http(self) -> ChannelHttp:
         token = self.secret("access_token")
         if not self.config.phone_number_id.strip():
             raise FatalConnectorError("the WhatsApp phone_number_id is not set: copy it from "
@@ -291,12 +269,7 @@ class WhatsAppConnector(ConnectorBase):
         path = f"/{self.config.api_version}/{self.config.phone_number_id.strip()}"
         return f"{path}/{edge}" if edge else path
 
-    def _running(self) -> ChannelHttp:
-        if self._http is None or not self.running:
-            raise RetryableError(f"WhatsApp channel {self.name!r} is not running")
-        return self._http
-
-    async def _whoami(self, http: ChannelHttp) -> str:
+    async def whoami(self, http: ChannelHttp) -> str:
         answer = await http.call("GET", self._path(), params={
             "fields": "display_phone_number,verified_name"})
         info = answer.data if isinstance(answer.data, dict) else {}

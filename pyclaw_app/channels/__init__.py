@@ -21,6 +21,7 @@ from pyclaw_app.channels.contract import (
 )
 from pyclaw_app.channels.http import ChannelHttp, HttpAnswer
 from pyclaw_app.channels.lifecycle import ConnectorBase, Phase
+from pyclaw_app.channels.rest import RestConnector
 from pyclaw_app.channels.text import split_text, utf16_len
 from pyclaw_app.channels.webhook import (
     WebhookRejected,
@@ -45,6 +46,7 @@ __all__ = [
     "Limits",
     "Phase",
     "ProbeResult",
+    "RestConnector",
     "StateStore",
     "SubmitResult",
     "Transport",
