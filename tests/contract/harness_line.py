@@ -19,11 +19,11 @@ is a duplicate for the journal. There is no connection to drop.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from pyclaw_app.channels import WebhookRequest, utf16_len
-from tests.contract.harness import PlatformHarness, SentMessage
+from pyclaw_app.channels import utf16_len
+from tests.contract.harness import SentMessage
+from tests.contract.pushed_harness import PushedHarness, Signed
 from tests.fakes.line_api import MAX_TEXT, LineFake
 
 __all__ = ["HARNESS", "LineHarness"]
@@ -31,47 +31,28 @@ __all__ = ["HARNESS", "LineHarness"]
 GROUP = "C" + "0a" * 16
 
 
-class LineHarness(PlatformHarness):
+class LineHarness(PushedHarness):
     type_name = "line"
     max_text = MAX_TEXT
-    supports_drop = False
-    supports_edit = False
     quotes_replies = True
-    webhook = True
     replay_rejected = False
 
     def __init__(self) -> None:
-        self.fake = LineFake()
-        self.gateway: Any = None
-        self._last_good: tuple[bytes, dict[str, str]] | None = None
+        super().__init__(LineFake())
+        self.fake: LineFake
 
     def text_length(self, text: str) -> int:
         return utf16_len(text)
-
-    def attach(self, gateway: Any) -> None:
-        self.gateway = gateway
-
-    async def start(self) -> None:
-        await self.fake.start()
-
-    async def stop(self) -> None:
-        await self.fake.stop()
 
     def channel_config(self) -> dict[str, Any]:
         return {"channel_access_token": self.fake.access_token,
                 "channel_secret": self.fake.channel_secret, "api_base": self.fake.url}
 
-    def webhook_config(self) -> dict[str, Any]:
-        return self.channel_config()
-
     def chat(self, i: int) -> str:
         return "U" + f"{1000 + i:032x}"
 
     async def _post(self, *events: Any) -> None:
-        body, headers = self.fake.signed(list(events))
-        response = await self.gateway.webhook(self.type_name, WebhookRequest(
-            "POST", body, headers, path=f"/webhook/{self.type_name}"))
-        assert response.status == 200, (response.status, response.body)
+        await self.deliver(self.fake.signed(list(events)))
 
     async def inject_message(self, chat: str, text: str, *, thread: str | None = None,
                              sender: int = 1) -> str:
@@ -107,12 +88,6 @@ class LineHarness(PlatformHarness):
     def rate_limit_next_send(self, retry_after: float) -> None:
         self.fake.fail_next("reply", 429, retry_after=retry_after)
 
-    def rate_limit_log(self) -> list[tuple[float, float]]:
-        return list(self.fake.rate_limit_log)
-
-    async def drop_connection(self) -> None:
-        raise NotImplementedError("LINE pushes webhooks: there is no connection to drop")
-
     def fail_next_send(self, status: int, *, skip: int = 0) -> None:
         if skip == 0:
             self.fake.fail_next("reply", status)
@@ -122,6 +97,11 @@ class LineHarness(PlatformHarness):
     def lose_next_send_answer(self) -> None:
         self.fake.lose_next_answer("reply")
 
+    def signed_message(self, chat: str, text: str, *, good: bool) -> tuple[Signed, str]:
+        event = self.fake.message_event(chat, text)
+        secret = None if good else "not-the-channel-secret"
+        return self.fake.signed([event], secret=secret), event["message"]["id"]
+
     def group_chat(self) -> str:
         return GROUP
 
@@ -129,24 +109,6 @@ class LineHarness(PlatformHarness):
         event = self.fake.message_event(chat, text, mention_bot=mention)
         await self._post(event)
         return event["message"]["id"]
-
-    async def post_webhook(self, url: str, chat: str, text: str, *,
-                           signature: str = "good") -> tuple[int, str]:
-        if signature == "replayed":
-            assert self._last_good is not None, "replay needs a good post first"
-            body, headers = self._last_good
-        else:
-            event = self.fake.message_event(chat, text)
-            secret = None if signature == "good" else "not-the-channel-secret"
-            body, headers = self.fake.signed([event], secret=secret)
-            if signature == "good":
-                self._last_good = (body, headers)
-        status, _ = await self.fake.post_webhook(url, body, headers)
-        return status, _message_id(body)
-
-
-def _message_id(body: bytes) -> str:
-    return json.loads(body)["events"][0]["message"]["id"]
 
 
 HARNESS = LineHarness

@@ -24,11 +24,10 @@ duplicate for the journal. There is no connection to drop.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from pyclaw_app.channels import WebhookRequest
-from tests.contract.harness import PlatformHarness, SentMessage
+from tests.contract.harness import SentMessage
+from tests.contract.pushed_harness import PushedHarness, Signed
 from tests.fakes.viber_api import BOT_NAME, MAX_TEXT, ViberFake, user_id
 
 __all__ = ["HARNESS", "ViberHarness"]
@@ -36,45 +35,31 @@ __all__ = ["HARNESS", "ViberHarness"]
 WEBHOOK_URL = "https://pyclaw.example/webhook/viber"
 
 
-class ViberHarness(PlatformHarness):
+class ViberHarness(PushedHarness):
     type_name = "viber"
     max_text = MAX_TEXT
-    supports_drop = False
     supports_groups = False
-    supports_edit = False
     quotes_replies = False
-    webhook = True
     replay_rejected = False
 
     def __init__(self) -> None:
-        self.fake = ViberFake()
-        self.gateway: Any = None
-        self._last_good: tuple[bytes, dict[str, str]] | None = None
-
-    def attach(self, gateway: Any) -> None:
-        self.gateway = gateway
-
-    async def start(self) -> None:
-        await self.fake.start()
-
-    async def stop(self) -> None:
-        await self.fake.stop()
+        super().__init__(ViberFake())
+        self.fake: ViberFake
 
     def channel_config(self) -> dict[str, Any]:
         return {"auth_token": self.fake.auth_token, "webhook_url": WEBHOOK_URL,
                 "bot_name": BOT_NAME, "api_base": self.fake.api_base}
 
-    def webhook_config(self) -> dict[str, Any]:
-        return self.channel_config()
-
     def chat(self, i: int) -> str:
         return user_id(1000 + i)
 
     async def _post(self, body: bytes | dict[str, Any]) -> None:
-        signed, headers = self.fake.signed(body)
-        response = await self.gateway.webhook(self.type_name, WebhookRequest(
-            "POST", signed, headers, path=f"/webhook/{self.type_name}"))
-        assert response.status == 200, (response.status, response.body)
+        await self.deliver(self.fake.signed(body))
+
+    def signed_message(self, chat: str, text: str, *, good: bool) -> tuple[Signed, str]:
+        event = self.fake.message_event(chat, text)
+        token = None if good else "not-the-bot-auth-token"
+        return self.fake.signed(event, token=token), str(event["message_token"])
 
     async def inject_message(self, chat: str, text: str, *, thread: str | None = None,
                              sender: int = 1) -> str:
@@ -107,35 +92,6 @@ class ViberHarness(PlatformHarness):
     def sent(self, chat: str | None = None) -> list[SentMessage]:
         return [SentMessage(chat=m.to, text=m.text, ts=m.monotonic)
                 for m in self.fake.sent if chat is None or m.to == chat]
-
-    def rate_limit_next_send(self, retry_after: float) -> None:
-        self.fake.rate_limit_next_send(retry_after)
-
-    def rate_limit_log(self) -> list[tuple[float, float]]:
-        return list(self.fake.rate_limit_log)
-
-    async def drop_connection(self) -> None:
-        raise NotImplementedError("Viber pushes callbacks: there is no connection to drop")
-
-    def fail_next_send(self, status: int, *, skip: int = 0) -> None:
-        self.fake.fail_next("send_message", status, skip=skip)
-
-    def lose_next_send_answer(self) -> None:
-        self.fake.lose_next_answer("send_message")
-
-    async def post_webhook(self, url: str, chat: str, text: str, *,
-                           signature: str = "good") -> tuple[int, str]:
-        if signature == "replayed":
-            assert self._last_good is not None, "replay needs a good post first"
-            body, headers = self._last_good
-        else:
-            event = self.fake.message_event(chat, text)
-            token = None if signature == "good" else "not-the-bot-auth-token"
-            body, headers = self.fake.signed(event, token=token)
-            if signature == "good":
-                self._last_good = (body, headers)
-        status, _ = await self.fake.post_webhook(url, body, headers)
-        return status, str(json.loads(body)["message_token"])
 
 
 HARNESS = ViberHarness

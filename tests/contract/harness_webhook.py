@@ -23,8 +23,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pyclaw_app.channels import WebhookRequest
-from tests.contract.harness import PlatformHarness, SentMessage
+from tests.contract.harness import SentMessage
+from tests.contract.pushed_harness import PushedHarness
 from tests.fakes.webhook_client import WebhookClientFake
 
 __all__ = ["HARNESS", "WebhookHarness"]
@@ -34,30 +34,19 @@ GROUP = "group:kitchen"
 REPLAY_AGE = 600
 
 
-class WebhookHarness(PlatformHarness):
+class WebhookHarness(PushedHarness):
     type_name = "webhook"
     max_text = MAX_TEXT
-    supports_drop = False
-    supports_edit = False
     supports_groups = True
     quotes_replies = True
-    webhook = True
     replay_rejected = True
+    accepted = 202
 
     def __init__(self) -> None:
-        self.fake = WebhookClientFake()
-        self.gateway: Any = None
+        super().__init__(WebhookClientFake())
+        self.fake: WebhookClientFake
         self._sync_replies: list[SentMessage] = []
-        self._last_good: dict[str, Any] | None = None
-
-    def attach(self, gateway: Any) -> None:
-        self.gateway = gateway
-
-    async def start(self) -> None:
-        await self.fake.start()
-
-    async def stop(self) -> None:
-        await self.fake.stop()
+        self._last_message: dict[str, Any] | None = None
 
     def channel_config(self) -> dict[str, Any]:
         return {"secret": self.fake.secret, "callback_url": self.fake.callback_url,
@@ -69,11 +58,9 @@ class WebhookHarness(PlatformHarness):
     def chat(self, i: int) -> str:
         return f"chat-{i}"
 
-    async def _post(self, message: dict[str, Any] | bytes, *, expect: int = 202) -> None:
-        body, headers = self.fake.signed(message)
-        response = await self.gateway.webhook(self.type_name, WebhookRequest(
-            "POST", body, headers, path=f"/webhook/{self.type_name}"))
-        assert response.status == expect, (response.status, response.body)
+    async def _post(self, message: dict[str, Any] | bytes, *, expect: int | None = None
+                    ) -> None:
+        await self.deliver(self.fake.signed(message), expect=expect)
 
     async def inject_message(self, chat: str, text: str, *, thread: str | None = None,
                              sender: int = 1) -> str:
@@ -102,21 +89,6 @@ class WebhookHarness(PlatformHarness):
         return sorted((m for m in received + self._sync_replies
                        if chat is None or m.chat == chat), key=lambda m: m.ts)
 
-    def rate_limit_next_send(self, retry_after: float) -> None:
-        self.fake.rate_limit_next_send(retry_after)
-
-    def rate_limit_log(self) -> list[tuple[float, float]]:
-        return list(self.fake.rate_limit_log)
-
-    async def drop_connection(self) -> None:
-        raise NotImplementedError("requests are pushed to us: there is no connection to drop")
-
-    def fail_next_send(self, status: int, *, skip: int = 0) -> None:
-        self.fake.fail_next("callback", status, skip=skip)
-
-    def lose_next_send_answer(self) -> None:
-        self.fake.lose_next_answer("callback")
-
     def group_chat(self) -> str:
         return GROUP
 
@@ -128,8 +100,8 @@ class WebhookHarness(PlatformHarness):
     async def post_webhook(self, url: str, chat: str, text: str, *,
                            signature: str = "good") -> tuple[int, str]:
         if signature == "replayed":
-            assert self._last_good is not None, "replay needs a good post first"
-            message = self._last_good  # captured, and sent again with its old timestamp
+            assert self._last_message is not None, "replay needs a good post first"
+            message = self._last_message  # captured, and sent again with its old timestamp
             body, headers = self.fake.signed(message,
                                              timestamp=int(time.time()) - REPLAY_AGE)
         else:
@@ -137,7 +109,7 @@ class WebhookHarness(PlatformHarness):
             secret = None if signature == "good" else "not-the-shared-secret"
             body, headers = self.fake.signed(message, secret=secret)
             if signature == "good":
-                self._last_good = message
+                self._last_message = message
         status, answer = await self.fake.post(url, body, headers)
         if status == 200 and isinstance(answer, dict) and isinstance(answer.get("reply"), str):
             self._sync_replies.append(SentMessage(chat=chat, text=answer["reply"],

@@ -19,56 +19,42 @@ to drop and no edit API.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from pyclaw_app.channels import WebhookRequest
-from tests.contract.harness import PlatformHarness, SentMessage
+from tests.contract.harness import SentMessage
+from tests.contract.pushed_harness import PushedHarness, Signed
 from tests.fakes.whatsapp_api import MAX_TEXT, WhatsAppFake
 
 __all__ = ["HARNESS", "WhatsAppHarness"]
 
 
-class WhatsAppHarness(PlatformHarness):
+class WhatsAppHarness(PushedHarness):
     type_name = "whatsapp"
     max_text = MAX_TEXT
-    supports_drop = False
-    supports_edit = False
     supports_groups = False
     quotes_replies = True
-    webhook = True
     replay_rejected = False
 
     def __init__(self) -> None:
-        self.fake = WhatsAppFake()
-        self.gateway: Any = None
-        self._last_good: tuple[bytes, dict[str, str]] | None = None
-
-    def attach(self, gateway: Any) -> None:
-        self.gateway = gateway
-
-    async def start(self) -> None:
-        await self.fake.start()
-
-    async def stop(self) -> None:
-        await self.fake.stop()
+        super().__init__(WhatsAppFake())
+        self.fake: WhatsAppFake
 
     def channel_config(self) -> dict[str, Any]:
         return {"access_token": self.fake.access_token, "app_secret": self.fake.app_secret,
                 "verify_token": self.fake.verify_token,
                 "phone_number_id": self.fake.phone_number_id, "api_base": self.fake.url}
 
-    def webhook_config(self) -> dict[str, Any]:
-        return self.channel_config()
-
     def chat(self, i: int) -> str:
         return f"1555{i:07d}"
 
     async def _post(self, *messages: Any) -> None:
-        body, headers = self.fake.signed(self.fake.payload(messages=list(messages)))
-        response = await self.gateway.webhook(self.type_name, WebhookRequest(
-            "POST", body, headers, path=f"/webhook/{self.type_name}"))
-        assert response.status == 200, (response.status, response.body)
+        await self.deliver(self.fake.signed(self.fake.payload(messages=list(messages))))
+
+    def signed_message(self, chat: str, text: str, *, good: bool) -> tuple[Signed, str]:
+        message = self.fake.message(chat, text)
+        secret = None if good else "not-the-app-secret"
+        return (self.fake.signed(self.fake.payload(messages=[message]), secret=secret),
+                str(message["id"]))
 
     async def inject_message(self, chat: str, text: str, *, thread: str | None = None,
                              sender: int = 1) -> str:
@@ -97,40 +83,6 @@ class WhatsAppHarness(PlatformHarness):
     def sent(self, chat: str | None = None) -> list[SentMessage]:
         return [SentMessage(chat=m.to, text=m.text, reply_to=m.quoted, ts=m.monotonic)
                 for m in self.fake.sent if m.kind == "text" and (chat is None or m.to == chat)]
-
-    def rate_limit_next_send(self, retry_after: float) -> None:
-        self.fake.rate_limit_next_send(retry_after)
-
-    def rate_limit_log(self) -> list[tuple[float, float]]:
-        return list(self.fake.rate_limit_log)
-
-    async def drop_connection(self) -> None:
-        raise NotImplementedError("WhatsApp pushes webhooks: there is no connection to drop")
-
-    def fail_next_send(self, status: int, *, skip: int = 0) -> None:
-        self.fake.fail_next("send", status, skip=skip)
-
-    def lose_next_send_answer(self) -> None:
-        self.fake.lose_next_answer("send")
-
-    async def post_webhook(self, url: str, chat: str, text: str, *,
-                           signature: str = "good") -> tuple[int, str]:
-        if signature == "replayed":
-            assert self._last_good is not None, "replay needs a good post first"
-            body, headers = self._last_good
-        else:
-            message = self.fake.message(chat, text)
-            secret = None if signature == "good" else "not-the-app-secret"
-            body, headers = self.fake.signed(self.fake.payload(messages=[message]),
-                                             secret=secret)
-            if signature == "good":
-                self._last_good = (body, headers)
-        status, _ = await self.fake.post_webhook(url, body, headers)
-        return status, _message_id(body)
-
-
-def _message_id(body: bytes) -> str:
-    return str(json.loads(body)["entry"][0]["changes"][0]["value"]["messages"][0]["id"])
 
 
 HARNESS = WhatsAppHarness

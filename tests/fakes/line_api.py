@@ -45,7 +45,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from tests.fakes.platform import FakePlatform
@@ -275,12 +274,6 @@ class LineFake(FakePlatform):
     def signature(self, body: bytes, secret: str | None = None) -> str:
         key = (secret if secret is not None else self.channel_secret).encode()
         return base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode()
-
-    async def post_webhook(self, url: str, body: bytes, headers: dict[str, str]
-                           ) -> tuple[int, str]:
-        async with aiohttp.ClientSession() as session, session.post(
-                url, data=body, headers=headers) as resp:
-            return resp.status, await resp.text()
 
     def _new_quote_token(self, message_id: str) -> str:
         token = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

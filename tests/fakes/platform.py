@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from tests.fakes.server import FakeServer
@@ -93,6 +94,14 @@ class FakePlatform(FakeServer):
 
     def calls(self, method: str) -> int:
         return self._controls.calls.get(method, 0)
+
+    async def post_signed(self, url: str, body: bytes, headers: dict[str, str]
+                          ) -> tuple[int, str]:
+        """POST a request the platform signed to the gateway's webhook URL, as the platform
+        delivers it; returns the status and body of the answer."""
+        async with aiohttp.ClientSession() as session, session.post(
+                url, data=body, headers=headers) as resp:
+            return resp.status, await resp.text()
 
     async def drop_connection(self) -> None:
         """Cut the live connection (long poll, websocket) as a network fault would."""

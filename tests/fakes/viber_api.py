@@ -55,7 +55,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from tests.fakes.platform import FakePlatform
@@ -284,12 +283,6 @@ class ViberFake(FakePlatform):
     def signature(self, body: bytes, token: str | None = None) -> str:
         key = (token if token is not None else self.auth_token).encode()
         return hmac.new(key, body, hashlib.sha256).hexdigest()
-
-    async def post_webhook(self, url: str, body: bytes, headers: dict[str, str]
-                           ) -> tuple[int, str]:
-        async with aiohttp.ClientSession() as session, session.post(
-                url, data=body, headers=headers) as resp:
-            return resp.status, await resp.text()
 
 
 def _now_ms() -> int:

@@ -309,12 +309,6 @@ class WhatsAppFake(FakePlatform):
         key = (secret if secret is not None else self.app_secret).encode()
         return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
 
-    async def post_webhook(self, url: str, body: bytes, headers: dict[str, str]
-                           ) -> tuple[int, str]:
-        async with aiohttp.ClientSession() as session, session.post(
-                url, data=body, headers=headers) as resp:
-            return resp.status, await resp.text()
-
     async def verify_subscription(self, url: str, *, token: str | None = None,
                                   challenge: str = "1158201444", mode: str = "subscribe"
                                   ) -> tuple[int, str]:
