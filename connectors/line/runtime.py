@@ -32,7 +32,6 @@ nothing here and cost per-part state the contract says a connector does not keep
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +40,7 @@ from connectors.line.manifest import SPEC, LineConfig
 from pyclaw_app.channels import (
     ChannelHttp,
     HttpAnswer,
+    Recent,
     RestConnector,
     WebhookRejected,
     WebhookRequest,
@@ -78,8 +78,8 @@ class LineConnector(RestConnector):
     def __init__(self, name: str, config: LineConfig) -> None:
         super().__init__(name, config)
         self._bot_user_id = ""
-        self._tokens: OrderedDict[str, _Tokens] = OrderedDict()
-        self._sent_ids: OrderedDict[str, None] = OrderedDict()
+        self._tokens: Recent[str, _Tokens] = Recent(KEPT)
+        self._sent_ids: Recent[str, None] = Recent(KEPT)
 
     def check_config(self) -> None:
         self.secret("channel_secret")  # no secret, no verifiable webhook: refuse to start
@@ -109,7 +109,7 @@ class LineConnector(RestConnector):
         sent = answer.data.get("sentMessages") if isinstance(answer.data, dict) else None
         ids = [str(m.get("id")) for m in sent or () if isinstance(m, dict) and m.get("id")]
         for pid in ids:
-            _remember(self._sent_ids, pid, None)
+            self._sent_ids.remember(pid, None)
         return ids[0] if ids else ""
 
     async def _reply(self, http: ChannelHttp, held: _Tokens | None,
@@ -175,7 +175,7 @@ class LineConnector(RestConnector):
     def _hold(self, parsed: LineMessage) -> None:
         pid = parsed.inbound.platform_id
         if pid not in self._tokens:  # a redelivery does not replace the first token
-            _remember(self._tokens, pid,
+            self._tokens.remember(pid,
                       _Tokens(parsed.reply_token, parsed.quote_token, time.monotonic()))
 
     # ---- helpers --------------------------------------------------------------------------
@@ -206,13 +206,6 @@ def _describe(body: Any) -> str | None:
 def _event_id(event: object) -> str:
     value = event.get("webhookEventId") if isinstance(event, dict) else None
     return value if isinstance(value, str) else ""
-
-
-def _remember(kept: OrderedDict[str, Any], key: str, value: Any) -> None:
-    kept[key] = value
-    kept.move_to_end(key)
-    while len(kept) > KEPT:
-        kept.popitem(last=False)
 
 
 CONNECTOR = LineConnector

@@ -30,7 +30,6 @@ import asyncio
 import json
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +41,7 @@ from pyclaw_app.channels import (
     ConnectorBase,
     Limits,
     ProbeResult,
+    Recent,
     WebhookRejected,
     WebhookRequest,
     WebhookResponse,
@@ -86,8 +86,8 @@ class WebhookConnector(ConnectorBase):
         super().__init__(name, config)
         self._http: ChannelHttp | None = None
         self._waiters: dict[tuple[str, str], asyncio.Future[str]] = {}
-        self._replies: OrderedDict[str, _Reply] = OrderedDict()
-        self._callbacks: OrderedDict[str, str] = OrderedDict()
+        self._replies: Recent[str, _Reply] = Recent(KEPT)
+        self._callbacks: Recent[str, str] = Recent(KEPT)
         """chat -> the callback URL its latest request named ("" for none)."""
 
     @property
@@ -145,7 +145,7 @@ class WebhookConnector(ConnectorBase):
         answer = await self._post(http, url, {"in_reply_to": current.in_reply_to,
                                               "chat": address.chat, "text": text,
                                               "part": current.part})
-        _remember(self._replies, address.chat, current)  # only once the part went out
+        self._replies.remember(address.chat, current)  # only once the part went out
         given = answer.get("id") if isinstance(answer, dict) else None
         if isinstance(given, str | int) and not isinstance(given, bool) and str(given):
             return str(given)
@@ -164,7 +164,7 @@ class WebhookConnector(ConnectorBase):
             if url is None:  # not seen since a restart: what its latest request named
                 stored = await self.ctx.state.get(CALLBACK_STATE + chat)
                 url = stored if isinstance(stored, str) else ""
-                _remember(self._callbacks, chat, url)
+                self._callbacks.remember(chat, url)
             if url and self._allowed(url) is not None:
                 url = ""  # the allowlist changed since: never POST outside it
         url = url or self.config.callback_url
@@ -235,7 +235,7 @@ class WebhookConnector(ConnectorBase):
                 await self.ctx.state.delete(CALLBACK_STATE + chat)
             else:
                 await self.ctx.state.set(CALLBACK_STATE + chat, url)
-            _remember(self._callbacks, chat, url or "")
+            self._callbacks.remember(chat, url or "")
 
     def _allowed(self, url: str) -> str | None:
         """Why ``url`` may not be a request's callback, or None when it may."""
@@ -298,13 +298,6 @@ def _describe(body: Any) -> str | None:
 def _json(status: int, data: dict[str, Any]) -> WebhookResponse:
     return WebhookResponse(status, json.dumps(data, ensure_ascii=False),
                            content_type="application/json")
-
-
-def _remember(kept: OrderedDict[str, Any], key: str, value: Any) -> None:
-    kept[key] = value
-    kept.move_to_end(key)
-    while len(kept) > KEPT:
-        kept.popitem(last=False)
 
 
 CONNECTOR = WebhookConnector

@@ -32,7 +32,6 @@ so ``send_part`` marks the message it answers read just before the first part go
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 from connectors.whatsapp._parse import (
@@ -47,6 +46,7 @@ from connectors.whatsapp.manifest import SPEC, WhatsAppConfig
 from pyclaw_app.channels import (
     ChannelHttp,
     HttpAnswer,
+    Recent,
     RestConnector,
     WebhookRejected,
     WebhookRequest,
@@ -94,8 +94,8 @@ class WhatsAppConnector(RestConnector):
 
     def __init__(self, name: str, config: WhatsAppConfig) -> None:
         super().__init__(name, config)
-        self._latest: OrderedDict[str, str] = OrderedDict()  # chat -> newest inbound id
-        self._read: OrderedDict[str, None] = OrderedDict()  # inbound ids marked read
+        self._latest: Recent[str, str] = Recent(KEPT)  # chat -> newest inbound id
+        self._read: Recent[str, None] = Recent(KEPT)  # inbound ids marked read
         self._templated: set[str] = set()  # chats sent the template since they last wrote
 
     def check_config(self) -> None:
@@ -173,7 +173,7 @@ class WhatsAppConnector(RestConnector):
             if typing:
                 raise  # the gateway logs a failed typing indicator itself
             return
-        _remember(self._read, message_id, None)
+        self._read.remember(message_id, None)
 
     # ---- receiving ------------------------------------------------------------------------
 
@@ -223,7 +223,7 @@ class WhatsAppConnector(RestConnector):
                                   phone_number_id=self.config.phone_number_id.strip()):
             if isinstance(item, Message):
                 inbound = item.inbound
-                _remember(self._latest, inbound.address.chat, inbound.platform_id)
+                self._latest.remember(inbound.address.chat, inbound.platform_id)
                 self._templated.discard(inbound.address.chat)  # the window is open again
                 result = await ctx.submit(inbound)
                 if result.duplicate:
@@ -295,13 +295,6 @@ def _describe(body: Any) -> str | None:
 def _said(title: str, code: int | None, details: str) -> str:
     return f"{title}{f' (error {code})' if code is not None else ''}" \
         f"{f': {details}' if details else ''}"
-
-
-def _remember(kept: OrderedDict[str, Any], key: str, value: Any) -> None:
-    kept[key] = value
-    kept.move_to_end(key)
-    while len(kept) > KEPT:
-        kept.popitem(last=False)
 
 
 CONNECTOR = WhatsAppConnector

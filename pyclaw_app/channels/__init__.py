@@ -21,6 +21,7 @@ from pyclaw_app.channels.contract import (
 )
 from pyclaw_app.channels.http import ChannelHttp, HttpAnswer
 from pyclaw_app.channels.lifecycle import ConnectorBase, Phase
+from pyclaw_app.channels.recent import Recent
 from pyclaw_app.channels.rest import RestConnector
 from pyclaw_app.channels.text import split_text, utf16_len
 from pyclaw_app.channels.webhook import (
@@ -46,6 +47,7 @@ __all__ = [
     "Limits",
     "Phase",
     "ProbeResult",
+    "Recent",
     "RestConnector",
     "StateStore",
     "SubmitResult",

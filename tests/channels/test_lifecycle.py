@@ -15,6 +15,7 @@ from pyclaw_app.channels import (
     ConnectorSpec,
     Phase,
     ProbeResult,
+    Recent,
     registry,
     secret_field,
 )
@@ -165,3 +166,12 @@ async def test_the_gateway_restarts_a_channel_whose_task_crashed(make_gateway) -
         assert any("crashed" in r["message"] for r in logs)
     finally:
         registry.unregister("demo")
+
+
+def test_recent_keeps_the_most_recently_set_keys() -> None:
+    kept: Recent[str, int] = Recent(2)
+    kept.remember("a", 1)
+    kept.remember("b", 2)
+    kept.remember("a", 3)  # set again: now the newest
+    kept.remember("c", 4)
+    assert dict(kept) == {"a": 3, "c": 4}
