@@ -139,18 +139,16 @@ class Gateway:
         return await self.intake.retry(message_id)
 
     async def webhook(self, name: str, request: WebhookRequest) -> WebhookResponse:
-        """Route a webhook request to its channel; the connector verifies it before parsing."""
+        """Route a webhook request to its channel; the connector verifies it before parsing
+        (and reports the traffic with ``ctx.heartbeat``, as it does for every transport)."""
         rt = self.channels.get(name)
         if rt is None or rt.connector is None:
             return WebhookResponse(404, "no running channel by that name")
         try:
-            response = await rt.connector.handle_webhook(request)
+            return await rt.connector.handle_webhook(request)
         except Exception as exc:  # noqa: BLE001 - a bad request must not take the server down
             self.channel_log(name, "error", f"webhook handler failed: {exc!r}")
             return WebhookResponse(500, "internal error")
-        if response.status < 300:
-            rt.last_heartbeat = self.clock()
-        return response
 
     # ---- the flow --------------------------------------------------------------------------
     def _connector(self, channel: str) -> Connector | None:
