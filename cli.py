@@ -8,6 +8,7 @@ import contextlib
 import getpass
 import signal
 import sys
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     pairing.add_argument("action", choices=["list", "approve"])
     pairing.add_argument("code", nargs="?", help="the 8-character code the sender received")
 
+    api_key = sub.add_parser("api-key", help="issue, list or revoke the client keys of an "
+                             "OpenAI-compatible API channel")
+    _paths(api_key)
+    api_key.add_argument("action", choices=["issue", "list", "revoke"])
+    api_key.add_argument("channel", help="the channel's name in the config")
+    api_key.add_argument("client", nargs="?", help="who the key is for (names the "
+                         "conversation in logs)")
+
     secret = sub.add_parser("secret", help="store or remove a secret in the OS keyring")
     _paths(secret)
     secret.add_argument("action", choices=["set", "delete"])
@@ -116,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "pairing":
         return asyncio.run(_pairing(data_dir, args.action, args.code))
+    if args.command == "api-key":
+        return asyncio.run(_api_key(data_dir, args.action, args.channel, args.client))
     if args.command == "secret":
         return _secret(data_dir, args.action, args.key)
     return _run_ui(config, data_dir, web=args.web, host=args.host, port=args.port)
@@ -232,6 +243,45 @@ async def _pairing(data_dir: Path | None, action: str, code: str | None) -> int:
             print(f"no pending, unexpired pairing code {code.upper()}", file=sys.stderr)
             return 1
         print(f"approved {approved.sender_name or approved.sender_id} on {approved.channel}")
+        return 0
+    finally:
+        await store.close()
+
+
+async def _api_key(data_dir: Path | None, action: str, channel: str, client: str | None
+                   ) -> int:
+    """Works beside a running gateway, which reads the key table on every request."""
+    from connectors.openai_api import keys
+    from pyclaw_app.store import Store
+
+    if action != "list" and not client:
+        print(f"api-key {action} needs the CLIENT name", file=sys.stderr)
+        return 2
+    store = await Store(data_dir or default_data_dir()).open()
+    try:
+        state = store.channel_state.of(channel)
+        if action == "list":
+            table = await keys.clients(state)
+            for name, entry in sorted(table.items()):
+                issued = time.localtime(entry.get("created", 0))
+                print(f"{name}  issued {time.strftime('%Y-%m-%d %H:%M', issued)}")
+            if not table:
+                print(f"no client keys for channel {channel}")
+            return 0
+        assert client is not None
+        if action == "revoke":
+            if not await keys.revoke(state, client):
+                print(f"channel {channel} has no key for {client}", file=sys.stderr)
+                return 1
+            print(f"revoked the key of {client} on {channel}")
+            return 0
+        try:
+            key = await keys.issue(state, client)
+        except ValueError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        print(f"key for {client} on {channel} (shown once; only its hash is kept):")
+        print(key)
         return 0
     finally:
         await store.close()

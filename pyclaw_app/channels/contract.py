@@ -115,6 +115,9 @@ class Capabilities:
     threads: bool = False
     attachments: bool = False
     reactions: bool = False
+    live: bool = False
+    """The reply's text is shown as the model writes it through ``reply_delta`` (an HTTP
+    stream), not through edits of a sent message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +268,18 @@ class Connector(abc.ABC):
         on a rate limit, FatalConnectorError when the message can no longer be edited.
         """
         raise NotImplementedError(f"{self.spec.name} cannot edit messages")
+
+    def reply_delta(self, address: Address, reply_to: str, delta: str) -> None:  # noqa: B027
+        """More text of the reply being written to ``reply_to`` (``capabilities.live``).
+
+        Called on the event loop as the model streams; it must not block. The reply itself
+        still arrives through ``send_part``, which stays the one delivery the journal
+        keeps custody of.
+        """
+
+    def reply_reset(self, address: Address, reply_to: str) -> None:  # noqa: B027
+        """The text streamed so far for ``reply_to`` was thrown away upstream (a failover to
+        another provider, a tool call): what follows starts the reply over."""
 
     async def handle_webhook(self, request: WebhookRequest) -> WebhookResponse:
         """One request the platform made to ``/webhook/<channel>`` (GET or POST).

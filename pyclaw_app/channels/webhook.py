@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +77,9 @@ class WebhookResponse:
     status: int = 200
     body: str | bytes = ""
     content_type: str = "text/plain"
+    stream: AsyncGenerator[bytes, None] | None = None
+    """Sent after ``body`` as it is produced (server-sent events), for channels whose reply
+    is the HTTP response itself; the server flushes each chunk."""
 
 
 class WebhookRejected(Exception):

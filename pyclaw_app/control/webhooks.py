@@ -1,6 +1,6 @@
 """The one HTTP server that webhook-style channels (and the control API) share.
 
-``GET`` and ``POST /webhook/<channel>`` hand the request (method, query,
+``GET`` and ``POST /webhook/<channel>`` (and paths below it) hand the request (method, query,
 headers, raw body) to that channel's connector, which verifies the platform's
 signature before it parses anything (``ConnectorBase.receive``). The server only
 routes and bounds the request: a body over ``MAX_BODY`` gets 413, one that
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 
 from aiohttp import web
 
@@ -44,8 +44,9 @@ class WebhookServer:
     async def start(self, *installers: Callable[[web.Application], None]) -> None:
         """Listen; ``installers`` add more routes (the control API) to the same server."""
         app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_route("GET", "/webhook/{channel}", self._handle)
-        app.router.add_route("POST", "/webhook/{channel}", self._handle)
+        for route in ("/webhook/{channel}", "/webhook/{channel}/{rest:.*}"):
+            app.router.add_route("GET", route, self._handle)
+            app.router.add_route("POST", route, self._handle)
         for install in installers:
             install(app)
         app.router.add_get("/healthz", self._health)
@@ -62,7 +63,7 @@ class WebhookServer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["channel"]
         try:
             body = await asyncio.wait_for(request.read(), self.body_timeout)
@@ -77,8 +78,31 @@ class WebhookServer:
             method=request.method, body=body, headers=dict(request.headers),
             query=dict(request.query), path=request.path))
         body_out = answer.body.encode() if isinstance(answer.body, str) else answer.body
-        return web.Response(status=answer.status, body=body_out,
-                            content_type=answer.content_type)
+        if answer.stream is None:
+            return web.Response(status=answer.status, body=body_out,
+                                content_type=answer.content_type)
+        return await _stream(request, answer.status, answer.content_type, body_out,
+                             answer.stream)
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
+
+
+async def _stream(request: web.Request, status: int, content_type: str, head: bytes,
+                  chunks: AsyncGenerator[bytes, None]) -> web.StreamResponse:
+    """A response written as it is produced; a client that goes away ends the stream (the
+    producer is closed, so it stops waiting for text nobody will read)."""
+    response = web.StreamResponse(status=status, headers={"Cache-Control": "no-cache"})
+    response.content_type = content_type
+    await response.prepare(request)
+    try:
+        if head:
+            await response.write(head)
+        async for chunk in chunks:
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionResetError:
+        _log.info("webhook client went away mid-stream on %s", request.path)
+    finally:
+        await chunks.aclose()
+    return response

@@ -170,9 +170,13 @@ class Turn:
                     self._keep_typing(connector, inbound, answered),
                     name=f"typing:{channel}:{journal_id}")))
 
+        live = connector.spec.capabilities.live
+
         def on_delta(delta: str) -> None:
             if stream is not None:
                 stream.feed(delta)
+            if live:
+                connector.reply_delta(inbound.address, inbound.platform_id, delta)
             h.emit(EventKind.REPLY_DELTA, channel, id=journal_id, chat=inbound.address.chat,
                    delta=delta)
 
@@ -188,6 +192,8 @@ class Turn:
         def on_restart() -> None:
             if stream is not None:
                 stream.reset()
+            if live:
+                connector.reply_reset(inbound.address, inbound.platform_id)
             h.emit(EventKind.REPLY_RESET, channel, id=journal_id, chat=inbound.address.chat)
 
         try:

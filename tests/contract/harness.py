@@ -42,6 +42,9 @@ class PlatformHarness(abc.ABC):
     """False where sends cannot fail (the local channel has no platform to refuse them)."""
     supports_groups: bool = True
     """False where there are no group chats (the local channel)."""
+    splits_replies: bool = True
+    """A long reply goes out as several messages; False where each request is answered by
+    one HTTP response, which has no message limit (the OpenAI-compatible API)."""
     supports_edit: bool = False
     """The platform can edit a sent message (streamed replies); see ``visible``/``edits``."""
     quotes_replies: bool = False

@@ -93,6 +93,7 @@ async def test_receive_and_reply_in_the_right_chat_and_both_rows_stored(
 
 async def test_long_reply_is_split_within_the_limit_and_reassembles(
         harness: PlatformHarness, gateway: Gateway, fake_llm: FakeOpenAI) -> None:
+    need(harness.splits_replies, "answers a request with one HTTP response", harness)
     paragraph = ("Gateways should split long replies at natural boundaries. " * 12).strip()
     text = "\n\n".join(f"{i}. {paragraph} 🎉" for i in range(14))
     text = (text + " " + "x" * 1500)[:10_000]
