@@ -245,6 +245,13 @@ def _load_channel(
         found = _errors(exc, where, root, ("channels", name))
         errors.extend(found)
         return ChannelEntry(name, type_name, None, found[0], raw)
+    line = _line_of(root, ("channels", name))
+    for field_name in config.missing_secrets():
+        key = channel_secret_key(name, field_name)
+        errors.append(ConfigError(
+            f"{field_name} is required and not set: store it with `pyclaw secret set {key}` "
+            f"(or the Channels form), or set {_env_name(name, field_name)}",
+            _where(where, line, f"channels.{name}.{field_name}")))
     return ChannelEntry(name, type_name, config, None, raw)
 
 

@@ -22,8 +22,7 @@ MAX_TEXT = 2000
 class DiscordConfig(ChannelConfig):
     token: SecretStr | None = secret_field(
         "Bot token from the Developer Portal (Applications -> your app -> Bot -> Reset Token). "
-        "Also enable the Message Content intent on that page.",
-    )
+        "Also enable the Message Content intent on that page.", required=True)
     api_base: str = Field(
         "",
         description="REST API base URL for a Discord-compatible server, e.g. "

@@ -24,10 +24,10 @@ MAX_TEXT = 5000
 class LineConfig(ChannelConfig):
     channel_access_token: SecretStr | None = secret_field(
         "Channel access token (long-lived), from the Messaging API tab of the channel in the "
-        "LINE Developers Console.")
+        "LINE Developers Console.", required=True)
     channel_secret: SecretStr | None = secret_field(
         "Channel secret, from the Basic settings tab: every webhook request is checked "
-        "against it (X-Line-Signature).")
+        "against it (X-Line-Signature).", required=True)
     api_base: str = Field("https://api.line.me", description="Messaging API base URL. "
                           "Change only for a LINE-compatible server or a proxy.")
 

@@ -26,7 +26,7 @@ at 40,000); the gateway splits replies at this many characters (before the conne
 class SlackConfig(ChannelConfig):
     bot_token: SecretStr | None = secret_field(
         "Bot User OAuth Token (starts with xoxb-), from OAuth & Permissions. Needs the "
-        "chat:write, app_mentions:read, im:history and users:read scopes."
+        "chat:write, app_mentions:read, im:history and users:read scopes.", required=True
     )
     app_token: SecretStr | None = secret_field(
         "App-Level Token (starts with xapp-) with the connections:write scope, from Basic "
@@ -48,6 +48,10 @@ class SlackConfig(ChannelConfig):
 
     def needs_webhook(self) -> bool:
         return self.mode == "events"
+
+    def missing_secrets(self) -> list[str]:
+        needed = "signing_secret" if self.mode == "events" else "app_token"
+        return super().missing_secrets() + ([needed] if getattr(self, needed) is None else [])
 
 
 SPEC = ConnectorSpec(

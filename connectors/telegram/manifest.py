@@ -27,7 +27,7 @@ MAX_TEXT = 4096
 
 class TelegramConfig(ChannelConfig):
     token: SecretStr | None = secret_field(
-        "Bot token from @BotFather, e.g. 123456:ABC-DEF... (stored in the keyring)."
+        "Bot token from @BotFather, e.g. 123456:ABC-DEF... (stored in the keyring).", required=True
     )
     base_url: str = Field(
         "https://api.telegram.org/bot",
@@ -58,6 +58,10 @@ class TelegramConfig(ChannelConfig):
 
     def needs_webhook(self) -> bool:
         return self.mode == "webhook"
+
+    def missing_secrets(self) -> list[str]:
+        webhook = self.mode == "webhook" and self.webhook_secret is None
+        return super().missing_secrets() + (["webhook_secret"] if webhook else [])
 
     @model_validator(mode="after")
     def _webhook_needs_url(self) -> TelegramConfig:

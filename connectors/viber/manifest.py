@@ -26,7 +26,7 @@ class ViberConfig(ChannelConfig):
     auth_token: SecretStr | None = secret_field(
         "The bot's authentication token (\"Your app key\": in Viber, More > Settings > Bots > "
         "Edit Info, or the Viber Admin Panel). It signs every callback too "
-        "(X-Viber-Content-Signature).")
+        "(X-Viber-Content-Signature).", required=True)
     webhook_url: str = Field(
         "", description="The public HTTPS address Viber posts to: this gateway's "
         "/webhook/<channel name>, e.g. https://bot.example.com/webhook/viber. Viber accepts "

@@ -41,7 +41,7 @@ and the reply goes to the callback. See docs/webhook-channel.md."""
 class WebhookConfig(ChannelConfig):
     secret: SecretStr | None = secret_field(
         "Shared secret: every request must be signed with it (X-Pyclaw-Signature), and every "
-        "callback is signed with it. Use a long random string.")
+        "callback is signed with it. Use a long random string.", required=True)
     callback_url: str = Field("", description="Where reply parts are POSTed (http or https); "
                               "empty: replies only in sync mode, and probe waits for "
                               "requests.")

@@ -24,13 +24,13 @@ class WhatsAppConfig(ChannelConfig):
     access_token: SecretStr | None = secret_field(
         "A system-user access token with whatsapp_business_messaging permission (Business "
         "settings > System users), or the temporary token from the app's WhatsApp > API "
-        "Setup page.")
+        "Setup page.", required=True)
     app_secret: SecretStr | None = secret_field(
         "The app secret (App settings > Basic): every webhook POST is checked against it "
-        "(X-Hub-Signature-256).")
+        "(X-Hub-Signature-256).", required=True)
     verify_token: SecretStr | None = secret_field(
         "Any string you choose; enter the same one as the Verify token when you set this "
-        "channel's webhook URL in the app's WhatsApp > Configuration page.")
+        "channel's webhook URL in the app's WhatsApp > Configuration page.", required=True)
     phone_number_id: str = Field("", description="The business phone number's ID (not the "
                                  "number itself), from WhatsApp > API Setup.")
     api_version: str = Field("v23.0", pattern=r"^v\d+\.\d+$",

@@ -91,13 +91,30 @@ class ChannelConfig(BaseModel):
         """True when the platform pushes to our shared webhook server in this configuration."""
         return False
 
+    def missing_secrets(self) -> list[str]:
+        """The secret fields this configuration cannot run without and has no value for (none
+        in the keyring or the environment): ``pyclaw check`` and the config loader report
+        them, so a user learns before the start fails. Override for secrets that only one
+        mode needs."""
+        return [name for name, info in type(self).model_fields.items()
+                if isinstance(info.json_schema_extra, dict)
+                and info.json_schema_extra.get("required_secret")
+                and getattr(self, name) is None]
 
-def secret_field(description: str, *, default: str | None = None, **extra: Any) -> Any:
-    """A config field the UI masks and the config loader fills from the keyring, never from YAML."""
+
+def secret_field(description: str, *, default: str | None = None, required: bool = False,
+                 **extra: Any) -> Any:
+    """A config field the UI masks and the config loader fills from the keyring, never from YAML.
+
+    ``required``: the channel cannot run without it in any configuration, so ``pyclaw
+    check`` reports it missing (a secret needed only in one mode is reported by the config
+    model's ``missing_secrets`` instead).
+    """
     return Field(
         default=SecretStr(default) if default is not None else None,
         description=description,
-        json_schema_extra={"secret": True, **extra},
+        json_schema_extra={"secret": True, **({"required_secret": True} if required else {}),
+                           **extra},
     )
 
 
