@@ -37,7 +37,8 @@ def test_every_channel_with_an_sdk_has_its_own_extra_and_gateway_pulls_them_all(
 def test_every_entry_point_names_a_manifest_spec() -> None:
     points = PROJECT["entry-points"][registry.GROUP]
     assert set(points) == {"local", "telegram", "discord", "slack", "line", "whatsapp", "viber",
-                           "webhook"}
+                           "webhook", "twilio", "teams", "messenger", "googlechat", "wechat",
+                           "wecom", "feishu", "nextcloud", "webex", "openai_api"}
     for name, value in points.items():
         assert value == f"connectors.{name}.manifest:SPEC"
         assert registry.get_spec(name).runtime.startswith(f"connectors.{name}.runtime:")
