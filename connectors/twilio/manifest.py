@@ -29,7 +29,8 @@ class TwilioConfig(ChannelConfig):
         "Account SID (AC...), from the Twilio Console's Account Info panel."))
     auth_token: SecretStr | None = secret_field(
         "Auth Token of that account (Account Info panel). Twilio signs every webhook with "
-        "it (X-Twilio-Signature), so it is needed even when an API key sends the replies.", required=True)
+        "it (X-Twilio-Signature), so it is needed even when an API key sends the replies.",
+        required=True)
     api_key_sid: str = Field("", pattern=r"^(SK[0-9a-fA-F]{32})?$", description=(
         "Optional API key SID (SK...) to send with instead of the Auth Token (Console > "
         "Account > API keys & tokens). Leave empty to use the Auth Token."))
