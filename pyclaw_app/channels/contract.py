@@ -250,6 +250,12 @@ class Connector(abc.ABC):
         """What the gateway splits replies to: the spec's, unless the config changes them."""
         return self.spec.limits
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this channel can do as configured: the spec's, unless a mode changes them
+        (a reply sent as the HTTP response cannot be edited)."""
+        return self.spec.capabilities
+
     @abc.abstractmethod
     async def start(self, ctx: ConnectorContext) -> None:
         """Connect and begin delivering; returns once the background tasks are running."""

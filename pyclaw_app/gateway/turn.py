@@ -81,7 +81,7 @@ class Turn:
         received_at = time.time()
         custody = _Custody()
         stream = (self._draft_stream(connector, journal_id, inbound, custody)
-                  if connector.spec.capabilities.edit and config is not None
+                  if connector.capabilities.edit and config is not None
                   and config.stream_replies else None)
         try:
             reply = await self._ask_agent(connector, journal_id, inbound, stream)
@@ -162,7 +162,7 @@ class Turn:
         answered = asyncio.Event()
         typing: list[asyncio.Task[None]] = []
         typing_timer: asyncio.TimerHandle | None = None
-        if connector.spec.capabilities.typing:
+        if connector.capabilities.typing:
             # A timer, not a task waiting out TYPING_DELAY: most answers come sooner, and
             # two tasks per message were measurable under load (bench/RESULTS.md, section 4).
             typing_timer = asyncio.get_running_loop().call_later(
@@ -170,7 +170,7 @@ class Turn:
                     self._keep_typing(connector, inbound, answered),
                     name=f"typing:{channel}:{journal_id}")))
 
-        live = connector.spec.capabilities.live
+        live = connector.capabilities.live
 
         def on_delta(delta: str) -> None:
             if stream is not None:
