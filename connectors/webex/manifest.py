@@ -13,9 +13,10 @@ from pyclaw_app.channels import (
     Limits,
     Transport,
     secret_field,
+    utf8_len,
 )
 
-__all__ = ["API_BASE", "MAX_TEXT", "SPEC", "WebexConfig", "utf8_len"]
+__all__ = ["API_BASE", "MAX_TEXT", "SPEC", "WebexConfig"]
 
 API_BASE = "https://webexapis.com/v1"
 MAX_TEXT = 7439
@@ -24,10 +25,6 @@ length is 7439 bytes", Create a Message and Edit a Message in webex-messaging.js
 github.com/webex/webex-openapi-specs). Counted in UTF-8 bytes by :func:`utf8_len`, so an
 emoji costs four and an accented letter two, as Webex counts them."""
 
-
-def utf8_len(text: str) -> int:
-    """A text's size as Webex limits it: bytes of its UTF-8 encoding."""
-    return len(text.encode("utf-8", "surrogatepass"))
 
 
 class WebexConfig(ChannelConfig):

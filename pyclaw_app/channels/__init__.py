@@ -23,7 +23,7 @@ from pyclaw_app.channels.http import ChannelHttp, HttpAnswer
 from pyclaw_app.channels.lifecycle import ConnectorBase, Phase
 from pyclaw_app.channels.recent import Recent
 from pyclaw_app.channels.rest import RestConnector
-from pyclaw_app.channels.text import split_text, utf16_len
+from pyclaw_app.channels.text import split_text, utf8_len, utf16_len
 from pyclaw_app.channels.webhook import (
     WebhookRejected,
     WebhookRequest,
@@ -60,6 +60,7 @@ __all__ = [
     "same_secret",
     "secret_field",
     "split_text",
+    "utf8_len",
     "utf16_len",
     "verify_hmac",
 ]

@@ -8,7 +8,12 @@ __all__ = ["split_text", "utf16_len"]
 
 
 def utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def utf8_len(text: str) -> int:
+    """Bytes of UTF-8: how Webex, WeChat and WeCom measure a message."""
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 _BOUNDARIES: tuple[tuple[str, ...], ...] = (

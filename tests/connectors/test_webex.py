@@ -29,9 +29,9 @@ from connectors.webex._parse import (
     parse_person,
     strip_mention,
 )
-from connectors.webex.manifest import MAX_TEXT, SPEC, WebexConfig, utf8_len
+from connectors.webex.manifest import MAX_TEXT, SPEC, WebexConfig
 from connectors.webex.runtime import WebexConnector
-from pyclaw_app.channels import WebhookRejected, WebhookRequest, split_text
+from pyclaw_app.channels import WebhookRejected, WebhookRequest, split_text, utf8_len
 from pyclaw_app.errors import FatalConnectorError, RetryableError
 from pyclaw_app.model import Address, Inbound
 from tests.fakes.webex_api import BOT_NAME, WebexFake, signature, webex_id
