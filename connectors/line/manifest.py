@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
 
 from pyclaw_app.channels import (
     Capabilities,
@@ -31,6 +33,15 @@ class LineConfig(ChannelConfig):
     api_base: str = Field("https://api.line.me", description="Messaging API base URL. "
                           "Change only for a LINE-compatible server or a proxy.")
 
+    @field_validator("api_base")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        """The SDK appends API paths to it as it is: it must be a whole http(s) URL."""
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL, e.g. https://api.line.me")
+        return value.strip().rstrip("/")
+
     def needs_webhook(self) -> bool:
         return True  # LINE only pushes: set the Webhook URL to /webhook/<channel name>
 
@@ -41,6 +52,8 @@ SPEC = ConnectorSpec(
     config_model=LineConfig,
     runtime="connectors.line.runtime:LineConnector",
     icon="chat",
+    requires=("linebot",),
+    install="pip install 'pyclaw[line]'",
     docs_url="https://developers.line.biz/en/docs/messaging-api/building-bot/",
     description="A LINE Official Account that answers one-on-one chats and, in groups and "
     "multi-person chats, mentions and replies to its messages (group_reply). Needs a public "

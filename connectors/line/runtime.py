@@ -1,14 +1,12 @@
 """The LINE connector: signed webhooks in; the reply API, else the push API, out.
 
-No SDK. line-bot-sdk v3 would give us ``SignatureValidator`` (the same base64
-HMAC-SHA256 as ``verify_hmac(..., encoding="base64")``), generated models (our
-parser must not raise, so it reads plain dicts anyway) and ``AsyncMessagingApi``,
-which has its own HTTP layer and ``ApiException``: we would have to map its
-errors back to retryable / fatal / uncertain ourselves, and a connection lost
-after the request went out must stay distinguishable from one refused before.
-``ChannelHttp`` already sorts every outcome that way (429 and 5xx retryable,
-401/403 fatal, a lost answer to a POST DeliveryUncertain), so the REST calls
-here are four ``http.call`` lines and nothing else is installed.
+On line-bot-sdk v3, LINE's official SDK: ``SignatureValidator`` checks
+``X-Line-Signature`` and ``AsyncMessagingApi`` makes the REST calls, wrapped by
+``_api.LineApi``, which turns every outcome into pyclaw's retryable / fatal /
+uncertain in one place (a connection refused before the request went out stays
+apart from one lost after it). The SDK's webhook models are not used: they raise
+on shapes they do not know, and our parser (``_parse``) must not, so it reads the
+verified body as plain dicts.
 
 Sending: a reply token (single use, valid for about a minute) answers for free;
 a push counts against the account's monthly message quota. So the first part of
@@ -16,9 +14,7 @@ an answer uses the reply API while the message's token is fresh and unused;
 every later part, a retry after the token was spent, and a token LINE calls
 invalid (400 "Invalid reply token") go by push to the user, group or room. A
 429 or 5xx leaves the token unspent (LINE carried nothing out), so the retry
-tries it again. LINE sends no Retry-After; its rate limits are per second, so a
-429 waits at least one second. The first part quotes the message it answers
-(``quoteToken``).
+tries it again. The first part quotes the message it answers (``quoteToken``).
 
 ``X-Line-Retry-Key`` is not sent. It makes a push safe to repeat (a repeat within
 24 h is answered 409 and not delivered again), but only if the repeat carries the
@@ -35,27 +31,27 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from linebot.v3 import SignatureValidator
+from linebot.v3.messaging import TextMessage
+
+from connectors.line._api import LineApi, LineRefused
 from connectors.line._parse import Ignored, LineMessage, parse_event
 from connectors.line.manifest import SPEC, LineConfig
 from pyclaw_app.channels import (
-    ChannelHttp,
-    HttpAnswer,
+    ConnectorBase,
+    ProbeResult,
     Recent,
-    RestConnector,
     WebhookRejected,
     WebhookRequest,
     WebhookResponse,
-    verify_hmac,
 )
-from pyclaw_app.errors import ConnectorError, FatalConnectorError, RetryableError
+from pyclaw_app.errors import ConnectorError, RetryableError
 from pyclaw_app.model import Address
 
 REPLY_TOKEN_LIFETIME = 50.0
 """Seconds a reply token is used for; LINE accepts it for about one minute after the event."""
 KEPT = 1000
 """Inbound messages whose reply/quote tokens are kept, and sent ids remembered (each)."""
-RATE_LIMIT_WAIT = 1.0
-"""LINE's 429 has no Retry-After and its limits are per second: wait one window out."""
 LOADING_SECONDS = 10
 """The loading animation's length (5-60, a multiple of 5); renewed while the answer is
 written, and cleared by LINE as soon as the answer arrives."""
@@ -67,61 +63,87 @@ class _Tokens:
     quote: str | None
     at: float
 
-    def fresh(self) -> bool:
-        return self.reply is not None and time.monotonic() - self.at < REPLY_TOKEN_LIFETIME
+    def usable(self) -> str | None:
+        """The reply token while it is unspent and young enough for LINE to take it."""
+        young = time.monotonic() - self.at < REPLY_TOKEN_LIFETIME
+        return self.reply if young else None
 
 
-class LineConnector(RestConnector):
+class LineConnector(ConnectorBase):
     spec = SPEC
     config: LineConfig
 
     def __init__(self, name: str, config: LineConfig) -> None:
         super().__init__(name, config)
+        self._api: LineApi | None = None
         self._bot_user_id = ""
         self._tokens: Recent[str, _Tokens] = Recent(KEPT)
         self._sent_ids: Recent[str, None] = Recent(KEPT)
 
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.check_config()
+        self._api = self._make_api()
+        name = await self._whoami(self._api)
+        self.went_online(f"connected as {name}")
+
+    async def close(self) -> None:
+        api, self._api = self._api, None
+        if api is not None:
+            await api.close()
+
+    async def probe(self) -> ProbeResult:
+        try:
+            api = self._make_api()
+            try:
+                name = await self._whoami(api)
+            finally:
+                await api.close()
+            self.check_config()
+        except ConnectorError as exc:
+            return ProbeResult(False, str(exc))
+        return ProbeResult(True, f"connected as {name}")
+
     def check_config(self) -> None:
         self.secret("channel_secret")  # no secret, no verifiable webhook: refuse to start
+
+    @property
+    def api(self) -> LineApi:
+        """The running channel's client; RetryableError while it is not running."""
+        if self._api is None or not self.running:
+            raise RetryableError(f"LINE channel {self.name!r} is not running")
+        return self._api
 
     # ---- sending --------------------------------------------------------------------------
 
     async def send_part(self, address: Address, text: str, reply_to: str | None) -> str:
-        http = self.http
+        api = self.api
         held = self._tokens.get(reply_to) if reply_to else None
-        message: dict[str, Any] = {"type": "text", "text": text}
-        if held is not None and held.quote:
-            message["quoteToken"] = held.quote
+        message = TextMessage(text=text, quote_token=held.quote if held else None)
         try:
-            answer = await self._reply(http, held, message)
-            if answer is None:
-                answer = await http.call("POST", "/v2/bot/message/push", json_body={
-                    "to": address.chat, "messages": [message]})
-        except RetryableError as exc:  # nothing went out: keep the tokens for the retry
-            if "monthly limit" in str(exc):
-                raise FatalConnectorError(f"{exc}; the account's message quota for this "
-                                          "month is used up") from None
+            ids = await self._reply(api, held, message)
+            if ids is None:
+                ids = await api.push(address.chat, message)
+        except RetryableError:  # nothing went out: keep the tokens for the retry
             raise
         except ConnectorError:
             self._tokens.pop(reply_to or "", None)
             raise
         self._tokens.pop(reply_to or "", None)
-        sent = answer.data.get("sentMessages") if isinstance(answer.data, dict) else None
-        ids = [str(m.get("id")) for m in sent or () if isinstance(m, dict) and m.get("id")]
         for pid in ids:
             self._sent_ids.remember(pid, None)
         return ids[0] if ids else ""
 
-    async def _reply(self, http: ChannelHttp, held: _Tokens | None,
-                     message: dict[str, Any]) -> HttpAnswer | None:
+    async def _reply(self, api: LineApi, held: _Tokens | None,
+                     message: TextMessage) -> list[str] | None:
         """The reply API with a fresh, unspent token; None when the part must be pushed."""
-        if held is None or not held.fresh():
+        if held is None or (token := held.usable()) is None:
             return None
         try:
-            return await http.call("POST", "/v2/bot/message/reply", json_body={
-                "replyToken": held.reply, "messages": [message]})
-        except FatalConnectorError as exc:
-            if "Invalid reply token" not in str(exc):  # LINE's words for used or expired
+            return await api.reply(token, message)
+        except LineRefused as exc:
+            if "Invalid reply token" not in exc.line_message:  # LINE's words: used or expired
                 raise
             held.reply = None
             self.log.info("reply token refused (%s); pushing instead", exc)
@@ -130,8 +152,7 @@ class LineConnector(RestConnector):
     async def typing(self, address: Address) -> None:
         """The loading animation; LINE shows it in one-on-one chats (user ids start with U)."""
         if address.chat.startswith("U"):
-            await self.http.call("POST", "/v2/bot/chat/loading/start", json_body={
-                "chatId": address.chat, "loadingSeconds": LOADING_SECONDS}, idempotent=True)
+            await self.api.show_loading(address.chat, LOADING_SECONDS)
 
     # ---- receiving ------------------------------------------------------------------------
 
@@ -144,8 +165,12 @@ class LineConnector(RestConnector):
         by the journal (same message id)."""
         if request.method != "POST":
             raise WebhookRejected(405, "LINE sends webhooks with POST only")
-        if not verify_hmac(self.secret("channel_secret"), request.body,
-                           request.header("X-Line-Signature"), encoding="base64"):
+        try:
+            body = request.body.decode("utf-8")  # the SDK signs text, LINE sends UTF-8 JSON
+        except UnicodeDecodeError:
+            raise WebhookRejected(400, "body is not UTF-8, so not LINE's") from None
+        validator = SignatureValidator(self.secret("channel_secret"))
+        if not validator.validate(body, request.header("X-Line-Signature") or ""):
             raise WebhookRejected(401, "bad or missing X-Line-Signature")
 
     async def _deliver(self, payload: Any) -> None:
@@ -180,27 +205,21 @@ class LineConnector(RestConnector):
 
     # ---- helpers --------------------------------------------------------------------------
 
-    def make_http(self) -> ChannelHttp:
-        token = self.secret("channel_access_token")
-        return ChannelHttp(self.config.api_base, platform="LINE",
-                           auth=lambda: {"Authorization": f"Bearer {token}"},
-                           secrets=[token, self.secret_or_none("channel_secret") or ""],
-                           describe=_describe, rate_limit=lambda _body: RATE_LIMIT_WAIT)
+    def _make_api(self) -> LineApi:
+        return LineApi(self.config.api_base, self.secret("channel_access_token"),
+                       secrets=[self.secret_or_none("channel_secret") or ""],
+                       warn=self._warn)
 
-    async def whoami(self, http: ChannelHttp) -> str:
-        answer = await http.call("GET", "/v2/bot/info")
-        info = answer.data if isinstance(answer.data, dict) else {}
-        self._bot_user_id = str(info.get("userId") or "")
-        return str(info.get("displayName") or "a LINE bot")
+    def _warn(self, message: str) -> None:
+        if self.running:
+            self.ctx.log("warning", message)
+        else:
+            self.log.warning("%s", message)
 
-
-def _describe(body: Any) -> str | None:
-    """LINE's error body: ``{"message": ..., "details": [{"message", "property"}]}``."""
-    if not isinstance(body, dict) or not isinstance(body.get("message"), str):
-        return None
-    details = [f"{d.get('property', '')}: {d.get('message', '')}".strip(": ")
-               for d in body.get("details") or () if isinstance(d, dict)]
-    return "; ".join([body["message"], *details])
+    async def _whoami(self, api: LineApi) -> str:
+        info = await api.bot_info()
+        self._bot_user_id = info.user_id
+        return info.display_name or "a LINE bot"
 
 
 def _event_id(event: object) -> str:

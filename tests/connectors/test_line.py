@@ -1,4 +1,5 @@
-"""What is LINE's own: its signature, its webhook body, reply tokens, sources and mentions.
+"""What is LINE's own: its signature, its webhook body, reply tokens, sources and mentions,
+and how the SDK's outcomes become pyclaw's errors.
 
 Everything a channel shares (journal first, splitting, retries, group rule...) is the
 contract suite's (tests/contract, harness_line.py).
@@ -6,26 +7,34 @@ contract suite's (tests/contract, harness_line.py).
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import socket
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from linebot.v3.messaging import TextMessage
 from pydantic import SecretStr
 
-from connectors.line import runtime
+from connectors.line import _api, runtime
+from connectors.line._api import LineApi
 from connectors.line._parse import Ignored, LineMessage, parse_event
 from connectors.line.manifest import LineConfig
 from connectors.line.runtime import LineConnector
 from pyclaw_app.channels import WebhookRejected, WebhookRequest
-from pyclaw_app.errors import FatalConnectorError, RetryableError
+from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
 from pyclaw_app.model import Address
-from tests.fakes.line_api import BOT_USER_ID, LineFake
-from tests.support import RecordingContext
+from tests.fakes.line_api import BOT_NAME, BOT_USER_ID, LineFake
+from tests.fakes.server import FakeServer, json_response
+from tests.support import RecordingContext, eventually
 
 SAMPLE = json.loads((Path(__file__).parent / "line_webhook.json").read_text("utf-8"))
 """tests/v3/text/webhook.json of github.com/line/line-bot-sdk-python, verbatim."""
@@ -84,6 +93,9 @@ async def test_a_forged_request_is_refused_before_anything_is_read(
     assert ctx.inbound == [] and any("rejected" in m for _, m, _ in ctx.logs)
     request = WebhookRequest("GET", b"", {"X-Line-Signature": fake.signature(b"")})
     assert (await conn.handle_webhook(request)).status == 405
+    latin = b'{"events": [], "x": "\xe9"}'  # signed, but not the UTF-8 LINE sends
+    request = WebhookRequest("POST", latin, {"X-Line-Signature": fake.signature(latin)})
+    assert (await conn.handle_webhook(request)).status == 400
 
 
 # ---- the SDK's sample body ---------------------------------------------------------------------
@@ -273,7 +285,7 @@ async def test_a_rate_limited_reply_keeps_its_token_for_the_retry(
     fake.fail_next("reply", 429)
     with pytest.raises(RetryableError) as limited:
         await conn.send_part(Address("line", USER), "hello", pid)
-    assert limited.value.retry_after == runtime.RATE_LIMIT_WAIT  # LINE sends no Retry-After
+    assert limited.value.retry_after == _api.RATE_LIMIT_WAIT  # LINE sends no Retry-After
     await conn.send_part(Address("line", USER), "hello", pid)
     assert [(m.via, m.quoted) for m in fake.sent] == [("reply", pid)]
 
@@ -309,3 +321,124 @@ async def test_a_bad_token_fails_the_start_and_the_probe_says_who_we_are(
     assert not (await connector(fake, channel_access_token="wrong").probe()).ok
     result = await connector(fake).probe()
     assert result.ok and result.message == "connected as pyclaw"
+
+
+# ---- the SDK's outcomes in pyclaw's words ------------------------------------------------------
+
+async def test_refusals_lost_answers_and_refused_connections_are_told_apart(
+        running: tuple[LineConnector, RecordingContext], fake: LineFake) -> None:
+    conn, _ = running
+    fake.fail_next("push", 500)
+    with pytest.raises(RetryableError):
+        await conn.send_part(Address("line", USER), "later", None)
+    fake.fail_next("push", 403)
+    with pytest.raises(FatalConnectorError, match="plan or permissions") as refused:
+        await conn.send_part(Address("line", USER), "never", None)
+    assert not isinstance(refused.value, DeliveryUncertain)
+    assert fake.sent == []
+    fake.lose_next_answer("push")
+    with pytest.raises(DeliveryUncertain):  # LINE delivered it; sending again would double it
+        await conn.send_part(Address("line", USER), "delivered", None)
+    assert [m.text for m in fake.sent] == ["delivered"]
+    fake.lose_next_answer("loading")
+    with pytest.raises(RetryableError):  # the animation may simply be asked for again
+        await conn.typing(Address("line", USER))
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_refused_connection_sent_nothing_and_may_be_retried() -> None:
+    api = LineApi(f"http://127.0.0.1:{_closed_port()}", "t")
+    try:
+        with pytest.raises(RetryableError, match="nothing was sent") as refused:
+            await api.push(USER, TextMessage(text="hello"))
+    finally:
+        await api.close()
+    assert not isinstance(refused.value, DeliveryUncertain)
+    result = await connector(api_base=f"http://127.0.0.1:{_closed_port()}").probe()
+    assert not result.ok and "unreachable" in result.message
+
+
+class ScriptedServer(FakeServer):
+    """Not LINE: a LINE-compatible server (a proxy, say) that answers each path as a test
+    says, for answers LINE itself does not give. Bot info is LINE's own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers: dict[str, tuple[int, object, dict[str, str]]] = {
+            "/v2/bot/info": (200, {"userId": BOT_USER_ID, "basicId": "@012abcde",
+                                   "displayName": BOT_NAME, "chatMode": "bot",
+                                   "markAsReadMode": "auto"}, {})}
+        self.transports: list[asyncio.Transport] = []
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/{path:.*}", self._answer)
+
+    async def _answer(self, request: web.Request) -> web.Response:
+        if request.transport is not None:
+            self.transports.append(request.transport)  # type: ignore[arg-type]
+        status, body, headers = self.answers[request.path]
+        return json_response(body, status=status, headers=headers)
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[ScriptedServer]:
+    async with ScriptedServer() as server:
+        yield server  # type: ignore[misc]
+
+
+async def test_secrets_never_reach_an_error_and_retry_after_is_honoured_when_sent(
+        scripted: ScriptedServer) -> None:
+    conn, ctx = connector(api_base=scripted.url, channel_access_token="tok-123456",
+                          channel_secret="sec-654321"), RecordingContext(channel="line")
+    await conn.start(ctx)
+    try:
+        scripted.answers["/v2/bot/message/push"] = (
+            400, {"message": "tok-123456 is not allowed to tell sec-654321"}, {})
+        with pytest.raises(FatalConnectorError) as refused:
+            await conn.send_part(Address("line", USER), "hello", None)
+        text = str(refused.value)
+        assert "tok-123456" not in text and "sec-654321" not in text and "<secret>" in text
+        scripted.answers["/v2/bot/message/push"] = (
+            429, {"message": "The API rate limit has been exceeded. Try again later."},
+            {"Retry-After": "3"})
+        with pytest.raises(RetryableError) as limited:
+            await conn.send_part(Address("line", USER), "hello", None)
+        assert limited.value.retry_after == 3.0
+    finally:
+        await conn.stop()
+
+
+async def test_an_answer_the_sdk_cannot_read_counts_as_sent_but_fails_the_start(
+        scripted: ScriptedServer) -> None:
+    conn, ctx = connector(api_base=scripted.url), RecordingContext(channel="line")
+    await conn.start(ctx)
+    try:
+        scripted.answers["/v2/bot/message/push"] = (200, {}, {})  # no sentMessages
+        assert await conn.send_part(Address("line", USER), "hello", None) == ""
+        assert [lvl for lvl, m, _ in ctx.logs if "could not be read" in m] == ["warning"]
+    finally:
+        await conn.stop()
+    scripted.answers["/v2/bot/info"] = (200, {"displayName": 7}, {})
+    result = await connector(api_base=scripted.url).probe()
+    assert not result.ok and "check the API base URL" in result.message
+
+
+async def test_one_connection_serves_the_channel_and_stop_closes_it(
+        scripted: ScriptedServer) -> None:
+    conn = connector(api_base=scripted.url)
+    await conn.start(RecordingContext(channel="line"))
+    scripted.answers["/v2/bot/chat/loading/start"] = (202, {}, {})
+    for _ in range(3):
+        await conn.typing(Address("line", USER))
+    assert len(scripted.transports) == 4 and len(set(map(id, scripted.transports))) == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        await conn.stop()
+        gc.collect()  # a session left open says so when it is collected
+    assert [str(w.message) for w in caught if "nclosed" in str(w.message)] == []
+    await eventually(lambda: scripted.transports[0].is_closing())
