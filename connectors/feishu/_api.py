@@ -177,6 +177,7 @@ class FeishuApi:
                     f"Feishu gave no tenant_access_token ({_describe(body) or 'no token'}); "
                     "check app_id and app_secret")
             lifetime = expire if isinstance(expire, int | float) and expire > 0 else 7200
+            self._http.add_secret(token)
             self._token = token
             self._renew_at = self._clock() + max(0.0, math.floor(lifetime - RENEW_BEFORE))
             return token

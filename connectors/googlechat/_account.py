@@ -114,4 +114,5 @@ class ServiceAccount:
             raise FatalConnectorError(f"{self.token_uri} answered no access_token")
         seconds = float(lifetime) if isinstance(lifetime, int | float) and \
             not isinstance(lifetime, bool) else float(ASSERTION_LIFETIME)
+        http.add_secret(value)
         return _Token(value, issued, issued + seconds)

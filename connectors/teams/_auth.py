@@ -300,6 +300,7 @@ class AccessToken:
         if not isinstance(token, str) or not token or seconds <= 0:
             raise FatalConnectorError("Microsoft Entra ID answered the token request without "
                                       "an access_token and expires_in; check token_url")
+        http.add_secret(token)
         self._token = token
         self._renew_at = self.clock() + max(seconds - RENEW_MARGIN, seconds / 2)
         self.fetched += 1

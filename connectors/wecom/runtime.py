@@ -222,6 +222,7 @@ class WeComConnector(RestConnector):
         expires = data.get("expires_in") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise RetryableError("WeCom answered the access_token request without a token")
+        http.add_secret(token)
         valid = isinstance(expires, int) and not isinstance(expires, bool) and expires > 0
         return token, float(expires) if valid else 7200.0
 

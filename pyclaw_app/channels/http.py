@@ -21,6 +21,7 @@ Every secret the client knows is cut out of every error message.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,11 @@ class HttpAnswer:
     """Decoded JSON, or the text when the answer is not JSON."""
 
 
+ISSUED_KEPT = 8
+"""Issued access tokens a client redacts: tokens live an hour or two, so eight cover any
+error that could still quote one."""
+
+
 class ChannelHttp:
     """One platform's REST API: ``await http.call("POST", "/v2/bot/message/push", json=...)``.
 
@@ -72,6 +78,7 @@ class ChannelHttp:
         self.platform = platform
         self._auth = auth
         self._secrets = [s for s in secrets if s]
+        self._issued: deque[str] = deque(maxlen=ISSUED_KEPT)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._describe = describe
         self._rate_limit = rate_limit
@@ -153,8 +160,14 @@ class ChannelHttp:
             text = answer.data if isinstance(answer.data, str) else json.dumps(answer.data)
         return self._redact(str(text))[:300]
 
+    def add_secret(self, value: str) -> None:
+        """Redact ``value`` too: an access token the platform issued after the client was
+        made (it rotates, so only the latest few are kept)."""
+        if value and value not in self._issued:
+            self._issued.append(value)
+
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
+        for secret in (*self._secrets, *self._issued):
             text = text.replace(secret, "<secret>")
         return text
 

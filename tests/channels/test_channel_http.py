@@ -101,6 +101,20 @@ async def test_refusals_are_fatal_with_advice_and_no_token(http: ChannelHttp, co
     assert TOKEN not in str(caught.value) and "<secret>" in str(caught.value)
 
 
+async def test_a_token_issued_later_is_redacted_too(api: Api) -> None:
+    client = ChannelHttp(api.url, platform="Demo", describe=lambda data: data["error"])
+    try:
+        with pytest.raises(FatalConnectorError) as before:
+            await client.call("POST", "/status/400")
+        assert TOKEN in str(before.value)  # the error quotes the token it was given
+        client.add_secret(TOKEN)  # e.g. an access token fetched from the platform
+        with pytest.raises(FatalConnectorError) as after:
+            await client.call("POST", "/status/400")
+        assert TOKEN not in str(after.value) and "<secret>" in str(after.value)
+    finally:
+        await client.close()
+
+
 async def test_other_4xx_is_fatal_naming_the_call(http: ChannelHttp) -> None:
     with pytest.raises(FatalConnectorError) as caught:
         await http.call("POST", "/status/400")
