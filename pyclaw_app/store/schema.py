@@ -137,4 +137,32 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (channel, key)
     );
     """,
+    # 5: inbound payloads the journal could not store, kept raw with the reason (the
+    # platform is acknowledged, so one poison message cannot stop its channel)
+    """
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        channel TEXT NOT NULL,
+        platform_id TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL,
+        raw BLOB NOT NULL
+    );
+    CREATE INDEX dead_letters_channel ON dead_letters (channel, id);
+    """,
+    # 6: group chats the owner approved (or refused) for group_policy allowlist, and the
+    # requests waiting for a decision, like pairing for senders
+    """
+    CREATE TABLE group_access (
+        channel TEXT NOT NULL,
+        chat TEXT NOT NULL,
+        title TEXT NOT NULL DEFAULT '',
+        requested_by TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'rejected')),
+        created_at REAL NOT NULL,
+        decided_at REAL,
+        PRIMARY KEY (channel, chat)
+    );
+    CREATE INDEX group_access_pending ON group_access (channel, status);
+    """,
 ]
