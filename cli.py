@@ -215,6 +215,8 @@ def _check(config: Path | None, data_dir: Path | None) -> int:
     cfg = load_config(path, open_secret_store(data_dir or default_data_dir()))
     for error in cfg.errors:
         print(f"error: {error}")
+    for warning in cfg.warnings:
+        print(f"warning: {warning}")
     for name, entry in cfg.channels.items():
         state = "ok" if entry.config else "disabled by error"
         print(f"channel {name} ({entry.type}): {state}")

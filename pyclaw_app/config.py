@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from pyclaw_app.channels import ChannelConfig, registry
 from pyclaw_app.errors import ConfigError
-from pyclaw_app.secrets import SecretStore
+from pyclaw_app.secrets import SecretStore, redactor
 
 __all__ = [
     "AgentConfig",
@@ -145,6 +145,8 @@ class Config:
     providers: list[ProviderConfig] = field(default_factory=list)
     channels: dict[str, ChannelEntry] = field(default_factory=dict)
     errors: list[ConfigError] = field(default_factory=list)
+    warnings: list[ConfigError] = field(default_factory=list)
+    """Accepted, but not as it should be (a secret written into the YAML)."""
 
 
 DEFAULT_CHANNELS = {"local": {"type": "local"}}
@@ -163,7 +165,21 @@ def _env_name(owner: str, field_name: str) -> str:
 
 
 def _lookup_secret(secrets: SecretStore | None, key: str, env: str) -> str | None:
-    return os.environ.get(env) or (secrets.get(key) if secrets else None)
+    value = os.environ.get(env)
+    if value:
+        redactor.add(value)  # the stores add theirs; a secret from the environment too
+        return value
+    return secrets.get(key) if secrets else None
+
+
+def _secret_in_yaml(value: object, key: str, where: str, line: int | None,
+                    warnings: list[ConfigError]) -> None:
+    """A secret someone wrote into the YAML still works, but is said to be misplaced (and
+    kept out of every log line from here on)."""
+    redactor.add(str(value))
+    warnings.append(ConfigError(
+        "a secret is written in the config file, which is not private: store it with "
+        f"`pyclaw secret set {key}` and delete it from the file", _where(where, line, key)))
 
 
 def load_config(path: Path | None, secrets: SecretStore | None = None) -> Config:
@@ -201,7 +217,11 @@ def load_config(path: Path | None, secrets: SecretStore | None = None) -> Config
         except ValidationError as exc:
             cfg.errors.extend(_errors(exc, where, root, ("providers", index)))
             continue
-        if provider.api_key is None:
+        if provider.api_key is not None:
+            _secret_in_yaml(provider.api_key.get_secret_value(),
+                            provider_secret_key(provider.name), where,
+                            _line_of(root, ("providers", index, "api_key")), cfg.warnings)
+        else:
             value = _lookup_secret(secrets, provider_secret_key(provider.name),
                                    _env_name(provider.name, "api_key"))
             if value:
@@ -210,7 +230,8 @@ def load_config(path: Path | None, secrets: SecretStore | None = None) -> Config
 
     channels = top.channels or DEFAULT_CHANNELS
     for name, raw in channels.items():
-        cfg.channels[name] = _load_channel(name, raw, secrets, where, root, cfg.errors)
+        cfg.channels[name] = _load_channel(name, raw, secrets, where, root, cfg.errors,
+                                           cfg.warnings)
     return cfg
 
 
@@ -221,6 +242,7 @@ def _load_channel(
     where: str,
     root: yaml.Node | None,
     errors: list[ConfigError],
+    warnings: list[ConfigError],
 ) -> ChannelEntry:
     body = dict(raw)
     type_name = str(body.pop("type", name))
@@ -234,11 +256,16 @@ def _load_channel(
     model = spec.config_model
     for field_name, info in model.model_fields.items():
         extra = info.json_schema_extra
-        if isinstance(extra, dict) and extra.get("secret") and body.get(field_name) is None:
-            value = _lookup_secret(secrets, channel_secret_key(name, field_name),
-                                   _env_name(name, field_name))
-            if value:
-                body[field_name] = value
+        if not (isinstance(extra, dict) and extra.get("secret")):
+            continue
+        if body.get(field_name) is not None:
+            _secret_in_yaml(body[field_name], channel_secret_key(name, field_name), where,
+                            _line_of(root, ("channels", name, field_name)), warnings)
+            continue
+        value = _lookup_secret(secrets, channel_secret_key(name, field_name),
+                               _env_name(name, field_name))
+        if value:
+            body[field_name] = value
     try:
         config = model.model_validate(body)
     except ValidationError as exc:

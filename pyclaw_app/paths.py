@@ -7,7 +7,7 @@ from pathlib import Path
 
 import platformdirs
 
-__all__ = ["default_config_path", "default_data_dir"]
+__all__ = ["default_config_path", "default_data_dir", "private_dir", "private_file"]
 
 APP = "pyclaw"
 
@@ -27,3 +27,26 @@ def default_config_path() -> Path:
     if override:
         return Path(override)
     return Path(platformdirs.user_config_dir(APP, appauthor=False)) / "pyclaw.yaml"
+
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+"""The data directory holds every message and the secrets file: other local users of the
+machine must not read it, whatever their umask made of it."""
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) if needed, and make it ours alone (0700)."""
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    if os.name == "posix":
+        os.chmod(path, PRIVATE_DIR)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty if it is missing, and make it readable by us alone (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE)
+    os.close(fd)
+    if os.name == "posix":
+        os.chmod(path, PRIVATE_FILE)
+    return path

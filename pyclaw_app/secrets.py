@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
+from pyclaw_app.paths import private_dir
+
 __all__ = ["FileSecretStore", "KeyringSecretStore", "RedactingFilter", "Redactor", "SecretStore",
            "open_secret_store", "redactor"]
 
@@ -66,7 +68,7 @@ class FileSecretStore:
                 self._write(data)
 
     def _write(self, data: dict[str, str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -72,6 +72,8 @@ class Gateway:
         self._started = True
         for error in self.config.errors:
             _log.error("config: %s", error)
+        for warning in self.config.warnings:
+            _log.warning("config: %s", warning)
         for name, entry in self.config.channels.items():
             self.channels[name] = ChannelRuntime(name, entry.type, spec_of(entry.type), entry)
         await asyncio.gather(*(self.start_channel(n) for n in self.channels))

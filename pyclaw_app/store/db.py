@@ -33,6 +33,7 @@ import aiosqlite
 
 from pyclaw_app.backoff import Backoff
 from pyclaw_app.errors import StoreError
+from pyclaw_app.paths import private_dir, private_file
 from pyclaw_app.store.schema import MIGRATIONS
 
 __all__ = ["AsyncWriteOp", "Database", "SyncWriteOp", "WriteOp"]
@@ -67,7 +68,11 @@ class Database:
         self._closing = False
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        for suffix in ("", "-wal", "-shm"):  # SQLite gives its side files the db's mode
+            candidate = self.path.with_name(self.path.name + suffix)
+            if suffix == "" or candidate.exists():
+                private_file(candidate)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         try:
             self._writer = await self._in_thread(_connect_writer, self.path)
