@@ -19,9 +19,10 @@ from pydantic import SecretStr
 
 from connectors.wechat._crypto import CryptoError, Envelope, signature, signature_matches
 from connectors.wechat._parse import Followed, Ignored, Malformed, Message, parse_callback
+from connectors.wechat._tencent import TencentRefused
 from connectors.wechat._wire import TokenCache, XmlRefused, read_xml
 from connectors.wechat.manifest import SPEC, WeChatConfig
-from connectors.wechat.runtime import WeChatConnector, WeChatRefused, _refusal
+from connectors.wechat.runtime import WeChatConnector
 from pyclaw_app.channels import WebhookRequest, utf8_len
 from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
@@ -302,7 +303,7 @@ async def test_the_url_check_through_the_real_webhook_server(fake: WeChatFake, f
         url = f"{server.url}/webhook/wechat"
         assert await fake.get_url_check(url, fake.url_check("90817")) == (200, "90817")
         assert (await fake.get_url_check(url, fake.url_check("1", token="x")))[0] == 401
-        status, body = await fake.post_callback(url, *fake.callback(fake.message(USER, "你好")))
+        status, body = await fake.post_signed(url, *fake.callback(fake.message(USER, "你好")))
         assert (status, body) == (200, "success")
         sent = await eventually(lambda: fake.sent)
         assert [(m.to, m.text) for m in sent] == [(USER, "Echo: 你好")]
@@ -415,7 +416,7 @@ async def test_a_token_refused_again_after_renewal_is_not_renewed_forever(
     conn, _ = running
     fake.message(USER, "hi")
     fake.fail_next("send", 401, count=3)
-    with pytest.raises(WeChatRefused) as refused:
+    with pytest.raises(TencentRefused) as refused:
         await conn.send_part(Address("wechat", USER), "x", None)
     assert refused.value.code == 40001 and fake.calls("send") == 2
 
@@ -533,12 +534,12 @@ async def test_busy_is_retryable_after_a_second_and_other_refusals_are_fatal(
 
 
 def test_quota_codes_are_sorted_with_their_waits_and_advice() -> None:
-    minute = _refusal(45011, "api minute-quota reach limit", "the reply")
+    minute = WeChatConnector.refusal(45011, "api minute-quota reach limit", "the reply")
     assert isinstance(minute, RetryableError) and minute.retry_after == 60.0
-    daily = _refusal(45009, "reach max api daily quota limit", "the reply")
-    assert isinstance(daily, WeChatRefused) and "midnight" in str(daily)
-    other = _refusal(40008, "invalid message type", "the reply")
-    assert isinstance(other, WeChatRefused) and "40008" in str(other)
+    daily = WeChatConnector.refusal(45009, "reach max api daily quota limit", "the reply")
+    assert isinstance(daily, TencentRefused) and "midnight" in str(daily)
+    other = WeChatConnector.refusal(40008, "invalid message type", "the reply")
+    assert isinstance(other, TencentRefused) and "40008" in str(other)
 
 
 async def test_no_error_names_the_access_token(
@@ -581,7 +582,7 @@ async def test_typing_is_shown_once_and_its_expected_refusals_are_quiet(
     fake.followers[USER].typing_until = 0.0
     await conn.typing(Address("wechat", USER))
     assert fake.typing == [(USER, "Typing")]
-    with pytest.raises(WeChatRefused, match="40003"):
+    with pytest.raises(TencentRefused, match="40003"):
         await conn.typing(Address("wechat", "o_stranger"))
 
 

@@ -18,17 +18,11 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from connectors.wechat._crypto import Envelope
+from connectors.wechat._tencent import TencentRefused
 from connectors.wechat._wire import XmlRefused, read_xml
 from connectors.wecom._parse import Followed, Ignored, Message, parse_app_callback
 from connectors.wecom.manifest import SPEC, WeComConfig
-from connectors.wecom.runtime import (
-    PER_MEMBER,
-    WeComConnector,
-    WeComRefused,
-    _refusal,
-    signed_echo,
-    signed_encrypt,
-)
+from connectors.wecom.runtime import PER_MEMBER, WeComConnector, signed_echo, signed_encrypt
 from pyclaw_app.channels import WebhookRequest, utf8_len
 from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
@@ -181,7 +175,7 @@ async def test_the_url_check_and_a_message_through_the_real_webhook_server(
         url = f"{server.url}/webhook/wecom"
         query, plain = fake.url_check()
         assert await fake.get_url_check(url, query) == (200, plain)
-        assert await fake.post_callback(url, *fake.callback(fake.message(USER, "你好"))) == (
+        assert await fake.post_signed(url, *fake.callback(fake.message(USER, "你好"))) == (
             200, "")
         sent = await eventually(lambda: fake.sent)
         assert [(m.to, m.text) for m in sent] == [(USER, "Echo: 你好")]
@@ -236,7 +230,7 @@ async def test_start_names_the_app_and_one_token_serves_until_wecom_refuses_it(
         await conn.send_part(Address("wecom", USER), "after revocation", None)
         assert fake.token_requests == 3
         fake.fail_next("send", 401, count=2)
-        with pytest.raises(WeComRefused) as refused:
+        with pytest.raises(TencentRefused) as refused:
             await conn.send_part(Address("wecom", USER), "refused twice", None)
         assert refused.value.code == 40014
         assert [m.text for m in fake.sent] == ["part 0", "part 1", "part 2", "after expiry",
@@ -284,7 +278,7 @@ async def test_errcodes_are_sorted_and_no_error_names_a_secret(
         await conn.send_part(Address("wecom", USER), "x", None)
     assert busy.value.retry_after == 1.0
     errors.append(str(busy.value))
-    with pytest.raises(WeComRefused, match="visible range") as stranger:
+    with pytest.raises(TencentRefused, match="visible range") as stranger:
         await conn.send_part(Address("wecom", "nobody"), "x", None)
     errors.append(str(stranger.value))
     fake.lose_next_answer("send")
@@ -293,7 +287,7 @@ async def test_errcodes_are_sorted_and_no_error_names_a_secret(
     errors.append(str(lost.value))
     assert [m.text for m in fake.sent] == ["lost"]
     assert not any(s in e for s in (fake.issued_token, fake.corp_secret) for e in errors)
-    limit = _refusal(45009, "api freq out of limit", "the reply")
+    limit = WeComConnector.refusal(45009, "api freq out of limit", "the reply")
     assert isinstance(limit, RetryableError) and limit.retry_after == 60.0
 
 
@@ -301,7 +295,7 @@ async def test_an_answer_listing_the_user_as_invalid_is_a_refusal(
         running: tuple[WeComConnector, RecordingContext], fake: WeComFake) -> None:
     conn, _ = running
     fake.invalid_as_ok = True
-    with pytest.raises(WeComRefused, match="invaliduser"):
+    with pytest.raises(TencentRefused, match="invaliduser"):
         await conn.send_part(Address("wecom", "Nobody"), "x", None)
 
 

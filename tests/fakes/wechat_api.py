@@ -40,6 +40,12 @@ and wechatpy's published crypto, not from what our connector sends:
 
 Scripted faults come from :class:`FakePlatform` under the method names ``send``,
 ``typing`` and ``token``.
+
+What the fake WeCom (tests/fakes/wecom_api.py) answers and sends the same way is
+:class:`TencentFake` here, which both fakes subclass: the crypto and XML helpers, scripted
+statuses turned into errcodes, the token-and-fault prologue of a call, the ``msgtype:
+text`` check, the message and event fields and their retries, and callbacks POSTed with
+the signature in the query.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ import struct
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 from aiohttp import web
@@ -62,8 +68,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from tests.fakes.platform import FakePlatform
 from tests.fakes.server import json_response
 
-__all__ = ["MAX_BYTES", "ORIGINAL_ID", "SentWeChat", "WeChatFake", "json_body",
-           "tencent_open", "tencent_seal", "tencent_signature", "to_xml"]
+__all__ = ["MAX_BYTES", "ORIGINAL_ID", "SentWeChat", "TencentFake", "WeChatFake",
+           "json_body", "tencent_open", "tencent_seal", "tencent_signature", "to_xml"]
 
 ORIGINAL_ID = "gh_3e8b5c1a9f27"
 MAX_BYTES = 2048
@@ -115,6 +121,137 @@ def to_xml(fields: dict[str, Any]) -> bytes:
     return f"<xml>{inner}</xml>".encode()
 
 
+async def json_body(request: web.Request) -> dict[str, Any] | None:
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _error(code: int, message: str) -> web.Response:
+    """WeChat's refusal: its errmsg ends in `` rid: ...``."""
+    rid = f"{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:8]}"
+    return json_response({"errcode": code, "errmsg": f"{message} rid: {rid}"})
+
+
+class TencentFake(FakePlatform):
+    """What a fake Tencent platform (WeChat, WeCom) does the same way; a subclass gives its
+    ids, its errcode table and errmsg format, and its token check."""
+
+    send_method = "send"
+    scripted: ClassVar[dict[int, tuple[int, str]]]
+    """The errcode a scripted HTTP status becomes: Tencent answers HTTP 200 with one."""
+    to_user: str
+    """``ToUserName`` of the callbacks: the account or company they are for."""
+    receive_id: str
+    """The envelope's receive id (the AppID, the CorpID)."""
+
+    def __init__(self, *, token: str, encoding_aes_key: str | None, seed: bytes,
+                 first_msg_id: int) -> None:
+        super().__init__()
+        self.token = token
+        self.encoding_aes_key = encoding_aes_key or base64.b64encode(
+            hashlib.sha256(seed).digest()).decode().rstrip("=")
+        self._callbacks: dict[str, dict[str, Any]] = {}  # MsgId -> the fields, for retries
+        self._ids = itertools.count(first_msg_id)
+
+    @property
+    def app_fields(self) -> dict[str, Any]:
+        """Fields every callback of this platform ends with (WeCom's AgentID)."""
+        return {}
+
+    @staticmethod
+    def errcode(code: int, message: str) -> web.Response:
+        """The platform's answer refusing a call with ``code``."""
+        raise NotImplementedError
+
+    def _authorised(self, request: web.Request) -> web.Response | None:
+        """The refusal of a call whose ``access_token`` is missing, unknown or expired."""
+        raise NotImplementedError
+
+    def _received(self, user: str) -> None:
+        """What a user's message opens on the platform (a window, a visible member)."""
+
+    # ---- the API -------------------------------------------------------------------------
+
+    def error_response(self, method: str, status: int, retry_after: float | None
+                       ) -> web.StreamResponse:
+        """The platform's answer for a scripted ``status`` (see the module docstrings); it
+        never carries a wait, so ``retry_after`` has nowhere to go."""
+        if status in self.scripted:
+            return self.errcode(*self.scripted[status])
+        return web.Response(status=status, text=f"<html><body>{status}</body></html>",
+                            content_type="text/html")
+
+    async def admitted(self, method: str, request: web.Request) -> web.StreamResponse | None:
+        """The scripted answer for ``method``, or the refusal of its token; None to go on."""
+        scripted = await self.before(method)
+        return scripted if scripted is not None else self._authorised(request)
+
+    def text_of(self, body: dict[str, Any]) -> str | web.Response:
+        """``text.content`` of a ``msgtype: text`` body, or the errcode both platforms give
+        for another type (40008) or an empty text (44004)."""
+        if body.get("msgtype") != "text":
+            return self.errcode(40008, "invalid message type")
+        text = body.get("text")
+        content = text.get("content") if isinstance(text, dict) else None
+        if not isinstance(content, str) or not content:
+            return self.errcode(44004, "empty content")
+        return content
+
+    # ---- callbacks -----------------------------------------------------------------------
+
+    def message(self, user: str, text: str) -> dict[str, Any]:
+        """A user's text message, received now."""
+        return self._message(user, "text", Content=text)
+
+    def _message(self, user: str, kind: str, **content: Any) -> dict[str, Any]:
+        mid = next(self._ids)
+        fields = {"ToUserName": self.to_user, "FromUserName": user,
+                  "CreateTime": int(time.time()), "MsgType": kind, **content, "MsgId": mid,
+                  **self.app_fields}
+        self._callbacks[str(mid)] = fields
+        self._received(user)
+        return fields
+
+    def event(self, user: str, event: str, **fields: Any) -> dict[str, Any]:
+        """An event push (subscribe, unsubscribe, CLICK...): no MsgId."""
+        return {"ToUserName": self.to_user, "FromUserName": user,
+                "CreateTime": int(time.time()), "MsgType": "event", "Event": event,
+                **self.app_fields, **fields}
+
+    def redelivery(self, msg_id: str) -> dict[str, Any]:
+        """The same message again, as the platform retries one that got no answer in 5 s."""
+        return self._callbacks[msg_id]
+
+    def sealed(self, plain: bytes, token: str | None, stamp: str, nonce: str,
+               random16: bytes | None = None) -> tuple[str, str]:
+        """(``Encrypt``, its ``msg_signature``) of ``plain``; ``token`` signs instead of
+        ours."""
+        encrypted = tencent_seal(self.encoding_aes_key, self.receive_id, plain, random16)
+        return encrypted, tencent_signature(self.token if token is None else token, stamp,
+                                            nonce, encrypted)
+
+    async def post_signed(self, url: str, body: bytes, query: dict[str, str]
+                          ) -> tuple[int, str]:
+        """POST a callback as the platform does: Tencent signs in the query, not in headers,
+        so the signed request's second half is the query."""
+        async with aiohttp.ClientSession() as session, session.post(
+                url, data=body, params=query, headers={"Content-Type": "text/xml"}) as resp:
+            return resp.status, await resp.text()
+
+    async def get_url_check(self, url: str, query: dict[str, str]) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as session, session.get(url, params=query) as resp:
+            return resp.status, await resp.text()
+
+
+def stamp_and_nonce(timestamp: int | None = None) -> tuple[str, str]:
+    """A callback's ``timestamp`` (now unless given) and a random ``nonce``."""
+    return (str(int(time.time()) if timestamp is None else timestamp),
+            str(int.from_bytes(os.urandom(4), "big")))
+
+
 @dataclass(frozen=True)
 class SentWeChat:
     to: str
@@ -130,19 +267,19 @@ class _Follower:
     typing_until: float = 0.0
 
 
-class WeChatFake(FakePlatform):
-    send_method = "send"
+class WeChatFake(TencentFake):
+    scripted = _SCRIPTED
+    to_user = ORIGINAL_ID
+    errcode = staticmethod(_error)
 
     def __init__(self, *, app_id: str = "wx5823bf96d3bd56c7",
                  app_secret: str = "fake-wechat-app-secret-0123456789",
                  token: str = "pyclawFakeToken",
                  encoding_aes_key: str | None = None) -> None:
-        super().__init__()
+        super().__init__(token=token, encoding_aes_key=encoding_aes_key,
+                         seed=b"pyclaw wechat fake", first_msg_id=24_183_402_117_000_001)
         self.app_id = app_id
         self.app_secret = app_secret
-        self.token = token
-        self.encoding_aes_key = encoding_aes_key or base64.b64encode(
-            hashlib.sha256(b"pyclaw wechat fake").digest()).decode().rstrip("=")
         self.window = WINDOW
         self.reply_quota = REPLY_QUOTA
         self.token_lifetime = TOKEN_LIFETIME
@@ -153,8 +290,10 @@ class WeChatFake(FakePlatform):
         self.followers: dict[str, _Follower] = {}
         self._tokens: dict[str, float] = {}  # token -> time.time() it stops being valid
         self._stable = ""
-        self._callbacks: dict[str, dict[str, Any]] = {}  # MsgId -> the fields, for retries
-        self._ids = itertools.count(24_183_402_117_000_001)
+
+    @property
+    def receive_id(self) -> str:
+        return self.app_id
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/cgi-bin/token", self._token)
@@ -182,15 +321,6 @@ class WeChatFake(FakePlatform):
         self.followers[openid].last_message = time.time() - self.window - 60
 
     # ---- the API -------------------------------------------------------------------------
-
-    def error_response(self, method: str, status: int, retry_after: float | None
-                       ) -> web.StreamResponse:
-        """WeChat's answer for a scripted ``status`` (see the module docstring); it never
-        carries a wait, so ``retry_after`` has nowhere to go."""
-        if status in _SCRIPTED:
-            return _error(*_SCRIPTED[status])
-        return web.Response(status=status, text=f"<html><body>{status}</body></html>",
-                            content_type="text/html")
 
     def _issue(self, *, classic: bool) -> str:
         now = time.time()
@@ -259,10 +389,7 @@ class WeChatFake(FakePlatform):
         return None
 
     async def _send(self, request: web.Request) -> web.StreamResponse:
-        scripted = await self.before("send")
-        if scripted is not None:
-            return scripted
-        refused = self._authorised(request)
+        refused = await self.admitted("send", request)
         if refused is not None:
             return refused
         body = await json_body(request)
@@ -271,12 +398,9 @@ class WeChatFake(FakePlatform):
         follower = self.followers.get(str(body.get("touser")))
         if follower is None:
             return _error(40003, "invalid openid")
-        if body.get("msgtype") != "text":
-            return _error(40008, "invalid message type")
-        text = body.get("text")
-        content = text.get("content") if isinstance(text, dict) else None
-        if not isinstance(content, str) or not content:
-            return _error(44004, "empty content")
+        content = self.text_of(body)
+        if isinstance(content, web.Response):
+            return content
         if len(content.encode()) > MAX_BYTES:
             return _error(45002, "content size out of limit")
         now = time.time()
@@ -291,10 +415,7 @@ class WeChatFake(FakePlatform):
         return json_response({"errcode": 0, "errmsg": "ok"})
 
     async def _typing(self, request: web.Request) -> web.StreamResponse:
-        scripted = await self.before("typing")
-        if scripted is not None:
-            return scripted
-        refused = self._authorised(request)
+        refused = await self.admitted("typing", request)
         if refused is not None:
             return refused
         body = await json_body(request) or {}
@@ -320,10 +441,6 @@ class WeChatFake(FakePlatform):
         now = time.time()
         self.followers[openid] = _Follower(now, self.reply_quota, now)
 
-    def message(self, openid: str, text: str) -> dict[str, Any]:
-        """A user's text message, received now."""
-        return self._message(openid, "text", Content=text)
-
     def media(self, openid: str, kind: str) -> dict[str, Any]:
         """An image, voice, video or location message, with what WeChat sends for each."""
         media_id = base64.urlsafe_b64encode(os.urandom(30)).decode()
@@ -336,24 +453,11 @@ class WeChatFake(FakePlatform):
                          "Scale": 20, "Label": "位置信息"}}
         return self._message(openid, kind, **fields[kind])
 
-    def _message(self, openid: str, kind: str, **content: Any) -> dict[str, Any]:
-        mid = str(next(self._ids))
-        fields = {"ToUserName": ORIGINAL_ID, "FromUserName": openid,
-                  "CreateTime": int(time.time()), "MsgType": kind, **content, "MsgId": int(mid)}
-        self._callbacks[mid] = fields
-        self._received(openid)
-        return fields
-
     def event(self, openid: str, event: str, **fields: Any) -> dict[str, Any]:
-        """An event push (subscribe, unsubscribe, CLICK...): no MsgId."""
+        """An event push; a subscribe opens the window as a message does."""
         if event == "subscribe":
             self._received(openid)
-        return {"ToUserName": ORIGINAL_ID, "FromUserName": openid,
-                "CreateTime": int(time.time()), "MsgType": "event", "Event": event, **fields}
-
-    def redelivery(self, msg_id: str) -> dict[str, Any]:
-        """The same message again, as WeChat retries one that got no answer in 5 s."""
-        return self._callbacks[msg_id]
+        return super().event(openid, event, **fields)
 
     def callback(self, fields: dict[str, Any] | bytes, *, mode: str = "safe",
                  token: str | None = None, timestamp: int | None = None,
@@ -361,48 +465,25 @@ class WeChatFake(FakePlatform):
         """The body and query of WeChat's POST for ``fields`` (or a raw plaintext body), in
         ``mode`` (safe, compatible, plaintext); ``token`` signs instead of ours."""
         plain = fields if isinstance(fields, bytes) else to_xml(fields)
-        stamp, nonce = str(int(time.time()) if timestamp is None else timestamp), \
-            str(int.from_bytes(os.urandom(4), "big"))
-        key = self.token if token is None else token
+        stamp, nonce = stamp_and_nonce(timestamp)
         openid = fields.get("FromUserName", "") if isinstance(fields, dict) else ""
-        query = {"signature": tencent_signature(key, stamp, nonce), "timestamp": stamp,
-                 "nonce": nonce, "openid": str(openid)}
+        query = {"signature": tencent_signature(self.token if token is None else token,
+                                                stamp, nonce),
+                 "timestamp": stamp, "nonce": nonce, "openid": str(openid)}
         if mode == "plaintext":
             return plain, query
-        encrypted = tencent_seal(self.encoding_aes_key, self.app_id, plain, random16)
+        encrypted, msg_signature = self.sealed(plain, token, stamp, nonce, random16)
         outer = {"ToUserName": ORIGINAL_ID, "Encrypt": encrypted}
         if mode == "compatible" and isinstance(fields, dict):
             outer = {**fields, "Encrypt": encrypted}
-        query.update(encrypt_type="aes",
-                     msg_signature=tencent_signature(key, stamp, nonce, encrypted))
+        query.update(encrypt_type="aes", msg_signature=msg_signature)
         return to_xml(outer), query
 
     def url_check(self, echostr: str = "6302813489617712", *, token: str | None = None
                   ) -> dict[str, str]:
         """The query of the GET WeChat sends when the Server URL is saved."""
-        stamp, nonce = str(int(time.time())), str(int.from_bytes(os.urandom(4), "big"))
+        stamp, nonce = stamp_and_nonce()
         return {"signature": tencent_signature(token or self.token, stamp, nonce),
                 "timestamp": stamp, "nonce": nonce, "echostr": echostr}
 
-    async def post_callback(self, url: str, body: bytes, query: dict[str, str]
-                            ) -> tuple[int, str]:
-        async with aiohttp.ClientSession() as session, session.post(
-                url, data=body, params=query, headers={"Content-Type": "text/xml"}) as resp:
-            return resp.status, await resp.text()
 
-    async def get_url_check(self, url: str, query: dict[str, str]) -> tuple[int, str]:
-        async with aiohttp.ClientSession() as session, session.get(url, params=query) as resp:
-            return resp.status, await resp.text()
-
-
-async def json_body(request: web.Request) -> dict[str, Any] | None:
-    try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return body if isinstance(body, dict) else None
-
-
-def _error(code: int, message: str) -> web.Response:
-    rid = f"{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:8]}"
-    return json_response({"errcode": code, "errmsg": f"{message} rid: {rid}"})

@@ -29,31 +29,32 @@ access_token" 91039, "获取指定的应用详情" 90227, "发送应用消息" 9
   build a member's message fields (with ``AgentID``), :meth:`callback` makes the POST:
   query ``msg_signature`` = sha1(sorted token, timestamp, nonce, Encrypt), ``timestamp``,
   ``nonce``; body ``<xml><ToUserName/><AgentID/><Encrypt/></xml>``; the envelope's
-  receive id is the CorpID (the crypto is the fake WeChat's, tests/fakes/wechat_api.py).
+  receive id is the CorpID.
   :meth:`url_check` is the GET with an encrypted ``echostr`` whose plaintext must come
   back.
 
 Scripted faults come from :class:`FakePlatform` under the method names ``send``,
 ``agent`` and ``token``.
+
+What WeCom answers and sends as the Official Account does (the crypto, scripted statuses
+as errcodes, the ``msgtype: text`` check, message and event fields and their retries,
+callbacks signed in the query) is the fake WeChat's :class:`TencentFake`
+(tests/fakes/wechat_api.py), which this fake subclasses; what is WeCom's own is here.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import itertools
 import os
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from tests.fakes.platform import FakePlatform
 from tests.fakes.server import json_response
-from tests.fakes.wechat_api import json_body, tencent_seal, tencent_signature, to_xml
+from tests.fakes.wechat_api import TencentFake, json_body, stamp_and_nonce, to_xml
 
 __all__ = ["AGENT_NAME", "MAX_BYTES", "SentWeCom", "WeComFake"]
 
@@ -67,6 +68,14 @@ _SCRIPTED = {429: (-1, "system busy"), 500: (-1, "system busy"),
              403: (60020, "not allow to access from your ip")}
 
 
+def _error(code: int, message: str) -> web.Response:
+    """WeCom's refusal: its errmsg ends in a hint, the caller's IP and a help link."""
+    hint = f"{int(time.time() * 1000)}{uuid.uuid4().int % 10**12:012d}"
+    return json_response({"errcode": code, "errmsg": f"{message}, hint: [{hint}], from ip: "
+                          f"203.0.113.7, more info at https://open.work.weixin.qq.com/devtool/"
+                          f"query?e={code}"})
+
+
 @dataclass(frozen=True)
 class SentWeCom:
     to: str
@@ -75,19 +84,18 @@ class SentWeCom:
     monotonic: float
 
 
-class WeComFake(FakePlatform):
-    send_method = "send"
+class WeComFake(TencentFake):
+    scripted = _SCRIPTED
+    errcode = staticmethod(_error)
 
     def __init__(self, *, corp_id: str = "ww1436e0e65a779aee", agent_id: int = 1000002,
                  corp_secret: str = "fake-wecom-app-secret-abcdefghijklmnop",
                  token: str = "pyclawWeComToken", encoding_aes_key: str | None = None) -> None:
-        super().__init__()
+        super().__init__(token=token, encoding_aes_key=encoding_aes_key,
+                         seed=b"pyclaw wecom fake", first_msg_id=7_362_019_445_210_000_001)
         self.corp_id = corp_id
         self.agent_id = agent_id
         self.corp_secret = corp_secret
-        self.token = token
-        self.encoding_aes_key = encoding_aes_key or base64.b64encode(
-            hashlib.sha256(b"pyclaw wecom fake").digest()).decode().rstrip("=")
         self.ip_allowed = True
         self.invalid_as_ok = False
         """Answer a send to no valid member as the older API did: errcode 0 with everyone in
@@ -101,8 +109,18 @@ class WeComFake(FakePlatform):
         self._token_until = 0.0
         self._revoked: set[str] = set()
         self._deliveries: dict[str, list[float]] = {}  # member -> time.time() of each
-        self._callbacks: dict[str, dict[str, Any]] = {}
-        self._ids = itertools.count(7_362_019_445_210_000_001)
+
+    @property
+    def to_user(self) -> str:  # the CorpID is both the addressee and the receive id
+        return self.corp_id
+
+    @property
+    def receive_id(self) -> str:
+        return self.corp_id
+
+    @property
+    def app_fields(self) -> dict[str, Any]:
+        return {"AgentID": self.agent_id}
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/cgi-bin/gettoken", self._gettoken)
@@ -125,15 +143,6 @@ class WeComFake(FakePlatform):
         return self._token
 
     # ---- the API -------------------------------------------------------------------------
-
-    def error_response(self, method: str, status: int, retry_after: float | None
-                       ) -> web.StreamResponse:
-        """WeCom's answer for a scripted ``status`` (see the module docstring); it carries no
-        wait, so ``retry_after`` has nowhere to go."""
-        if status in _SCRIPTED:
-            return _error(*_SCRIPTED[status])
-        return web.Response(status=status, text=f"<html><body>{status}</body></html>",
-                            content_type="text/html")
 
     async def _gettoken(self, request: web.Request) -> web.StreamResponse:
         scripted = await self.before("token")
@@ -172,11 +181,9 @@ class WeComFake(FakePlatform):
         return _error(40056, "invalid agentid")
 
     async def _agent(self, request: web.Request) -> web.StreamResponse:
-        scripted = await self.before("agent")
-        if scripted is not None:
-            return scripted
-        refused = self._authorised(request) or self._agent_refused(
-            request.query.get("agentid", ""))
+        refused = await self.admitted("agent", request)
+        if refused is None:
+            refused = self._agent_refused(request.query.get("agentid", ""))
         if refused is not None:
             return refused
         self.after("agent", request)
@@ -189,10 +196,7 @@ class WeComFake(FakePlatform):
             "home_url": "", "customized_publish_status": 1})
 
     async def _send(self, request: web.Request) -> web.StreamResponse:
-        scripted = await self.before("send")
-        if scripted is not None:
-            return scripted
-        refused = self._authorised(request)
+        refused = await self.admitted("send", request)
         if refused is not None:
             return refused
         body = await json_body(request)
@@ -201,12 +205,9 @@ class WeComFake(FakePlatform):
         refused = self._agent_refused(body.get("agentid"))
         if refused is not None:
             return refused
-        if body.get("msgtype") != "text":
-            return _error(40008, "invalid message type")
-        text = body.get("text")
-        content = text.get("content") if isinstance(text, dict) else None
-        if not isinstance(content, str) or not content:
-            return _error(44004, "empty content")
+        content = self.text_of(body)
+        if isinstance(content, web.Response):
+            return content
         recipients = [u for u in str(body.get("touser") or "").split("|") if u]
         valid = [u for u in recipients if u.lower() in self.members]
         invalid = [u.lower() for u in recipients if u.lower() not in self.members]
@@ -231,9 +232,8 @@ class WeComFake(FakePlatform):
 
     # ---- callbacks -----------------------------------------------------------------------
 
-    def message(self, user: str, text: str) -> dict[str, Any]:
-        """A member's text message to the app, received now (the member is visible to it)."""
-        return self._message(user, "text", Content=text)
+    def _received(self, user: str) -> None:
+        self.members.add(user.lower())  # a member who writes to the app can be answered
 
     def media(self, user: str, kind: str) -> dict[str, Any]:
         media_id = base64.urlsafe_b64encode(os.urandom(30)).decode()
@@ -245,59 +245,21 @@ class WeComFake(FakePlatform):
                          "Label": "北京市"}}
         return self._message(user, kind, **fields[kind])
 
-    def _message(self, user: str, kind: str, **content: Any) -> dict[str, Any]:
-        self.members.add(user.lower())
-        mid = str(next(self._ids))
-        fields = {"ToUserName": self.corp_id, "FromUserName": user,
-                  "CreateTime": int(time.time()), "MsgType": kind, **content,
-                  "MsgId": int(mid), "AgentID": self.agent_id}
-        self._callbacks[mid] = fields
-        return fields
-
-    def event(self, user: str, event: str, **fields: Any) -> dict[str, Any]:
-        return {"ToUserName": self.corp_id, "FromUserName": user,
-                "CreateTime": int(time.time()), "MsgType": "event", "Event": event,
-                "AgentID": self.agent_id, **fields}
-
-    def redelivery(self, msg_id: str) -> dict[str, Any]:
-        return self._callbacks[msg_id]
-
     def callback(self, fields: dict[str, Any] | bytes, *, token: str | None = None,
                  timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
         """The body and query of WeCom's POST for ``fields`` (or raw plaintext bytes)."""
         plain = fields if isinstance(fields, bytes) else to_xml(fields)
-        encrypted = tencent_seal(self.encoding_aes_key, self.corp_id, plain)
-        stamp = str(int(time.time()) if timestamp is None else timestamp)
-        nonce = str(int.from_bytes(os.urandom(4), "big"))
+        stamp, nonce = stamp_and_nonce(timestamp)
+        encrypted, msg_signature = self.sealed(plain, token, stamp, nonce)
         body = to_xml({"ToUserName": self.corp_id, "AgentID": self.agent_id,
                        "Encrypt": encrypted})
-        return body, {"msg_signature": tencent_signature(
-            self.token if token is None else token, stamp, nonce, encrypted),
-            "timestamp": stamp, "nonce": nonce}
+        return body, {"msg_signature": msg_signature, "timestamp": stamp, "nonce": nonce}
 
     def url_check(self, *, token: str | None = None) -> tuple[dict[str, str], str]:
         """The query of the GET sent when the receive URL is saved, and the plaintext the
         app must answer with."""
         plain = str(int.from_bytes(os.urandom(8), "big"))
-        echostr = tencent_seal(self.encoding_aes_key, self.corp_id, plain.encode())
-        stamp, nonce = str(int(time.time())), str(int.from_bytes(os.urandom(4), "big"))
-        return {"msg_signature": tencent_signature(self.token if token is None else token,
-                                                   stamp, nonce, echostr),
-                "timestamp": stamp, "nonce": nonce, "echostr": echostr}, plain
-
-    async def post_callback(self, url: str, body: bytes, query: dict[str, str]
-                            ) -> tuple[int, str]:
-        async with aiohttp.ClientSession() as session, session.post(
-                url, data=body, params=query, headers={"Content-Type": "text/xml"}) as resp:
-            return resp.status, await resp.text()
-
-    async def get_url_check(self, url: str, query: dict[str, str]) -> tuple[int, str]:
-        async with aiohttp.ClientSession() as session, session.get(url, params=query) as resp:
-            return resp.status, await resp.text()
-
-
-def _error(code: int, message: str) -> web.Response:
-    hint = f"{int(time.time() * 1000)}{uuid.uuid4().int % 10**12:012d}"
-    return json_response({"errcode": code, "errmsg": f"{message}, hint: [{hint}], from ip: "
-                          f"203.0.113.7, more info at https://open.work.weixin.qq.com/devtool/"
-                          f"query?e={code}"})
+        stamp, nonce = stamp_and_nonce()
+        echostr, msg_signature = self.sealed(plain.encode(), token, stamp, nonce)
+        return {"msg_signature": msg_signature, "timestamp": stamp, "nonce": nonce,
+                "echostr": echostr}, plain
