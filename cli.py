@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
-import signal
 import sys
 import time
 from collections.abc import Coroutine
@@ -58,8 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--port", type=int, default=None)
 
     token = sub.add_parser("monitor-token",
-                           help="print the control API token (made on first use)")
+                           help="print the control API's read-only monitor token (made on "
+                           "first use); --admin prints the token that may also change things")
     _paths(token)
+    token.add_argument("--admin", action="store_true",
+                       help="the admin token: configure, start and stop channels, run tests, "
+                       "chat (keep it off devices that can be lost)")
 
     chat = sub.add_parser("chat", help="talk to the assistant in this terminal")
     _paths(chat)
@@ -68,10 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate the config file and list problems")
     _paths(check)
 
-    pairing = sub.add_parser("pairing", help="list or approve pairing requests from new senders")
+    pairing = sub.add_parser("pairing", help="list, approve or reject pairing requests from "
+                             "new senders")
     _paths(pairing)
-    pairing.add_argument("action", choices=["list", "approve"])
+    pairing.add_argument("action", choices=["list", "approve", "reject"])
     pairing.add_argument("code", nargs="?", help="the 8-character code the sender received")
+
+    groups = sub.add_parser("groups", help="list, approve or reject the group chats that asked "
+                            "to talk to the bot (group_policy allowlist)")
+    _paths(groups)
+    groups.add_argument("action", choices=["list", "approve", "reject"])
+    groups.add_argument("channel", nargs="?", help="the channel's name in the config")
+    groups.add_argument("chat", nargs="?", help="the group's chat id, as the notice and "
+                        "`groups list` show it")
 
     api_key = sub.add_parser("api-key", help="issue, list or revoke the client keys of an "
                              "OpenAI-compatible API channel")
@@ -80,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     api_key.add_argument("channel", help="the channel's name in the config")
     api_key.add_argument("client", nargs="?", help="who the key is for (names the "
                          "conversation in logs)")
+
+    dead = sub.add_parser("dead-letters", help="list or show the inbound messages the journal "
+                          "could not store (kept raw with the reason; not answered)")
+    _paths(dead)
+    dead.add_argument("action", choices=["list", "show"])
+    dead.add_argument("id", nargs="?", type=int, help="the dead letter's number (show)")
+    dead.add_argument("--channel", default=None, help="list: only this channel's")
 
     secret = sub.add_parser("secret", help="store or remove a secret in the OS keyring")
     _paths(secret)
@@ -118,15 +136,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "monitor":
         return _run_monitor(args.url, args.token, web=args.web, host=args.host, port=args.port)
     if args.command == "monitor-token":
-        from pyclaw_app.control.host import api_token
+        from pyclaw_app.control.rights import control_tokens
         from pyclaw_app.secrets import open_secret_store
 
-        print(api_token(open_secret_store(data_dir or default_data_dir())))
+        tokens = control_tokens(open_secret_store(data_dir or default_data_dir()))
+        print(tokens.admin if args.admin else tokens.monitor)
         return 0
     if args.command == "pairing":
         return asyncio.run(_pairing(data_dir, args.action, args.code))
+    if args.command == "groups":
+        return asyncio.run(_groups(data_dir, args.action, args.channel, args.chat))
     if args.command == "api-key":
         return asyncio.run(_api_key(data_dir, args.action, args.channel, args.client))
+    if args.command == "dead-letters":
+        return asyncio.run(_dead_letters(data_dir, args.action, args.id, args.channel))
     if args.command == "secret":
         return _secret(data_dir, args.action, args.key)
     return _run_ui(config, data_dir, web=args.web, host=args.host, port=args.port)
@@ -157,21 +180,23 @@ def _run_monitor(url: str | None, token: str | None, *, web: bool, host: str | N
 
 
 async def _run_gateway(config: Path | None, data_dir: Path | None) -> int:
+    """Until SIGTERM or Ctrl+C, which end the process within ``SHUTDOWN_GRACE`` even if a
+    channel's stop hangs (a second signal ends it at once)."""
     from pyclaw_app.control.host import GatewayHost
+    from pyclaw_app.shutdown import ShutdownGuard
 
+    stop = asyncio.Event()
+    guard = ShutdownGuard()
+    guard.install(stop.set)  # before the start, which may itself take a while
     host = await GatewayHost.start(config, data_dir)
     runtime = host.runtime
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     names = ", ".join(f"{n} ({rt.state.value})" for n, rt in runtime.gateway.channels.items())
     print(f"pyclaw gateway running; channels: {names}. Ctrl+C stops.", flush=True)
     try:
         await stop.wait()
     finally:
         await host.stop()
+        guard.stopped()
     return 0
 
 
@@ -224,6 +249,9 @@ def _check(config: Path | None, data_dir: Path | None) -> int:
     return 1 if cfg.errors else 0
 
 
+_DONE = {"approve": "approved", "reject": "rejected"}
+
+
 async def _pairing(data_dir: Path | None, action: str, code: str | None) -> int:
     """Works beside a running gateway: both share the SQLite file (WAL)."""
     from pyclaw_app.store import Store
@@ -233,18 +261,54 @@ async def _pairing(data_dir: Path | None, action: str, code: str | None) -> int:
         if action == "list":
             pending = await store.access.pending()
             for p in pending:
-                print(f"{p.code}  {p.channel}  sender {p.sender_id} ({p.sender_name or '?'})")
+                expires = time.strftime("%H:%M", time.localtime(p.expires_at))
+                print(f"{p.code}  {p.channel}  sender {p.sender_id} ({p.sender_name or '?'})"
+                      f"  expires {expires}")
             if not pending:
                 print("no pending pairing requests")
             return 0
         if not code:
-            print("pairing approve needs the CODE", file=sys.stderr)
+            print(f"pairing {action} needs the CODE", file=sys.stderr)
             return 2
-        approved = await store.access.approve(code)
-        if approved is None:
+        decide = store.access.approve if action == "approve" else store.access.reject
+        decided = await decide(code)
+        if decided is None:
             print(f"no pending, unexpired pairing code {code.upper()}", file=sys.stderr)
             return 1
-        print(f"approved {approved.sender_name or approved.sender_id} on {approved.channel}")
+        print(f"{_DONE[action]} {decided.sender_name or decided.sender_id} on "
+              f"{decided.channel}")
+        return 0
+    finally:
+        await store.close()
+
+
+async def _groups(data_dir: Path | None, action: str, channel: str | None, chat: str | None
+                  ) -> int:
+    """Works beside a running gateway, which reads the decision on the group's next message."""
+    from pyclaw_app.store import Store
+
+    if action != "list" and not (channel and chat):
+        print(f"groups {action} needs the CHANNEL and CHAT", file=sys.stderr)
+        return 2
+    store = await Store(data_dir or default_data_dir()).open()
+    try:
+        if action == "list":
+            known = await store.access.groups()
+            for g in known:
+                asked = time.strftime("%Y-%m-%d %H:%M", time.localtime(g.created_at))
+                print(f"{g.status:<8}  {g.channel}  {g.chat}  asked by "
+                      f"{g.requested_by or '?'} at {asked}")
+            if not known:
+                print("no group has asked yet")
+            return 0
+        assert channel is not None and chat is not None
+        decide = store.access.approve_group if action == "approve" \
+            else store.access.reject_group
+        if await decide(channel, chat) is None:
+            print(f"group {chat} never asked on channel {channel}; to allow a group in "
+                  "advance, add it to allow_groups in the channel's config", file=sys.stderr)
+            return 1
+        print(f"{_DONE[action]} group {chat} on {channel}")
         return 0
     finally:
         await store.close()
@@ -284,6 +348,41 @@ async def _api_key(data_dir: Path | None, action: str, channel: str, client: str
             return 2
         print(f"key for {client} on {channel} (shown once; only its hash is kept):")
         print(key)
+        return 0
+    finally:
+        await store.close()
+
+
+async def _dead_letters(data_dir: Path | None, action: str, dead_id: int | None,
+                        channel: str | None) -> int:
+    """Works beside a running gateway: both share the SQLite file (WAL)."""
+    from pyclaw_app.store import Store
+
+    if action == "show" and dead_id is None:
+        print("dead-letters show needs the ID", file=sys.stderr)
+        return 2
+    store = await Store(data_dir or default_data_dir()).open()
+    try:
+        if action == "list":
+            letters = await store.dead_letters.list(channel=channel)
+            for d in letters:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.ts))
+                print(f"{d.id}  {when}  {d.channel}  {d.platform_id or '-'}  {d.size:,} bytes"
+                      f"  {d.reason}")
+            if not letters:
+                print("no dead letters")
+            return 0
+        assert dead_id is not None
+        letter = await store.dead_letters.get(dead_id)
+        if letter is None or letter.raw is None:
+            print(f"no dead letter {dead_id}", file=sys.stderr)
+            return 1
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(letter.ts))
+        print(f"dead letter {letter.id} of channel {letter.channel}, {when}")
+        print(f"platform id: {letter.platform_id or '-'}")
+        print(f"reason: {letter.reason}")
+        print(f"raw ({letter.size:,} bytes):")
+        print(letter.raw.decode("utf-8", "backslashreplace"))
         return 0
     finally:
         await store.close()

@@ -13,10 +13,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from pyclaw_app.channels import ChannelConfig, registry
 from pyclaw_app.errors import ConfigError
@@ -25,11 +25,16 @@ from pyclaw_app.secrets import SecretStore, redactor
 __all__ = [
     "AgentConfig",
     "ChannelEntry",
+    "ChannelLogRetention",
     "Config",
+    "DeadLettersRetention",
     "FallbackConfig",
+    "LlmCallsRetention",
     "ModelPrice",
     "ProviderConfig",
+    "RetentionConfig",
     "ServerConfig",
+    "TableRetention",
     "channel_secret_key",
     "load_config",
     "provider_secret_key",
@@ -114,13 +119,86 @@ class ServerConfig(BaseModel):
         "auto", description="auto: start only when a channel needs webhooks")
     control_api: bool = Field(
         False, description="Serve the control API for `pyclaw monitor` / the Android monitor "
-        "(bearer token: `pyclaw monitor-token`)")
+        "(bearer tokens: `pyclaw monitor-token`, read-only; `--admin` for full control)")
+    tls_cert: Path | None = Field(
+        None, description="PEM certificate (chain) file: the server speaks https. Needed to "
+        "serve the control API beyond loopback, unless allow_insecure_http is set")
+    tls_key: Path | None = Field(None, description="PEM private key file of tls_cert")
+    allow_insecure_http: bool = Field(
+        False, description="Serve the control API over plain http on a non-loopback host "
+        "anyway (its tokens then cross the network readable): a trusted network only")
+    header_timeout: float = Field(
+        10.0, gt=0, description="Seconds a client may take to send a request's headers "
+        "(and an idle kept-alive connection stays open)")
+    max_connections_per_source: int = Field(
+        100, ge=1, description="Open connections one address may hold; more are closed at once")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        return self
+
+
+_Days = Annotated[float | None, Field(
+    gt=0, description="Delete rows older than this many days; null: no age limit")]
+_Rows = Annotated[int | None, Field(
+    ge=1, description="Keep at most this many of the newest rows; null: no row limit")]
+
+
+class TableRetention(BaseModel):
+    """How long one log table keeps its rows; whichever limit is reached first applies.
+    Each table's subclass has its own defaults, so ``channel_log: {days: 7}`` keeps the
+    default row limit (and saving writes only what differs from it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    days: _Days = None
+    rows: _Rows = None
+
+
+class ChannelLogRetention(TableRetention):
+    days: _Days = 30.0
+    rows: _Rows = 200_000
+
+
+class LlmCallsRetention(TableRetention):
+    days: _Days = 400.0  # the Usage view's history of costs: over a year
+    rows: _Rows = 1_000_000
+
+
+class DeadLettersRetention(TableRetention):
+    days: _Days = 90.0
+    rows: _Rows = 1_000  # each keeps a whole raw payload
+
+
+class RetentionConfig(BaseModel):
+    """The log tables' limits, pruned in the background. The conversation journal
+    (``messages``) is the record of what was said and is never pruned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel_log: ChannelLogRetention = Field(
+        default_factory=ChannelLogRetention, description="The channels' log lines (Logs)")
+    llm_calls: LlmCallsRetention = Field(
+        default_factory=LlmCallsRetention, description="One row per model call (Usage)")
+    dead_letters: DeadLettersRetention = Field(
+        default_factory=DeadLettersRetention,
+        description="Inbound payloads the journal could not store, kept raw")
+    every: float = Field(600.0, gt=0, description="Seconds between prunes")
+    batch: int = Field(1000, ge=1, le=100_000,
+                       description="Rows deleted per write, so writers never wait long")
+
+    def tables(self) -> dict[str, TableRetention]:
+        return {"channel_log": self.channel_log, "llm_calls": self.llm_calls,
+                "dead_letters": self.dead_letters}
 
 
 class _TopLevel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     server: dict[str, Any] = Field(default_factory=dict)
+    retention: dict[str, Any] = Field(default_factory=dict)
     agent: dict[str, Any] = Field(default_factory=dict)
     providers: list[dict[str, Any]] = Field(default_factory=list)
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -142,6 +220,7 @@ class Config:
     path: Path | None
     agent: AgentConfig = field(default_factory=AgentConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     providers: list[ProviderConfig] = field(default_factory=list)
     channels: dict[str, ChannelEntry] = field(default_factory=dict)
     errors: list[ConfigError] = field(default_factory=list)
@@ -210,6 +289,10 @@ def load_config(path: Path | None, secrets: SecretStore | None = None) -> Config
         cfg.server = ServerConfig.model_validate(top.server)
     except ValidationError as exc:
         cfg.errors.extend(_errors(exc, where, root, ("server",)))
+    try:
+        cfg.retention = RetentionConfig.model_validate(top.retention)
+    except ValidationError as exc:
+        cfg.errors.extend(_errors(exc, where, root, ("retention",)))
 
     for index, raw in enumerate(top.providers):
         try:
@@ -372,6 +455,7 @@ def save_config(cfg: Config, secrets: SecretStore) -> None:
         providers.append(body | {"name": provider.name, "model": provider.model})
     doc = {
         "server": cfg.server.model_dump(mode="json", exclude_defaults=True),
+        "retention": cfg.retention.model_dump(mode="json", exclude_defaults=True),
         "agent": cfg.agent.model_dump(mode="json", exclude_defaults=True),
         "providers": providers,
         "channels": channels,

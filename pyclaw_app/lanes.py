@@ -39,8 +39,12 @@ class Lanes:
         """Queue ``job`` behind earlier jobs of the same conversation.
 
         ``job_id`` (a journal row id) lets ``has_job`` tell whether that row is already queued
-        or running, so resuming after a restart never queues a message twice.
+        or running, so resuming after a restart never queues a message twice; a second job
+        for a row that has one is dropped (a resume can read the row between its journaling
+        and its own job being queued).
         """
+        if job_id is not None and job_id in self._job_ids:
+            return
         queue = self._queues.setdefault(key, deque())
         if job_id is not None:
             self._job_ids.add(job_id)

@@ -3,7 +3,11 @@
 Strangers are the common failure of gateways like this one: a bot that answers
 anyone spends its owner's tokens. Direct messages default to *pairing*: an
 unknown sender gets a short code which the owner approves in the app or with
-``pyclaw pairing approve CODE``; only then are their messages answered.
+``pyclaw pairing approve CODE``; only then are their messages answered. Groups
+default to *allowlist*, with the same idea: anyone can add the bot to a group, so
+a group that addresses it for the first time gets one notice and waits, silent,
+until the owner runs ``pyclaw groups approve CHANNEL CHAT`` (or lists it in
+``allow_groups``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 
 from pyclaw_app.channels.contract import ChannelConfig
 from pyclaw_app.model import Inbound
-from pyclaw_app.store.access import AccessStore
+from pyclaw_app.store.access import AccessStore, GroupStanding, PairingRefusal
 
 __all__ = ["AccessPolicy", "TokenBucket", "Verdict", "addressed_to_bot"]
 
@@ -80,12 +84,7 @@ class AccessPolicy:
     async def _admission(self, inbound: Inbound, config: ChannelConfig) -> Verdict:
         channel, sender = inbound.address.channel, inbound.sender_id
         if inbound.is_group:
-            if config.group_policy == "disabled":
-                return Verdict(False, "group messages are disabled on this channel")
-            if config.group_policy == "allowlist" and inbound.address.chat not in \
-                    config.allow_groups:
-                return Verdict(False, f"group {inbound.address.chat} is not on the allowlist")
-            return ALLOWED
+            return await self._group(inbound, config)
         policy = config.dm_policy
         if policy == "open":
             return ALLOWED
@@ -97,15 +96,42 @@ class AccessPolicy:
             return Verdict(False, f"sender {sender} is not on the allowlist")
         request = await self.access.request_code(channel, sender, inbound.sender_name,
                                                  inbound.address.chat)
-        if request is None:
+        if request is PairingRefusal.FULL:
             return Verdict(False, "pairing requests are full for this channel",
                            "This assistant is private and has too many pending pairing "
                            "requests right now. Please try again in an hour.")
+        if request is PairingRefusal.REJECTED:
+            return Verdict(False, f"the owner rejected the pairing code of sender {sender}")
+        if isinstance(request, PairingRefusal):
+            return Verdict(False, f"sender {sender} asked for too many pairing codes today")
         return Verdict(
             False, f"pairing code {request.code} sent to sender {sender}",
             f"This assistant is private. To talk to it, ask its owner to approve your "
             f"pairing code: {request.code}\n(Owner: approve it in the pyclaw app, or run "
             f"`pyclaw pairing approve {request.code}`. The code expires in one hour.)")
+
+    async def _group(self, inbound: Inbound, config: ChannelConfig) -> Verdict:
+        channel, chat = inbound.address.channel, inbound.address.chat
+        if config.group_policy == "disabled":
+            return Verdict(False, "group messages are disabled on this channel")
+        if config.group_policy == "open" or chat in config.allow_groups:
+            return ALLOWED
+        name, sender = inbound.sender_name, inbound.sender_id
+        standing = await self.access.admit_group(
+            channel, chat, requested_by=f"{name} ({sender})" if name else sender)
+        if standing is GroupStanding.APPROVED:
+            return ALLOWED
+        if standing is GroupStanding.REJECTED:
+            return Verdict(False, f"the owner rejected group {chat}")
+        if standing is GroupStanding.PENDING:
+            return Verdict(False, f"group {chat} waits for the owner's approval")
+        if standing is GroupStanding.FULL:
+            return Verdict(False, f"group {chat} is not approved, and too many groups already "
+                           "wait for approval on this channel")
+        return Verdict(
+            False, f"group {chat} asked for the owner's approval",
+            f"This assistant is private: its owner must approve this group before it answers "
+            f"here.\n(Owner: run `pyclaw groups approve {channel} {chat}`.)")
 
     def _rate(self, inbound: Inbound, config: ChannelConfig) -> Verdict:
         rate = config.rate_limit_per_minute

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import threading
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyclaw_app.bus import Bus
@@ -12,9 +15,12 @@ from pyclaw_app.config import load_config
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.paths import default_config_path, default_data_dir
 from pyclaw_app.secrets import RedactingFilter, SecretStore, open_secret_store
+from pyclaw_app.shutdown import ShutdownGuard
 from pyclaw_app.store import Store
 
 __all__ = ["GatewayRuntime", "setup_logging"]
+
+_log = logging.getLogger(__name__)
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -41,6 +47,9 @@ class GatewayRuntime:
     secrets: SecretStore
     store: Store
     gateway: Gateway
+    guard: ShutdownGuard | None = None
+    """Set where a UI framework owns SIGTERM (see ``_guard_signals``)."""
+    _stopping: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     async def open(cls, config_path: Path | None = None, data_dir: Path | None = None, *,
@@ -58,7 +67,9 @@ class GatewayRuntime:
         except BaseException:
             await store.close()
             raise
-        return cls(config_path, data_dir, secrets, store, gateway)
+        runtime = cls(config_path, data_dir, secrets, store, gateway)
+        runtime._guard_signals()
+        return runtime
 
     @classmethod
     async def start(cls, config_path: Path | None = None, data_dir: Path | None = None, *,
@@ -72,5 +83,39 @@ class GatewayRuntime:
         return runtime
 
     async def stop(self) -> None:
+        """Stop the gateway and close the store, once, though a signal and the caller may
+        both ask (it goes on if the caller is cancelled)."""
+        await asyncio.shield(self._stop_soon())
+
+    def _guard_signals(self) -> None:
+        """Bound the panel's exit on SIGTERM.
+
+        In the panel, Flet (and its web server) own SIGTERM: their graceful shutdown never
+        stops the gateway and can wait for open sessions forever, so a second SIGTERM was
+        ignored too. A guard chained to their handler stops the gateway as well and ends
+        the process within ``SHUTDOWN_GRACE``. Where no Python handler is set, the
+        default action ends the process at once; the headless gateway sets its own guard.
+        """
+        if threading.current_thread() is not threading.main_thread() \
+                or ShutdownGuard.installed() or not callable(signal.getsignal(signal.SIGTERM)):
+            return
+        self.guard = ShutdownGuard()
+        self.guard.install(self._stop_soon)
+
+    def _stop_soon(self) -> asyncio.Task[None]:
+        if self._stopping is None:
+            self._stopping = asyncio.create_task(self._stop(), name="gateway:stop")
+            self._stopping.add_done_callback(_report_failure)
+        return self._stopping
+
+    async def _stop(self) -> None:
         await self.gateway.stop()
         await self.store.close()
+        if self.guard is not None:
+            self.guard.stopped()
+            self.guard.uninstall()
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("stopping the gateway failed", exc_info=task.exception())

@@ -149,15 +149,32 @@ class Redactor:
                                                   sorted(self._known, key=len, reverse=True)))
 
     def __call__(self, text: str) -> str:
+        """Every known secret and token shape is found in the original text and the union
+        of their spans masked: replacing one after another let a known secret that is part
+        of a token break the token's shape, so the token's rest went out in clear."""
+        spans: list[tuple[int, int]] = []
         regex = self._regex
         if regex is not None:
-            text = regex.sub(MASK, text)
+            spans += [m.span() for m in regex.finditer(text)]
         for pattern in _PATTERNS:
-            if pattern.groups:
-                text = pattern.sub(lambda m: m.group(1) + MASK, text)
-            else:
-                text = pattern.sub(MASK, text)
-        return text
+            for m in pattern.finditer(text):
+                start = m.end(1) if pattern.groups else m.start()
+                spans.append((start, m.end()))
+        if not spans:
+            return text
+        out: list[str] = []
+        done = 0
+        for start, end in sorted(spans):
+            if end <= done:
+                continue
+            if start > done:
+                out.append(text[done:start])
+                out.append(MASK)
+            elif not out:
+                out.append(MASK)
+            done = max(done, end)
+        out.append(text[done:])
+        return "".join(out)
 
 
 redactor = Redactor()

@@ -6,13 +6,14 @@ because the classic failure is a connector that says it is connected and has
 stopped receiving. A stalled channel, or one whose start failed for a reason
 that may pass, is restarted with backoff and at most ``max_restarts_per_hour``
 times; each restart runs in its own task, so one stuck connector (even one
-whose ``stop()`` hangs) never delays the others.
+whose ``stop()`` hangs) never delays the others. A restart takes the channel's
+lifecycle lock like any Start or Stop from the panel, and re-checks its reason
+once it holds it: a channel the user stopped or restarted meanwhile is left alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -28,6 +29,8 @@ __all__ = ["Supervised", "SupervisedChannel", "Supervisor", "SupervisorSettings"
 _log = logging.getLogger(__name__)
 
 HOUR = 3600.0
+STOP_WAIT = 5.0
+"""Seconds ``stop`` waits for restarts in progress to end after cancelling them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,8 @@ class Supervised(Protocol):
     @property
     def channels(self) -> Mapping[str, SupervisedChannel]: ...
 
-    async def restart_channel(self, name: str, reason: str) -> None: ...
+    async def restart_channel(self, name: str, reason: str, *,
+                              still_needed: Callable[[], str | None] | None = None) -> None: ...
 
     def channel_log(self, channel: str, level: str, message: str, **data: Any) -> None: ...
 
@@ -97,13 +101,20 @@ class Supervisor:
             self._task = asyncio.create_task(self._loop(), name="gateway:supervisor")
 
     async def stop(self) -> None:
+        """Cancel the loop and the restarts in progress; a restart stuck in a connector that
+        ignores cancellation is left behind after ``STOP_WAIT`` (shutdown must end)."""
         tasks = [t for t in (self._task, *(w.task for w in self._watches.values())) if t]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
         self._task = None
+        if not tasks:
+            return
+        ended, stuck = await asyncio.wait(tasks, timeout=STOP_WAIT)
+        for task in ended:
+            if not task.cancelled() and task.exception() is not None:
+                _log.warning("%s failed: %r", task.get_name(), task.exception())
+        for task in stuck:
+            _log.warning("%s did not end after cancellation; left behind", task.get_name())
 
     def reset(self, name: str) -> None:
         """Forget the restart history (the user restarted or reconfigured the channel)."""
@@ -139,8 +150,13 @@ class Supervisor:
                 continue
             watch.restarts.append(now)
             watch.not_before = now + watch.backoff.next_delay()
-            watch.task = asyncio.create_task(self.gateway.restart_channel(name, reason),
-                                             name=f"supervisor:restart:{name}")
+            restart = self.gateway.restart_channel(
+                name, reason, still_needed=lambda n=name: self._still_needed(n))
+            watch.task = asyncio.create_task(restart, name=f"supervisor:restart:{name}")
+
+    def _still_needed(self, name: str) -> str | None:
+        rt = self.gateway.channels.get(name)
+        return None if rt is None else self._needs_restart(rt, self.gateway.clock())
 
     def _needs_restart(self, rt: SupervisedChannel, now: float) -> str | None:
         entry = rt.entry

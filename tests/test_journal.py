@@ -132,9 +132,10 @@ async def test_history_starts_after_the_summary_point_and_the_reset(tmp_path: Pa
         whole = await store.journal.history(conv, before_id=2**62)
         assert [t.text for t in whole][:2] == ["answer 5", "question 5"] and len(whole) == 12
 
+        # the summary point is a question: its answer is summarised with it
         summarised = await store.journal.history(conv, before_id=2**62, after_id=ids[3])
         assert [t.text for t in reversed(summarised)] == [
-            "answer 3", "question 4", "answer 4", "question 5", "answer 5"]
+            "question 4", "answer 4", "question 5", "answer 5"]
 
         await store.journal.reset_conversation(conv)  # a reset later than the summary wins
         assert await store.journal.history(conv, before_id=2**62, after_id=ids[3]) == []

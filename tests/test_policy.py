@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.policy import AccessPolicy
-from pyclaw_app.store.access import CODE_ALPHABET
+from pyclaw_app.store.access import (
+    CODE_ALPHABET,
+    CODE_TTL,
+    MAX_CODES_PER_SENDER,
+    SENDER_WINDOW,
+    PairingRequest,
+)
 from tests.conftest import provider_section
 from tests.fakes.openai_api import FakeOpenAI
 from tests.test_cli import run_cli
@@ -102,3 +109,48 @@ async def test_cli_lists_and_approves(tmp_path: Path, fake_llm: FakeOpenAI,
     assert await say(gateway, "in now?", "newcomer") == ["Echo: in now?"]
     status, _, err = await run_cli("pairing", "--data-dir", str(data), "approve", "ZZZZZZZZ")
     assert status == 1 and "no pending" in err
+
+
+async def test_pairing_codes_are_rate_limited_per_sender(fake_llm: FakeOpenAI,
+                                                         make_gateway) -> None:
+    """Three strangers cannot hold every slot hour after hour: each sender gets at most
+    MAX_CODES_PER_SENDER codes a day, then silence (and still no tokens spent)."""
+    gateway = await make_gateway(config(fake_llm, dm_policy="pairing"))
+    access = gateway.store.access
+    start = time.time() - MAX_CODES_PER_SENDER * (CODE_TTL + 1)
+    for i in range(MAX_CODES_PER_SENDER):  # codes that came and expired unanswered
+        request = await access.request_code("local", "squatter", "", "dm-squatter",
+                                            now=start + i * (CODE_TTL + 1))
+        assert isinstance(request, PairingRequest)
+    assert await say(gateway, "again", "squatter") == []
+    assert await access.pending() == []  # no slot held
+    rows = await gateway.store.db.fetchall("SELECT error FROM messages WHERE direction='in'")
+    assert "too many pairing codes" in rows[-1]["error"]
+    later = start + SENDER_WINDOW + MAX_CODES_PER_SENDER * (CODE_TTL + 1)
+    assert isinstance(await access.request_code("local", "squatter", "", "dm-squatter",
+                                                now=later), PairingRequest)  # a day on
+    assert CODE.search((await say(gateway, "hi", "newcomer"))[0])  # others are not affected
+    assert fake_llm.requests == []
+
+
+async def test_the_owner_rejects_a_pending_code_and_frees_its_slot(
+        tmp_path: Path, fake_llm: FakeOpenAI, make_gateway) -> None:
+    data = tmp_path / "data"
+    gateway = await make_gateway(config(fake_llm, dm_policy="pairing"), data_dir=data)
+    codes = [CODE.search((await say(gateway, "hi", f"s{i}"))[0]).group(1)  # type: ignore[union-attr]
+             for i in range(3)]
+    assert "too many pending" in (await say(gateway, "hi", "late"))[0]
+
+    status, out, err = await run_cli("pairing", "--data-dir", str(data), "list")
+    assert status == 0 and all(c in out for c in codes) and "expires" in out
+    status, out, err = await run_cli("pairing", "--data-dir", str(data), "reject", codes[0])
+    assert status == 0, err
+    assert "rejected" in out and "s0" in out
+    assert [p.code for p in await gateway.store.access.pending()] == codes[1:]
+
+    assert CODE.search((await say(gateway, "hi", "late"))[0])  # the slot is free again
+    assert await say(gateway, "let me in", "s0") == []  # no new code for the rejected sender
+    assert await gateway.store.access.approve(codes[0]) is None
+    status, _, err = await run_cli("pairing", "--data-dir", str(data), "reject", codes[0])
+    assert status == 1 and "no pending" in err
+    assert fake_llm.requests == []

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from pydantic import ValidationError
 
-from pyclaw_app.control.host import API_TOKEN_KEY, GatewayHost
+from pyclaw_app.config import ServerConfig
+from pyclaw_app.control.host import GatewayHost
 from pyclaw_app.control.remote import RemoteControlPlane, RemoteError
+from pyclaw_app.control.rights import ADMIN_TOKEN_KEY, MONITOR_TOKEN_KEY
+from pyclaw_app.control.transport import is_loopback
+from pyclaw_app.errors import ConfigError
 from pyclaw_app.model import EventKind
 from tests.conftest import provider_section
 from tests.fakes.openai_api import FakeOpenAI
@@ -33,7 +46,7 @@ async def host(tmp_path: Path, fake_llm: FakeOpenAI) -> AsyncIterator[GatewayHos
 @pytest.fixture
 async def remote(host: GatewayHost) -> AsyncIterator[RemoteControlPlane]:
     assert host.server is not None
-    token = host.runtime.secrets.get(API_TOKEN_KEY)
+    token = host.runtime.secrets.get(ADMIN_TOKEN_KEY)
     assert token
     plane = await RemoteControlPlane(host.server.url, token).connect()
     yield plane
@@ -112,3 +125,124 @@ def test_main_without_the_gateway_packages_runs_the_monitor_and_imports_none_of_
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout.strip()
     assert out == "[('make_monitor_main.<locals>.main', 'WEB_BROWSER')] []"
+
+
+# -- beyond loopback: TLS, or an explicit and announced plain http -------------------------
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for localhost / 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+async def start_host(tmp_path: Path, server: dict[str, object]) -> GatewayHost:
+    config = tmp_path / "pyclaw.yaml"
+    config.write_text(yaml.safe_dump({"server": {"port": 0, "control_api": True, **server}}))
+    return await GatewayHost.start(config, tmp_path / "data")
+
+
+async def test_plain_http_beyond_loopback_is_refused_and_said(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    running = await start_host(tmp_path, {"host": "0.0.0.0"})
+    try:
+        assert running.server is None  # nothing else needed it, so nothing listens
+        notice = "The control API is not served: server.host 0.0.0.0"
+        assert any(e.startswith(notice) and "server.tls_cert" in e
+                   for e in running.plane.config_errors())
+        assert any(r.levelname == "ERROR" and notice in r.getMessage() for r in caplog.records)
+    finally:
+        await running.stop()
+
+
+async def test_webhooks_still_run_when_the_control_api_is_refused(tmp_path: Path) -> None:
+    running = await start_host(tmp_path, {"host": "0.0.0.0", "webhooks": "on"})
+    try:
+        assert running.server is not None
+        port = running.server.port
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/healthz")).status_code == 200
+            refused = await client.post("/api/v1/call/channels",
+                                        headers={"Authorization": "Bearer x"})
+            assert refused.status_code == 404  # no control API routes at all
+    finally:
+        await running.stop()
+
+
+async def test_allow_insecure_http_serves_and_warns_in_the_log_and_the_monitor(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    running = await start_host(tmp_path, {"host": "0.0.0.0", "allow_insecure_http": True})
+    try:
+        assert running.server is not None
+        token = running.runtime.secrets.get(MONITOR_TOKEN_KEY)
+        assert token
+        remote = await RemoteControlPlane(f"http://127.0.0.1:{running.server.port}",
+                                          token).connect()
+        try:
+            assert any(e.startswith("Security: the control API is served over plain http")
+                       for e in remote.config_errors())  # the monitor's banner shows it
+        finally:
+            await remote.close()
+        assert any(r.levelname == "WARNING" and "plain http" in r.getMessage()
+                   for r in caplog.records)
+    finally:
+        await running.stop()
+
+
+async def test_tls_serves_the_control_api_over_https(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    running = await start_host(tmp_path, {"host": "127.0.0.1", "tls_cert": str(cert),
+                                          "tls_key": str(key)})
+    try:
+        assert running.server is not None and running.server.url.startswith("https://")
+        token = running.runtime.secrets.get(ADMIN_TOKEN_KEY)
+        assert token
+        trusted = ssl.create_default_context(cafile=str(cert))
+        remote = await RemoteControlPlane(
+            running.server.url, token,
+            transport=httpx.AsyncHTTPTransport(verify=trusted)).connect()
+        try:
+            assert [c.name for c in await remote.channels()] == ["local"]
+            assert not remote.config_errors()
+        finally:
+            await remote.close()
+        async with httpx.AsyncClient() as plain:
+            with pytest.raises(httpx.HTTPError):  # no plain http beside it
+                await plain.get(f"http://127.0.0.1:{running.server.port}/healthz")
+    finally:
+        await running.stop()
+
+
+async def test_an_unreadable_certificate_stops_the_start_with_its_path(tmp_path: Path) -> None:
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    with pytest.raises(ConfigError, match=r"server.tls_cert: cannot load the TLS certificate"):
+        await start_host(tmp_path, {"tls_cert": str(tmp_path / "bad.pem"),
+                                    "tls_key": str(tmp_path / "bad.pem")})
+
+
+def test_tls_cert_and_key_go_together() -> None:
+    with pytest.raises(ValidationError, match="tls_cert and tls_key go together"):
+        ServerConfig(tls_cert=Path("cert.pem"))
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.8.9.1", True), ("::1", True), ("[::1]", True),
+    ("localhost", True), ("LOCALHOST", True), ("0.0.0.0", False), ("::", False),
+    ("192.168.1.20", False), ("gateway.lan", False)])
+def test_what_counts_as_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback

@@ -26,3 +26,13 @@ def test_log_records_and_tracebacks_are_redacted(caplog: pytest.LogCaptureFixtur
     text = caplog.text
     assert "xapp-1" not in text and "AAAbbb" not in text
     assert "RuntimeError" in text and "***" in text
+
+
+def test_a_known_secret_inside_a_token_does_not_leave_the_tokens_rest() -> None:
+    from pyclaw_app.secrets import Redactor
+
+    fresh = Redactor()
+    fresh.add("abcdefgh")  # e.g. a short test secret that happens to be part of a token
+    cleaned = fresh("tg 123456789:AAHk0123456789abcdefghijABCDEFGHIJ_x and abcdefgh alone")
+    assert "AAHk0123" not in cleaned and "ABCDEFGHIJ" not in cleaned
+    assert cleaned == "tg *** and *** alone"

@@ -1,5 +1,6 @@
 """Webhook-style channels on the one shared server: verified before parsing, answered once;
-the server routes GET and POST, bounds the body (413) and its arrival time (408)."""
+the server routes GET and POST, bounds the body (413), its arrival time (408), the time a
+request head may take, and the connections one address may hold."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import aiohttp
 import pytest
 import yaml
 
+from pyclaw_app.control.api import ControlApi
 from pyclaw_app.control.host import GatewayHost
+from pyclaw_app.control.rights import Tokens
 from pyclaw_app.control.webhooks import MAX_BODY, WebhookServer
 from tests.conftest import provider_section
 from tests.fakes.openai_api import FakeOpenAI
@@ -121,3 +124,68 @@ async def test_a_body_that_trickles_in_gets_408(runtime: GatewayHost) -> None:
         await server.stop()
     store = runtime.runtime.gateway.store
     await eventually(lambda: store.logs.page(channel="work", search="longer than 0.3s"))
+
+
+async def _closed_by_server(reader: asyncio.StreamReader) -> bool:
+    """Whether the server ends the connection (EOF or reset) within 5 s of silence here."""
+    try:
+        return await asyncio.wait_for(reader.read(4096), 5) == b""
+    except ConnectionResetError:
+        return True
+
+
+async def test_a_request_head_that_never_ends_is_closed(runtime: GatewayHost) -> None:
+    server = WebhookServer(runtime.runtime.gateway, "127.0.0.1", 0, header_timeout=0.3)
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"POST /webhook/work HTTP/1.1\r\nHost: x\r\n")  # and no blank line
+        await writer.drain()
+        assert await _closed_by_server(reader)
+        writer.close()
+        silent_reader, silent = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await _closed_by_server(silent_reader)  # nothing at all, also closed
+        silent.close()
+    finally:
+        await server.stop()
+
+
+async def test_one_address_holds_at_most_its_share_of_connections(
+        runtime: GatewayHost) -> None:
+    server = WebhookServer(runtime.runtime.gateway, "127.0.0.1", 0,
+                           max_connections_per_source=3)
+    await server.start()
+    held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(3)]
+    try:
+        await eventually(lambda: server.connections.open_from("127.0.0.1") == 3)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await _closed_by_server(reader)  # the fourth is turned away
+        writer.close()
+        first_reader, first = held[0]
+        first.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # the held ones still work
+        await first.drain()
+        assert (await asyncio.wait_for(first_reader.readline(), 5)).split()[1] == b"200"
+    finally:
+        for _, writer in held:
+            writer.close()
+        await eventually(lambda: server.connections.open_from("127.0.0.1") == 0)
+        await server.stop()
+
+
+async def test_a_slow_control_api_body_gets_408(tmp_path: Path, runtime: GatewayHost) -> None:
+    tokens = Tokens(monitor="m" * 43, admin="a" * 43)
+    api = ControlApi(runtime.plane, tokens, body_timeout=0.3)
+    server = WebhookServer(runtime.runtime.gateway, "127.0.0.1", 0)
+    await server.start(api.install)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"POST /api/v1/call/channels HTTP/1.1\r\nHost: x\r\n"
+                     b"Authorization: Bearer " + tokens.monitor.encode() +
+                     b"\r\nContent-Length: 100\r\n\r\n{")
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        await writer.wait_closed()
+        assert status_line.split()[1] == b"408"
+    finally:
+        await server.stop()

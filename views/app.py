@@ -234,7 +234,8 @@ class _Monitor:
 
     async def _connected(self, plane: ClosablePlane, url: str) -> None:
         self._plane = plane
-        self._mounted = _Mounted(self._page, plane, header=gateway_bar(url, self._on_disconnect))
+        bar = gateway_bar(url, self._on_disconnect, read_only=plane.read_only)
+        self._mounted = _Mounted(self._page, plane, header=bar)
         try:
             await self._mounted.mount()
         except BaseException:

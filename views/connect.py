@@ -46,7 +46,11 @@ T = TypeVar("T")
 
 
 class ClosablePlane(ControlPlane, Protocol):
-    """A plane the monitor opened and must close (RemoteControlPlane: its HTTP client)."""
+    """A plane the monitor opened and must close (RemoteControlPlane: its HTTP client);
+    ``read_only`` when its token is the monitor token, which cannot change anything."""
+
+    @property
+    def read_only(self) -> bool: ...
 
     async def close(self) -> None: ...
 
@@ -64,10 +68,18 @@ TOKEN_KEY = "dev.pyclaw.monitor.token"
 # without the extension) must not hang the page's start.
 STORE_TIMEOUT = 5.0
 EXAMPLE_URL = "http://192.168.1.20:8787"
-TOKEN_HELP = "run `pyclaw monitor-token` on the gateway's machine and paste what it prints"
+TOKEN_HELP = ("run `pyclaw monitor-token` (read-only: watch) or `pyclaw monitor-token "
+              "--admin` (full control) on the gateway's machine and paste what it prints")
 SETUP_HELP = ("On the gateway's machine: in its config set server.host to an address this "
-              "device can reach (0.0.0.0 listens on all) and server.control_api: true, start "
-              "the gateway, then " + TOKEN_HELP + ".")
+              "device can reach (0.0.0.0 listens on all), server.control_api: true, and "
+              "server.tls_cert and server.tls_key for https (or server.allow_insecure_http: "
+              "true on a trusted network); start the gateway, then " + TOKEN_HELP + ".")
+READ_ONLY_NOTICE = ("Read-only token: you can watch traffic, channels, logs and usage. "
+                    "Changing channels or settings, starting and stopping them, Test "
+                    "connection, retries, pairing approvals and chat need the admin token "
+                    "(`pyclaw monitor-token --admin`).")
+PLAIN_HTTP_NOTICE = ("Not encrypted (http): the token and everything shown here cross the "
+                     "network readable. Use https (server.tls_cert) beyond a trusted network.")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -229,7 +241,8 @@ class ConnectView:
         self.token = ft.TextField(
             label="API token", password=True, can_reveal_password=True,
             prefix_icon=ft.Icons.KEY_OUTLINED, helper="From `pyclaw monitor-token` on the "
-            "gateway's machine", helper_max_lines=2, on_submit=self._on_connect)
+            "gateway's machine (read-only; `--admin` for full control)", helper_max_lines=2,
+            on_submit=self._on_connect)
         # not selectable: selectable text is left out of the semantics tree (screen readers)
         self.error = ft.Text(color=ft.Colors.ERROR, visible=False)
         self.notice = ft.Text(color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
@@ -375,23 +388,38 @@ def _same(a: str, b: str) -> bool:
         return False
 
 
-def gateway_bar(url: str, on_disconnect: Handler) -> ft.Control:
-    """The strip above the monitor's shell: which gateway this is, and the way back."""
+def _notice(icon: ft.IconData, text: str) -> ft.Control:
+    return ft.Row(spacing=10, vertical_alignment=ft.CrossAxisAlignment.START, controls=[
+        ft.Icon(icon, size=18, color=ft.Colors.ON_SURFACE_VARIANT),
+        ft.Text(text, expand=True, size=13, color=ft.Colors.ON_SURFACE_VARIANT)])
+
+
+def gateway_bar(url: str, on_disconnect: Handler, *, read_only: bool = False) -> ft.Control:
+    """The strip above the monitor's shell: which gateway this is, and the way back; with a
+    read-only token, what it cannot do; over plain http beyond this device, that it is not
+    encrypted."""
+    host = urlsplit(url).hostname or ""
+    notices = []
+    if read_only:
+        notices.append(_notice(ft.Icons.VISIBILITY_OUTLINED, READ_ONLY_NOTICE))
+    if urlsplit(url).scheme == "http" and host not in _LOOPBACK:
+        notices.append(_notice(ft.Icons.LOCK_OPEN_OUTLINED, PLAIN_HTTP_NOTICE))
     return ft.Container(
         bgcolor=ft.Colors.SURFACE_CONTAINER_HIGH,
         padding=ft.Padding.symmetric(horizontal=16, vertical=4),
-        content=ft.Row(
+        content=ft.Column(spacing=4, controls=[ft.Row(
             spacing=10,
             vertical_alignment=ft.CrossAxisAlignment.CENTER,
             controls=[
                 ft.Icon(ft.Icons.LAN_OUTLINED, size=18, color=ft.Colors.PRIMARY,
                         semantics_label="Remote gateway"),
-                ft.Text(f"Monitoring {url}", expand=True, size=13, max_lines=1,
+                ft.Text(f"Monitoring {url}" + (" (read-only)" if read_only else ""),
+                        expand=True, size=13, max_lines=1,
                         overflow=ft.TextOverflow.ELLIPSIS),
                 ft.TextButton("Disconnect", icon=ft.Icons.LOGOUT,
                               tooltip="Disconnect and go back to the connect screen "
                                       "(to switch gateways)",
                               on_click=on_disconnect),
             ],
-        ),
+        ), *notices]),
     )

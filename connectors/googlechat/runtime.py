@@ -321,7 +321,7 @@ class GoogleChatConnector(RestConnector):
             waiter = self._waiters[pid] = asyncio.get_running_loop().create_future()
         try:
             result = await self.ctx.submit(parsed.inbound)
-            if waiter is None or result.duplicate or result.ignored:
+            if waiter is None or result.duplicate or result.ignored or result.quarantined:
                 return _json({})
             await asyncio.wait({waiter}, timeout=self.config.sync_timeout)
         finally:

@@ -59,6 +59,7 @@ class _Held:
 class OpenAIApiConnector(ConnectorBase):
     spec = SPEC
     config: OpenAIApiConfig
+    rejected_noun = ("an", "API request")
 
     def __init__(self, name: str, config: OpenAIApiConfig) -> None:
         super().__init__(name, config)
@@ -117,7 +118,7 @@ class OpenAIApiConnector(ConnectorBase):
                           "invalid_request_error", code="unknown_url")
         client = await self._client(request)
         if client is None:
-            ctx.log("warning", "rejected an API request: missing or unknown API key")
+            self.log_rejection(request, "missing or unknown API key")
             return _error(401, "Incorrect API key provided. Keys are issued with `pyclaw "
                           "api-key issue`.", "invalid_request_error", code="invalid_api_key")
         ctx.heartbeat()
@@ -166,6 +167,11 @@ class OpenAIApiConnector(ConnectorBase):
             self.ctx.log("error", f"could not journal a request from {client}: {exc}")
             return _error(500, "the gateway could not store the message; try again",
                           "server_error")
+        if result.quarantined:
+            self._forget(key, held)
+            return _error(422, "the message could not be stored, so it will not be answered; "
+                          "it is kept as a dead letter in the gateway", "invalid_request_error",
+                          code="unstorable_message")
         if result.duplicate or result.ignored:
             self._forget(key, held)
             answered = self._answers.get(pid)

@@ -206,7 +206,7 @@ class WebhookConnector(ConnectorBase):
         try:
             result = await self.ctx.submit(inbound)
             status = "duplicate" if result.duplicate else "ignored" if result.ignored else \
-                "accepted"
+                "quarantined" if result.quarantined else "accepted"
             if waiter is None or status != "accepted":
                 return _json(202, {"id": inbound.platform_id, "status": status})
             await asyncio.wait({waiter}, timeout=self.config.sync_timeout)

@@ -63,7 +63,7 @@ __all__ = ["Agent", "CallRecord", "Reply", "TurnHooks", "build_chain", "build_pr
 
 _log = logging.getLogger(__name__)
 
-HISTORY_LIMIT = 1000
+HISTORY_EXCHANGES = 500
 SUMMARY_MAX_TOKENS = 512
 MIN_BUDGET = 200
 LOG_CLIP = 200
@@ -212,7 +212,7 @@ class Agent:
         started = time.perf_counter()
         command = parse_command(inbound.text)
         if command is not None:
-            text = await self._commands.run(command, inbound)
+            text = await self._commands.run(command, inbound, journal_id)
             turn.delta(text)
             return Reply(text, "command", "", 0, 0, (time.perf_counter() - started) * 1000)
         conv = inbound.address.key
@@ -222,10 +222,10 @@ class Agent:
         system = render_system_prompt(self.config.system_prompt, self.config.system_prompts,
                                       inbound, self.now())
         user_text = inbound.text if inbound.text.strip() else describe_attachments(inbound)
-        history = await self.journal.history(conv, before_id=journal_id, limit=HISTORY_LIMIT,
+        history = await self.journal.history(conv, before_id=journal_id,
+                                             limit=HISTORY_EXCHANGES,
                                              after_id=state.summary_until)
-        turns = visible_history(history, lambda t: parse_command(t) is not None,
-                                after_id=state.summary_until)
+        turns = visible_history(history, lambda t: parse_command(t) is not None)
         budget = self._budget(primary, specs)
         summary, kept = await self._fit(turn, state, primary, system, turns, user_text, budget)
         messages = build_prompt(with_summary(system, summary), kept, user_text)
@@ -295,7 +295,8 @@ class Agent:
         # prompt) would otherwise grow the summary with every compaction, until it alone
         # overflows the budget and every message compacts again (seen in bench.soak).
         summary = answer.completion.text.strip()[:summary_tokens * 4]
-        await self.conversations.set_summary(turn.inbound.address.key, summary, folded[-1].id)
+        await self.conversations.set_summary(turn.inbound.address.key, summary,
+                                             folded[-1].inbound_id)
         turn.log("info", f"compacted {len(folded)} older messages into a summary of "
                          f"~{estimate_tokens(summary)} tokens (by {answer.link.key})")
         refit = fit_history(with_summary(system, summary), half.kept, user_text, budget)

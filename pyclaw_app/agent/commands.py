@@ -78,12 +78,14 @@ class Commands:
         self.usage = usage
         self.tool_names = list(tool_names)
 
-    async def run(self, command: ParsedCommand, inbound: Inbound) -> str:
+    async def run(self, command: ParsedCommand, inbound: Inbound, journal_id: int) -> str:
+        """The answer to ``command``; ``journal_id`` is its own message (where /reset cuts:
+        messages a burst brought after it belong to the new conversation)."""
         conv = inbound.address.key
         if command.name == "help":
             return self.help()
         if command.name == "reset":
-            await self.journal.reset_conversation(conv)
+            await self.journal.reset_conversation(conv, after_id=journal_id)
             await self.conversations.set_fallback_notified(conv, False)
             return "Done: I've forgotten this conversation. Notes you asked me to save are kept."
         state = await self.conversations.get(conv)
@@ -162,7 +164,7 @@ class Commands:
             if health == "open":
                 health += f", retried in {breaker.resting_for(link.key):.0f}s"
             links.append(f"{link.key} ({health})")
-        history = await self.journal.history(conv, before_id=2**62, limit=10_000)
+        history = await self.journal.history(conv, before_id=2**62, limit=5_000)
         memory = (f"{len(history)} messages since the last /reset"
                   + ("; older ones are summarised" if state.summary else ""))
         return "\n".join([

@@ -1,9 +1,10 @@
 """Per-conversation agent state in the ``conversations`` table.
 
 The journal owns ``reset_after_id`` (``/reset``); the agent adds what it
-needs to carry between turns: the compaction summary and the newest message
-id it covers, the model picked with ``/model``, and whether the user was
-already told that a fallback model is answering.
+needs to carry between turns: the compaction summary and the last question
+it covers, the model picked with ``/model``, and whether the user was
+already told that a fallback model is answering. Both points count questions
+(inbound ids): an exchange is before or after them as a whole, its reply with it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ __all__ = ["ConversationState", "Conversations"]
 class ConversationState:
     summary: str | None = None
     summary_until: int = 0
-    """The newest message id the summary covers; history resumes after it."""
+    """The last question (inbound id) the summary covers, with its reply; history resumes
+    with the next question."""
     model: str | None = None
     """``provider:model`` chosen with /model, or None for the configured chain."""
     fallback_notified: bool = False
@@ -44,6 +46,7 @@ class Conversations:
                                  bool(row["fallback_notified"]))
 
     async def set_summary(self, conv: str, summary: str, until_id: int) -> None:
+        """``until_id``: the last question folded into ``summary``."""
         await self._upsert(conv, "summary=?, summary_until=?", (summary, until_id))
 
     async def set_model(self, conv: str, model: str | None) -> None:

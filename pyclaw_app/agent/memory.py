@@ -35,25 +35,16 @@ def with_summary(system: str, summary: str | None) -> str:
 
 
 def visible_history(history_newest_first: Sequence[HistoryTurn],
-                    is_command: Callable[[str], bool], after_id: int = 0) -> list[HistoryTurn]:
-    """Oldest first, newer than ``after_id``, without commands and the answers to them.
+                    is_command: Callable[[str], bool]) -> list[HistoryTurn]:
+    """Oldest first, without commands and the answers to them: pyclaw answered those, not
+    the model, and a ``/status`` report in the prompt only distracts it.
 
-    An answer whose question lies before ``after_id`` (the reply to ``/reset``, say) is
-    left out too: it would only ever be trimmed, and trimming would trigger compaction.
+    ``history_newest_first`` is :meth:`Journal.history`: whole exchanges, each answer
+    before its question, so reversed they alternate question, answer.
     """
-    turns = [t for t in reversed(history_newest_first) if t.id > after_id]
-    out: list[HistoryTurn] = []
-    skip_answer = bool(turns) and turns[0].role == "assistant"
-    for turn in turns:
-        if turn.role == "user":
-            skip_answer = is_command(turn.text)
-            if not skip_answer:
-                out.append(turn)
-        elif skip_answer:
-            skip_answer = False
-        else:
-            out.append(turn)
-    return out
+    commands = {t.inbound_id for t in history_newest_first
+                if t.role == "user" and is_command(t.text)}
+    return [t for t in reversed(history_newest_first) if t.inbound_id not in commands]
 
 
 def fit_history(system: str, turns: Sequence[HistoryTurn], user_text: str,
@@ -68,7 +59,8 @@ def fit_history(system: str, turns: Sequence[HistoryTurn], user_text: str,
         used += cost
         start -= 1
     kept, dropped = list(turns[start:]), list(turns[:start])
-    # A history starting with an assistant turn confuses some chat templates.
+    # A history starting with an assistant turn confuses some chat templates; and so
+    # ``dropped`` is whole exchanges, which is what the summary's end point counts.
     while kept and kept[0].role == "assistant":
         dropped.append(kept.pop(0))
     return Fit(kept, dropped)

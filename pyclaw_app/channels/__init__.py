@@ -22,6 +22,7 @@ from pyclaw_app.channels.contract import (
 from pyclaw_app.channels.http import ChannelHttp, HttpAnswer
 from pyclaw_app.channels.lifecycle import ConnectorBase, Phase
 from pyclaw_app.channels.recent import Recent
+from pyclaw_app.channels.rejections import RejectionLog
 from pyclaw_app.channels.rest import RestConnector
 from pyclaw_app.channels.text import split_text, utf8_len, utf16_len
 from pyclaw_app.channels.webhook import (
@@ -48,6 +49,7 @@ __all__ = [
     "Phase",
     "ProbeResult",
     "Recent",
+    "RejectionLog",
     "RestConnector",
     "StateStore",
     "SubmitResult",

@@ -54,8 +54,10 @@ class ChannelConfig(BaseModel):
         "pairing", description="Who may talk in direct messages. pairing: strangers get a code "
         "the owner approves; allowlist: only approved senders; open: anyone.")
     group_policy: Literal["open", "allowlist", "disabled"] = Field(
-        "open", description="Which groups the bot talks in. open: any group it is in; "
-        "allowlist: only the groups in allow_groups; disabled: none.")
+        "allowlist", description="Which groups the bot talks in. allowlist: the groups in "
+        "allow_groups and those the owner approved (a new group that addresses the bot gets "
+        "one notice and waits for `pyclaw groups approve`); open: any group it is in, so "
+        "anyone who adds it spends your tokens; disabled: none.")
     group_reply: GroupReply = Field(
         "reply", description="When the bot answers in a group. mention: only when @mentioned; "
         "reply: when @mentioned or when someone replies to one of its messages (or writes in "
@@ -170,12 +172,18 @@ class SubmitResult:
 
     ``journal_id`` is its row (0 when it was not journaled), ``duplicate`` says it was
     seen before, ``ignored`` that it was group chatter not addressed to the bot
-    (``group_reply``), which is not stored at all. Acknowledge the platform in every case.
+    (``group_reply``), which is not stored at all. ``quarantined``: the message itself
+    could not be stored (what the gateway could not repair, such as a chat id UTF-8 cannot
+    encode), so it was kept raw as a dead letter (``pyclaw dead-letters``, an error in the
+    channel's log) and will not be answered; retrying it could never help. Acknowledge the
+    platform in every case: while the database is failing (disk full), ``submit`` waits or
+    raises instead of returning.
     """
 
     journal_id: int
     duplicate: bool
     ignored: bool = False
+    quarantined: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@
 (acquire clients, connect, spawn tasks) and ``close`` (release them), with an
 explicit state, named tasks whose crashes reach the supervisor, one reconnect
 loop on the shared :class:`Backoff`, one secret accessor and the webhook
-receive path (verify, parse, journal, then acknowledge).
+receive path (verify, parse, journal, then acknowledge), whose refusals go
+through a :class:`RejectionLog` so a flood of forgeries cannot fill the disk.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
 from pyclaw_app.backoff import Backoff
 from pyclaw_app.channels.contract import ChannelConfig, Connector, ConnectorContext
+from pyclaw_app.channels.rejections import RejectionLog
 from pyclaw_app.channels.webhook import WebhookRejected, WebhookRequest, WebhookResponse
 from pyclaw_app.errors import (
     ConnectorError,
@@ -45,6 +47,9 @@ class Phase(StrEnum):
 class ConnectorBase(Connector):
     """A connector on the kit: implement ``open``, ``close``, ``send_part`` and ``probe``."""
 
+    rejected_noun: ClassVar[tuple[str, str]] = ("a", "webhook request")
+    """Article and noun for what ``log_rejection`` refused, in the channel log's words."""
+
     def __init__(self, name: str, config: ChannelConfig) -> None:
         super().__init__(name, config)
         self.log = logging.getLogger(f"pyclaw.connector.{self.spec.name}.{name}")
@@ -53,6 +58,7 @@ class ConnectorBase(Connector):
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._online = False
         self._was_online = False
+        self._rejections: RejectionLog | None = None
 
     # ---- hooks ------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -79,6 +85,8 @@ class ConnectorBase(Connector):
             raise RuntimeError(f"{self.spec.title} channel {self.name!r} was already started "
                                "(a connector object runs once; make a new one to restart)")
         self._ctx = ctx
+        article, noun = self.rejected_noun
+        self._rejections = RejectionLog(ctx.log, noun=noun, article=article)
         self.phase = Phase.RUNNING
         ctx.set_state(ChannelState.CONNECTING, f"connecting to {self.spec.title}")
         try:
@@ -112,6 +120,9 @@ class ConnectorBase(Connector):
         try:
             await self.close()
         finally:
+            if self._rejections is not None:
+                self._rejections.close()  # the counts not yet written, while ctx still logs
+                self._rejections = None
             self.phase = Phase.STOPPED
             self._ctx = None
 
@@ -221,6 +232,15 @@ class ConnectorBase(Connector):
         return value.strip() or None if isinstance(value, str) else None
 
     # ---- webhooks ---------------------------------------------------------------------------
+    def log_rejection(self, request: WebhookRequest, reason: str, *,
+                      level: str = "warning") -> None:
+        """Log a refused request, a few per source and then one count per minute: anyone
+        who can reach the URL can send forgeries, and each must not cost a log row."""
+        if self._rejections is None:
+            raise ConnectorError(f"{self.spec.title} channel {self.name!r} is not running")
+        self._rejections.rejected(request.remote, reason, level=level,
+                                  size=len(request.body))
+
     async def receive(self, request: WebhookRequest,
                       verify: Callable[[WebhookRequest], None],
                       handle: Callable[[Any], Awaitable[WebhookResponse | None]], *,
@@ -237,8 +257,7 @@ class ConnectorBase(Connector):
             verify(request)
             payload = parse(request)
         except WebhookRejected as exc:
-            ctx.log(exc.level, f"rejected a webhook request: {exc.message}",
-                    size=len(request.body))
+            self.log_rejection(request, exc.message, level=exc.level)
             return WebhookResponse(exc.status, exc.message)
         ctx.heartbeat()
         try:

@@ -1,9 +1,10 @@
 """Webhook requests as a connector sees them, and the checks every platform's webhook needs.
 
 The shared HTTP server turns an aiohttp request into a :class:`WebhookRequest`
-(method, path, query, case-insensitive headers, raw body) so connectors never
-import aiohttp. Signatures are verified over the raw bytes, in constant time,
-before anything is parsed; platforms that sign a timestamp get a replay window.
+(method, path, query, case-insensitive headers, raw body, the sender's address)
+so connectors never import aiohttp. Signatures are verified over the raw bytes,
+in constant time, before anything is parsed; platforms that sign a timestamp get
+a replay window.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class WebhookRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     query: Mapping[str, str] = field(default_factory=dict)
     path: str = ""
+    remote: str = ""
+    """The sending peer's address as the server saw it (a reverse proxy's, behind one);
+    refusals are counted per address. Empty when the transport has none."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "headers", _Headers(self.headers))

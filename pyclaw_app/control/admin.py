@@ -138,10 +138,17 @@ class ChannelAdmin:
         return await self.save(name, form.type, {**form.values, "enabled": enabled})
 
     async def probe(self, name: str, type_name: str, values: dict[str, Any]) -> ProbeOutcome:
+        """"Test connection" with the form's values. A blank secret means the stored one,
+        and that is sent only where the saved config would send it: with any connection
+        setting changed, the secret must be typed again (else whoever may run probes could
+        point one at their own server and read the stored token off the request)."""
         config, errors = self.validate(name, type_name, values)
         if config is None:
             return ProbeOutcome(False, "; ".join(f"{e.field}: {e.message}" if e.field
                                                  else e.message for e in errors))
+        refusal = self._stored_secret_elsewhere(name, type_name, values, config)
+        if refusal:
+            return ProbeOutcome(False, refusal)
         connector = registry.connector_class(type_name)(name, config)
         try:
             result = await asyncio.wait_for(connector.probe(), PROBE_TIMEOUT)
@@ -155,6 +162,31 @@ class ChannelAdmin:
             except Exception:  # noqa: BLE001 - cleanup of a never-started connector
                 pass
         return ProbeOutcome(result.ok, redactor(result.message))
+
+    def _stored_secret_elsewhere(self, name: str, type_name: str, values: dict[str, Any],
+                                 config: ChannelConfig) -> str:
+        """Why the stored secrets may not go with these settings ("" when they may)."""
+        model = type(config)
+        kept = [f for f in _secret_fields(model)
+                if not values.get(f) and getattr(config, f, None) is not None]
+        if not kept:
+            return ""
+        rt = self.gateway.channels.get(name)
+        saved = rt.entry.config if rt is not None and rt.type == type_name else None
+        if saved is None:
+            changed = ["the channel is not saved as this type"]
+        else:
+            # The kit's own fields (policy, enabled) never change where a probe connects.
+            fields = set(model.model_fields) - set(ChannelConfig.model_fields) - set(kept)
+            now = config.model_dump(mode="json", include=fields)
+            before = saved.model_dump(mode="json", include=fields)
+            changed = sorted(f for f in fields if now.get(f) != before.get(f))
+        if not changed:
+            return ""
+        secrets = " and ".join(kept)
+        return (f"Type the {secrets} again to test these settings: a stored secret is only "
+                f"sent with the saved connection settings, and these differ "
+                f"({', '.join(changed)}).")
 
     def _write(self) -> None:
         cfg = self.gateway.config

@@ -9,32 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets as token_source
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyclaw_app.config import Config
 from pyclaw_app.control.api import ControlApi
 from pyclaw_app.control.local import LocalControlPlane
+from pyclaw_app.control.rights import control_tokens
+from pyclaw_app.control.transport import ControlApiPlan, plan_control_api, tls_context
 from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.runtime import GatewayRuntime
-from pyclaw_app.secrets import SecretStore
 
-__all__ = ["API_TOKEN_KEY", "GatewayHost", "api_token", "close_host", "configure_host",
-           "open_host", "open_local_plane"]
+__all__ = ["GatewayHost", "close_host", "configure_host", "open_host", "open_local_plane"]
 
 _log = logging.getLogger(__name__)
-
-API_TOKEN_KEY = "control.api_token"
-
-
-def api_token(secrets: SecretStore) -> str:
-    """The monitor's bearer token, made on first use and kept in the secret store."""
-    token = secrets.get(API_TOKEN_KEY)
-    if not token:
-        token = token_source.token_urlsafe(32)
-        secrets.set(API_TOKEN_KEY, token)
-    return token
 
 
 @dataclass
@@ -49,14 +37,22 @@ class GatewayHost:
         runtime = await GatewayRuntime.open(config_path, data_dir)
         plane = LocalControlPlane(runtime.gateway, runtime.secrets, runtime.config_path)
         config = runtime.gateway.config
+        plan = plan_control_api(config.server)
+        if plan.notice:
+            (_log.warning if plan.serve else _log.error)("%s", plan.notice)
+            plane.notices.append(plan.notice)
         server = None
         try:
-            if _wants_server(config):
+            if _wants_server(config, plan):
                 # Before the channels: a platform may call us as soon as its webhook is set.
-                server = WebhookServer(runtime.gateway, config.server.host, config.server.port)
+                server = WebhookServer(
+                    runtime.gateway, config.server.host, config.server.port,
+                    header_timeout=config.server.header_timeout,
+                    max_connections_per_source=config.server.max_connections_per_source,
+                    ssl_context=tls_context(config.server))
                 installers = []
-                if config.server.control_api:
-                    installers.append(ControlApi(plane, api_token(runtime.secrets)).install)
+                if plan.serve:
+                    installers.append(ControlApi(plane, control_tokens(runtime.secrets)).install)
                 await server.start(*installers)
             await runtime.gateway.start()
         except BaseException:
@@ -72,8 +68,8 @@ class GatewayHost:
         await self.runtime.stop()
 
 
-def _wants_server(config: Config) -> bool:
-    if config.server.control_api or config.server.webhooks == "on":
+def _wants_server(config: Config, plan: ControlApiPlan) -> bool:
+    if plan.serve or config.server.webhooks == "on":
         return True
     if config.server.webhooks == "off":
         return False

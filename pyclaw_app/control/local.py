@@ -30,7 +30,14 @@ from pyclaw_app.gateway import Gateway
 from pyclaw_app.secrets import SecretStore
 from pyclaw_app.store import JournalRow
 
-__all__ = ["LocalControlPlane"]
+__all__ = ["MAX_PAGE", "LocalControlPlane"]
+
+MAX_PAGE = 1000
+"""The most rows one page may ask for: a remote caller cannot pull a whole table at once."""
+
+
+def _page(limit: int) -> int:
+    return max(1, min(limit, MAX_PAGE))
 
 
 class LocalControlPlane:
@@ -40,13 +47,16 @@ class LocalControlPlane:
         self.admin = ChannelAdmin(gateway, secrets, config_path)
         self.settings = SettingsAdmin(gateway, secrets)
         self.local_channel = local_channel
+        self.notices: list[str] = []
+        """Warnings about how the gateway is served (the host adds them); shown with the
+        config errors, so both the panel and the monitor put them in their banner."""
 
     def subscribe(self, maxsize: int = 2000) -> BusSubscription:
         return self.gateway.bus.subscribe(maxsize)
 
     async def recent_traffic(self, limit: int = 200, channel: str | None = None
                              ) -> list[TrafficRow]:
-        rows = await self.gateway.store.journal.recent(limit, channel=channel)
+        rows = await self.gateway.store.journal.recent(_page(limit), channel=channel)
         by_id = {r.id: r for r in rows}
         return [_traffic(r, by_id.get(r.reply_to) if r.reply_to else None) for r in rows]
 
@@ -73,7 +83,7 @@ class LocalControlPlane:
                    limit: int = 100) -> list[LogRow]:
         rows = await self.gateway.store.logs.page(channel=channel, level=level, search=search,
                                                   before_id=before_id, since=since, until=until,
-                                                  limit=limit)
+                                                  limit=_page(limit))
         return [LogRow(**r) for r in rows]
 
     async def export_logs(self, fmt: str, *, channel: str | None = None,
@@ -85,9 +95,9 @@ class LocalControlPlane:
         while True:
             page = await self.gateway.store.logs.page(channel=channel, level=level,
                                                       search=search, before_id=before,
-                                                      since=since, until=until, limit=1000)
+                                                      since=since, until=until, limit=MAX_PAGE)
             rows += page
-            if len(page) < 1000:
+            if len(page) < MAX_PAGE:
                 break
             before = page[-1]["id"]
         return export_rows(rows, fmt)
@@ -192,7 +202,7 @@ class LocalControlPlane:
     async def chat_history(self, chat: str = "app", limit: int = 100) -> list[TrafficRow]:
         connector = self._local()
         conv = connector.address(chat).key
-        rows = await self.gateway.store.journal.recent(limit, conv=conv)
+        rows = await self.gateway.store.journal.recent(_page(limit), conv=conv)
         return [_traffic(r, None) for r in reversed(rows)]
 
     async def chat_reset(self, chat: str = "app") -> None:
@@ -204,7 +214,7 @@ class LocalControlPlane:
         if outage:
             errors.append(f"Database: writes are failing ({outage}); messages are held and "
                           "retried until it recovers.")
-        return errors
+        return errors + self.notices
 
 
 def _traffic(row: JournalRow, answered: JournalRow | None) -> TrafficRow:

@@ -35,7 +35,8 @@ from pyclaw_app.control.types import (
 )
 from pyclaw_app.model import Event, EventKind
 
-__all__ = ["GatewayUnreachable", "RemoteControlPlane", "RemoteError", "TokenRefused"]
+__all__ = ["AdminRequired", "GatewayUnreachable", "RemoteControlPlane", "RemoteError",
+           "TokenRefused"]
 
 _log = logging.getLogger(__name__)
 
@@ -50,6 +51,10 @@ class GatewayUnreachable(RemoteError):
 
 class TokenRefused(RemoteError):
     """The control API answered 401: the bearer token is missing or wrong."""
+
+
+class AdminRequired(RemoteError):
+    """The control API answered 403: a read-only monitor token asked for a change."""
 
 
 def _rows(cls: type) -> Callable[[Any], Any]:
@@ -118,9 +123,19 @@ class RemoteControlPlane:
         self._forms: dict[str, ChannelForm] = {}
         self._settings: SettingsForm | None = None
         self._errors: list[str] = []
+        self.role = "admin"
+        """What the token may do: "monitor" (read-only) or "admin"; known after connect."""
+
+    @property
+    def read_only(self) -> bool:
+        return self.role != "admin"
 
     async def connect(self) -> RemoteControlPlane:
-        """Check the token and take the snapshot the synchronous methods answer from."""
+        """Check the token, learn its role and take the snapshot the synchronous methods
+        answer from."""
+        access = await self._request("GET", "/api/v1/access")
+        # A gateway from before the token split has no /access: its one token did it all.
+        self.role = "admin" if access.status_code == 404 else str(self._body(access)["role"])
         await self._refresh()
         return self
 
@@ -137,23 +152,32 @@ class RemoteControlPlane:
                 self._forms[status.name] = _form(await self._call("channel_form",
                                                                   name=status.name))
 
-    async def _call(self, method: str, **kwargs: Any) -> Any:
+    async def _request(self, verb: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            resp = await self._client.post(f"/api/v1/call/{method}", json=kwargs)
+            return await self._client.request(verb, path, **kwargs)
         except (httpx.NetworkError, httpx.TimeoutException) as exc:
             raise GatewayUnreachable(
                 f"gateway unreachable at {self._client.base_url}: {exc}") from exc
         except httpx.HTTPError as exc:
             raise RemoteError(f"gateway at {self._client.base_url} failed: {exc}") from exc
+
+    @staticmethod
+    def _body(resp: httpx.Response) -> Any:
         if resp.status_code == 401:
             raise TokenRefused("missing or wrong API token")
         try:
             body = resp.json()
         except ValueError:
             raise RemoteError(f"gateway answered HTTP {resp.status_code} without JSON") from None
+        if resp.status_code == 403:
+            raise AdminRequired(body.get("error", "this token may not do that"))
         if resp.status_code != 200:
             raise RemoteError(body.get("error", f"HTTP {resp.status_code}"))
-        return body["result"]
+        return body
+
+    async def _call(self, method: str, **kwargs: Any) -> Any:
+        resp = await self._request("POST", f"/api/v1/call/{method}", json=kwargs)
+        return self._body(resp)["result"]
 
     def subscribe(self, maxsize: int = 2000) -> RemoteSubscription:
         return RemoteSubscription(self, maxsize)

@@ -18,6 +18,8 @@ from pyclaw_app.secrets import SecretStore, redactor
 __all__ = ["SettingsAdmin"]
 
 LIST_TIMEOUT = 20.0
+ENDPOINT_FIELDS = ("kind", "base_url")
+"""Where a provider's requests go: a stored key is only sent there."""
 
 
 class SettingsAdmin:
@@ -83,10 +85,22 @@ class SettingsAdmin:
         return []
 
     async def list_models(self, provider: dict[str, Any]) -> tuple[list[str], ProbeOutcome]:
-        """The provider's model list: doubles as "Test connection" for a provider form."""
+        """The provider's model list: doubles as "Test connection" for a provider form.
+
+        A blank key means the stored one, which is sent only to the saved provider's
+        endpoint: with ``kind`` or ``base_url`` changed the key must be typed again (else
+        whoever may test could point the form at their own server and read the key)."""
         built, _, errors = self.validate([provider], self.gateway.config.agent.model_dump())
         if errors:
             return [], ProbeOutcome(False, "; ".join(f"{e.field}: {e.message}" for e in errors))
+        if not provider.get("api_key") and built[0].api_key is not None:
+            saved = next(p for p in self.gateway.config.providers if p.name == built[0].name)
+            moved = [f for f in ENDPOINT_FIELDS
+                     if getattr(saved, f) != getattr(built[0], f)]
+            if moved:
+                return [], ProbeOutcome(False, (
+                    "Type the API key again to test this endpoint: the stored key is only sent "
+                    f"to the saved provider's endpoint, and {' and '.join(moved)} changed."))
         client = make_provider(built[0])
         try:
             models = await asyncio.wait_for(client.list_models(), LIST_TIMEOUT)

@@ -4,42 +4,57 @@
 headers, raw body) to that channel's connector, which verifies the platform's
 signature before it parses anything (``ConnectorBase.receive``). The server only
 routes and bounds the request: a body over ``MAX_BODY`` gets 413, one that
-trickles in slower than ``BODY_TIMEOUT`` gets 408. It never reads a payload,
-so it can never leak one into a log.
+trickles in slower than ``BODY_TIMEOUT`` gets 408, a request head that is not in
+within ``HEADER_TIMEOUT`` (or an idle kept-alive connection) is closed, and one
+address holds at most ``MAX_CONNECTIONS_PER_SOURCE`` connections. It never reads a
+payload, so it can never leak one into a log. With an ``ssl_context`` it speaks https.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncGenerator, Callable
 
 from aiohttp import web
 
 from pyclaw_app.channels.webhook import WebhookRequest
+from pyclaw_app.control.connections import ConnectionLimit, LimitedSite
 from pyclaw_app.gateway import Gateway
 
-__all__ = ["BODY_TIMEOUT", "MAX_BODY", "WebhookServer"]
+__all__ = ["BODY_TIMEOUT", "HEADER_TIMEOUT", "MAX_BODY", "MAX_CONNECTIONS_PER_SOURCE",
+           "WebhookServer"]
 
 _log = logging.getLogger(__name__)
 
 MAX_BODY = 2 * 1024 * 1024
 BODY_TIMEOUT = 10.0
 """Seconds a sender may take to deliver the body (a slow-loris holds no worker longer)."""
+HEADER_TIMEOUT = 10.0
+MAX_CONNECTIONS_PER_SOURCE = 100
+"""Telegram alone may open up to 100 webhook connections; a reverse proxy is one source."""
 
 
 class WebhookServer:
     def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 8787, *,
-                 body_timeout: float = BODY_TIMEOUT) -> None:
+                 body_timeout: float = BODY_TIMEOUT, header_timeout: float = HEADER_TIMEOUT,
+                 max_connections_per_source: int = MAX_CONNECTIONS_PER_SOURCE,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.gateway = gateway
         self.host = host
         self.port = port
         self.body_timeout = body_timeout
+        self.header_timeout = header_timeout
+        self.connections = ConnectionLimit(max_connections_per_source)
+        self.ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
 
     async def start(self, *installers: Callable[[web.Application], None]) -> None:
         """Listen; ``installers`` add more routes (the control API) to the same server."""
@@ -50,12 +65,15 @@ class WebhookServer:
         for install in installers:
             install(app)
         app.router.add_get("/healthz", self._health)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        # aiohttp's keep-alive timer runs from a connection's first byte and between
+        # requests: it is the header timeout (a request in progress is never cut).
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                                     keepalive_timeout=self.header_timeout)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = LimitedSite(self._runner, self.host, self.port, self.connections,
+                           ssl_context=self.ssl_context, handshake_timeout=self.header_timeout)
         await site.start()
-        if self.port == 0:
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = site.bound_port
         _log.info("webhook server listening on %s", self.url)
 
     async def stop(self) -> None:
@@ -76,7 +94,7 @@ class WebhookServer:
             return web.Response(status=408, text="request body too slow")
         answer = await self.gateway.webhook(name, WebhookRequest(
             method=request.method, body=body, headers=dict(request.headers),
-            query=dict(request.query), path=request.path))
+            query=dict(request.query), path=request.path, remote=request.remote or ""))
         body_out = answer.body.encode() if isinstance(answer.body, str) else answer.body
         if answer.stream is None:
             return web.Response(status=answer.status, body=body_out,

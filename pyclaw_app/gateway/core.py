@@ -30,6 +30,7 @@ from pyclaw_app.model import ChannelState, Event, EventKind
 from pyclaw_app.policy import AccessPolicy
 from pyclaw_app.secrets import redactor
 from pyclaw_app.store import Store
+from pyclaw_app.store.retention import Pruner
 from pyclaw_app.supervisor import Supervisor
 
 __all__ = ["Gateway"]
@@ -58,6 +59,7 @@ class Gateway:
         self.intake = Intake(self, self.turn)
         self.lifecycle = ChannelLifecycle(self)
         self.supervisor = Supervisor(self) if supervise else None
+        self.retention = Pruner(store.db, lambda: self.config.retention)
         store.db.on_outage = self._store_outage
         self.stop_timeout = STOP_TIMEOUT
         self._retired_agents: list[Agent] = []
@@ -80,8 +82,10 @@ class Gateway:
         await self.resume_unfinished()
         if self.supervisor is not None:
             self.supervisor.start()
+        self.retention.start()  # the log tables' age and row limits, in the background
 
     async def stop(self) -> None:
+        await self.retention.stop()
         if self.supervisor is not None:
             await self.supervisor.stop()
         await asyncio.gather(*(self.stop_channel(n) for n in list(self.channels)))
@@ -106,33 +110,19 @@ class Gateway:
 
     async def apply_channel(self, entry: ChannelEntry) -> None:
         """(Re)start a channel with a new config, without touching the others."""
-        if entry.name in self.channels:
-            await self.stop_channel(entry.name)
-        old = self.channels.get(entry.name)
-        rt = ChannelRuntime(entry.name, entry.type, spec_of(entry.type), entry)
-        if old is not None:
-            rt.last_message_ts = old.last_message_ts
-        self.channels[entry.name] = rt
+        await self.lifecycle.apply(entry)
         if self.supervisor is not None:
             self.supervisor.reset(entry.name)
-        self.channel_log(entry.name, "info", "configuration applied")
-        await self.start_channel(entry.name)
-        await self.resume_unfinished(entry.name)
 
     async def remove_channel(self, name: str) -> None:
-        if name in self.channels:
-            await self.stop_channel(name)
-            del self.channels[name]
-            await self.store.channel_state.forget(name)
-            if self.supervisor is not None:
-                self.supervisor.reset(name)
-            self.emit(EventKind.CHANNEL_STATE, name, state="removed", reason="")
+        if await self.lifecycle.remove(name) and self.supervisor is not None:
+            self.supervisor.reset(name)
 
-    async def restart_channel(self, name: str, reason: str) -> None:
-        self.channel_log(name, "warning", f"restarting: {reason}")
-        await self.stop_channel(name)
-        await self.start_channel(name)
-        await self.resume_unfinished(name)
+    async def restart_channel(self, name: str, reason: str, *,
+                              still_needed: Callable[[], str | None] | None = None) -> None:
+        """Stop and start the channel (under its lifecycle lock, like every start and stop);
+        ``still_needed`` lets the supervisor re-check its reason once the lock is held."""
+        await self.lifecycle.restart(name, reason, still_needed)
 
     async def resume_unfinished(self, channel: str | None = None) -> None:
         await self.intake.resume_unfinished(channel)

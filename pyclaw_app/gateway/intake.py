@@ -4,23 +4,32 @@
 dropped before it is stored (``group_reply``), everything else is durable
 before it returns, so the connector may acknowledge the platform. After a crash
 ``resume_unfinished`` picks up the open rows without answering anything twice.
+
+Every inbound path passes here, so this is the one place a message is made
+storable: characters UTF-8 cannot encode (a lone surrogate, which a JSON
+``\\ud800`` escape decodes to) are replaced with U+FFFD in its content, and the
+row and the channel log say so. What still cannot be stored is kept raw as a
+dead letter and ``submit`` returns, so one poison message cannot stop its
+channel; a failing database (disk full) still holds the message unacknowledged.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from dataclasses import fields, is_dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from pyclaw_app.channels.contract import SubmitResult
 from pyclaw_app.gateway.turn import Turn
-from pyclaw_app.model import EventKind, Inbound, MessageStatus
+from pyclaw_app.model import Attachment, EventKind, Inbound, MessageStatus
 from pyclaw_app.policy import addressed_to_bot
+from pyclaw_app.store import UnstorableMessage
 
 if TYPE_CHECKING:
     from pyclaw_app.gateway.host import Host
 
-__all__ = ["MAX_INBOUND_CHARS", "Intake"]
+__all__ = ["MAX_INBOUND_CHARS", "Intake", "repair_text", "storable"]
 
 MAX_INBOUND_CHARS = 32_000
 """Longer texts (a pasted 1 MB log) are cut before journal and LLM; the reply says so."""
@@ -43,16 +52,26 @@ class Intake:
         config = rt.entry.config if rt is not None else None
         if config is not None and not addressed_to_bot(inbound, config):
             return IGNORED  # group chatter not for us: not stored, not worth a log line
-        if len(inbound.text) > MAX_INBOUND_CHARS:
+        arrived = inbound
+        inbound, repaired = storable(inbound)
+        if isinstance(inbound.text, str) and len(inbound.text) > MAX_INBOUND_CHARS:
             inbound = replace(inbound, text=inbound.text[:MAX_INBOUND_CHARS],
                               truncated_from=len(inbound.text))
-        result = await h.store.journal.submit(inbound)
+        try:
+            result = await h.store.journal.submit(inbound, repaired=repaired)
+        except UnstorableMessage as exc:
+            return await self._quarantine(arrived, exc.reason)
         if rt is not None:
             rt.last_message_ts = time.time()
         if result.duplicate:
             h.emit(EventKind.MESSAGE_DUPLICATE, channel, id=result.journal_id,
                    platform_id=inbound.platform_id)
             return result
+        if repaired:
+            h.channel_log(channel, "warning", f"message {result.journal_id}: "
+                          f"{', '.join(repaired)} held characters UTF-8 cannot encode (lone "
+                          "surrogates); each was replaced with U+FFFD",
+                          message_id=result.journal_id, repaired=repaired)
         a = inbound.address
         h.emit(EventKind.MESSAGE_RECEIVED, channel, id=result.journal_id, chat=a.chat,
                thread=a.thread, sender=inbound.sender_name or inbound.sender_id,
@@ -60,6 +79,23 @@ class Intake:
         self._enqueue(result.journal_id, inbound)
         await h.lanes.wait_for_room()  # backpressure: the connector fetches no more till then
         return result
+
+    async def _quarantine(self, inbound: Inbound, reason: str) -> SubmitResult:
+        """Keep what the journal refused as a dead letter and let the channel go on.
+
+        Returns once the dead letter is durable; if the database cannot take even that, the
+        error propagates and the platform is not acknowledged (it redelivers later).
+        """
+        h = self._h
+        channel = inbound.address.channel
+        platform_id = repair_text(str(inbound.platform_id))
+        letter = await h.store.dead_letters.add(channel, platform_id, repair_text(reason),
+                                                _raw(inbound))
+        h.channel_log(channel, "error", f"dead letter {letter.id}: message {platform_id} could "
+                      f"not be stored ({letter.reason}); it is kept raw and not answered "
+                      f"(pyclaw dead-letters show {letter.id})", dead_letter=letter.id,
+                      platform_id=platform_id)
+        return SubmitResult(0, duplicate=False, quarantined=True)
 
     def _enqueue(self, journal_id: int, inbound: Inbound) -> None:
         self._h.lanes.submit(inbound.address.key,
@@ -127,3 +163,60 @@ class Intake:
         await journal.set_status(row.id, MessageStatus.RECEIVED)
         self._enqueue(row.id, row.to_inbound())
         return True
+
+
+def repair_text(value: str) -> str:
+    """``value`` with each character UTF-8 cannot encode (a lone UTF-16 surrogate) replaced
+    by U+FFFD, and a surrogate pair joined into the character it stands for; ``value``
+    itself when there is nothing to repair."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return value
+
+
+_ATTACHMENT_TEXT = ("kind", "name", "mime", "url", "platform_id")
+
+
+def storable(inbound: Inbound) -> tuple[Inbound, list[str]]:
+    """``inbound`` with its content made storable, and the names of the fields that changed.
+
+    Only content: ids are never rewritten, because two different ids must not become one
+    (a sender's id decides pairing and the allowlist, a chat's where the reply goes). A
+    broken id is refused by the journal and the message kept as a dead letter.
+    """
+    changes = _repaired_fields(inbound, ("text", "sender_name"))
+    if isinstance(inbound.attachments, tuple):
+        attachments = tuple(_repaired_attachment(a) for a in inbound.attachments)
+        if attachments != inbound.attachments:
+            changes["attachments"] = attachments
+    return (replace(inbound, **changes) if changes else inbound), list(changes)
+
+
+def _repaired_attachment(attachment: object) -> object:
+    if not isinstance(attachment, Attachment):
+        return attachment  # not ours to guess at: the journal refuses it with the reason
+    changes = _repaired_fields(attachment, _ATTACHMENT_TEXT)
+    return replace(attachment, **changes) if changes else attachment
+
+
+def _repaired_fields(obj: object, names: tuple[str, ...]) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, str) and (fixed := repair_text(value)) != value:
+            changes[name] = fixed
+    return changes
+
+
+def _raw(inbound: Inbound) -> bytes:
+    """The message as the connector handed it over, losslessly: JSON's ASCII escapes keep a
+    lone surrogate, ``repr`` a value of a type JSON has no word for."""
+    return json.dumps(inbound, ensure_ascii=True, default=_plain).encode()
+
+
+def _plain(value: object) -> object:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
+    return repr(value)

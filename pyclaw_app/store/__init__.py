@@ -7,7 +7,14 @@ from pathlib import Path
 from pyclaw_app.store.access import AccessStore, PairingRequest
 from pyclaw_app.store.channel_state import ChannelStates, ChannelStateStore
 from pyclaw_app.store.db import Database
-from pyclaw_app.store.journal import HistoryTurn, Journal, JournalRow, ReplyPart
+from pyclaw_app.store.dead_letters import DeadLetter, DeadLetters
+from pyclaw_app.store.journal import (
+    HistoryTurn,
+    Journal,
+    JournalRow,
+    ReplyPart,
+    UnstorableMessage,
+)
 from pyclaw_app.store.logs import ChannelLog
 from pyclaw_app.store.usage import UsageLog
 
@@ -17,12 +24,15 @@ __all__ = [
     "ChannelStateStore",
     "ChannelStates",
     "Database",
+    "DeadLetter",
+    "DeadLetters",
     "HistoryTurn",
     "Journal",
     "JournalRow",
     "PairingRequest",
     "ReplyPart",
     "Store",
+    "UnstorableMessage",
     "UsageLog",
 ]
 
@@ -39,6 +49,7 @@ class Store:
         self.usage = UsageLog(self.db)
         self.access = AccessStore(self.db)
         self.channel_state = ChannelStates(self.db)
+        self.dead_letters = DeadLetters(self.db)
 
     async def open(self) -> Store:
         await self.db.open()

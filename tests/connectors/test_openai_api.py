@@ -22,10 +22,10 @@ from connectors.openai_api import keys
 from connectors.openai_api._parse import ChatRequest, Malformed, parse_chat_request
 from connectors.openai_api.manifest import OpenAIApiConfig
 from connectors.openai_api.runtime import OpenAIApiConnector
-from pyclaw_app.channels import WebhookRequest
+from pyclaw_app.channels import SubmitResult, WebhookRequest
 from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.gateway import Gateway
-from pyclaw_app.model import Address, ChannelState
+from pyclaw_app.model import Address, ChannelState, Inbound
 from pyclaw_app.store import Store
 from tests.conftest import provider_section
 from tests.fakes.openai_api import FakeOpenAI
@@ -248,3 +248,24 @@ async def test_the_cli_issues_lists_and_revokes_keys(tmp_path: Any, capsys: Any)
     assert await cli._api_key(tmp_path, "revoke", NAME, "phone") == 0
     assert await cli._api_key(tmp_path, "revoke", NAME, "phone") == 1
     assert cli.build_parser().parse_args(["api-key", "list", NAME, *data]).action == "list"
+
+
+
+class QuarantiningContext(RecordingContext):
+    """A gateway whose journal refuses every message as unstorable (kept as a dead letter)."""
+
+    async def submit(self, inbound: Inbound) -> SubmitResult:
+        return SubmitResult(0, duplicate=False, quarantined=True)
+
+
+async def test_a_message_the_journal_quarantines_is_refused_at_once() -> None:
+    ctx = QuarantiningContext(channel="api")
+    conn = OpenAIApiConnector("api", OpenAIApiConfig())
+    await conn.start(ctx)
+    key = await keys.issue(ctx.state, "cli")
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "q"}]}).encode()
+    response = await conn.handle_webhook(WebhookRequest(
+        "POST", body, {"Authorization": f"Bearer {key}"}, path="/webhook/api/v1/chat/completions"))
+    assert response.status == 422  # not held until reply_timeout for a reply that never comes
+    assert json.loads(response.body)["error"]["code"] == "unstorable_message"
+    await conn.stop()

@@ -7,6 +7,7 @@ import asyncio
 import importlib
 import json
 import pkgutil
+import traceback
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import tests.contract as contract_pkg
+import tests.fakes as fakes_pkg
 from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.model import ChannelState
@@ -47,8 +49,10 @@ async def running_gateway(harness: PlatformHarness, fake_llm: FakeOpenAI, make_g
     name = harness.type_name
     gw: Gateway = await make_gateway({
         "providers": [provider_section(fake_llm)],
-        # Access policy has its own tests: here every sender may talk, without a rate limit.
-        "channels": {name: {"type": name, "dm_policy": "open", "rate_limit_per_minute": 0,
+        # Access policy has its own tests: here every sender and group may talk, without a
+        # rate limit.
+        "channels": {name: {"type": name, "dm_policy": "open", "group_policy": "open",
+                            "rate_limit_per_minute": 0,
                             **(section or harness.channel_config()), **overrides}}})
     harness.attach(gw)
     await eventually(lambda: gw.channels[name].state == ChannelState.ONLINE, timeout=WAIT)
@@ -211,6 +215,34 @@ async def test_media_only_message_gets_a_reply_or_a_logged_skip(harness: Platfor
     else:
         logs = await gateway.store.logs.page(channel=harness.type_name, search="skipped")
         assert logs
+
+
+async def test_a_poison_message_is_answered_or_quarantined_and_the_channel_goes_on(
+        harness: PlatformHarness, gateway: Gateway) -> None:
+    """A lone surrogate cannot be encoded as UTF-8, so SQLite cannot store it: the gateway
+    answers the text with U+FFFD in its place or keeps it as a dead letter, and the message
+    after it is answered either way (it used to be retried forever)."""
+    chat = harness.chat(8)
+    try:
+        await harness.inject_message(chat, "bad \ud800 text")
+    except UnicodeEncodeError as exc:
+        origin = Path(traceback.extract_tb(exc.__traceback__)[-1].filename)
+        if not origin.is_relative_to(Path(fakes_pkg.__file__).parent):
+            raise
+        pytest.skip(f"{harness.type_name}: its fake writes the wire as UTF-8, which cannot "
+                    "carry a lone surrogate (tests/test_poison.py feeds its parser them)")
+
+    async def outcome() -> str | None:
+        if [m.text for m in harness.sent(chat)] == ["Echo: bad \ufffd text"]:
+            return "answered"
+        dead = await gateway.store.db.fetchone("SELECT COUNT(*) AS n FROM dead_letters")
+        return "quarantined" if dead is not None and dead["n"] else None
+
+    await eventually(outcome, timeout=WAIT)
+    await harness.inject_message(chat, "after the poison")
+    await eventually(lambda: "Echo: after the poison" in [m.text for m in harness.sent(chat)],
+                     timeout=WAIT)
+    assert gateway.channels[harness.type_name].state == ChannelState.ONLINE
 
 
 def need(flag: bool, what: str, harness: PlatformHarness) -> None:

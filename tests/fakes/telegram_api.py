@@ -143,6 +143,9 @@ class FakeTelegram(FakePlatform):
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._polls: set[_Poll] = set()
+        self.peak_open_polls = 0
+        """The most getUpdates long polls open at once for this token (their clients still
+        connected): above 1, two pollers shared the token, which Telegram answers with 409."""
         self._drop_next_poll = False
         self._reject_entities = 0
         methods: dict[str, Callable[[dict[str, Any]], Awaitable[Any]] | None] = {
@@ -398,6 +401,8 @@ class FakeTelegram(FakePlatform):
             older.wake.set()
         poll = _Poll(request)
         self._polls.add(poll)
+        open_polls = sum(1 for p in self._polls if _connected(p.request))
+        self.peak_open_polls = max(self.peak_open_polls, open_polls)
         try:
             if self._drop_next_poll:
                 self._drop_next_poll = False
@@ -631,6 +636,12 @@ def _error(code: int, description: str, parameters: dict[str, Any] | None = None
     if parameters:
         body["parameters"] = parameters
     return json_response(body, status=code)
+
+
+def _connected(request: web.Request) -> bool:
+    """Whether the client of ``request`` still holds its connection (a cancelled poll's
+    client closed it, even if our handler still waits)."""
+    return request.transport is not None and not request.transport.is_closing()
 
 
 def _abort(request: web.Request) -> web.Response:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from pyclaw_app.channels import Connector, ConnectorContext, ProbeResult
 from pyclaw_app.errors import ConnectorError, FatalConnectorError
-from pyclaw_app.model import Address, ChannelState, Outbound
+from pyclaw_app.model import Address, ChannelState, Inbound, Outbound
 from tests.flaky.manifest import SPEC, FlakyConfig
 
 
@@ -17,6 +17,9 @@ class Script:
     fatal_start: bool = False
     hang_in_stop: bool = False
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    submit_in_stop: Inbound | None = None
+    """Submitted from inside stop(), as a poller finishing its batch while it is stopped."""
+    submitted_in_stop: int = 0
     starts: int = 0
     stops: int = 0
     typing_seconds: float = 0.0
@@ -51,6 +54,9 @@ class FlakyConnector(Connector):
 
     async def stop(self) -> None:
         self.script.stops += 1
+        if self.script.submit_in_stop is not None and self.ctx is not None:
+            await self.ctx.submit(self.script.submit_in_stop)
+            self.script.submitted_in_stop += 1
         if self.script.hang_in_stop:
             while not self.script.release.is_set():  # ignores cancellation, like a bad SDK
                 try:

@@ -201,15 +201,16 @@ async def test_channels_lists_configured_and_every_type(configured: FakeAdminPla
 
 async def test_a_type_without_its_sdk_shows_the_install_command_not_add(
         plane: FakeAdminPlane) -> None:
-    missing = ChannelType(type="matrix", title="Matrix", icon="extension_off",
-                          description="Not available: needs nio.", docs_url="", transport="",
-                          schema={}, install="pip install 'pyclaw[matrix]'")
+    # A type no built-in channel has: a plugin channel whose SDK is not installed.
+    missing = ChannelType(type="acme", title="Acme Chat", icon="extension_off",
+                          description="Not available: needs acme_sdk.", docs_url="",
+                          transport="", schema={}, install="pip install 'pyclaw-acme'")
     plane.extra_types.append(missing)
     view = ChannelsView(plane)
     await view.load()
-    card = next(c for c in view.type_grid.controls if "Matrix" in texts(c))
-    assert "pip install 'pyclaw[matrix]'" in texts(card) and "not installed" in texts(card)
-    assert "Add Matrix" not in texts(card)
+    card = next(c for c in view.type_grid.controls if "Acme Chat" in texts(c))
+    assert "pip install 'pyclaw-acme'" in texts(card) and "not installed" in texts(card)
+    assert "Add Acme Chat" not in texts(card)
     assert any("Add Telegram" in texts(c) for c in view.type_grid.controls)
 
 

@@ -24,14 +24,22 @@ import pytest
 import yaml
 
 from cli import _run_monitor, build_parser
-from pyclaw_app.control.host import API_TOKEN_KEY, GatewayHost
+from pyclaw_app.control.host import GatewayHost
 from pyclaw_app.control.remote import RemoteControlPlane
+from pyclaw_app.control.rights import ADMIN_TOKEN_KEY, MONITOR_TOKEN_KEY
 from tests.conftest import provider_section
 from tests.fakes.openai_api import FakeOpenAI
 from tests.support import eventually
 from views import app
 from views.app import make_monitor_main, wants_monitor
-from views.connect import Remembered, connect_remote, normalize_url
+from views.connect import (
+    PLAIN_HTTP_NOTICE,
+    READ_ONLY_NOTICE,
+    Remembered,
+    connect_remote,
+    gateway_bar,
+    normalize_url,
+)
 from views.settings import AppSettings
 
 CHANNEL = "frontdesk"
@@ -166,9 +174,17 @@ async def host(tmp_path: Path, fake_llm: FakeOpenAI) -> AsyncIterator[GatewayHos
 def gateway(host: GatewayHost) -> tuple[str, str]:
     """(URL, token) of the running gateway's control API."""
     assert host.server is not None
-    token = host.runtime.secrets.get(API_TOKEN_KEY)
+    token = host.runtime.secrets.get(ADMIN_TOKEN_KEY)
     assert token
     return host.server.url, token
+
+
+@pytest.fixture
+def monitor_token(host: GatewayHost) -> str:
+    """The read-only token, what `pyclaw monitor-token` prints and a phone should hold."""
+    token = host.runtime.secrets.get(MONITOR_TOKEN_KEY)
+    assert token
+    return token
 
 
 OpenMonitor = Callable[..., Awaitable[FakePage]]
@@ -402,3 +418,53 @@ def test_pyclaw_monitor_takes_an_optional_url(capsys: pytest.CaptureFixture[str]
     assert (args.url, args.token) == ("http://10.0.0.2:8787", "t")
     assert _run_monitor(None, "t", web=True, host=None, port=None) == 2
     assert "--token needs the gateway's URL" in capsys.readouterr().err
+
+
+# -- read-only and admin connections -------------------------------------------------------
+
+
+def icon_button(page: FakePage, tooltip: str) -> ft.IconButton:
+    return next(c for root in page.controls for c in walk(root)
+                if isinstance(c, ft.IconButton) and c.tooltip == tooltip)
+
+
+async def test_a_read_only_token_connects_says_what_it_cannot_do_and_refuses_clearly(
+        open_monitor: OpenMonitor, gateway: tuple[str, str], monitor_token: str,
+        host: GatewayHost) -> None:
+    url, _ = gateway
+    page = await open_monitor(MemoryStore(), Recorder())
+    await connect_with(page, url, monitor_token)
+
+    assert not on_connect_screen(page)
+    texts = page_texts(page)
+    assert f"Monitoring {url} (read-only)" in texts
+    assert READ_ONLY_NOTICE in texts and "pyclaw monitor-token --admin" in READ_ONLY_NOTICE
+    assert any(CHANNEL in t for t in texts)  # watching works
+
+    await page.push_route("/channels")
+    await icon_button(page, f"Stop {CHANNEL}").on_click(SimpleNamespace(page=page))
+    refusal = next(t for t in page_texts(page) if t.startswith("That did not work"))
+    assert "needs the admin token" in refusal and "--admin" in refusal
+    assert host.runtime.gateway.channels[CHANNEL].state.value == "online"  # nothing stopped
+
+
+async def test_the_admin_token_has_no_read_only_notice(
+        open_monitor: OpenMonitor, gateway: tuple[str, str]) -> None:
+    url, token = gateway
+    page = await open_monitor(MemoryStore(), Recorder())
+    await connect_with(page, url, token)
+    texts = page_texts(page)
+    assert f"Monitoring {url}" in texts and READ_ONLY_NOTICE not in texts
+    assert PLAIN_HTTP_NOTICE not in texts  # http to this device itself is not on the network
+
+
+def test_plain_http_to_another_machine_is_said_in_the_bar() -> None:
+    async def nothing(e: object) -> None:
+        return None
+
+    def texts(bar: ft.Control) -> list[str]:
+        return [c.value for c in walk(bar) if isinstance(c, ft.Text) and c.value]
+
+    assert PLAIN_HTTP_NOTICE in texts(gateway_bar("http://192.168.1.20:8787", nothing))
+    assert PLAIN_HTTP_NOTICE not in texts(gateway_bar("https://192.168.1.20:8787", nothing))
+    assert PLAIN_HTTP_NOTICE not in texts(gateway_bar("http://127.0.0.1:8787", nothing))
