@@ -1,0 +1,1 @@
+"""Matrix: a bot account on any homeserver, read by the client-server ``/sync`` long poll."""

@@ -1,0 +1,1 @@
+"""MQTT: devices and scripts talk to the assistant over a broker (see manifest)."""
