@@ -131,7 +131,8 @@ class AccessPolicy:
         return Verdict(
             False, f"group {chat} asked for the owner's approval",
             f"This assistant is private: its owner must approve this group before it answers "
-            f"here.\n(Owner: run `pyclaw groups approve {channel} {chat}`.)")
+            f"here.\n(Owner: approve it under Channels, Group requests, or run "
+            f"`pyclaw groups approve {channel} {chat}`.)")
 
     def _rate(self, inbound: Inbound, config: ChannelConfig) -> Verdict:
         rate = config.rate_limit_per_minute

@@ -168,3 +168,19 @@ async def test_settings_keep_keys_secret_and_apply_live(plane: LocalControlPlane
         usage = await eventually(plane.usage)
         assert {(u.provider, u.model) for u in usage} >= {("second", "m-2")}
         assert sum(u.calls for u in usage) >= 2
+
+
+async def test_group_requests_are_listed_and_decided_through_the_plane(
+        plane: LocalControlPlane) -> None:
+    access = plane.gateway.store.access
+    await access.admit_group("tg", "-1001", requested_by="stranger")
+    await access.admit_group("tg", "-1002", requested_by="someone")
+    rows = await plane.group_requests()
+    assert {(r.channel, r.chat, r.requested_by) for r in rows} == {
+        ("tg", "-1001", "stranger"), ("tg", "-1002", "someone")}
+    assert await plane.decide_group("tg", "-1001", True)
+    assert await plane.decide_group("tg", "-1002", False)
+    assert not await plane.decide_group("tg", "-9999", True)  # never asked
+    assert await plane.group_requests() == []
+    assert {g.chat: g.status for g in await access.groups()} == {"-1001": "approved",
+                                                                "-1002": "rejected"}

@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import flet as ft
 
-from pyclaw_app.control import ChannelStatus, ChannelType, ControlPlane, PairingRow
+from pyclaw_app.control import ChannelStatus, ChannelType, ControlPlane, GroupRow, PairingRow
 from pyclaw_app.model import Event
 from views import style
 from views.channel_editor import ChannelEditor
 from views.state import ChannelBoard
 
-__all__ = ["ChannelCard", "ChannelsView", "TypeCard", "pairing_control"]
+__all__ = ["ChannelCard", "ChannelsView", "TypeCard", "group_control", "pairing_control"]
 
 _log = logging.getLogger(__name__)
 
@@ -160,6 +160,23 @@ def pairing_control(row: PairingRow, now: float,
     )
 
 
+def group_control(row: GroupRow, on_approve: Handler, on_reject: Handler) -> ft.Control:
+    return ft.Container(
+        padding=ft.Padding.symmetric(horizontal=12, vertical=6),
+        border_radius=8,
+        bgcolor=ft.Colors.SECONDARY_CONTAINER,
+        content=ft.Row(spacing=16, vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
+            ft.Text(f"group {row.chat} on {row.channel}", expand=True, selectable=True),
+            ft.Text(f"asked by {row.requested_by}" if row.requested_by else "", size=12,
+                    color=ft.Colors.ON_SURFACE_VARIANT),
+            ft.FilledButton("Approve", icon=ft.Icons.CHECK, on_click=on_approve,
+                            tooltip=f"Approve group {row.chat}"),
+            ft.OutlinedButton("Reject", icon=ft.Icons.BLOCK, on_click=on_reject,
+                              tooltip=f"Reject group {row.chat}"),
+        ]),
+    )
+
+
 class ChannelsView:
     def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
@@ -167,6 +184,7 @@ class ChannelsView:
         self.types: list[ChannelType] = []
         self.cards: dict[str, ChannelCard] = {}
         self.pairing: list[PairingRow] = []
+        self.groups: list[GroupRow] = []
         self.editor: ChannelEditor | None = None
         self.notice = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
         self.channel_grid = ft.Row(wrap=True, spacing=12, run_spacing=12,
@@ -178,11 +196,19 @@ class ChannelsView:
         self.pairing_list = ft.Column(spacing=6)
         self.pairing_section = ft.Column(visible=False, spacing=8, controls=[
             ft.Row([_section("Pairing requests"),
-                    ft.IconButton(ft.Icons.REFRESH, tooltip="Refresh pairing requests",
-                                  on_click=self.handler(self.load_pairing))]),
+                    ft.IconButton(ft.Icons.REFRESH, tooltip="Refresh pairing and group requests",
+                                  on_click=self.handler(self.load_requests))]),
             ft.Text("New senders got these codes; approve the ones you know.", size=12,
                     color=ft.Colors.ON_SURFACE_VARIANT),
             self.pairing_list,
+        ])
+        self.group_list = ft.Column(spacing=6)
+        self.group_section = ft.Column(visible=False, spacing=8, controls=[
+            _section("Group requests"),
+            ft.Text("These groups mentioned the bot; it answers a group only once you approve "
+                    "it (group_policy allowlist). Rejected groups stay silent.", size=12,
+                    color=ft.Colors.ON_SURFACE_VARIANT),
+            self.group_list,
         ])
         self.add_button = ft.FilledButton("Add channel", icon=ft.Icons.ADD,
                                           on_click=self.handler(self.add_default))
@@ -195,6 +221,7 @@ class ChannelsView:
                         self.add_button], alignment=ft.MainAxisAlignment.SPACE_BETWEEN),
                 self.notice,
                 self.pairing_section,
+                self.group_section,
                 _section("Configured"),
                 self.channel_grid,
                 self.no_channels,
@@ -231,9 +258,9 @@ class ChannelsView:
         for status in channels:
             self._add_card(status)
         self._show_types()
-        await self.load_pairing()
+        await self.load_requests()
 
-    async def load_pairing(self) -> None:
+    async def load_requests(self) -> None:
         self.pairing = await self.plane.pairing_requests()
         now = time.time()
         self.pairing_list.controls = [
@@ -241,6 +268,13 @@ class ChannelsView:
             for row in self.pairing
         ]
         self.pairing_section.visible = bool(self.pairing)
+        self.groups = await self.plane.group_requests()
+        self.group_list.controls = [
+            group_control(row, self.handler(self.decide_group, row.channel, row.chat, True),
+                          self.handler(self.decide_group, row.channel, row.chat, False))
+            for row in self.groups
+        ]
+        self.group_section.visible = bool(self.groups)
 
     def apply(self, events: Sequence[Event], now: float) -> None:
         for name in self.board.apply(events):
@@ -314,7 +348,12 @@ class ChannelsView:
     async def approve(self, code: str) -> None:
         if not await self.plane.approve_pairing(code):
             raise ValueError(f"code {code} is unknown or expired")
-        await self.load_pairing()
+        await self.load_requests()
+
+    async def decide_group(self, channel: str, chat: str, approve: bool) -> None:
+        if not await self.plane.decide_group(channel, chat, approve):
+            raise ValueError(f"group {chat} on {channel} is not waiting for a decision")
+        await self.load_requests()
 
     async def delete(self, name: str) -> None:
         await self.plane.delete_channel(name)

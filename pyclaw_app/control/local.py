@@ -17,6 +17,7 @@ from pyclaw_app.control.types import (
     ChannelType,
     Counters,
     FieldError,
+    GroupRow,
     LogRow,
     MessageDetail,
     PairingRow,
@@ -188,6 +189,15 @@ class LocalControlPlane:
 
     async def approve_pairing(self, code: str) -> bool:
         return await self.gateway.store.access.approve(code) is not None
+
+    async def group_requests(self) -> list[GroupRow]:
+        return [GroupRow(g.channel, g.chat, g.requested_by, g.created_at)
+                for g in await self.gateway.store.access.pending_groups()]
+
+    async def decide_group(self, channel: str, chat: str, approve: bool) -> bool:
+        access = self.gateway.store.access
+        decide = access.approve_group if approve else access.reject_group
+        return await decide(channel, chat) is not None
 
     def _local(self) -> Any:
         """The running local-chat connector (its ``post``/``address`` are its public API)."""

@@ -16,6 +16,7 @@ from pyclaw_app.control.types import (
     ChannelType,
     Counters,
     FieldError,
+    GroupRow,
     LogRow,
     MessageDetail,
     PairingRow,
@@ -124,6 +125,15 @@ class ControlPlane(Protocol):
     async def pairing_requests(self) -> list[PairingRow]: ...
 
     async def approve_pairing(self, code: str) -> bool: ...
+
+    async def group_requests(self) -> list[GroupRow]:
+        """Groups that addressed the bot under group_policy allowlist and wait for a decision."""
+        ...
+
+    async def decide_group(self, channel: str, chat: str, approve: bool) -> bool:
+        """Approve (answered from now on) or reject (silent for good) a waiting group; False
+        when that group never asked."""
+        ...
 
     async def chat_send(self, text: str, chat: str = "app") -> None:
         """Post as the user of the local channel; the reply arrives as events."""

@@ -25,6 +25,7 @@ from pyclaw_app.control.types import (
     ChannelType,
     Counters,
     FieldError,
+    GroupRow,
     LogRow,
     MessageDetail,
     PairingRow,
@@ -284,3 +285,10 @@ class RemoteControlPlane:
 
     async def approve_pairing(self, code: str) -> bool:
         return bool(await self._call("approve_pairing", code=code))
+
+    async def group_requests(self) -> list[GroupRow]:
+        return _rows(GroupRow)(await self._call("group_requests"))
+
+    async def decide_group(self, channel: str, chat: str, approve: bool) -> bool:
+        return bool(await self._call("decide_group", channel=channel, chat=chat,
+                                     approve=approve))

@@ -114,6 +114,16 @@ class PairingRow:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupRow:
+    """A group chat that addressed the bot and waits for the owner's decision."""
+
+    channel: str
+    chat: str
+    requested_by: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class MessageDetail:
     """One journal row with what answered it: the reply and every LLM call made for it."""
 

@@ -21,6 +21,7 @@ from pyclaw_app.control import (
     ChannelStatus,
     ChannelType,
     FieldError,
+    GroupRow,
     LogRow,
     MessageDetail,
     PairingRow,
@@ -50,6 +51,7 @@ class FakeAdminPlane(FakeControlPlane):
         self.log_rows: list[LogRow] = []
         self.details: dict[int, MessageDetail] = {}
         self.pairings: list[PairingRow] = []
+        self.groups: list[GroupRow] = []
         self.calls: list[tuple[str, Any]] = []
         self.extra_types: list[ChannelType] = []
         """Types the registry here does not have (one whose SDK is missing, say)."""
@@ -154,6 +156,15 @@ class FakeAdminPlane(FakeControlPlane):
         before = len(self.pairings)
         self.pairings = [p for p in self.pairings if p.code != code]
         return len(self.pairings) < before
+
+    async def group_requests(self) -> list[GroupRow]:
+        return list(self.groups)
+
+    async def decide_group(self, channel: str, chat: str, approve: bool) -> bool:
+        self.calls.append(("approve_group" if approve else "reject_group", f"{channel}/{chat}"))
+        before = len(self.groups)
+        self.groups = [g for g in self.groups if (g.channel, g.chat) != (channel, chat)]
+        return len(self.groups) < before
 
     # -- logs and journal ----------------------------------------------------------------------
 

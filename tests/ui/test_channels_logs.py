@@ -16,6 +16,7 @@ from pyclaw_app.control import (
     ChannelStatus,
     ChannelType,
     FieldError,
+    GroupRow,
     LogRow,
     MessageDetail,
     PairingRow,
@@ -212,6 +213,20 @@ async def test_a_type_without_its_sdk_shows_the_install_command_not_add(
     assert "pip install 'pyclaw-acme'" in texts(card) and "not installed" in texts(card)
     assert "Add Acme Chat" not in texts(card)
     assert any("Add Telegram" in texts(c) for c in view.type_grid.controls)
+
+
+async def test_group_requests_are_shown_and_approved_or_rejected(plane: FakeAdminPlane) -> None:
+    plane.groups = [GroupRow("tg", "-1001", "stranger", time.time()),
+                    GroupRow("tg", "-1002", "", time.time())]
+    view = ChannelsView(plane)
+    await view.load()
+    assert view.group_section.visible
+    assert "group -1001 on tg" in texts(view.group_list)
+    await view.decide_group("tg", "-1001", True)
+    await view.decide_group("tg", "-1002", False)
+    assert ("approve_group", "tg/-1001") in plane.calls
+    assert ("reject_group", "tg/-1002") in plane.calls
+    assert not view.group_section.visible
 
 
 async def test_channel_actions_reach_the_plane(configured: FakeAdminPlane) -> None:
