@@ -130,7 +130,7 @@ class OpenAIApiConnector(ConnectorBase):
             return _error(405, "use POST for /chat/completions", "invalid_request_error")
         try:
             body = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             ctx.log("warning", f"refused a chat completion request from {client}: the body "
                     "is not valid JSON")
             return _error(400, "the body is not valid JSON", "invalid_request_error")

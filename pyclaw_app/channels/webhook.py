@@ -74,6 +74,9 @@ class WebhookRequest:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError):
             raise WebhookRejected(400, "body is not JSON", level="error") from None
+        except RecursionError:  # a 100,000-deep array behind a valid signature
+            raise WebhookRejected(400, "body nests too deeply to be read",
+                                  level="error") from None
 
 
 @dataclass(frozen=True, slots=True)

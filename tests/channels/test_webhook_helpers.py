@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -71,3 +72,10 @@ def test_headers_are_case_insensitive_and_bad_json_is_a_400() -> None:
         assert exc.status == 400
     else:
         raise AssertionError("bad JSON was accepted")
+
+
+def test_a_body_nested_too_deeply_is_a_400_not_a_crash() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(WebhookRejected) as refused:
+        WebhookRequest("POST", deep).json()
+    assert refused.value.status == 400 and "too deeply" in refused.value.message
