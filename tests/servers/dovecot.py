@@ -30,7 +30,6 @@ with its log, so a test fails loudly instead of skipping.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import getpass
 import grp
@@ -38,10 +37,8 @@ import imaplib
 import os
 import pwd
 import shutil
-import socket
 import ssl
 import subprocess
-import tempfile
 import threading
 import time
 import warnings
@@ -52,6 +49,10 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from tests.servers.proxy import Pair
+from tests.servers.proxy import TcpProxy as _TcpProxy
+from tests.servers.shared import Shared, free_port, listening, stop_process
+
 __all__ = ["DOMAIN", "NO_IDLE_HOST", "Accepted", "MailServers", "TcpProxy", "shared_mail"]
 
 DOVECOT = "/usr/sbin/dovecot"
@@ -59,17 +60,6 @@ DOMAIN = "example.test"
 NO_IDLE_HOST = "127.0.0.2"
 """The same dovecot on this address offers no IDLE after login (``imap_capability``)."""
 _START_TIMEOUT = 15.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @dataclass(frozen=True)
@@ -122,10 +112,10 @@ class MailServers:
     """dovecot, the two SMTP servers, their files and the accounts on them."""
 
     root: Path
-    imap_port: int = field(default_factory=_free_port)
-    imaps_port: int = field(default_factory=_free_port)
-    smtp_port: int = field(default_factory=_free_port)
-    smtps_port: int = field(default_factory=_free_port)
+    imap_port: int = field(default_factory=free_port)
+    imaps_port: int = field(default_factory=free_port)
+    smtp_port: int = field(default_factory=free_port)
+    smtps_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     users: dict[str, str] = field(default_factory=dict)
     outbox: list[Accepted] = field(default_factory=list)
@@ -210,7 +200,7 @@ service imap-login {{
             [DOVECOT, "-F", "-c", str(self.root / "dovecot.conf")],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + _START_TIMEOUT
-        while not (_listening(self.imap_port) and _listening(self.imaps_port)):
+        while not (listening(self.imap_port) and listening(self.imaps_port)):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError(f"dovecot did not start: {self.output()}")
@@ -302,79 +292,48 @@ service imap-login {{
             with contextlib.suppress(Exception):
                 controller.stop()
         self._controllers = []
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process, terminate=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
+    @property
+    def alive(self) -> bool:
+        """Whether dovecot runs (the SMTP servers are threads of this process)."""
+        return self.process is not None and self.process.poll() is None
 
-_shared: MailServers | None = None
-_start_lock = threading.Lock()
 
-
-def _start_shared() -> MailServers:
-    global _shared
-    with _start_lock:
-        if _shared is None or _shared.process is None or _shared.process.poll() is not None:
-            servers = MailServers(Path(tempfile.mkdtemp(prefix="pyclaw-dovecot-")))
-            servers.start()
-            atexit.register(servers.kill)
-            _shared = servers
-        return _shared
+_SHARED = Shared(MailServers, prefix="pyclaw-dovecot-")
 
 
 async def shared_mail() -> MailServers:
     """The test process's mail servers, started on first use (in a thread: it takes a
     second)."""
-    return await asyncio.to_thread(_start_shared)
+    return await _SHARED()
 
 
-class TcpProxy:
-    """127.0.0.1:<port> forwarding to ``target``; ``cut()`` aborts every live connection."""
+class TcpProxy(_TcpProxy[Pair]):
+    """127.0.0.1:<port> forwarding bytes to ``target_port``; ``cut()`` aborts every live
+    connection. IMAP needs no protocol-aware faults here (the SMTP ones are the server's
+    own), so it forwards whatever arrives, as it arrives."""
 
     def __init__(self, target_port: int) -> None:
+        super().__init__(target_port)
         self.target_port = target_port
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._live: set[asyncio.StreamWriter] = set()
 
-    async def start(self) -> TcpProxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        return self
+    def _pair(self, client: asyncio.StreamWriter, server: asyncio.StreamWriter) -> Pair:
+        return Pair(client, server)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self._live.update((writer, up_writer))
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+    async def _upstream(self, reader: asyncio.StreamReader, pair: Pair) -> None:
+        await self._pipe(reader, pair.server)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self._live.discard(writer)
-            writer.transport.abort()
+    async def _downstream(self, reader: asyncio.StreamReader, pair: Pair) -> None:
+        await self._pipe(reader, pair.client)
 
-    def cut(self) -> int:
-        """Abort every connection through the proxy, as a network fault does."""
-        live, self._live = list(self._live), set()
-        for writer in live:
-            writer.transport.abort()
-        return len(live)
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
 
     async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        """:meth:`stop`, under the name the email harness calls."""
+        await self.stop()

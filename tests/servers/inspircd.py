@@ -26,21 +26,20 @@ the server's 404 refusal, or forward one and cut the link before its echo comes 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import base64
 import contextlib
 import itertools
 import shutil
-import socket
 import ssl
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from connectors.irc._parse import Line, format_line, parse_line
+from tests.servers.proxy import Pair, TcpProxy
+from tests.servers.shared import Shared, free_port, listening, stop_process
 
 __all__ = ["ACCOUNTS", "OPER", "IrcError", "IrcProxy", "IrcServer", "IrcUser", "shared_server"]
 
@@ -61,27 +60,15 @@ _LINK_PASSWORD = "link-secret-1"
 _START_TIMEOUT = 20.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-        return True
-    return False
-
-
 @dataclass
 class IrcServer:
     """The InspIRCd and Atheme processes and the files they run from."""
 
     root: Path
-    port: int = field(default_factory=_free_port)
-    tls_port: int = field(default_factory=_free_port)
-    strict_port: int = field(default_factory=_free_port)
-    link_port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
+    tls_port: int = field(default_factory=free_port)
+    strict_port: int = field(default_factory=free_port)
+    link_port: int = field(default_factory=free_port)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -171,7 +158,7 @@ logfile "{self.root}/atheme.log" {{ error; info; }};
     def start(self) -> None:
         self._spawn([INSPIRCD, "--runasroot", "--nofork", f"--config={self.root}/inspircd.conf"],
                     "inspircd.out")
-        self._wait(lambda: all(_listening(p) for p in (self.port, self.tls_port,
+        self._wait(lambda: all(listening(p) for p in (self.port, self.tls_port,
                                                        self.strict_port)), "inspircd listens")
         self._spawn([ATHEME, "-n", "-c", f"{self.root}/atheme.conf", "-D", str(self.root),
                      "-l", f"{self.root}/atheme.log", "-p", f"{self.root}/atheme.pid"],
@@ -207,9 +194,7 @@ logfile "{self.root}/atheme.log" {{ error; info; }};
 
     def kill(self) -> None:
         for proc in self.processes:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc)
 
     @property
     def alive(self) -> bool:
@@ -226,27 +211,29 @@ logfile "{self.root}/atheme.log" {{ error; info; }};
             await user.quit()
 
 
-_SERVER: IrcServer | None = None
+def _prepared(root: Path) -> IrcServer:
+    server = IrcServer(root)
+    server.prepare()
+    return server
+
+
+def _register(server: IrcServer) -> None:
+    """Register :data:`ACCOUNTS` on a just-started network, in an event loop of the start
+    thread's own (the IRC users are asyncio clients)."""
+    try:
+        asyncio.run(server.register_accounts())
+    except (OSError, TimeoutError, EOFError) as exc:
+        server.kill()
+        raise RuntimeError(f"could not register accounts: {exc!r}\n{server.output()}") from exc
+
+
+_SHARED = Shared(_prepared, prefix="pyclaw-inspircd-", ready=_register)
 
 
 async def shared_server() -> IrcServer:
-    """The process-wide IRC network, started (and its accounts registered) on first use."""
-    global _SERVER
-    if _SERVER is None or not _SERVER.alive:
-        if _SERVER is not None:
-            _SERVER.kill()
-        server = IrcServer(Path(tempfile.mkdtemp(prefix="pyclaw-inspircd-")))
-        await asyncio.to_thread(server.prepare)
-        atexit.register(shutil.rmtree, server.root, True)
-        atexit.register(server.kill)
-        await asyncio.to_thread(server.start)
-        try:
-            await server.register_accounts()
-        except (OSError, TimeoutError, EOFError) as exc:
-            server.kill()
-            raise RuntimeError(f"could not register accounts: {exc!r}\n{server.output()}") from exc
-        _SERVER = server
-    return _SERVER
+    """The process-wide IRC network, started (and its accounts registered) on first use;
+    one found dead (either process) is replaced by a new one."""
+    return await _SHARED()
 
 
 # ---- the user ---------------------------------------------------------------------------------
@@ -406,53 +393,22 @@ class IrcUser:
 
 
 @dataclass(eq=False)
-class _Pair:
-    client: asyncio.StreamWriter
-    server: asyncio.StreamWriter
+class _Pair(Pair):
     nick: str = ""
     server_name: str = SERVER_NAME
     muted: bool = False
     stalled: bool = False
 
-    def abort(self) -> None:
-        for writer in (self.client, self.server):
-            writer.transport.abort()
 
-
-class IrcProxy:
+class IrcProxy(TcpProxy[_Pair]):
     """A TCP proxy to the server that reads whole lines (see the module doc)."""
 
     def __init__(self, server_port: int) -> None:
+        super().__init__(server_port)
         self.server_port = server_port
-        self.port = 0
-        self.connections = 0
-        self._server: asyncio.Server | None = None
-        self._pairs: set[_Pair] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._fault: tuple[str, int] | None = None  # ("error" | "refuse" | "lose", skip)
         self.faults: list[str] = []
         """The fault applied to each PRIVMSG the proxy interfered with."""
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        self.cut()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
-
-    def cut(self) -> None:
-        """Abort every live connection at once, as a network fault would."""
-        for pair in list(self._pairs):
-            pair.abort()
-        self._pairs.clear()
 
     def stall(self) -> None:
         """Stop forwarding on every live connection in both directions, the sockets left
@@ -466,19 +422,8 @@ class IrcProxy:
         instead of forwarding it, ``lose`` forwards it and cuts the link before its echo."""
         self._fault = (fault, skip)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.server_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.connections += 1
-        pair = _Pair(writer, up_writer)
-        self._pairs.add(pair)
-        for coro in (self._upstream(reader, pair), self._downstream(up_reader, pair)):
-            task = asyncio.create_task(coro)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def _pair(self, client: asyncio.StreamWriter, server: asyncio.StreamWriter) -> _Pair:
+        return _Pair(client, server)
 
     def _take_fault(self) -> str | None:
         if self._fault is None:
@@ -492,47 +437,41 @@ class IrcProxy:
         return fault
 
     async def _upstream(self, reader: asyncio.StreamReader, pair: _Pair) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while True:
-                raw = await reader.readuntil(b"\n")
-                if pair.stalled:
-                    continue
-                line = parse_line(raw.decode("utf-8", "replace"))
-                if line is not None and line.command == "NICK":
-                    pair.nick = line.param(0)
-                fault = self._take_fault() if line is not None and line.command == "PRIVMSG" \
-                    else None
-                if fault == "error":
-                    pair.client.write(b"ERROR :Closing link: (proxy) [Connection reset]\r\n")
-                    await pair.client.drain()
-                    break
-                if fault == "refuse" and line is not None:
-                    answer = f":{pair.server_name} " + format_line(
-                        "404", pair.nick, line.param(0), "Cannot send to channel (+m is set)")
-                    if "label" in line.tags:
-                        answer = f"@label={line.tags['label']} {answer}"
-                    pair.client.write(answer.encode() + b"\r\n")
-                    continue
-                if fault == "lose":
-                    pair.muted = True  # nothing more reaches the client
-                    pair.server.write(raw)
-                    await pair.server.drain()
-                    await asyncio.sleep(0.2)  # the server has taken it
-                    break
+        while True:
+            raw = await reader.readuntil(b"\n")
+            if pair.stalled:
+                continue
+            line = parse_line(raw.decode("utf-8", "replace"))
+            if line is not None and line.command == "NICK":
+                pair.nick = line.param(0)
+            fault = self._take_fault() if line is not None and line.command == "PRIVMSG" \
+                else None
+            if fault == "error":
+                pair.client.write(b"ERROR :Closing link: (proxy) [Connection reset]\r\n")
+                await pair.client.drain()
+                return
+            if fault == "refuse" and line is not None:
+                answer = f":{pair.server_name} " + format_line(
+                    "404", pair.nick, line.param(0), "Cannot send to channel (+m is set)")
+                if "label" in line.tags:
+                    answer = f"@label={line.tags['label']} {answer}"
+                pair.client.write(answer.encode() + b"\r\n")
+                continue
+            if fault == "lose":
+                pair.muted = True  # nothing more reaches the client
                 pair.server.write(raw)
-        pair.abort()
-        self._pairs.discard(pair)
+                await pair.server.drain()
+                await asyncio.sleep(0.2)  # the server has taken it
+                return
+            pair.server.write(raw)
 
     async def _downstream(self, reader: asyncio.StreamReader, pair: _Pair) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while True:
-                raw = await reader.readuntil(b"\n")
-                if pair.stalled or pair.muted:
-                    continue
-                line = parse_line(raw.decode("utf-8", "replace"))
-                if line is not None and line.command == "001" and line.source is not None:
-                    pair.server_name = line.source.nick
-                pair.client.write(raw)
-        pair.abort()
-        self._pairs.discard(pair)
+        while True:
+            raw = await reader.readuntil(b"\n")
+            if pair.stalled or pair.muted:
+                continue
+            line = parse_line(raw.decode("utf-8", "replace"))
+            if line is not None and line.command == "001" and line.source is not None:
+                pair.server_name = line.source.nick
+            pair.client.write(raw)
 

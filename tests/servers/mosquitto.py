@@ -20,18 +20,17 @@ reaches the client (a lost answer).
 from __future__ import annotations
 
 import asyncio
-import atexit
-import contextlib
 import getpass
 import glob
 import json
 import shutil
-import socket
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.servers.proxy import Pair, TcpProxy
+from tests.servers.shared import Shared, free_port, listening, stop_process
 
 __all__ = ["DYNSEC_PASSWORD", "USERS", "Broker", "MqttProxy", "shared_broker"]
 
@@ -60,12 +59,6 @@ topic write pyclaw/#
 _START_TIMEOUT = 10.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _run(*args: str, cwd: Path) -> None:
     done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -77,8 +70,8 @@ class Broker:
     """One mosquitto process and the files it runs from."""
 
     root: Path
-    port: int = field(default_factory=_free_port)
-    tls_port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
+    tls_port: int = field(default_factory=free_port)
     dynsec: bool = False
     """Users and ACLs from the dynamic-security plugin instead of the password file and
     ACL file: that plugin refuses a SUBSCRIBE it does not allow (SUBACK 0x87), where the
@@ -156,17 +149,11 @@ keyfile {self.root / 'broker.key'}
             if self.process.poll() is not None:
                 raise RuntimeError(f"mosquitto exited with {self.process.returncode}: "
                                    f"{self._stderr()}\n{self.log()}")
-            if all(self._listening(p) for p in (self.port, self.tls_port)):
+            if all(listening(p) for p in (self.port, self.tls_port)):
                 return
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"mosquitto did not listen within {_START_TIMEOUT}s:\n{self.log()}")
-
-    @staticmethod
-    def _listening(port: int) -> bool:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return True
-        return False
 
     def _stderr(self) -> str:
         if self.process is None or self.process.stderr is None:
@@ -178,18 +165,14 @@ keyfile {self.root / 'broker.key'}
 
     def stop(self) -> None:
         """SIGTERM: mosquitto saves its sessions (persistence) and closes every connection."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, terminate=True)
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
+        stop_process(self.process)
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     async def restart(self) -> None:
         """Stop and start again on the same ports; sessions survive (persistence)."""
@@ -197,21 +180,22 @@ keyfile {self.root / 'broker.key'}
         await asyncio.to_thread(self.start)
 
 
-_BROKERS: dict[bool, Broker] = {}
+def _prepared(root: Path, *, dynsec: bool) -> Broker:
+    broker = Broker(root, dynsec=dynsec)
+    broker.prepare()
+    return broker
+
+
+_BROKERS = {flavour: Shared(lambda root, flavour=flavour: _prepared(root, dynsec=flavour),
+                            prefix="pyclaw-mosquitto-", restart=True)
+            for flavour in (False, True)}
+"""One broker per flavour (``dynsec``); a stopped one is started again on its own files and
+ports, so its persisted sessions survive."""
 
 
 async def shared_broker(*, dynsec: bool = False) -> Broker:
     """The process-wide broker (one per flavour), started on first use, killed at exit."""
-    broker = _BROKERS.get(dynsec)
-    if broker is None:
-        broker = Broker(Path(tempfile.mkdtemp(prefix="pyclaw-mosquitto-")), dynsec=dynsec)
-        await asyncio.to_thread(broker.prepare)
-        atexit.register(shutil.rmtree, broker.root, True)
-        atexit.register(broker.kill)
-        _BROKERS[dynsec] = broker
-    if broker.process is None or broker.process.poll() is not None:
-        await asyncio.to_thread(broker.start)
-    return broker
+    return await _BROKERS[dynsec]()
 
 
 # ---- the proxy -------------------------------------------------------------------------------
@@ -252,51 +236,26 @@ def _publish_of(packet: bytes) -> tuple[str, int | None] | None:
 
 
 @dataclass(eq=False)
-class _Pair:
-    client: asyncio.StreamWriter
-    broker: asyncio.StreamWriter
+class _Pair(Pair):
     losing: set[int] = field(default_factory=set)
-
-    def abort(self) -> None:
-        for writer in (self.client, self.broker):
-            writer.transport.abort()
+    """Packet ids of PUBLISHes whose PUBACK is to be lost (the connection cut at it)."""
 
 
-class MqttProxy:
+class MqttProxy(TcpProxy[_Pair]):
     """A TCP proxy to the broker that knows MQTT packet boundaries (see the module doc)."""
 
     def __init__(self, broker_port: int) -> None:
+        super().__init__(broker_port)
         self.broker_port = broker_port
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._pairs: set[_Pair] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._fail: tuple[str, int, int] | None = None  # (topic prefix, reason, skip)
         self._lose: str | None = None
-        self.connections = 0
         self.refused: list[tuple[str, int]] = []
         """(topic, reason code) of each PUBLISH the proxy refused."""
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        await self.drop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
-
     async def drop(self) -> None:
-        """Cut every live connection at once, as a network fault would."""
-        for pair in list(self._pairs):
-            pair.abort()
-        self._pairs.clear()
+        """Cut every live connection at once, as a network fault would (:meth:`cut`, kept
+        awaitable for the callers that await it)."""
+        self.cut()
 
     def fail_next_publish(self, topic_prefix: str, reason: int, *, skip: int = 0) -> None:
         """Answer the QoS 1 PUBLISH to ``topic_prefix...`` after the next ``skip`` ones with a
@@ -308,36 +267,22 @@ class MqttProxy:
         the broker's PUBACK for it comes back, before the client sees it."""
         self._lose = topic_prefix
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.broker_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.connections += 1
-        pair = _Pair(writer, up_writer)
-        self._pairs.add(pair)
-        for coro in (self._upstream(reader, pair), self._downstream(up_reader, pair)):
-            task = asyncio.create_task(coro)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def _pair(self, client: asyncio.StreamWriter, server: asyncio.StreamWriter) -> _Pair:
+        return _Pair(client, server)
 
     async def _upstream(self, reader: asyncio.StreamReader, pair: _Pair) -> None:
         """Client to broker, where PUBLISHes are refused or marked for losing their answer."""
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while True:
-                packet = await _read_packet(reader)
-                publish = _publish_of(packet)
-                if publish is not None and publish[1] is not None:
-                    topic, packet_id = publish
-                    if self._refuse(pair, topic, packet_id):
-                        continue
-                    if self._lose is not None and topic.startswith(self._lose):
-                        self._lose = None
-                        pair.losing.add(packet_id)
-                pair.broker.write(packet)
-        pair.abort()
-        self._pairs.discard(pair)
+        while True:
+            packet = await _read_packet(reader)
+            publish = _publish_of(packet)
+            if publish is not None and publish[1] is not None:
+                topic, packet_id = publish
+                if self._refuse(pair, topic, packet_id):
+                    continue
+                if self._lose is not None and topic.startswith(self._lose):
+                    self._lose = None
+                    pair.losing.add(packet_id)
+            pair.server.write(packet)
 
     def _refuse(self, pair: _Pair, topic: str, packet_id: int) -> bool:
         if self._fail is None or not topic.startswith(self._fail[0]):
@@ -353,13 +298,10 @@ class MqttProxy:
         return True
 
     async def _downstream(self, reader: asyncio.StreamReader, pair: _Pair) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while True:
-                packet = await _read_packet(reader)
-                if packet[0] >> 4 == _PUBACK and pair.losing:
-                    packet_id = int.from_bytes(_body(packet)[:2], "big")
-                    if packet_id in pair.losing:
-                        break  # the broker has it; the client never hears so
-                pair.client.write(packet)
-        pair.abort()
-        self._pairs.discard(pair)
+        while True:
+            packet = await _read_packet(reader)
+            if packet[0] >> 4 == _PUBACK and pair.losing:
+                packet_id = int.from_bytes(_body(packet)[:2], "big")
+                if packet_id in pair.losing:
+                    return  # the broker has it; the client never hears so
+            pair.client.write(packet)

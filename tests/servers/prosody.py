@@ -30,17 +30,14 @@ faults an admin account asks for with an ``<iq type='set'>`` naming a JID:
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import contextlib
 import shutil
-import socket
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.servers.shared import Shared, free_port, listening, stop_process
 
 __all__ = ["ADMIN", "DOMAIN", "FAULTS_NS", "MUC", "Prosody", "shared_prosody"]
 
@@ -135,12 +132,6 @@ end
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _run(*args: str, cwd: Path) -> str:
     done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False,
                           timeout=30)
@@ -155,8 +146,8 @@ class Prosody:
     """One prosody process, the files it runs from, and the accounts made on it."""
 
     root: Path
-    port: int = field(default_factory=_free_port)
-    tls_port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
+    tls_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     users: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -236,16 +227,11 @@ Component "{MUC}" "muc"
             if self.process.poll() is not None:
                 raise RuntimeError(f"prosody exited with {self.process.returncode}:\n"
                                    f"{self.output()}")
-            if all(self._listening(p) for p in (self.port, self.tls_port)):
+            if all(listening(p) for p in (self.port, self.tls_port)):
                 return
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"prosody did not listen within {_START_TIMEOUT}s:\n{self.output()}")
-
-    @staticmethod
-    def _listening(port: int) -> bool:
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
 
     def output(self) -> str:
         """What prosody printed and logged, for a failure message."""
@@ -273,30 +259,21 @@ Component "{MUC}" "muc"
         lines = [line.split() for line in self.faults_log.read_text("utf-8").splitlines()]
         return [(what, float(when)) for what, who, when in lines if who == jid]
 
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def kill(self) -> None:
+        """Kill the process and remove its files: :meth:`start` prepares a new directory, so
+        a prosody is never started twice."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(5)
+        stop_process(process)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-_shared: Prosody | None = None
-_start_lock = threading.Lock()
-
-
-def _start_shared() -> Prosody:
-    global _shared
-    with _start_lock:
-        if _shared is None or _shared.process is None or _shared.process.poll() is not None:
-            server = Prosody(Path(tempfile.mkdtemp(prefix="pyclaw-prosody-")))
-            server.start()
-            atexit.register(server.kill)
-            _shared = server
-        return _shared
+_SHARED = Shared(Prosody, prefix="pyclaw-prosody-")
 
 
 async def shared_prosody() -> Prosody:
     """The test process's prosody, started on first use (in a thread: it takes a second)."""
-    return await asyncio.to_thread(_start_shared)
+    return await _SHARED()

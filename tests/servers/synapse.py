@@ -27,18 +27,14 @@ is a matrix-nio client.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import hashlib
 import hmac
 import json
 import os
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -49,6 +45,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from tests.servers.shared import Shared, free_port, stop_process
 
 __all__ = ["SERVER_NAME", "MatrixError", "MatrixProxy", "Synapse", "shared_synapse"]
 
@@ -125,12 +123,6 @@ disable_existing_loggers: false
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class MatrixError(Exception):
     """A Matrix error answer to one of the tests' own setup calls."""
 
@@ -145,7 +137,7 @@ class Synapse:
     """One Synapse process and the files it runs from."""
 
     root: Path
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     shared_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     process: subprocess.Popen[bytes] | None = None
     users: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -196,9 +188,11 @@ class Synapse:
         return "\n".join(parts)
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        stop_process(self.process, timeout=10)
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     # ---- the tests' setup calls ----------------------------------------------------------
 
@@ -264,21 +258,19 @@ class Synapse:
                              f"{txn}", self.token(localpart), content)["event_id"])
 
 
-_SERVER: Synapse | None = None
+def _prepared(root: Path) -> Synapse:
+    server = Synapse(root)
+    server.prepare()
+    return server
+
+
+_SHARED = Shared(_prepared, prefix="pyclaw-synapse-", restart=True)
 
 
 async def shared_synapse() -> Synapse:
-    """The process-wide Synapse, started on first use, killed at exit."""
-    global _SERVER
-    if _SERVER is None:
-        server = Synapse(Path(tempfile.mkdtemp(prefix="pyclaw-synapse-")))
-        await asyncio.to_thread(server.prepare)
-        atexit.register(shutil.rmtree, server.root, True)
-        atexit.register(server.kill)
-        _SERVER = server
-    if _SERVER.process is None or _SERVER.process.poll() is not None:
-        await asyncio.to_thread(_SERVER.start)
-    return _SERVER
+    """The process-wide Synapse, started on first use, killed at exit; one found dead is
+    started again on the same database and port (its users and rooms are still there)."""
+    return await _SHARED()
 
 
 # ---- the proxy -------------------------------------------------------------------------------
