@@ -143,6 +143,36 @@ async def test_stop_is_safe_twice_and_a_connector_runs_once(demo: Any) -> None:
         await connector.send_part(Address("d", "c"), "late", None)
 
 
+async def test_stop_returns_even_when_tasks_ignore_their_cancellation(
+        demo: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waiting for each task in turn hung for good on one that swallowed its cancel (and took
+    4 s per stuck task otherwise); one bounded wait for all of them returns."""
+    from pyclaw_app.channels import lifecycle
+
+    monkeypatch.setattr(lifecycle, "TASK_STOP_TIMEOUT", 0.2)
+    connector, ctx = demo
+    Demo.plan = ["idle"]  # open spawns nothing: the only tasks are the stubborn ones below
+    await connector.start(ctx)
+    released = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not released.is_set():
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # a badly written SDK callback that will not stop
+
+    tasks = [connector.spawn(f"stubborn-{i}", stubborn()) for i in range(3)]
+    try:
+        await asyncio.wait_for(connector.stop(), 5)  # a guard against hanging the suite
+        assert connector.phase == Phase.STOPPED
+    finally:
+        released.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=1)
+
+
 async def test_a_missing_secret_names_the_field_and_its_help() -> None:
     connector = Demo("d", DemoConfig())
     with pytest.raises(FatalConnectorError) as caught:
