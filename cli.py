@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyclaw_app import __version__
 from pyclaw_app.paths import default_config_path, default_data_dir
+
+if TYPE_CHECKING:
+    from pyclaw_app.store import Store
 
 __all__ = ["main"]
 
@@ -249,15 +253,24 @@ def _check(config: Path | None, data_dir: Path | None) -> int:
     return 1 if cfg.errors else 0
 
 
-_DONE = {"approve": "approved", "reject": "rejected"}
-
-
-async def _pairing(data_dir: Path | None, action: str, code: str | None) -> int:
-    """Works beside a running gateway: both share the SQLite file (WAL)."""
+@contextlib.asynccontextmanager
+async def _open_store(data_dir: Path | None) -> AsyncIterator[Store]:
+    """The gateway's database, for commands that work beside a running gateway: both share
+    the SQLite file (WAL)."""
     from pyclaw_app.store import Store
 
     store = await Store(data_dir or default_data_dir()).open()
     try:
+        yield store
+    finally:
+        await store.close()
+
+
+_DONE = {"approve": "approved", "reject": "rejected"}
+
+
+async def _pairing(data_dir: Path | None, action: str, code: str | None) -> int:
+    async with _open_store(data_dir) as store:
         if action == "list":
             pending = await store.access.pending()
             for p in pending:
@@ -278,20 +291,15 @@ async def _pairing(data_dir: Path | None, action: str, code: str | None) -> int:
         print(f"{_DONE[action]} {decided.sender_name or decided.sender_id} on "
               f"{decided.channel}")
         return 0
-    finally:
-        await store.close()
 
 
 async def _groups(data_dir: Path | None, action: str, channel: str | None, chat: str | None
                   ) -> int:
     """Works beside a running gateway, which reads the decision on the group's next message."""
-    from pyclaw_app.store import Store
-
     if action != "list" and not (channel and chat):
         print(f"groups {action} needs the CHANNEL and CHAT", file=sys.stderr)
         return 2
-    store = await Store(data_dir or default_data_dir()).open()
-    try:
+    async with _open_store(data_dir) as store:
         if action == "list":
             known = await store.access.groups()
             for g in known:
@@ -310,21 +318,16 @@ async def _groups(data_dir: Path | None, action: str, channel: str | None, chat:
             return 1
         print(f"{_DONE[action]} group {chat} on {channel}")
         return 0
-    finally:
-        await store.close()
 
 
 async def _api_key(data_dir: Path | None, action: str, channel: str, client: str | None
                    ) -> int:
     """Works beside a running gateway, which reads the key table on every request."""
     from connectors.openai_api import keys
-    from pyclaw_app.store import Store
-
     if action != "list" and not client:
         print(f"api-key {action} needs the CLIENT name", file=sys.stderr)
         return 2
-    store = await Store(data_dir or default_data_dir()).open()
-    try:
+    async with _open_store(data_dir) as store:
         state = store.channel_state.of(channel)
         if action == "list":
             table = await keys.clients(state)
@@ -349,20 +352,15 @@ async def _api_key(data_dir: Path | None, action: str, channel: str, client: str
         print(f"key for {client} on {channel} (shown once; only its hash is kept):")
         print(key)
         return 0
-    finally:
-        await store.close()
 
 
 async def _dead_letters(data_dir: Path | None, action: str, dead_id: int | None,
                         channel: str | None) -> int:
     """Works beside a running gateway: both share the SQLite file (WAL)."""
-    from pyclaw_app.store import Store
-
     if action == "show" and dead_id is None:
         print("dead-letters show needs the ID", file=sys.stderr)
         return 2
-    store = await Store(data_dir or default_data_dir()).open()
-    try:
+    async with _open_store(data_dir) as store:
         if action == "list":
             letters = await store.dead_letters.list(channel=channel)
             for d in letters:
@@ -384,8 +382,6 @@ async def _dead_letters(data_dir: Path | None, action: str, dead_id: int | None,
         print(f"raw ({letter.size:,} bytes):")
         print(letter.raw.decode("utf-8", "backslashreplace"))
         return 0
-    finally:
-        await store.close()
 
 
 def _secret(data_dir: Path | None, action: str, key: str) -> int:
