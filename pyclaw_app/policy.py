@@ -20,7 +20,7 @@ from pyclaw_app.channels.contract import ChannelConfig
 from pyclaw_app.model import Inbound
 from pyclaw_app.store.access import AccessStore, GroupStanding, PairingRefusal
 
-__all__ = ["AccessPolicy", "TokenBucket", "Verdict", "addressed_to_bot"]
+__all__ = ["AccessPolicy", "TokenBucket", "Verdict", "addressed_to_bot", "may_follow_up"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,16 @@ def addressed_to_bot(inbound: Inbound, config: ChannelConfig) -> bool:
     if config.group_reply == "mention":
         return inbound.mentioned
     return inbound.mentioned or inbound.reply_to_bot
+
+
+def may_follow_up(inbound: Inbound, config: ChannelConfig) -> bool:
+    """Could this group message, not addressed to the bot by itself, continue a thread the
+    bot answered in? People go on in a thread without mentioning the bot again (in Slack
+    the bot's answer is under the user's message, so the thread's parent is the user, never
+    the bot); only the journal knows whether the bot spoke in the thread (Slack and Discord
+    threads, Telegram forum topics), so the intake asks it for these messages only."""
+    return (inbound.is_group and inbound.address.thread is not None
+            and config.group_reply == "reply")
 
 
 class TokenBucket:

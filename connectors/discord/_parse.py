@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
 
+from pyclaw_app.channels.mentions import addressed_text, render_markup
 from pyclaw_app.model import Address, Attachment, Inbound
 
-__all__ = ["RawMessage", "channel_id_of", "is_ignorable", "parse_message_create"]
+__all__ = ["RawMessage", "channel_id_of", "is_ignorable", "parse_message_create",
+           "referenced_ids"]
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 _USER_MESSAGE_TYPES = frozenset({0, 19})  # DEFAULT, REPLY; the rest are system notices
 _DIGITS = re.compile(r"[0-9]{1,20}")
+_MARKUP = re.compile(r"<(@!?|@&|#|/[-_\w ]{1,96}:|a?:\w{1,32}:|t:)(-?[0-9]{1,20})(:[tTdDfFR])?>")
+"""Discord's message markup (discord.com/developers/docs/reference#message-formatting):
+users ``<@id>``/``<@!id>``, roles ``<@&id>``, channels ``<#id>``, slash commands
+``</name:id>``, custom emoji ``<:name:id>``/``<a:name:id>``, timestamps ``<t:unix:style>``."""
 
 
 class RawUser(TypedDict):
@@ -87,13 +94,30 @@ def is_ignorable(data: object, bot_id: str) -> bool:
         _USER_MESSAGE_TYPES)
 
 
+def referenced_ids(data: object) -> tuple[set[str], set[str]]:
+    """(channel ids, role ids) the content links to: what the caller names from its cache
+    (the payload carries users' names but not channels' or roles')."""
+    content = data.get("content") if isinstance(data, Mapping) else None
+    channels: set[str] = set()
+    roles: set[str] = set()
+    for kind, snowflake, _ in _MARKUP.findall(content if isinstance(content, str) else ""):
+        if kind == "#":
+            channels.add(snowflake)
+        elif kind == "@&":
+            roles.add(snowflake)
+    return channels, roles
+
+
 def parse_message_create(data: object, *, channel: str, bot_id: str,
-                         thread_parent: str | None = None) -> Inbound | None:
+                         thread_parent: str | None = None, bot_name: str = "",
+                         names: Mapping[str, str] | None = None) -> Inbound | None:
     """Build the canonical message, or None when required fields are missing or mistyped.
 
     ``thread_parent`` is the parent channel when ``channel_id`` is a thread (the
     raw payload does not say so; the caller knows it from the Gateway's
-    THREAD_CREATE/GUILD_CREATE): the address is then (parent, thread).
+    THREAD_CREATE/GUILD_CREATE): the address is then (parent, thread). ``names`` are the
+    names of the channels (``#id``) and roles (``&id``) the text links to
+    (:func:`referenced_ids`); people's names come from the payload's ``mentions``.
     """
     if not isinstance(data, Mapping):
         return None
@@ -122,8 +146,8 @@ def parse_message_create(data: object, *, channel: str, bot_id: str,
         _author_id(referenced) == bot_id)
     text = content
     if mention_re is not None and mentioned:
-        stripped = mention_re.sub("", content)
-        text = stripped.strip() if stripped != content else content
+        text = addressed_text(content, mention_re, bot_name=bot_name or "bot")
+    text = _readable(text, _people(mentions), names or {})
     name = author.get("global_name") or author.get("username")
     parent = _snowflake(thread_parent)
     address = Address(channel=channel, chat=parent or cid, account=bot_id,
@@ -140,6 +164,49 @@ def parse_message_create(data: object, *, channel: str, bot_id: str,
         reply_to_bot=reply_to_bot,
         ts=((int(mid) >> 22) + DISCORD_EPOCH_MS) / 1000,
     )
+
+
+def _people(mentions: list[object]) -> dict[str, str]:
+    """Each mentioned user's name as the guild shows it: nickname, display name, username."""
+    found: dict[str, str] = {}
+    for user in mentions:
+        if not isinstance(user, Mapping) or (uid := _snowflake(user.get("id"))) is None:
+            continue
+        member = user.get("member")
+        nick = member.get("nick") if isinstance(member, Mapping) else None
+        for name in (nick, user.get("global_name"), user.get("username")):
+            if isinstance(name, str) and name:
+                found[uid] = name
+                break
+    return found
+
+
+def _readable(text: str, people: Mapping[str, str], names: Mapping[str, str]) -> str:
+    """Markup as the user saw it: ``@Ann``, ``@Moderators``, ``#general``, ``/ask``,
+    ``:wave:``, a timestamp as an ISO date; an id nothing names shows as ``@<id>``."""
+
+    def shown(match: re.Match[str]) -> str | None:
+        kind, snowflake, _ = match.groups()
+        if kind in ("@", "@!"):
+            return f"@{people.get(snowflake, snowflake)}"
+        if kind == "@&":
+            return f"@{names.get('&' + snowflake, 'role')}"
+        if kind == "#":
+            return f"#{names.get('#' + snowflake, snowflake)}"
+        if kind.startswith("/"):
+            return kind[:-1]
+        if kind == "t:":
+            return _timestamp(snowflake)
+        return f":{kind.split(':')[1]}:"  # custom emoji: its name, as clients show on hover
+
+    return render_markup(text, _MARKUP, shown)
+
+
+def _timestamp(value: str) -> str | None:
+    try:
+        return datetime.fromtimestamp(int(value), UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _attachments(files: object, stickers: object) -> tuple[Attachment, ...] | None:

@@ -45,7 +45,12 @@ import aiohttp
 import discord
 import yarl
 
-from connectors.discord._parse import channel_id_of, is_ignorable, parse_message_create
+from connectors.discord._parse import (
+    channel_id_of,
+    is_ignorable,
+    parse_message_create,
+    referenced_ids,
+)
 from connectors.discord.manifest import SPEC, DiscordConfig
 from pyclaw_app.channels import ChannelHttp, ConnectorBase, ProbeResult
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
@@ -301,7 +306,8 @@ class DiscordConnector(ConnectorBase):
         if is_ignorable(data, self._bot_id):
             return
         inbound = parse_message_create(data, channel=self.name, bot_id=self._bot_id,
-                                       thread_parent=self._thread_parent(channel_id_of(data)))
+                                       thread_parent=self._thread_parent(channel_id_of(data)),
+                                       bot_name=self._bot_name(), names=self._names(data))
         if inbound is None:
             ctx.log("error", "skipped a malformed MESSAGE_CREATE payload",
                     keys=sorted(str(k) for k in data)[:30])
@@ -311,6 +317,31 @@ class DiscordConnector(ConnectorBase):
         except Exception as exc:  # one lost message must not stop the channel
             self.log.exception("could not journal Discord message %s", inbound.platform_id)
             ctx.log("error", f"could not journal message {inbound.platform_id}: {exc!r}")
+
+    def _bot_name(self) -> str:
+        user = self._client.user if self._client is not None else None
+        return user.name if user is not None else ""
+
+    def _names(self, data: dict[str, Any]) -> dict[str, str]:
+        """Names of the channels and roles a message links to, from discord.py's cache of
+        the guilds the Gateway sent (GUILD_CREATE): no request per message."""
+        client = self._client
+        if client is None:
+            return {}
+        channels, roles = referenced_ids(data)
+        found: dict[str, str] = {}
+        for cid in channels:
+            linked = client.get_channel(int(cid))
+            if linked is not None and isinstance(name := getattr(linked, "name", None), str):
+                found[f"#{cid}"] = name
+        guild_id = data.get("guild_id")
+        guild = (client.get_guild(int(guild_id))
+                 if isinstance(guild_id, str) and guild_id.isdigit() else None)
+        for rid in roles:
+            role = guild.get_role(int(rid)) if guild is not None else None
+            if role is not None:
+                found[f"&{rid}"] = role.name
+        return found
 
     def _thread_parent(self, channel_id: str | None) -> str | None:
         client = self._client

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict
 
+from pyclaw_app.channels.mentions import addressed_text, render_markup
 from pyclaw_app.model import Address, Attachment, Inbound
 
 __all__ = [
@@ -22,10 +23,18 @@ __all__ = [
     "Ignored",
     "escape_text",
     "event_id",
+    "mentioned_users",
     "parse_event",
     "platform_id",
+    "readable_text",
     "unescape_text",
 ]
+
+_MARKUP = re.compile(r"<([^<>\n]{1,4000})>")
+"""Slack's control sequences in message text: ``<@U1>``, ``<#C1|name>``, ``<!here>``,
+``<https://x|label>`` (api.slack.com/reference/surfaces/formatting#retrieving-messages)."""
+_USER_MENTION = re.compile(r"<@([UW][A-Z0-9]{1,30})>")
+_SPECIAL = {"here": "@here", "channel": "@channel", "everyone": "@everyone"}
 
 # Subtypes that are still a person talking to us; every other subtype (edits,
 # deletions, joins, bot_message...) is housekeeping.
@@ -98,13 +107,47 @@ def unescape_text(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def parse_event(payload: Mapping[str, Any], *, channel: str, bot: BotIdentity
-                ) -> Inbound | Ignored | None:
+def mentioned_users(payload: Mapping[str, Any]) -> set[str]:
+    """Ids of the users a message mentions without a name (``<@U1>``): what the caller looks
+    up (``users.info``) so :func:`parse_event` can show them as ``@name``."""
+    event = payload.get("event")
+    text = event.get("text") if isinstance(event, Mapping) else None
+    return set(_USER_MENTION.findall(text)) if isinstance(text, str) else set()
+
+
+def readable_text(text: str, names: Mapping[str, str]) -> str:
+    """Slack's markup as the user saw it: ``<@U1>`` -> ``@Ann`` (from ``names``, else the
+    id), ``<#C1|general>`` -> ``#general``, ``<!here>`` -> ``@here``, ``<url|label>`` ->
+    ``label (url)``, ``<!date^…|fallback>`` -> the fallback; then ``&lt; &gt; &amp;``."""
+    return unescape_text(render_markup(text, _MARKUP, lambda m: _readable(m.group(1), names)))
+
+
+def _readable(inner: str, names: Mapping[str, str]) -> str | None:
+    target, _, label = inner.partition("|")
+    sigil = target[:1]
+    if sigil == "@":
+        return f"@{label or names.get(target[1:]) or target[1:]}"
+    if sigil == "#":
+        return f"#{label or target[1:]}"
+    if sigil == "!":
+        word = target[1:].partition("^")[0]
+        if word in _SPECIAL:
+            return _SPECIAL[word]
+        if word == "subteam":
+            return label if label.startswith("@") else f"@{label or target.rpartition('^')[2]}"
+        return label or None  # <!date^…|fallback>; an unknown command stays as sent
+    url = target.removeprefix("mailto:") if target.startswith("mailto:") else target
+    return url if not label or label == url else f"{label} ({url})"
+
+
+def parse_event(payload: Mapping[str, Any], *, channel: str, bot: BotIdentity,
+                names: Mapping[str, str] | None = None) -> Inbound | Ignored | None:
     """Turn an ``event_callback`` body into an :class:`Inbound`.
 
     Addressing keeps the reply where the user is: a DM stays flat unless the
     user wrote in a thread; a channel message is answered in its thread (the
-    thread it was in, or a new one under it).
+    thread it was in, or a new one under it). ``names`` are display names of users the
+    text mentions (see :func:`mentioned_users`).
     """
     outer = payload.get("type")
     if not isinstance(outer, str):
@@ -146,7 +189,7 @@ def parse_event(payload: Mapping[str, Any], *, channel: str, bot: BotIdentity
         address=Address(channel=channel, chat=chat, account=bot.user_id,
                         thread=thread_ts if is_dm else (thread_ts or ts)),
         platform_id=platform_id(chat, ts),
-        text=unescape_text(_strip_leading_mention(text, bot.user_id)),
+        text=readable_text(_addressed(text, bot), {bot.user_id: bot.name, **(names or {})}),
         sender_id=user,
         sender_name=_sender_name(event.get("user_profile")),
         attachments=_attachments(event.get("files")),
@@ -161,11 +204,13 @@ def _nonempty(value: object) -> bool:
     return isinstance(value, str) and value != ""
 
 
-def _strip_leading_mention(text: str, bot_user_id: str) -> str:
-    """"<@U0BOT> hello" -> "hello": the mention addressed Slack, not the assistant."""
-    if not bot_user_id:
+def _addressed(text: str, bot: BotIdentity) -> str:
+    """The text without the mention that addressed the bot (the kit's rule, see
+    ``pyclaw_app.channels.mentions``)."""
+    if not bot.user_id:
         return text
-    return re.sub(rf"^\s*<@{re.escape(bot_user_id)}(?:\|[^>]*)?>\s*", "", text, count=1)
+    return addressed_text(text, rf"<@{re.escape(bot.user_id)}(?:\|[^>]*)?>",
+                          bot_name=bot.name or "bot")
 
 
 def _sender_name(profile: object) -> str:

@@ -35,6 +35,7 @@ from connectors.slack._parse import (
     Ignored,
     escape_text,
     event_id,
+    mentioned_users,
     parse_event,
     platform_id,
 )
@@ -42,6 +43,7 @@ from connectors.slack.manifest import SPEC, SlackConfig
 from pyclaw_app.channels import (
     ConnectorBase,
     ProbeResult,
+    Recent,
     WebhookRejected,
     WebhookRequest,
     WebhookResponse,
@@ -55,7 +57,7 @@ from pyclaw_app.errors import (
     PyclawError,
     RetryableError,
 )
-from pyclaw_app.model import Address, Inbound
+from pyclaw_app.model import Address
 
 __all__ = ["CONNECTOR", "SlackConnector"]
 
@@ -67,6 +69,8 @@ _WATCH_INTERVAL = 1.0
 sends no close frame, so this bounds how long a silent drop goes unnoticed."""
 _NAME_LOOKUP_TIMEOUT = 1.5
 """users.info must not eat Slack's 3-second ack window."""
+_MAX_NAME_LOOKUPS = 10
+_NAMES_KEPT = 5000
 
 # Error codes after which retrying the same call cannot succeed.
 _TOKEN_ERRORS = frozenset({
@@ -92,7 +96,7 @@ class SlackConnector(ConnectorBase):
         self._bot = BotIdentity(user_id="")
         self._lost = asyncio.Event()
         self._order = asyncio.Lock()
-        self._names: dict[str, str] = {}
+        self._names: Recent[str, str] = Recent(_NAMES_KEPT)
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -312,22 +316,33 @@ class SlackConnector(ConnectorBase):
         async with self._order:
             ctx = self.ctx
             ctx.heartbeat()
-            parsed = parse_event(payload, channel=self.name, bot=self._bot)
+            names = await self._names_of(mentioned_users(payload))
+            parsed = parse_event(payload, channel=self.name, bot=self._bot, names=names)
             if parsed is None:
                 ctx.log("error", "skipped a malformed Slack event", event_id=event_id(payload))
                 return
             if isinstance(parsed, Ignored):
                 self.log.debug("ignored %s: %s", event_id(payload), parsed.reason)
                 return
-            result = await ctx.submit(await self._named(parsed))
+            if not parsed.sender_name:
+                name = await self._name_of(parsed.sender_id)
+                parsed = dataclasses.replace(parsed, sender_name=name) if name else parsed
+            result = await ctx.submit(parsed)
             if result.duplicate:
                 self.log.debug("duplicate %s (retry %s)", parsed.platform_id, retry)
 
-    async def _named(self, inbound: Inbound) -> Inbound:
-        """Fill ``sender_name`` from users.info (cached; best effort, never delays the ack long)."""
-        if inbound.sender_name or self._web is None:
-            return inbound
-        user = inbound.sender_id
+    async def _names_of(self, users: set[str]) -> dict[str, str]:
+        """Display names of the users a message mentions, looked up together (at most
+        ``_MAX_NAME_LOOKUPS``; the rest show as their ids)."""
+        wanted = sorted(users)[:_MAX_NAME_LOOKUPS]
+        found = await asyncio.gather(*(self._name_of(user) for user in wanted))
+        return {user: name for user, name in zip(wanted, found, strict=True) if name}
+
+    async def _name_of(self, user: str) -> str:
+        """A user's display name from users.info (cached; best effort, never delays the ack
+        long: a failed lookup is remembered as no name)."""
+        if self._web is None:
+            return ""
         if user not in self._names:
             name = ""
             try:
@@ -339,11 +354,8 @@ class SlackConnector(ConnectorBase):
                         or info.get("name") or "")
             except (SlackClientError, aiohttp.ClientError, TimeoutError, AttributeError) as exc:
                 self.log.debug("users.info %s failed: %s", user, exc)
-            self._names[user] = name if isinstance(name, str) else ""
-        name = self._names[user]
-        if not name:
-            return inbound
-        return dataclasses.replace(inbound, sender_name=name)
+            self._names.remember(user, name if isinstance(name, str) else "")
+        return self._names[user]
 
     # ---- helpers ------------------------------------------------------------------------------
 

@@ -10,9 +10,11 @@ Field names follow https://core.telegram.org/bots/api#update and #message.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pyclaw_app.channels.mentions import addressed_text
 from pyclaw_app.model import Address, Attachment, Inbound
 
 __all__ = ["BotIdentity", "describe_skip", "parse_update", "platform_id", "update_id_of"]
@@ -30,6 +32,43 @@ _MEDIA_KINDS: tuple[tuple[str, str], ...] = (
     ("voice", "audio"),
     ("sticker", "sticker"),
     ("document", "file"),
+)
+
+# What a message without text or media was, for the log line that says it was skipped
+# (Message fields, core.telegram.org/bots/api#message); the first one present names it.
+_SKIPPED_KINDS: tuple[tuple[str, str], ...] = (
+    ("dice", "a dice roll"),
+    ("poll", "a poll"),
+    ("contact", "a shared contact"),
+    ("venue", "a venue"),
+    ("game", "a game"),
+    ("story", "a forwarded story"),
+    ("invoice", "an invoice"),
+    ("successful_payment", "a payment"),
+    ("giveaway", "a giveaway"),
+    ("new_chat_members", "members joining"),
+    ("left_chat_member", "a member leaving"),
+    ("new_chat_title", "a new chat title"),
+    ("new_chat_photo", "a new chat photo"),
+    ("delete_chat_photo", "a removed chat photo"),
+    ("pinned_message", "a pinned message"),
+    ("forum_topic_created", "a new forum topic"),
+    ("forum_topic_edited", "an edited forum topic"),
+    ("forum_topic_closed", "a closed forum topic"),
+    ("forum_topic_reopened", "a reopened forum topic"),
+    ("video_chat_started", "a video chat starting"),
+    ("video_chat_ended", "a video chat ending"),
+    ("message_auto_delete_timer_changed", "a new auto-delete timer"),
+    ("migrate_to_chat_id", "the group becoming a supergroup"),
+    ("migrate_from_chat_id", "the group becoming a supergroup"),
+    ("group_chat_created", "the group being created"),
+    ("supergroup_chat_created", "the supergroup being created"),
+    ("write_access_allowed", "write access allowed"),
+    ("users_shared", "shared users"),
+    ("chat_shared", "a shared chat"),
+    ("web_app_data", "web app data"),
+    ("proximity_alert_triggered", "a proximity alert"),
+    ("boost_added", "a chat boost"),
 )
 
 
@@ -81,7 +120,8 @@ def describe_skip(raw: object) -> tuple[str, str]:
     for key in ("text", "caption"):
         if key in msg and not isinstance(msg[key], str):
             return "error", f"malformed Telegram message skipped ({key} is not a string)"
-    return "info", "skipped a Telegram message with no text or media (service message)"
+    kind = next((name for key, name in _SKIPPED_KINDS if key in msg), "a service message")
+    return "info", f"skipped a Telegram message with no text or media: {kind}"
 
 
 def _parse(raw: object, channel: str, bot: BotIdentity) -> Inbound | None:
@@ -117,7 +157,7 @@ def _parse(raw: object, channel: str, bot: BotIdentity) -> Inbound | None:
             thread=str(thread_id) if in_topic else None,
         ),
         platform_id=platform_id(chat_id, message_id),  # type: ignore[arg-type]
-        text=text,
+        text=_addressed(text, bot),
         sender_id=sender_id,
         sender_name=sender_name,
         attachments=attachments,
@@ -197,6 +237,17 @@ def _mentions_bot(text: str, entities: list[Mapping[str, object]], bot: BotIdent
             if not at or (handle is not None and f"@{target}" == handle):
                 return True
     return False
+
+
+def _addressed(text: str, bot: BotIdentity) -> str:
+    """The text without what addressed the bot: ``/help@bot`` -> ``/help`` (Telegram's way
+    of naming the bot a group command is for), and ``@bot`` at the start or end (the kit's
+    rule, ``pyclaw_app.channels.mentions``). Usernames are case-insensitive."""
+    if not bot.username:
+        return text
+    handle = re.escape(bot.username)
+    text = re.sub(rf"\A(\s*/\w{{1,32}})@{handle}(?!\w)", r"\1", text, count=1, flags=re.I)
+    return addressed_text(text, re.compile(rf"@{handle}(?!\w)", re.I), bot_name=bot.username)
 
 
 def _replies_to_bot(msg: Mapping[str, object], bot: BotIdentity, topic: object) -> bool:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pyclaw_app.channels.contract import SubmitResult
 from pyclaw_app.gateway.turn import Turn
 from pyclaw_app.model import Attachment, EventKind, Inbound, MessageStatus
-from pyclaw_app.policy import addressed_to_bot
+from pyclaw_app.policy import addressed_to_bot, may_follow_up
 from pyclaw_app.store import UnstorableMessage
 
 if TYPE_CHECKING:
@@ -51,7 +51,10 @@ class Intake:
         rt = h.channels.get(channel)
         config = rt.entry.config if rt is not None else None
         if config is not None and not addressed_to_bot(inbound, config):
-            return IGNORED  # group chatter not for us: not stored, not worth a log line
+            if not (may_follow_up(inbound, config)
+                    and await h.store.journal.bot_spoke_in(inbound.address.key)):
+                return IGNORED  # group chatter not for us: not stored, not worth a log line
+            inbound = replace(inbound, reply_to_bot=True)  # a follow-up in the bot's thread
         arrived = inbound
         inbound, repaired = storable(inbound)
         if isinstance(inbound.text, str) and len(inbound.text) > MAX_INBOUND_CHARS:

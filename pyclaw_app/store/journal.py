@@ -321,6 +321,15 @@ class Journal:
             " AND status IN ('received', 'processing') ORDER BY id")
         return [JournalRow.from_row(r) for r in rows]
 
+    async def bot_spoke_in(self, conv: str) -> bool:
+        """Whether the bot has a reply in this conversation, delivered or on its way: a
+        thread it took part in (``policy.may_follow_up``). Kept in the journal, so the rule
+        holds across restarts."""
+        row = await self.db.fetchone(
+            "SELECT 1 FROM messages WHERE conv=? AND direction='out'"
+            " AND status IN ('sent', 'pending') LIMIT 1", (conv,))
+        return row is not None
+
     async def reply_of(self, inbound_id: int) -> JournalRow | None:
         row = await self.db.fetchone(
             f"SELECT {_COLUMNS} FROM messages WHERE direction='out' AND reply_to=?"
