@@ -164,9 +164,14 @@ def _run_ui(config: Path | None, data_dir: Path | None, *, web: bool, host: str 
     # The CLI is the one place above views: it starts them (design.md §2).
     from pyclaw_app.control.host import configure_host, open_local_plane
     from views.app import run
+    from views.launch import LaunchError
 
     configure_host(config, data_dir)
-    run(open_local_plane, web=web, host=host, port=port)
+    try:
+        run(open_local_plane, web=web, host=host, port=port)
+    except LaunchError as exc:
+        print(f"pyclaw: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -175,11 +180,16 @@ def _run_monitor(url: str | None, token: str | None, *, web: bool, host: str | N
     """With a URL and token, connect at once; otherwise the connect screen asks (and a
     failed connect lands there too, with the reason)."""
     from views.app import run_monitor
+    from views.launch import LaunchError
 
     if token is not None and url is None:
         print("pyclaw monitor: --token needs the gateway's URL", file=sys.stderr)
         return 2
-    run_monitor(web=web, host=host, port=port, url=url, token=token)
+    try:
+        run_monitor(web=web, host=host, port=port, url=url, token=token)
+    except LaunchError as exc:
+        print(f"pyclaw monitor: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -24,6 +24,7 @@ from views.connect import (
     connect_remote,
     gateway_bar,
 )
+from views.launch import plan_launch
 from views.live import LiveSession
 from views.settings import APP_DIR, AppSettings, load_settings
 from views.shell import Shell
@@ -117,10 +118,13 @@ def run_monitor(*, web: bool = False, host: str | None = None, port: int | None 
 
 def _serve(main: PageMain, settings: AppSettings, web: bool, host: str | None,
            port: int | None) -> None:
-    """On a Linux machine without a display, Flet serves the web page and opens no browser."""
-    if web:
-        ft.run(main, view=ft.AppView.WEB_BROWSER, host=host or settings.web_host,
-               port=port or settings.web_port, no_cdn=True, assets_dir=str(ASSETS_DIR))
+    """A desktop window, or the browser mode when asked or when no window can open here
+    (views/launch.py); raises LaunchError, before anything starts, when its port is taken."""
+    launch = plan_launch(web=web, host=host or settings.web_host, port=port or settings.web_port)
+    if launch.web:
+        print(launch.note, flush=True)
+        ft.run(main, view=ft.AppView.WEB_BROWSER, host=launch.host, port=launch.port,
+               no_cdn=True, assets_dir=str(ASSETS_DIR))
     else:
         ft.run(main, view=ft.AppView.FLET_APP, no_cdn=True, assets_dir=str(ASSETS_DIR))
 
