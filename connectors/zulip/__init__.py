@@ -1,0 +1,1 @@
+"""Zulip: a bot account read through the event queue (``/register`` + ``/events`` long poll)."""
