@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from pyclaw_app.channels import ChannelConfig, registry
+from pyclaw_app.config_file import write_config_file
 from pyclaw_app.errors import ConfigError
 from pyclaw_app.secrets import SecretStore, redactor
 
@@ -428,39 +429,56 @@ def _line_of(node: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
 
 
 def save_config(cfg: Config, secrets: SecretStore) -> None:
-    """Write ``cfg`` back to its YAML file; secret values go to the secret store only."""
+    """Write ``cfg`` back into its YAML file, keeping the user's comments, order and layout
+    (``config_file``); secret values go to the secret store only."""
     if cfg.path is None:
         raise ConfigError("no config path to save to")
+    _store_secrets(cfg, secrets)
+    write_config_file(cfg.path, _document(cfg, full=False), _document(cfg, full=True))
+
+
+def _store_secrets(cfg: Config, secrets: SecretStore) -> None:
+    for name, entry in cfg.channels.items():
+        if entry.config is None:
+            continue
+        for field_name, info in type(entry.config).model_fields.items():
+            value = getattr(entry.config, field_name)
+            if _is_secret(info.json_schema_extra) and isinstance(value, SecretStr):
+                secrets.set(channel_secret_key(name, field_name), value.get_secret_value())
+    for provider in cfg.providers:
+        if provider.api_key is not None:
+            secrets.set(provider_secret_key(provider.name), provider.api_key.get_secret_value())
+
+
+def _document(cfg: Config, *, full: bool) -> dict[str, Any]:
+    """The config as YAML data without secrets: every value (``full``), or only those that
+    differ from their defaults."""
     channels: dict[str, Any] = {}
     for name, entry in cfg.channels.items():
         if entry.config is None:
             channels[name] = entry.raw
             continue
+        values = entry.config.model_dump(mode="json")
         body: dict[str, Any] = {"type": entry.type}
         for field_name, info in type(entry.config).model_fields.items():
-            value = getattr(entry.config, field_name)
-            extra = info.json_schema_extra
-            if isinstance(extra, dict) and extra.get("secret"):
-                if isinstance(value, SecretStr):
-                    secrets.set(channel_secret_key(name, field_name), value.get_secret_value())
+            if _is_secret(info.json_schema_extra):
                 continue
-            if value != info.default:
-                body[field_name] = value
+            if full or getattr(entry.config, field_name) != info.get_default(
+                    call_default_factory=True):
+                body[field_name] = values[field_name]
         channels[name] = body
-    providers = []
-    for provider in cfg.providers:
-        if provider.api_key is not None:
-            secrets.set(provider_secret_key(provider.name), provider.api_key.get_secret_value())
-        body = provider.model_dump(mode="json", exclude={"api_key"}, exclude_defaults=True)
-        providers.append(body | {"name": provider.name, "model": provider.model})
-    doc = {
-        "server": cfg.server.model_dump(mode="json", exclude_defaults=True),
-        "retention": cfg.retention.model_dump(mode="json", exclude_defaults=True),
-        "agent": cfg.agent.model_dump(mode="json", exclude_defaults=True),
+    providers = [
+        provider.model_dump(mode="json", exclude={"api_key"}, exclude_defaults=not full)
+        | {"name": provider.name, "model": provider.model}
+        for provider in cfg.providers]
+    return {
+        "server": cfg.server.model_dump(mode="json", exclude_defaults=not full),
+        "retention": cfg.retention.model_dump(mode="json", exclude_defaults=not full),
+        "agent": cfg.agent.model_dump(mode="json", exclude_defaults=not full),
         "providers": providers,
         "channels": channels,
     }
-    cfg.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cfg.path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), "utf-8")
-    os.replace(tmp, cfg.path)
+
+
+def _is_secret(extra: object) -> bool:
+    return isinstance(extra, dict) and bool(extra.get("secret"))
