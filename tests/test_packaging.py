@@ -39,7 +39,8 @@ def test_every_entry_point_names_a_manifest_spec() -> None:
     assert set(points) == {"local", "telegram", "discord", "slack", "line", "whatsapp", "viber",
                            "webhook", "twilio", "teams", "messenger", "googlechat", "wechat",
                            "wecom", "feishu", "nextcloud", "webex", "openai_api", "irc",
-                           "mqtt", "xmpp", "email", "matrix", "mattermost", "dingtalk", "twitch", "zulip", "signal"}
+                           "mqtt", "xmpp", "email", "matrix", "twitch", "mattermost",
+                           "rocketchat", "zulip", "signal", "dingtalk", "qq"}
     for name, value in points.items():
         assert value == f"connectors.{name}.manifest:SPEC"
         assert registry.get_spec(name).runtime.startswith(f"connectors.{name}.runtime:")
