@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from pyclaw_app.channels.mentions import addressed_text
+
 __all__ = [
     "CtcpMessage",
     "Line",
@@ -175,23 +177,39 @@ _RFC1459_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\~", "abcdefghijklmn
 _ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
+_UNFOLD = {"{": "[", "}": "]", "|": "\\", "^": "~", "[": "{", "]": "}", "\\": "|", "~": "^"}
+"""RFC 1459's other spelling of each of its four special characters."""
+
+
 def casefold(name: str, casemapping: str = "rfc1459") -> str:
     """A nick or channel name in the server's CASEMAPPING, so ``#Foo`` and ``#foo`` are one."""
     return name.translate(_ASCII_FOLD if casemapping == "ascii" else _RFC1459_FOLD)
 
 
 def split_mention(text: str, nick: str, casemapping: str = "rfc1459") -> tuple[bool, str]:
-    """(addressed, text): ``nick: hi`` / ``nick, hi`` is addressed with the prefix stripped;
-    the nick as a word elsewhere is addressed with the text kept whole."""
+    """(addressed, text): ``nick: hi`` / ``nick, hi`` is addressed, the IRC way, and the
+    address is cut (the kit's rule, ``pyclaw_app.channels.mentions``; a bare ``nick:`` reads
+    as the call it is); the nick as a word elsewhere is addressed with the text kept whole."""
     if not nick:
         return False, text
+    address = re.compile(rf"{nick_pattern(nick, casemapping)}(?=[:,])")
+    rest = addressed_text(text, address, bot_name=nick)
+    if rest != text:
+        return True, rest
     folded = casefold(nick, casemapping)
-    head = text[:len(nick) + 1]
-    if (len(text) > len(nick) and casefold(head[:-1], casemapping) == folded
-            and head[-1] in ":,"):
-        return True, text[len(nick) + 1:].lstrip()
     pattern = rf"(?<![\w\[\]\\`^{{}}|-]){re.escape(folded)}(?![\w\[\]\\`^{{}}|-])"
     return re.search(pattern, casefold(text, casemapping)) is not None, text
+
+
+def nick_pattern(nick: str, casemapping: str = "rfc1459") -> str:
+    """A regex matching ``nick`` in any case the server's CASEMAPPING calls the same nick."""
+    def spellings(char: str) -> str:
+        same = {c for c in (char, char.upper(), char.lower(), *_UNFOLD.get(char, ""))
+                if casefold(c, casemapping) == casefold(char, casemapping)}
+        return f"[{''.join(re.escape(c) for c in sorted(same))}]" if len(same) > 1 else (
+            re.escape(char))
+
+    return "".join(spellings(char) for char in nick)
 
 
 def media_kind(filename: str) -> str:

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 
 from connectors.irc._parse import Line, media_url, parse_ctcp
+from pyclaw_app.channels.mentions import addressed_text
 from pyclaw_app.errors import ConnectorError, DeliveryUncertain, FatalConnectorError, RetryableError
 from pyclaw_app.model import Address, Attachment, Inbound
 
@@ -82,14 +83,17 @@ def chat_line(text: str) -> str:
 
 
 def _strip_mention(text: str, login: str) -> tuple[bool, str]:
-    """(mentioned, text): ``@login`` anywhere mentions the bot; a leading one (with an
-    optional ``,`` or ``:``) is cut, as is ``login:`` the IRC way."""
+    """(mentioned, text): ``@login`` anywhere mentions the bot, and ``login:`` the IRC way;
+    where it addressed the bot (at the start, or ``@login`` at the end) it is cut, the
+    kit's rule (``pyclaw_app.channels.mentions``)."""
     if not login:
         return False, text
-    lead = re.match(rf"@?{re.escape(login)}(?:[,:]\s*|\s+|$)", text, re.IGNORECASE)
-    if lead is not None and (text.startswith("@") or lead.group(0).rstrip()[-1:] in ",:"):
-        return True, text[lead.end():]
-    found = re.search(rf"(?<![\w@])@{re.escape(login)}(?!\w)", text, re.IGNORECASE)
+    handle = re.escape(login)
+    address = re.compile(rf"@{handle}(?!\w)|{handle}(?=[:,])", re.IGNORECASE)
+    rest = addressed_text(text, address, bot_name=login)
+    if rest != text:
+        return True, rest
+    found = re.search(rf"(?<![\w@])@{handle}(?!\w)", text, re.IGNORECASE)
     return found is not None, text
 
 

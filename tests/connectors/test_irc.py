@@ -88,6 +88,8 @@ def test_text_helpers() -> None:
     assert split_mention("pyclaw,  hello", "pyclaw") == (True, "hello")
     assert split_mention("ask pyclaw later", "pyclaw") == (True, "ask pyclaw later")
     assert split_mention("pyclawish: no", "pyclaw") == (False, "pyclawish: no")
+    assert split_mention("pyclaw:", "pyclaw") == (True, "@pyclaw")  # the kit's bare-call rule
+    assert split_mention("Py{Claw}: hi", "py[claw]") == (True, "hi")  # RFC 1459 casemapping
     assert casefold("Nick[]\\~") == "nick{}|^"
     assert message_lines("one\r\ntwo\n\n  \nthree\rfour\0") == ["one", "two", "three", "four"]
 

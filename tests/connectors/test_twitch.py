@@ -63,6 +63,8 @@ def test_mentions_replies_actions_and_own_lines() -> None:
     assert msg("ask @pyclawbot later").text == "ask @pyclawbot later"
     assert msg("pyclawbot: hi").text == "hi" and msg("pyclawbot: hi").mentioned
     assert not msg("pyclawbot is a bot").mentioned
+    assert msg("what time is it @PyclawBot?").text == "what time is it?"  # the kit's rule
+    assert msg("@pyclawbot").text == "@pyclawbot"  # only the call: kept as the call
     assert not msg("@pyclawbotx hi").mentioned and not msg("mail@pyclawbot hi").mentioned
     reply = msg("@PyClawBot thanks", ";reply-parent-msg-id=m1;reply-parent-user-login=pyclawbot"
                 ";reply-parent-user-id=42;reply-parent-msg-body=Echo:\\sx")
