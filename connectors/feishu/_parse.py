@@ -20,6 +20,7 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
+from pyclaw_app.channels.mentions import addressed_text, render_markup
 from pyclaw_app.model import Address, Attachment, Inbound
 
 __all__ = ["Envelope", "Ignored", "Malformed", "Message", "envelope", "parse_message"]
@@ -202,33 +203,42 @@ def _mentions(raw: object) -> dict[str, tuple[str, str]]:
 
 
 def _render(text: str, mentions: Mapping[str, tuple[str, str]], bot_open_id: str) -> str:
-    """Placeholders become "@name"; the bot's own is cut (it addressed Feishu, not the
-    assistant), with the space after it. Longest keys first: "@_user_10" before "@_user_1"."""
-    cut = False
-    for key in sorted(mentions, key=len, reverse=True):
-        who, name = mentions[key]
-        if bot_open_id and who == bot_open_id:
-            text, n = re.subn(re.escape(key) + r"(?![0-9])[ \t]?", "", text)
-            cut = cut or n > 0
-        else:
-            text = re.sub(re.escape(key) + r"(?![0-9])", lambda _m, n=name, k=key:
-                          f"@{n}" if n else k, text)
-    text = text.replace(_ALL, "@all")
-    return text.strip() if cut else text
+    """Placeholders as the user saw them, by the kit's rule
+    (``pyclaw_app.channels.mentions``): the bot's own cut where it addressed the bot
+    (opening or closing the text), else "@name" like everyone else's; "@_all" is "@all"."""
+    ours = sorted((key for key, (who, _) in mentions.items() if bot_open_id and who == bot_open_id),
+                  key=len, reverse=True)
+    if ours:
+        name = mentions[ours[0]][1] or "bot"
+        text = addressed_text(text, _placeholders(ours), bot_name=name)
+    return render_markup(text, _placeholders([*mentions, _ALL]),
+                         lambda match: _shown(match.group(0), mentions))
+
+
+def _placeholders(keys: list[str]) -> re.Pattern[str]:
+    """Any of ``keys``; longest first and never followed by a digit, so "@_user_1" is not
+    the start of "@_user_10"."""
+    ordered = sorted(set(keys), key=len, reverse=True)
+    return re.compile("|".join(f"{re.escape(key)}(?![0-9])" for key in ordered))
+
+
+def _shown(key: str, mentions: Mapping[str, tuple[str, str]]) -> str | None:
+    if key == _ALL:
+        return "@all"
+    name = mentions.get(key, ("", ""))[1]
+    return f"@{name}" if name else None
 
 
 def _post(content: Mapping[str, Any], mentions: Mapping[str, tuple[str, str]],
           bot_open_id: str) -> tuple[str, tuple[Attachment, ...]]:
     """A rich-text post: ``{"title", "content": [[element, ...], ...]}`` (a line is a list of
-    elements); the send format's per-language wrapper (``{"zh_cn": {...}}``) is read too."""
+    elements); the send format's per-language wrapper (``{"zh_cn": {...}}``) is read too.
+    The body (not the title: a heading addresses nobody) reads by :func:`_render`'s rule."""
     if "content" not in content:
         inner = next((v for v in content.values() if isinstance(v, Mapping)), {})
         content = inner
     lines: list[str] = []
     attachments: list[Attachment] = []
-    title = content.get("title")
-    if isinstance(title, str) and title.strip():
-        lines.append(title)
     rows = content.get("content")
     for row in rows if isinstance(rows, list) else ():
         if not isinstance(row, list):
@@ -236,14 +246,18 @@ def _post(content: Mapping[str, Any], mentions: Mapping[str, tuple[str, str]],
         parts: list[str] = []
         for element in row:
             if isinstance(element, Mapping):
-                parts.append(_element(element, mentions, bot_open_id, attachments))
+                parts.append(_element(element, mentions, attachments))
         lines.append("".join(parts))
-    text = "\n".join(lines).strip()
-    return text, tuple(attachments)
+    body = _render("\n".join(lines).strip(), mentions, bot_open_id)
+    title = content.get("title")
+    heading = [title] if isinstance(title, str) and title.strip() else []
+    return "\n".join([*heading, body]).strip(), tuple(attachments)
 
 
 def _element(element: Mapping[str, Any], mentions: Mapping[str, tuple[str, str]],
-             bot_open_id: str, attachments: list[Attachment]) -> str:
+             attachments: list[Attachment]) -> str:
+    """One element as text; an ``at`` of a mention stays its placeholder ("@_user_1"),
+    for :func:`_render` to read with the rest of the body."""
     tag = element.get("tag")
     if tag in ("text", "code_block", "md"):
         return _str(element.get("text"))
@@ -252,10 +266,9 @@ def _element(element: Mapping[str, Any], mentions: Mapping[str, tuple[str, str]]
         return f"{label} ({href})" if label and href and label != href else label or href
     if tag == "at":
         who = _str(element.get("user_id"))
-        open_id, name = mentions.get(who, (who, _str(element.get("user_name"))))
-        if bot_open_id and open_id == bot_open_id:
-            return ""
-        return "@all" if who in ("all", _ALL) else f"@{name or who}"
+        if who in mentions:
+            return who
+        return "@all" if who in ("all", _ALL) else f"@{_str(element.get('user_name')) or who}"
     if tag == "emotion":
         return f":{_str(element.get('emoji_type'))}:"
     if tag == "hr":

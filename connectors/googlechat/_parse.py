@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NotRequired, TypedDict
 
+from pyclaw_app.channels.mentions import addressed_spans, utf16_span
 from pyclaw_app.model import Address, Attachment, Inbound
 
 __all__ = [
@@ -77,7 +78,7 @@ class AttachmentBody(TypedDict, total=False):
 class MessageBody(TypedDict):
     name: str  # spaces/{space}/messages/{message}
     text: NotRequired[str]
-    argumentText: NotRequired[str]  # text with the Chat app mentions stripped out
+    argumentText: NotRequired[str]  # text with every Chat app mention cut, mid-sentence too
     sender: NotRequired[User]
     createTime: NotRequired[str]
     thread: NotRequired[dict[str, str]]  # {"name": spaces/*/threads/*}
@@ -178,7 +179,7 @@ def _message(event: Mapping[str, Any], message: Mapping[str, Any], channel: str,
               or space.get("singleUserBotDm") is True)
     in_thread = message.get("threadReply") is True
     threaded = not direct and space.get("spaceThreadingState") != "UNTHREADED_MESSAGES"
-    mentioned = _mentions_us(message.get("annotations"), bot_user) or \
+    mentioned = bool(_our_mentions(message.get("annotations"), bot_user)) or \
         isinstance(message.get("slashCommand"), Mapping)
     quoted = _str(_mapping(message.get("quotedMessageMetadata")).get("name"))
     conversation = (thread or None) if threaded or in_thread else None
@@ -186,7 +187,7 @@ def _message(event: Mapping[str, Any], message: Mapping[str, Any], channel: str,
         inbound=Inbound(
             address=Address(channel=channel, chat=chat, thread=conversation),
             platform_id=name,
-            text=_text(message, text),
+            text=_text(message, text, bot_user),
             sender_id=sender_id,
             sender_name=_str(sender.get("displayName")),
             attachments=_attachments(message),
@@ -199,28 +200,35 @@ def _message(event: Mapping[str, Any], message: Mapping[str, Any], channel: str,
     )
 
 
-def _text(message: Mapping[str, Any], text: str) -> str:
-    """What the user said to the assistant: ``argumentText`` (the text with Chat app mentions
-    cut out, so "@pyclaw hi" is "hi"), except for a slash command, whose command is part of
-    what was said ("/help"), and when Google sends no ``argumentText``."""
-    argument = message.get("argumentText")
-    if isinstance(message.get("slashCommand"), Mapping) or not isinstance(argument, str):
+def _text(message: Mapping[str, Any], text: str, bot_user: str) -> str:
+    """What the user said to the assistant, by the kit's rule
+    (``pyclaw_app.channels.mentions``): the app's ``@name`` cut where it addressed the app
+    (opening or closing the text), kept inside a sentence. Not ``argumentText``: Google cuts
+    every app mention out of it, mid-sentence ones too ("ask about it"). Other people's
+    mentions are already ``@displayName`` in ``text``; a slash command keeps its command,
+    which is part of what was said ("/help")."""
+    if isinstance(message.get("slashCommand"), Mapping):
         return text
-    return argument.strip()
+    spans = [span for annotation in _our_mentions(message.get("annotations"), bot_user)
+             if (span := utf16_span(text, annotation.get("startIndex", 0),
+                                    annotation.get("length"))) is not None]
+    return addressed_spans(text, spans).strip()
 
 
-def _mentions_us(annotations: object, bot_user: str) -> bool:
-    """A ``USER_MENTION`` of a Chat app: ours when its name is ours, or when ours is not
-    known yet (Google sends a space's messages to an app only when it is mentioned)."""
+def _our_mentions(annotations: object, bot_user: str) -> list[Mapping[str, Any]]:
+    """The ``USER_MENTION`` annotations of a Chat app that are ours: its name is ours, or
+    ours is not known yet (Google sends a space's messages to an app only when it is
+    mentioned)."""
     if not isinstance(annotations, list):
-        return False
+        return []
+    found: list[Mapping[str, Any]] = []
     for annotation in annotations:
         if not isinstance(annotation, Mapping) or annotation.get("type") != "USER_MENTION":
             continue
         user = _mapping(_mapping(annotation.get("userMention")).get("user"))
         if user.get("type") == "BOT" and (not bot_user or user.get("name") == bot_user):
-            return True
-    return False
+            found.append(annotation)
+    return found
 
 
 def _attachments(message: Mapping[str, Any]) -> tuple[Attachment, ...]:

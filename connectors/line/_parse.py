@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, TypeGuard
 
+from pyclaw_app.channels.mentions import addressed_spans, utf16_span
 from pyclaw_app.model import Address, Attachment, Inbound
 
 __all__ = ["Ignored", "LineMessage", "parse_event"]
@@ -115,24 +116,23 @@ def parse_event(event: object, *, channel: str, bot_user_id: str,
 
 
 def _mentions(mention: object, text: str, bot_user_id: str) -> tuple[bool, str]:
-    """Is the bot among ``mentionees`` (``isSelf``, or its user id)? A leading "@bot" is cut
-    from the text: it addressed LINE, not the assistant. ``index``/``length`` count UTF-16
-    code units, as LINE counts text."""
+    """Is the bot among ``mentionees`` (``isSelf``, or its user id)? Then the text as the
+    kit's rule reads it (``pyclaw_app.channels.mentions``): the bot's "@name" cut where it
+    addressed the bot, kept inside a sentence. Other people's mentions are already plain
+    "@name" in ``text``. ``index``/``length`` count UTF-16 code units, as LINE counts text."""
     mentionees = mention.get("mentionees") if isinstance(mention, Mapping) else None
     if not isinstance(mentionees, list):
         return False, text
-    mentioned = False
-    for m in mentionees:
-        if not isinstance(m, Mapping) or not (
-                m.get("isSelf") is True or (bot_user_id and m.get("userId") == bot_user_id)):
-            continue
-        mentioned = True
-        length = m.get("length")
-        if m.get("index") == 0 and isinstance(length, int) and not isinstance(length, bool) \
-                and length > 0:
-            text = text.encode("utf-16-le", "surrogatepass")[2 * length:].decode(
-                "utf-16-le", "ignore").lstrip()
-    return mentioned, text
+    ours = [m for m in mentionees if _is_bot(m, bot_user_id)]
+    spans = [span for m in ours
+             if (span := utf16_span(text, m.get("index"), m.get("length"))) is not None]
+    return bool(ours), addressed_spans(text, spans)
+
+
+def _is_bot(mentionee: object, bot_user_id: str) -> TypeGuard[Mapping[str, Any]]:
+    return isinstance(mentionee, Mapping) and (
+        mentionee.get("isSelf") is True
+        or (bool(bot_user_id) and mentionee.get("userId") == bot_user_id))
 
 
 def _attachments(kind: str, message: Mapping[str, Any]) -> tuple[Attachment, ...]:

@@ -9,11 +9,14 @@ a schema the SDK does not know cannot hide a message.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Container, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
+from urllib.parse import unquote
 
+from pyclaw_app.channels.mentions import addressed_text, render_markup
 from pyclaw_app.model import Address, Attachment, Inbound
 
 __all__ = [
@@ -51,6 +54,8 @@ class RoomView:
     bot_name: str = ""
     """The bot's display name in this room, for mentions by name (clients before
     ``m.mentions``)."""
+    names: Mapping[str, str] = field(default_factory=dict)
+    """Members' display names by user ID: a user ID typed in a message reads as its name."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,60 @@ def _mentioned(content: Mapping[str, Any], text: str, room: RoomView) -> bool:
     lowered = text.casefold()
     names = [room.bot_id, room.bot_name] if room.bot_name else [room.bot_id]
     return any(name and name.casefold() in lowered for name in names)
+
+
+_MXID = re.compile(r"(?<![\w@])@[A-Za-z0-9._=/+\-]+:[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*"
+                   r"(?::[0-9]{1,5})?(?![\w\-])")
+"""A user ID typed in a body (spec "User Identifiers"): ``@localpart:server[:port]``."""
+_PILL = re.compile(r"""<a\s[^>]*?href\s*=\s*["']https://matrix\.to/#/([^"'?]+)[^"']*["'][^>]*>"""
+                   r"(.*?)</a>", re.IGNORECASE | re.DOTALL)
+"""A user pill in ``formatted_body`` (spec "User and room mentions"): the link's text is
+what the sender's client wrote in ``body`` for it."""
+_REPLY_QUOTE = re.compile(r"<mx-reply>.*?</mx-reply>", re.IGNORECASE | re.DOTALL)
+
+
+def _said(content: Mapping[str, Any], text: str, room: RoomView) -> str:
+    """``text`` as the kit's rule reads it (``pyclaw_app.channels.mentions``): the bot's
+    mention cut where it addressed the bot; then user IDs of members as ``@display name``,
+    as clients show them."""
+    if _mentioned(content, text, room):
+        names = _pill_names(content, room.bot_id) | ({room.bot_name} - {""})
+        text = addressed_text(text, _bot_mention(room.bot_id, names),
+                              bot_name=_bot_name(room, names))
+    people = {**room.names, **({room.bot_id: room.bot_name} if room.bot_name else {})}
+    return render_markup(text, _MXID, lambda m: f"@{people[m.group(0)]}"
+                         if people.get(m.group(0)) else None)
+
+
+def _bot_mention(bot_id: str, names: set[str]) -> re.Pattern[str]:
+    """The bot's mention as a body holds it: one of the ``names`` clients wrote for its pill
+    (or its display name, typed by hand; an ``@`` before it or not), or its user ID."""
+    forms = [rf"{re.escape(bot_id)}(?![\w\-])"]
+    if names:
+        shown = "|".join(re.escape(name.removeprefix("@"))
+                         for name in sorted(names, key=len, reverse=True))
+        forms.append(rf"@?(?:{shown})(?!\w)")
+    return re.compile(rf"(?<![\w@])(?:{'|'.join(forms)})", re.IGNORECASE)
+
+
+def _pill_names(content: Mapping[str, Any], user_id: str) -> set[str]:
+    """The texts of ``formatted_body``'s pills of ``user_id``, the quoted reply left out
+    (its pill names the quoted sender, who may be the bot)."""
+    if content.get("format") != "org.matrix.custom.html":
+        return set()
+    markup = _REPLY_QUOTE.sub("", _str(content.get("formatted_body")))
+    return {name for target, inner in _PILL.findall(markup)
+            if unquote(target) == user_id
+            and (name := html.unescape(re.sub(r"<[^>]*>", "", inner)).strip())}
+
+
+def _bot_name(room: RoomView, names: set[str]) -> str:
+    """What a message of only the mention reads as (after the ``@``): the bot's name."""
+    if room.bot_name:
+        return room.bot_name
+    if names:
+        return min(names).removeprefix("@")
+    return room.bot_id.removeprefix("@").partition(":")[0]
 
 
 def _attachment(msgtype: str, content: Mapping[str, Any], event_id: str) -> Attachment | None:
@@ -186,7 +245,8 @@ def _inbound(event: RawEvent, channel: str, room: RoomView, text: str,
     return Inbound(
         address=Address(channel=channel, chat=room.room_id, account=room.bot_id,
                         thread=thread or None),
-        platform_id=_str(event.get("event_id")), text=text, sender_id=_str(event.get("sender")),
+        platform_id=_str(event.get("event_id")), text=_said(content, text, room),
+        sender_id=_str(event.get("sender")),
         attachments=attachments, is_group=room.members > 2,
         mentioned=_mentioned(content, text, room), reply_to_bot=reply_to_bot,
         **({"ts": ts / 1000} if isinstance(ts, int) and not isinstance(ts, bool) else {}))

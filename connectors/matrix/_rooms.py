@@ -45,7 +45,7 @@ class Rooms:
         room = self._rooms.get(room_id, _Room())
         members = sum(1 for m in room.members.values() if m in ("join", "invite"))
         return RoomView(room_id=room_id, members=members, bot_id=self.bot_id,
-                        bot_name=room.names.get(self.bot_id, ""))
+                        bot_name=room.names.get(self.bot_id, ""), names=dict(room.names))
 
     def forget(self, room_id: str) -> None:
         self._rooms.pop(room_id, None)

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict
 
+from pyclaw_app.channels.mentions import addressed_text, render_markup
 from pyclaw_app.model import Address, Attachment, Inbound
 
 __all__ = ["TOKEN", "BotIdentity", "Ignored", "Membership", "parse_activity"]
@@ -39,7 +40,6 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_-]+)\}")
 _MENTIONS = frozenset({"user", "guest", "call", "user-group", "group", "circle", "email",
                        "federated_user", "bot"})
 """Rich-object types Talk shows as an @-chip (lib/Chat/Parser/UserMention.php)."""
-_AFTER_LEADING_MENTION = re.compile(r"^[,:;]?\s*")
 
 
 class Actor(TypedDict):
@@ -202,75 +202,53 @@ def _content(raw: object) -> tuple[str, Mapping[str, Any]] | None:
     return (data["message"], params) if isinstance(params, Mapping) else None
 
 
-_LITERAL_BOT: Mapping[str, Any] = {"type": "bot"}
-"""Marks a piece that is the bot's name typed as plain text."""
-
-
 def _render(message: str, params: Mapping[str, Any], bot: BotIdentity
             ) -> tuple[str, bool, tuple[Attachment, ...]]:
     """The text as the user saw it (mentions as ``@name``, files left out: they are
-    attachments), without the bot's own mention; whether that mention was there."""
-    out: list[str] = []
-    attachments: list[Attachment] = []
-    mentioned = cut_next = False
-    for piece, param in _pieces(message, params, bot.literal()):
-        if param is _LITERAL_BOT:
-            is_bot = True
-        elif param is None:
-            is_bot = False
-        elif param.get("type") in ("file", "geo-location"):
-            attachment = _attachment(param)
-            if attachment is not None:
-                attachments.append(attachment)
-            continue
-        else:
-            is_bot = param.get("type") in _MENTIONS and bot.is_mention(param)
-            piece = _shown(param)
-        if is_bot:
-            mentioned = cut_next = True
-            continue
-        if cut_next:
-            piece = _joined(out, piece)
-            cut_next = False
-        if piece:
-            out.append(piece)
-    return "".join(out).strip(), mentioned, tuple(attachments)
+    attachments), the bot's own mention cut where it addressed the bot (the kit's rule,
+    ``pyclaw_app.channels.mentions``); whether that mention was there."""
+    ours = _bot_mention(message, params, bot)
+    mentioned = ours is not None and ours.search(message) is not None
+    attachments = tuple(found for match in _PLACEHOLDER.finditer(message)
+                        if (found := _attachment_of(params.get(match.group(1)))) is not None)
+    if mentioned and ours is not None:
+        message = addressed_text(message, ours, bot_name=bot.name.strip() or "bot")
+    text = render_markup(message, _PLACEHOLDER, lambda m: _placeholder(params.get(m.group(1))))
+    return text.strip(), mentioned, attachments
 
 
-def _pieces(message: str, params: Mapping[str, Any], literal: re.Pattern[str] | None
-            ) -> Iterator[tuple[str, Mapping[str, Any] | None]]:
-    """Plain text (param None), placeholders with their rich object, and literal mentions of
-    the bot (``_LITERAL_BOT``), in order. A placeholder without a parameter stays text."""
-    at = 0
-    for match in _PLACEHOLDER.finditer(message):
-        param = params.get(match.group(1))
-        if not isinstance(param, Mapping):
-            continue
-        yield from _plain(message[at:match.start()], literal)
-        yield match.group(0), param
-        at = match.end()
-    yield from _plain(message[at:], literal)
+def _bot_mention(message: str, params: Mapping[str, Any], bot: BotIdentity
+                 ) -> re.Pattern[str] | None:
+    """The bot's mention as it appears in ``message``: a placeholder whose rich object is
+    the bot, or its name typed as ``@name`` / ``@"name"``; None when neither can be."""
+    keys = sorted({match.group(1) for match in _PLACEHOLDER.finditer(message)
+                   if _is_bot(params.get(match.group(1)), bot)})
+    forms = [rf"\{{{re.escape(key)}\}}" for key in keys]
+    literal = bot.literal()
+    if literal is not None:
+        forms.append(literal.pattern)
+    return re.compile("|".join(forms), re.IGNORECASE) if forms else None
 
 
-def _plain(text: str, literal: re.Pattern[str] | None
-           ) -> Iterator[tuple[str, Mapping[str, Any] | None]]:
-    at = 0
-    for match in literal.finditer(text) if literal is not None else ():
-        yield text[at:match.start()], None
-        yield match.group(0), _LITERAL_BOT
-        at = match.end()
-    yield text[at:], None
+def _is_bot(param: object, bot: BotIdentity) -> bool:
+    return isinstance(param, Mapping) and param.get("type") in _MENTIONS and \
+        bot.is_mention(param)
 
 
-def _joined(out: list[str], piece: str) -> str:
-    """The text after a cut mention: at the start, its ", " goes too; inside a sentence,
-    one of the two spaces around it."""
-    before = "".join(out)
-    if not before.strip():
-        return _AFTER_LEADING_MENTION.sub("", piece, count=1)
-    if out and before.endswith((" ", "\t")) and (not piece or piece[0] in " \t,.:;!?"):
-        out[-1] = out[-1].rstrip(" \t")
-    return piece
+def _placeholder(param: object) -> str | None:
+    """What a placeholder reads as: ``@name`` for a mention, nothing for a file or a
+    location (an attachment), the label of anything else; None (kept) without a param."""
+    if not isinstance(param, Mapping):
+        return None
+    if param.get("type") in ("file", "geo-location"):
+        return ""
+    return _shown(param)
+
+
+def _attachment_of(param: object) -> Attachment | None:
+    if not isinstance(param, Mapping) or param.get("type") not in ("file", "geo-location"):
+        return None
+    return _attachment(param)
 
 
 def _shown(param: Mapping[str, Any]) -> str:

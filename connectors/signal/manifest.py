@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -13,11 +12,12 @@ from pyclaw_app.channels import (
     ConnectorSpec,
     Limits,
     Transport,
+    is_loopback,
     secret_field,
     utf8_len,
 )
 
-__all__ = ["DEFAULT_URL", "MAX_TEXT", "SPEC", "SignalConfig", "is_loopback"]
+__all__ = ["DEFAULT_URL", "MAX_TEXT", "SPEC", "SignalConfig"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 MAX_TEXT = 2000
@@ -25,16 +25,6 @@ MAX_TEXT = 2000
 the whole text as a "long text" attachment (``MAX_MESSAGE_SIZE_BYTES`` in its
 ``ServiceConfig``); parts of at most 2,000 bytes stay plain messages every Signal app shows
 whole, and their edits (streamed replies) stay plain too."""
-
-
-def is_loopback(host: str) -> bool:
-    """Only this machine can reach it: ``localhost`` or a loopback address."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class SignalConfig(ChannelConfig):

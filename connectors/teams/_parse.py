@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NotRequired, TypedDict
 
+from pyclaw_app.channels.mentions import addressed_text, render_markup
 from pyclaw_app.model import Address, Attachment, Inbound
 
 __all__ = [
@@ -211,26 +212,48 @@ def _message(raw: Mapping[str, Any], channel: str, ours: Container[str]) -> Pars
 
 
 def _mentions(text: str, entities: list[Any], bot: Mapping[str, Any]) -> tuple[str, bool]:
-    """The text without the bot's own ``<at>`` mention, other mentions as ``@Name``; and
-    whether the bot was mentioned (a ``mention`` entity naming the recipient)."""
-    mentioned = False
+    """The text as the kit's rule reads it (``pyclaw_app.channels.mentions``): the bot's own
+    ``<at>`` mention cut where it addressed the bot and kept as ``@Name`` inside a sentence,
+    other people's as ``@Name``; and whether the bot was mentioned (a ``mention`` entity
+    naming the recipient)."""
+    mentioned, ours, others = _tags(entities, bot["id"])
+    if mentioned:
+        text = _addressed(text, ours, _str(bot.get("name")))
+    shown = render_markup(text, _AT_TAG, lambda m: others.get(m.group(0),
+                                                              f"@{m.group(1).strip()}"))
+    return shown.strip(), mentioned
+
+
+def _tags(entities: list[Any], bot_id: str) -> tuple[bool, set[str], dict[str, str]]:
+    """From the ``mention`` entities: is the bot among them, the ``<at>`` tags naming it,
+    and how each tag naming someone else reads (``@`` and the account's name)."""
+    mentioned, ours, others = False, set[str](), dict[str, str]()
     for entity in entities:
         if not isinstance(entity, Mapping) or entity.get("type") != "mention":
             continue
-        who, tag = _account(entity.get("mentioned")), entity.get("text")
+        who, tag = _account(entity.get("mentioned")), _str(entity.get("text")).strip()
         if who is None:
             continue
-        if who["id"] == bot["id"]:
+        if who["id"] == bot_id:
             mentioned = True
-            if _nonempty(tag):
-                text = text.replace(tag, " ")
-        elif _nonempty(tag):
-            text = text.replace(tag, f"@{_str(who.get('name')) or _inner(tag)}")
-    if mentioned:  # a client may tag the bot twice but describe it once
-        name = _str(bot.get("name"))
-        text = _AT_TAG.sub(lambda m: " " if m.group(1).strip() == name else m.group(0), text)
-    text = _AT_TAG.sub(lambda m: f"@{m.group(1).strip()}", text)
-    return text.strip(), mentioned
+            if tag:
+                ours.add(tag)
+        elif tag:
+            others[tag] = f"@{_str(who.get('name')) or _inner(tag)}"
+    return mentioned, ours, others
+
+
+def _addressed(text: str, tags: set[str], name: str) -> str:
+    """Cut the bot's ``<at>`` where it addressed the bot: the tags its entities name, and
+    any ``<at>`` of its name (a client may tag the bot twice but describe it once)."""
+    forms = sorted((re.escape(tag) for tag in tags), key=len, reverse=True)
+    if name:
+        forms.append(rf"<at[^>]*>\s*{re.escape(name)}\s*</at>")
+    if not forms:
+        return text
+    called = name or next((_inner(tag) for tag in sorted(tags)), "")
+    return addressed_text(text, re.compile("|".join(forms), re.IGNORECASE),
+                          bot_name=called)
 
 
 def _inner(tag: str) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NotRequired, TypedDict
 
+from pyclaw_app.channels.mentions import addressed_text
 from pyclaw_app.model import Address, Attachment, Inbound
 
 __all__ = [
@@ -140,10 +141,12 @@ def parse_notification(payload: object) -> Notice | Ignored | Malformed:
                   webhook_id=_str(payload.get("id")))
 
 
-def parse_message(raw: object, *, channel: str, bot_id: str, ours: Container[str]
-                  ) -> Inbound | Ignored | Malformed:
+def parse_message(raw: object, *, channel: str, bot_id: str, ours: Container[str],
+                  bot_name: str = "") -> Inbound | Ignored | Malformed:
     """A fetched message as the assistant reads it. ``ours`` holds the ids of messages the
     bot sent and of threads it wrote in: a message in one of those is a reply to it.
+    ``bot_name`` (``GET /people/me``'s displayName) is what a message that only mentions
+    the bot reads as: ``@bot_name``.
 
     A 1:1 space is answered flat (in the thread when the user wrote in one); a group space
     in the message's thread, a new one under it when it was not in a thread yet, so a busy
@@ -170,7 +173,7 @@ def parse_message(raw: object, *, channel: str, bot_id: str, ours: Container[str
         return Ignored("no text and no files (a card, or a message since deleted)")
     mentioned = bot_id in _strings(raw.get("mentionedPeople"))
     if mentioned:
-        text = strip_mention(text, _str(raw.get("html")), bot_id)
+        text = strip_mention(text, _str(raw.get("html")), bot_id, bot_name=bot_name)
     group = kind == "group"
     thread = parent if parent is not None else (mid if group else None)
     stamp = _timestamp(raw.get("created"))
@@ -197,16 +200,27 @@ def parse_person(raw: object) -> Person | None:
     return Person(id=raw["id"], name=name, kind=_str(raw.get("type")) or "person")
 
 
-def strip_mention(text: str, markup: str, bot_id: str) -> str:
-    """Cut a leading @mention of the bot from ``text``: it addressed Webex, not the assistant.
+def strip_mention(text: str, markup: str, bot_id: str, *, bot_name: str) -> str:
+    """``text`` as the kit's rule reads it (``pyclaw_app.channels.mentions``): the bot's
+    @mention cut where it addressed the bot (opening or closing the text), kept inside a
+    sentence, and ``@bot_name`` when the mention was all there was.
 
     ``text`` carries a mention as the name shown for it (which the sender may have
-    shortened), ``html`` as ``<spark-mention data-object-type="person"
-    data-object-id="<person id>">name</spark-mention>``; that name, when it opens the
-    text, is removed with the comma or colon after it. A mention inside the sentence
-    stays: it is part of what was said.
+    shortened, and other people's mentions already read as their names), ``html`` as
+    ``<spark-mention data-object-type="person" data-object-id="<person id>">name
+    </spark-mention>``: the html says, by id, which shown names are the bot's.
     """
+    names = _names_shown_for(markup, bot_id)
+    if not names:
+        return text
+    shown = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
+    return addressed_text(text, rf"(?<!\w)(?:{shown})(?!\w)", bot_name=bot_name)
+
+
+def _names_shown_for(markup: str, bot_id: str) -> set[str]:
+    """The names the html's person mentions of ``bot_id`` show (either form of its id)."""
     wanted = {bot_id, _uuid_of(bot_id)} - {""}
+    names: set[str] = set()
     for match in _MENTION.finditer(markup):
         attributes = match.group(1)
         found = _OBJECT_ID.search(attributes)
@@ -215,12 +229,9 @@ def strip_mention(text: str, markup: str, bot_id: str) -> str:
                 kind is not None and kind.group(1).lower() != "person"):
             continue
         name = html.unescape(re.sub(r"<[^>]*>", "", match.group(2))).strip()
-        rest = text.lstrip()
-        if name and rest.startswith(name):
-            rest = rest[len(name):].lstrip()
-            return rest[1:].lstrip() if rest[:1] in (",", ":") else rest
-        return text
-    return text
+        if name:
+            names.add(name)
+    return names
 
 
 def valid_id(value: object) -> bool:

@@ -184,7 +184,8 @@ class WebexConnector(RestConnector):
         raw = await self._fetch(notice.message_id)
         if raw is None:
             return
-        item = parse_message(raw, channel=self.name, bot_id=me.id, ours=self._ours)
+        item = parse_message(raw, channel=self.name, bot_id=me.id, ours=self._ours,
+                             bot_name=me.name)
         if isinstance(item, Malformed):
             ctx.log("error", f"skipped a malformed Webex message ({item.where})",
                     message_id=notice.message_id)

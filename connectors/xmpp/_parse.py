@@ -22,10 +22,11 @@ from posixpath import basename
 from urllib.parse import unquote, urlsplit
 from xml.etree.ElementTree import Element
 
+from pyclaw_app.channels.mentions import addressed_text
 from pyclaw_app.model import Address, Attachment, Inbound
 
-__all__ = ["Bounce", "Skip", "bare", "bounce_of", "nick_mentioned", "parse_message",
-           "resource"]
+__all__ = ["Bounce", "Skip", "addressed_body", "bare", "bounce_of", "nick_mentioned",
+           "parse_message", "resource"]
 
 CLIENT = "jabber:client"
 DELAY = "urn:xmpp:delay"
@@ -132,6 +133,17 @@ def nick_mentioned(text: str, nick: str) -> bool:
     return re.search(rf"(?<![\w]){re.escape(nick)}(?![\w])", text, re.IGNORECASE) is not None
 
 
+def addressed_body(body: str, nick: str) -> str:
+    """A room message as the kit's rule reads it (``pyclaw_app.channels.mentions``): our
+    nick where people put an address in a MUC ("pyclaw: hi", "pyclaw, hi", "hi @pyclaw")
+    is cut, inside a sentence it stays; only the nick reads as ``@nick``. Nicks are plain
+    text in a body (other occupants' too), so the rest already reads as the user saw it."""
+    if not nick:
+        return body
+    mention = re.compile(rf"(?<![\w@])@?{re.escape(nick)}(?![\w])", re.IGNORECASE)
+    return addressed_text(body, mention, bot_name=nick)
+
+
 def _referenced(xml: Element, occupant: str) -> bool:
     """An XEP-0372 mention reference or an XEP-0461 reply that points at ``occupant``."""
     for ref in xml.findall(f"{{{REFERENCE}}}reference"):
@@ -203,8 +215,9 @@ def _group(xml: Element, *, chat: str, sender: str, body: str, rooms: Mapping[st
         # (a stream resumed after a network fault, XEP-0198) is a message we missed.
         return Skip(f"room history from {chat} (sent before the bot joined)")
     me = f"{chat}/{nick}"
-    return Inbound(address=Address(channel=channel, chat=chat), platform_id=pid, text=body,
-                   sender_id=sender, sender_name=occupant, attachments=attachments,
+    return Inbound(address=Address(channel=channel, chat=chat), platform_id=pid,
+                   text=addressed_body(body, nick), sender_id=sender, sender_name=occupant,
+                   attachments=attachments,
                    is_group=True,
                    mentioned=nick_mentioned(body, nick) or _referenced(xml, me),
                    reply_to_bot=_replied_to(xml, me), ts=_timestamp(xml, now))

@@ -21,6 +21,7 @@ from pyclaw_app.channels.contract import (
 )
 from pyclaw_app.channels.http import ChannelHttp, HttpAnswer
 from pyclaw_app.channels.lifecycle import ConnectorBase, Phase
+from pyclaw_app.channels.net import is_loopback
 from pyclaw_app.channels.recent import Recent
 from pyclaw_app.channels.rejections import RejectionLog
 from pyclaw_app.channels.rest import RestConnector
@@ -59,6 +60,7 @@ __all__ = [
     "WebhookResponse",
     "fresh_timestamp",
     "hmac_digest",
+    "is_loopback",
     "same_secret",
     "secret_field",
     "split_text",

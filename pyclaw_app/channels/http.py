@@ -5,6 +5,9 @@ can go wrong is sorted the same way everywhere, because the gateway's single
 retry layer reads only these classes:
 
 - refused before anything was sent (DNS, connection refused) -> RetryableError, not sent
+- the server's TLS certificate refused -> FatalConnectorError naming ``ca_file``: retrying
+  cannot make an untrusted certificate trusted, and a channel that retried for ever would
+  only look slow
 - 429 -> RetryableError with the server's Retry-After
 - 5xx -> RetryableError
 - 401 -> FatalConnectorError: check the token; 403 -> FatalConnectorError: check the
@@ -89,9 +92,11 @@ class ChannelHttp:
     async def call(self, method: str, path: str, *, json_body: Any = None,
                    params: Mapping[str, str] | None = None, data: Any = None,
                    headers: Mapping[str, str] | None = None,
-                   idempotent: bool | None = None) -> HttpAnswer:
+                   idempotent: bool | None = None, timeout: float | None = None) -> HttpAnswer:
         """Make one request (no retries: the caller's retry layer decides); returns the 2xx
-        answer or raises one of pyclaw's errors as the module docstring sorts them."""
+        answer or raises one of pyclaw's errors as the module docstring sorts them.
+        ``timeout`` overrides the client's for this call (a long poll waits longer than a
+        send)."""
         method = method.upper()
         safe = method in _IDEMPOTENT if idempotent is None else idempotent
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/" \
@@ -99,11 +104,19 @@ class ChannelHttp:
         what = f"{self.platform} {method} {self._redact(path.split('?')[0])}"
         send_headers = {**(self._auth() if self._auth else {}), **(headers or {})}
         session = self._ensure_session()
+        # No timeout argument at all means the session's (None would mean none).
+        limits = {"timeout": aiohttp.ClientTimeout(total=timeout)} if timeout else {}
         try:
             async with session.request(method, url, json=json_body, params=params, data=data,
-                                       headers=send_headers, allow_redirects=False) as response:
+                                       headers=send_headers, allow_redirects=False,
+                                       **limits) as response:
                 raw = await response.read()
                 answer = HttpAnswer(response.status, response.headers, _decode(raw))
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise FatalConnectorError(
+                f"{what}: TLS refused, {self.platform}'s certificate is not trusted "
+                f"({self._redact(str(exc.certificate_error))}); if the server uses a private "
+                "CA, set ca_file in this channel's settings") from None
         except aiohttp.ClientConnectorError as exc:
             raise RetryableError(f"{what}: {self.platform} unreachable, nothing was sent "
                                  f"({self._redact(str(exc))})") from None

@@ -16,9 +16,10 @@ every channel, so the assistant does not answer differently on Slack and on Tele
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import islice
 
-__all__ = ["addressed_text", "render_markup"]
+__all__ = ["addressed_spans", "addressed_text", "render_markup", "utf16_span"]
 
 _AFTER_ADDRESS = r"(?:\s*[,:;.!?-]+\s*|\s+|$)"
 """What may follow an address at the start: "@bot, hi", "@bot: hi", "@bot hi"."""
@@ -40,6 +41,48 @@ def addressed_text(text: str, mention: str | re.Pattern[str], *, bot_name: str) 
     if not rest.strip():
         return f"@{bot_name}" if bot_name else text.strip()
     return rest
+
+
+def addressed_spans(text: str, spans: Iterable[tuple[int, int]]) -> str:
+    """:func:`addressed_text` for platforms that say where the bot's mentions are
+    (``text[start:end]`` slices) rather than how they are written (LINE, Google Chat): each
+    span becomes a marker (a private-use character the text lacks) matched exactly, and
+    each marker that stays becomes that mention again, which is also what a message of only
+    the mention reads as."""
+    kept: list[tuple[int, int]] = []
+    for start, end in sorted(set(spans)):
+        if not kept or start >= kept[-1][1]:  # overlapping spans: the first one counts
+            kept.append((start, end))
+    used = set(text)
+    free = list(islice((c for c in map(chr, range(0xE000, 0xF900)) if c not in used),
+                       len(kept)))
+    if not kept or len(free) < len(kept):  # none, or a text holding every such character
+        return text
+    markers = {marker: text[start:end] for marker, (start, end) in zip(free, kept, strict=True)}
+    marked = text
+    for marker, (start, end) in reversed(list(zip(markers, kept, strict=True))):
+        marked = marked[:start] + marker + marked[end:]
+    name = next(iter(markers.values())).strip().removeprefix("@")
+    said = addressed_text(marked, f"[{''.join(markers)}]", bot_name=name)
+    for marker, shown in markers.items():
+        said = said.replace(marker, shown)
+    return said
+
+
+def utf16_span(text: str, index: object, length: object) -> tuple[int, int] | None:
+    """A platform's UTF-16 ``index``/``length`` (how LINE, Google Chat and Telegram count)
+    as a ``text[start:end]`` slice, or None when they are not counts inside ``text``."""
+    if not (_count(index) and _count(length)) or length == 0:
+        return None
+    units = text.encode("utf-16-le", "surrogatepass")
+    if 2 * (index + length) > len(units):
+        return None
+    start = len(units[:2 * index].decode("utf-16-le", "ignore"))
+    return start, len(units[:2 * (index + length)].decode("utf-16-le", "ignore"))
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _cut_trailing(text: str, body: str, flags: int) -> str:

@@ -9,25 +9,14 @@ carry their platforms' signatures, and usually arrive through a TLS reverse prox
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from dataclasses import dataclass
 
+from pyclaw_app.channels.net import is_loopback
 from pyclaw_app.config import ServerConfig
 from pyclaw_app.errors import ConfigError
 
 __all__ = ["ControlApiPlan", "is_loopback", "plan_control_api", "tls_context"]
-
-
-def is_loopback(host: str) -> bool:
-    """Only this machine can connect: ``localhost`` or a loopback address. A host name
-    other than localhost may resolve to anything, so it counts as reachable."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def tls_context(server: ServerConfig) -> ssl.SSLContext | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -12,6 +13,7 @@ from aiohttp import web
 from pyclaw_app.channels import ChannelHttp
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
 from tests.fakes.server import FakeServer, json_response
+from tests.fakes.tls import self_signed
 
 TOKEN = "tok-123-secret"
 
@@ -27,6 +29,7 @@ class Api(FakeServer):
         app.router.add_route("*", "/status/{code}", self._status)
         app.router.add_post("/lose", self._lose)
         app.router.add_get("/slow", self._slow)
+        app.router.add_get("/half-second", self._half_second)
         app.router.add_post("/moved", self._moved)
         app.router.add_post("/elsewhere", self._elsewhere)
 
@@ -54,6 +57,10 @@ class Api(FakeServer):
     async def _slow(self, request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(5)
         return web.Response()
+
+    async def _half_second(self, request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(0.5)
+        return json_response({"ok": True})
 
 
 @pytest.fixture
@@ -167,3 +174,36 @@ async def test_a_platform_sorts_its_own_error_codes_first(api: Api) -> None:
             await client.call("POST", "/status/404")
     finally:
         await client.close()
+
+
+async def test_a_call_may_wait_longer_than_the_clients_timeout(api: Api) -> None:
+    """A long poll outwaits the client's send timeout; without the override it times out."""
+    client = ChannelHttp(api.url, platform="Demo", timeout=0.1)
+    try:
+        with pytest.raises(RetryableError, match="no answer"):
+            await client.call("GET", "/half-second")
+        answer = await client.call("GET", "/half-second", timeout=10)
+        assert answer.data == {"ok": True}
+    finally:
+        await client.close()
+
+
+async def test_an_untrusted_certificate_is_fatal_and_names_ca_file(tmp_path: Path) -> None:
+    """Retrying cannot make a certificate trusted: one clear line, not retries for ever."""
+    app = web.Application()
+    app.router.add_get("/ok", lambda request: json_response({"ok": True}))
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    site = web.TCPSite(runner, "127.0.0.1", port,
+                       ssl_context=self_signed(tmp_path).server_context())
+    await site.start()
+    client = ChannelHttp(f"https://127.0.0.1:{port}", platform="Demo", secrets=[TOKEN])
+    try:
+        with pytest.raises(FatalConnectorError, match=r"TLS refused.*not trusted.*set ca_file"):
+            await client.call("GET", "/ok")
+    finally:
+        await client.close()
+        await runner.cleanup()

@@ -333,7 +333,7 @@ def test_mentions_become_names_and_the_bots_own_is_cut() -> None:
         {"key": "@_user_2", "id": {"open_id": "ou_ann"}, "name": "Ann"},
         {"key": "@_user_10", "id": {"open_id": "ou_bob"}, "name": "Bob"}]
     inbound = _parse(event)
-    assert inbound.text == "ask @Bob and @Ann about it @all"
+    assert inbound.text == "ask @Bob and @Ann about it @all"  # cut: it opens the text
     assert inbound.mentioned and inbound.is_group and inbound.sender_id.startswith("ou_")
     others = fake.message_event(GROUP, group=True, content={"text": "@_user_1 look"})
     others["event"]["message"]["mentions"] = [
@@ -341,6 +341,46 @@ def test_mentions_become_names_and_the_bots_own_is_cut() -> None:
     assert (_parse(others).text, _parse(others).mentioned) == ("@Ann look", False)
     direct = _parse(fake.message_event(CHAT, "  spaced  as typed "))
     assert direct.text == "  spaced  as typed " and not direct.is_group
+
+
+DOCS_MENTION = {"key": "@_user_1", "id": {"union_id": "on_8ed6aa67826108097d9ee143816345",
+                                          "user_id": "e33ggbyz", "open_id": BOT_OPEN_ID},
+                "name": "Tom", "tenant_key": "736588c9260f175e"}
+"""The mention of the open platform's "Receive message" event example (content
+``{"text":"@_user_1 hello"}``), here naming the bot."""
+ANN = {"key": "@_user_2", "id": {"open_id": "ou_ann"}, "name": "Ann"}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("@_user_1 hello", "hello"),
+    ("@_user_1, hello", "hello"),
+    ("what time is it @_user_1?", "what time is it?"),
+    ("ask @_user_1 about it", "ask @Tom about it"),
+    ("@_user_1", "@Tom"),
+    ("@_user_1 ", "@Tom"),
+    ("@_user_1 ask @_user_2", "ask @Ann"),
+    ("@_user_2 and @_user_1 look", "@Ann and @Tom look"),
+])
+def test_the_bots_placeholder_is_cut_where_it_addresses_the_bot(text: str,
+                                                                expected: str) -> None:
+    event = FeishuFake().message_event(GROUP, group=True, content={"text": text})
+    event["event"]["message"]["mentions"] = [DOCS_MENTION, ANN]
+    inbound = _parse(event)
+    assert inbound.mentioned and inbound.text == expected
+
+
+def test_a_post_that_opens_with_the_bots_at_is_addressed_and_only_it_reads_as_its_name() -> None:
+    fake = FeishuFake()
+    rows = [[{"tag": "at", "user_id": "@_user_1", "user_name": "Tom"},
+             {"tag": "text", "text": " ask "}, {"tag": "at", "user_id": "@_user_2"}]]
+    event = fake.message_event(GROUP, group=True, kind="post",
+                               content={"title": "", "content": rows})
+    event["event"]["message"]["mentions"] = [DOCS_MENTION, ANN]
+    assert _parse(event).text == "ask @Ann"
+    only = fake.message_event(GROUP, group=True, kind="post",
+                              content={"title": "", "content": [rows[0][:1]]})
+    only["event"]["message"]["mentions"] = [DOCS_MENTION]
+    assert _parse(only).text == "@Tom"
 
 
 def test_a_post_reads_as_lines_with_its_images_as_attachments() -> None:
@@ -357,7 +397,7 @@ def test_a_post_reads_as_lines_with_its_images_as_attachments() -> None:
         {"key": "@_user_1", "id": {"open_id": BOT_OPEN_ID}, "name": BOT_NAME},
         {"key": "@_user_2", "id": {"open_id": "ou_ann"}, "name": "Ann"}]
     inbound = _parse(event)
-    assert inbound.text == "Weekly\n see the doc (https://example.com/d)\n:OK:\n@Annprint(1)"
+    assert inbound.text == "Weekly\nsee the doc (https://example.com/d)\n:OK:\n@Annprint(1)"
     assert inbound.mentioned
     assert [(a.kind, a.platform_id) for a in inbound.attachments] == [("image", "img_v3_1")]
 

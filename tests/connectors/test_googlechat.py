@@ -254,6 +254,59 @@ def test_a_room_mention_is_a_mentioned_group_message_in_its_thread() -> None:
     assert not _parse(event, bot_user="users/999").inbound.mentioned  # another app's mention
 
 
+PYCLAW_APP = {"name": "users/1234567890987654321", "displayName": "Pyclaw", "type": "BOT"}
+ANN = {"name": "users/12345678901234567890", "displayName": "Ann", "type": "HUMAN"}
+
+
+def chat_said(text: str, *mentions: tuple[int, int, dict[str, str]], **kw: Any) -> ChatMessage:
+    """Google's MESSAGE example (the one above: developers.google.com/workspace/chat's
+    interaction event, "@TestApp Violets are blue") with ``text`` and one ``USER_MENTION``
+    annotation per (startIndex, length, user); ``argumentText`` as Google writes it, every
+    app mention cut out."""
+    argument = text
+    for start, length, user in sorted(mentions, key=lambda m: m[0], reverse=True):
+        if user["type"] == "BOT":
+            argument = argument[:start] + argument[start + length:]
+    event = {
+        "type": "MESSAGE", "eventTime": "2024-05-02T19:02:59.910959Z",
+        "space": {"name": "spaces/AAAAAAAAAAA", "displayName": "Lunch", "type": "ROOM"},
+        "message": {
+            "name": "spaces/AAAAAAAAAAA/messages/CCCCCCCCCCC", "sender": ANN,
+            "createTime": "2024-05-02T19:02:59.910959123Z", "text": text,
+            "argumentText": argument,
+            "thread": {"name": "spaces/AAAAAAAAAAA/threads/BBBBBBBBBBB"},
+            "annotations": [{"length": length, "startIndex": start, "type": "USER_MENTION",
+                             "userMention": {"type": "MENTION", "user": user}}
+                            for start, length, user in mentions]},
+        "user": ANN}
+    return _parse(event, **kw)
+
+
+@pytest.mark.parametrize(("text", "mentions", "expected"), [
+    ("@Pyclaw where shall we eat?", [(0, 7, PYCLAW_APP)], "where shall we eat?"),
+    ("@Pyclaw, where shall we eat?", [(0, 7, PYCLAW_APP)], "where shall we eat?"),
+    ("where shall we eat @Pyclaw?", [(19, 7, PYCLAW_APP)], "where shall we eat?"),
+    ("ask @Pyclaw where to eat", [(4, 7, PYCLAW_APP)], "ask @Pyclaw where to eat"),
+    ("@Pyclaw", [(0, 7, PYCLAW_APP)], "@Pyclaw"),
+    ("@Pyclaw ask @Ann", [(0, 7, PYCLAW_APP), (12, 4, ANN)], "ask @Ann"),
+    ("@Ann and @Pyclaw, lunch?", [(0, 4, ANN), (9, 7, PYCLAW_APP)], "@Ann and @Pyclaw, lunch?"),
+    ("🍕 for @Ann @Pyclaw", [(7, 4, ANN), (12, 7, PYCLAW_APP)], "🍕 for @Ann"),  # UTF-16
+])
+def test_the_apps_mention_is_cut_where_it_addresses_the_app(
+        text: str, mentions: list[tuple[int, int, dict[str, str]]], expected: str) -> None:
+    inbound = chat_said(text, *mentions).inbound
+    assert inbound.mentioned and inbound.text == expected
+
+
+def test_another_apps_mention_reads_as_the_user_saw_it_once_ours_is_known() -> None:
+    other = {"name": "users/999", "displayName": "Helper", "type": "BOT"}
+    inbound = chat_said("@Helper hi @Pyclaw", (0, 7, other), (11, 7, PYCLAW_APP),
+                        bot_user=PYCLAW_APP["name"]).inbound
+    assert inbound.mentioned and inbound.text == "@Helper hi"
+    outside = chat_said("@Pyclaw hi", (3, 40, PYCLAW_APP)).inbound  # indices past the text
+    assert outside.mentioned and outside.text == "@Pyclaw hi"
+
+
 def test_direct_messages_stay_flat_unless_the_user_writes_in_a_thread() -> None:
     fake = GoogleChatFake()
     flat = _parse(fake.message_event(DM, "hi")).inbound

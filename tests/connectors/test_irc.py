@@ -143,6 +143,7 @@ def test_format_then_parse_round_trips(words: list[str], trailing: str,
                                        tags: dict[str, str]) -> None:
     clean = trailing.replace("\r", "").replace("\n", "").replace("\0", "")
     words = [w.lstrip(":") or "x" for w in words]
+    words[0] = words[0].lstrip("@") or "x"  # a command never opens with the tags' "@"
     line = parse_line(format_line(words[0], *words[1:], clean, tags=tags))
     assert line is not None
     assert line.params == (*words[1:], clean) and line.command == words[0].upper()

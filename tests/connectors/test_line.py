@@ -200,6 +200,56 @@ def test_groups_and_rooms_are_groups_and_mentions_of_the_bot_are_seen() -> None:
     assert _parse(emoji).inbound.text == "🍎 hi"
 
 
+def docs_text_message(text: str, mentionees: list[dict[str, Any]]) -> dict[str, Any]:
+    """The text message event of developers.line.biz/en/reference/messaging-api/#wh-text
+    (its "@All @example Good Morning!! (love)" example), in a group, with ``text`` and
+    ``mentionees`` replaced."""
+    return {
+        "replyToken": "nHuyWiB7yP5Zw52FIkcQobQuGDXCTA", "type": "message", "mode": "active",
+        "timestamp": 1462629479859, "webhookEventId": "01FZ74A0TDDPYRVKNK77XKC3ZR",
+        "deliveryContext": {"isRedelivery": False},
+        "source": {"type": "group", "groupId": GROUP, "userId": USER},
+        "message": {"id": "444573844083572737", "type": "text", "quoteToken": "q3Plxr4AgKd",
+                    "text": text, "mention": {"mentionees": mentionees}}}
+
+
+def _me(index: int, length: int) -> dict[str, Any]:
+    return {"index": index, "length": length, "userId": BOT_USER_ID, "type": "user",
+            "isSelf": True}
+
+
+@pytest.mark.parametrize(("text", "mentionees", "expected"), [
+    ("@All @example Good Morning!! (love)",  # the docs' example: nobody is the bot
+     [{"index": 0, "length": 4, "type": "all"},
+      {"index": 5, "length": 8, "userId": "U49585cd0d5", "type": "user", "isSelf": False}],
+     "@All @example Good Morning!! (love)"),
+    ("@pyclaw Good Morning!!", [_me(0, 7)], "Good Morning!!"),
+    ("@pyclaw, Good Morning!!", [_me(0, 7)], "Good Morning!!"),
+    ("what time is it @pyclaw?", [_me(16, 7)], "what time is it?"),
+    ("ask @pyclaw about it", [_me(4, 7)], "ask @pyclaw about it"),
+    ("@pyclaw", [_me(0, 7)], "@pyclaw"),
+    ("@pyclaw ", [_me(0, 7)], "@pyclaw"),
+    ("@All @example @pyclaw Good Morning!!",  # others' mentions stay as the user saw them
+     [{"index": 0, "length": 4, "type": "all"},
+      {"index": 5, "length": 8, "userId": "U49585cd0d5", "type": "user", "isSelf": False},
+      _me(14, 7)], "@All @example @pyclaw Good Morning!!"),
+    ("@pyclaw ask @example", [_me(0, 7), {"index": 12, "length": 8, "userId": "U49585cd0d5",
+                                          "type": "user", "isSelf": False}], "ask @example"),
+    ("@pyclaw is @pyclaw here", [_me(0, 7), _me(11, 7)], "is @pyclaw here"),
+    ("🍎 hi @pyclaw", [_me(6, 7)], "🍎 hi"),  # the apple is 2 UTF-16 code units
+])
+def test_the_bots_mention_is_cut_where_it_addresses_the_bot(
+        text: str, mentionees: list[dict[str, Any]], expected: str) -> None:
+    inbound = _parse(docs_text_message(text, mentionees)).inbound
+    assert inbound.text == expected
+    assert inbound.mentioned == any(m.get("isSelf") for m in mentionees)
+
+
+def test_a_mention_that_points_outside_the_text_cuts_nothing() -> None:
+    inbound = _parse(docs_text_message("@pyclaw hi", [_me(5, 40)])).inbound
+    assert inbound.mentioned and inbound.text == "@pyclaw hi"
+
+
 def test_a_quote_of_the_bots_message_is_a_reply_to_the_bot() -> None:
     fake = LineFake()
     assert _parse(fake.message_event(GROUP, "yes", quoted="77"), {"77"}).inbound.reply_to_bot

@@ -290,6 +290,56 @@ def test_mentions_follow_m_mentions_and_fall_back_to_names() -> None:
     assert not parsed(event({"msgtype": "m.text", "body": "hi"}), room=DM).is_group
 
 
+def spec_mention(body: str, formatted: str) -> dict[str, Any]:
+    """The spec's user-mention example (client-server API, "User and room mentions":
+    ``"body": "Hello Alice!"``, a matrix.to pill in ``formatted_body`` and ``m.mentions``),
+    with the bot as the one mentioned."""
+    return event({"msgtype": "m.text", "body": body, "format": "org.matrix.custom.html",
+                  "formatted_body": formatted, "m.mentions": {"user_ids": [BOT]}})
+
+
+def _pill(user: str, text: str) -> str:
+    return f"<a href='https://matrix.to/#/{user}'>{text}</a>"
+
+
+ROOM = RoomView("!g:localhost", members=3, bot_id=BOT, bot_name="Pyclaw Bot",
+                names={"@alice:localhost": "Alice", "@bob:localhost": "Bob B."})
+
+
+@pytest.mark.parametrize(("body", "formatted", "expected"), [
+    ("Pyclaw Bot: hello!", f"{_pill(BOT, 'Pyclaw Bot')}: hello!", "hello!"),
+    ("Pyclaw Bot, hello!", f"{_pill(BOT, 'Pyclaw Bot')}, hello!", "hello!"),
+    ("Pyclaw hello", f"{_pill(BOT, 'Pyclaw')} hello", "hello"),  # the pill's text, shortened
+    ("what time is it Pyclaw Bot?", f"what time is it {_pill(BOT, 'Pyclaw Bot')}?",
+     "what time is it?"),
+    ("Hello Pyclaw Bot!", f"Hello {_pill(BOT, 'Pyclaw Bot')}!", "Hello!"),
+    ("ask Pyclaw Bot about it", f"ask {_pill(BOT, 'Pyclaw Bot')} about it",
+     "ask Pyclaw Bot about it"),
+    ("Pyclaw Bot", _pill(BOT, "Pyclaw Bot"), "@Pyclaw Bot"),
+    ("Pyclaw Bot: ask Alice", f"{_pill(BOT, 'Pyclaw Bot')}: ask "
+     f"{_pill('@alice:localhost', 'Alice')}", "ask Alice"),
+    ("@bot:localhost hi @bob:localhost", "", "hi @Bob B."),  # user IDs typed by hand
+    ("ask @bot:localhost and @carol:localhost", "", "ask @Pyclaw Bot and @carol:localhost"),
+])
+def test_the_bots_mention_is_cut_where_it_addresses_the_bot(
+        body: str, formatted: str, expected: str) -> None:
+    inbound = parsed(spec_mention(body, formatted), room=ROOM)
+    assert inbound.mentioned and inbound.text == expected
+
+
+def test_without_its_room_name_the_bot_is_known_by_its_pill_and_its_user_id() -> None:
+    unnamed = RoomView("!g:localhost", members=3, bot_id=BOT)
+    assert parsed(spec_mention("Pyclaw: hi", f"{_pill(BOT, 'Pyclaw')}: hi"),
+                  room=unnamed).text == "hi"
+    assert parsed(spec_mention("Pyclaw", _pill(BOT, "Pyclaw")), room=unnamed).text == "@Pyclaw"
+    assert parsed(spec_mention(BOT, ""), room=unnamed).text == "@bot"
+    quoted = spec_mention(  # the reply quote's pill names the bot as the quoted sender
+        "> <@bot:localhost> Lunch?\n\nLunch is at noon",
+        f"<mx-reply><blockquote>In reply to {_pill(BOT, 'Lunch')}<br>Lunch?</blockquote>"
+        "</mx-reply>Lunch is at noon")
+    assert parsed(quoted, room=unnamed).text == "Lunch is at noon"
+
+
 def test_replies_drop_their_fallback_and_know_the_bot() -> None:
     body = "> <@bot:localhost> the earlier answer\n> second line\n\nthanks!"
     inbound = parsed(event({"msgtype": "m.text", "body": body,

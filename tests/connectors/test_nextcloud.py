@@ -147,7 +147,7 @@ def test_the_docs_samples_parse() -> None:
     assert isinstance(left, Membership) and not left.joined
 
 
-def test_mentions_render_as_the_user_saw_them_and_the_bots_own_is_cut() -> None:
+def test_other_peoples_mentions_render_as_the_user_saw_them() -> None:
     fake = NextcloudFake()
     people = {"mention-user1": {"type": "user", "id": "bob", "name": "Bob Builder"},
               "mention-guest1": {"type": "guest", "id": "guest/0a1b", "name": "Visitor"},
@@ -156,20 +156,39 @@ def test_mentions_render_as_the_user_saw_them_and_the_bots_own_is_cut() -> None:
                                     "{mention-user-group1}: see {unknown}", parameters=people))
     assert seen.text == "@Bob Builder, @Visitor and @Sales: see {unknown}"
     assert not seen.mentioned
-    cases = {
-        "@pyclaw, what is up?": "what is up?",
-        "thanks @PyClaw, that helps": "thanks, that helps",
-        "what do you think @pyclaw?": "what do you think?",
-        '@"pyclaw" go': "go",
-    }
-    for typed, left in cases.items():
-        called = parse(fake.message(ROOM, typed))
-        assert (called.mentioned, called.text) == (True, left), typed
     for other in ("mail me at x@pyclaw.org", "@pyclawed is not me"):
         assert not parse(fake.message(ROOM, other)).mentioned
-    as_parameter = fake.message(ROOM, "{mention-user1} hi", parameters={
-        "mention-user1": {"type": "user", "id": "bot-abc", "name": "pyclaw (Bot)"}})
-    assert (parse(as_parameter).mentioned, parse(as_parameter).text) == (True, "hi")
+
+
+BOT_PARAM = {"type": "user", "id": "bot-abc", "name": "pyclaw (Bot)"}
+
+
+def docs_create(message: str, **parameters: dict[str, str]) -> dict[str, Any]:
+    """docs/bots.md's ``Create`` sample ("hi {mention-call1} !") with its content's message
+    and parameters replaced; its {mention-call1} (the conversation "world") is kept."""
+    activity = json.loads(json.dumps(SAMPLES["create"]))
+    sample = json.loads(activity["object"]["content"])
+    params = {**sample["parameters"], **parameters}
+    activity["object"]["content"] = json.dumps({"message": message, "parameters": params})
+    return activity
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    ("@pyclaw, what is up?", "what is up?"),
+    ('@"pyclaw" go', "go"),
+    ("what do you think @pyclaw?", "what do you think?"),
+    ("thanks @PyClaw, that helps", "thanks @PyClaw, that helps"),  # inside: as typed
+    ("@pyclaw", "@pyclaw"),
+    ("@pyclaw hi {mention-call1} !", "hi @world !"),
+    ("{mention-user1} hi", "hi"),  # the bot as a rich object (Talk made it a chip)
+    ("hi {mention-call1} {mention-user1}?", "hi @world?"),
+    ("ask {mention-user1} about {mention-call1}", "ask @pyclaw (Bot) about @world"),
+    ("{mention-user1}", "@pyclaw"),
+])
+def test_the_bots_mention_is_cut_where_it_addresses_the_bot(message: str,
+                                                            expected: str) -> None:
+    inbound = parse(docs_create(message, **{"mention-user1": BOT_PARAM}))
+    assert (inbound.mentioned, inbound.text) == (True, expected)
 
 
 def test_files_and_locations_are_attachments_and_bots_are_never_answered() -> None:

@@ -15,8 +15,6 @@ sent while the channel is down is lost on the bridge's side, as OneBot has no re
 from __future__ import annotations
 
 import asyncio
-import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from pyclaw_app.model import ChannelState
 from tests.conftest import provider_section
 from tests.fakes.onebot_server import OneBotServer, at, cq_string, image, reply, text
 from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.tls import self_signed
 from tests.support import eventually
 
 WAIT = 20.0
@@ -443,24 +442,9 @@ async def test_an_unreachable_bridge_is_retried_and_said(make_gateway: Any,
     assert not probe.ok and "cannot reach" in probe.message
 
 
-@pytest.fixture
-def self_signed(tmp_path: Path) -> ssl.SSLContext:
-    """A server TLS context with a certificate no system trusts."""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                           "-days", "2", "-subj", "/CN=127.0.0.1",
-                           "-addext", "subjectAltName=IP:127.0.0.1",
-                           "-keyout", str(key), "-out", str(cert)],
-                          capture_output=True, check=False)
-    assert made.returncode == 0, made.stderr
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(cert, key)
-    return tls
-
-
 async def test_a_certificate_the_system_does_not_trust_is_tls_refused(
-        self_signed: ssl.SSLContext, make_gateway: Any, fake_llm: FakeOpenAI) -> None:
-    server = OneBotServer(token="tok", tls=self_signed)
+        tmp_path: Path, make_gateway: Any, fake_llm: FakeOpenAI) -> None:
+    server = OneBotServer(token="tok", tls=self_signed(tmp_path).server_context())
     async with server:
         assert server.ws_url.startswith("wss://")
         gw = await gateway_with(make_gateway, fake_llm, section(server),

@@ -10,19 +10,12 @@ contract suite's (tests/contract, harness_signal.py). Wire examples are signal-c
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import json
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
@@ -40,6 +33,7 @@ from pyclaw_app.errors import (
 )
 from pyclaw_app.model import Address, ChannelState, Inbound
 from tests.fakes.signal_cli import SignalCliFake
+from tests.fakes.tls import self_signed
 from tests.support import RecordingContext, eventually
 
 BOT = "+15550000001"
@@ -554,32 +548,13 @@ async def test_an_unreachable_daemon_is_retried_until_it_is_up() -> None:
         await conn.stop()
 
 
-def _self_signed(tmp: Path) -> ssl.SSLContext:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tmp / "cert.pem", tmp / "key.pem")
-    return context
-
-
 async def test_a_refused_tls_certificate_stops_the_start_with_a_clear_line(
         tmp_path: Path) -> None:
     async def nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
 
-    server = await asyncio.start_server(nothing, "127.0.0.1", 0, ssl=_self_signed(tmp_path))
+    tls = self_signed(tmp_path).server_context()
+    server = await asyncio.start_server(nothing, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     try:
         conn = SignalConnector("signal", SignalConfig(url=f"https://127.0.0.1:{port}",

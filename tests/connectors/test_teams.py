@@ -504,22 +504,50 @@ def test_images_cards_and_empty_messages() -> None:
         f"message {card['id']} is a card action")
 
 
-def test_mentions_of_the_bot_are_stripped_and_others_kept_as_names() -> None:
-    fake = TeamsFake()
-    activity = fake.message(GROUP, "ask <at>Ada Lovelace</at> and me", kind="groupChat",
-                            mention=True)
-    activity["entities"].append({"type": "mention", "text": "<at>Ada Lovelace</at>",
-                                 "mentioned": {"id": "29:ada", "name": "Ada Lovelace"}})
+TESTBOT = {"id": "28:c9e8c047-2a74-40a2-b28a-b162d5f5327c", "name": "Teams TestBot"}
+"""The bot of learn.microsoft.com's "Channel and group chat conversations with a bot"
+("Receive mentions"): ``text`` "<at>Teams TestBot</at> ..." with a ``mention`` entity of
+``"text": "<at>Teams TestBot</at>"`` naming it."""
+ADA = {"id": "29:1ada", "name": "Ada Lovelace"}
+
+
+def teams_said(text: str, *mentioned: dict[str, str], tag: str = "") -> Message:
+    """A group-chat message to the docs' Teams TestBot, one ``mention`` entity per account
+    in ``mentioned`` (its ``<at>`` tag is ``tag`` for the bot when given)."""
+    activity = TeamsFake().message(GROUP, text, kind="groupChat")
+    activity["recipient"] = TESTBOT
+    for who in mentioned:
+        shown = tag if who is TESTBOT and tag else f"<at>{who['name']}</at>"
+        activity["entities"].append({"type": "mention", "text": shown, "mentioned": who})
     parsed = parse_activity(activity, channel="teams")
     assert isinstance(parsed, Message)
-    assert parsed.inbound.text == "ask @Ada Lovelace and me"
-    assert parsed.inbound.mentioned and parsed.inbound.is_group
-    short = fake.message(GROUP, "<at>Pyclaw</at> hi", kind="groupChat")  # a short name
-    short["entities"].append({"type": "mention", "text": "<at>Pyclaw</at>",
-                              "mentioned": {"id": f"28:{APP_ID}", "name": BOT_NAME}})
-    parsed = parse_activity(short, channel="teams")
-    assert isinstance(parsed, Message) and parsed.inbound.text == "hi"
-    chatter = parse_activity(fake.message(GROUP, "no mention here", kind="groupChat"),
+    return parsed
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("<at>Teams TestBot</at> what is due today?", "what is due today?"),
+    ("<at>Teams TestBot</at>, what is due today?", "what is due today?"),
+    ("what is due today <at>Teams TestBot</at>?", "what is due today?"),
+    ("ask <at>Teams TestBot</at> about it", "ask @Teams TestBot about it"),
+    ("<at>Teams TestBot</at>", "@Teams TestBot"),
+    ("<at>Teams TestBot</at> ask <at>Ada Lovelace</at> and me", "ask @Ada Lovelace and me"),
+    ("ask <at>Ada Lovelace</at> and me <at>Teams TestBot</at>", "ask @Ada Lovelace and me"),
+])
+def test_the_bots_mention_is_cut_where_it_addresses_the_bot(text: str, expected: str) -> None:
+    parsed = teams_said(text, TESTBOT, ADA)
+    assert parsed.inbound.mentioned and parsed.inbound.text == expected
+
+
+def test_others_mentions_read_as_their_names_and_a_short_tag_of_the_bot_is_cut() -> None:
+    other = teams_said("ask <at>Ada</at> and me", {**ADA, "name": ""}, TESTBOT)
+    assert other.inbound.text == "ask @Ada and me"  # no name in the entity: the tag's text
+    assert not teams_said("ask <at>Ada Lovelace</at>", ADA).inbound.mentioned
+    short = teams_said("<at>TestBot</at> hi", TESTBOT, tag="<at>TestBot</at>")
+    assert short.inbound.text == "hi"
+    twice = teams_said("ask <at>TestBot</at> <at>Teams TestBot</at>", TESTBOT,
+                       tag="<at>TestBot</at>")  # tagged twice, described once: by name
+    assert twice.inbound.text == "ask @TestBot"
+    chatter = parse_activity(TeamsFake().message(GROUP, "no mention here", kind="groupChat"),
                              channel="teams")
     assert isinstance(chatter, Message) and not chatter.inbound.mentioned
 

@@ -121,7 +121,7 @@ async def test_room_history_own_reflection_and_mentions(
     await alice.send(accounts["room"], "just chatting", kind="groupchat")
     await eventually(lambda: len(ctx.inbound) >= 2)
     texts = [(m.text, m.is_group, m.mentioned) for m in ctx.inbound]
-    assert texts == [("PyClaw, what time is it?", True, True), ("just chatting", True, False)]
+    assert texts == [("what time is it?", True, True), ("just chatting", True, False)]
     room = Address(channel="xmpp", chat=accounts["room"])
     first = await connector.send_part(room, "draft", None)
     await connector.edit(room, first, "final answer")
@@ -193,7 +193,7 @@ async def test_a_network_fault_resumes_the_session_and_keeps_room_messages(
     await alice.send(accounts["room"], "pyclaw: did you miss this?", kind="groupchat")
     await alice.send(accounts["bot"], "and this?")
     await eventually(lambda: len(ctx.inbound) >= 2)
-    assert sorted(m.text for m in ctx.inbound) == ["and this?", "pyclaw: did you miss this?"]
+    assert sorted(m.text for m in ctx.inbound) == ["and this?", "did you miss this?"]
     assert logged(ctx, "resumed the session")
     await alice.stop()
     await admin.stop()
@@ -264,6 +264,29 @@ def test_mentions_are_words_and_bounces_keep_their_condition() -> None:
     SubElement(error, "{urn:ietf:params:xml:ns:xmpp-stanzas}policy-violation")
     bounce = bounce_of(xml)
     assert bounce is not None and (bounce.type, bounce.condition) == ("wait", "policy-violation")
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # XEP-0045's examples address an occupant as "nick: text" (e.g. 7.5, "thirdwitch: ...")
+    ("pyclaw: what time is it?", "what time is it?"),
+    ("PyClaw, what time is it?", "what time is it?"),
+    ("@pyclaw what time is it?", "what time is it?"),
+    ("what time is it pyclaw?", "what time is it?"),
+    ("what time is it @pyclaw?", "what time is it?"),
+    ("ask pyclaw about it", "ask pyclaw about it"),
+    ("pyclaw", "@pyclaw"),
+    ("pyclaw:", "@pyclaw"),
+    ("pyclaw: ask thirdwitch", "ask thirdwitch"),
+    ("pyclawed it", "pyclawed it"),
+])
+def test_a_room_message_reads_without_the_address_to_the_bot(body: str, expected: str) -> None:
+    inbound = parse(message("groupchat", f"{ROOM}/thirdwitch", body))
+    assert isinstance(inbound, Inbound) and inbound.text == expected
+
+
+def test_a_direct_message_is_never_cut() -> None:
+    inbound = parse(message("chat", f"ann@{DOMAIN}/phone", "pyclaw: hi"))
+    assert isinstance(inbound, Inbound) and inbound.text == "pyclaw: hi"
 
 
 def test_wire_len_counts_escaped_utf8() -> None:

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import ipaddress
 import re
 import ssl
 import tempfile
@@ -44,10 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tests.fakes.tls import self_signed
 
 __all__ = ["FakeTwitch", "Sent", "TwitchUser", "WireLine", "parse_wire"]
 
@@ -109,28 +104,6 @@ def parse_wire(raw: str) -> WireLine | None:
 
 def _tags(tags: dict[str, str]) -> str:
     return "@" + ";".join(f"{k}={''.join(_ESCAPES.get(c, c) for c in v)}" for k, v in tags.items())
-
-
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 / localhost that is its own CA."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = directory / "tmi.crt", directory / "tmi.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
 
 
 # ---- the server ------------------------------------------------------------------------------
@@ -239,10 +212,9 @@ class FakeTwitch:
         context = None
         if self.tls:
             self._tmp = tempfile.TemporaryDirectory(prefix="faketmi-")
-            cert, key = _self_signed(Path(self._tmp.name))
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(cert, key)
-            self.ca_file = str(cert)
+            made = self_signed(Path(self._tmp.name), "tmi")
+            context = made.server_context()
+            self.ca_file = str(made.cert)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Client(self), "127.0.0.1", 0,
                                                 ssl=context)
