@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import ssl
 import subprocess
 import sys
@@ -13,10 +11,6 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
 from pyclaw_app.config import ServerConfig
@@ -28,6 +22,7 @@ from pyclaw_app.errors import ConfigError
 from pyclaw_app.model import EventKind
 from tests.conftest import provider_section
 from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.tls import self_signed
 from tests.support import eventually
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,32 +118,12 @@ def test_main_without_the_gateway_packages_runs_the_monitor_and_imports_none_of_
         f"bad = [m for m in {ANDROID_CANNOT_CARRY!r} if sys.modules.get(m) is not None]\n"
         "print(served, bad)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout.strip()
-    assert out == "[('make_monitor_main.<locals>.main', 'WEB_BROWSER')] []"
+                         text=True, check=True).stdout.strip().splitlines()
+    assert out[0].startswith("pyclaw control panel: http://127.0.0.1:")  # where it serves
+    assert out[-1] == "[('make_monitor_main.<locals>.main', 'WEB_BROWSER')] []"
 
 
 # -- beyond loopback: TLS, or an explicit and announced plain http -------------------------
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for localhost / 127.0.0.1 and its key, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 async def start_host(tmp_path: Path, server: dict[str, object]) -> GatewayHost:
@@ -205,7 +180,8 @@ async def test_allow_insecure_http_serves_and_warns_in_the_log_and_the_monitor(
 
 
 async def test_tls_serves_the_control_api_over_https(tmp_path: Path) -> None:
-    cert, key = self_signed(tmp_path)
+    made = self_signed(tmp_path)
+    cert, key = made.cert, made.key
     running = await start_host(tmp_path, {"host": "127.0.0.1", "tls_cert": str(cert),
                                           "tls_key": str(key)})
     try:
