@@ -88,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     groups.add_argument("chat", nargs="?", help="the group's chat id, as the notice and "
                         "`groups list` show it")
 
+    identities = sub.add_parser("identities", help="list, link or unlink the accounts that are "
+                                "one person (they share one memory; people link their own "
+                                "with /link in chat)")
+    _paths(identities)
+    identities.add_argument("action", choices=["list", "link", "unlink"])
+    identities.add_argument("account", nargs="*", metavar="CHANNEL SENDER",
+                            help="link: two accounts, CHANNEL SENDER CHANNEL SENDER; unlink: "
+                            "one (sender ids as `identities list` and the logs show them)")
+
     api_key = sub.add_parser("api-key", help="issue, list or revoke the client keys of an "
                              "OpenAI-compatible API channel")
     _paths(api_key)
@@ -103,11 +112,37 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("id", nargs="?", type=int, help="the dead letter's number (show)")
     dead.add_argument("--channel", default=None, help="list: only this channel's")
 
+    _schedules_parser(sub)
+
     secret = sub.add_parser("secret", help="store or remove a secret in the OS keyring")
     _paths(secret)
     secret.add_argument("action", choices=["set", "delete"])
     secret.add_argument("key", help="e.g. channels.telegram.token or providers.openai.api_key")
     return parser
+
+
+def _schedules_parser(sub: Any) -> None:
+    jobs = sub.add_parser("schedules", help="list, add, pause, resume or delete scheduled "
+                          "messages and tasks (works beside a running gateway)")
+    _paths(jobs)
+    jobs.add_argument("action", choices=["list", "add", "pause", "resume", "delete"])
+    jobs.add_argument("id", nargs="?", type=int, help="the job's number (pause, resume, delete)")
+    jobs.add_argument("--channel", help="add: the channel's name in the config (list: only "
+                      "this channel's)")
+    jobs.add_argument("--chat", help="add: the chat id, as Logs shows it")
+    jobs.add_argument("--thread", default=None, help="add: a thread or topic in the chat")
+    what = jobs.add_mutually_exclusive_group()
+    what.add_argument("--text", help="add: send this message as written")
+    what.add_argument("--task", help="add: have the assistant answer this; the answer is sent")
+    jobs.add_argument("--at", help="add, once: an ISO time, e.g. 2026-12-07T09:00 with --tz, "
+                      "or 2026-12-07T09:00+01:00")
+    jobs.add_argument("--in-minutes", type=float, default=None, help="add, once: minutes from now")
+    jobs.add_argument("--cron", help="add, recurring: five fields, e.g. '0 9 * * MON'")
+    jobs.add_argument("--tz", default=None, help="add: IANA time zone, e.g. Europe/Paris "
+                      "(needed for --cron and for --at without an offset)")
+    jobs.add_argument("--missed", choices=["run_once", "skip"], default="run_once",
+                      help="add: a run missed while the gateway was down is sent once when it "
+                      "is back (run_once, the default) or left out (skip)")
 
 
 def _run_on_fast_loop(main: Coroutine[Any, Any, int]) -> int:
@@ -150,10 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_pairing(data_dir, args.action, args.code))
     if args.command == "groups":
         return asyncio.run(_groups(data_dir, args.action, args.channel, args.chat))
+    if args.command == "identities":
+        return asyncio.run(_identities(data_dir, args.action, args.account))
     if args.command == "api-key":
         return asyncio.run(_api_key(data_dir, args.action, args.channel, args.client))
     if args.command == "dead-letters":
         return asyncio.run(_dead_letters(data_dir, args.action, args.id, args.channel))
+    if args.command == "schedules":
+        return asyncio.run(_schedules(config, data_dir, args))
     if args.command == "secret":
         return _secret(data_dir, args.action, args.key)
     return _run_ui(config, data_dir, web=args.web, host=args.host, port=args.port)
@@ -330,6 +369,42 @@ async def _groups(data_dir: Path | None, action: str, channel: str | None, chat:
         return 0
 
 
+async def _identities(data_dir: Path | None, action: str, words: list[str]) -> int:
+    """Works beside a running gateway, which reads the links on every message."""
+    wanted = {"list": 0, "link": 4, "unlink": 2}[action]
+    if len(words) != wanted:
+        shape = "CHANNEL SENDER CHANNEL SENDER" if action == "link" else "CHANNEL SENDER"
+        print(f"identities {action} needs {shape}" if wanted else
+              "identities list takes no accounts", file=sys.stderr)
+        return 2
+    async with _open_store(data_dir) as store:
+        if action == "list":
+            people = await store.identities.list_all()
+            for person in people:
+                accounts = ", ".join(f"{a.channel} {a.sender_id}"
+                                     + (f" ({a.sender_name})" if a.sender_name else "")
+                                     + f" via {a.via}" for a in person.accounts)
+                print(f"person {person.id}  {person.name or '?'}: {accounts}")
+            if not people:
+                print("no linked accounts (people link theirs with /link in chat)")
+            return 0
+        if action == "unlink":
+            if not await store.identities.unlink(words[0], words[1]):
+                print(f"{words[0]} {words[1]} is not linked to anyone", file=sys.stderr)
+                return 1
+            print(f"unlinked {words[0]} {words[1]}")
+            return 0
+        if words[:2] == words[2:]:
+            print("an account cannot be linked to itself", file=sys.stderr)
+            return 2
+        person = await store.identities.link(
+            await store.identities.known_account(words[0], words[1]),
+            await store.identities.known_account(words[2], words[3]))
+        accounts = ", ".join(f"{a.channel} {a.sender_id}" for a in person.accounts)
+        print(f"linked: person {person.id} is {accounts}")
+        return 0
+
+
 async def _api_key(data_dir: Path | None, action: str, channel: str, client: str | None
                    ) -> int:
     """Works beside a running gateway, which reads the key table on every request."""
@@ -392,6 +467,77 @@ async def _dead_letters(data_dir: Path | None, action: str, dead_id: int | None,
         print(f"raw ({letter.size:,} bytes):")
         print(letter.raw.decode("utf-8", "backslashreplace"))
         return 0
+
+
+async def _schedules(config: Path | None, data_dir: Path | None,
+                     args: argparse.Namespace) -> int:
+    """Works beside a running gateway, whose scheduler reads the table at least every few
+    seconds."""
+    from pyclaw_app.control.schedules import row_of, set_enabled
+    from pyclaw_app.schedules import ScheduleError, format_time
+
+    action = args.action
+    if action in ("pause", "resume", "delete") and args.id is None:
+        print(f"schedules {action} needs the job's ID (schedules list shows it)",
+              file=sys.stderr)
+        return 2
+    async with _open_store(data_dir) as store:
+        try:
+            if action == "list":
+                jobs = await store.schedules.jobs(channel=args.channel)
+                for job in jobs:
+                    row = row_of(job)
+                    where = f"{row.channel} {row.chat}" + (f"/{row.thread}" if row.thread else "")
+                    state = ("paused" if not row.enabled else "done" if row.next_run is None
+                             else f"next {format_time(row.next_run, row.timezone)}")
+                    print(f"{row.id}  {where}  {row.action}: {row.body!r}  {row.timing}  "
+                          f"{state}  missed: {row.missed}  by {row.created_by}")
+                if not jobs:
+                    print("no scheduled jobs")
+                return 0
+            if action == "add":
+                return await _add_schedule(store, config, data_dir, args)
+            if action == "delete":
+                if not await store.schedules.delete(args.id):
+                    print(f"no job {args.id}", file=sys.stderr)
+                    return 1
+                print(f"deleted job {args.id}")
+                return 0
+            job = await set_enabled(store.schedules, args.id, action == "resume", time.time())
+        except ScheduleError as exc:
+            print(f"pyclaw schedules {action}: {exc}", file=sys.stderr)
+            return 2
+        if job is None:
+            print(f"no job {args.id}", file=sys.stderr)
+            return 1
+        when = (f"; next run {format_time(job.next_run, job.when.tz)}" if job.next_run is not None
+                else "")
+        print(f"{'resumed' if job.enabled else 'paused'} job {job.id}{when}")
+        return 0
+
+
+async def _add_schedule(store: Store, config: Path | None, data_dir: Path | None,
+                        args: argparse.Namespace) -> int:
+    from pyclaw_app.config import load_config
+    from pyclaw_app.control.schedules import create_job
+    from pyclaw_app.schedules import format_time
+    from pyclaw_app.secrets import open_secret_store
+
+    if not (args.channel and args.chat) or (args.text is None and args.task is None):
+        print("schedules add needs --channel, --chat and --text or --task", file=sys.stderr)
+        return 2
+    cfg = load_config(config or default_config_path(),
+                      open_secret_store(data_dir or default_data_dir()))
+    job = await create_job(store.schedules, cfg, time.time(), channel=args.channel,
+                           chat=args.chat, thread=args.thread,
+                           text=args.text if args.text is not None else args.task,
+                           kind="text" if args.text is not None else "task", at=args.at,
+                           in_minutes=args.in_minutes, cron=args.cron, timezone=args.tz,
+                           missed=args.missed)
+    assert job.next_run is not None
+    print(f"scheduled job {job.id}: {job.when.describe()}; first run "
+          f"{format_time(job.next_run, job.when.tz)}")
+    return 0
 
 
 def _secret(data_dir: Path | None, action: str, key: str) -> int:

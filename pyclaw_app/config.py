@@ -18,8 +18,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from pyclaw_app.budgets import BudgetConfig
 from pyclaw_app.channels import ChannelConfig, registry
 from pyclaw_app.config_file import write_config_file
+from pyclaw_app.config_mcp import SENSITIVE_NAME, McpServerConfig, mcp_secret_env, mcp_secret_key
 from pyclaw_app.errors import ConfigError
 from pyclaw_app.secrets import SecretStore, redactor
 
@@ -63,20 +65,39 @@ class ProviderConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(..., min_length=1)
-    kind: Literal["openai", "anthropic"] = "openai"
-    base_url: str | None = Field(None, description="e.g. http://localhost:11434/v1 for Ollama")
-    model: str = Field(..., min_length=1)
-    api_key: SecretStr | None = Field(None, json_schema_extra={"secret": True})
-    timeout: float = Field(60.0, gt=0)
-    max_retries: int = Field(2, ge=0, le=10,
+    # Titles, option labels and "group" are what the Settings form shows (views/forms.py).
+    name: str = Field(..., min_length=1, title="Name",
+                      description="What the fallback chain, usage and logs call this provider")
+    kind: Literal["openai", "anthropic"] = Field(
+        "openai", title="API type", description="The protocol the endpoint speaks",
+        json_schema_extra={"group": "essentials", "options": {
+            "openai": "OpenAI or OpenAI-compatible (Ollama, vLLM, LM Studio, OpenRouter)",
+            "anthropic": "Anthropic Messages API"}})
+    base_url: str | None = Field(None, title="Base URL",
+                                 description="e.g. http://localhost:11434/v1 for Ollama; blank: "
+                                 "the provider's own (api.openai.com, api.anthropic.com)",
+                                 json_schema_extra={"group": "essentials"})
+    model: str = Field(..., min_length=1, title="Model",
+                       description="The model name the endpoint knows (Test connection lists "
+                       "them)")
+    api_key: SecretStr | None = Field(
+        None, title="API key", description="Kept in the system keyring, never in the config "
+        "file; blank for a local server that needs none", json_schema_extra={"secret": True})
+    timeout: float = Field(60.0, gt=0, title="Timeout (seconds)",
+                           description="How long one request may take before it counts as "
+                           "failed")
+    max_retries: int = Field(2, ge=0, le=10, title="Retries",
                              description="Our own retries of this provider before failing over")
-    max_output_tokens: int = Field(1024, ge=1, description="Longest reply (Anthropic needs it)")
+    max_output_tokens: int = Field(1024, ge=1, title="Longest reply (tokens)",
+                                   description="Longest reply (Anthropic needs it)")
     context_window: int | None = Field(
-        None, ge=512, description="The model's context in tokens; the prompt is trimmed to fit")
-    tools: bool = Field(True, description="Offer pyclaw's tools (needs function calling)")
+        None, ge=512, title="Context window (tokens)",
+        description="The model's context in tokens; the prompt is trimmed to fit")
+    tools: bool = Field(True, title="Offer tools",
+                        description="Offer pyclaw's tools (needs function calling)")
     prices: dict[str, ModelPrice] = Field(
-        default_factory=dict, description="Per model name ('*' for any): $ per million tokens")
+        default_factory=dict, title="Prices",
+        description="Per model name ('*' for any): $ per million tokens")
 
 
 class FallbackConfig(BaseModel):
@@ -91,22 +112,38 @@ class FallbackConfig(BaseModel):
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT,
+    # Titles are what the Settings form shows (views/forms.py).
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, title="System prompt",
                                description="Variables: {channel}, {user}, {date}")
     system_prompts: dict[str, str] = Field(
-        default_factory=dict, description="Per channel name: a system prompt template")
-    history_tokens: int = Field(4000, ge=200, description="Token budget for past turns")
-    compaction: bool = Field(True, description="Summarise older turns instead of dropping them")
-    max_concurrent_llm: int = Field(4, ge=1, le=256)
-    provider: str | None = Field(None, description="Provider name; first configured one if unset")
-    fallbacks: list[FallbackConfig] = Field(default_factory=list)
-    tools: list[str] | None = Field(None, description="Enabled tool names; all built-ins if unset")
-    max_tool_rounds: int = Field(5, ge=1, le=50)
-    retry_base: float = Field(0.5, gt=0, description="First retry delay in seconds")
+        default_factory=dict, title="Per-channel system prompts",
+        description="Per channel name: a system prompt template")
+    history_tokens: int = Field(4000, ge=200, title="History budget (tokens)",
+                                description="Token budget for past turns")
+    compaction: bool = Field(True, title="Summarise old turns",
+                             description="Summarise older turns instead of dropping them")
+    max_concurrent_llm: int = Field(4, ge=1, le=256, title="Concurrent LLM calls",
+                                    description="LLM requests running at once across all "
+                                    "conversations; the others wait their turn")
+    provider: str | None = Field(None, title="Default provider",
+                                 description="Provider name; first configured one if unset")
+    fallbacks: list[FallbackConfig] = Field(
+        default_factory=list, title="Fallback chain",
+        description="Tried in order when the default provider fails or is rate limited")
+    tools: list[str] | None = Field(None, title="Enabled tools",
+                                    description="Enabled tool names; all built-ins if unset")
+    max_tool_rounds: int = Field(5, ge=1, le=50, title="Tool rounds per answer",
+                                 description="How many rounds of tool calls one answer may "
+                                 "take before the model must reply")
+    retry_base: float = Field(0.5, gt=0, title="First retry delay (seconds)",
+                              description="First retry delay in seconds")
     retry_max_wait: float = Field(
-        20.0, ge=0, description="Fail over instead of retrying when asked to wait longer")
-    breaker_failures: int = Field(3, ge=1, description="Failures before a model is rested")
-    breaker_cooldown: float = Field(60.0, ge=0, description="Seconds a failing model rests")
+        20.0, ge=0, title="Longest retry wait (seconds)",
+        description="Fail over instead of retrying when asked to wait longer")
+    breaker_failures: int = Field(3, ge=1, title="Failures before a model rests",
+                                  description="Failures before a model is rested")
+    breaker_cooldown: float = Field(60.0, ge=0, title="Rest time (seconds)",
+                                    description="Seconds a failing model rests")
 
 
 class ServerConfig(BaseModel):
@@ -200,8 +237,10 @@ class _TopLevel(BaseModel):
 
     server: dict[str, Any] = Field(default_factory=dict)
     retention: dict[str, Any] = Field(default_factory=dict)
+    budgets: dict[str, Any] = Field(default_factory=dict)
     agent: dict[str, Any] = Field(default_factory=dict)
     providers: list[dict[str, Any]] = Field(default_factory=list)
+    mcp_servers: list[dict[str, Any]] = Field(default_factory=list)
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
@@ -222,7 +261,9 @@ class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    budgets: BudgetConfig = field(default_factory=BudgetConfig)
     providers: list[ProviderConfig] = field(default_factory=list)
+    mcp_servers: list[McpServerConfig] = field(default_factory=list)
     channels: dict[str, ChannelEntry] = field(default_factory=dict)
     errors: list[ConfigError] = field(default_factory=list)
     warnings: list[ConfigError] = field(default_factory=list)
@@ -279,7 +320,7 @@ def load_config(path: Path | None, secrets: SecretStore | None = None) -> Config
         cfg.errors.extend(_errors(exc, where, root, ()))
         top = _TopLevel.model_validate(
             {k: v for k, v in data.items() if k in _TopLevel.model_fields
-             and isinstance(v, dict if k != "providers" else list)}
+             and isinstance(v, list if k in ("providers", "mcp_servers") else dict)}
         )
 
     try:
@@ -294,6 +335,10 @@ def load_config(path: Path | None, secrets: SecretStore | None = None) -> Config
         cfg.retention = RetentionConfig.model_validate(top.retention)
     except ValidationError as exc:
         cfg.errors.extend(_errors(exc, where, root, ("retention",)))
+    try:
+        cfg.budgets = BudgetConfig.model_validate(top.budgets)
+    except ValidationError as exc:
+        cfg.errors.extend(_errors(exc, where, root, ("budgets",)))
 
     for index, raw in enumerate(top.providers):
         try:
@@ -312,11 +357,55 @@ def load_config(path: Path | None, secrets: SecretStore | None = None) -> Config
                 provider = provider.model_copy(update={"api_key": SecretStr(value)})
         cfg.providers.append(provider)
 
+    _load_mcp_servers(top.mcp_servers, secrets, where, root, cfg)
+
     channels = top.channels or DEFAULT_CHANNELS
     for name, raw in channels.items():
         cfg.channels[name] = _load_channel(name, raw, secrets, where, root, cfg.errors,
                                            cfg.warnings)
+    for section in ("channels", "people"):  # a misspelt channel would cap nothing
+        for name in getattr(cfg.budgets, section):
+            if name not in cfg.channels:
+                cfg.warnings.append(ConfigError(
+                    f"no channel is called {name!r}: this budget applies to nothing",
+                    _where(where, _line_of(root, ("budgets", section, name)),
+                           f"budgets.{section}.{name}")))
     return cfg
+
+
+def _load_mcp_servers(raws: list[dict[str, Any]], secrets: SecretStore | None, where: str,
+                      root: yaml.Node | None, cfg: Config) -> None:
+    """Each server on its own (a bad one is left out with its error); secret header and
+    environment values come from the secret store or ``PYCLAW_MCP_...`` variables."""
+    for index, raw in enumerate(raws):
+        try:
+            server = McpServerConfig.model_validate(raw)
+        except ValidationError as exc:
+            cfg.errors.extend(_errors(exc, where, root, ("mcp_servers", index)))
+            continue
+        if any(s.name == server.name for s in cfg.mcp_servers):
+            cfg.errors.append(ConfigError(f"two MCP servers are called {server.name!r}",
+                                          _where(where, _line_of(root, ("mcp_servers", index)),
+                                                 f"mcp_servers.{index}.name")))
+            continue
+        for kind, plain in (("headers", server.headers), ("env", server.env)):
+            for name, value in plain.items():
+                if SENSITIVE_NAME.search(name):
+                    _secret_in_yaml(value, mcp_secret_key(server.name, kind, name), where,
+                                    _line_of(root, ("mcp_servers", index, kind, name)),
+                                    cfg.warnings)
+        values = {}
+        for kind, name in server.secret_names():
+            key = mcp_secret_key(server.name, kind, name)
+            value = _lookup_secret(secrets, key, mcp_secret_env(server.name, kind, name))
+            if value:
+                values[key] = value
+        server = server.with_secrets(values)
+        for key in server.missing_secrets():
+            cfg.errors.append(ConfigError(
+                f"the secret is not set: store it with `pyclaw secret set {key}`",
+                _where(where, _line_of(root, ("mcp_servers", index)), key)))
+        cfg.mcp_servers.append(server)
 
 
 def _load_channel(
@@ -448,6 +537,9 @@ def _store_secrets(cfg: Config, secrets: SecretStore) -> None:
     for provider in cfg.providers:
         if provider.api_key is not None:
             secrets.set(provider_secret_key(provider.name), provider.api_key.get_secret_value())
+    for server in cfg.mcp_servers:
+        for key, value in server.secret_values().items():
+            secrets.set(key, value)
 
 
 def _document(cfg: Config, *, full: bool) -> dict[str, Any]:
@@ -474,8 +566,11 @@ def _document(cfg: Config, *, full: bool) -> dict[str, Any]:
     return {
         "server": cfg.server.model_dump(mode="json", exclude_defaults=not full),
         "retention": cfg.retention.model_dump(mode="json", exclude_defaults=not full),
+        "budgets": cfg.budgets.model_dump(mode="json", exclude_defaults=not full),
         "agent": cfg.agent.model_dump(mode="json", exclude_defaults=not full),
         "providers": providers,
+        "mcp_servers": [server.model_dump(mode="json", exclude_defaults=not full)
+                        | {"name": server.name} for server in cfg.mcp_servers],
         "channels": channels,
     }
 

@@ -24,6 +24,7 @@ from views.connect import (
     connect_remote,
     gateway_bar,
 )
+from views.fonts import FALLBACK_FONTS, text_theme
 from views.launch import plan_launch
 from views.live import LiveSession
 from views.settings import APP_DIR, AppSettings, load_settings
@@ -132,8 +133,11 @@ def _serve(main: PageMain, settings: AppSettings, web: bool, host: str | None,
 def _configure_page(page: ft.Page, settings: AppSettings) -> None:
     page.title = "pyclaw"
     page.theme_mode = _THEME_MODES[settings.theme_mode]
-    page.theme = ft.Theme(color_scheme_seed=SEED_COLOR)
-    page.dark_theme = ft.Theme(color_scheme_seed=SEED_COLOR)
+    page.fonts = dict(FALLBACK_FONTS)  # every script readable offline (views/fonts.py)
+    page.theme = ft.Theme(color_scheme_seed=SEED_COLOR, text_theme=text_theme(),
+                          primary_text_theme=text_theme())
+    page.dark_theme = ft.Theme(color_scheme_seed=SEED_COLOR, text_theme=text_theme(),
+                               primary_text_theme=text_theme())
     page.padding = 0
     page.spacing = 0
     if not page.web:
@@ -154,7 +158,7 @@ class _Mounted:
         self._page = page
         self._header = header
         self.shell = Shell(plane)
-        self.live = LiveSession(plane, list(self.shell.panels.values()), page.update,
+        self.live = LiveSession(plane, self.shell.live_panels, page.update,
                                 name=f"ui-live:{page.session.id}")
         self._wide: bool | None = None  # the last layout's kind; a resize rebuilds on a flip
 

@@ -14,13 +14,22 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import flet as ft
 
-from pyclaw_app.control import ChannelStatus, ChannelType, ControlPlane, GroupRow, PairingRow
+from pyclaw_app.control import (
+    ChannelHealth,
+    ChannelStatus,
+    ChannelType,
+    ControlPlane,
+    GroupRow,
+    PairingRow,
+)
 from pyclaw_app.model import Event
 from views import style
 from views.channel_editor import ChannelEditor
+from views.health import ChannelHistories, health_strip, health_summary
 from views.state import ChannelBoard
 
-__all__ = ["ChannelCard", "ChannelsView", "TypeCard", "group_control", "pairing_control"]
+__all__ = ["ChannelCard", "ChannelsView", "TypeCard", "card_actions", "group_control",
+           "pairing_control"]
 
 _log = logging.getLogger(__name__)
 
@@ -43,8 +52,25 @@ def _card(content: ft.Control, width: int | None = None) -> ft.Container:
     )
 
 
+LIVE_STATES = frozenset({"online", "connecting", "degraded"})
+
+
+def card_actions(status: ChannelStatus) -> tuple[str, ...]:
+    """The lifecycle actions that make sense in a channel's state, and only those.
+
+    Enabled is the config ("run it with the gateway"); Start and Stop act on the running
+    gateway now. A disabled channel can only be enabled (which starts it); a running one
+    can be stopped, restarted or disabled; a stopped or failed one can be started again.
+    """
+    if not status.enabled or status.state == "disabled":
+        return ("enable",)
+    if status.state in LIVE_STATES:
+        return ("stop", "restart", "disable")
+    return ("start", "disable")
+
+
 class ChannelCard:
-    """A configured channel: state, last error, enable switch and the lifecycle buttons."""
+    """A configured channel: state, last error, its last day and the actions its state allows."""
 
     def __init__(self, status: ChannelStatus, view: ChannelsView) -> None:
         name = status.name
@@ -53,23 +79,28 @@ class ChannelCard:
                              overflow=ft.TextOverflow.ELLIPSIS)
         self.dot = ft.Container(width=10, height=10, border_radius=5)
         self.state = ft.Text(weight=ft.FontWeight.W_500, size=13)
-        self.detail = ft.Text(size=12, max_lines=3, overflow=ft.TextOverflow.ELLIPSIS,
-                              selectable=True)
+        # not selectable: a selectable text reserves all of its max_lines (the whole cause
+        # can be copied from the banner and the logs)
+        self.detail = ft.Text(size=12, max_lines=3, overflow=ft.TextOverflow.ELLIPSIS)
+        self.strip = ft.Container()
+        self.summary = ft.Text(size=11, color=ft.Colors.ON_SURFACE_VARIANT)
+        self.history = ft.Column(spacing=4, visible=False, controls=[self.strip, self.summary])
 
-        async def toggled(e: ft.Event[ft.Control]) -> None:
-            await view.run(e, view.set_enabled, name, bool(self.enabled.value))
-
-        self.enabled = ft.Switch(label="Enabled", value=status.enabled,
-                                 tooltip=f"Start {name} with the gateway", on_change=toggled)
-
-        def button(icon: ft.IconData, tip: str, action: Action) -> ft.IconButton:
+        def button(icon: ft.IconData, tip: str, action: Action, *args: object
+                   ) -> ft.IconButton:
             return ft.IconButton(icon, tooltip=f"{tip} {name}", icon_size=20,
-                                 on_click=view.handler(action, name))
+                                 on_click=view.handler(action, name, *args))
 
+        self.lifecycle: dict[str, ft.IconButton] = {
+            "start": button(ft.Icons.PLAY_ARROW_ROUNDED, "Start", view.start),
+            "stop": button(ft.Icons.STOP_ROUNDED, "Stop", view.stop),
+            "restart": button(ft.Icons.RESTART_ALT, "Restart", view.restart),
+            "enable": button(ft.Icons.POWER_SETTINGS_NEW, "Enable", view.set_enabled, True),
+            "disable": button(ft.Icons.DO_NOT_DISTURB_ON_OUTLINED, "Disable", view.set_enabled,
+                              False),
+        }
         self.actions = ft.Row(spacing=0, controls=[
-            button(ft.Icons.PLAY_ARROW_ROUNDED, "Start", view.start),
-            button(ft.Icons.STOP_ROUNDED, "Stop", view.stop),
-            button(ft.Icons.RESTART_ALT, "Restart", view.restart),
+            *self.lifecycle.values(),
             button(ft.Icons.EDIT_OUTLINED, "Edit", view.edit),
             ft.IconButton(ft.Icons.DELETE_OUTLINE, tooltip=f"Delete {name}", icon_size=20,
                           icon_color=ft.Colors.ERROR,
@@ -81,10 +112,15 @@ class ChannelCard:
                                          spacing=2, expand=True)],
                    spacing=12),
             self.detail,
-            ft.Row([self.enabled, self.actions], alignment=ft.MainAxisAlignment.SPACE_BETWEEN,
-                   wrap=True),
+            self.history,
+            ft.Row([self.actions], alignment=ft.MainAxisAlignment.END),
         ]))
         self.show(status)
+
+    @property
+    def offered(self) -> tuple[str, ...]:
+        """The lifecycle actions shown now."""
+        return tuple(k for k, b in self.lifecycle.items() if b.visible)
 
     def show(self, status: ChannelStatus) -> None:
         self.status = status
@@ -99,7 +135,14 @@ class ChannelCard:
         self.detail.value = problem or status.reason
         self.detail.visible = bool(self.detail.value)
         self.detail.color = ft.Colors.ERROR if problem else ft.Colors.ON_SURFACE_VARIANT
-        self.enabled.value = status.enabled
+        offered = card_actions(status)
+        for key, control in self.lifecycle.items():
+            control.visible = key in offered
+
+    def show_health(self, health: ChannelHealth) -> None:
+        self.strip.content = health_strip(health)
+        self.summary.value = health_summary(health)
+        self.history.visible = bool(health.hours)
 
 
 class TypeCard:
@@ -181,6 +224,7 @@ class ChannelsView:
     def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
         self.board = ChannelBoard()
+        self.histories = ChannelHistories()
         self.types: list[ChannelType] = []
         self.cards: dict[str, ChannelCard] = {}
         self.pairing: list[PairingRow] = []
@@ -253,6 +297,7 @@ class ChannelsView:
         self.types = self.plane.channel_types()
         channels = await self.plane.channels()
         self.board.reset(channels)
+        await self._load_health()
         self.cards = {}
         self.channel_grid.controls = []
         for status in channels:
@@ -276,6 +321,14 @@ class ChannelsView:
         ]
         self.group_section.visible = bool(self.groups)
 
+    async def _load_health(self) -> None:
+        """Each channel's last day; without it (an older gateway) the cards go without."""
+        try:
+            self.histories.reset(await self.plane.channel_health())
+        except Exception as exc:  # noqa: BLE001 - the history is extra; the list still works
+            _log.warning("channel health could not load: %s", exc)
+            self.histories.reset(())
+
     def apply(self, events: Sequence[Event], now: float) -> None:
         for name in self.board.apply(events):
             status = self.board.channels[name]
@@ -284,9 +337,14 @@ class ChannelsView:
                 self._add_card(status)
             else:
                 card.show(status)
+        for name in self.histories.apply(events, now):
+            card = self.cards.get(name)
+            if card is not None:
+                card.show_health(self.histories.get(name, now))
 
     def _add_card(self, status: ChannelStatus) -> None:
         card = ChannelCard(status, self)
+        card.show_health(self.histories.get(status.name, time.time()))
         self.cards[status.name] = card
         self.channel_grid.controls.append(card.root)
         self.no_channels.visible = not self.cards

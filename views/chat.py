@@ -11,6 +11,7 @@ import flet as ft
 from pyclaw_app.control import ControlPlane
 from pyclaw_app.model import Event
 from views.state import CHAT_WINDOW, ChatLine, ChatState
+from views.text_direction import is_rtl
 
 __all__ = ["ChatView", "chat_bubble"]
 
@@ -22,21 +23,23 @@ def chat_bubble(line: ChatLine) -> ft.Control:
 
     Short plain lines size to their text; Markdown and long lines take four
     fifths of the width (Flet has no max-width, and Markdown needs a bounded one).
-    A reply still streaming with nothing (left) to show reads "…".
+    A reply still streaming with nothing (left) to show reads "…". Arabic or
+    Hebrew text is laid out right to left; the bubble stays on its speaker's side.
     """
     markdown = line.role == "assistant" and _MARKDOWN.search(line.text) is not None
+    rtl = is_rtl(line.text)
     if markdown:
-        body: ft.Control = ft.Markdown(line.text,
+        body: ft.Control = ft.Markdown(line.text, rtl=rtl,
                                        extension_set=ft.MarkdownExtensionSet.GITHUB_WEB)
         bgcolor = ft.Colors.SURFACE_CONTAINER_HIGHEST
     elif line.role == "assistant":
-        body = ft.Text(line.text or ("…" if line.streaming else ""))
+        body = ft.Text(line.text or ("…" if line.streaming else ""), rtl=rtl)
         bgcolor = ft.Colors.SURFACE_CONTAINER_HIGHEST
     elif line.role == "error":
-        body = ft.Text(line.text, color=ft.Colors.ON_ERROR_CONTAINER)
+        body = ft.Text(line.text, color=ft.Colors.ON_ERROR_CONTAINER, rtl=rtl)
         bgcolor = ft.Colors.ERROR_CONTAINER
     else:
-        body = ft.Text(line.text, color=ft.Colors.ON_PRIMARY_CONTAINER)
+        body = ft.Text(line.text, color=ft.Colors.ON_PRIMARY_CONTAINER, rtl=rtl)
         bgcolor = ft.Colors.PRIMARY_CONTAINER
     mine = line.role == "user"
     radius = ft.BorderRadius.only(top_left=16, top_right=16, bottom_left=16 if mine else 4,

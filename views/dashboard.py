@@ -24,6 +24,7 @@ from views.state import (
     feed_row_from_event,
     feed_row_from_traffic,
 )
+from views.text_direction import isolate
 
 __all__ = ["ChannelTile", "CounterCard", "DashboardView", "RateChart", "feed_row_control"]
 
@@ -139,12 +140,14 @@ def feed_row_control(row: FeedRow) -> ft.Control:
     batch to build, diff and send; even one coloured TextSpan for the
     direction doubles the controls and made page.update ~50 % slower. A word,
     not an arrow icon, says the direction, so the line also reads as one
-    sentence ("received 12:00:01 telegram 42 alice hello").
+    sentence ("received 12:00:01 telegram 42 alice hello"). The line runs left
+    to right; an Arabic or Hebrew field is fenced in a Unicode isolate, so it
+    runs right to left inside it without pulling the latency or a chat id in.
     """
     spoken = style.DIRECTION_ARROWS.get(row.direction, style.DIRECTION_ARROWS["in"])[2]
     parts = (spoken, style.clock_time(row.ts), row.channel, row.chat, row.sender,
              row.text.replace("\n", " "), style.latency(row.latency_ms))
-    return ft.Text("  ".join(part for part in parts if part), size=13, max_lines=1,
+    return ft.Text("  ".join(isolate(part) for part in parts if part), size=13, max_lines=1,
                    no_wrap=True, overflow=ft.TextOverflow.ELLIPSIS,
                    color=ft.Colors.ERROR if row.direction == "failed" else None)
 

@@ -22,6 +22,8 @@ from pyclaw_app.model import Event, EventKind
 from views import style
 from views.forms import labelled
 from views.message_detail import DetailPanel, level_color
+from views.person_filter import PersonPicker
+from views.text_direction import is_rtl
 
 __all__ = [
     "ALL",
@@ -89,8 +91,9 @@ class LogFilter:
 
 
 def _cell(value: str, width: int | None, **kwargs: Any) -> ft.Control:
+    """One column of a row; Arabic or Hebrew runs right to left from the column's right edge."""
     text = ft.Text(value, size=13, max_lines=1, overflow=ft.TextOverflow.ELLIPSIS, no_wrap=True,
-                   **kwargs)
+                   rtl=is_rtl(value), **kwargs)
     return ft.Container(text, expand=True) if width is None else ft.Container(text, width=width)
 
 
@@ -147,6 +150,7 @@ class LogsView:
         self.messages_empty = ft.Text("No messages in the journal for this channel yet.",
                                       color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
         self.detail = DetailPanel(plane)
+        self.person = PersonPicker(plane, self._on_person)
 
         lines_tab = ft.Column(expand=True, spacing=4, controls=[
             self.lines_empty, self.lines,
@@ -175,7 +179,8 @@ class LogsView:
                    vertical_alignment=ft.CrossAxisAlignment.CENTER,
                    controls=[labelled(self.channel_filter, "Channel"),
                              labelled(self.level_filter, "Level"),
-                             labelled(self.range_filter, "Time range"), self.search_field]),
+                             labelled(self.range_filter, "Time range"), self.search_field,
+                             self.person.root]),
             self.notice,
             ft.Row(expand=True, spacing=12, vertical_alignment=ft.CrossAxisAlignment.STRETCH,
                    controls=[
@@ -210,6 +215,7 @@ class LogsView:
         if self.filter.channel:
             self.channel_names.add(self.filter.channel)
         self._show_channel_names()
+        await self.person.load()
         await self.reload()
 
     def _show_channel_names(self) -> None:
@@ -266,7 +272,10 @@ class LogsView:
         return kept
 
     async def load_messages(self) -> None:
-        self.traffic = await self.plane.recent_traffic(200, channel=self.filter.channel)
+        if self.person.selected is not None:
+            self.traffic = await self.person.traffic(self.filter.channel)
+        else:
+            self.traffic = await self.plane.recent_traffic(200, channel=self.filter.channel)
         self.messages.controls = [self._traffic_line(r) for r in self.traffic]
         self.messages_empty.visible = not self.traffic
 
@@ -395,6 +404,12 @@ class LogsView:
                               search=(self.search_field.value or "").strip(),
                               range_label=self.range_filter.value or "All time")
         e.page.update()
+
+    async def _on_person(self) -> None:
+        """A person picked (or "Anyone"): the Messages tab shows their traffic."""
+        await self.load_messages()
+        if self.person.selected is not None:
+            self.tabs.selected_index = 1
 
     async def _on_older(self, e: ft.Event[ft.Control]) -> None:
         await self.load_older()

@@ -15,6 +15,7 @@ import flet as ft
 
 from pyclaw_app.control import ControlPlane, LogRow, MessageDetail, TrafficRow
 from views import style
+from views.text_direction import is_rtl
 
 __all__ = ["LEVEL_COLORS", "DetailPanel", "level_color"]
 
@@ -40,7 +41,7 @@ def _when(ts: float) -> str:
 def _pair(label: str, value: str, *, color: str | None = None) -> ft.Control:
     return ft.Row(vertical_alignment=ft.CrossAxisAlignment.START, spacing=8, controls=[
         ft.Text(label, width=96, size=12, color=ft.Colors.ON_SURFACE_VARIANT),
-        ft.Text(value, selectable=True, expand=True, size=13, color=color),
+        ft.Text(value, selectable=True, expand=True, size=13, color=color, rtl=is_rtl(value)),
     ])
 
 
@@ -67,7 +68,7 @@ def _record(row: TrafficRow, platform_id: str | None = None) -> list[ft.Control]
         out.append(_pair("Error", row.error, color=ft.Colors.ERROR))
     out.append(ft.Container(
         padding=10, border_radius=8, bgcolor=ft.Colors.SURFACE_CONTAINER_HIGHEST,
-        content=ft.Text(row.text or "(no text)", selectable=True)))
+        content=ft.Text(row.text or "(no text)", selectable=True, rtl=is_rtl(row.text))))
     return out
 
 
@@ -134,7 +135,8 @@ class DetailPanel:
             _pair("Level", row.level, color=level_color(row.level)),
             ft.Container(padding=10, border_radius=8,
                          bgcolor=ft.Colors.SURFACE_CONTAINER_HIGHEST,
-                         content=ft.Text(row.message, selectable=True)),
+                         content=ft.Text(row.message, selectable=True,
+                                         rtl=is_rtl(row.message))),
         ]
         if row.data:
             controls.append(ft.Text(json.dumps(row.data, indent=2, ensure_ascii=False),

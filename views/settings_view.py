@@ -13,12 +13,13 @@ the client's own storage, so each browser or device keeps its choice.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import flet as ft
 
-from pyclaw_app.control import ControlPlane, FieldError, SettingsForm
+from pyclaw_app.control import ControlPlane, FieldError, ProbeOutcome, SettingsForm
 from pyclaw_app.model import Event
 from views.forms import LIST, FormField, SchemaForm, labelled
 
@@ -39,7 +40,6 @@ THEME_MODES: dict[str, ft.ThemeMode] = {"system": ft.ThemeMode.SYSTEM,
                                         "dark": ft.ThemeMode.DARK}
 THEME_KEY = "pyclaw.theme"
 FIRST_PROVIDER = ""
-PROVIDER_MAIN = ("name", "kind", "base_url", "api_key", "model")
 AGENT_MAIN = ("system_prompt", "history_tokens", "max_concurrent_llm", "compaction")
 AGENT_CUSTOM = ("provider", "system_prompts", "fallbacks")
 PROMPT_HELP = "Variables: {channel}, {user}, {date}"
@@ -134,9 +134,7 @@ def _multiline(form: SchemaForm, name: str, min_lines: int = 3, max_lines: int =
         field.input.multiline = True
         field.input.min_lines = min_lines
         field.input.max_lines = max_lines
-    for cell in form.root.controls:  # the form's per-field cell, whatever wraps the field
-        if getattr(cell, "content", None) is field.root:
-            cell.col = 12
+    form.widen(name)
 
 
 def _split(errors: Sequence[FieldError], prefix: str) -> tuple[list[FieldError], list[FieldError]]:
@@ -148,6 +146,17 @@ def _split(errors: Sequence[FieldError], prefix: str) -> tuple[list[FieldError],
         else:
             other.append(error)
     return mine, other
+
+
+HEALTH_WINDOW = 86400.0
+"""Seconds of usage records a provider card sums up."""
+
+
+def _health_row(ok: bool, words: str) -> ft.Control:
+    color = ft.Colors.GREEN_700 if ok else ft.Colors.ERROR
+    return ft.Row(spacing=4, vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
+        ft.Icon(ft.Icons.CHECK_CIRCLE if ok else ft.Icons.ERROR_OUTLINE, size=14, color=color),
+        ft.Text(words, size=12, color=color, expand=True)])
 
 
 CARD_COLUMNS = {"xs": 12, "md": 10, "lg": 8, "xl": 7}
@@ -216,23 +225,19 @@ class ProviderEditor:
         existing = view.providers[index] if index is not None else None
         saved_key = existing is not None and existing.get("name") in view.keys_set
         self.touched: set[str] = set()
+        self.last_test: tuple[dict[str, Any], ProbeOutcome] | None = None
         self.form = SchemaForm(view.provider_schema, existing or {"kind": "openai"},
                                ("api_key",) if saved_key else (), on_blur=self._blurred)
         if existing is not None and isinstance(self.form["name"].input, ft.TextField):
             self.form["name"].input.read_only = True  # the stored key is filed under the name
-        self.models = ft.Dropdown(label="Available models", visible=False, expand=True,
+        self.models = ft.Dropdown(label="Available models", expand=True,
                                   on_select=self._model_picked,
                                   helper_text="From the provider's model list")
-        main = [self.form.fields[n].root for n in PROVIDER_MAIN if n in self.form.fields]
-        rest = [f.root for n, f in self.form.fields.items() if n not in PROVIDER_MAIN]
-        self.advanced = ft.ExpansionTile(
-            title=ft.Text("Advanced: timeouts, retries, limits, prices"),
-            controls_padding=ft.Padding.only(top=8, bottom=8),
-            controls=[ft.Column(rest, spacing=16,
-                                horizontal_alignment=ft.CrossAxisAlignment.STRETCH)])
-        self.form.root.controls = [
-            *main, ft.Row([labelled(self.models, "Available models", expand=True)]),
-            self.advanced]
+        # shown once a test listed models; the row is hidden, never the labelled dropdown
+        self.models_row = self.form.insert_after(
+            "model", ft.Row([labelled(self.models, "Available models", expand=True)]))
+        self.models_row.visible = False
+        self.advanced = self.form.advanced  # timeouts, retries, limits, prices
         self.progress = ft.ProgressRing(width=20, height=20, stroke_width=2.5, visible=False,
                                         semantics_label="Testing the connection")
         self.probe_result = StatusLine()
@@ -250,7 +255,8 @@ class ProviderEditor:
                     ft.Text(title, theme_style=ft.TextThemeStyle.HEADLINE_SMALL)], spacing=8),
             _card(
                 ft.Text("OpenAI, Anthropic, or any OpenAI-compatible server (Ollama, vLLM, "
-                        "LM Studio): choose kind \"openai\" and give its base URL.",
+                        "LM Studio): for those choose \"OpenAI or OpenAI-compatible\" and give "
+                        "its base URL.",
                         color=ft.Colors.ON_SURFACE_VARIANT),
                 self.form.root,
                 self.form_error,
@@ -279,8 +285,6 @@ class ProviderEditor:
         position = len(self.view.providers) if self.index is None else self.index
         mine, other = _split(errors, f"providers.{position}.")
         rest = self.form.show_errors(mine, self.touched if touched_only else None)
-        self.advanced.expanded = self.advanced.expanded or any(
-            f.error for n, f in self.form.fields.items() if n not in PROVIDER_MAIN)
         rest += [e.message if not e.field else f"{e.field}: {e.message}" for e in other
                  if not e.field.startswith("providers.")  # another provider's: not ours
                  or e.field == "providers"]
@@ -320,11 +324,55 @@ class ProviderEditor:
             self.progress.visible = False
             self.test_button.disabled = False
         self.probe_result.show(ok, message)
+        tested = self.values()
+        self.last_test = (tested, ProbeOutcome(ok, message))
+        self.view.record_test(str(tested.get("name") or ""), ProbeOutcome(ok, message))
         self.models.options = [ft.DropdownOption(key=m, text=m) for m in models]
         current = self.form["model"].value()
         self.models.value = current if current in models else None
-        self.models.visible = bool(models)
+        self.models_row.visible = bool(models)
         return ok
+
+    def failed_test(self) -> ProbeOutcome | None:
+        """The last Test connection's failure, while the form still holds what was tested."""
+        if self.last_test is None:
+            return None
+        tested, outcome = self.last_test
+        return outcome if not outcome.ok and tested == self.values() else None
+
+    def confirm_save(self, failed: ProbeOutcome, page: ft.Page | ft.BasePage | None
+                     ) -> ft.AlertDialog:
+        """Saving a provider that just failed its test is allowed, after saying so."""
+
+        def keep_editing(e: ft.Event[ft.Control]) -> None:
+            e.page.pop_dialog()
+
+        async def save_anyway(e: ft.Event[ft.Control]) -> None:
+            e.page.pop_dialog()
+            await self.save_and_close(e.page)
+
+        dialog = ft.AlertDialog(
+            modal=True,
+            title=ft.Text("Save a provider that failed its test?"),
+            content=ft.Text(f"Test connection said: {failed.message}\n\nSaved like this, "
+                            "messages sent to it will fail until the endpoint answers.",
+                            selectable=True),
+            actions=[ft.TextButton("Keep editing", on_click=keep_editing),
+                     ft.FilledButton("Save anyway", on_click=save_anyway,
+                                     style=ft.ButtonStyle(bgcolor=ft.Colors.ERROR,
+                                                          color=ft.Colors.ON_ERROR))],
+        )
+        if page is not None:
+            page.show_dialog(dialog)
+        return dialog
+
+    async def save_and_close(self, page: ft.Page | ft.BasePage) -> bool:
+        if await self.save(page.update):
+            self.view.close_editor("Provider saved — used from the next message.")
+            page.update()
+            return True
+        page.update()
+        return False
 
     def pick_model(self, model: str) -> None:
         field = self.form["model"]
@@ -356,9 +404,11 @@ class ProviderEditor:
         e.page.update()
 
     async def _on_save(self, e: ft.Event[ft.Control]) -> None:
-        if await self.save(e.page.update):
-            self.view.close_editor("Provider saved — used from the next message.")
-        e.page.update()
+        failed = self.failed_test()
+        if failed is not None:
+            self.confirm_save(failed, e.page)
+            return
+        await self.save_and_close(e.page)
 
     def _on_cancel(self, e: ft.Event[ft.Control]) -> None:
         self.view.close_editor()
@@ -425,9 +475,15 @@ class FallbackRow:
 class SettingsView:
     """Providers, agent, appearance and the access-policy pointer; one card each."""
 
-    def __init__(self, plane: ControlPlane, *, theme_store: ThemeStore | None = None) -> None:
+    def __init__(self, plane: ControlPlane, *, theme_store: ThemeStore | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.plane = plane
         self.theme_store: ThemeStore = theme_store or ClientThemeStore()
+        self.clock = clock
+        self.tests: dict[str, ProbeOutcome] = {}
+        """The last Test connection outcome per provider name, shown on its card."""
+        self.recent_calls: dict[str, tuple[int, int]] = {}
+        """(calls, failed) per provider over the last day, from the usage records."""
         self.providers: list[dict[str, Any]] = []
         self.keys_set: set[str] = set()
         self.agent: dict[str, Any] = {}
@@ -527,8 +583,39 @@ class SettingsView:
             self._notify(False, f"Could not load the settings: {exc}")
             return
         self.channel_names = [c.name for c in channels]
+        await self.load_health()
         self.show_form(form)
         await self.restore_theme(_current_page())
+
+    async def load_health(self) -> None:
+        """Each provider's calls and failures over the last day, for its card."""
+        try:
+            rows = await self.plane.usage(since=self.clock() - HEALTH_WINDOW)
+        except Exception as exc:  # noqa: BLE001 - the cards go without it
+            _log.warning("could not read provider usage: %s", exc)
+            rows = []
+        totals: dict[str, tuple[int, int]] = {}
+        for row in rows:
+            calls, errors = totals.get(row.provider, (0, 0))
+            totals[row.provider] = (calls + row.calls, errors + row.errors)
+        self.recent_calls = totals
+
+    def record_test(self, name: str, outcome: ProbeOutcome) -> None:
+        if name:
+            self.tests[name] = outcome
+
+    def health_lines(self, name: str) -> list[tuple[bool, str]]:
+        """What the card says about a provider's health: (ok, words) lines."""
+        lines: list[tuple[bool, str]] = []
+        test = self.tests.get(name)
+        if test is not None:
+            lines.append((test.ok, f"Test passed: {test.message}" if test.ok
+                          else f"Last test failed: {test.message}"))
+        calls, errors = self.recent_calls.get(name, (0, 0))
+        if calls:
+            lines.append((errors == 0, f"Last 24 h: {calls} call{'s' if calls != 1 else ''}, "
+                                       f"{errors} failed"))
+        return lines
 
     def show_form(self, form: SettingsForm) -> None:
         """Render what the plane has stored (after load and after every save)."""
@@ -567,6 +654,7 @@ class SettingsView:
                         ]),
                         ft.Text(f"{p.get('kind', 'openai')} · {p.get('model', '')} · {where} · "
                                 f"{key}", size=12, color=ft.Colors.ON_SURFACE_VARIANT),
+                        *[_health_row(ok, words) for ok, words in self.health_lines(name)],
                     ]),
                     ft.IconButton(ft.Icons.EDIT_OUTLINED, tooltip=f"Edit {name}",
                                   on_click=self._edit_handler(index)),
@@ -589,13 +677,14 @@ class SettingsView:
                 [*names, *([current] if current else [])])]
         self.default_provider.value = current or FIRST_PROVIDER
         self.default_provider.error_text = None
-        self.agent_form = SchemaForm(subschema(self.agent_schema, AGENT_MAIN), self.agent)
+        self.agent_form = SchemaForm(subschema(self.agent_schema, AGENT_MAIN), self.agent,
+                                     grouped=False)
         _multiline(self.agent_form, "system_prompt", 4, 14)
         self.agent_form["system_prompt"].input.helper = PROMPT_HELP
         self.agent_form_slot.content = self.agent_form.root
         self.advanced_form = SchemaForm(subschema(self.agent_schema,
                                                   without=(*AGENT_MAIN, *AGENT_CUSTOM)),
-                                        self.agent)
+                                        self.agent, grouped=False)
         self.advanced_slot.content = self.advanced_form.root
         self.prompt_rows = []
         for channel, prompt in dict(self.agent.get("system_prompts") or {}).items():
@@ -616,6 +705,7 @@ class SettingsView:
 
     def close_editor(self, message: str = "") -> None:
         self.editor = None
+        self._show_providers()  # a test run in the editor shows on the card
         self._root.controls = [self.settings_page]
         if message:
             self._notify(True, message)

@@ -1,7 +1,10 @@
-"""The app frame: navigation (rail when wide, bar when narrow), config-error banner, content.
+"""The app frame: navigation (rail when wide, bar when narrow), banners, content.
 
 The route is the single source of navigation truth: choosing a destination
 pushes its route, and only the route-change handler switches the content.
+Above the content sit the config-error banner and the health banner (views.health):
+a failed channel or provider is named there and counted on its navigation entry,
+whichever view is open.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pyclaw_app.control import ControlPlane
 from views.channels import ChannelsView
 from views.chat import ChatView
 from views.dashboard import DashboardView
+from views.health import Alert, HealthBanner
 from views.logs import LogsView
 from views.panel import Destination, Panel
 from views.settings_view import SettingsView
@@ -72,6 +76,13 @@ class Shell:
         self.destinations = list(destinations)
         self.panels: dict[str, Panel] = {d.route: d.build(plane) for d in self.destinations}
         self.banner = config_banner(plane.config_errors())
+        self.health = HealthBanner(plane, open_logs=self.open_logs, on_badges=self.show_badges)
+        self.banners = ft.Column(spacing=0, controls=[self.banner, self.health.root])
+        # Icons as controls: a badge shows on a destination's icon, not on the destination
+        self._icons: dict[str, tuple[ft.Icon, ft.Icon, ft.Icon, ft.Icon]] = {
+            d.route: (ft.Icon(d.icon), ft.Icon(d.selected_icon), ft.Icon(d.icon),
+                      ft.Icon(d.selected_icon))
+            for d in self.destinations}
         # Every view stays mounted and only the current one is visible: a control tree that
         # live events change while detached came back doubled when re-attached (Flet 1.0).
         self.content = ft.Container(
@@ -94,17 +105,19 @@ class Shell:
                 ),
             ),
             destinations=[
-                ft.NavigationRailDestination(icon=d.icon, selected_icon=d.selected_icon,
+                ft.NavigationRailDestination(icon=rail_icon, selected_icon=rail_selected,
                                              label=d.label)
-                for d in self.destinations
+                for d, (rail_icon, rail_selected, _, _) in zip(
+                    self.destinations, self._icons.values(), strict=True)
             ],
         )
         self.bar = ft.NavigationBar(
             selected_index=0,
             destinations=[
-                ft.NavigationBarDestination(icon=d.icon, selected_icon=d.selected_icon,
+                ft.NavigationBarDestination(icon=bar_icon, selected_icon=bar_selected,
                                             label=d.label)
-                for d in self.destinations
+                for d, (_, _, bar_icon, bar_selected) in zip(
+                    self.destinations, self._icons.values(), strict=True)
             ],
         )
         self.route = ""
@@ -131,6 +144,39 @@ class Shell:
     def current(self) -> Panel:
         return self.panels[self.route]
 
+    @property
+    def live_panels(self) -> list[Panel]:
+        """What the live session loads and feeds: every view, then the health banner."""
+        return [*self.panels.values(), self.health]
+
+    async def open_logs(self, alert: Alert) -> str:
+        """The Logs view filtered to what an alert is about (a channel's lines, or the lines
+        naming a provider), shown; returns its route for the page to push."""
+        route, logs = next(((r, p) for r, p in self.panels.items() if isinstance(p, LogsView)),
+                           (self.route, None))
+        if logs is not None:
+            if alert.kind == "channel":
+                await logs.set_filter(channel=alert.name)
+            else:
+                await logs.set_filter(search=alert.name)
+        return self.show(route)
+
+    def show_badges(self, counts: dict[str, int]) -> None:
+        """A failure count on each destination that has failures (none: no badge); a
+        screen reader hears "1 failed Channels"."""
+        for route, icons in self._icons.items():
+            count = counts.get(route, 0)
+            for icon in icons:
+                icon.badge = ft.Badge(label=ft.Text(str(count), semantics_label=f"{count} failed"),
+                                      bgcolor=ft.Colors.ERROR) if count else None
+
+    def badge(self, route: str) -> str | None:
+        """The count a destination's badge shows (None: no badge), the same on rail and bar."""
+        badge = self._icons[route][0].badge
+        if not isinstance(badge, ft.Badge):
+            return None
+        return badge.label.value if isinstance(badge.label, ft.Text) else str(badge.label)
+
     @staticmethod
     def is_wide(width: float | None) -> bool:
         return width is None or width >= WIDE_MIN_WIDTH
@@ -147,5 +193,5 @@ class Shell:
             )
         else:
             main = self.content
-        body = ft.Column(expand=True, spacing=0, controls=[self.banner, main])
+        body = ft.Column(expand=True, spacing=0, controls=[self.banners, main])
         return body, (None if wide else self.bar)

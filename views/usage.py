@@ -5,6 +5,8 @@ module sums them for the totals, the charts (tokens and cost per day, latency
 per model) and the table. The sums are plain functions of the rows so they can
 be tested without Flet. While shown, the view reloads itself as LLM calls
 finish, in the background and at most once every ``RELOAD_INTERVAL`` seconds.
+A Budgets card shows each spending cap (``budgets:`` in the config) against
+what its day or month has spent, when any cap is configured.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from datetime import date, datetime, timedelta
 import flet as ft
 import flet_charts as fch
 
-from pyclaw_app.control import ControlPlane, UsageRow
+from pyclaw_app.control import BudgetRow, ControlPlane, UsageRow
 from pyclaw_app.model import Event, EventKind
 from views.dashboard import CounterCard
 from views.state import Clock
 
 __all__ = [
     "RANGES",
+    "BudgetCard",
     "UsageTotals",
     "UsageView",
+    "budget_text",
     "daily",
     "day_span",
     "latency_by_model",
@@ -142,6 +146,50 @@ def money(cost: float) -> str:
 
 def ms(value: float) -> str:
     return f"{value:,.0f} ms" if value < 10_000 else f"{value / 1000:.1f} s"
+
+
+# -- budgets ----------------------------------------------------------------------------------
+
+
+def budget_text(b: BudgetRow) -> tuple[str, str, str]:
+    """(whose cap, spent of limit, when it resets) as the card words them."""
+    who = {"overall": "All channels", "channel": f"Channel {b.channel}"}.get(
+        b.scope, f"{b.sender_name or b.sender} on {b.channel}")
+    fmt: Callable[[float], str] = money if b.unit == "cost" else (lambda v: tokens(int(v)))
+    amount = f"{fmt(b.spent)} of {fmt(b.limit)}" + (" tokens" if b.unit == "tokens" else "")
+    resets = datetime.fromtimestamp(b.resets_at)
+    when = (f"resets at {resets:%H:%M}" if b.period == "daily"
+            else f"resets on {resets.day} {resets:%b} at {resets:%H:%M}")
+    return f"{who} · {b.period}", amount, when
+
+
+class BudgetCard:
+    """Each cap with a bar of how much of it is spent; hidden when none is configured."""
+
+    def __init__(self) -> None:
+        self.rows = ft.Column(spacing=10)
+        self.root = ft.Container(
+            padding=14, border_radius=12, bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
+            border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT), visible=False,
+            content=ft.Column(spacing=10, controls=[
+                ft.Text("Budgets", weight=ft.FontWeight.W_600), self.rows]))
+
+    def show(self, budgets: Sequence[BudgetRow]) -> None:
+        self.root.visible = bool(budgets)
+        self.rows.controls = [self._row(b) for b in budgets]
+
+    @staticmethod
+    def _row(b: BudgetRow) -> ft.Control:
+        label, amount, when = budget_text(b)
+        used = 1.0 if b.limit <= 0 else min(1.0, b.spent / b.limit)
+        color = (ft.Colors.ERROR if used >= 1 else ft.Colors.AMBER_700 if used >= 0.8
+                 else ft.Colors.PRIMARY)
+        return ft.Column(spacing=4, controls=[
+            ft.Row(alignment=ft.MainAxisAlignment.SPACE_BETWEEN, controls=[
+                ft.Text(label), ft.Text(amount, color=color)]),
+            ft.ProgressBar(value=used, color=color, bar_height=6, border_radius=3,
+                           semantics_label=f"{label}: {amount}"),
+            ft.Text(when, size=12, color=ft.Colors.ON_SURFACE_VARIANT)])
 
 
 # -- charts ---------------------------------------------------------------------------------
@@ -294,10 +342,12 @@ class UsageView:
         self.range_key = "7d"
         self.channel = ALL_CHANNELS
         self.rows: list[UsageRow] = []
+        self.budgets: list[BudgetRow] = []
+        self.budget_card = BudgetCard()
         self.now = 0.0
         self._stale = False
         self._last_reload = 0.0
-        self._reload: asyncio.Task[list[UsageRow]] | None = None
+        self._reload: asyncio.Task[tuple[list[UsageRow], list[BudgetRow]]] | None = None
         self.range_picker = ft.SegmentedButton(
             selected=[self.range_key],
             allow_multiple_selection=False,
@@ -360,6 +410,7 @@ class UsageView:
                 self.error,
                 ft.Row(wrap=True, spacing=12, run_spacing=12,
                        controls=[c.root for c in self.cards.values()]),
+                self.budget_card.root,
                 self.empty,
                 self.details,
             ],
@@ -392,6 +443,18 @@ class UsageView:
             since=range_since(self.range_key, self.now),
             channel=None if self.channel == ALL_CHANNELS else self.channel)
 
+    async def fetch_budgets(self) -> list[BudgetRow]:
+        """The caps and their spend; none when the plane cannot say (a gateway from before
+        budgets answers "unknown method"), which hides the card and nothing else."""
+        try:
+            return await self.plane.budgets()
+        except Exception as exc:  # noqa: BLE001 - the rest of the view does not need it
+            _log.debug("no budgets from the plane: %s", exc)
+            return []
+
+    async def _fetch_both(self) -> tuple[list[UsageRow], list[BudgetRow]]:
+        return await self.fetch(), await self.fetch_budgets()
+
     async def reload(self) -> None:
         """Fetch and show the rows for the current range and channel."""
         self.now = self._wall_clock()
@@ -405,6 +468,7 @@ class UsageView:
             self.error.visible = True
             return
         self.error.visible = False
+        self.budgets = await self.fetch_budgets()
         self.show(rows)
 
     def show(self, rows: Sequence[UsageRow]) -> None:
@@ -425,7 +489,7 @@ class UsageView:
         if task is not None and task.done():
             self._reload = None
             try:
-                rows = task.result()
+                rows, self.budgets = task.result()
             except asyncio.CancelledError:
                 return
             except Exception as exc:  # noqa: BLE001 - shown, tried again on the next call
@@ -439,7 +503,7 @@ class UsageView:
               and now - self._last_reload >= RELOAD_INTERVAL):
             self.now = self._last_reload = now
             self._stale = False
-            self._reload = asyncio.get_running_loop().create_task(self.fetch(),
+            self._reload = asyncio.get_running_loop().create_task(self._fetch_both(),
                                                                    name="ui-usage-reload")
 
     # -- rendering ---------------------------------------------------------------------------
@@ -452,6 +516,7 @@ class UsageView:
         self.cards["output_tokens"].value.value = tokens(total.output_tokens)
         self.cards["cost"].value.value = money(total.cost)
         self.cards["errors"].value.value = f"{total.errors:,}"
+        self.budget_card.show(self.budgets)
         self.empty.visible = not rows
         self.details.visible = bool(rows)
         if not rows:

@@ -30,16 +30,19 @@ class SlackConfig(ChannelConfig):
     )
     app_token: SecretStr | None = secret_field(
         "App-Level Token (starts with xapp-) with the connections:write scope, from Basic "
-        "Information. Needed in Socket Mode only."
+        "Information. Needed in Socket Mode only.", shown_when={"mode": "socket"}
     )
     signing_secret: SecretStr | None = secret_field(
         "Signing Secret from Basic Information. Needed for the Events API (HTTP) mode only: "
-        "every request is checked against it."
+        "every request is checked against it.", shown_when={"mode": "events"}
     )
     mode: Literal["socket", "events"] = Field(
         "socket",
         description="socket: the app connects out to Slack (no public URL needed). events: "
         "Slack POSTs events to this gateway's webhook URL (needs a public HTTPS URL).",
+        json_schema_extra={"group": "essentials", "options": {
+            "socket": "Socket Mode (no public URL needed)",
+            "events": "Events API (needs a public HTTPS URL)"}},
     )
     base_url: str = Field(
         "https://slack.com/api/",

@@ -27,7 +27,8 @@ MAX_TEXT = 4096
 
 class TelegramConfig(ChannelConfig):
     token: SecretStr | None = secret_field(
-        "Bot token from @BotFather, e.g. 123456:ABC-DEF... (stored in the keyring).", required=True
+        "Bot token from @BotFather, e.g. 123456:ABC-DEF... (stored in the keyring).", required=True,
+        title="Bot token",
     )
     base_url: str = Field(
         "https://api.telegram.org/bot",
@@ -42,18 +43,24 @@ class TelegramConfig(ChannelConfig):
         "polling",
         description="polling: the gateway asks Telegram for updates (works behind NAT). "
         "webhook: Telegram posts updates to webhook_url (needs a public HTTPS address).",
+        json_schema_extra={"group": "essentials", "options": {
+            "polling": "Polling (works behind NAT)",
+            "webhook": "Webhook (needs a public HTTPS URL)"}},
     )
     webhook_url: str = Field(
         "",
         description="Public HTTPS URL Telegram posts updates to (webhook mode only); it must "
         "reach pyclaw's webhook server at /webhook/<channel name>, e.g. through a reverse proxy.",
+        json_schema_extra={"group": "essentials", "shown_when": {"mode": "webhook"}},
     )
     webhook_secret: SecretStr | None = secret_field(
         "Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token with every webhook "
-        "call (1-256 characters: A-Z, a-z, 0-9, _ and -). Required in webhook mode."
+        "call (1-256 characters: A-Z, a-z, 0-9, _ and -). Required in webhook mode.",
+        shown_when={"mode": "webhook"},
     )
     poll_timeout: int = Field(
-        30, ge=0, le=50, description="Long-polling wait in seconds (polling mode)."
+        30, ge=0, le=50, description="Long-polling wait in seconds (polling mode).",
+        json_schema_extra={"shown_when": {"mode": "polling"}},
     )
 
     def needs_webhook(self) -> bool:

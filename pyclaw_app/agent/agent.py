@@ -1,7 +1,9 @@
 """The agent: one reply per inbound message, from history in SQLite through the failover chain.
 
 A turn is: commands first (answered without the LLM); then the system prompt
-for the channel, the conversation's summary and as many recent turns as fit
+for the channel, the long-term memory this chat may see (the person's in a direct
+message, the group's in a group: ``identity.py``), the conversation's summary and
+as many recent turns as fit
 the budget (older ones are folded into the summary when they overflow); then
 up to ``max_tool_rounds`` rounds of tool calls; then the answer. Every
 provider call is recorded in ``llm_calls`` and reported through the hooks.
@@ -30,14 +32,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from pyclaw_app.agent.budget import BudgetExceeded, BudgetGuard, estimate_prompt
 from pyclaw_app.agent.commands import COMMANDS, Commands, decode_choice, parse_command
 from pyclaw_app.agent.conversations import Conversations, ConversationState
 from pyclaw_app.agent.failover import Attempt, CircuitBreaker, Failover, Link, Sleep
+from pyclaw_app.agent.identity import People
 from pyclaw_app.agent.memory import (
     build_prompt,
     fit_history,
     summary_request,
     visible_history,
+    with_memory,
     with_summary,
 )
 from pyclaw_app.agent.prompts import render_system_prompt
@@ -50,12 +55,15 @@ from pyclaw_app.agent.providers import (
     ToolSpec,
 )
 from pyclaw_app.agent.tokens import estimate_tokens
-from pyclaw_app.agent.tools import NotesStore, ToolContext, ToolRegistry, builtin_tools
+from pyclaw_app.agent.tools import Notes, ToolContext, ToolRegistry, builtin_tools
+from pyclaw_app.agent.tools.registry import ToolSource
 from pyclaw_app.agent.turn import CallRecord, Reply, TurnHooks
+from pyclaw_app.budgets import BudgetConfig
 from pyclaw_app.config import AgentConfig, Config, ProviderConfig
 from pyclaw_app.errors import ProviderError
 from pyclaw_app.model import Inbound
 from pyclaw_app.store.journal import HistoryTurn, Journal
+from pyclaw_app.store.schedules import ScheduleStore
 from pyclaw_app.store.usage import UsageLog
 
 __all__ = ["Agent", "CallRecord", "Reply", "TurnHooks", "build_chain", "build_provider",
@@ -66,6 +74,8 @@ _log = logging.getLogger(__name__)
 HISTORY_EXCHANGES = 500
 SUMMARY_MAX_TOKENS = 512
 MIN_BUDGET = 200
+MEMORY_SHARE = 4
+"""Long-term memory (notes, other conversations' summaries) takes at most 1/4 of the budget."""
 LOG_CLIP = 200
 
 
@@ -178,7 +188,8 @@ class Agent:
     def __init__(self, chain: Failover | Provider, journal: Journal, usage: UsageLog, *,
                  system_prompt: str | None = None, history_tokens: int | None = None,
                  config: AgentConfig | None = None, tools: ToolRegistry | None = None,
-                 now: Callable[[], datetime] = _now) -> None:
+                 now: Callable[[], datetime] = _now, budget: BudgetGuard | None = None,
+                 tool_source: ToolSource | None = None) -> None:
         overrides = {k: v for k, v in (("system_prompt", system_prompt),
                                        ("history_tokens", history_tokens)) if v is not None}
         self.config = (config or AgentConfig()).model_copy(update=overrides)
@@ -189,16 +200,27 @@ class Agent:
         self.journal = journal
         self.usage = usage
         self.conversations = Conversations(journal.db)
-        self.notes = NotesStore(journal.db)
+        self.people = People(journal.db, clock=lambda: self.now().timestamp())
+        """Linked accounts and the long-term memory a turn may see (``agent/identity.py``)."""
+        self.schedules = ScheduleStore(journal.db)
         self.tools = tools if tools is not None else _select_tools(self.config.tools)
+        self.tool_source = tool_source
+        """Tools beyond ``tools`` that come and go (the gateway's MCP servers)."""
         self.now = now
+        self.budget = budget or BudgetGuard(BudgetConfig(), usage)
         self._commands = Commands(journal=journal, conversations=self.conversations,
-                                  failover=chain, usage=usage, tool_names=self.tools.names())
+                                  failover=chain, usage=usage, tool_names=self.tools.names(),
+                                  people=self.people)
 
     @classmethod
-    def from_config(cls, config: Config, store: _StoreLike) -> Agent:
-        """The agent the gateway runs: chain, prompts, tools and limits from ``config``."""
-        return cls(build_chain(config), store.journal, store.usage, config=config.agent)
+    def from_config(cls, config: Config, store: _StoreLike,
+                    now: Callable[[], datetime] = _now,
+                    tool_source: ToolSource | None = None) -> Agent:
+        """The agent the gateway runs: chain, prompts, tools, limits and budgets from
+        ``config``; ``now`` is the clock of prompts and budget periods."""
+        return cls(build_chain(config), store.journal, store.usage, config=config.agent, now=now,
+                   budget=BudgetGuard(config.budgets, store.usage, clock=now),
+                   tool_source=tool_source)
 
     @staticmethod
     def commands() -> list[tuple[str, str]]:
@@ -218,18 +240,23 @@ class Agent:
         conv = inbound.address.key
         state = await self.conversations.get(conv)
         primary = self._primary(state, turn)
-        specs = self.tools.specs()
+        tools, tools_note = self._turn_tools(inbound)
+        specs = tools.specs()
         system = render_system_prompt(self.config.system_prompt, self.config.system_prompts,
-                                      inbound, self.now())
+                                      inbound, self.now()) + tools_note
         user_text = inbound.text if inbound.text.strip() else describe_attachments(inbound)
         history = await self.journal.history(conv, before_id=journal_id,
                                              limit=HISTORY_EXCHANGES,
                                              after_id=state.summary_until)
         turns = visible_history(history, lambda t: parse_command(t) is not None)
         budget = self._budget(primary, specs)
+        scope = await self.people.scope(inbound)
+        system = with_memory(system, await self.people.recall(scope, conv),
+                             budget // MEMORY_SHARE)
         summary, kept = await self._fit(turn, state, primary, system, turns, user_text, budget)
         messages = build_prompt(with_summary(system, summary), kept, user_text)
-        text, link, fallback = await self._answer(turn, messages, primary, specs)
+        text, link, fallback = await self._answer(turn, messages, primary, specs, tools,
+                                                  self.people.notes_for(scope))
         if fallback and not state.fallback_notified:
             note = (f"\n\n(Answered by {link.key}: {primary.key} is unavailable right now.)")
             turn.delta(note)
@@ -239,6 +266,15 @@ class Agent:
             await self.conversations.set_fallback_notified(conv, False)
         return Reply(text, link.provider.name, link.model, turn.input_tokens,
                      turn.output_tokens, (time.perf_counter() - started) * 1000)
+
+    def _turn_tools(self, inbound: Inbound) -> tuple[ToolRegistry, str]:
+        """The built-in tools plus the tool source's for this turn, and a line for the
+        system prompt naming those that are missing right now."""
+        if self.tool_source is None:
+            return self.tools, ""
+        note = self.tool_source.unavailable_note(inbound)
+        return (self.tools.extended(self.tool_source.tools_for(inbound)),
+                f"\n\n{note}" if note else "")
 
     def _primary(self, state: ConversationState, turn: _Turn) -> Link:
         choice = decode_choice(state.model)
@@ -282,11 +318,13 @@ class Agent:
         # A quarter of the budget at most, so the summary plus the turns kept beside it
         # leave room for the conversation to grow before the next compaction.
         summary_tokens = min(SUMMARY_MAX_TOKENS, budget // 4)
+        request = summary_request(state.summary, folded, budget)
         try:
-            answer = await self.failover.complete(
-                summary_request(state.summary, folded, budget), primary=primary,
-                on_attempt=lambda a: self._record(turn, a), on_log=turn.log,
-                max_tokens=summary_tokens)
+            async with self.budget.hold(turn.inbound, estimate_prompt(request), primary):
+                answer = await self.failover.complete(
+                    request, primary=primary,
+                    on_attempt=lambda a: self._record(turn, a), on_log=turn.log,
+                    max_tokens=summary_tokens)
         except ProviderError as exc:
             turn.log("warning", f"could not summarise older messages ({exc}); "
                                 f"{len(fit.dropped)} left out of the prompt")
@@ -297,22 +335,25 @@ class Agent:
         summary = answer.completion.text.strip()[:summary_tokens * 4]
         await self.conversations.set_summary(turn.inbound.address.key, summary,
                                              folded[-1].inbound_id)
+        await self.people.summarised(turn.inbound)
         turn.log("info", f"compacted {len(folded)} older messages into a summary of "
                          f"~{estimate_tokens(summary)} tokens (by {answer.link.key})")
         refit = fit_history(with_summary(system, summary), half.kept, user_text, budget)
         return summary, refit.kept
 
     async def _answer(self, turn: _Turn, messages: list[ChatMessage], primary: Link,
-                      specs: Sequence[ToolSpec]) -> tuple[str, Link, bool]:
+                      specs: Sequence[ToolSpec], tools: ToolRegistry,
+                      notes: Notes) -> tuple[str, Link, bool]:
         """Call the chain, run the tools it asks for, until it answers in text."""
-        ctx = ToolContext(turn.inbound, self.notes, self.now)
+        ctx = ToolContext(turn.inbound, notes, self.now, self.schedules)
         rounds = self.config.max_tool_rounds
         for round_no in range(rounds + 1):
             allow = round_no < rounds
-            answer = await self.failover.complete(
-                messages, primary=primary, on_delta=turn.delta,
-                on_attempt=lambda a: self._record(turn, a), on_log=turn.log, tools=specs,
-                allow_tools=allow)
+            async with self.budget.hold(turn.inbound, estimate_prompt(messages, specs), primary):
+                answer = await self.failover.complete(
+                    messages, primary=primary, on_delta=turn.delta,
+                    on_attempt=lambda a: self._record(turn, a), on_log=turn.log, tools=specs,
+                    allow_tools=allow)
             completion = answer.completion
             if not completion.tool_calls:
                 return completion.text, answer.link, answer.fallback
@@ -322,7 +363,7 @@ class Agent:
             messages.append(ChatMessage("assistant", completion.text,
                                         tool_calls=completion.tool_calls))
             for call in completion.tool_calls:
-                result = await self.tools.run(call, ctx)
+                result = await tools.run(call, ctx)
                 arguments = json.dumps(call.arguments, ensure_ascii=False)
                 turn.log("warning" if result.is_error else "info",
                          f"tool {call.name}({_clip(arguments)}) -> {_clip(result.content)}")
@@ -341,6 +382,7 @@ class Agent:
         if call.error is None:
             turn.input_tokens += call.input_tokens
             turn.output_tokens += call.output_tokens
+            self.budget.charge(turn.inbound, call.input_tokens + call.output_tokens, call.cost)
         elif attempt.streamed:
             turn.restart()
         self.usage.record(message_id=turn.journal_id, channel=turn.inbound.address.channel,
@@ -379,6 +421,8 @@ def _clip(text: str) -> str:
 
 def user_notice(error: ProviderError) -> str:
     """What the person in the chat reads when no answer could be made."""
+    if isinstance(error, BudgetExceeded):
+        return error.notice
     if error.status in (401, 403):
         reason = "the AI provider rejected pyclaw's API key"
     elif error.status == 429:

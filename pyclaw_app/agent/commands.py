@@ -1,4 +1,5 @@
-"""Chat commands answered before (and without) the LLM: /help, /reset, /model, /status, /usage.
+"""Chat commands answered before (and without) the LLM: /help, /reset, /model, /status, /usage,
+/link and /unlink (one memory for a person's accounts, ``agent/identity.py``).
 
 A command is the first word of a message, case-insensitive, with a Telegram
 style ``@botname`` suffix allowed (``/help@my_bot``). Unknown slash-words go to
@@ -16,6 +17,7 @@ from datetime import datetime
 
 from pyclaw_app.agent.conversations import Conversations, ConversationState
 from pyclaw_app.agent.failover import Failover, Link
+from pyclaw_app.agent.identity import People
 from pyclaw_app.errors import ProviderError
 from pyclaw_app.model import Inbound
 from pyclaw_app.store.journal import Journal
@@ -32,6 +34,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("model", "Show or choose the AI model: /model [name]"),
     ("status", "Model, failover chain, memory and tools"),
     ("usage", "Tokens and cost of this conversation"),
+    ("link", "Link your accounts on other channels: one memory for you"),
+    ("unlink", "Stop sharing memory with your other linked accounts"),
 )
 _ALIASES = {"start": "help"}
 MAX_LISTED_MODELS = 25
@@ -71,8 +75,9 @@ def decode_choice(value: str | None) -> tuple[str, str] | None:
 
 class Commands:
     def __init__(self, *, journal: Journal, conversations: Conversations, failover: Failover,
-                 usage: UsageLog, tool_names: Sequence[str]) -> None:
+                 usage: UsageLog, tool_names: Sequence[str], people: People) -> None:
         self.journal = journal
+        self.people = people
         self.conversations = conversations
         self.failover = failover
         self.usage = usage
@@ -88,6 +93,10 @@ class Commands:
             await self.journal.reset_conversation(conv, after_id=journal_id)
             await self.conversations.set_fallback_notified(conv, False)
             return "Done: I've forgotten this conversation. Notes you asked me to save are kept."
+        if command.name == "link":
+            return await self.people.link_command(inbound, command.argument)
+        if command.name == "unlink":
+            return await self.people.unlink_command(inbound)
         state = await self.conversations.get(conv)
         if command.name == "model":
             return await self.model(conv, state, command.argument)

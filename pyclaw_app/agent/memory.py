@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from pyclaw_app.agent.providers.base import ChatMessage
 from pyclaw_app.agent.tokens import estimate_tokens
 from pyclaw_app.store.journal import HistoryTurn
 
-__all__ = ["Fit", "build_prompt", "estimate_tokens", "fit_history", "summary_request",
-           "visible_history", "with_summary"]
+__all__ = ["Fit", "LongTermMemory", "build_prompt", "estimate_tokens", "fit_history",
+           "summary_request", "visible_history", "with_memory", "with_summary"]
 
 SUMMARY_HEADER = "Summary of the earlier conversation:"
 MAX_TURN_CHARS_IN_SUMMARY = 2000
@@ -32,6 +33,57 @@ class Fit:
 
 def with_summary(system: str, summary: str | None) -> str:
     return f"{system}\n\n{SUMMARY_HEADER}\n{summary}" if summary else system
+
+
+PERSON_MEMORY_HEADER = ("Long-term memory about this person, from their direct messages with "
+                        "you (on every account they linked):")
+GROUP_MEMORY_HEADER = "Long-term memory of this group chat:"
+MAX_NOTE_CHARS_IN_PROMPT = 500
+MAX_SUMMARY_CHARS_IN_PROMPT = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class LongTermMemory:
+    """What outlives a conversation: notes, and (for a person) the summaries of their other
+    direct conversations. Which of them a turn may see is decided in ``agent/identity.py``."""
+
+    group: bool
+    notes: Sequence[tuple[int, str, float]] = ()
+    """(id, text, saved at), newest first."""
+    summaries: Sequence[tuple[str, str]] = ()
+    """(channel, summary) of the person's other direct conversations, newest first."""
+
+
+def with_memory(system: str, memory: LongTermMemory, budget_tokens: int) -> str:
+    """``system`` with the long-term memory after it, newest first, within ``budget_tokens``
+    (what does not fit is left out: the tools still find every note)."""
+    notes = [f"- (note {note_id}, {_day(saved)}) "
+             + text[:MAX_NOTE_CHARS_IN_PROMPT].replace("\n", " ")
+             for note_id, text, saved in memory.notes]
+    summaries = [f"- on {channel}: {summary[:MAX_SUMMARY_CHARS_IN_PROMPT]}"
+                 for channel, summary in memory.summaries]
+    header = GROUP_MEMORY_HEADER if memory.group else PERSON_MEMORY_HEADER
+    left = budget_tokens - estimate_tokens(header)
+    sections: list[str] = []
+    for title, items in (("Saved notes (newest first; recall_notes finds older ones):", notes),
+                         ("Earlier conversations with them:", summaries)):
+        kept: list[str] = []
+        cost = estimate_tokens(title)
+        for item in items:
+            cost += estimate_tokens(item)
+            if cost > left:
+                break
+            kept.append(item)
+        if kept:
+            sections.append("\n".join((title, *kept)))
+            left -= sum(estimate_tokens(line) for line in (title, *kept))
+    if not sections:
+        return system
+    return f"{system}\n\n{header}\n" + "\n".join(sections)
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d")
 
 
 def visible_history(history_newest_first: Sequence[HistoryTurn],

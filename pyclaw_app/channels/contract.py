@@ -49,29 +49,54 @@ class ChannelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = Field(True, description="Start this channel with the gateway.")
+    # Titles, option labels, "group" and "shown_when" are read by the setup forms
+    # (views/forms.py): what the user reads, and which fields apply together.
+    enabled: bool = Field(True, title="Enabled", description="Start this channel with the "
+                          "gateway.", json_schema_extra={"group": "essentials"})
     dm_policy: Literal["pairing", "allowlist", "open", "disabled"] = Field(
-        "pairing", description="Who may talk in direct messages. pairing: strangers get a code "
-        "the owner approves; allowlist: only approved senders; open: anyone.")
+        "pairing", title="Direct messages", description="Who may talk in direct messages. "
+        "pairing: strangers get a code the owner approves; allowlist: only approved senders; "
+        "open: anyone.", json_schema_extra={"group": "access", "options": {
+            "pairing": "Pairing: strangers ask the owner",
+            "allowlist": "Allowlist: approved senders only",
+            "open": "Open: anyone",
+            "disabled": "Off: no direct messages"}})
     group_policy: Literal["open", "allowlist", "disabled"] = Field(
-        "allowlist", description="Which groups the bot talks in. allowlist: the groups in "
-        "allow_groups and those the owner approved (a new group that addresses the bot gets "
-        "one notice and waits for `pyclaw groups approve`); open: any group it is in, so "
-        "anyone who adds it spends your tokens; disabled: none.")
+        "allowlist", title="Groups", description="Which groups the bot talks in. allowlist: the "
+        "groups in allow_groups and those the owner approved (a new group that addresses the "
+        "bot gets one notice and waits for `pyclaw groups approve`); open: any group it is in, "
+        "so anyone who adds it spends your tokens; disabled: none.",
+        json_schema_extra={"group": "access", "options": {
+            "allowlist": "Allowlist: approved groups only",
+            "open": "Open: any group it is in",
+            "disabled": "Off: no groups"}})
     group_reply: GroupReply = Field(
-        "reply", description="When the bot answers in a group. mention: only when @mentioned; "
-        "reply: when @mentioned or when someone replies to one of its messages (or writes in "
-        "one of its threads); all: every message it can read. Direct messages are always "
-        "answered (subject to dm_policy).")
-    allow_from: list[str] = Field(default_factory=list,
-                                  description="Sender ids always allowed in direct messages.")
-    allow_groups: list[str] = Field(default_factory=list,
+        "reply", title="Answer in groups", description="When the bot answers in a group. "
+        "mention: only when @mentioned; reply: when @mentioned or when someone replies to one "
+        "of its messages (or writes in one of its threads); all: every message it can read. "
+        "Direct messages are always answered (subject to dm_policy).",
+        json_schema_extra={"group": "access",
+                           "shown_when": {"group_policy": ["allowlist", "open"]},
+                           "options": {"mention": "When @mentioned",
+                                       "reply": "When @mentioned or replied to",
+                                       "all": "Every message"}})
+    allow_from: list[str] = Field(default_factory=list, title="Allowed senders",
+                                  description="Sender ids always allowed in direct messages.",
+                                  json_schema_extra={
+                                      "group": "access",
+                                      "shown_when": {"dm_policy": ["pairing", "allowlist"]}})
+    allow_groups: list[str] = Field(default_factory=list, title="Allowed groups",
                                     description="Group chat ids allowed with group_policy "
-                                    "allowlist.")
-    rate_limit_per_minute: int = Field(20, ge=0, description="Per sender; 0 turns it off.")
-    stream_replies: bool = Field(True, description="Show replies growing as they are written "
-                                 "(edits the message about once a second) where the platform "
-                                 "allows editing.")
+                                    "allowlist.", json_schema_extra={
+                                        "group": "access",
+                                        "shown_when": {"group_policy": ["allowlist"]}})
+    rate_limit_per_minute: int = Field(20, ge=0, title="Messages per minute per sender",
+                                       description="Per sender; 0 turns it off.",
+                                       json_schema_extra={"group": "access"})
+    stream_replies: bool = Field(True, title="Stream replies", description="Show replies "
+                                 "growing as they are written (edits the message about once a "
+                                 "second) where the platform allows editing.",
+                                 json_schema_extra={"group": "advanced"})
 
     @model_validator(mode="before")
     @classmethod

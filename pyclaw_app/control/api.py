@@ -41,8 +41,11 @@ CALLS = frozenset({
     "retry_message", "chat_send", "chat_history", "chat_reset", "config_errors",
     "channel_types", "channel_form", "validate_channel", "save_channel", "delete_channel",
     "probe_channel", "set_channel_enabled", "start_channel", "stop_channel", "restart_channel",
-    "settings_form", "validate_settings", "save_settings", "list_models", "usage",
+    "settings_form", "validate_settings", "save_settings", "list_models", "usage", "budgets",
     "pairing_requests", "approve_pairing", "group_requests", "decide_group",
+    "schedules", "create_schedule", "set_schedule_enabled", "delete_schedule",
+    "channel_health", "provider_health",
+    "people", "person_detail", "link_accounts", "unlink_account",
 })
 KEEPALIVE = 15.0
 BODY_TIMEOUT = 10.0

@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pyclaw_app.bus import BusSubscription
 from pyclaw_app.channels import registry
+from pyclaw_app.control import health
 from pyclaw_app.control.admin import ChannelAdmin
 from pyclaw_app.control.export import export_rows
+from pyclaw_app.control.schedules import create_job, row_of, set_enabled
 from pyclaw_app.control.settings import SettingsAdmin
 from pyclaw_app.control.types import (
+    AccountRow,
+    BudgetRow,
     ChannelForm,
+    ChannelHealth,
     ChannelStatus,
     ChannelType,
+    ConversationRow,
     Counters,
     FieldError,
     GroupRow,
     LogRow,
     MessageDetail,
     PairingRow,
+    PersonDetail,
+    PersonRow,
     ProbeOutcome,
+    ProviderHealth,
+    ScheduleRow,
     SettingsForm,
     TrafficRow,
     UsageRow,
@@ -30,6 +42,7 @@ from pyclaw_app.errors import ConnectorError
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.secrets import SecretStore
 from pyclaw_app.store import JournalRow
+from pyclaw_app.store.identities import Identity
 
 __all__ = ["MAX_PAGE", "LocalControlPlane"]
 
@@ -43,8 +56,11 @@ def _page(limit: int) -> int:
 
 class LocalControlPlane:
     def __init__(self, gateway: Gateway, secrets: SecretStore, config_path: Path | None = None,
-                 local_channel: str = "local") -> None:
+                 local_channel: str = "local", *, clock: Callable[[], float] = time.time
+                 ) -> None:
         self.gateway = gateway
+        self.clock = clock
+        """Wall time for the health windows (tests move it by hand)."""
         self.admin = ChannelAdmin(gateway, secrets, config_path)
         self.settings = SettingsAdmin(gateway, secrets)
         self.local_channel = local_channel
@@ -77,6 +93,23 @@ class LocalControlPlane:
                 reason=rt.reason, last_error=rt.last_error, last_message_ts=rt.last_message_ts,
                 config_error=str(rt.entry.error) if rt.entry.error else ""))
         return out
+
+    async def channel_health(self, channel: str | None = None, hours: int = 24
+                             ) -> list[ChannelHealth]:
+        names = [n for n in self.gateway.channels if channel in (None, n)]
+        return await health.channel_health(self.gateway.store.db, names, self.clock(), hours)
+
+    async def provider_health(self) -> list[ProviderHealth]:
+        failover = self.gateway.agent.failover
+        breaker = failover.breaker
+        resting: dict[str, str] = {}
+        for link in failover.links:
+            if breaker.state(link.key) == "open" and link.provider.name not in resting:
+                resting[link.provider.name] = (
+                    f"{link.key} failed {breaker.failures} times in a row; it rests and is "
+                    f"tried again in {breaker.resting_for(link.key):.0f} s")
+        names = [p.name for p in self.gateway.config.providers]
+        return await health.provider_health(self.gateway.store.db, names, self.clock(), resting)
 
     async def logs(self, *, channel: str | None = None, level: str | None = None,
                    search: str | None = None, before_id: int | None = None,
@@ -182,6 +215,11 @@ class LocalControlPlane:
                     channel: str | None = None) -> list[UsageRow]:
         return await self.settings.usage(since=since, until=until, channel=channel)
 
+    async def budgets(self) -> list[BudgetRow]:
+        return [BudgetRow(s.scope, s.channel, s.sender, s.sender_name, s.period, s.unit,
+                          s.spent, s.limit, s.resets_at)
+                for s in await self.gateway.agent.budget.status()]
+
     # ---- access ----------------------------------------------------------------------------
     async def pairing_requests(self) -> list[PairingRow]:
         return [PairingRow(p.code, p.channel, p.sender_id, p.sender_name, p.expires_at)
@@ -198,6 +236,63 @@ class LocalControlPlane:
         access = self.gateway.store.access
         decide = access.approve_group if approve else access.reject_group
         return await decide(channel, chat) is not None
+
+    # ---- scheduled jobs --------------------------------------------------------------------
+    async def schedules(self, channel: str | None = None) -> list[ScheduleRow]:
+        return [row_of(job) for job in await self.gateway.store.schedules.jobs(channel=channel)]
+
+    async def create_schedule(self, channel: str, chat: str, text: str, kind: str = "text",
+                              at: str | None = None, in_minutes: float | None = None,
+                              cron: str | None = None, timezone: str | None = None,
+                              missed: str = "run_once", thread: str | None = None
+                              ) -> ScheduleRow:
+        gateway = self.gateway
+        job = await create_job(gateway.store.schedules, gateway.config,
+                               gateway.scheduler.clock(), channel=channel, chat=chat, text=text,
+                               kind=kind, at=at, in_minutes=in_minutes, cron=cron,
+                               timezone=timezone, missed=missed, thread=thread)
+        return row_of(job)
+
+    async def set_schedule_enabled(self, job_id: int, enabled: bool) -> ScheduleRow | None:
+        job = await set_enabled(self.gateway.store.schedules, job_id, enabled,
+                                self.gateway.scheduler.clock())
+        return row_of(job) if job is not None else None
+
+    async def delete_schedule(self, job_id: int) -> bool:
+        return await self.gateway.store.schedules.delete(job_id)
+
+    # ---- people (linked accounts) ----------------------------------------------------------
+    async def people(self) -> list[PersonRow]:
+        return [_person(i) for i in await self.gateway.store.identities.list_all()]
+
+    async def person_detail(self, person_id: int, limit: int = 200) -> PersonDetail | None:
+        identities = self.gateway.store.identities
+        identity = await identities.get(person_id)
+        if identity is None:
+            return None
+        accounts = [a.key for a in identity.accounts]
+        conversations = [ConversationRow(r["channel"], r["chat"], r["thread"],
+                                         bool(r["is_group"]), r["messages"], r["last_ts"])
+                         for r in await identities.conversations_of(accounts)]
+        traffic = [TrafficRow(
+            id=r["id"], ts=r["created_at"], direction=r["direction"], channel=r["channel"],
+            chat=r["chat"], sender=r["sender_name"] or r["sender_id"], text=r["text"],
+            status=r["status"], thread=r["thread"], reply_to_id=r["reply_to"],
+            latency_ms=(r["updated_at"] - r["asked_at"]) * 1000
+            if r["direction"] == "out" and r["asked_at"] is not None else None,
+            error=r["error"]) for r in await identities.traffic_of(accounts, _page(limit))]
+        return PersonDetail(_person(identity), tuple(conversations), tuple(traffic))
+
+    async def link_accounts(self, channel: str, sender_id: str, other_channel: str,
+                            other_sender_id: str) -> PersonRow:
+        identities = self.gateway.store.identities
+        identity = await identities.link(await identities.known_account(channel, sender_id),
+                                         await identities.known_account(other_channel,
+                                                                        other_sender_id))
+        return _person(identity)
+
+    async def unlink_account(self, channel: str, sender_id: str) -> bool:
+        return await self.gateway.store.identities.unlink(channel, sender_id)
 
     def _local(self) -> Any:
         """The running local-chat connector (its ``post``/``address`` are its public API)."""
@@ -225,6 +320,13 @@ class LocalControlPlane:
             errors.append(f"Database: writes are failing ({outage}); messages are held and "
                           "retried until it recovers.")
         return errors + self.notices
+
+
+def _person(identity: Identity) -> PersonRow:
+    accounts = tuple(AccountRow(a.channel, a.sender_id, a.sender_name, a.via, a.linked_at)
+                     for a in identity.accounts)
+    name = identity.name or next((a.sender_name for a in accounts if a.sender_name), "")
+    return PersonRow(identity.id, name or (accounts[0].sender_id if accounts else ""), accounts)
 
 
 def _traffic(row: JournalRow, answered: JournalRow | None) -> TrafficRow:

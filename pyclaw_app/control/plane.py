@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from pyclaw_app.control.types import (
+    BudgetRow,
     ChannelForm,
+    ChannelHealth,
     ChannelStatus,
     ChannelType,
     Counters,
@@ -20,7 +22,11 @@ from pyclaw_app.control.types import (
     LogRow,
     MessageDetail,
     PairingRow,
+    PersonDetail,
+    PersonRow,
     ProbeOutcome,
+    ProviderHealth,
+    ScheduleRow,
     SettingsForm,
     TrafficRow,
     UsageRow,
@@ -54,6 +60,17 @@ class ControlPlane(Protocol):
     async def counters_today(self) -> Counters: ...
 
     async def channels(self) -> list[ChannelStatus]: ...
+
+    async def channel_health(self, channel: str | None = None, hours: int = 24
+                             ) -> list[ChannelHealth]:
+        """Each channel's (or the named one's) last ``hours`` clock hours: errors, warnings
+        and seconds per state in each hour, and the state changes behind them."""
+        ...
+
+    async def provider_health(self) -> list[ProviderHealth]:
+        """Each configured provider: "failing" when its latest call of the last day failed or
+        its circuit breaker rests a model, "ok" after a success, "idle" without calls."""
+        ...
 
     async def logs(self, *, channel: str | None = None, level: str | None = None,
                    search: str | None = None, before_id: int | None = None,
@@ -122,6 +139,11 @@ class ControlPlane(Protocol):
         """Per day x provider x model x channel: calls, tokens, cost, latency p50/p95."""
         ...
 
+    async def budgets(self) -> list[BudgetRow]:
+        """Each spending cap with what its current day or month has spent; empty when no
+        budgets are configured."""
+        ...
+
     async def pairing_requests(self) -> list[PairingRow]: ...
 
     async def approve_pairing(self, code: str) -> bool: ...
@@ -133,6 +155,43 @@ class ControlPlane(Protocol):
     async def decide_group(self, channel: str, chat: str, approve: bool) -> bool:
         """Approve (answered from now on) or reject (silent for good) a waiting group; False
         when that group never asked."""
+        ...
+
+    # scheduled jobs: a bad value raises ValueError naming it (422 over the control API)
+    async def schedules(self, channel: str | None = None) -> list[ScheduleRow]: ...
+
+    async def create_schedule(self, channel: str, chat: str, text: str, kind: str = "text",
+                              at: str | None = None, in_minutes: float | None = None,
+                              cron: str | None = None, timezone: str | None = None,
+                              missed: str = "run_once", thread: str | None = None
+                              ) -> ScheduleRow:
+        """A job for a chat of a configured channel: exactly one of ``at`` (ISO time),
+        ``in_minutes`` or ``cron`` (with an IANA ``timezone``); ``kind`` "text" sends
+        ``text``, "task" sends the assistant's answer to it."""
+        ...
+
+    async def set_schedule_enabled(self, job_id: int, enabled: bool) -> ScheduleRow | None:
+        """Pause, or resume from the next occurrence; None when there is no such job."""
+        ...
+
+    async def delete_schedule(self, job_id: int) -> bool: ...
+
+    async def people(self) -> list[PersonRow]:
+        """Every person with linked accounts (``/link``, ``pyclaw identities link``)."""
+        ...
+
+    async def person_detail(self, person_id: int, limit: int = 200) -> PersonDetail | None:
+        """One person's accounts, conversations across channels and latest ``limit``
+        messages (with the replies); None when there is no such person."""
+        ...
+
+    async def link_accounts(self, channel: str, sender_id: str, other_channel: str,
+                            other_sender_id: str) -> PersonRow:
+        """Join two accounts into one person (the owner's link, no code needed)."""
+        ...
+
+    async def unlink_account(self, channel: str, sender_id: str) -> bool:
+        """The account leaves its person; False when it was not linked."""
         ...
 
     async def chat_send(self, text: str, chat: str = "app") -> None:

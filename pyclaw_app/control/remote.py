@@ -20,17 +20,27 @@ import httpx
 
 from pyclaw_app.bus import EventQueue
 from pyclaw_app.control.types import (
+    AccountRow,
+    BudgetRow,
     ChannelForm,
+    ChannelHealth,
     ChannelStatus,
     ChannelType,
+    ConversationRow,
     Counters,
     FieldError,
     GroupRow,
+    HealthHour,
     LogRow,
     MessageDetail,
     PairingRow,
+    PersonDetail,
+    PersonRow,
     ProbeOutcome,
+    ProviderHealth,
+    ScheduleRow,
     SettingsForm,
+    StateSpan,
     TrafficRow,
     UsageRow,
 )
@@ -68,6 +78,25 @@ def _detail(item: dict[str, Any] | None) -> MessageDetail | None:
     return MessageDetail(TrafficRow(**item["message"]), item["platform_id"],
                          TrafficRow(**item["reply"]) if item["reply"] else None,
                          tuple(item["llm_calls"]))
+
+
+def _health(item: dict[str, Any]) -> ChannelHealth:
+    return ChannelHealth(item["channel"], item["since"], item["until"],
+                         tuple(HealthHour(**h) for h in item["hours"]),
+                         tuple(StateSpan(**s) for s in item["spans"]), item["changes"])
+
+
+def _person(item: dict[str, Any]) -> PersonRow:
+    return PersonRow(item["id"], item["name"],
+                     tuple(AccountRow(**a) for a in item["accounts"]))
+
+
+def _person_detail(item: dict[str, Any] | None) -> PersonDetail | None:
+    if item is None:
+        return None
+    return PersonDetail(_person(item["person"]),
+                        tuple(ConversationRow(**c) for c in item["conversations"]),
+                        tuple(TrafficRow(**t) for t in item["traffic"]))
 
 
 def _form(item: dict[str, Any]) -> ChannelForm:
@@ -194,6 +223,14 @@ class RemoteControlPlane:
     async def channels(self) -> list[ChannelStatus]:
         return _rows(ChannelStatus)(await self._call("channels"))
 
+    async def channel_health(self, channel: str | None = None, hours: int = 24
+                             ) -> list[ChannelHealth]:
+        return [_health(item) for item in await self._call("channel_health", channel=channel,
+                                                           hours=hours)]
+
+    async def provider_health(self) -> list[ProviderHealth]:
+        return _rows(ProviderHealth)(await self._call("provider_health"))
+
     async def logs(self, **filters: Any) -> list[LogRow]:
         return _rows(LogRow)(await self._call("logs", **filters))
 
@@ -280,6 +317,9 @@ class RemoteControlPlane:
     async def usage(self, **filters: Any) -> list[UsageRow]:
         return _rows(UsageRow)(await self._call("usage", **filters))
 
+    async def budgets(self) -> list[BudgetRow]:
+        return _rows(BudgetRow)(await self._call("budgets"))
+
     async def pairing_requests(self) -> list[PairingRow]:
         return _rows(PairingRow)(await self._call("pairing_requests"))
 
@@ -292,3 +332,38 @@ class RemoteControlPlane:
     async def decide_group(self, channel: str, chat: str, approve: bool) -> bool:
         return bool(await self._call("decide_group", channel=channel, chat=chat,
                                      approve=approve))
+
+    async def people(self) -> list[PersonRow]:
+        return [_person(p) for p in await self._call("people")]
+
+    async def person_detail(self, person_id: int, limit: int = 200) -> PersonDetail | None:
+        return _person_detail(await self._call("person_detail", person_id=person_id,
+                                               limit=limit))
+
+    async def link_accounts(self, channel: str, sender_id: str, other_channel: str,
+                            other_sender_id: str) -> PersonRow:
+        return _person(await self._call("link_accounts", channel=channel, sender_id=sender_id,
+                                        other_channel=other_channel,
+                                        other_sender_id=other_sender_id))
+
+    async def unlink_account(self, channel: str, sender_id: str) -> bool:
+        return bool(await self._call("unlink_account", channel=channel, sender_id=sender_id))
+
+    async def schedules(self, channel: str | None = None) -> list[ScheduleRow]:
+        return _rows(ScheduleRow)(await self._call("schedules", channel=channel))
+
+    async def create_schedule(self, channel: str, chat: str, text: str, kind: str = "text",
+                              at: str | None = None, in_minutes: float | None = None,
+                              cron: str | None = None, timezone: str | None = None,
+                              missed: str = "run_once", thread: str | None = None
+                              ) -> ScheduleRow:
+        return ScheduleRow(**await self._call(
+            "create_schedule", channel=channel, chat=chat, text=text, kind=kind, at=at,
+            in_minutes=in_minutes, cron=cron, timezone=timezone, missed=missed, thread=thread))
+
+    async def set_schedule_enabled(self, job_id: int, enabled: bool) -> ScheduleRow | None:
+        item = await self._call("set_schedule_enabled", job_id=job_id, enabled=enabled)
+        return ScheduleRow(**item) if item is not None else None
+
+    async def delete_schedule(self, job_id: int) -> bool:
+        return bool(await self._call("delete_schedule", job_id=job_id))

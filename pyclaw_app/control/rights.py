@@ -30,7 +30,9 @@ ADMIN_TOKEN_KEY = "control.admin_token"
 READ_ONLY = frozenset({
     "recent_traffic", "counters_today", "channels", "logs", "export_logs", "message_detail",
     "chat_history", "config_errors", "channel_types", "channel_form", "settings_form",
-    "usage", "pairing_requests", "group_requests",
+    "usage", "budgets", "pairing_requests", "group_requests",
+    "channel_health", "provider_health", "schedules",
+    "people", "person_detail",
 })
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -20,6 +21,37 @@ __all__ = ["SettingsAdmin"]
 LIST_TIMEOUT = 20.0
 ENDPOINT_FIELDS = ("kind", "base_url")
 """Where a provider's requests go: a stored key is only sent there."""
+DEFAULT_HOSTS = {"openai": "api.openai.com", "anthropic": "api.anthropic.com"}
+
+
+def _endpoint(config: ProviderConfig) -> str:
+    """host[:port] the provider's requests go to, for messages."""
+    if not config.base_url:
+        return DEFAULT_HOSTS.get(config.kind, config.kind)
+    parts = urlsplit(config.base_url)
+    return parts.netloc or config.base_url
+
+
+def _connection_failure(exc: BaseException, where: str, timeout: float) -> str | None:
+    """"Refused" or "timed out", read from the cause chain (None: neither).
+
+    The SDKs blur them: openai's aiohttp transport reports a refused connection
+    as "Request timed out.", anthropic's as "Connection error.". What happened
+    is still in the chain: a ``ConnectionRefusedError`` or a ``TimeoutError``.
+    """
+    seen: BaseException | None = exc
+    timed_out = False
+    for _ in range(32):  # chains are short; a cycle must not hang Test connection
+        if seen is None:
+            break
+        if isinstance(seen, ConnectionRefusedError):
+            return (f"connection refused: nothing is listening at {where} "
+                    "(is the server running, and is the base URL right?)")
+        timed_out = timed_out or isinstance(seen, TimeoutError)
+        seen = seen.__cause__ or seen.__context__
+    if timed_out:
+        return f"timed out: {where} did not answer within {timeout:g} seconds"
+    return None
 
 
 class SettingsAdmin:
@@ -81,7 +113,8 @@ class SettingsAdmin:
             return [FieldError("", f"could not save the config file: {exc}")]
         for name in removed:
             self.secrets.delete(provider_secret_key(name))
-        await self.gateway.replace_agent(Agent.from_config(cfg, self.gateway.store))
+        await self.gateway.replace_agent(Agent.from_config(cfg, self.gateway.store,
+                                                           tool_source=self.gateway.mcp))
         return []
 
     async def list_models(self, provider: dict[str, Any]) -> tuple[list[str], ProbeOutcome]:
@@ -102,12 +135,15 @@ class SettingsAdmin:
                     "Type the API key again to test this endpoint: the stored key is only sent "
                     f"to the saved provider's endpoint, and {' and '.join(moved)} changed."))
         client = make_provider(built[0])
+        where = _endpoint(built[0])
         try:
             models = await asyncio.wait_for(client.list_models(), LIST_TIMEOUT)
         except TimeoutError:
-            return [], ProbeOutcome(False, f"no answer within {LIST_TIMEOUT:.0f} seconds")
+            return [], ProbeOutcome(
+                False, f"timed out: {where} did not answer within {LIST_TIMEOUT:g} seconds")
         except PyclawError as exc:
-            return [], ProbeOutcome(False, redactor(str(exc)))
+            words = _connection_failure(exc, where, min(built[0].timeout, LIST_TIMEOUT))
+            return [], ProbeOutcome(False, redactor(words or str(exc)))
         finally:
             await client.close()
         return models, ProbeOutcome(True, f"{len(models)} models available")

@@ -7,7 +7,8 @@ from typing import Any
 
 from pyclaw_app.model import UsageRow
 
-__all__ = ["ChannelStatus", "Counters", "LogRow", "TrafficRow", "UsageRow"]
+__all__ = ["BudgetRow", "ChannelStatus", "Counters", "LogRow", "ScheduleRow", "TrafficRow",
+           "UsageRow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,111 @@ class GroupRow:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetRow:
+    """One spending cap (``budgets:`` in the config) and what its period has spent."""
+
+    scope: str  # "overall" | "channel" | "person"
+    channel: str  # "" for overall
+    sender: str  # the sender id of a person cap, else ""
+    sender_name: str
+    period: str  # "daily" | "monthly"
+    unit: str  # "cost" (US dollars) | "tokens"
+    spent: float
+    limit: float
+    resets_at: float
+    """Epoch seconds when the period ends and the cap starts again from zero."""
+
+
+@dataclass(frozen=True, slots=True)
+class StateSpan:
+    """A stretch of time a channel spent in one state (``end`` is the snapshot time for the
+    state it is still in)."""
+
+    start: float
+    end: float
+    state: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthHour:
+    """One clock hour of a channel's history: log errors and warnings, seconds per state."""
+
+    start: float
+    errors: int = 0
+    warnings: int = 0
+    states: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHealth:
+    """A channel's recent history: ``hours`` oldest first, the last one still running."""
+
+    channel: str
+    since: float
+    until: float
+    hours: tuple[HealthHour, ...] = ()
+    spans: tuple[StateSpan, ...] = ()
+    changes: int = 0
+    """State changes recorded in the window."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderHealth:
+    """How an LLM provider is doing, judged by its real calls of the last day."""
+
+    name: str
+    state: str  # "ok" | "failing" | "idle" (no call in the window)
+    reason: str = ""
+    last_call: float | None = None
+    calls: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    """One sender on one channel, linked to a person."""
+
+    channel: str
+    sender_id: str
+    sender_name: str
+    via: str  # "code" (/link in chat) | "owner" (CLI, control panel)
+    linked_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRow:
+    """Accounts linked to one person (``/link``): they share one long-term memory."""
+
+    id: int
+    name: str
+    accounts: tuple[AccountRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRow:
+    """A conversation a person wrote in, on one of their accounts."""
+
+    channel: str
+    chat: str
+    thread: str | None
+    is_group: bool
+    messages: int  # the person's own messages in it
+    last_ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class PersonDetail:
+    """A person's accounts, their conversations across channels and their latest traffic."""
+
+    person: PersonRow
+    conversations: tuple[ConversationRow, ...]
+    traffic: tuple[TrafficRow, ...]
+    """Newest first: the person's messages and the replies to them (in a group, only
+    theirs)."""
+
+
+@dataclass(frozen=True, slots=True)
 class MessageDetail:
     """One journal row with what answered it: the reply and every LLM call made for it."""
 
@@ -143,3 +249,25 @@ class SettingsForm:
     agent: dict[str, Any]
     provider_schema: dict[str, Any]
     agent_schema: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    """A scheduled job: where it speaks, what it sends and when (``timing`` in words)."""
+
+    id: int
+    channel: str
+    chat: str
+    thread: str | None
+    created_by: str
+    action: str  # "text": the body is sent as written; "task": the assistant's answer to it
+    body: str
+    timing: str
+    cron: str | None
+    at: float | None
+    timezone: str
+    missed: str  # "run_once" | "skip"
+    enabled: bool
+    next_run: float | None
+    last_run: float | None
+    created_at: float

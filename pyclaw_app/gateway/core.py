@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pyclaw_app.agent import Agent
+from pyclaw_app.agent.mcp import McpManager
 from pyclaw_app.bus import Bus
 from pyclaw_app.channels.contract import Connector
 from pyclaw_app.channels.webhook import WebhookRequest, WebhookResponse
@@ -24,6 +25,7 @@ from pyclaw_app.config import ChannelEntry, Config
 from pyclaw_app.gateway.channels import ChannelLifecycle, ChannelRuntime, spec_of
 from pyclaw_app.gateway.delivery import Delivery
 from pyclaw_app.gateway.intake import Intake
+from pyclaw_app.gateway.scheduler import Scheduler
 from pyclaw_app.gateway.turn import Turn
 from pyclaw_app.lanes import Lanes
 from pyclaw_app.model import ChannelState, Event, EventKind
@@ -45,13 +47,16 @@ STOP_TIMEOUT = 10.0
 class Gateway:
     def __init__(self, config: Config, store: Store, bus: Bus | None = None, *,
                  agent: Agent | None = None, clock: Callable[[], float] = time.monotonic,
-                 supervise: bool = True) -> None:
+                 supervise: bool = True, wall_clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
         self.store = store
         self.bus = bus or Bus()
         self.lanes = Lanes(config.agent.max_concurrent_llm)
-        self.agent = agent or Agent.from_config(config, store)
+        self.mcp = McpManager(config.mcp_servers,
+                              lambda level, message: self.channel_log("mcp", level, message))
+        """The MCP servers; their tools join the agent's built-in ones per turn."""
+        self.agent = agent or Agent.from_config(config, store, tool_source=self.mcp)
         self.policy = AccessPolicy(store.access)
         self.channels: dict[str, ChannelRuntime] = {}
         self.delivery = Delivery(store.journal, self._connector, self.channel_log)
@@ -60,6 +65,7 @@ class Gateway:
         self.lifecycle = ChannelLifecycle(self)
         self.supervisor = Supervisor(self) if supervise else None
         self.retention = Pruner(store.db, lambda: self.config.retention)
+        self.scheduler = Scheduler(self, store.schedules, clock=wall_clock)
         store.db.on_outage = self._store_outage
         self.stop_timeout = STOP_TIMEOUT
         self._retired_agents: list[Agent] = []
@@ -78,18 +84,22 @@ class Gateway:
             _log.warning("config: %s", warning)
         for name, entry in self.config.channels.items():
             self.channels[name] = ChannelRuntime(name, entry.type, spec_of(entry.type), entry)
+        await self.mcp.start()  # in the background: the servers connect beside the channels
         await asyncio.gather(*(self.start_channel(n) for n in self.channels))
         await self.resume_unfinished()
         if self.supervisor is not None:
             self.supervisor.start()
         self.retention.start()  # the log tables' age and row limits, in the background
+        self.scheduler.start()  # after the channels: a job missed while down fires now
 
     async def stop(self) -> None:
+        await self.scheduler.stop()
         await self.retention.stop()
         if self.supervisor is not None:
             await self.supervisor.stop()
         await asyncio.gather(*(self.stop_channel(n) for n in list(self.channels)))
         await self.lanes.close()
+        await self.mcp.stop()  # after the lanes: no turn is left calling a tool
         for agent in (*self._retired_agents, self.agent):
             await agent.close()
         self._retired_agents.clear()
@@ -128,6 +138,8 @@ class Gateway:
         await self.intake.resume_unfinished(channel)
 
     async def retry(self, message_id: int) -> bool:
+        if await self.scheduler.owns(message_id):
+            return await self.scheduler.retry(message_id)
         return await self.intake.retry(message_id)
 
     async def webhook(self, name: str, request: WebhookRequest) -> WebhookResponse:
@@ -163,12 +175,17 @@ class Gateway:
     def set_state(self, name: str, state: ChannelState, reason: str = "") -> None:
         rt = self.channels.get(name)
         reason = redactor(reason)
+        changed = rt is None or rt.state != state
         if rt is not None:
             if rt.state == state and rt.reason == reason:
                 return
             rt.state, rt.reason = state, reason
             if state in (ChannelState.OFFLINE, ChannelState.DEGRADED) and reason:
                 rt.last_error = reason
+        if changed:  # kept in the channel log: the health history reads it back (control.health)
+            said = f": {reason}" if reason and reason != state.value else ""
+            self.channel_log(name, "info", f"state {state.value}{said}", kind="state",
+                             state=state.value, reason=reason)
         self.emit(EventKind.CHANNEL_STATE, name, state=state.value, reason=reason)
 
     def channel_log(self, channel: str, level: str, message: str, **data: Any) -> None:

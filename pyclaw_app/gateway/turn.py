@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pyclaw_app.agent import CallRecord, Reply, TurnHooks, user_notice
+from pyclaw_app.agent.budget import BudgetExceeded
 from pyclaw_app.channels.contract import Connector
 from pyclaw_app.errors import ConnectorError, DeliveryUncertain, ProviderError, RetryableError
 from pyclaw_app.gateway.delivery import PartFailed, reply_parts
@@ -231,8 +232,17 @@ class Turn:
         h = self._h
         channel = inbound.address.channel
         detail = redactor(str(error))
-        h.channel_log(channel, "error", f"message {journal_id}: LLM call failed: {detail}",
-                      provider=error.provider, status=error.status)
+        status, kind, reason = MessageStatus.FAILED, EventKind.MESSAGE_FAILED, "error"
+        if isinstance(error, BudgetExceeded):  # a refusal, like the policy's: not a failure
+            status, kind, reason = MessageStatus.SKIPPED, EventKind.MESSAGE_SKIPPED, "reason"
+            h.channel_log(channel, "info", f"message {journal_id} not answered: {detail}",
+                          sender=inbound.sender_id)
+            if error.tell_owner:  # once per cap and period
+                h.channel_log(channel if error.limit.scope.kind != "overall" else "gateway",
+                              "warning", error.owner_notice, budget=error.limit.key)
+        else:
+            h.channel_log(channel, "error", f"message {journal_id}: LLM call failed: {detail}",
+                          provider=error.provider, status=error.status)
         notice = user_notice(error)
         draft = await stream.finish() if stream is not None else None
         if draft is not None and custody.out_id is not None:
@@ -242,14 +252,13 @@ class Turn:
                 pass
             else:
                 await h.store.journal.close_with_notice(custody.out_id, journal_id, [draft],
-                                                        detail, MessageStatus.FAILED)
-                h.emit(EventKind.MESSAGE_FAILED, channel, id=journal_id,
-                       chat=inbound.address.chat, error=detail, notice=notice)
+                                                        detail, status)
+                h.emit(kind, channel, id=journal_id, chat=inbound.address.chat,
+                       **{reason: detail}, notice=notice)
                 return
-        await self._send_notice(connector, journal_id, inbound, notice, detail,
-                                MessageStatus.FAILED)
-        h.emit(EventKind.MESSAGE_FAILED, channel, id=journal_id, chat=inbound.address.chat,
-               error=detail, notice=notice)
+        await self._send_notice(connector, journal_id, inbound, notice, detail, status)
+        h.emit(kind, channel, id=journal_id, chat=inbound.address.chat, **{reason: detail},
+               notice=notice)
 
     async def _send_notice(self, connector: Connector, journal_id: int, inbound: Inbound,
                            notice: str, reason: str, status: MessageStatus) -> None:

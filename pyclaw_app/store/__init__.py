@@ -8,6 +8,7 @@ from pyclaw_app.store.access import AccessStore, PairingRequest
 from pyclaw_app.store.channel_state import ChannelStates, ChannelStateStore
 from pyclaw_app.store.db import Database
 from pyclaw_app.store.dead_letters import DeadLetter, DeadLetters
+from pyclaw_app.store.identities import IdentityStore
 from pyclaw_app.store.journal import (
     HistoryTurn,
     Journal,
@@ -16,6 +17,7 @@ from pyclaw_app.store.journal import (
     UnstorableMessage,
 )
 from pyclaw_app.store.logs import ChannelLog
+from pyclaw_app.store.schedules import Job, ScheduleStore
 from pyclaw_app.store.usage import UsageLog
 
 __all__ = [
@@ -27,10 +29,13 @@ __all__ = [
     "DeadLetter",
     "DeadLetters",
     "HistoryTurn",
+    "IdentityStore",
+    "Job",
     "Journal",
     "JournalRow",
     "PairingRequest",
     "ReplyPart",
+    "ScheduleStore",
     "Store",
     "UnstorableMessage",
     "UsageLog",
@@ -50,6 +55,8 @@ class Store:
         self.access = AccessStore(self.db)
         self.channel_state = ChannelStates(self.db)
         self.dead_letters = DeadLetters(self.db)
+        self.identities = IdentityStore(self.db)
+        self.schedules = ScheduleStore(self.db)
 
     async def open(self) -> Store:
         await self.db.open()

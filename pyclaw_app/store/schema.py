@@ -165,4 +165,101 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX group_access_pending ON group_access (channel, status);
     """,
+    # 7: scheduled jobs (one-off or cron, each in a time zone) and the occurrences that
+    # fired or were skipped, one row each: (job, occurrence) is unique, so an occurrence is
+    # journaled once even across restarts and clock jumps. A firing is a journal row in
+    # 'scheduled' until its message is delivered.
+    """
+    CREATE TABLE schedules (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        account TEXT NOT NULL DEFAULT '',
+        chat TEXT NOT NULL,
+        thread TEXT,
+        conv TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        creator_name TEXT NOT NULL DEFAULT '',
+        is_group INTEGER NOT NULL DEFAULT 0,
+        action TEXT NOT NULL CHECK (action IN ('text', 'task')),
+        body TEXT NOT NULL,
+        at REAL,
+        cron TEXT,
+        tz TEXT NOT NULL,
+        missed TEXT NOT NULL CHECK (missed IN ('run_once', 'skip')),
+        enabled INTEGER NOT NULL DEFAULT 1,
+        next_run REAL,
+        last_run REAL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        CHECK ((at IS NULL) <> (cron IS NULL))
+    );
+    CREATE INDEX schedules_due ON schedules (next_run)
+        WHERE enabled = 1 AND next_run IS NOT NULL;
+    CREATE INDEX schedules_conv ON schedules (conv, id);
+
+    CREATE TABLE schedule_runs (
+        job_id INTEGER NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+        scheduled_for REAL NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('fired', 'skipped')),
+        message_id INTEGER REFERENCES messages(id),
+        created_at REAL NOT NULL,
+        PRIMARY KEY (job_id, scheduled_for)
+    );
+    CREATE INDEX schedule_runs_message ON schedule_runs (message_id)
+        WHERE message_id IS NOT NULL;
+    CREATE INDEX messages_scheduled ON messages (id) WHERE status = 'scheduled';
+    """,
+    # 8: one person, several accounts (identities, identity_accounts: linked with one-time
+    # link_codes, wrong codes counted in link_failures); the direct conversations of each
+    # sender, whose summaries are that person's memory elsewhere; notes.chat: NULL for a
+    # note made in a direct message (the person's), the group's chat id for one made in a
+    # group (the group's); messages by sender, for one person's logs
+    """
+    CREATE TABLE identities (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL
+    );
+
+    CREATE TABLE identity_accounts (
+        channel TEXT NOT NULL,
+        sender_id TEXT NOT NULL,
+        sender_name TEXT NOT NULL DEFAULT '',
+        identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+        via TEXT NOT NULL CHECK (via IN ('code', 'owner')),
+        linked_at REAL NOT NULL,
+        PRIMARY KEY (channel, sender_id)
+    );
+    CREATE INDEX identity_accounts_identity ON identity_accounts (identity_id);
+
+    CREATE TABLE link_codes (
+        code TEXT PRIMARY KEY,
+        channel TEXT NOT NULL,
+        sender_id TEXT NOT NULL,
+        sender_name TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at REAL,
+        used_by TEXT
+    );
+    CREATE INDEX link_codes_sender ON link_codes (channel, sender_id, created_at);
+
+    CREATE TABLE link_failures (
+        channel TEXT NOT NULL,
+        sender_id TEXT NOT NULL,
+        ts REAL NOT NULL
+    );
+    CREATE INDEX link_failures_sender ON link_failures (channel, sender_id, ts);
+
+    CREATE TABLE dm_conversations (
+        conv TEXT PRIMARY KEY,
+        channel TEXT NOT NULL,
+        sender_id TEXT NOT NULL
+    );
+    CREATE INDEX dm_conversations_sender ON dm_conversations (channel, sender_id);
+
+    ALTER TABLE notes ADD COLUMN chat TEXT;
+    CREATE INDEX notes_group ON notes (channel, chat, id) WHERE chat IS NOT NULL;
+    CREATE INDEX messages_sender ON messages (channel, sender_id) WHERE direction = 'in';
+    """,
 ]

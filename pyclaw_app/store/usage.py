@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pyclaw_app.model import UsageRow
 from pyclaw_app.store.db import Database
 
-__all__ = ["UsageLog", "UsageRow", "UsageTotals"]
+__all__ = ["SpendRow", "UsageLog", "UsageRow", "UsageTotals"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,19 @@ class UsageTotals:
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    """What one sender on one channel spent since a point in time (the budget guard's
+    starting figures); ``today`` splits the rows at the second point given."""
+
+    channel: str
+    sender_id: str
+    sender_name: str
+    today: bool
+    tokens: int
+    cost: float
 
 
 class UsageLog:
@@ -59,6 +72,24 @@ class UsageLog:
             f" COALESCE(SUM(cost), 0) AS cost FROM llm_calls {clause}", tuple(params))
         assert row is not None
         return UsageTotals(row["calls"], row["errors"], row["tin"], row["tout"], row["cost"])
+
+    async def spend_since(self, since: float, today: float) -> list[SpendRow]:
+        """Tokens and cost per channel and sender since ``since``, split at ``today``.
+
+        Calls still queued for writing are committed first, so a guard that starts
+        from these figures misses none. One range scan of ``llm_calls_ts`` and a
+        primary-key lookup of each call's message: run once when a guard starts, not
+        per message (the guard keeps the figures up to date itself).
+        """
+        await self.db.write(lambda conn: None)
+        rows = await self.db.fetchall(
+            "SELECT c.channel AS channel, COALESCE(m.sender_id, '') AS sender,"
+            " MAX(COALESCE(m.sender_name, '')) AS name, c.ts >= ? AS today,"
+            " SUM(c.input_tokens + c.output_tokens) AS tokens, SUM(c.cost) AS cost"
+            " FROM llm_calls c LEFT JOIN messages m ON m.id = c.message_id"
+            " WHERE c.ts >= ? GROUP BY c.channel, sender, today", (today, since))
+        return [SpendRow(r["channel"], r["sender"], r["name"], bool(r["today"]), r["tokens"],
+                         r["cost"]) for r in rows]
 
     async def breakdown(self, *, since: float | None = None, until: float | None = None,
                         channel: str | None = None) -> list[UsageRow]:

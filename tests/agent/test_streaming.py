@@ -122,6 +122,6 @@ async def test_from_config_builds_the_configured_chain(store: Store, fake_openai
         assert [link.key for link in agent.failover.links] == ["an/claude-fake",
                                                                "oa/fake-model"]
         assert [name for name, _ in Agent.commands()] == ["help", "reset", "model", "status",
-                                                          "usage"]
+                                                          "usage", "link", "unlink"]
     finally:
         await agent.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -141,3 +142,63 @@ def open_app(browser: Any, url: str, ready: str, width: int = 1280, height: int 
     placeholder.dispatch_event("click")
     page.get_by_role("button", name=ready).wait_for(timeout=LOAD_TIMEOUT_MS)
     return page
+
+
+FLET_ERROR_BOX = re.compile(
+    r"^(?:"
+    r"[A-Z]\w*\.\w+ (?:must|is empty)"  # Semantics.content must be provided and visible
+    r"|(?:content|label)(?: \(string or visible Control\))? must be provided"
+    r"|[A-Z]\w*(?: control)? (?:must (?:be enclosed|be used within|be placed|have)"
+    r"|has nothing to display|has no content|should have at least|requires either"
+    r"|cannot have both)"
+    r"|Error (?:displaying|decoding|loading)|Unknown control:|at least one action in"
+    r"|The length of \w|A valid src value|CrossAxisAlignment\.BASELINE is not supported"
+    r"|Rive (?:failed|file could not)|[A-Z]\w* Error: "
+    r")")
+"""The first line of every box Flet draws instead of a control it cannot show (its
+``ErrorControl``: "Semantics.content must be provided and visible", "Error displaying
+ListViewControl: height is unbounded.", ...). ``tests/ui/test_forms.py`` checks it against
+every message in the installed Flet web client, and against pyclaw's own texts."""
+
+_SEMANTIC_TEXTS = """() => Array.from(document.querySelectorAll('flt-semantics')).flatMap(
+    node => [node.getAttribute('aria-label') || '',
+             ...Array.from(node.querySelectorAll(':scope > span')).map(s => s.textContent)])"""
+
+
+def error_boxes(page: Any) -> list[str]:
+    """The Flet error boxes on the page now, by their text (semantics must be on).
+
+    An error box is a red rectangle with a message; in the semantics tree its text is a
+    node of its own or a line of the label of the container it sits in.
+    """
+    texts: list[str] = page.evaluate(_SEMANTIC_TEXTS)
+    lines = {line.strip() for text in texts for line in (text or "").splitlines()}
+    return sorted(line for line in lines if FLET_ERROR_BOX.search(line))
+
+
+def assert_no_error_box(page: Any, where: str) -> None:
+    """Fail, with a picture, when any Flet error box is on the page."""
+    boxes = error_boxes(page)
+    if boxes:
+        picture = Path(os.environ.get("TMPDIR", "/tmp")) / f"pyclaw-error-box-{_slug(where)}.png"
+        page.screenshot(path=str(picture))
+        raise AssertionError(f"Flet error box in {where}: {boxes} (picture: {picture})")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "page"
+
+
+def screenshot(page: Any, name: str, *, height: int | None = None, settle_ms: int = 500) -> Path:
+    """Save ``docs/screenshots/<name>.png``; ``height`` grows the viewport for the picture
+    (a long form in one image) and puts it back after."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    before = page.viewport_size
+    if height is not None:
+        page.set_viewport_size({"width": before["width"], "height": height})
+    page.wait_for_timeout(settle_ms)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    if height is not None:
+        page.set_viewport_size(before)
+    return path

@@ -59,6 +59,8 @@ class FakeAdminPlane(FakeControlPlane):
         self.probe_gate: asyncio.Event | None = None
         """When set, probe_channel waits for it (so a test can see the progress ring)."""
         self.probing = asyncio.Event()
+        self.start_fails = ""
+        """When set, start_channel leaves the channel offline with this reason."""
 
     # -- seeding -------------------------------------------------------------------------------
 
@@ -131,10 +133,17 @@ class FakeAdminPlane(FakeControlPlane):
         self.calls.append(("enabled", (name, enabled)))
         self.channel_list = [dataclasses.replace(c, enabled=enabled) if c.name == name else c
                              for c in self.channel_list]
+        self.set_state(name, "online" if enabled else "disabled",
+                       "" if enabled else "disabled in config")
         return []
 
     async def start_channel(self, name: str) -> None:
+        """Starting works, unless ``start_fails`` says why it does not."""
         self.calls.append(("start", name))
+        if self.start_fails:
+            self.set_state(name, "offline", self.start_fails)
+        else:
+            self.set_state(name, "online", "polling")
 
     async def stop_channel(self, name: str) -> None:
         self.calls.append(("stop", name))

@@ -14,7 +14,16 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
-from pyclaw_app.control import ChannelStatus, Counters, LogRow, TrafficRow
+from pyclaw_app.control import (
+    ChannelHealth,
+    ChannelStatus,
+    Counters,
+    LogRow,
+    ProviderHealth,
+    StateSpan,
+    TrafficRow,
+)
+from pyclaw_app.control.health import build_health, record_log, record_state
 from pyclaw_app.model import Event, EventKind
 
 __all__ = ["FakeControlPlane", "FakeSubscription"]
@@ -82,6 +91,10 @@ class FakeControlPlane:
         self.subscriptions: list[FakeSubscription] = []
         self.sent: list[tuple[str, str]] = []
         self.resets: list[str] = []
+        self.health: dict[str, ChannelHealth] = {}
+        """Seeded per-channel history; a channel without one has an empty day."""
+        self.providers: dict[str, ProviderHealth] = {}
+        self.clock: Callable[[], float] = time.time
         self._ids = itertools.count(1)
 
     # -- driving the fake from a test ------------------------------------------------------
@@ -142,6 +155,50 @@ class FakeControlPlane:
         self.publish(event)
         return event
 
+    def set_state(self, name: str, state: str, reason: str = "",
+                  ts: float | None = None) -> Event:
+        """A channel changes state: its status, its history and a CHANNEL_STATE event."""
+        ts = self.clock() if ts is None else ts
+        problem = state in ("offline", "degraded") and bool(reason)
+        self.channel_list = [
+            dataclasses.replace(c, state=state, reason=reason,
+                                last_error=reason if problem else c.last_error)
+            if c.name == name else c for c in self.channel_list]
+        self.health[name] = record_state(self._health(name, ts), ts, state, reason)
+        event = Event(EventKind.CHANNEL_STATE, name, {"state": state, "reason": reason}, ts=ts)
+        self.publish(event)
+        return event
+
+    def log_line(self, channel: str, level: str, message: str, ts: float | None = None
+                 ) -> Event:
+        """A channel-log line as a LOG event; errors and warnings count in its history."""
+        ts = self.clock() if ts is None else ts
+        self.health[channel] = record_log(self._health(channel, ts), ts, level)
+        event = Event(EventKind.LOG, channel, {"level": level, "message": message}, ts=ts)
+        self.publish(event)
+        return event
+
+    def seed_health(self, channel: str, spans: list[StateSpan],
+                    counts: dict[float, tuple[int, int]], changes: int = 0) -> ChannelHealth:
+        health = build_health(channel, self.clock(), 24, spans, counts, changes)
+        self.health[channel] = health
+        return health
+
+    def llm_call(self, provider: str, error: str | None = None) -> Event:
+        """A provider call (LLM_CALL); its outcome is the provider's health."""
+        ts = self.clock()
+        old = self.providers.get(provider, ProviderHealth(provider, "idle"))
+        self.providers[provider] = ProviderHealth(
+            provider, "failing" if error else "ok", error or "", ts, old.calls + 1,
+            old.errors + (1 if error else 0))
+        event = Event(EventKind.LLM_CALL, "local", {"provider": provider, "model": "m",
+                                                    "error": error}, ts=ts)
+        self.publish(event)
+        return event
+
+    def _health(self, channel: str, now: float) -> ChannelHealth:
+        return self.health.get(channel) or build_health(channel, now, 24, [], {}, 0)
+
     def _count(self, field: str) -> None:
         self.counters = dataclasses.replace(self.counters,
                                             **{field: getattr(self.counters, field) + 1})
@@ -163,6 +220,15 @@ class FakeControlPlane:
 
     async def channels(self) -> list[ChannelStatus]:
         return list(self.channel_list)
+
+    async def channel_health(self, channel: str | None = None, hours: int = 24
+                             ) -> list[ChannelHealth]:
+        now = self.clock()
+        return [self._health(c.name, now) for c in self.channel_list
+                if channel in (None, c.name)]
+
+    async def provider_health(self) -> list[ProviderHealth]:
+        return list(self.providers.values())
 
     async def logs(self, *, channel: str | None = None, level: str | None = None,
                    search: str | None = None, before_id: int | None = None,

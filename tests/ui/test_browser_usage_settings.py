@@ -33,10 +33,13 @@ from tests.ui.browser_support import (
     clean_env,
     free_port,
     open_app,
+    screenshot,
     serve,
 )
 
 STEP_TIMEOUT_MS = 15_000
+INPUT_SPOT = {"x": 24, "y": 20}
+"""Where to click a text field: its input (the node's middle can be the help below it)."""
 API_KEY = "sk-browser-test-key"
 MODELS = ("fake-model", "fake-model-large")
 
@@ -132,12 +135,12 @@ def _fill(page: Any, label: str, text: str, *, exact: bool = True, attempts: int
     field = page.get_by_label(label, exact=exact)
     field.wait_for(timeout=STEP_TIMEOUT_MS)
     for _ in range(attempts - 1):
-        field.click()
+        field.click(position=INPUT_SPOT)
         field.fill(text)
         with contextlib.suppress(AssertionError):
             expect(field).to_have_value(text, timeout=3000)
             return field
-    field.click()
+    field.click(position=INPUT_SPOT)
     field.fill(text)
     expect(field).to_have_value(text, timeout=STEP_TIMEOUT_MS)
     return field
@@ -192,8 +195,8 @@ def test_a_add_provider_with_test_connection(page: Any, openai: _FakeOpenAIThrea
     page.get_by_text("Add a provider").wait_for(timeout=STEP_TIMEOUT_MS)
 
     _fill(page, "Name *", "browser-llm")
-    _fill(page, "Base Url", openai.server.base_url)
-    _fill(page, "Api Key", API_KEY)
+    _fill(page, "Base URL", openai.server.base_url)
+    _fill(page, "API key", API_KEY)
     _fill(page, "Model *", "fake-model")
     page.get_by_role("button", name="Test connection").click()
     _wait_text(page, "2 models available", app[2])
@@ -212,7 +215,7 @@ def test_a_add_provider_with_test_connection(page: Any, openai: _FakeOpenAIThrea
     page.get_by_role("button", name="Dark").click()  # applied at once
     page.wait_for_timeout(800)
     assert _brightness(page) < 200
-    page.screenshot(path=str(SCREENSHOTS / "settings.png"))
+    screenshot(page, "settings", settle_ms=1500)  # after the theme's colour animation
     # remembered by this browser: a new session (reload) starts dark
     _open_settings(page, app[0])
     page.wait_for_timeout(800)

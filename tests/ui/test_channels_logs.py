@@ -91,14 +91,14 @@ def test_every_registered_schema_parses_into_known_kinds(plane: FakeAdminPlane) 
 def test_telegram_schema_fields(plane: FakeAdminPlane) -> None:
     specs = {s.name: s for s in parse_schema(telegram_schema(plane))}
     assert parse_schema(telegram_schema(plane))[0].name == "token"  # secrets first
-    assert specs["token"].kind == SECRET and specs["token"].title == "Token"
+    assert specs["token"].kind == SECRET and specs["token"].title == "Bot token"
     assert "BotFather" in specs["token"].help
     assert specs["enabled"].kind == BOOLEAN and specs["enabled"].default is True
     assert specs["dm_policy"].kind == CHOICE
     assert specs["dm_policy"].choices == ("pairing", "allowlist", "open", "disabled")
     assert specs["allow_from"].kind == LIST
     assert specs["poll_timeout"].kind == INTEGER and specs["poll_timeout"].default == 30
-    assert specs["base_url"].kind == TEXT and specs["base_url"].title == "Base Url"
+    assert specs["base_url"].kind == TEXT and specs["base_url"].title == "Base URL"
 
 
 def test_refs_nullable_numbers_and_objects() -> None:
@@ -128,7 +128,7 @@ def test_form_controls_and_values(plane: FakeAdminPlane) -> None:
     form = SchemaForm(telegram_schema(plane))
     token = form["token"].input
     assert isinstance(token, ft.TextField)
-    assert token.password and token.can_reveal_password and token.label == "Token"
+    assert token.password and token.can_reveal_password and token.label == "Bot token *"
     assert "BotFather" in str(token.helper)
     assert isinstance(form["enabled"].input, ft.Switch)
     assert isinstance(form["dm_policy"].input, ft.Dropdown)
@@ -189,7 +189,7 @@ async def test_channels_lists_configured_and_every_type(configured: FakeAdminPla
     await view.load()
     assert list(view.cards) == ["tg"]
     card = view.cards["tg"]
-    assert card.state.value == "online" and card.enabled.value is True
+    assert card.state.value == "online" and card.offered == ("stop", "restart", "disable")
     assert len(view.type_grid.controls) == len(configured.channel_types())
     assert view.pairing_section.visible and "ABCD2345" in texts(view.pairing_list)
 
@@ -234,7 +234,7 @@ async def test_channel_actions_reach_the_plane(configured: FakeAdminPlane) -> No
     await view.load()
     assert await view.guard(view.restart("tg"))
     assert await view.guard(view.set_enabled("tg", False))
-    assert view.cards["tg"].enabled.value is False
+    assert view.cards["tg"].offered == ("enable",)
     assert await view.guard(view.approve("ABCD2345"))
     assert not view.pairing_section.visible
     assert not await view.guard(view.approve("NOPE"))

@@ -262,8 +262,7 @@ async def test_settings_forms_come_from_the_real_schemas() -> None:
     assert {"tools", "retry_base", "breaker_cooldown"} <= set(view.advanced_form.fields)
     prompt = view.agent_form["system_prompt"].input
     assert isinstance(prompt, ft.TextField) and prompt.multiline
-    assert any(getattr(cell, "content", None) is view.agent_form["system_prompt"].root
-               and cell.col == 12 for cell in view.agent_form.root.controls)  # full width
+    assert view.agent_form.cells["system_prompt"].col == 12  # full width
     assert view.default_provider.value == ""  # unset: the first provider
     editor = view.open_editor(0)
     assert {"name", "kind", "base_url", "model", "api_key", "prices"} <= set(editor.form.fields)
@@ -297,7 +296,7 @@ async def test_add_provider_with_test_connection_and_model_picker() -> None:
     assert await editor.test_connection(lambda: refreshed.append(editor.progress.visible))
     assert refreshed == [True] and not editor.progress.visible  # ring while it ran
     assert editor.probe_result.message == "2 models available" and editor.probe_result.ok
-    assert [o.key for o in editor.models.options] == plane.models and editor.models.visible
+    assert [o.key for o in editor.models.options] == plane.models and editor.models_row.visible
     editor.pick_model("gpt-4o-mini")
     assert await editor.save()
     view.close_editor("saved")
@@ -315,7 +314,8 @@ async def test_failed_connection_test_is_said_in_words() -> None:
     editor.form["base_url"].input.value = "http://bad.invalid"
     assert not await editor.test_connection()
     assert editor.probe_result.message == "connection refused" and not editor.probe_result.ok
-    assert editor.probe_result.text.color == ft.Colors.ERROR and not editor.models.visible
+    assert editor.probe_result.text.color == ft.Colors.ERROR and not editor.models_row.visible
+    assert editor.models.visible  # the row hides, never the labelled dropdown (red box)
 
 
 async def test_provider_validation_errors_show_under_fields() -> None:

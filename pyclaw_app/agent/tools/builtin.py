@@ -1,4 +1,5 @@
-"""Built-in tools that need no internet: time and date, a safe calculator, notes, channel info."""
+"""Built-in tools that need no internet: time and date, a safe calculator, notes, channel info,
+scheduled messages."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pyclaw_app.agent.tools.calculator import CalculatorError, calculate
 from pyclaw_app.agent.tools.registry import Tool, ToolContext, ToolError, ToolRegistry
+from pyclaw_app.agent.tools.schedule import schedule_tools
 
 __all__ = ["builtin_tools"]
 
@@ -37,22 +39,23 @@ async def _calculate(args: dict[str, Any], ctx: ToolContext) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _owner(ctx: ToolContext) -> tuple[str, str]:
+def _known_sender(ctx: ToolContext) -> None:
     if not ctx.inbound.sender_id:
         raise ToolError("notes need a known sender, and this message has none")
-    return ctx.inbound.address.channel, ctx.inbound.sender_id
 
 
 async def _save_note(args: dict[str, Any], ctx: ToolContext) -> str:
     text = args["text"].strip()
     if not text:
         raise ToolError("the note is empty")
-    note_id = await ctx.notes.add(*_owner(ctx), text)
+    _known_sender(ctx)
+    note_id = await ctx.notes.add(text)
     return f"saved as note {note_id}"
 
 
 async def _recall_notes(args: dict[str, Any], ctx: ToolContext) -> str:
-    notes = await ctx.notes.find(*_owner(ctx), query=args.get("query", ""))
+    _known_sender(ctx)
+    notes = await ctx.notes.find(args.get("query", ""))
     if not notes:
         return "no notes found"
     return json.dumps([{"id": n.id, "text": n.text,
@@ -61,8 +64,9 @@ async def _recall_notes(args: dict[str, Any], ctx: ToolContext) -> str:
 
 
 async def _delete_note(args: dict[str, Any], ctx: ToolContext) -> str:
-    if not await ctx.notes.delete(*_owner(ctx), args["id"]):
-        raise ToolError(f"there is no note {args['id']} of this user")
+    _known_sender(ctx)
+    if not await ctx.notes.delete(args["id"]):
+        raise ToolError(f"there is no note {args['id']} here")
     return f"deleted note {args['id']}"
 
 
@@ -93,14 +97,17 @@ def builtin_tools() -> ToolRegistry:
              _schema({"expression": {"type": "string", "description": "e.g. '(3 + 4) * 2'"}},
                      ("expression",)),
              _calculate),
-        Tool("save_note", "Save a note for this user, to recall in later conversations.",
+        Tool("save_note", "Save a note to recall in later conversations. In a direct "
+             "message it is this person's (also on their linked accounts); in a group it "
+             "belongs to the group.",
              _schema({"text": {"type": "string"}}, ("text",)), _save_note),
-        Tool("recall_notes", "This user's saved notes, newest first, optionally only those "
-             "containing a word.",
+        Tool("recall_notes", "The saved notes of this person (in a direct message) or of this "
+             "group (in a group), newest first, optionally only those containing a word.",
              _schema({"query": {"type": "string", "description": "a word to filter by"}}),
              _recall_notes),
-        Tool("delete_note", "Delete one of this user's notes by its id.",
+        Tool("delete_note", "Delete one of the notes recall_notes shows here, by its id.",
              _schema({"id": {"type": "integer"}}, ("id",)), _delete_note),
         Tool("channel_info", "Where this conversation happens: channel, chat, thread, whether "
              "it is a group, and the user's id and name.", _schema(), _channel_info),
+        *schedule_tools(),
     ])

@@ -12,13 +12,14 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pyclaw_app.agent.providers.base import ToolCall, ToolSpec
-from pyclaw_app.agent.tools.notes import NotesStore
+from pyclaw_app.agent.tools.notes import Notes
 from pyclaw_app.model import Inbound
+from pyclaw_app.store.schedules import ScheduleStore
 
-__all__ = ["Tool", "ToolContext", "ToolError", "ToolRegistry", "ToolResult"]
+__all__ = ["Tool", "ToolContext", "ToolError", "ToolRegistry", "ToolResult", "ToolSource"]
 
 _log = logging.getLogger(__name__)
 
@@ -40,8 +41,12 @@ class ToolContext:
     """What a tool may know about the turn it runs in."""
 
     inbound: Inbound
-    notes: NotesStore
+    notes: Notes
+    """This turn's notes: the person's in a direct message, the group's in a group."""
     now: Callable[[], datetime]
+    schedules: ScheduleStore | None = None
+    """The scheduled jobs (the schedule tools answer that scheduling is unavailable
+    without them)."""
 
 
 Handler = Callable[[dict[str, Any], ToolContext], Awaitable[str]]
@@ -54,10 +59,26 @@ class Tool:
     parameters: dict[str, Any]
     """A JSON Schema object: ``{"type": "object", "properties": ..., "required": [...]}``."""
     handler: Handler
+    timeout: float | None = None
+    """Seconds this tool may take; the registry's timeout when None (MCP tools have their own)."""
+    max_result_chars: int | None = None
+    """Longest result the model reads; ``MAX_RESULT_CHARS`` when None."""
 
     @property
     def spec(self) -> ToolSpec:
         return ToolSpec(self.name, self.description, self.parameters)
+
+
+class ToolSource(Protocol):
+    """Tools that come and go (MCP servers), asked for once per turn."""
+
+    def tools_for(self, inbound: Inbound) -> Sequence[Tool]:
+        """The tools this message's conversation may use right now."""
+        ...
+
+    def unavailable_note(self, inbound: Inbound) -> str | None:
+        """A line for the system prompt when some of them are missing right now."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +114,17 @@ class ToolRegistry:
             raise ValueError(f"unknown tools {unknown}; known: {sorted(self._tools)}")
         return ToolRegistry((self._tools[n] for n in names), timeout=self.timeout)
 
+    def extended(self, tools: Iterable[Tool]) -> ToolRegistry:
+        """This registry plus ``tools`` (one turn's MCP tools); a name already taken keeps
+        its first tool, and the clash is logged."""
+        merged = dict(self._tools)
+        for tool in tools:
+            if tool.name in merged:
+                _log.warning("tool %r is offered twice; the second one is ignored", tool.name)
+                continue
+            merged[tool.name] = tool
+        return ToolRegistry(merged.values(), timeout=self.timeout)
+
     async def run(self, call: ToolCall, ctx: ToolContext) -> ToolResult:
         tool = self._tools.get(call.name)
         if tool is None:
@@ -100,18 +132,21 @@ class ToolRegistry:
         problem = call.error or _check_arguments(tool.parameters, call.arguments)
         if problem:
             return ToolResult(f"error: {problem}", is_error=True)
+        timeout = tool.timeout or self.timeout
         try:
-            content = await asyncio.wait_for(tool.handler(call.arguments, ctx), self.timeout)
+            content = await asyncio.wait_for(tool.handler(call.arguments, ctx), timeout)
         except ToolError as exc:
             return ToolResult(f"error: {exc}", is_error=True)
         except TimeoutError:
-            return ToolResult(f"error: the tool took longer than {self.timeout:.0f}s",
+            return ToolResult(f"error: the tool took longer than {timeout:.0f}s",
                               is_error=True)
         except Exception as exc:  # noqa: BLE001 - a tool bug becomes a result, never a failed turn
             _log.exception("tool %s failed", call.name)
             return ToolResult(f"error: the tool failed ({type(exc).__name__})", is_error=True)
-        if len(content) > MAX_RESULT_CHARS:
-            content = content[:MAX_RESULT_CHARS] + " [truncated]"
+        limit = tool.max_result_chars or MAX_RESULT_CHARS
+        if len(content) > limit:
+            content = (content[:limit] + f" [truncated: the result was {len(content):,} "
+                       f"characters, only the first {limit:,} are shown]")
         return ToolResult(content)
 
 

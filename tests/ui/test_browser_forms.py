@@ -1,0 +1,298 @@
+"""Readable forms in the real app, in Debian's Chromium (see /work/shared/ui-testing.md).
+
+The real app (``python -m cli --web``) runs in a subprocess with the fake OpenAI
+API configured; the fake Telegram Bot API and a second fake OpenAI run here on a
+loop thread. Every view, every channel type's add form and the provider form are
+opened and checked for Flet's red error boxes; the Telegram form hides its webhook
+fields in polling mode and shows them when the mode changes; the provider form
+says "connection refused" and warns before saving a provider that failed its test.
+The tests are sync: sync Playwright must not share a thread with a running asyncio
+loop. One Chromium, one app and one page serve the module, in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from pyclaw_app.control.admin import channel_types
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.telegram_api import FakeTelegram
+from tests.ui.browser_support import (
+    CHROMIUM,
+    FakesThread,
+    app_args,
+    assert_no_error_box,
+    chromium,
+    clean_env,
+    free_port,
+    open_app,
+    screenshot,
+    serve,
+)
+from views.forms import SAVED_SECRET_NOTE
+
+STEP_TIMEOUT_MS = 15_000
+VIEWS = {"Dashboard": "Live traffic", "Channels": "Available channel types", "Chat": None,
+         "Logs": None, "Usage": "LLM calls", "Settings": "Appearance"}
+"""Each navigation destination and a text that says its view is drawn (None: its button)."""
+WEBHOOK = "Webhook (needs a public HTTPS URL)"
+POLLING = "Polling (works behind NAT)"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed"),
+]
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+expect = playwright_sync.expect
+
+T = TypeVar("T")
+
+
+class _Fakes(FakesThread):
+    def __init__(self) -> None:
+        self.telegram = FakeTelegram()
+        self.openai = FakeOpenAI()  # the app's own provider
+        self.second = FakeOpenAI(models=("m-small", "m-large"))  # added through the form
+        super().__init__(self.telegram, self.openai, self.second)
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[_Fakes]:
+    with _Fakes() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, fakes: _Fakes) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("forms_app")
+    config = tmp / "config.yaml"
+    config.write_text(
+        "providers:\n"
+        f"  - {{name: fake, base_url: '{fakes.openai.base_url}', model: fake-model}}\n"
+        "channels:\n  local: {type: local}\n")
+    port = free_port()
+    env = clean_env(PYCLAW_SECRETS="file")  # never the machine's keyring
+    with serve(app_args(port, tmp / "data", config), port, tmp / "app.log", env) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium(playwright_sync) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, app: str) -> Iterator[Any]:
+    tab = open_app(browser, app, "Channels", 1360, 900)
+    yield tab
+    tab.close()
+
+
+def _eventually(check: Callable[[], T], timeout: float = 15.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def _reach(page: Any, target: Any) -> Any:
+    """Scroll the view under the mouse until ``target`` is on screen (a canvas cannot be
+    scrolled into view by Playwright)."""
+    height = page.viewport_size["height"]
+    target.wait_for(state="attached", timeout=STEP_TIMEOUT_MS)
+    for _ in range(40):
+        box = target.bounding_box()
+        if box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height:
+            return target
+        page.mouse.move(page.viewport_size["width"] // 2, height // 2)
+        up = box is not None and box["y"] < 0
+        page.mouse.wheel(0, -240 if up else 240)
+        page.wait_for_timeout(120)
+    raise AssertionError(f"could not scroll {target} into view")
+
+
+def _fill(page: Any, label: str, text: str) -> None:
+    field = _reach(page, page.get_by_label(label, exact=True))
+    for _ in range(3):
+        # Flutter attaches its text-editing host on focus; a fill before it is lost. The
+        # node spans the help below the input too: click the input, not the middle.
+        field.click(position={"x": 24, "y": 20})
+        page.wait_for_timeout(100)
+        field.fill(text)
+        if _eventually(lambda: field.input_value() == text, timeout=2.0):
+            return
+    expect(field).to_have_value(text, timeout=STEP_TIMEOUT_MS)
+
+
+def _choose(page: Any, label: str, option: str) -> None:
+    """Open a dropdown (a button named by its label) and pick an option by its text."""
+    _reach(page, page.get_by_role("button", name=label, exact=True)).click()
+    page.get_by_role("button", name=option, exact=True).last.click()
+    page.wait_for_timeout(400)  # the menu closes with an animation
+
+
+def _click(page: Any, name: str | re.Pattern[str]) -> None:
+    exact = isinstance(name, str) or None
+    _reach(page, page.get_by_role("button", name=name, exact=exact).first).click()
+
+
+def _expand_advanced(page: Any) -> None:
+    _click(page, re.compile(r"^Advanced settings"))
+    page.wait_for_timeout(400)
+
+
+def _count(page: Any, label: str) -> int:
+    return int(page.get_by_label(label, exact=True).count())
+
+
+@contextlib.contextmanager
+def _picture_on_failure(page: Any, name: str) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            page.screenshot(path=str(Path(os.environ.get("TMPDIR", "/tmp")) /
+                                     f"pyclaw-forms-{name}-failure.png"))
+        raise
+
+
+def _open(page: Any, destination: str) -> None:
+    # a rail destination is named "Channels Tab 2 of 6" (its label and position)
+    page.get_by_role("button", name=re.compile(rf"^{destination}( Tab \d+ of \d+)?$")).click()
+    ready = VIEWS[destination]
+    if ready is not None:
+        page.get_by_text(ready).first.wait_for(timeout=STEP_TIMEOUT_MS)
+    page.wait_for_timeout(300)
+
+
+def test_a_no_error_box_in_any_view(page: Any) -> None:
+    with _picture_on_failure(page, "views"):
+        for destination in VIEWS:
+            _open(page, destination)
+            assert_no_error_box(page, destination)
+
+        # the form that had the red box: Add provider, with its advanced part open
+        _open(page, "Settings")
+        _click(page, "Add provider")
+        page.get_by_text("Add a provider").wait_for(timeout=STEP_TIMEOUT_MS)
+        assert_no_error_box(page, "Add provider")
+        _expand_advanced(page)
+        assert_no_error_box(page, "Add provider, advanced")
+        _click(page, "Cancel")
+
+
+
+ADDABLE = [t for t in channel_types() if not t.install]
+"""Every channel type the app can add here (one whose SDK is missing offers its install
+command instead of a form)."""
+
+
+@pytest.mark.parametrize("kind", ADDABLE, ids=[t.type for t in ADDABLE])
+def test_a_no_error_box_in_any_channel_form(page: Any, kind: Any) -> None:
+    with _picture_on_failure(page, f"form-{kind.type}"):
+        _open(page, "Channels")
+        _click(page, f"Add {kind.title}")
+        page.get_by_text(f"Add a {kind.title} channel").wait_for(timeout=STEP_TIMEOUT_MS)
+        assert_no_error_box(page, f"the {kind.title} form")
+        if page.get_by_role("button", name=re.compile(r"^Advanced settings")).count():
+            _expand_advanced(page)
+            assert_no_error_box(page, f"the {kind.title} form, advanced")
+        _click(page, "Cancel")
+
+
+def test_b_telegram_form_hides_what_does_not_apply(page: Any, fakes: _Fakes) -> None:
+    telegram = fakes.telegram
+    with _picture_on_failure(page, "telegram"):
+        _open(page, "Channels")
+        _click(page, "Add Telegram")
+        page.get_by_text("Add a Telegram channel").wait_for(timeout=STEP_TIMEOUT_MS)
+
+        # labels from the models, not field names in title case
+        page.get_by_label("Bot token *", exact=True).wait_for(timeout=STEP_TIMEOUT_MS)
+        for menu in ("Mode", "Direct messages", "Groups", "Answer in groups"):
+            expect(page.get_by_role("button", name=menu, exact=True)).to_have_count(1)
+        page.get_by_text("Access: who may talk to the assistant").wait_for()
+        for raw in ("Dm Policy", "Base Url", "Token", "Rate Limit Per Minute"):
+            expect(page.get_by_label(raw, exact=True)).to_have_count(0)
+            expect(page.get_by_text(raw, exact=True)).to_have_count(0)
+
+        # polling: no webhook fields; the advanced ones collapsed until asked for
+        assert _count(page, "Webhook URL") == 0 and _count(page, "Webhook secret") == 0
+        assert _count(page, "Base URL") == 0
+        _expand_advanced(page)
+        assert _count(page, "Base URL") == 1 and _count(page, "Poll timeout") == 1
+
+        _choose(page, "Mode", WEBHOOK)
+        _eventually(lambda: _count(page, "Webhook URL") == 1)
+        assert _count(page, "Webhook URL") == 1 and _count(page, "Webhook secret") == 1
+        assert _count(page, "Poll timeout") == 0
+        assert_no_error_box(page, "the Telegram form in webhook mode")
+        _choose(page, "Mode", POLLING)
+        _eventually(lambda: _count(page, "Webhook URL") == 0)
+        assert _count(page, "Webhook URL") == 0 and _count(page, "Poll timeout") == 1
+
+        _fill(page, "Bot token *", telegram.token)
+        _fill(page, "Base URL", f"{telegram.url}/bot")
+        _fill(page, "Poll timeout", "1")
+        _choose(page, "Direct messages", "Open: anyone")
+        _click(page, "Test connection")
+        page.get_by_text(f"connected as @{telegram.username}").wait_for(timeout=STEP_TIMEOUT_MS)
+        assert_no_error_box(page, "the Telegram form")
+        screenshot(page, "channel-form", height=1500)
+
+        _click(page, "Save")
+        page.get_by_text("telegram · Telegram").wait_for(timeout=STEP_TIMEOUT_MS)
+        _reach(page, page.get_by_label("Edit telegram", exact=True)).click()  # an icon button
+        page.get_by_text("Edit telegram").first.wait_for(timeout=STEP_TIMEOUT_MS)
+        page.get_by_text(SAVED_SECRET_NOTE).wait_for(timeout=STEP_TIMEOUT_MS)
+        assert telegram.token not in page.content()
+        assert_no_error_box(page, "the Telegram edit form")
+        _click(page, "Cancel")
+
+
+def test_c_provider_test_says_refused_and_warns_before_saving(page: Any, fakes: _Fakes) -> None:
+    refused = free_port()
+    with _picture_on_failure(page, "provider"):
+        _open(page, "Settings")
+        _click(page, "Add provider")
+        page.get_by_text("Add a provider").wait_for(timeout=STEP_TIMEOUT_MS)
+        expect(page.get_by_role("button", name="API type", exact=True)).to_have_count(1)
+        _fill(page, "Name *", "second")
+        _fill(page, "Base URL", f"http://127.0.0.1:{refused}/v1")
+        _fill(page, "API key", "sk-second-key")
+        _fill(page, "Model *", "m-small")
+        _click(page, "Test connection")
+        page.get_by_text(re.compile(r"^connection refused: nothing is listening at "
+                                    rf"127\.0\.0\.1:{refused}")).wait_for(
+            timeout=STEP_TIMEOUT_MS)
+
+        _click(page, "Save provider")
+        page.get_by_text("Save a provider that failed its test?").wait_for(
+            timeout=STEP_TIMEOUT_MS)
+        _click(page, "Keep editing")
+        expect(page.get_by_text("Save a provider that failed its test?")).to_have_count(0)
+
+        _fill(page, "Base URL", fakes.second.base_url)
+        _click(page, "Test connection")
+        page.get_by_text("2 models available").wait_for(timeout=STEP_TIMEOUT_MS)
+        expect(page.get_by_role("button", name="Available models", exact=True)).to_have_count(1)
+        assert_no_error_box(page, "Add provider after a test")
+        screenshot(page, "provider-form", height=1100)
+        _click(page, "Save provider")  # passed: no warning
+        page.get_by_text("Provider saved — used from the next message.").wait_for(
+            timeout=STEP_TIMEOUT_MS)
+        page.get_by_text("Test passed: 2 models available").wait_for(timeout=STEP_TIMEOUT_MS)
+        assert "sk-second-key" not in page.content()
+        assert_no_error_box(page, "Settings after saving a provider")
