@@ -82,16 +82,7 @@ class DingTalkConnector(ConnectorBase):
 
     async def open(self) -> None:
         self._api = self._make_api()
-        try:
-            self.went_online(await self._connect())  # wrong credentials fail the start
-            connected = True
-        except RetryableError as exc:
-            self.ctx.log("warning", f"DingTalk not reachable yet, retrying in the background: "
-                         f"{exc}")
-            self.went_degraded(str(exc))
-            connected = False
-        self.spawn("stream", self.run_connected(self._connect, self._serve,
-                                                connected=connected))
+        await self.connect_and_keep("stream", self._connect, self._serve, platform="DingTalk")
 
     async def close(self) -> None:
         await self._drop_socket()

@@ -109,14 +109,8 @@ class MatrixConnector(ConnectorBase):
         state = self.ctx.state
         self._since = await state.get(SINCE_KEY)
         self._e2e_noticed = set(await state.get(E2E_KEY) or [])
-        try:
-            self.went_online(await self._connect())  # a wrong password fails start() itself
-            connected = True
-        except RetryableError as exc:
-            self.ctx.log("warning", f"cannot reach the homeserver yet, will keep trying: {exc}")
-            self.went_degraded(str(exc))
-            connected = False
-        self.spawn("sync", self.run_connected(self._connect, self._serve, connected=connected))
+        await self.connect_and_keep("sync", self._connect, self._serve,
+                                    platform="the homeserver")
 
     async def close(self) -> None:
         await self._drop_client()

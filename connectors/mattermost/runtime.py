@@ -87,16 +87,8 @@ class MattermostConnector(ConnectorBase):
                                               timeout=aiohttp.ClientTimeout(total=30))
         self._http = make_http(self.config.url, token, self._session)
         self._cursor = Cursor.load(await self.ctx.state.get(CURSOR_KEY))
-        try:
-            self.went_online(await self._connect())  # a refused token fails start() itself
-            connected = True
-        except RetryableError as exc:
-            self.ctx.log("warning", f"cannot reach the Mattermost server yet, will keep "
-                         f"trying: {exc}")
-            self.went_degraded(str(exc))
-            connected = False
-        self.spawn("socket", self.run_connected(self._connect, self._serve,
-                                                connected=connected))
+        await self.connect_and_keep("socket", self._connect, self._serve,
+                                    platform="the Mattermost server")
 
     async def close(self) -> None:
         await self._drop_socket()

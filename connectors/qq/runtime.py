@@ -71,16 +71,8 @@ class QqConnector(ConnectorBase):
         if self.secret_or_none("access_token") is None:
             self.ctx.log("warning", "no access_token is set: anyone who can reach the "
                          f"bridge at {self._where} can send as this QQ account")
-        try:
-            self.went_online(await self._connect())  # a refused token fails start() itself
-            connected = True
-        except RetryableError as exc:
-            self.ctx.log("warning", f"cannot reach the OneBot bridge yet, will keep trying: "
-                         f"{exc}")
-            self.went_degraded(str(exc))
-            connected = False
-        self.spawn("connection", self.run_connected(self._connect, self._serve,
-                                                    connected=connected))
+        await self.connect_and_keep("connection", self._connect, self._serve,
+                                    platform="the OneBot bridge")
 
     async def close(self) -> None:
         await self._drop()

@@ -166,16 +166,8 @@ class RocketChatConnector(ConnectorBase):
         self._http = self._make_http(self._rest_session)
         self._socket_session = tls_session(self.config.ca_file, total=None,
                                            traces=[_no_redirects()])
-        try:
-            self.went_online(await self._connect())  # a bad token fails start() itself
-            connected = True
-        except RetryableError as exc:
-            self.ctx.log("warning", f"cannot reach Rocket.Chat yet, will keep trying: "
-                         f"{advice(exc)}")
-            self.went_degraded(advice(exc))
-            connected = False
-        self.spawn("realtime", self.run_connected(self._connect, self._serve,
-                                                  connected=connected))
+        await self.connect_and_keep("realtime", self._connect, self._serve,
+                                    platform="Rocket.Chat", explain=advice)
 
     async def close(self) -> None:
         await self._drop_socket()

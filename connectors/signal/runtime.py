@@ -89,15 +89,8 @@ class SignalConnector(ConnectorBase):
         self._session = aiohttp.ClientSession(trust_env=False, timeout=aiohttp.ClientTimeout(
             total=None, connect=self.config.request_timeout,
             sock_read=self.config.event_timeout))
-        try:
-            self.went_online(await self._connect())  # a wrong account fails start() itself
-            connected = True
-        except RetryableError as exc:
-            self.ctx.log("warning", f"cannot reach signal-cli yet, will keep trying: {exc}")
-            self.went_degraded(str(exc))
-            connected = False
-        self.spawn("events", self.run_connected(self._connect, self._serve,
-                                                connected=connected))
+        await self.connect_and_keep("events", self._connect, self._serve,
+                                    platform="signal-cli")
 
     async def close(self) -> None:
         self._drop_stream()

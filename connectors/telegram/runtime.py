@@ -220,15 +220,9 @@ class TelegramConnector(ConnectorBase):
                 "webhook mode needs webhook_secret: 1-256 characters of A-Z, a-z, 0-9, _ and -")
         self._bot = self._make_bot(self.secret("token"))
         self._offset = await self.ctx.state.get(OFFSET_KEY)
-        try:
-            self.went_online(await self._connect())  # a bad token fails start() itself
-            connected = True
-        except RetryableError as exc:
-            self.ctx.log("warning", f"cannot reach Telegram yet, will keep trying: {exc}")
-            self.went_degraded(str(exc))
-            connected = False
         serve = self._idle if webhook else self._poll
-        self.spawn("poller", self.run_connected(self._connect, serve, connected=connected))
+        await self.connect_and_keep("poller", self._connect, serve,
+                                    platform="Telegram")
 
     async def close(self) -> None:
         bot, self._bot = self._bot, None

@@ -88,15 +88,8 @@ class ZulipConnector(ConnectorBase):
         cursor = await self.ctx.state.get(CURSOR_KEY)
         self._cursor = _int(cursor)
         self._api = ZulipApi(self.config.site, self.config.email, api_key)
-        try:
-            self.went_online(await self._connect())  # a wrong key fails start() itself
-            connected = True
-        except RetryableError as exc:
-            self.ctx.log("warning", f"cannot reach Zulip yet, will keep trying: {exc}")
-            self.went_degraded(str(exc))
-            connected = False
-        self.spawn("events", self.run_connected(self._connect, self._serve,
-                                                connected=connected))
+        await self.connect_and_keep("events", self._connect, self._serve,
+                                    platform="Zulip")
 
     async def close(self) -> None:
         """Delete the queue, so the server does not keep events for a client that left."""

@@ -158,6 +158,24 @@ class ConnectorBase(Connector):
         reason = f"{task.get_name()} crashed: {exc!r}"
         self._ctx.crashed(reason, fatal=isinstance(exc, FatalConnectorError))
 
+    async def connect_and_keep(self, task: str, connect: Callable[[], Awaitable[str | None]],
+                               serve: Callable[[], Awaitable[None]], *, platform: str,
+                               explain: Callable[[Exception], str] = str) -> None:
+        """Connect once now, then keep the connection in the supervised task ``task``
+        (:meth:`run_connected`). Connecting inside ``open`` makes a refused credential fail
+        the start itself, so the form and the channel log say why at once; a platform that
+        cannot be reached yet is no reason to fail: the channel starts degraded and the task
+        keeps trying. ``explain`` adds what a user can do to a retryable error's words."""
+        try:
+            self.went_online(await connect() or "")
+            connected = True
+        except RetryableError as exc:
+            said = explain(exc)
+            self.ctx.log("warning", f"cannot reach {platform} yet, will keep trying: {said}")
+            self.went_degraded(said)
+            connected = False
+        self.spawn(task, self.run_connected(connect, serve, connected=connected))
+
     async def run_connected(self, connect: Callable[[], Awaitable[str | None]],
                             serve: Callable[[], Awaitable[None]], *,
                             connected: bool = False, backoff: Backoff | None = None) -> None:
