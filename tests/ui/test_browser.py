@@ -23,7 +23,6 @@ from tests.ui.browser_support import (
     SCREENSHOTS,
     FakesThread,
     app_args,
-    chromium,
     free_port,
     open_app,
     serve,
@@ -37,12 +36,6 @@ pytestmark = [
 ]
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with chromium(playwright_sync) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,6 @@ from tests.ui.browser_support import (
     FakesThread,
     app_args,
     assert_no_error_box,
-    chromium,
     clean_env,
     free_port,
     open_app,
@@ -83,12 +82,6 @@ def app(tmp_path_factory: pytest.TempPathFactory, fakes: _Fakes) -> Iterator[str
     env = clean_env(PYCLAW_SECRETS="file")  # never the machine's keyring
     with serve(app_args(port, tmp / "data", config), port, tmp / "app.log", env) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium(playwright_sync) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

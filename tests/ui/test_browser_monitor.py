@@ -24,7 +24,6 @@ from tests.ui.browser_support import (
     LOAD_TIMEOUT_MS,
     REPO,
     SCREENSHOTS,
-    chromium,
     clean_env,
     free_port,
     serve,
@@ -39,12 +38,6 @@ pytestmark = [
 ]
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with chromium(playwright_sync) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,6 @@ from tests.ui.browser_support import (
     SCREENSHOTS,
     FakesThread,
     app_args,
-    chromium,
     clean_env,
     free_port,
     open_app,
@@ -109,12 +108,6 @@ def app(tmp_path_factory: pytest.TempPathFactory, openai: _FakeOpenAIThread
     env = clean_env(PYCLAW_SECRETS="file")  # never the machine's keyring
     with serve(app_args(port, tmp / "data", config), port, log, env) as url:
         yield url, config, log
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium(playwright_sync) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
