@@ -15,13 +15,14 @@ validation (:meth:`McpServerConfig.with_secrets`) and never dumped.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from pyclaw_app.secrets import redactor
 
-__all__ = ["SENSITIVE_NAME", "McpServerConfig", "SecretKind", "mcp_secret_env", "mcp_secret_key"]
+__all__ = ["SENSITIVE_NAME", "TRANSPORT_FIELD", "McpServerConfig", "SecretKind",
+           "mcp_secret_env", "mcp_secret_key"]
 
 SecretKind = Literal["headers", "env"]
 
@@ -31,6 +32,15 @@ server's name to its tools' (``files__read_file``)."""
 
 SENSITIVE_NAME = re.compile(r"(?i)auth|token|secret|passw|api[-_]?key|cookie|credential")
 """Header or variable names whose values are secrets when written in plain ``headers``."""
+
+
+TRANSPORT_FIELD = "transport"
+"""The Settings form's choice between the two kinds of server (``stdio`` or ``http``): not
+a field of the model, which tells them apart by ``command`` or ``url``; the control plane
+adds it to the form's schema, and these extras show each field only under its transport."""
+_STDIO: dict[str, Any] = {"shown_when": {TRANSPORT_FIELD: "stdio"}}
+_HTTP: dict[str, Any] = {"shown_when": {TRANSPORT_FIELD: "http"}}
+_ESSENTIAL: dict[str, Any] = {"group": "essentials"}
 
 
 def mcp_secret_key(server: str, kind: SecretKind, name: str) -> str:
@@ -51,37 +61,49 @@ class McpServerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(..., max_length=32, pattern=SERVER_NAME, description=(
+    name: str = Field(..., max_length=32, pattern=SERVER_NAME, title="Name", description=(
         "Short name (letters, digits, - or _); the model sees the tools as <name>__<tool>"))
     enabled: bool = Field(True, description="Off: the server is not started and its tools "
                           "are not offered")
-    command: str | None = Field(None, min_length=1, description=(
-        "stdio: the program to run, e.g. npx, uvx or a path (set this or url)"))
-    args: list[str] = Field(default_factory=list, description="stdio: the program's arguments")
-    env: dict[str, str] = Field(default_factory=dict, description=(
+    command: str | None = Field(None, min_length=1, title="Command", json_schema_extra=_STDIO,
+                                description=("stdio: the program to run, e.g. npx, uvx or a "
+                                             "path (set this or url)"))
+    args: list[str] = Field(default_factory=list, title="Arguments",
+                            json_schema_extra=_STDIO | _ESSENTIAL,
+                            description="stdio: the program's arguments")
+    env: dict[str, str] = Field(default_factory=dict, title="Environment variables",
+                                json_schema_extra=_STDIO, description=(
         "stdio: extra environment variables (not secrets: list those in secret_env)"))
-    secret_env: list[str] = Field(default_factory=list, description=(
+    secret_env: list[str] = Field(default_factory=list, title="Secret environment variables",
+                                  json_schema_extra=_STDIO | _ESSENTIAL, description=(
         "stdio: names of environment variables whose values are secrets, kept in the secret "
         "store (`pyclaw secret set mcp_servers.<name>.env.<VAR>`)"))
-    cwd: str | None = Field(None, description="stdio: the working directory of the program")
-    url: str | None = Field(None, pattern=r"^https?://", description=(
+    cwd: str | None = Field(None, title="Working directory", json_schema_extra=_STDIO,
+                            description="stdio: the working directory of the program")
+    url: str | None = Field(None, pattern=r"^https?://", title="URL", json_schema_extra=_HTTP,
+                            description=(
         "Streamable HTTP: the endpoint, e.g. https://example.com/mcp (set this or command)"))
-    headers: dict[str, str] = Field(default_factory=dict, description=(
+    headers: dict[str, str] = Field(default_factory=dict, title="Headers",
+                                    json_schema_extra=_HTTP, description=(
         "HTTP: headers sent with every request (not secrets: list those in secret_headers)"))
-    secret_headers: list[str] = Field(default_factory=list, description=(
+    secret_headers: list[str] = Field(default_factory=list, title="Secret headers",
+                                      json_schema_extra=_HTTP | _ESSENTIAL, description=(
         "HTTP: names of headers whose values are secrets (e.g. Authorization), kept in the "
         "secret store (`pyclaw secret set mcp_servers.<name>.headers.<Header>`)"))
-    channels: list[str] | None = Field(None, description=(
+    channels: list[str] | None = Field(None, title="Channels allowed", description=(
         "Channels whose conversations may use this server's tools; all channels when unset"))
-    tools: list[str] | None = Field(None, description=(
+    tools: list[str] | None = Field(None, title="Tools offered", description=(
         "The server's tools offered to the model, by the server's own names; all when unset"))
-    timeout: float = Field(30.0, gt=0, le=600, description=(
+    timeout: float = Field(30.0, gt=0, le=600, title="Call timeout (seconds)", description=(
         "Seconds one tool call may take; then the model reads a timeout error"))
-    max_output_chars: int = Field(8000, ge=100, le=200_000, description=(
+    max_output_chars: int = Field(8000, ge=100, le=200_000, title="Longest result (characters)",
+                                  description=(
         "Longest tool result the model reads, in characters; longer results are cut"))
-    connect_timeout: float = Field(30.0, gt=0, le=600, description=(
+    connect_timeout: float = Field(30.0, gt=0, le=600, title="Connect timeout (seconds)",
+                                   description=(
         "Seconds to start or reach the server and list its tools"))
-    health_interval: float = Field(30.0, gt=0, le=3600, description=(
+    health_interval: float = Field(30.0, gt=0, le=3600, title="Health check every (seconds)",
+                                   description=(
         "Seconds between checks that the server still answers (its tool list is refreshed "
         "too); one that does not is restarted"))
 

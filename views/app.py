@@ -136,8 +136,9 @@ def _configure_page(page: ft.Page, settings: AppSettings) -> None:
     page.fonts = dict(FALLBACK_FONTS)  # every script readable offline (views/fonts.py)
     page.theme = ft.Theme(color_scheme_seed=SEED_COLOR, text_theme=text_theme(),
                           primary_text_theme=text_theme())
-    page.dark_theme = ft.Theme(color_scheme_seed=SEED_COLOR, text_theme=text_theme(),
-                               primary_text_theme=text_theme())
+    page.dark_theme = ft.Theme(color_scheme_seed=SEED_COLOR,
+                               text_theme=text_theme(ft.Colors.ON_SURFACE),
+                               primary_text_theme=text_theme(ft.Colors.ON_SURFACE))
     page.padding = 0
     page.spacing = 0
     if not page.web:

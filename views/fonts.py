@@ -37,17 +37,17 @@ _STYLES = ("display_large", "display_medium", "display_small", "headline_large",
            "body_small")
 
 
-def text_theme() -> ft.TextTheme:
+def text_theme(color: str | None = None) -> ft.TextTheme:
     """Every Material text style with the bundled fonts as its fallback list.
 
     Flet's Theme has no fallback list of its own; Material widgets (Text,
     fields, buttons, tabs, tooltips, Markdown) draw from these styles, and a
     control's own style (a size, a colour, a font family) keeps the fallback.
     The base family is named too: a style with a fallback list and no family
-    puts the list first (Noto Sans would replace Roboto everywhere). So is the colour,
-    the theme's own ``onSurface``: a text theme given to Flet replaces Material's rather
+    puts the list first (Noto Sans would replace Roboto everywhere). The dark theme gives a
+    ``color`` (its ``onSurface``): a text theme given to Flet replaces Material's rather
     than merging into it, and styles without a colour drew dark text on the dark theme.
     """
     style = ft.TextStyle(font_family=BASE_FONT, font_family_fallback=list(FALLBACK_FONTS),
-                         color=ft.Colors.ON_SURFACE)
+                         color=color)
     return ft.TextTheme(**{name: style for name in _STYLES})

@@ -22,6 +22,7 @@ import flet as ft
 from pyclaw_app.control import ControlPlane, FieldError, ProbeOutcome, SettingsForm
 from pyclaw_app.model import Event
 from views.forms import LIST, FormField, SchemaForm, labelled
+from views.mcp_view import McpSection
 
 __all__ = [
     "THEME_MODES",
@@ -498,6 +499,7 @@ class SettingsView:
 
         self.notice = StatusLine()
         self.provider_list = ft.Column(spacing=8)
+        self.mcp = McpSection(plane)
         self.default_provider = ft.Dropdown(label="Default provider", width=320,
                                             on_select=self._agent_touched)
         self.prompts = ft.Column(spacing=10)
@@ -532,6 +534,7 @@ class SettingsView:
                 ft.Row([ft.FilledTonalButton("Add provider", icon=ft.Icons.ADD,
                                              on_click=self._on_add_provider)]),
             ),
+            _card(self.mcp.root),
             _card(
                 _section("Assistant", "Applied to the next message, no restart."),
                 ft.Row([labelled(self.default_provider, "Default provider")]),
@@ -585,6 +588,7 @@ class SettingsView:
         self.channel_names = [c.name for c in channels]
         await self.load_health()
         self.show_form(form)
+        await self.mcp.load()
         await self.restore_theme(_current_page())
 
     async def load_health(self) -> None:

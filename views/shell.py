@@ -20,6 +20,7 @@ from views.dashboard import DashboardView
 from views.health import Alert, HealthBanner
 from views.logs import LogsView
 from views.panel import Destination, Panel
+from views.schedules import SchedulesView
 from views.settings_view import SettingsView
 from views.usage import UsageView
 
@@ -33,6 +34,8 @@ DESTINATIONS: list[Destination] = [
     Destination("/channels", "Channels", ft.Icons.HUB_OUTLINED, ft.Icons.HUB, ChannelsView),
     Destination("/chat", "Chat", ft.Icons.CHAT_BUBBLE_OUTLINE, ft.Icons.CHAT_BUBBLE, ChatView),
     Destination("/logs", "Logs", ft.Icons.RECEIPT_LONG_OUTLINED, ft.Icons.RECEIPT_LONG, LogsView),
+    Destination("/schedules", "Schedules", ft.Icons.SCHEDULE_OUTLINED, ft.Icons.SCHEDULE,
+                SchedulesView),
     Destination("/usage", "Usage", ft.Icons.INSIGHTS_OUTLINED, ft.Icons.INSIGHTS, UsageView),
     Destination("/settings", "Settings", ft.Icons.SETTINGS_OUTLINED, ft.Icons.SETTINGS,
                 SettingsView),
@@ -113,6 +116,9 @@ class Shell:
         )
         self.bar = ft.NavigationBar(
             selected_index=0,
+            # seven labels do not fit a phone's width: the icons say where, the label says
+            # where you are
+            label_behavior=ft.NavigationBarLabelBehavior.ONLY_SHOW_SELECTED,
             destinations=[
                 ft.NavigationBarDestination(icon=bar_icon, selected_icon=bar_selected,
                                             label=d.label)

@@ -44,8 +44,10 @@ CALLS = frozenset({
     "settings_form", "validate_settings", "save_settings", "list_models", "usage", "budgets",
     "pairing_requests", "approve_pairing", "group_requests", "decide_group",
     "schedules", "create_schedule", "set_schedule_enabled", "delete_schedule",
+    "explain_schedule",
     "channel_health", "provider_health",
     "people", "person_detail", "link_accounts", "unlink_account",
+    "mcp_servers", "save_mcp_server", "delete_mcp_server", "test_mcp_server",
 })
 KEEPALIVE = 15.0
 BODY_TIMEOUT = 10.0
@@ -166,6 +168,9 @@ class ControlApi:
             if asyncio.iscoroutine(result):
                 result = await result
         except (PyclawError, KeyError, ValueError) as exc:
+            field = getattr(exc, "field", None)  # a ScheduleError names the value at fault
+            if isinstance(field, str):
+                return web.json_response({"error": str(exc), "field": field}, status=422)
             return _error(422, str(exc))
         except Exception:  # noqa: BLE001 - a bug must not become a traceback for the caller
             _log.exception("control API: %s failed", method)

@@ -13,7 +13,8 @@ from pyclaw_app.channels import registry
 from pyclaw_app.control import health
 from pyclaw_app.control.admin import ChannelAdmin
 from pyclaw_app.control.export import export_rows
-from pyclaw_app.control.schedules import create_job, row_of, set_enabled
+from pyclaw_app.control.mcp import McpAdmin
+from pyclaw_app.control.schedules import create_job, explain, row_of, set_enabled
 from pyclaw_app.control.settings import SettingsAdmin
 from pyclaw_app.control.types import (
     AccountRow,
@@ -27,6 +28,7 @@ from pyclaw_app.control.types import (
     FieldError,
     GroupRow,
     LogRow,
+    McpServers,
     MessageDetail,
     PairingRow,
     PersonDetail,
@@ -63,6 +65,7 @@ class LocalControlPlane:
         """Wall time for the health windows (tests move it by hand)."""
         self.admin = ChannelAdmin(gateway, secrets, config_path)
         self.settings = SettingsAdmin(gateway, secrets)
+        self.mcp = McpAdmin(gateway, secrets)
         self.local_channel = local_channel
         self.notices: list[str] = []
         """Warnings about how the gateway is served (the host adds them); shown with the
@@ -220,6 +223,25 @@ class LocalControlPlane:
                           s.spent, s.limit, s.resets_at)
                 for s in await self.gateway.agent.budget.status()]
 
+    # ---- MCP servers -----------------------------------------------------------------------
+    async def mcp_servers(self) -> McpServers:
+        return self.mcp.servers()
+
+    async def save_mcp_server(self, values: dict[str, Any], original_name: str | None = None
+                              ) -> list[FieldError]:
+        if self.gateway.config.path is None:
+            self.gateway.config.path = self.admin.config_path
+        return await self.mcp.save(values, original_name)
+
+    async def delete_mcp_server(self, name: str) -> list[FieldError]:
+        if self.gateway.config.path is None:
+            self.gateway.config.path = self.admin.config_path
+        return await self.mcp.delete(name)
+
+    async def test_mcp_server(self, values: dict[str, Any], original_name: str | None = None
+                              ) -> tuple[list[str], ProbeOutcome]:
+        return await self.mcp.test(values, original_name)
+
     # ---- access ----------------------------------------------------------------------------
     async def pairing_requests(self) -> list[PairingRow]:
         return [PairingRow(p.code, p.channel, p.sender_id, p.sender_name, p.expires_at)
@@ -260,6 +282,10 @@ class LocalControlPlane:
 
     async def delete_schedule(self, job_id: int) -> bool:
         return await self.gateway.store.schedules.delete(job_id)
+
+    async def explain_schedule(self, at: str | None = None, cron: str | None = None,
+                               timezone: str | None = None) -> str:
+        return explain(self.gateway.scheduler.clock(), at=at, cron=cron, timezone=timezone)
 
     # ---- people (linked accounts) ----------------------------------------------------------
     async def people(self) -> list[PersonRow]:

@@ -20,6 +20,7 @@ from pyclaw_app.control.types import (
     FieldError,
     GroupRow,
     LogRow,
+    McpServers,
     MessageDetail,
     PairingRow,
     PersonDetail,
@@ -144,6 +145,27 @@ class ControlPlane(Protocol):
         budgets are configured."""
         ...
 
+    # MCP servers: the form is generated from McpServers.schema; secrets never come back
+    async def mcp_servers(self) -> McpServers:
+        """Every configured server with its live state and tools, and the form's schema."""
+        ...
+
+    async def save_mcp_server(self, values: dict[str, Any], original_name: str | None = None
+                              ) -> list[FieldError]:
+        """Add (``original_name`` None) or replace a server, then start or reconnect it
+        live. ``values["secrets"]`` holds ``{"headers.Authorization": value}``; a blank value
+        keeps the stored one while the server reaches the same place."""
+        ...
+
+    async def delete_mcp_server(self, name: str) -> list[FieldError]:
+        """Remove the server, stop it and delete its stored secrets."""
+        ...
+
+    async def test_mcp_server(self, values: dict[str, Any], original_name: str | None = None
+                              ) -> tuple[list[str], ProbeOutcome]:
+        """Start or reach the server once with the form's values: its tool names."""
+        ...
+
     async def pairing_requests(self) -> list[PairingRow]: ...
 
     async def approve_pairing(self, code: str) -> bool: ...
@@ -175,6 +197,12 @@ class ControlPlane(Protocol):
         ...
 
     async def delete_schedule(self, job_id: int) -> bool: ...
+
+    async def explain_schedule(self, at: str | None = None, cron: str | None = None,
+                               timezone: str | None = None) -> str:
+        """The timing in words (and a cron job's next run), checked like create_schedule
+        checks it: what the Add form shows while the owner types."""
+        ...
 
     async def people(self) -> list[PersonRow]:
         """Every person with linked accounts (``/link``, ``pyclaw identities link``)."""

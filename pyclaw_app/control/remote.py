@@ -32,6 +32,8 @@ from pyclaw_app.control.types import (
     GroupRow,
     HealthHour,
     LogRow,
+    McpServerRow,
+    McpServers,
     MessageDetail,
     PairingRow,
     PersonDetail,
@@ -46,8 +48,8 @@ from pyclaw_app.control.types import (
 )
 from pyclaw_app.model import Event, EventKind
 
-__all__ = ["AdminRequired", "GatewayUnreachable", "RemoteControlPlane", "RemoteError",
-           "TokenRefused"]
+__all__ = ["AdminRequired", "FieldRefused", "GatewayUnreachable", "RemoteControlPlane",
+           "RemoteError", "TokenRefused"]
 
 _log = logging.getLogger(__name__)
 
@@ -66,6 +68,15 @@ class TokenRefused(RemoteError):
 
 class AdminRequired(RemoteError):
     """The control API answered 403: a read-only monitor token asked for a change."""
+
+
+class FieldRefused(RemoteError):
+    """The control API answered 422 naming the value at fault (a schedule's ``cron``, say),
+    so a form can show the error on that field, as it does on the desktop."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def _rows(cls: type) -> Callable[[Any], Any]:
@@ -201,6 +212,8 @@ class RemoteControlPlane:
             raise RemoteError(f"gateway answered HTTP {resp.status_code} without JSON") from None
         if resp.status_code == 403:
             raise AdminRequired(body.get("error", "this token may not do that"))
+        if resp.status_code == 422 and isinstance(body.get("field"), str):
+            raise FieldRefused(body["field"], body.get("error", "a value was refused"))
         if resp.status_code != 200:
             raise RemoteError(body.get("error", f"HTTP {resp.status_code}"))
         return body
@@ -314,6 +327,26 @@ class RemoteControlPlane:
         models, outcome = await self._call("list_models", provider=provider)
         return list(models), ProbeOutcome(**outcome)
 
+    async def mcp_servers(self) -> McpServers:
+        item = await self._call("mcp_servers")
+        return McpServers(tuple(McpServerRow(**{**row, "secrets_set": tuple(row["secrets_set"]),
+                                                "tools": tuple(row["tools"])})
+                                for row in item["servers"]), item["schema"])
+
+    async def save_mcp_server(self, values: dict[str, Any], original_name: str | None = None
+                              ) -> list[FieldError]:
+        return [FieldError(**e) for e in await self._call(
+            "save_mcp_server", values=values, original_name=original_name)]
+
+    async def delete_mcp_server(self, name: str) -> list[FieldError]:
+        return [FieldError(**e) for e in await self._call("delete_mcp_server", name=name)]
+
+    async def test_mcp_server(self, values: dict[str, Any], original_name: str | None = None
+                              ) -> tuple[list[str], ProbeOutcome]:
+        tools, outcome = await self._call("test_mcp_server", values=values,
+                                          original_name=original_name)
+        return list(tools), ProbeOutcome(**outcome)
+
     async def usage(self, **filters: Any) -> list[UsageRow]:
         return _rows(UsageRow)(await self._call("usage", **filters))
 
@@ -367,3 +400,7 @@ class RemoteControlPlane:
 
     async def delete_schedule(self, job_id: int) -> bool:
         return bool(await self._call("delete_schedule", job_id=job_id))
+
+    async def explain_schedule(self, at: str | None = None, cron: str | None = None,
+                               timezone: str | None = None) -> str:
+        return str(await self._call("explain_schedule", at=at, cron=cron, timezone=timezone))

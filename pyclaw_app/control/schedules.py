@@ -12,10 +12,17 @@ from __future__ import annotations
 from pyclaw_app.config import Config
 from pyclaw_app.control.types import ScheduleRow
 from pyclaw_app.model import Address
-from pyclaw_app.schedules import ScheduleError, action_of, check_body, missed_of, when_of
+from pyclaw_app.schedules import (
+    ScheduleError,
+    action_of,
+    check_body,
+    format_time,
+    missed_of,
+    when_of,
+)
 from pyclaw_app.store.schedules import Job, ScheduleStore
 
-__all__ = ["OWNER", "create_job", "row_of", "set_enabled"]
+__all__ = ["OWNER", "create_job", "explain", "row_of", "set_enabled"]
 
 OWNER = "owner"
 """``created_by`` of the jobs the owner makes (the assistant's carry the sender's id)."""
@@ -29,6 +36,19 @@ def row_of(job: Job) -> ScheduleRow:
         timing=job.when.describe(), cron=job.when.cron, at=job.when.at, timezone=job.when.tz,
         missed=job.missed, enabled=job.enabled, next_run=job.next_run, last_run=job.last_run,
         created_at=job.created_at)
+
+
+def explain(now: float, *, at: str | None = None, cron: str | None = None,
+            timezone: str | None = None) -> str:
+    """A timing in words, checked by the rules a new job must pass, so the panel's Add form
+    can say what a cron expression means (and when it first fires) while it is typed; the
+    words come from cronsim, which the monitor cannot import, hence a plane call."""
+    when = when_of(at=at, cron=cron, timezone=timezone, now=now)
+    words = when.describe()
+    first = when.first(now)
+    if when.recurring and first is not None:
+        return f"{words}; next run {format_time(first, when.tz)}"
+    return words
 
 
 async def create_job(store: ScheduleStore, config: Config | None, now: float, *, channel: str,

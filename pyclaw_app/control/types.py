@@ -271,3 +271,34 @@ class ScheduleRow:
     next_run: float | None
     last_run: float | None
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class McpServerRow:
+    """One configured MCP server for its Settings card and edit form; never a secret value."""
+
+    name: str
+    transport: str  # "stdio" | "http"
+    target: str
+    """The command line or the URL, in words."""
+    enabled: bool
+    values: dict[str, Any]
+    """The config as the form edits it (``transport`` included), without secret values."""
+    secrets_set: tuple[str, ...]
+    """Secrets that have a value, as the form names them: ``headers.Authorization``."""
+    state: str  # "starting" | "up" | "down" | "stopped"
+    tools: tuple[str, ...] = ()
+    """The server's own tool names, as it last listed them."""
+    offered: int = 0
+    """How many of them its ``tools`` allowlist lets through to the model."""
+    error: str = ""
+    """Why it is down or stopped (redacted)."""
+    restarts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class McpServers:
+    """The MCP servers section: every server, and the JSON Schema its form is made from."""
+
+    servers: tuple[McpServerRow, ...]
+    schema: dict[str, Any]

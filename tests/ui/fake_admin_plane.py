@@ -15,7 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pyclaw_app.agent.mcp import config_from_form
 from pyclaw_app.channels import registry
+from pyclaw_app.config_mcp import McpServerConfig, mcp_secret_key
 from pyclaw_app.control import (
     ChannelForm,
     ChannelStatus,
@@ -23,12 +25,14 @@ from pyclaw_app.control import (
     FieldError,
     GroupRow,
     LogRow,
+    McpServerRow,
     MessageDetail,
     PairingRow,
     ProbeOutcome,
 )
 from pyclaw_app.control.admin import channel_types
 from pyclaw_app.control.export import export_rows
+from pyclaw_app.control.mcp import HTTP_ONLY, STDIO_ONLY
 from pyclaw_app.model import Event, EventKind
 from tests.ui.fake_plane import FakeControlPlane
 
@@ -56,6 +60,13 @@ class FakeAdminPlane(FakeControlPlane):
         self.extra_types: list[ChannelType] = []
         """Types the registry here does not have (one whose SDK is missing, say)."""
         self.probe_outcome = ProbeOutcome(True, "connected as @fake_bot")
+        self.mcp_secrets: dict[tuple[str, str], str] = {}
+        """(server, "headers.Authorization") -> value, as the secret store would hold them."""
+        self.mcp_tools = ["read_file", "write_file"]
+        """What test_mcp_server lists and a saved server offers; a command or URL with
+        "missing" in it fails its test instead."""
+        self.mcp_state = "up"
+        """The state a saved server is listed in."""
         self.probe_gate: asyncio.Event | None = None
         """When set, probe_channel waits for it (so a test can see the progress ring)."""
         self.probing = asyncio.Event()
@@ -198,6 +209,65 @@ class FakeAdminPlane(FakeControlPlane):
         rows = await self.logs(channel=channel, level=level, search=search, since=since,
                                until=until, limit=10**9)
         return export_rows([dataclasses.asdict(r) for r in rows], fmt)
+
+    def _mcp_config(self, values: dict[str, Any], original_name: str | None) -> Any:
+        """The real model's validation, the other transport's fields dropped like the plane."""
+        drop = set(HTTP_ONLY if values.get("transport") != "http" else STDIO_ONLY)
+        body = {k: v for k, v in values.items() if k not in drop | {"transport"}}
+        name = original_name or body.get("name")
+        kept = [n for (server, n) in self.mcp_secrets if server == name]
+        saved = next((r for r in self.mcp_rows if r.name == name), None)
+        base = None
+        if saved is not None and kept:
+            stored = {k: v for k, v in saved.values.items() if k != "transport"}
+            base = McpServerConfig.model_validate(stored).with_secrets({
+                mcp_secret_key(saved.name, *n.split(".", 1)): self.mcp_secrets[(saved.name, n)]
+                for n in kept})
+        return config_from_form(body, base)
+
+    async def test_mcp_server(self, values: dict[str, Any], original_name: str | None = None
+                              ) -> tuple[list[str], ProbeOutcome]:
+        self.calls.append(("test_mcp", dict(values)))
+        try:
+            config = self._mcp_config(values, original_name)
+        except ValidationError as exc:
+            return [], ProbeOutcome(False, "; ".join(e["msg"] for e in exc.errors()))
+        if "missing" in str(config.command or config.url):
+            return [], ProbeOutcome(False, "the program was not found")
+        return list(self.mcp_tools), ProbeOutcome(True, f"{len(self.mcp_tools)} tools available")
+
+    async def save_mcp_server(self, values: dict[str, Any], original_name: str | None = None
+                              ) -> list[FieldError]:
+        self.calls.append(("save_mcp", (dict(values), original_name)))
+        try:
+            config = self._mcp_config(values, original_name)
+        except ValidationError as exc:
+            return [FieldError(str(e["loc"][0]) if e["loc"] else "", e["msg"])
+                    for e in exc.errors()]
+        missing = [k.removeprefix(f"mcp_servers.{config.name}.")
+                   for k in config.missing_secrets()]
+        if missing:
+            return [FieldError(f"secrets.{m}", "type its value") for m in missing]
+        prefix = f"mcp_servers.{config.name}."
+        for key, value in config.secret_values().items():
+            self.mcp_secrets[(config.name, key.removeprefix(prefix))] = value
+        row = McpServerRow(
+            config.name, config.transport, config.command or str(config.url), config.enabled,
+            config.model_dump(mode="json") | {"transport": config.transport},
+            tuple(f"{k}.{n}" for k, n in config.secret_names()
+                  if (config.name, f"{k}.{n}") in self.mcp_secrets),
+            self.mcp_state, tuple(self.mcp_tools), len(self.mcp_tools))
+        rows = [r for r in self.mcp_rows if r.name not in (original_name, config.name)]
+        self.mcp_rows = [*rows, row]
+        return []
+
+    async def delete_mcp_server(self, name: str) -> list[FieldError]:
+        self.calls.append(("delete_mcp", name))
+        if not any(r.name == name for r in self.mcp_rows):
+            return [FieldError("", f"no MCP server is called {name!r}")]
+        self.mcp_rows = [r for r in self.mcp_rows if r.name != name]
+        self.mcp_secrets = {k: v for k, v in self.mcp_secrets.items() if k[0] != name}
+        return []
 
     async def message_detail(self, message_id: int) -> MessageDetail | None:
         return self.details.get(message_id)

@@ -19,12 +19,18 @@ from pyclaw_app.control import (
     ChannelStatus,
     Counters,
     LogRow,
+    McpServerRow,
+    McpServers,
     ProviderHealth,
+    ScheduleRow,
     StateSpan,
     TrafficRow,
 )
 from pyclaw_app.control.health import build_health, record_log, record_state
+from pyclaw_app.control.mcp import form_schema
+from pyclaw_app.control.schedules import explain
 from pyclaw_app.model import Event, EventKind
+from pyclaw_app.schedules import ScheduleError, When, action_of, check_body, missed_of, when_of
 
 __all__ = ["FakeControlPlane", "FakeSubscription"]
 
@@ -94,8 +100,13 @@ class FakeControlPlane:
         self.health: dict[str, ChannelHealth] = {}
         """Seeded per-channel history; a channel without one has an empty day."""
         self.providers: dict[str, ProviderHealth] = {}
+        self.mcp_rows: list[McpServerRow] = []
+        """Configured MCP servers as mcp_servers() lists them (the admin fake saves here)."""
         self.clock: Callable[[], float] = time.time
         self._ids = itertools.count(1)
+        self.jobs: dict[int, ScheduleRow] = {}
+        """Scheduled jobs by id, checked by the real rules (pyclaw_app.schedules)."""
+        self._job_ids = itertools.count(1)
 
     # -- driving the fake from a test ------------------------------------------------------
 
@@ -243,6 +254,9 @@ class FakeControlPlane:
         elif self.reply is not None:
             self.answer(inbound, self.reply(text))
 
+    async def mcp_servers(self) -> McpServers:
+        return McpServers(tuple(self.mcp_rows), form_schema())
+
     async def chat_history(self, chat: str = "app", limit: int = 100) -> list[TrafficRow]:
         rows = [r for r in self.rows if r.channel == "local" and r.chat == chat]
         return rows[-limit:]
@@ -253,3 +267,56 @@ class FakeControlPlane:
 
     def config_errors(self) -> list[str]:
         return list(self.errors)
+
+    # -- scheduled jobs: in memory, by the rules the real plane applies -------------------------
+
+    async def schedules(self, channel: str | None = None) -> list[ScheduleRow]:
+        return [j for j in self.jobs.values() if channel in (None, j.channel)]
+
+    async def explain_schedule(self, at: str | None = None, cron: str | None = None,
+                               timezone: str | None = None) -> str:
+        return explain(self.clock(), at=at, cron=cron, timezone=timezone)
+
+    async def create_schedule(self, channel: str, chat: str, text: str, kind: str = "text",
+                              at: str | None = None, in_minutes: float | None = None,
+                              cron: str | None = None, timezone: str | None = None,
+                              missed: str = "run_once", thread: str | None = None
+                              ) -> ScheduleRow:
+        names = [c.name for c in self.channel_list]
+        if channel not in names:
+            raise ScheduleError("channel", f"there is no channel named {channel!r} in the "
+                                f"config (configured: {', '.join(sorted(names)) or 'none'})")
+        if not chat.strip():
+            raise ScheduleError("chat", "the chat is empty: give the chat's id as Logs shows it")
+        action, body, policy = action_of(kind), check_body(text), missed_of(missed)
+        now = self.clock()
+        when = when_of(at=at, in_minutes=in_minutes, cron=cron, timezone=timezone, now=now)
+        job = ScheduleRow(id=next(self._job_ids), channel=channel, chat=chat.strip(),
+                          thread=thread, created_by="owner", action=action, body=body,
+                          timing=when.describe(), cron=when.cron, at=when.at, timezone=when.tz,
+                          missed=policy, enabled=True, next_run=when.first(now), last_run=None,
+                          created_at=now)
+        self.jobs[job.id] = job
+        return job
+
+    async def set_schedule_enabled(self, job_id: int, enabled: bool) -> ScheduleRow | None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return None
+        now, next_run = self.clock(), None
+        if enabled:
+            when = When(job.at, job.cron, job.timezone)
+            if when.recurring:
+                next_run = when.next_after(now)
+            elif job.last_run is None and job.at is not None:
+                if job.at <= now and job.missed == "skip":
+                    raise ScheduleError("enabled", f"job {job_id}'s time has passed while it "
+                                        "was paused, and it skips missed runs")
+                next_run = job.at
+            else:
+                raise ScheduleError("enabled", f"job {job_id} ran already; nothing to resume")
+        self.jobs[job_id] = dataclasses.replace(job, enabled=enabled, next_run=next_run)
+        return self.jobs[job_id]
+
+    async def delete_schedule(self, job_id: int) -> bool:
+        return self.jobs.pop(job_id, None) is not None

@@ -40,7 +40,8 @@ from views.forms import SAVED_SECRET_NOTE
 
 STEP_TIMEOUT_MS = 15_000
 VIEWS = {"Dashboard": "Live traffic", "Channels": "Available channel types", "Chat": None,
-         "Logs": None, "Usage": "LLM calls", "Settings": "Appearance"}
+         "Logs": None, "Schedules": "No scheduled jobs", "Usage": "LLM calls",
+         "Settings": "Appearance"}
 """Each navigation destination and a text that says its view is drawn (None: its button)."""
 WEBHOOK = "Webhook (needs a public HTTPS URL)"
 POLLING = "Polling (works behind NAT)"

@@ -28,10 +28,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from tests.ui.browser_support import CHROMIUM, LOAD_TIMEOUT_MS, SCREENSHOTS, free_port, serve
 from tests.ui.serve_scripts import LTR_PROBE, RTL_PROBE, SAMPLES, TOFU
-from tests.ui.test_browser import (  # importing it skips the module without Playwright
-    STEP_TIMEOUT_MS,
-    browser,  # noqa: F401 - the module-scoped fixture, shared
-)
+from tests.ui.test_browser import STEP_TIMEOUT_MS  # importing it skips without Playwright
 from views.app import ASSETS_DIR
 from views.fonts import FALLBACK_FONTS
 
@@ -56,7 +53,7 @@ LABELS = [*SAMPLES.values(), TOFU, RTL_PROBE, LTR_PROBE]
 
 
 @pytest.fixture(scope="module")
-def with_fonts(browser: Any,  # noqa: F811 - the fixture imported above
+def with_fonts(browser: Any,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settled]:
     with _serve(ASSETS_DIR, tmp_path_factory.mktemp("scripts_app")) as url:
         page, bubbles = _settled(browser, url)
@@ -67,7 +64,7 @@ def with_fonts(browser: Any,  # noqa: F811 - the fixture imported above
 
 
 @pytest.fixture(scope="module")
-def without_fonts(browser: Any,  # noqa: F811
+def without_fonts(browser: Any,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settled]:
     """The same app with the assets minus ``fonts/``: what a build that lost them shows."""
     tmp = tmp_path_factory.mktemp("fontless_app")

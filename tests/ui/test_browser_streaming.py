@@ -23,7 +23,6 @@ from tests.ui.test_browser import (
     STEP_TIMEOUT_MS,
     _open,
     _send_chat,
-    browser,  # noqa: F401 - the module-scoped fixture, shared
     playwright_sync,
     real_app_with,
 )
@@ -60,7 +59,7 @@ def _watch_reply(page: object, timeout: float) -> list[str]:
     pytest.fail(f"the full reply never showed; seen: {seen!r}")
 
 
-def test_reply_streams_into_one_bubble(browser: object,  # noqa: F811 - the fixture above
+def test_reply_streams_into_one_bubble(browser: object,
                                        slow_app: tuple[str, Path]) -> None:
     url, log = slow_app
     try:
