@@ -116,9 +116,6 @@ class Shell:
         )
         self.bar = ft.NavigationBar(
             selected_index=0,
-            # seven labels do not fit a phone's width: the icons say where, the label says
-            # where you are
-            label_behavior=ft.NavigationBarLabelBehavior.ONLY_SHOW_SELECTED,
             destinations=[
                 ft.NavigationBarDestination(icon=bar_icon, selected_icon=bar_selected,
                                             label=d.label)

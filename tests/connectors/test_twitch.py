@@ -263,7 +263,9 @@ async def test_a_wrong_or_foreign_token_is_fatal_with_a_clear_line(
         tmi: Tmi, make_gateway: Any, fake_llm: FakeOpenAI) -> None:
     gw = await gateway_with(make_gateway, fake_llm, tmi.config(oauth_token="oauth:nope"),
                             state=ChannelState.OFFLINE)
-    lines = await channel_log(gw, "Login authentication failed")
+    # the channel log is written in batches: the line may land a moment after the state
+    lines = await eventually(lambda: channel_log(gw, "Login authentication failed"),
+                             timeout=WAIT)
     assert lines and "wrong or expired" in lines[0] and "chat:edit" in lines[0]
     assert "nope" not in " ".join(lines)
     connector = gw.channels["twitch"].connector
@@ -273,7 +275,8 @@ async def test_a_wrong_or_foreign_token_is_fatal_with_a_clear_line(
     # the viewer's token is a good token, of another account
     foreign = tmi.config(oauth_token=tmi.user.account.token)
     other = await gateway_with(make_gateway, fake_llm, foreign, state=ChannelState.OFFLINE)
-    assert await channel_log(other, "Login authentication failed")
+    assert await eventually(lambda: channel_log(other, "Login authentication failed"),
+                            timeout=WAIT)
     assert tmi.fake.logins == 1  # only the viewer ever got in
 
 

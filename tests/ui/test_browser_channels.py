@@ -203,7 +203,7 @@ def test_b_logs_filtered_to_that_channel(page: Any) -> None:
         page.get_by_text("started").first.wait_for(timeout=STEP_TIMEOUT_MS)
         expect(page.get_by_text("local", exact=True)).to_have_count(0)
         page.get_by_role("tab", name="Messages").click()
-        _click_until_shown(page, page.get_by_text("hello from the browser test", exact=True),
+        _click_until_shown(page, page.get_by_text("hello from the browser test"),
                            page.get_by_text("LLM calls"))
         page.get_by_text("fake-model").first.wait_for(timeout=STEP_TIMEOUT_MS)
         page.get_by_role("tab", name="Log lines").click()  # the lines beside the detail
