@@ -19,6 +19,7 @@ import flet as ft
 
 from pyclaw_app.control import ControlPlane, FieldError, McpServerRow, ProbeOutcome
 from views.forms import SchemaForm
+from views.status_line import StatusLine
 
 __all__ = ["SECRETS", "McpEditor", "McpSection", "card_status"]
 
@@ -58,32 +59,6 @@ def card_status(row: McpServerRow) -> tuple[bool, str]:
     return False, ("Down" if row.state == "down" else "Stopped") + reason
 
 
-class _Outcome:
-    """A result in words with an icon, like the provider form's."""
-
-    def __init__(self) -> None:
-        self.icon = ft.Icon(ft.Icons.CHECK_CIRCLE, size=18)
-        self.text = ft.Text(weight=ft.FontWeight.W_500, expand=True)
-        self.ok = False
-        self.root = ft.Row([self.icon, self.text], spacing=6, visible=False,
-                           vertical_alignment=ft.CrossAxisAlignment.CENTER)
-
-    def show(self, ok: bool, message: str) -> None:
-        color = ft.Colors.GREEN_700 if ok else ft.Colors.ERROR
-        self.icon.icon = ft.Icons.CHECK_CIRCLE if ok else ft.Icons.ERROR_OUTLINE
-        self.icon.color = self.text.color = color
-        self.text.value = message
-        self.ok = ok
-        self.root.visible = True
-
-    def hide(self) -> None:
-        self.root.visible = False
-
-    @property
-    def message(self) -> str:
-        return str(self.text.value or "") if self.root.visible else ""
-
-
 def _secret_schema(kind: str, names: Sequence[str]) -> dict[str, Any]:
     what = "header" if kind == "headers" else "environment variable"
     return {"type": "object", "properties": {
@@ -111,7 +86,7 @@ class McpEditor:
         name taken off the list comes back with its value."""
         self.progress = ft.ProgressRing(width=20, height=20, stroke_width=2.5, visible=False,
                                         semantics_label="Testing the connection")
-        self.outcome = _Outcome()
+        self.outcome = StatusLine(wrap=True)
         self.tool_list = ft.Row(wrap=True, spacing=6, run_spacing=6, visible=False)
         self.form_error = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
         self.test_button = ft.OutlinedButton("Test connection", icon=ft.Icons.WIFI_TETHERING,
@@ -261,7 +236,7 @@ class McpSection:
         self.rows: list[McpServerRow] = []
         self.schema: dict[str, Any] = {}
         self.editor: McpEditor | None = None
-        self.notice = _Outcome()
+        self.notice = StatusLine(wrap=True)
         self.cards = ft.Column(spacing=8)
         self.list_page = ft.Column(spacing=14, controls=[
             ft.Column(spacing=2, controls=[

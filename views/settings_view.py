@@ -23,6 +23,7 @@ from pyclaw_app.control import ControlPlane, FieldError, ProbeOutcome, SettingsF
 from pyclaw_app.model import Event
 from views.forms import LIST, FormField, SchemaForm, labelled
 from views.mcp_view import McpSection
+from views.status_line import StatusLine
 
 __all__ = [
     "THEME_MODES",
@@ -182,36 +183,6 @@ def _section(title: str, subtitle: str = "") -> ft.Control:
     if subtitle:
         parts.append(ft.Text(subtitle, size=13, color=ft.Colors.ON_SURFACE_VARIANT))
     return ft.Column(parts, spacing=2)
-
-
-class StatusLine:
-    """An outcome in words with an icon (a glyph like ✓ may be missing from the client's fonts)."""
-
-    def __init__(self) -> None:
-        self.icon = ft.Icon(ft.Icons.CHECK_CIRCLE, size=18)
-        self.text = ft.Text(weight=ft.FontWeight.W_500)
-        self.ok = False
-        self.root = ft.Row([self.icon, self.text], spacing=6, tight=True, visible=False,
-                           vertical_alignment=ft.CrossAxisAlignment.CENTER)
-
-    def show(self, ok: bool, message: str) -> None:
-        color = ft.Colors.GREEN_700 if ok else ft.Colors.ERROR
-        self.icon.icon = ft.Icons.CHECK_CIRCLE if ok else ft.Icons.ERROR_OUTLINE
-        self.icon.color = self.text.color = color
-        self.text.value = message
-        self.ok = ok
-        self.root.visible = True
-
-    def hide(self) -> None:
-        self.root.visible = False
-
-    @property
-    def visible(self) -> bool:
-        return bool(self.root.visible)
-
-    @property
-    def message(self) -> str:
-        return str(self.text.value or "")
 
 
 # -- one provider ---------------------------------------------------------------------------------
