@@ -114,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     _schedules_parser(sub)
 
+    migrate = sub.add_parser("migrate", help="copy this data directory's SQLite database to "
+                             "an empty PostgreSQL database (stop the gateway first), then "
+                             "check every table's count")
+    _paths(migrate)
+    migrate.add_argument("--to", required=True, metavar="URL", help="postgresql://user@host:"
+                         "5432/dbname; the password from PYCLAW_STORAGE_PASSWORD or the secret "
+                         "store (storage.password), else asked for")
+
     secret = sub.add_parser("secret", help="store or remove a secret in the OS keyring")
     _paths(secret)
     secret.add_argument("action", choices=["set", "delete"])
@@ -182,19 +190,21 @@ def main(argv: list[str] | None = None) -> int:
         print(tokens.admin if args.admin else tokens.monitor)
         return 0
     if args.command == "pairing":
-        return asyncio.run(_pairing(data_dir, args.action, args.code))
+        return asyncio.run(_pairing(config, data_dir, args.action, args.code))
     if args.command == "groups":
-        return asyncio.run(_groups(data_dir, args.action, args.channel, args.chat))
+        return asyncio.run(_groups(config, data_dir, args.action, args.channel, args.chat))
     if args.command == "identities":
-        return asyncio.run(_identities(data_dir, args.action, args.account))
+        return asyncio.run(_identities(config, data_dir, args.action, args.account))
     if args.command == "api-key":
-        return asyncio.run(_api_key(data_dir, args.action, args.channel, args.client))
+        return asyncio.run(_api_key(config, data_dir, args.action, args.channel, args.client))
     if args.command == "dead-letters":
-        return asyncio.run(_dead_letters(data_dir, args.action, args.id, args.channel))
+        return asyncio.run(_dead_letters(config, data_dir, args.action, args.id, args.channel))
     if args.command == "schedules":
         return asyncio.run(_schedules(config, data_dir, args))
     if args.command == "secret":
         return _secret(data_dir, args.action, args.key)
+    if args.command == "migrate":
+        return asyncio.run(_migrate(data_dir, args.to))
     return _run_ui(config, data_dir, web=args.web, host=args.host, port=args.port)
 
 
@@ -303,12 +313,16 @@ def _check(config: Path | None, data_dir: Path | None) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _open_store(data_dir: Path | None) -> AsyncIterator[Store]:
+async def _open_store(config: Path | None, data_dir: Path | None) -> AsyncIterator[Store]:
     """The gateway's database, for commands that work beside a running gateway: both share
-    the SQLite file (WAL)."""
+    the SQLite file (WAL), or the PostgreSQL database the config's ``storage`` names."""
+    from pyclaw_app.config import load_config
+    from pyclaw_app.secrets import open_secret_store
     from pyclaw_app.store import Store
 
-    store = await Store(data_dir or default_data_dir()).open()
+    directory = data_dir or default_data_dir()
+    storage = load_config(config or default_config_path(), open_secret_store(directory)).storage
+    store = await Store(directory, storage).open()
     try:
         yield store
     finally:
@@ -318,8 +332,9 @@ async def _open_store(data_dir: Path | None) -> AsyncIterator[Store]:
 _DONE = {"approve": "approved", "reject": "rejected"}
 
 
-async def _pairing(data_dir: Path | None, action: str, code: str | None) -> int:
-    async with _open_store(data_dir) as store:
+async def _pairing(config: Path | None, data_dir: Path | None,
+                   action: str, code: str | None) -> int:
+    async with _open_store(config, data_dir) as store:
         if action == "list":
             pending = await store.access.pending()
             for p in pending:
@@ -342,13 +357,14 @@ async def _pairing(data_dir: Path | None, action: str, code: str | None) -> int:
         return 0
 
 
-async def _groups(data_dir: Path | None, action: str, channel: str | None, chat: str | None
+async def _groups(config: Path | None, data_dir: Path | None,
+                  action: str, channel: str | None, chat: str | None
                   ) -> int:
     """Works beside a running gateway, which reads the decision on the group's next message."""
     if action != "list" and not (channel and chat):
         print(f"groups {action} needs the CHANNEL and CHAT", file=sys.stderr)
         return 2
-    async with _open_store(data_dir) as store:
+    async with _open_store(config, data_dir) as store:
         if action == "list":
             known = await store.access.groups()
             for g in known:
@@ -369,7 +385,8 @@ async def _groups(data_dir: Path | None, action: str, channel: str | None, chat:
         return 0
 
 
-async def _identities(data_dir: Path | None, action: str, words: list[str]) -> int:
+async def _identities(config: Path | None, data_dir: Path | None,
+                      action: str, words: list[str]) -> int:
     """Works beside a running gateway, which reads the links on every message."""
     wanted = {"list": 0, "link": 4, "unlink": 2}[action]
     if len(words) != wanted:
@@ -377,7 +394,7 @@ async def _identities(data_dir: Path | None, action: str, words: list[str]) -> i
         print(f"identities {action} needs {shape}" if wanted else
               "identities list takes no accounts", file=sys.stderr)
         return 2
-    async with _open_store(data_dir) as store:
+    async with _open_store(config, data_dir) as store:
         if action == "list":
             people = await store.identities.list_all()
             for person in people:
@@ -405,14 +422,15 @@ async def _identities(data_dir: Path | None, action: str, words: list[str]) -> i
         return 0
 
 
-async def _api_key(data_dir: Path | None, action: str, channel: str, client: str | None
+async def _api_key(config: Path | None, data_dir: Path | None,
+                   action: str, channel: str, client: str | None
                    ) -> int:
     """Works beside a running gateway, which reads the key table on every request."""
     from connectors.openai_api import keys
     if action != "list" and not client:
         print(f"api-key {action} needs the CLIENT name", file=sys.stderr)
         return 2
-    async with _open_store(data_dir) as store:
+    async with _open_store(config, data_dir) as store:
         state = store.channel_state.of(channel)
         if action == "list":
             table = await keys.clients(state)
@@ -439,13 +457,14 @@ async def _api_key(data_dir: Path | None, action: str, channel: str, client: str
         return 0
 
 
-async def _dead_letters(data_dir: Path | None, action: str, dead_id: int | None,
+async def _dead_letters(config: Path | None, data_dir: Path | None,
+                        action: str, dead_id: int | None,
                         channel: str | None) -> int:
     """Works beside a running gateway: both share the SQLite file (WAL)."""
     if action == "show" and dead_id is None:
         print("dead-letters show needs the ID", file=sys.stderr)
         return 2
-    async with _open_store(data_dir) as store:
+    async with _open_store(config, data_dir) as store:
         if action == "list":
             letters = await store.dead_letters.list(channel=channel)
             for d in letters:
@@ -481,7 +500,7 @@ async def _schedules(config: Path | None, data_dir: Path | None,
         print(f"schedules {action} needs the job's ID (schedules list shows it)",
               file=sys.stderr)
         return 2
-    async with _open_store(data_dir) as store:
+    async with _open_store(config, data_dir) as store:
         try:
             if action == "list":
                 jobs = await store.schedules.jobs(channel=args.channel)
@@ -537,6 +556,53 @@ async def _add_schedule(store: Store, config: Path | None, data_dir: Path | None
     assert job.next_run is not None
     print(f"scheduled job {job.id}: {job.when.describe()}; first run "
           f"{format_time(job.next_run, job.when.tz)}")
+    return 0
+
+
+async def _migrate(data_dir: Path | None, url: str) -> int:
+    import os
+
+    from pydantic import SecretStr, ValidationError
+
+    from pyclaw_app.config_storage import (
+        STORAGE_PASSWORD_ENV,
+        STORAGE_PASSWORD_KEY,
+        StorageConfig,
+    )
+    from pyclaw_app.errors import StoreError
+    from pyclaw_app.secrets import open_secret_store
+    from pyclaw_app.store import DB_NAME, open_database
+    from pyclaw_app.store.copy import copy_sqlite_to
+
+    directory = data_dir or default_data_dir()
+    try:
+        storage = StorageConfig(url=url)
+    except ValidationError as exc:
+        print(f"error: --to {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    password = storage.password_in_url() or os.environ.get(STORAGE_PASSWORD_ENV) \
+        or open_secret_store(directory).get(STORAGE_PASSWORD_KEY)
+    if not password and sys.stdin.isatty():
+        password = getpass.getpass("PostgreSQL password (blank for none): ")
+    if password:
+        storage = storage.model_copy(update={"password": SecretStr(password)})
+    target = open_database(directory, storage)
+    try:
+        await target.open()
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        copies = await copy_sqlite_to(directory / DB_NAME, target)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await target.close()
+    for copy in copies:
+        print(f"{copy.table:<20} {copy.source_rows:>9} rows copied, {copy.target_rows} counted")
+    print(f"done: every table's count matches. Set `storage: {{url: {url}}}` in the config "
+          f"and keep the password in the secret store ({STORAGE_PASSWORD_KEY}).")
     return 0
 
 

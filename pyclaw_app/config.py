@@ -22,6 +22,7 @@ from pyclaw_app.budgets import BudgetConfig
 from pyclaw_app.channels import ChannelConfig, registry
 from pyclaw_app.config_file import write_config_file
 from pyclaw_app.config_mcp import SENSITIVE_NAME, McpServerConfig, mcp_secret_env, mcp_secret_key
+from pyclaw_app.config_storage import STORAGE_PASSWORD_ENV, STORAGE_PASSWORD_KEY, StorageConfig
 from pyclaw_app.errors import ConfigError
 from pyclaw_app.secrets import SecretStore, redactor
 
@@ -236,6 +237,7 @@ class _TopLevel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     server: dict[str, Any] = Field(default_factory=dict)
+    storage: dict[str, Any] = Field(default_factory=dict)
     retention: dict[str, Any] = Field(default_factory=dict)
     budgets: dict[str, Any] = Field(default_factory=dict)
     agent: dict[str, Any] = Field(default_factory=dict)
@@ -260,6 +262,7 @@ class Config:
     path: Path | None
     agent: AgentConfig = field(default_factory=AgentConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     budgets: BudgetConfig = field(default_factory=BudgetConfig)
     providers: list[ProviderConfig] = field(default_factory=list)
@@ -331,6 +334,7 @@ def load_config(path: Path | None, secrets: SecretStore | None = None) -> Config
         cfg.server = ServerConfig.model_validate(top.server)
     except ValidationError as exc:
         cfg.errors.extend(_errors(exc, where, root, ("server",)))
+    _load_storage(top.storage, secrets, where, root, cfg)
     try:
         cfg.retention = RetentionConfig.model_validate(top.retention)
     except ValidationError as exc:
@@ -371,6 +375,26 @@ def load_config(path: Path | None, secrets: SecretStore | None = None) -> Config
                     _where(where, _line_of(root, ("budgets", section, name)),
                            f"budgets.{section}.{name}")))
     return cfg
+
+
+def _load_storage(raw: dict[str, Any], secrets: SecretStore | None, where: str, root: Any,
+                  cfg: Config) -> None:
+    try:
+        storage = StorageConfig.model_validate(raw)
+    except ValidationError as exc:
+        cfg.errors.extend(_errors(exc, where, root, ("storage",)))
+        return
+    written = storage.password.get_secret_value() if storage.password else \
+        storage.password_in_url()
+    if written:
+        _secret_in_yaml(written, STORAGE_PASSWORD_KEY, where,
+                        _line_of(root, ("storage", "password" if storage.password else "url")),
+                        cfg.warnings)
+    elif storage.is_postgres:
+        value = _lookup_secret(secrets, STORAGE_PASSWORD_KEY, STORAGE_PASSWORD_ENV)
+        if value:
+            storage = storage.model_copy(update={"password": SecretStr(value)})
+    cfg.storage = storage
 
 
 def _load_mcp_servers(raws: list[dict[str, Any]], secrets: SecretStore | None, where: str,

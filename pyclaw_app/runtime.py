@@ -61,7 +61,7 @@ class GatewayRuntime:
         config = load_config(config_path, secrets)
         if only_channels is not None:
             config.channels = {n: e for n, e in config.channels.items() if n in only_channels}
-        store = await Store(data_dir).open()
+        store = await Store(data_dir, config.storage).open()
         try:
             gateway = Gateway(config, store, Bus())
         except BaseException:

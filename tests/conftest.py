@@ -11,12 +11,24 @@ import yaml
 
 from pyclaw_app.bus import Bus
 from pyclaw_app.config import load_config
+from pyclaw_app.config_storage import StorageConfig
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.secrets import FileSecretStore
 from pyclaw_app.store import Store
 from tests.fakes.openai_api import FakeOpenAI
+from tests.stores import STORES, default_kind, storage_for
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "each_store: run on SQLite and on PostgreSQL")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("each_store") \
+            and "storage" in metafunc.fixturenames:
+        metafunc.parametrize("storage", STORES, indirect=True)
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +51,36 @@ def provider_section(llm: FakeOpenAI, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
+async def storage(request: pytest.FixtureRequest) -> StorageConfig | None:
+    """The store of this test's gateways: SQLite (None) unless the module asks for both
+    (``ON_EACH_STORE`` in ``tests/stores.py``) or ``PYCLAW_TEST_STORE`` names PostgreSQL."""
+    return await storage_for(getattr(request, "param", default_kind()))
+
+
+StoreFactory = Callable[[Path], Awaitable[Store]]
+
+
+@pytest.fixture
+async def open_store(storage: StorageConfig | None) -> AsyncIterator[StoreFactory]:
+    """Open stores on ``storage`` (SQLite in the given directory, or the test's PostgreSQL
+    database, the same one for every call: a reopened store sees what was written);
+    each is closed at teardown if the test did not."""
+    opened: list[Store] = []
+
+    async def factory(directory: Path) -> Store:
+        store = await Store(directory, storage).open()
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in reversed(opened):
+        if store.db.is_open:
+            await store.close()
+
+
+@pytest.fixture
+async def make_gateway(tmp_path: Path, storage: StorageConfig | None
+                       ) -> AsyncIterator[GatewayFactory]:
     """Build and start gateways from a config dict; everything is stopped at teardown."""
     started: list[tuple[Gateway, Store]] = []
 
@@ -49,7 +90,7 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
         path.write_text(yaml.safe_dump(config or {}), "utf-8")
         directory = data_dir or tmp_path / "data"
         secrets = FileSecretStore(directory / "secrets.json")
-        store = await Store(directory).open()
+        store = await Store(directory, storage).open()
         gateway = Gateway(load_config(path, secrets), store, bus or Bus())
         await gateway.start()
         started.append((gateway, store))

@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyclaw_app.model import Address, Inbound
-from pyclaw_app.store import Store
+from tests.conftest import StoreFactory
+from tests.stores import ON_EACH_STORE
 from tests.support import eventually
 
+pytestmark = ON_EACH_STORE
 
-async def _half_sent_reply(data_dir: Path) -> int:
+
+async def _half_sent_reply(data_dir: Path, open_store: StoreFactory) -> int:
     """The state a crash leaves: part 0 sent, part 1 pending (its request may have gone)."""
-    store = await Store(data_dir).open()
+    store = await open_store(data_dir)
     try:
         address = Address("local", "crash", "local")
         result = await store.journal.submit(Inbound(address, "p-1", "tell me", "you", "you"))
@@ -24,9 +27,9 @@ async def _half_sent_reply(data_dir: Path) -> int:
         await store.close()
 
 
-async def test_a_reply_cut_by_a_crash_is_uncertain_and_not_resent(tmp_path: Path,
-                                                                  make_gateway) -> None:
-    inbound_id = await _half_sent_reply(tmp_path / "data")
+async def test_a_reply_cut_by_a_crash_is_uncertain_and_not_resent(
+        tmp_path: Path, make_gateway, open_store: StoreFactory) -> None:
+    inbound_id = await _half_sent_reply(tmp_path / "data", open_store)
     gw = await make_gateway({"channels": {"local": {"type": "local"}}})
     row = await eventually(lambda: gw.store.journal.get(inbound_id))
 

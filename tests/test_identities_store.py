@@ -4,7 +4,6 @@ the notes' scopes; the prompt's memory block within its budget."""
 from __future__ import annotations
 
 import string
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,15 +28,17 @@ from pyclaw_app.store.identities import (
     RedeemRefusal,
     normalize_code,
 )
+from tests.conftest import StoreFactory
+from tests.stores import ON_EACH_STORE
 
 T0 = 1_000_000.0
 
+pytestmark = ON_EACH_STORE
+
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store(tmp_path / "data").open()
-    yield s
-    await s.close()
+async def store(tmp_path: Path, open_store: StoreFactory) -> Store:
+    return await open_store(tmp_path / "data")
 
 
 async def code_for(store: Store, channel: str, sender: str, now: float = T0) -> str:
@@ -91,15 +92,15 @@ async def test_linking_linked_accounts_again_says_so(store: Store) -> None:
 
 
 async def test_wrong_codes_are_limited_per_account_and_the_limit_survives_a_restart(
-        tmp_path: Path) -> None:
-    store = await Store(tmp_path / "data").open()
+        tmp_path: Path, open_store: StoreFactory) -> None:
+    store = await open_store(tmp_path / "data")
     code = await code_for(store, "tg", "ann")
     for i in range(MAX_WRONG_CODES - 1):
         assert await store.identities.redeem(f"X{i}", "slack", "U1", "", now=T0 + i) \
             is RedeemRefusal.UNKNOWN
     await store.close()
 
-    store = await Store(tmp_path / "data").open()
+    store = await open_store(tmp_path / "data")
     try:
         ids = store.identities
         assert await ids.redeem("LAST", "slack", "U1", "", now=T0 + 10) is RedeemRefusal.UNKNOWN

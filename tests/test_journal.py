@@ -10,21 +10,24 @@ import sys
 import textwrap
 from pathlib import Path
 
+from pyclaw_app.config_storage import StorageConfig
 from pyclaw_app.model import Address, Inbound, MessageStatus
-from pyclaw_app.store import Store
-from tests.conftest import provider_section
+from tests.conftest import StoreFactory, provider_section
 from tests.fakes.openai_api import FakeOpenAI
+from tests.stores import ON_EACH_STORE
 from tests.support import eventually
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = ON_EACH_STORE
 
 
 def inbound(pid: str, text: str = "hi", chat: str = "c1") -> Inbound:
     return Inbound(Address("local", chat, "local"), pid, text, sender_id="u", sender_name="u")
 
 
-async def test_redelivered_platform_id_is_recognised(tmp_path: Path) -> None:
-    store = await Store(tmp_path).open()
+async def test_redelivered_platform_id_is_recognised(tmp_path: Path,
+        open_store: StoreFactory) -> None:
+    store = await open_store(tmp_path)
     try:
         first = await store.journal.submit(inbound("m1"))
         again = await store.journal.submit(inbound("m1", "different text, same id"))
@@ -39,8 +42,9 @@ async def test_redelivered_platform_id_is_recognised(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_concurrent_submits_share_commits(tmp_path: Path) -> None:
-    store = await Store(tmp_path).open()
+async def test_concurrent_submits_share_commits(tmp_path: Path,
+        open_store: StoreFactory) -> None:
+    store = await open_store(tmp_path)
     try:
         results = await asyncio.gather(
             *(store.journal.submit(inbound(f"m{i}")) for i in range(200)))
@@ -51,8 +55,9 @@ async def test_concurrent_submits_share_commits(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_statuses_and_unfinished(tmp_path: Path) -> None:
-    store = await Store(tmp_path).open()
+async def test_statuses_and_unfinished(tmp_path: Path,
+        open_store: StoreFactory) -> None:
+    store = await open_store(tmp_path)
     try:
         a = await store.journal.submit(inbound("a"))
         b = await store.journal.submit(inbound("b"))
@@ -71,13 +76,17 @@ async def test_statuses_and_unfinished(tmp_path: Path) -> None:
 
 
 SUBMIT_AND_WAIT = textwrap.dedent("""
-    import asyncio, sys, time
+    import asyncio, os, sys, time
     from pathlib import Path
+    from pydantic import SecretStr
+    from pyclaw_app.config_storage import StorageConfig
     from pyclaw_app.model import Address, Inbound
     from pyclaw_app.store import Store
 
     async def main():
-        store = await Store(Path(sys.argv[1])).open()
+        url = os.environ.get("TEST_STORAGE_URL")
+        storage = url and StorageConfig(url=url, password=SecretStr(os.environ["PW"]))
+        store = await Store(Path(sys.argv[1]), storage or None).open()
         result = await store.journal.submit(Inbound(Address("local", "app", "local"),
                                                     "crash-1", "survive this"))
         print("SUBMITTED", result.journal_id, flush=True)
@@ -88,11 +97,16 @@ SUBMIT_AND_WAIT = textwrap.dedent("""
 
 
 async def test_sigkill_right_after_submit_loses_nothing_and_resumes(
-        tmp_path: Path, fake_llm: FakeOpenAI, make_gateway) -> None:
+        tmp_path: Path, fake_llm: FakeOpenAI, make_gateway, open_store: StoreFactory,
+        storage: StorageConfig | None) -> None:
     data = tmp_path / "data"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if storage is not None:
+        assert storage.url is not None and storage.password is not None
+        env |= {"TEST_STORAGE_URL": storage.url, "PW": storage.password.get_secret_value()}
     proc = subprocess.Popen(  # noqa: ASYNC220 - its stdout is read line by line below
         [sys.executable, "-c", SUBMIT_AND_WAIT, str(data)], cwd=REPO,
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     line = await asyncio.get_running_loop().run_in_executor(None, proc.stdout.readline)
     os.kill(proc.pid, signal.SIGKILL)  # no clean shutdown: no close(), no checkpoint
@@ -100,7 +114,7 @@ async def test_sigkill_right_after_submit_loses_nothing_and_resumes(
     assert line.startswith("SUBMITTED"), line
     journal_id = int(line.split()[1])
 
-    store = await Store(data).open()
+    store = await open_store(data)
     rows = await store.journal.unfinished()
     await store.close()
     assert [(r.id, r.text, r.status) for r in rows] == [(journal_id, "survive this", "received")]
@@ -118,8 +132,9 @@ async def _status(gateway, journal_id: int) -> bool:
     return row is not None and row.status == "replied"
 
 
-async def test_history_starts_after_the_summary_point_and_the_reset(tmp_path: Path) -> None:
-    store = await Store(tmp_path).open()
+async def test_history_starts_after_the_summary_point_and_the_reset(tmp_path: Path,
+        open_store: StoreFactory) -> None:
+    store = await open_store(tmp_path)
     try:
         address = Address("local", "c1", "local")
         ids = []

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,13 @@ from pyclaw_app.config import RetentionConfig, load_config, save_config
 from pyclaw_app.secrets import FileSecretStore
 from pyclaw_app.store import Store
 from pyclaw_app.store.retention import DAY, LOG_TABLES, Pruner
-from tests.conftest import GatewayFactory
+from tests.conftest import GatewayFactory, StoreFactory
+from tests.stores import ON_EACH_STORE
 from tests.support import eventually
 
 NOW = 1_900_000_000.0
+
+pytestmark = ON_EACH_STORE
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,8 @@ class Keep:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store(tmp_path / "data").open()
-    yield opened
-    await opened.close()
+async def store(tmp_path: Path, open_store: StoreFactory) -> Store:
+    return await open_store(tmp_path / "data")
 
 
 def pruner(store: Store) -> Pruner:
@@ -115,8 +115,8 @@ async def test_only_log_tables_are_pruned(store: Store) -> None:
 
 
 async def test_the_gateway_prunes_every_log_table_in_the_background_but_not_the_journal(
-        make_gateway: GatewayFactory, tmp_path: Path) -> None:
-    store = await Store(tmp_path / "data").open()  # the gateway's database, filled first
+        make_gateway: GatewayFactory, tmp_path: Path, open_store: StoreFactory) -> None:
+    store = await open_store(tmp_path / "data")  # the gateway's database, filled first
     for table in LOG_TABLES:
         await fill(store, table, [800.0] * 3, now=time.time())
     await fill(store, "channel_log", [0.0] * 50, now=time.time())

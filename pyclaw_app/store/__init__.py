@@ -1,8 +1,10 @@
-"""SQLite storage: the journal, channel log and LLM usage over one batching writer."""
+"""Storage: the journal, channel log, LLM usage and the rest over one batching writer, on
+SQLite in the data directory (the default) or on a PostgreSQL server (``storage.url``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyclaw_app.store.access import AccessStore, PairingRequest
 from pyclaw_app.store.channel_state import ChannelStates, ChannelStateStore
@@ -18,7 +20,11 @@ from pyclaw_app.store.journal import (
 )
 from pyclaw_app.store.logs import ChannelLog
 from pyclaw_app.store.schedules import Job, ScheduleStore
+from pyclaw_app.store.sqlite import SqliteDatabase
 from pyclaw_app.store.usage import UsageLog
+
+if TYPE_CHECKING:
+    from pyclaw_app.config_storage import StorageConfig
 
 __all__ = [
     "AccessStore",
@@ -36,19 +42,24 @@ __all__ = [
     "PairingRequest",
     "ReplyPart",
     "ScheduleStore",
+    "SqliteDatabase",
     "Store",
     "UnstorableMessage",
     "UsageLog",
+    "open_database",
 ]
 
 DB_NAME = "pyclaw.sqlite3"
 
 
 class Store:
-    """The data directory's database and the tables' interfaces over it."""
+    """The database (the data directory's SQLite file, or ``storage.url``) and the tables'
+    interfaces over it."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.db = Database(data_dir / DB_NAME)
+    def __init__(self, data_dir: Path, storage: StorageConfig | None = None) -> None:
+        self.data_dir = data_dir
+        """Where local files live whatever the database (attachments under ``attachments/``)."""
+        self.db = open_database(data_dir, storage)
         self.journal = Journal(self.db)
         self.logs = ChannelLog(self.db)
         self.usage = UsageLog(self.db)
@@ -64,3 +75,13 @@ class Store:
 
     async def close(self) -> None:
         await self.db.close()
+
+
+def open_database(data_dir: Path, storage: StorageConfig | None) -> Database:
+    """The backend ``storage`` names; PostgreSQL's driver is imported only when used."""
+    if storage is None or storage.url is None:
+        return SqliteDatabase(data_dir / DB_NAME)
+    from pyclaw_app.store.postgres import PostgresDatabase
+
+    password = storage.password.get_secret_value() if storage.password else None
+    return PostgresDatabase(storage.url, password=password)

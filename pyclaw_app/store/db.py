@@ -1,90 +1,106 @@
-"""SQLite: WAL, migrations, one writer thread that runs each batch in one hop.
+"""The one writer every store shares: a queue of write ops run in batches, one transaction each.
 
 Every write goes through :meth:`Database.write`, which queues an *op*; the
 writer task takes whatever is queued and runs it as one transaction, resolving
 each caller only after COMMIT. Many concurrent ``submit()`` calls thus share
 one commit, which is what keeps the journal both durable and fast.
 
-Ops are plain functions of a :class:`sqlite3.Connection`, and the writer runs
-BEGIN, every op of the batch and COMMIT in a single call into its own thread.
-aiosqlite would cost two thread hops per statement (each one a queue put, a
-self-pipe wake-up of the event loop and a future), which was about a quarter
-of the gateway's CPU under load. Coroutine ops (``async def op(conn)`` using
+Ops are plain functions of a DB-API connection (``conn.execute(sql, params)``
+with ``?`` placeholders, rows readable by index and by column name), and the
+writer runs BEGIN, every op of the batch and COMMIT in a single call into its
+own thread: a thread hop per statement was about a quarter of the gateway's
+CPU under load. Coroutine ops (``async def op(conn)`` using
 ``await conn.execute(...)``, the aiosqlite style) still work: a batch holding
 one is run statement by statement through :class:`_AsyncWriter`, slower but
-with the same guarantees. Reads use a second connection through aiosqlite
-(WAL lets them run beside the writer).
+with the same guarantees.
+
+Two backends share this: SQLite (``store/sqlite.py``, the embedded default) and
+PostgreSQL (``store/postgres.py``, several instances on one database). The stores
+above them write one SQL; the PostgreSQL connection translates the few
+SQLite-isms it uses.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar, Union
-
-import aiosqlite
 
 from pyclaw_app.backoff import Backoff
 from pyclaw_app.errors import StoreError
-from pyclaw_app.paths import private_dir, private_file
-from pyclaw_app.store.schema import MIGRATIONS
 
 __all__ = ["AsyncWriteOp", "Database", "SyncWriteOp", "WriteOp"]
 
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-SyncWriteOp = Callable[[sqlite3.Connection], Any]
+SyncWriteOp = Callable[[Any], Any]
 """Runs in the writer thread, inside the batch's transaction: the fast kind."""
 AsyncWriteOp = Callable[[Any], Awaitable[Any]]
 """``async def op(conn)`` with aiosqlite-style ``await conn.execute(sql, params)``."""
 WriteOp = Union[SyncWriteOp, AsyncWriteOp]  # noqa: UP007 - a runtime alias, not an annotation
 MAX_BATCH = 512
-_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000", "foreign_keys=ON")
 
 _Item = tuple[WriteOp, "asyncio.Future[Any] | None"]
 
 
 class Database:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    """The batching writer and the read path; a backend supplies connections and errors."""
+
+    backend = ""
+    """"SQLite" or "PostgreSQL": how errors and outages name the store."""
+    begin = "BEGIN"
+
+    def __init__(self) -> None:
         self._thread: ThreadPoolExecutor | None = None
-        self._writer: sqlite3.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
+        self._writer: Any = None
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.writes = 0
         self.outage: str | None = None
-        """The SQLite error writes are waiting out right now (disk full, locked), if any."""
+        """The error writes are waiting out right now (disk full, locked, no server), if any."""
         self.on_outage: Callable[[str | None], None] | None = None
         self._closing = False
 
+    # -- what a backend provides ------------------------------------------------------------
+
+    async def _open_backend(self) -> None:
+        """Connect (``self._writer`` in the writer thread) and migrate."""
+        raise NotImplementedError
+
+    async def _close_backend(self) -> None:
+        raise NotImplementedError
+
+    async def fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def _transient(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is an outage to wait out (the batch is retried) or the op's fault."""
+        raise NotImplementedError
+
+    def _recover(self) -> None:
+        """In the writer thread, after a transient failure: reconnect if the link is gone."""
+
+    # -- the shared part ---------------------------------------------------------------------
+
     async def open(self) -> None:
-        private_dir(self.path.parent)
-        for suffix in ("", "-wal", "-shm"):  # SQLite gives its side files the db's mode
-            candidate = self.path.with_name(self.path.name + suffix)
-            if suffix == "" or candidate.exists():
-                private_file(candidate)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         try:
-            self._writer = await self._in_thread(_connect_writer, self.path)
+            await self._open_backend()
         except BaseException:
             self._thread.shutdown(wait=False)
             self._thread = None
             raise
-        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-        self._reader.row_factory = sqlite3.Row
-        await self._reader.execute("PRAGMA busy_timeout=5000")
-        await self._reader.execute("PRAGMA query_only=ON")
         self._task = asyncio.create_task(self._write_loop(), name="store:writer")
+
+    @property
+    def is_open(self) -> bool:
+        return self._task is not None
 
     async def close(self) -> None:
         self._closing = True
@@ -92,13 +108,10 @@ class Database:
             await self._queue.put(None)
             await self._task
             self._task = None
-        if self._reader is not None:
-            await self._reader.close()
-        if self._writer is not None:
-            await self._in_thread(self._writer.close)
+        await self._close_backend()
         if self._thread is not None:
             self._thread.shutdown(wait=True)
-        self._reader = self._writer = None
+        self._writer = None
         self._thread = None
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
@@ -120,29 +133,12 @@ class Database:
             self._queue.put_nowait((op, None))
 
     async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: Any) -> None:
             conn.execute(sql, params)
 
         await self.write(op)
 
-    async def pragma(self, statement: str) -> Any:
-        """Run a maintenance PRAGMA on the writer connection, outside the write queue.
-
-        For settings that must apply even while the queue is stuck (``max_page_count`` when the
-        disk is full, ``wal_checkpoint``); returns the first column of the first row, if any.
-        """
-        if self._writer is None:
-            raise StoreError("database is not open")
-        row = await self._in_thread(_fetchone, self._writer, f"PRAGMA {statement}", ())
-        return row[0] if row else None
-
-    async def fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        if self._reader is None:
-            raise StoreError("database is not open")
-        # One hop into aiosqlite's thread (execute + fetchall + close would be three).
-        return list(await self._reader.execute_fetchall(sql, params))
-
-    async def fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+    async def fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
@@ -185,7 +181,8 @@ class Database:
                 fut.set_result(result)
 
     async def _transaction_riding_out_outages(self, ops: list[WriteOp]) -> list[Any]:
-        """Retry a batch while SQLite is full, locked or failing I/O; report it once.
+        """Retry a batch while the store is full, locked, failing I/O or unreachable; report
+        it once.
 
         Callers of ``write()`` simply wait: nothing is acknowledged to a platform that
         is not committed, and nothing is lost while the disk is full.
@@ -194,31 +191,34 @@ class Database:
         while True:
             try:
                 results = await self._transaction(ops)
-            except sqlite3.OperationalError as exc:
-                if self._closing or not _transient(exc):
+            except Exception as exc:
+                if self._closing or not self._transient(exc):
                     raise
                 if self.outage is None:
-                    self.outage = str(exc)
-                    _log.error("SQLite write failed (%s); holding writes and retrying", exc)
+                    self.outage = str(exc).strip()
+                    _log.error("%s write failed (%s); holding writes and retrying",
+                               self.backend, self.outage)
                     if self.on_outage is not None:
                         self.on_outage(self.outage)
                 await asyncio.sleep(backoff.next_delay())
+                await self._in_thread(self._recover)
                 continue
             if self.outage is not None:
-                _log.warning("SQLite writes work again after: %s", self.outage)
+                _log.warning("%s writes work again after: %s", self.backend, self.outage)
                 self.outage = None
                 if self.on_outage is not None:
                     self.on_outage(None)
             return results
 
     async def _transaction(self, ops: list[WriteOp]) -> list[Any]:
-        assert self._writer is not None
         conn = self._writer
+        if conn is None:
+            raise StoreError(f"{self.backend} is not connected")
         if not any(inspect.iscoroutinefunction(op) for op in ops):
-            return await self._in_thread(_run_transaction, conn, ops)
+            return await self._in_thread(_run_transaction, conn, self.begin, ops)
         # A coroutine op needs the event loop between its statements: hop per statement.
         shim = _AsyncWriter(conn, self._in_thread)
-        await self._in_thread(conn.execute, "BEGIN IMMEDIATE")
+        await self._in_thread(conn.execute, self.begin)
         try:
             results = []
             for op in ops:
@@ -232,9 +232,9 @@ class Database:
             raise
         return results
 
-    @staticmethod
-    def _fail(fut: asyncio.Future[Any] | None, exc: Exception) -> None:
-        error = StoreError(f"SQLite write failed: {exc}")
+    def _fail(self, fut: asyncio.Future[Any] | None, exc: Exception) -> None:
+        error = exc if isinstance(exc, StoreError) else StoreError(
+            f"{self.backend} write failed: {exc}")
         if fut is None:
             _log.error("background write failed: %s", exc)
         elif not fut.done():
@@ -244,53 +244,21 @@ class Database:
 class _AsyncWriter:
     """What a coroutine op gets as ``conn``: aiosqlite's ``execute`` over the writer thread."""
 
-    def __init__(self, conn: sqlite3.Connection,
-                 in_thread: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(self, conn: Any, in_thread: Callable[..., Awaitable[Any]]) -> None:
         self._conn = conn
         self._in_thread = in_thread
 
-    async def execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
-        cursor: sqlite3.Cursor = await self._in_thread(self._conn.execute, sql, params)
-        return cursor
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        return await self._in_thread(self._conn.execute, sql, params)
 
     async def execute_fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         rows: list[Any] = await self._in_thread(partial(_fetchall, self._conn, sql, params))
         return rows
 
 
-def _connect_writer(path: Path) -> sqlite3.Connection:
-    # check_same_thread=False only because close() is queued from the loop; every call still
-    # runs in the one writer thread.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        for pragma in _PRAGMAS:
-            conn.execute(f"PRAGMA {pragma}")
-        _migrate(conn)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    row = conn.execute("PRAGMA user_version").fetchone()
-    version = row[0] if row else 0
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _split_sql(script):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={number}")
-            conn.execute("COMMIT")
-        except sqlite3.Error:
-            _rollback(conn)
-            raise
-        _log.info("database migrated to version %d", number)
-
-
-def _run_transaction(conn: sqlite3.Connection, ops: list[SyncWriteOp]) -> list[Any]:
+def _run_transaction(conn: Any, begin: str, ops: list[SyncWriteOp]) -> list[Any]:
     """One batch, in the writer thread: BEGIN, every op, COMMIT (or ROLLBACK)."""
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(begin)
     try:
         results = [op(conn) for op in ops]
         conn.execute("COMMIT")
@@ -304,26 +272,13 @@ def _run_transaction(conn: sqlite3.Connection, ops: list[SyncWriteOp]) -> list[A
     return results
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
+def _rollback(conn: Any) -> None:
     if conn.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
+        try:
             conn.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - the connection is already broken: nothing to undo
+            _log.debug("rollback failed", exc_info=True)
 
 
-def _fetchone(conn: sqlite3.Connection, sql: str, params: Iterable[Any]) -> Any:
-    return conn.execute(sql, params).fetchone()
-
-
-def _fetchall(conn: sqlite3.Connection, sql: str, params: Iterable[Any]) -> list[Any]:
-    return conn.execute(sql, params).fetchall()
-
-
-_TRANSIENT = ("full", "locked", "busy", "disk i/o")
-
-
-def _transient(exc: sqlite3.OperationalError) -> bool:
-    return any(word in str(exc).lower() for word in _TRANSIENT)
-
-
-def _split_sql(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+def _fetchall(conn: Any, sql: str, params: Iterable[Any]) -> list[Any]:
+    return list(conn.execute(sql, params).fetchall())

@@ -168,7 +168,8 @@ class Journal:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE messages SET status=?, error=?, updated_at=?,"
-                " attempts = attempts + (? = 'processing') WHERE id=?",
+                " attempts = attempts + CASE WHEN ? = 'processing' THEN 1 ELSE 0 END"
+                " WHERE id=?",
                 (status.value, error, time.time(), status.value, message_id))
 
         await self.db.write(op)
@@ -439,8 +440,10 @@ def _refusal(inbound: Inbound) -> str | None:
 
 
 def _begin_part(conn: sqlite3.Connection, out_id: int, idx: int, text: str, now: float) -> None:
-    conn.execute("INSERT OR REPLACE INTO reply_parts (out_id, idx, text, status, updated_at)"
-                 " VALUES (?, ?, ?, 'pending', ?)", (out_id, idx, text, now))
+    conn.execute("INSERT INTO reply_parts (out_id, idx, text, status, updated_at)"
+                 " VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (out_id, idx) DO UPDATE SET"
+                 " text=excluded.text, status='pending', platform_id=NULL, error=NULL,"
+                 " updated_at=excluded.updated_at", (out_id, idx, text, now))
 
 
 def _part_sent(conn: sqlite3.Connection, out_id: int, part: Part, text: str | None,

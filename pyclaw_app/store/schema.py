@@ -1,11 +1,18 @@
 """Versioned schema. Append a migration; never edit one that has shipped.
 
-``PRAGMA user_version`` holds how many migrations ran.
+``PRAGMA user_version`` (SQLite) or the ``schema_version`` table (PostgreSQL) holds how
+many migrations ran. Written in SQLite's dialect; ``store/pg_sql.py`` translates the DDL.
 """
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS"]
+__all__ = ["MIGRATIONS", "split_sql"]
+
+
+def split_sql(script: str) -> list[str]:
+    """A migration's statements (none of them holds a ``;`` inside a literal)."""
+    return [s.strip() for s in script.split(";") if s.strip()]
+
 
 MIGRATIONS: list[str] = [
     # 1: the journal, conversations, channel log, LLM calls, settings
