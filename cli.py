@@ -246,12 +246,17 @@ async def _run_gateway(config: Path | None, data_dir: Path | None) -> int:
     """Until SIGTERM or Ctrl+C, which end the process within ``SHUTDOWN_GRACE`` even if a
     channel's stop hangs (a second signal ends it at once)."""
     from pyclaw_app.control.host import GatewayHost
+    from pyclaw_app.errors import StoreError
     from pyclaw_app.shutdown import ShutdownGuard
 
     stop = asyncio.Event()
     guard = ShutdownGuard()
     guard.install(stop.set)  # before the start, which may itself take a while
-    host = await GatewayHost.start(config, data_dir)
+    try:
+        host = await GatewayHost.start(config, data_dir)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     runtime = host.runtime
     names = ", ".join(f"{n} ({rt.state.value})" for n, rt in runtime.gateway.channels.items())
     print(f"pyclaw gateway running; channels: {names}. Ctrl+C stops.", flush=True)

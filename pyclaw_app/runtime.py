@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -53,8 +55,11 @@ class GatewayRuntime:
 
     @classmethod
     async def open(cls, config_path: Path | None = None, data_dir: Path | None = None, *,
-                   only_channels: Collection[str] | None = None) -> GatewayRuntime:
-        """Build everything without starting channels (``only_channels`` narrows the set)."""
+                   only_channels: Collection[str] | None = None,
+                   exclusive: bool = False) -> GatewayRuntime:
+        """Build everything without starting channels (``only_channels`` narrows the set);
+        ``exclusive``: as the one gateway on the store (``Database.hold_instance_lock``),
+        else a :class:`~pyclaw_app.errors.StoreError` says which one already is."""
         config_path = config_path or default_config_path()
         data_dir = data_dir or default_data_dir()
         secrets = open_secret_store(data_dir)
@@ -63,6 +68,8 @@ class GatewayRuntime:
             config.channels = {n: e for n, e in config.channels.items() if n in only_channels}
         store = await Store(data_dir, config.storage).open()
         try:
+            if exclusive:
+                await store.db.hold_instance_lock(f"{socket.gethostname()} pid {os.getpid()}")
             gateway = Gateway(config, store, Bus())
         except BaseException:
             await store.close()

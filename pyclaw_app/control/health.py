@@ -201,7 +201,7 @@ async def provider_health(db: _Db, providers: Sequence[str], now: float,
     since = now - window
     totals = {row["provider"]: (int(row["calls"]), int(row["errors"] or 0))
               for row in await db.fetchall(
-                  "SELECT provider, COUNT(*) AS calls, SUM(error IS NOT NULL) AS errors"
+                  "SELECT provider, COUNT(*) AS calls, COUNT(error) AS errors"
                   " FROM llm_calls WHERE ts >= ? GROUP BY provider", (since,))}
     latest = {row["provider"]: row for row in await db.fetchall(
         "SELECT provider, ts, error FROM llm_calls WHERE id IN (SELECT MAX(id) FROM llm_calls"

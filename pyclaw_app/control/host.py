@@ -34,7 +34,7 @@ class GatewayHost:
     @classmethod
     async def start(cls, config_path: Path | None = None, data_dir: Path | None = None
                     ) -> GatewayHost:
-        runtime = await GatewayRuntime.open(config_path, data_dir)
+        runtime = await GatewayRuntime.open(config_path, data_dir, exclusive=True)
         plane = LocalControlPlane(runtime.gateway, runtime.secrets, runtime.config_path)
         config = runtime.gateway.config
         plan = plan_control_api(config.server)

@@ -86,6 +86,12 @@ class Database:
     def _recover(self) -> None:
         """In the writer thread, after a transient failure: reconnect if the link is gone."""
 
+    async def hold_instance_lock(self, who: str) -> None:
+        """Be the only gateway on this store until :meth:`close`, or raise
+        :class:`~pyclaw_app.errors.StoreError` naming the one that is (``who`` names us to
+        it). Two gateways resuming each other's open journal rows would answer twice."""
+        raise NotImplementedError
+
     # -- the shared part ---------------------------------------------------------------------
 
     async def open(self) -> None:

@@ -35,6 +35,8 @@ _log = logging.getLogger(__name__)
 T = TypeVar("T")
 MIGRATION_LOCK = 7_310_301
 """The advisory lock key migrations hold (any constant the instances agree on)."""
+INSTANCE_LOCK = 7_310_302
+"""The advisory lock the one gateway on a database holds, on a connection of its own."""
 CONNECT_TIMEOUT = 10
 
 
@@ -51,6 +53,28 @@ class PostgresDatabase(Database):
             self._connect_args["password"] = password
         self._reads: ThreadPoolExecutor | None = None
         self._reader: PgConnection | None = None
+        self._lock_conn: PgConnection | None = None
+
+    async def hold_instance_lock(self, who: str) -> None:
+        """A session advisory lock on a connection of its own (the server drops it when the
+        process or its link dies); its ``application_name`` says who holds it.
+
+        One gateway per database until instances share the work (claims and ingress
+        leases, issue 15): a second one is refused, not left to answer twice."""
+        args = {**self._connect_args, "application_name": f"pyclaw gateway {who}"[:63]}
+        conn = await self._in_reader(lambda: self._connect_with(args))
+        row = await self._in_reader(
+            lambda: conn.execute("SELECT pg_try_advisory_lock(?)", (INSTANCE_LOCK,)).fetchone())
+        if row is None or not row[0]:
+            holder = await self._in_reader(lambda: conn.execute(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a"
+                " ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = ?"
+                " AND l.granted", (INSTANCE_LOCK,)).fetchone())
+            await self._in_reader(conn.close)
+            name = str(holder[0]) if holder else "another process"
+            raise StoreError(f"another gateway is running on PostgreSQL {self.where} ({name});"
+                             " several instances on one database are not supported yet")
+        self._lock_conn = conn
 
     @property
     def where(self) -> str:
@@ -60,9 +84,12 @@ class PostgresDatabase(Database):
         return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
 
     def connect(self) -> PgConnection:
-        """A new connection to the same database (also for the lease and claim keepers)."""
+        """A new connection to the same database."""
+        return self._connect_with(self._connect_args)
+
+    def _connect_with(self, args: dict[str, Any]) -> PgConnection:
         try:
-            return PgConnection.connect(self._conninfo, **self._connect_args)
+            return PgConnection.connect(self._conninfo, **args)
         except psycopg.OperationalError as exc:
             raise StoreError(f"cannot connect to PostgreSQL at {self.where}: "
                              f"{str(exc).strip()}") from exc
@@ -73,6 +100,9 @@ class PostgresDatabase(Database):
         self._reader = await self._in_reader(self.connect)
 
     async def _close_backend(self) -> None:
+        if self._lock_conn is not None:
+            await self._in_reader(self._lock_conn.close)
+            self._lock_conn = None
         if self._reader is not None:
             await self._in_reader(self._reader.close)
             self._reader = None

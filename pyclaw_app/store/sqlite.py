@@ -6,12 +6,18 @@ writes go through :class:`~pyclaw_app.store.db.Database`'s batching writer threa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiosqlite
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 from pyclaw_app.errors import StoreError
 from pyclaw_app.paths import private_dir, private_file
@@ -33,6 +39,28 @@ class SqliteDatabase(Database):
         super().__init__()
         self.path = path
         self._reader: aiosqlite.Connection | None = None
+        self._lock_file: IO[str] | None = None
+
+    async def hold_instance_lock(self, who: str) -> None:
+        """An exclusive ``flock`` on ``<db>.lock`` (released by the OS if the process dies),
+        holding who we are for the next one to read. Windows has no ``flock``: there the
+        lock is not taken."""
+        if fcntl is None:
+            return
+        path = self.path.with_name(self.path.name + ".lock")
+        handle = await asyncio.to_thread(_open_lock_file, path)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StoreError(f"another gateway is running on {self.path.parent} ({holder}); "
+                             "stop it first, or give this one its own --data-dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(who)
+        handle.flush()
+        self._lock_file = handle
 
     async def _open_backend(self) -> None:
         private_dir(self.path.parent)
@@ -47,6 +75,9 @@ class SqliteDatabase(Database):
         await self._reader.execute("PRAGMA query_only=ON")
 
     async def _close_backend(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the file releases the flock
+            self._lock_file = None
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
@@ -73,6 +104,13 @@ class SqliteDatabase(Database):
     def _transient(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and any(
             word in str(exc).lower() for word in _TRANSIENT)
+
+
+def _open_lock_file(path: Path) -> IO[str]:
+    handle = path.open("a+", encoding="utf-8")
+    private_file(path)
+    handle.seek(0)
+    return handle
 
 
 def _connect_writer(path: Path) -> sqlite3.Connection:
