@@ -252,8 +252,18 @@ async def _run_gateway(config: Path | None, data_dir: Path | None) -> int:
     stop = asyncio.Event()
     guard = ShutdownGuard()
     guard.install(stop.set)  # before the start, which may itself take a while
+    starting = asyncio.create_task(GatewayHost.start(config, data_dir))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # a signal while standing by (or starting): nothing to stop yet
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StoreError):
+            await starting
+        guard.stopped()
+        return 0
+    stopping.cancel()
     try:
-        host = await GatewayHost.start(config, data_dir)
+        host = starting.result()
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@ works, with the same warning as any secret in the file).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from pyclaw_app.secrets import redactor
 
@@ -33,6 +33,12 @@ class StorageConfig(BaseModel):
         f"{STORAGE_PASSWORD_ENV}.")
     password: SecretStr | None = Field(None, exclude=True, json_schema_extra={"secret": True})
     """Filled from the secret store after validation; never read from or written to YAML."""
+    standby: bool = Field(
+        False, title="Stand by for another gateway",
+        description="PostgreSQL only. When another gateway is already running on the "
+        "database, wait as its hot standby (serving /healthz, not ready) and take over its "
+        "channels and unfinished messages the moment it stops or dies, instead of refusing "
+        "to start.")
 
     @field_validator("url")
     @classmethod
@@ -42,6 +48,13 @@ class StorageConfig(BaseModel):
         if not url.startswith(_SCHEMES):
             raise ValueError("must start with postgresql:// (leave it out for SQLite)")
         return url.strip()
+
+    @model_validator(mode="after")
+    def _standby_needs_a_server(self) -> StorageConfig:
+        if self.standby and self.url is None:
+            raise ValueError("standby needs a PostgreSQL url: two gateways never share one "
+                             "SQLite file")
+        return self
 
     @property
     def is_postgres(self) -> bool:

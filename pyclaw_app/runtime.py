@@ -55,11 +55,8 @@ class GatewayRuntime:
 
     @classmethod
     async def open(cls, config_path: Path | None = None, data_dir: Path | None = None, *,
-                   only_channels: Collection[str] | None = None,
-                   exclusive: bool = False) -> GatewayRuntime:
-        """Build everything without starting channels (``only_channels`` narrows the set);
-        ``exclusive``: as the one gateway on the store (``Database.hold_instance_lock``),
-        else a :class:`~pyclaw_app.errors.StoreError` says which one already is."""
+                   only_channels: Collection[str] | None = None) -> GatewayRuntime:
+        """Build everything without starting channels (``only_channels`` narrows the set)."""
         config_path = config_path or default_config_path()
         data_dir = data_dir or default_data_dir()
         secrets = open_secret_store(data_dir)
@@ -68,8 +65,6 @@ class GatewayRuntime:
             config.channels = {n: e for n, e in config.channels.items() if n in only_channels}
         store = await Store(data_dir, config.storage).open()
         try:
-            if exclusive:
-                await store.db.hold_instance_lock(f"{socket.gethostname()} pid {os.getpid()}")
             gateway = Gateway(config, store, Bus())
         except BaseException:
             await store.close()
@@ -88,6 +83,18 @@ class GatewayRuntime:
             await runtime.store.close()
             raise
         return runtime
+
+    async def hold_store(self, *, standby: bool = False) -> None:
+        """Become the store's one gateway, or raise :class:`~pyclaw_app.errors.StoreError`
+        naming the one that is; ``standby`` waits for it to stop or die instead (the
+        channels and the journal's open rows are then taken over by ``gateway.start()``,
+        under the same custody rules as a restart)."""
+        def standing_by(holder: str) -> None:
+            _log.warning("standing by: %s is the active gateway on this store; taking over "
+                         "when it stops", holder)
+
+        await self.store.db.hold_instance_lock(f"{socket.gethostname()} pid {os.getpid()}",
+                                               wait=standby, on_wait=standing_by)
 
     async def stop(self) -> None:
         """Stop the gateway and close the store, once, though a signal and the caller may

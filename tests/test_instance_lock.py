@@ -38,14 +38,18 @@ def _config(tmp_path: Path, storage: StorageConfig | None) -> Path:
 async def test_a_second_gateway_on_the_same_store_is_refused_until_the_first_stops(
         tmp_path: Path, storage: StorageConfig | None) -> None:
     path = _config(tmp_path, storage)
-    first = await GatewayRuntime.open(path, tmp_path / "data", exclusive=True)
+    first = await GatewayRuntime.open(path, tmp_path / "data")
+    await first.hold_store()
     try:
-        with pytest.raises(StoreError, match="another gateway is running") as refused:
-            await GatewayRuntime.open(path, tmp_path / "data", exclusive=True)
-        assert f"{socket.gethostname()} pid {os.getpid()}" in str(refused.value)
-        beside = await GatewayRuntime.open(path, tmp_path / "data")  # not a gateway: allowed
-        await beside.stop()
+        second = await GatewayRuntime.open(path, tmp_path / "data")  # CLI commands may
+        try:
+            with pytest.raises(StoreError, match="another gateway is running") as refused:
+                await second.hold_store()
+            assert f"{socket.gethostname()} pid {os.getpid()}" in str(refused.value)
+        finally:
+            await second.stop()
     finally:
         await first.stop()
-    second = await GatewayRuntime.open(path, tmp_path / "data", exclusive=True)
-    await second.stop()
+    third = await GatewayRuntime.open(path, tmp_path / "data")
+    await third.hold_store()
+    await third.stop()

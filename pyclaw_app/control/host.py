@@ -34,7 +34,17 @@ class GatewayHost:
     @classmethod
     async def start(cls, config_path: Path | None = None, data_dir: Path | None = None
                     ) -> GatewayHost:
-        runtime = await GatewayRuntime.open(config_path, data_dir, exclusive=True)
+        """Open the store as its one gateway (or its standby: then the HTTP server answers
+        ``/healthz`` while ``start`` waits, and ``/readyz`` is 503 until the takeover),
+        serve, and start the channels."""
+        runtime = await GatewayRuntime.open(config_path, data_dir)
+        standby = runtime.gateway.config.storage.standby
+        if not standby:
+            try:
+                await runtime.hold_store()
+            except BaseException:
+                await runtime.store.close()
+                raise
         plane = LocalControlPlane(runtime.gateway, runtime.secrets, runtime.config_path)
         config = runtime.gateway.config
         plan = plan_control_api(config.server)
@@ -54,6 +64,8 @@ class GatewayHost:
                 if plan.serve:
                     installers.append(ControlApi(plane, control_tokens(runtime.secrets)).install)
                 await server.start(*installers)
+            if standby:
+                await runtime.hold_store(standby=True)
             await runtime.gateway.start()
         except BaseException:
             if server is not None:

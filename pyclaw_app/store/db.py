@@ -86,10 +86,13 @@ class Database:
     def _recover(self) -> None:
         """In the writer thread, after a transient failure: reconnect if the link is gone."""
 
-    async def hold_instance_lock(self, who: str) -> None:
+    async def hold_instance_lock(self, who: str, *, wait: bool = False,
+                                 on_wait: Callable[[str], None] | None = None) -> None:
         """Be the only gateway on this store until :meth:`close`, or raise
         :class:`~pyclaw_app.errors.StoreError` naming the one that is (``who`` names us to
-        it). Two gateways resuming each other's open journal rows would answer twice."""
+        it). Two gateways resuming each other's open journal rows would answer twice.
+        ``wait`` (PostgreSQL): stand by until the holder is gone instead, telling
+        ``on_wait`` who it is once."""
         raise NotImplementedError
 
     # -- the shared part ---------------------------------------------------------------------

@@ -37,6 +37,8 @@ MIGRATION_LOCK = 7_310_301
 """The advisory lock key migrations hold (any constant the instances agree on)."""
 INSTANCE_LOCK = 7_310_302
 """The advisory lock the one gateway on a database holds, on a connection of its own."""
+STANDBY_POLL = 1.0
+"""Seconds between a standby's attempts at the lock: its takeover time, at most."""
 CONNECT_TIMEOUT = 10
 
 
@@ -55,25 +57,31 @@ class PostgresDatabase(Database):
         self._reader: PgConnection | None = None
         self._lock_conn: PgConnection | None = None
 
-    async def hold_instance_lock(self, who: str) -> None:
+    async def hold_instance_lock(self, who: str, *, wait: bool = False,
+                                 on_wait: Callable[[str], None] | None = None) -> None:
         """A session advisory lock on a connection of its own (the server drops it when the
-        process or its link dies); its ``application_name`` says who holds it.
+        process or its link dies, so a standby takes over within ``STANDBY_POLL``); its
+        ``application_name`` says who holds it.
 
-        One gateway per database until instances share the work (claims and ingress
-        leases, issue 15): a second one is refused, not left to answer twice."""
+        One active gateway per database until instances share the work (claims and
+        ingress leases): a second one is refused, or with ``wait`` stands by."""
         args = {**self._connect_args, "application_name": f"pyclaw gateway {who}"[:63]}
         conn = await self._in_reader(lambda: self._connect_with(args))
-        row = await self._in_reader(
-            lambda: conn.execute("SELECT pg_try_advisory_lock(?)", (INSTANCE_LOCK,)).fetchone())
-        if row is None or not row[0]:
-            holder = await self._in_reader(lambda: conn.execute(
-                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a"
-                " ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = ?"
-                " AND l.granted", (INSTANCE_LOCK,)).fetchone())
+        told = False
+        try:
+            while not await self._in_reader(_try_lock, conn):
+                holder = await self._in_reader(_lock_holder, conn)
+                if not wait:
+                    raise StoreError(f"another gateway is running on PostgreSQL {self.where}"
+                                     f" ({holder}); stop it, or set storage.standby: true to "
+                                     "stand by for it")
+                if not told and on_wait is not None:
+                    on_wait(holder)
+                    told = True
+                await asyncio.sleep(STANDBY_POLL)
+        except BaseException:
             await self._in_reader(conn.close)
-            name = str(holder[0]) if holder else "another process"
-            raise StoreError(f"another gateway is running on PostgreSQL {self.where} ({name});"
-                             " several instances on one database are not supported yet")
+            raise
         self._lock_conn = conn
 
     @property
@@ -158,6 +166,18 @@ class PostgresDatabase(Database):
             conn.close()
             raise
         return conn
+
+
+def _try_lock(conn: PgConnection) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(?)", (INSTANCE_LOCK,)).fetchone()
+    return bool(row and row[0])
+
+
+def _lock_holder(conn: PgConnection) -> str:
+    row = conn.execute("SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a"
+                       " ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = ?"
+                       " AND l.granted", (INSTANCE_LOCK,)).fetchone()
+    return str(row[0]) if row and row[0] else "another process"
 
 
 def _migrate(conn: PgConnection) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,10 +42,11 @@ class SqliteDatabase(Database):
         self._reader: aiosqlite.Connection | None = None
         self._lock_file: IO[str] | None = None
 
-    async def hold_instance_lock(self, who: str) -> None:
+    async def hold_instance_lock(self, who: str, *, wait: bool = False,
+                                 on_wait: Callable[[str], None] | None = None) -> None:
         """An exclusive ``flock`` on ``<db>.lock`` (released by the OS if the process dies),
         holding who we are for the next one to read. Windows has no ``flock``: there the
-        lock is not taken."""
+        lock is not taken. No standby on SQLite (the config refuses it)."""
         if fcntl is None:
             return
         path = self.path.with_name(self.path.name + ".lock")
