@@ -156,6 +156,10 @@ class ServerConfig(BaseModel):
     port: int = Field(8787, ge=0, le=65535)
     webhooks: Literal["auto", "on", "off"] = Field(
         "auto", description="auto: start only when a channel needs webhooks")
+    metrics: Literal["auto", "on", "off"] = Field(
+        "auto", description="Prometheus /metrics (no auth: keep it off the internet). auto: "
+        "served whenever the server runs for webhooks or the control API; on: also start "
+        "the server for it (containers); off: never. /healthz and /readyz are always served")
     control_api: bool = Field(
         False, description="Serve the control API for `pyclaw monitor` / the Android monitor "
         "(bearer tokens: `pyclaw monitor-token`, read-only; `--admin` for full control)")

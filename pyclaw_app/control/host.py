@@ -81,7 +81,7 @@ class GatewayHost:
 
 
 def _wants_server(config: Config, plan: ControlApiPlan) -> bool:
-    if plan.serve or config.server.webhooks == "on":
+    if plan.serve or config.server.webhooks == "on" or config.server.metrics == "on":
         return True
     if config.server.webhooks == "off":
         return False

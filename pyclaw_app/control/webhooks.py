@@ -21,6 +21,8 @@ from aiohttp import web
 
 from pyclaw_app.channels.webhook import WebhookRequest
 from pyclaw_app.control.connections import ConnectionLimit, LimitedSite
+from pyclaw_app.control.metrics import GatewayMetrics
+from pyclaw_app.control.probes import Probes
 from pyclaw_app.gateway import Gateway
 
 __all__ = ["BODY_TIMEOUT", "HEADER_TIMEOUT", "MAX_BODY", "MAX_CONNECTIONS_PER_SOURCE",
@@ -49,6 +51,8 @@ class WebhookServer:
         self.connections = ConnectionLimit(max_connections_per_source)
         self.ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
+        self.metrics: GatewayMetrics | None = None
+        """``/metrics`` while the server runs, unless ``server.metrics: off``."""
 
     @property
     def url(self) -> str:
@@ -64,7 +68,11 @@ class WebhookServer:
             app.router.add_route("POST", route, self._handle)
         for install in installers:
             install(app)
-        app.router.add_get("/healthz", self._health)
+        Probes(self.gateway).install(app)  # /healthz, /readyz
+        if self.gateway.config.server.metrics != "off":
+            self.metrics = GatewayMetrics(self.gateway)
+            self.metrics.start()
+            self.metrics.install(app)
         # aiohttp's keep-alive timer runs from a connection's first byte and between
         # requests: it is the header timeout (a request in progress is never cut).
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
@@ -80,6 +88,9 @@ class WebhookServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.metrics is not None:
+            await self.metrics.stop()
+            self.metrics = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["channel"]
@@ -101,9 +112,6 @@ class WebhookServer:
                                 content_type=answer.content_type)
         return await _stream(request, answer.status, answer.content_type, body_out,
                              answer.stream)
-
-    async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
 
 
 async def _stream(request: web.Request, status: int, content_type: str, head: bytes,

@@ -185,7 +185,7 @@ class Turn:
             h.emit(EventKind.LLM_CALL, channel, id=journal_id, provider=call.provider,
                    model=call.model, input_tokens=call.input_tokens,
                    output_tokens=call.output_tokens, latency_ms=round(call.latency_ms, 1),
-                   error=redactor(call.error) if call.error else None)
+                   cost=call.cost, error=redactor(call.error) if call.error else None)
 
         def on_log(level: str, message: str) -> None:
             h.channel_log(channel, level, f"message {journal_id}: {message}")
