@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m bench --quick                 # < 1 minute, one run each
+    python -m bench --quick                 # ~1 minute, one run each
     python -m bench --runs 3                # issue 7's full plan, medians of 3
     python -m bench --quick --platform both # every scenario on Telegram, then on Slack
     python -m bench --profile               # + one py-spy'd gateway run of the big burst
@@ -26,6 +26,8 @@ __all__ = ["main"]
 
 _log = logging.getLogger("bench")
 
+BASELINES = frozenset({"echo", "durable"})
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
@@ -47,7 +49,16 @@ def _parser() -> argparse.ArgumentParser:
                              "each scenario on each platform")
     parser.add_argument("--only", default="",
                         help="run only scenarios whose name contains this text")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the baseline bot")
+    parser.add_argument("--baselines", default="echo,durable",
+                        help="which baselines run next to the gateway, comma-separated: echo "
+                             "(aiohttp echo bot, once per load), durable (aiohttp + SQLite + "
+                             "LLM, per scenario); default both")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip both baselines (same as --baselines '')")
+    parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="sqlite",
+                        help="the gateway's store: SQLite in its data directory, or a "
+                             "throwaway PostgreSQL cluster this run starts (Debian's "
+                             "postgresql; a fresh database per run); both: one after the other")
     parser.add_argument("--profile", action="store_true",
                         help="after the table, record one gateway run of the largest burst "
                              "with py-spy and list its hot spots")
@@ -59,13 +70,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _baselines(text: str) -> frozenset[str]:
+    names = frozenset(n.strip() for n in text.split(",") if n.strip())
+    unknown = names - BASELINES
+    if unknown:
+        raise SystemExit(f"unknown baseline(s) {', '.join(sorted(unknown))}; "
+                         f"one of {', '.join(sorted(BASELINES))}")
+    return names
+
+
 async def _run_plan(plan: Sequence[Scenario], options: RunOptions, runs: int,
-                    baseline: bool) -> list[Summary]:
+                    baselines: frozenset[str], gateways: Sequence[str]) -> list[Summary]:
+    """Each scenario's targets back to back: the echo bot (once per load: it has no LLM to
+    be slow), the durable baseline, the gateway."""
     summaries: list[Summary] = []
     baseline_done: set[str] = set()
     for scenario in plan:
-        targets = ["gateway"]
-        if baseline and scenario.load not in baseline_done:
+        targets = list(gateways)
+        if "durable" in baselines:
+            targets.insert(0, "durable")
+        if "echo" in baselines and scenario.load not in baseline_done:
             targets.insert(0, "baseline")
             baseline_done.add(scenario.load)
         for target in targets:
@@ -98,11 +122,19 @@ async def _main(args: argparse.Namespace, workdir: Path) -> None:
     platforms = PLATFORMS if args.platform == "both" else (args.platform,)
     plan = [s for s in make(rate=args.rate, seconds=seconds, platforms=platforms)
             if args.only in s.name]
-    options = RunOptions(workdir, args.llm_cap, args.idle_timeout)
+    gateways = {"sqlite": ["gateway"], "postgres": ["gateway-pg"],
+                "both": ["gateway", "gateway-pg"]}[args.store]
+    postgres = None
+    if "gateway-pg" in gateways:
+        from tests.servers.postgres import shared_postgres
+
+        postgres = await shared_postgres()
+    options = RunOptions(workdir, args.llm_cap, args.idle_timeout, postgres=postgres)
     print(f"machine: {machine_line()}", flush=True)
     print(f"command: python -m bench {' '.join(sys.argv[1:])}", flush=True)
     if runs > 0:
-        summaries = await _run_plan(plan, options, runs, baseline=not args.no_baseline)
+        baselines = frozenset() if args.no_baseline else _baselines(args.baselines)
+        summaries = await _run_plan(plan, options, runs, baselines, gateways)
         print()
         print(render_table(summaries), flush=True)
     if args.profile:

@@ -17,7 +17,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["Child", "clean_env", "cpu_seconds", "peak_rss_mb", "python_module"]
+__all__ = ["Child", "clean_env", "cpu_seconds", "peak_rss_mb", "python_module",
+           "tree_cpu_seconds"]
 
 _log = logging.getLogger(__name__)
 
@@ -34,6 +35,23 @@ def cpu_seconds(pid: int) -> float:
     # The command name (field 2) may hold spaces: split after its closing parenthesis.
     fields = stat[stat.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid``, its live children and the children it has reaped: a server
+    that forks a process per connection (PostgreSQL) is all of them."""
+    total = 0.0
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = stat_path.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid:  # ppid
+            total += (int(fields[11]) + int(fields[12])) / _TICKS
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return total + sum(int(fields[i]) for i in (11, 12, 13, 14)) / _TICKS
 
 
 def peak_rss_mb(pid: int) -> float:

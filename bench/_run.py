@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import sqlite3
 import sys
@@ -21,12 +22,14 @@ from typing import Any
 import aiohttp
 import yaml
 
-from bench._proc import Child, clean_env, python_module
+from bench._proc import Child, clean_env, python_module, tree_cpu_seconds
 from bench._stats import RunResult, percentile
 from bench.fake_slack import APP_TOKEN, BOT_TOKEN
 from bench.scenarios import PLATFORMS, Scenario
 from pyclaw_app.store import DB_NAME
 from tests.fakes.telegram_api import DEFAULT_TOKEN
+from tests.servers.postgres import PASSWORD as PG_PASSWORD
+from tests.servers.postgres import Postgres
 
 __all__ = ["RunOptions", "drive", "gateway_child", "run_once"]
 
@@ -44,13 +47,22 @@ class RunOptions:
     """Give up waiting when no reply arrived for this long; what is missing counts as lost."""
     profile_to: Path | None = None
     """Record the gateway with py-spy (raw collapsed stacks) into this file."""
+    postgres: Postgres | None = None
+    """The PostgreSQL server the ``gateway-pg`` target stores on (a fresh database per run)."""
+
+
+TARGETS = ("baseline", "durable", "gateway", "gateway-pg")
+"""The echo baseline, the durable baseline (bench/durable.py) and ``pyclaw gateway``, on
+SQLite or on PostgreSQL."""
 
 
 async def run_once(scenario: Scenario, target: str, options: RunOptions, index: int) -> RunResult:
-    """Run ``scenario`` once against ``target`` ("gateway" or "baseline") on its platform."""
+    """Run ``scenario`` once against ``target`` (one of TARGETS) on its platform."""
     platform = scenario.platform
     if platform not in PLATFORMS:
         raise ValueError(f"unknown platform {platform!r}; one of {', '.join(PLATFORMS)}")
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; one of {', '.join(TARGETS)}")
     rundir = options.workdir / f"{target}-{_slug(scenario.name)}-{index}"
     rundir.mkdir(parents=True, exist_ok=True)
     children: list[Child] = []
@@ -60,19 +72,30 @@ async def run_once(scenario: Scenario, target: str, options: RunOptions, index: 
                      log_path=rundir / f"fake_{platform}.log")
         children.append(fake)
         fake_url = f"http://127.0.0.1:{int((await fake.start()).split()[1])}"
-        if target == "gateway":
+        if target == "baseline":
+            bot = Child("baseline", _baseline_argv(platform, fake_url),
+                        log_path=rundir / "baseline.log")
+        else:
             llm = Child("fake-llm", python_module("bench.fake_llm", "--latency",
                                                   str(scenario.llm_latency)),
                         log_path=rundir / "fake_llm.log")
             children.append(llm)
             llm_port = int((await llm.start()).split()[1])
-            bot = gateway_child(rundir, fake_url, llm_port, options.llm_cap, platform=platform)
-        else:
-            bot = Child("baseline", _baseline_argv(platform, fake_url),
-                        log_path=rundir / "baseline.log")
+            if target in ("gateway", "gateway-pg"):
+                if target == "gateway-pg" and options.postgres is None:
+                    raise ValueError("the gateway-pg target needs a PostgreSQL server")
+                storage_url = options.postgres.new_database() if target == "gateway-pg" \
+                    and options.postgres else None
+                bot = gateway_child(rundir, fake_url, llm_port, options.llm_cap,
+                                    platform=platform, storage_url=storage_url)
+            else:
+                durable = ["--llm", f"http://127.0.0.1:{llm_port}/v1",
+                           "--db", str(rundir / "durable.sqlite3")]
+                bot = Child("durable", [*_baseline_argv(platform, fake_url), *durable],
+                            log_path=rundir / "durable.log")
         children.append(bot)
         ready = await bot.start(timeout=60)
-        if target == "gateway" and f"{platform} (online)" not in ready:
+        if target.startswith("gateway") and f"{platform} (online)" not in ready:
             raise RuntimeError(f"{platform} channel not online: {ready!r}; see {bot.log_path}")
         if options.profile_to is not None:
             profiler = await asyncio.create_subprocess_exec(
@@ -80,17 +103,23 @@ async def run_once(scenario: Scenario, target: str, options: RunOptions, index: 
                 "--format", "raw", "--rate", "100", "-o", str(options.profile_to),
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
             await asyncio.sleep(1.0)  # let py-spy attach before the load starts
+        server_pid = options.postgres.process.pid if target == "gateway-pg" and \
+            options.postgres and options.postgres.process else None
+        store_cpu0 = tree_cpu_seconds(server_pid) if server_pid else 0.0
         bot_cpu0, fake_cpu0 = bot.cpu_seconds(), fake.cpu_seconds()
         async with aiohttp.ClientSession() as session:
             report = await drive(session, fake_url, scenario, options.idle_timeout)
         bot_cpu, fake_cpu = bot.cpu_seconds() - bot_cpu0, fake.cpu_seconds() - fake_cpu0
+        store_cpu = tree_cpu_seconds(server_pid) - store_cpu0 if server_pid else math.nan
         rss = bot.peak_rss_mb()
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             await asyncio.wait_for(profiler.wait(), 60)
             profiler = None
         await bot.stop()
-        rows = _journal_rows(rundir / "data") if target == "gateway" else 0
+        rows = (_journal_rows(rundir / "data" / DB_NAME) if target == "gateway" else
+                _pg_journal_rows(storage_url) if target == "gateway-pg" and storage_url else
+                _journal_rows(rundir / "durable.sqlite3") if target == "durable" else 0)
         if report.get("ack_max_ms") is not None:
             _log.info("%s %s: Socket Mode acks p50 %.1f ms, p99 %.1f ms, max %.1f ms; %d later "
                       "than Slack's 3 s; %d unacked; %d connection(s)",
@@ -114,11 +143,12 @@ async def run_once(scenario: Scenario, target: str, options: RunOptions, index: 
         injected=report["injected"], lost=report["injected"] - replied,
         duplicates=report["duplicates"] + report["unmatched"],
         peak_rss_mb=rss, cpu_per_1k=bot_cpu / max(replied, 1) * 1000,
-        journal_rows_per_s=rows / window, fake_cpu_pct=fake_cpu / window * 100)
+        journal_rows_per_s=rows / window, fake_cpu_pct=fake_cpu / window * 100,
+        store_cpu_per_1k=store_cpu / max(replied, 1) * 1000)
 
 
 def gateway_child(rundir: Path, fake_url: str, llm_port: int, llm_cap: int, *,
-                  platform: str = "telegram") -> Child:
+                  platform: str = "telegram", storage_url: str | None = None) -> Child:
     """``pyclaw gateway`` with one channel, named after ``platform``, on the fake at ``fake_url``.
 
     Tokens go in by environment (``PYCLAW_<CHANNEL>_<FIELD>``, as pyclaw_app/config.py
@@ -130,9 +160,13 @@ def gateway_child(rundir: Path, fake_url: str, llm_port: int, llm_cap: int, *,
                        "model": "fake-model", "max_retries": 0, "timeout": 30}],
         "channels": {platform: _channel_config(platform, fake_url)},
     }
+    secrets = {**_channel_secrets(platform), "PYCLAW_SECRETS": "file"}
+    if storage_url is not None:
+        config["storage"] = {"url": storage_url}
+        secrets["PYCLAW_STORAGE_PASSWORD"] = PG_PASSWORD
     path = rundir / "pyclaw.yaml"
     path.write_text(yaml.safe_dump(config), "utf-8")
-    env = clean_env({**_channel_secrets(platform), "PYCLAW_SECRETS": "file"})
+    env = clean_env(secrets)
     argv = python_module("cli", "gateway", "--config", str(path),
                          "--data-dir", str(rundir / "data"))
     return Child("gateway", argv, log_path=rundir / "gateway.log", env=env,
@@ -200,11 +234,19 @@ async def _report(session: aiohttp.ClientSession, url: str,
     return report
 
 
-def _journal_rows(data_dir: Path) -> int:
-    """Rows the gateway wrote to the journal (read after it stopped: no lock contention)."""
-    with contextlib.closing(sqlite3.connect(data_dir / DB_NAME)) as db:
+def _journal_rows(db_path: Path) -> int:
+    """Rows the bot wrote to its journal (read after it stopped: no lock contention)."""
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
         (count,) = db.execute("SELECT COUNT(*) FROM messages").fetchone()
     return int(count)
+
+
+def _pg_journal_rows(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url, password=PG_PASSWORD) as conn:
+        row = conn.execute("SELECT COUNT(*) FROM messages").fetchone()
+    return int(row[0]) if row else 0
 
 
 def _slug(text: str) -> str:

@@ -9,6 +9,10 @@ reply is its own task, bounded only by the connection pool. It is what
 bench/baseline_bot.py is for Telegram: the gateway's throughput on the same
 fake is reported relative to this bot's.
 
+With ``--llm URL --db PATH`` it is the durable baseline (bench/durable.py):
+each user message is journaled and committed before its envelope is acked,
+and the reply is the fake LLM's answer, recorded once posted.
+
 It does not reconnect: the benchmark's fake never asks it to, and a dropped
 socket shows up as lost replies rather than being papered over.
 """
@@ -22,9 +26,12 @@ import functools
 import json
 import signal
 import sys
+from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
+
+from bench.durable import DurableWork, add_durable_arguments, durable_work, run_loop
 
 __all__: list[str] = []
 
@@ -59,8 +66,18 @@ def _message(envelope: dict[str, Any]) -> dict[str, Any] | None:
     return event
 
 
-async def _listen(session: aiohttp.ClientSession, api: str, bot_token: str,
-                  ws: aiohttp.ClientWebSocketResponse, replies: set[asyncio.Task[Any]]) -> None:
+async def _durable_reply(session: aiohttp.ClientSession, llm: aiohttp.ClientSession, api: str,
+                         bot_token: str, work: DurableWork, row: int,
+                         event: dict[str, Any]) -> None:
+    body = {"channel": event["channel"], "text": await work.answer(llm, event["text"]),
+            "thread_ts": event.get("thread_ts") or event["ts"]}
+    sent = await _post(session, f"{api}chat.postMessage", bot_token, body)
+    work.sent(row, str(sent["ts"]))
+
+
+async def _listen(session: aiohttp.ClientSession, llm: aiohttp.ClientSession, api: str,
+                  bot_token: str, ws: aiohttp.ClientWebSocketResponse,
+                  replies: set[asyncio.Task[Any]], work: DurableWork | None) -> None:
     async for frame in ws:
         if frame.type != aiohttp.WSMsgType.TEXT:
             continue
@@ -71,30 +88,38 @@ async def _listen(session: aiohttp.ClientSession, api: str, bot_token: str,
         envelope_id = data.get("envelope_id")
         if not isinstance(envelope_id, str):
             continue
-        await ws.send_json({"envelope_id": envelope_id})
         event = _message(data) if data.get("type") == "events_api" else None
-        if event is None:
+        reply: Coroutine[Any, Any, Any] | None = None
+        if event is not None and work is None:
+            body = {"channel": event["channel"], "text": f"Echo: {event['text']}",
+                    "thread_ts": event.get("thread_ts") or event["ts"]}
+            reply = _post(session, f"{api}chat.postMessage", bot_token, body)
+        elif event is not None and work is not None:
+            row = work.received(event["channel"], event["ts"], event["text"])  # before the ack
+            if row is not None:
+                reply = _durable_reply(session, llm, api, bot_token, work, row, event)
+        await ws.send_json({"envelope_id": envelope_id})
+        if reply is None:
             continue
-        body = {"channel": event["channel"], "text": f"Echo: {event['text']}",
-                "thread_ts": event.get("thread_ts") or event["ts"]}
-        task = asyncio.create_task(_post(session, f"{api}chat.postMessage", bot_token, body),
-                                   name=f"baseline:reply:{event['ts']}")
+        task = asyncio.create_task(reply, name=f"baseline:reply:{envelope_id}")
         replies.add(task)
         task.add_done_callback(functools.partial(_done, replies))
 
 
-async def _run(api: str, app_token: str, bot_token: str, stop: asyncio.Event) -> None:
+async def _run(api: str, app_token: str, bot_token: str, stop: asyncio.Event,
+               work: DurableWork | None) -> None:
     replies: set[asyncio.Task[Any]] = set()
     connector = aiohttp.TCPConnector(limit=POOL)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with (aiohttp.ClientSession(connector=connector) as session,
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=POOL)) as llm):
         opened = await _post(session, f"{api}apps.connections.open", app_token, {})
         async with session.ws_connect(opened["url"], autoping=True) as ws:
             hello = json.loads((await ws.receive()).data)
             if hello.get("type") != "hello":
                 raise RuntimeError(f"expected hello, got {hello.get('type')!r}")
             print("READY baseline", flush=True)
-            listener = asyncio.create_task(_listen(session, api, bot_token, ws, replies),
-                                           name="baseline:listen")
+            listener = asyncio.create_task(
+                _listen(session, llm, api, bot_token, ws, replies, work), name="baseline:listen")
             stopping = asyncio.create_task(stop.wait(), name="baseline:stop")
             await asyncio.wait({listener, stopping}, return_when=asyncio.FIRST_COMPLETED)
             await ws.close()
@@ -105,12 +130,16 @@ async def _run(api: str, app_token: str, bot_token: str, stop: asyncio.Event) ->
         await asyncio.gather(*replies, return_exceptions=True)
 
 
-async def _main(api: str, app_token: str, bot_token: str) -> None:
+async def _main(api: str, app_token: str, bot_token: str, work: DurableWork | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await _run(api, app_token, bot_token, stop)
+    try:
+        await _run(api, app_token, bot_token, stop, work)
+    finally:
+        if work is not None:
+            work.close()
 
 
 def main() -> None:
@@ -119,9 +148,11 @@ def main() -> None:
                         help="Web API base ending in /api/, e.g. http://127.0.0.1:8081/api/")
     parser.add_argument("--app-token", required=True, help="app-level token (xapp-...)")
     parser.add_argument("--bot-token", required=True, help="bot token (xoxb-...)")
+    add_durable_arguments(parser)
     args = parser.parse_args()
+    work = durable_work(args)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(args.api, args.app_token, args.bot_token))
+        run_loop(_main(args.api, args.app_token, args.bot_token, work), uvloop=work is not None)
 
 
 if __name__ == "__main__":

@@ -16,18 +16,29 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from pyclaw_app.attachments.config import AttachmentsConfig
 from pyclaw_app.budgets import BudgetConfig
 from pyclaw_app.channels import ChannelConfig, registry
 from pyclaw_app.config_file import write_config_file
 from pyclaw_app.config_mcp import SENSITIVE_NAME, McpServerConfig, mcp_secret_env, mcp_secret_key
 from pyclaw_app.config_storage import STORAGE_PASSWORD_ENV, STORAGE_PASSWORD_KEY, StorageConfig
 from pyclaw_app.errors import ConfigError
+from pyclaw_app.profiles import PROFILE_NAME, FallbackConfig, ProfileConfig, check_profiles
 from pyclaw_app.secrets import SecretStore, redactor
 
 __all__ = [
     "AgentConfig",
+    "AttachmentRetention",
     "ChannelEntry",
     "ChannelLogRetention",
     "Config",
@@ -96,18 +107,38 @@ class ProviderConfig(BaseModel):
         description="The model's context in tokens; the prompt is trimmed to fit")
     tools: bool = Field(True, title="Offer tools",
                         description="Offer pyclaw's tools (needs function calling)")
+    vision: Literal["auto", "on", "off"] = Field(
+        "auto", title="Takes pictures", description="Send pictures as image input; a model "
+        "without vision gets a line saying a picture was sent. auto: on for Anthropic and "
+        "for OpenAI-compatible models whose name says vision (gpt-4o, gpt-4.1, gpt-5, o3, "
+        "o4, llava, pixtral, gemma3, qwen-vl, ...), off otherwise",
+        json_schema_extra={"options": {"auto": "Guess from the model's name",
+                                       "on": "Yes: send pictures", "off": "No: describe them"}})
+
+    @field_validator("vision", mode="before")
+    @classmethod
+    def _vision_as_bool(cls, value: object) -> object:
+        """``vision: true`` / ``false`` in YAML mean on / off."""
+        if value is None:
+            return "auto"
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) \
+            else value
+
+    def takes_images(self) -> bool:
+        """``vision``, or the guess from ``kind`` and ``model`` when it is ``auto``."""
+        if self.vision != "auto":
+            return self.vision == "on"
+        return self.kind == "anthropic" or bool(_VISION_MODELS.search(self.model))
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict, title="Prices",
         description="Per model name ('*' for any): $ per million tokens")
 
 
-class FallbackConfig(BaseModel):
-    """One more link of the failover chain, tried when the ones before it fail."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    provider: str = Field(..., min_length=1)
-    model: str | None = Field(None, description="The provider's own model when unset")
+_VISION_MODELS = re.compile(
+    r"gpt-4o|gpt-4\.1|gpt-4-turbo|gpt-5|chatgpt-4o|\bo[134](-|$)|vision|llava|bakllava|"
+    r"pixtral|gemma-?3|qwen[\d.]*-?vl|minicpm-v|moondream|claude|gemini|llama-?4|-vl\b",
+    re.IGNORECASE)
+"""Model names that take image input, for ``ProviderConfig.vision: auto``."""
 
 
 class AgentConfig(BaseModel):
@@ -118,7 +149,14 @@ class AgentConfig(BaseModel):
                                description="Variables: {channel}, {user}, {date}")
     system_prompts: dict[str, str] = Field(
         default_factory=dict, title="Per-channel system prompts",
-        description="Per channel name: a system prompt template")
+        description="Per channel name: a system prompt template (shorthand for a profile "
+        "with only a system prompt; a profile's own prompt wins)")
+    language: str | None = Field(
+        None, title="Answer in", description="A language the assistant always answers in; "
+        "blank: the language the user writes in")
+    temperature: float | None = Field(
+        None, ge=0, le=2, title="Temperature", description="0 to 2, for OpenAI-compatible "
+        "providers (Anthropic's API takes none); blank: the provider's default")
     history_tokens: int = Field(4000, ge=200, title="History budget (tokens)",
                                 description="Token budget for past turns")
     compaction: bool = Field(True, title="Summarise old turns",
@@ -215,6 +253,16 @@ class DeadLettersRetention(TableRetention):
     rows: _Rows = 1_000  # each keeps a whole raw payload
 
 
+class AttachmentRetention(BaseModel):
+    """How long downloaded attachment files are kept under ``<data>/attachments``; their
+    journal rows (with voice transcripts) stay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    days: float | None = Field(30.0, gt=0, description="Delete files older than this many "
+                               "days; null: keep them")
+
+
 class RetentionConfig(BaseModel):
     """The log tables' limits, pruned in the background. The conversation journal
     (``messages``) is the record of what was said and is never pruned."""
@@ -228,6 +276,9 @@ class RetentionConfig(BaseModel):
     dead_letters: DeadLettersRetention = Field(
         default_factory=DeadLettersRetention,
         description="Inbound payloads the journal could not store, kept raw")
+    attachments: AttachmentRetention = Field(
+        default_factory=AttachmentRetention,
+        description="Pictures, voice notes and documents people sent, as stored files")
     every: float = Field(600.0, gt=0, description="Seconds between prunes")
     batch: int = Field(1000, ge=1, le=100_000,
                        description="Rows deleted per write, so writers never wait long")
@@ -244,9 +295,11 @@ class _TopLevel(BaseModel):
     storage: dict[str, Any] = Field(default_factory=dict)
     retention: dict[str, Any] = Field(default_factory=dict)
     budgets: dict[str, Any] = Field(default_factory=dict)
+    attachments: dict[str, Any] = Field(default_factory=dict)
     agent: dict[str, Any] = Field(default_factory=dict)
     providers: list[dict[str, Any]] = Field(default_factory=list)
     mcp_servers: list[dict[str, Any]] = Field(default_factory=list)
+    profiles: dict[Any, Any] = Field(default_factory=dict)  # keys checked one by one
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
@@ -269,8 +322,11 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     budgets: BudgetConfig = field(default_factory=BudgetConfig)
+    attachments: AttachmentsConfig = field(default_factory=AttachmentsConfig)
     providers: list[ProviderConfig] = field(default_factory=list)
     mcp_servers: list[McpServerConfig] = field(default_factory=list)
+    profiles: dict[str, ProfileConfig] = field(default_factory=dict)
+    """Per channel or chat settings (``pyclaw_app.profiles``), by name."""
     channels: dict[str, ChannelEntry] = field(default_factory=dict)
     errors: list[ConfigError] = field(default_factory=list)
     warnings: list[ConfigError] = field(default_factory=list)
@@ -347,6 +403,10 @@ def load_config(path: Path | None, secrets: SecretStore | None = None) -> Config
         cfg.budgets = BudgetConfig.model_validate(top.budgets)
     except ValidationError as exc:
         cfg.errors.extend(_errors(exc, where, root, ("budgets",)))
+    try:
+        cfg.attachments = AttachmentsConfig.model_validate(top.attachments)
+    except ValidationError as exc:
+        cfg.errors.extend(_errors(exc, where, root, ("attachments",)))
 
     for index, raw in enumerate(top.providers):
         try:
@@ -378,7 +438,33 @@ def load_config(path: Path | None, secrets: SecretStore | None = None) -> Config
                     f"no channel is called {name!r}: this budget applies to nothing",
                     _where(where, _line_of(root, ("budgets", section, name)),
                            f"budgets.{section}.{name}")))
+    _load_profiles(top.profiles, where, root, cfg)
     return cfg
+
+
+def _load_profiles(raws: dict[Any, Any], where: str, root: yaml.Node | None,
+                   cfg: Config) -> None:
+    """Each profile on its own (a bad one is left out with its error), then what does not
+    add up with the channels, providers and MCP servers (``profiles.check_profiles``)."""
+    for key, raw in raws.items():
+        name = str(key)  # `123:` in YAML is a number
+        at = ("profiles", name)
+        if not re.fullmatch(PROFILE_NAME, name):
+            cfg.errors.append(ConfigError(
+                "a profile's name is letters, digits and single - or _ between them",
+                _where(where, _line_of(root, at), f"profiles.{name}")))
+            continue
+        try:
+            cfg.profiles[name] = ProfileConfig.model_validate(raw or {})
+        except ValidationError as exc:
+            cfg.errors.extend(_errors(exc, where, root, at))
+    for problem in check_profiles(cfg.profiles, channels=cfg.channels,
+                                  providers=[p.name for p in cfg.providers],
+                                  mcp_servers=[s.name for s in cfg.mcp_servers]):
+        error = ConfigError(problem.message, _where(
+            where, _line_of(root, problem.loc) or _line_of(root, problem.loc[:2]),
+            ".".join(str(part) for part in problem.loc)))
+        (cfg.errors if problem.error else cfg.warnings).append(error)
 
 
 def _load_storage(raw: dict[str, Any], secrets: SecretStore | None, where: str, root: Any,
@@ -595,10 +681,13 @@ def _document(cfg: Config, *, full: bool) -> dict[str, Any]:
         "server": cfg.server.model_dump(mode="json", exclude_defaults=not full),
         "retention": cfg.retention.model_dump(mode="json", exclude_defaults=not full),
         "budgets": cfg.budgets.model_dump(mode="json", exclude_defaults=not full),
+        "attachments": cfg.attachments.model_dump(mode="json", exclude_defaults=not full),
         "agent": cfg.agent.model_dump(mode="json", exclude_defaults=not full),
         "providers": providers,
         "mcp_servers": [server.model_dump(mode="json", exclude_defaults=not full)
                         | {"name": server.name} for server in cfg.mcp_servers],
+        "profiles": {name: profile.model_dump(mode="json", exclude_defaults=not full)
+                     for name, profile in cfg.profiles.items()},
         "channels": channels,
     }
 

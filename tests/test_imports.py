@@ -4,6 +4,9 @@ and no module imports itself through a circle (type-only imports excepted)."""
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +120,56 @@ def test_the_graph_is_read_at_all() -> None:
     assert "pyclaw_app.channels.contract" in GRAPH["pyclaw_app.gateway.turn"] | set().union(
         *GRAPH.values())
     assert "pyclaw_app.channels" in GRAPH["connectors.local.runtime"]
+
+
+GATEWAY_PROBE = """
+import asyncio, sys
+from pathlib import Path
+
+import cli  # noqa: F401 - what `pyclaw gateway` loads, in its order
+from pyclaw_app.channels import registry
+from pyclaw_app.control.host import GatewayHost  # noqa: F401
+from pyclaw_app.runtime import GatewayRuntime
+
+
+async def main(config: str, data: str) -> None:
+    runtime = await GatewayRuntime.open(Path(config), Path(data))
+    try:
+        for entry in runtime.gateway.config.channels.values():
+            registry.connector_class(entry.type)  # what starting the channel imports
+    finally:
+        await runtime.store.close()
+    print(" ".join(sorted(sys.modules)))
+
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+SDKS_OF_OTHER_CHANNELS = ("discord", "slack_sdk", "nio", "linebot", "twilio", "slixmpp", "paho",
+                          "dingtalk_stream", "aioimaplib", "microsoft_agents", "google")
+NOT_FOR_THIS_GATEWAY = ("anthropic", "mcp", "flet", "flet_web", "psycopg",
+                        *SDKS_OF_OTHER_CHANNELS)
+
+
+def test_a_gateway_imports_only_the_sdks_its_config_names(tmp_path: Path) -> None:
+    """A gateway with the local channel, one Telegram channel and an OpenAI-compatible provider
+    loads python-telegram-bot and openai, and none of the SDKs it does not use: each costs
+    start-up time and resident memory (anthropic alone ~80 MB)."""
+    config = tmp_path / "pyclaw.yaml"
+    config.write_text(
+        "providers:\n"
+        "  - {name: main, base_url: 'http://127.0.0.1:9/v1', model: some-model}\n"
+        "channels:\n"
+        "  local: {type: local}\n"
+        "  telegram: {type: telegram}\n", "utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYCLAW_")}
+    env.update(PYCLAW_SECRETS="file", PYCLAW_TELEGRAM_TOKEN="123:probe")
+    done = subprocess.run([sys.executable, "-c", GATEWAY_PROBE, str(config), str(tmp_path / "d")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    modules = set(done.stdout.split())
+    loaded = {name.split(".")[0] for name in modules}
+    assert {"telegram", "openai", "connectors.telegram.runtime"} <= loaded | modules  # it ran
+    assert not sorted(loaded & set(NOT_FOR_THIS_GATEWAY))
+    channels = {name.split(".")[1] for name in modules if name.startswith("connectors.")}
+    assert channels == {"local", "telegram"}  # not every channel type's manifest either

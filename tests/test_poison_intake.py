@@ -42,7 +42,9 @@ async def test_unencodable_content_is_replaced_noted_and_answered(gateway: Gatew
                     attachments=(Attachment("file", name="a\ud83d\ude00\ud800.txt"),))
     result = await gateway.intake.accept(inbound)
     assert not result.quarantined and result.journal_id
-    await eventually(lambda: replies(gateway, "c1") == ["Echo: bad \ufffd text"])
+    (reply,) = await eventually(lambda: replies(gateway, "c1"))
+    assert reply == ("Echo: bad \ufffd text\n\n(I could not read what you sent: a😀\ufffd.txt: "
+                     "pyclaw cannot download files from Local chat yet.)")  # the file, named
 
     row = await gateway.store.journal.get(result.journal_id)
     assert row is not None
@@ -50,9 +52,9 @@ async def test_unencodable_content_is_replaced_noted_and_answered(gateway: Gatew
     assert row.to_inbound().attachments[0].name == "a😀\ufffd.txt"  # a pair is joined
     assert json.loads(row.meta or "{}")["repaired"] == ["text", "sender_name", "attachments"]
     notes = await eventually(lambda: gateway.store.logs.page(channel="local", level="warning"))
-    assert notes[0]["message"] == (
-        f"message {result.journal_id}: text, sender_name, attachments held characters UTF-8 "
-        "cannot encode (lone surrogates); each was replaced with U+FFFD")
+    assert (f"message {result.journal_id}: text, sender_name, attachments held characters UTF-8 "
+            "cannot encode (lone surrogates); each was replaced with U+FFFD"
+            ) in [note["message"] for note in notes]
 
 
 async def test_a_message_with_an_unencodable_id_is_a_dead_letter_and_the_channel_goes_on(

@@ -77,7 +77,9 @@ async def test_monitor_sees_live_traffic_and_can_chat(remote: RemoteControlPlane
     detail = await remote.message_detail(inbound.id)
     assert detail is not None and detail.reply is not None
     assert (await remote.counters_today()).inbound == 1
-    assert "telegram" in {t.type for t in remote.channel_types()}
+    telegram = next(t for t in remote.channel_types() if t.type == "telegram")
+    # the phone's catalog groups and draws it as the desktop's does
+    assert (telegram.category, telegram.brand_icon) == ("Chat apps", "telegram")
     assert remote.settings_form().providers[0]["name"] == "fake"
 
 
@@ -106,13 +108,16 @@ def test_client_imports_nothing_the_android_build_cannot_carry() -> None:
 
 def test_main_without_the_gateway_packages_runs_the_monitor_and_imports_none_of_them() -> None:
     """main.py as on Android: pydantic is not installed, so it must pick the monitor, and
-    serving it must not pull in any gateway package (ft.run is stubbed: nothing is served)."""
+    serving it must not pull in any gateway package (ft.run_async, what the panel's loop
+    runs, is stubbed: nothing is served)."""
     code = (
         "import sys\n"
         "sys.modules['pydantic'] = None  # what find_spec and import see on Android\n"
         "import flet as ft\n"
         "served = []\n"
-        "ft.run = lambda main, **kw: served.append((main.__qualname__, kw['view'].name))\n"
+        "async def run_async(main, **kw):\n"
+        "    served.append((main.__qualname__, kw['view'].name))\n"
+        "ft.run_async = run_async\n"
         "import main\n"
         "main.main(['--web'])\n"
         f"bad = [m for m in {ANDROID_CANNOT_CARRY!r} if sys.modules.get(m) is not None]\n"

@@ -44,6 +44,7 @@ import sys
 from pathlib import Path
 
 from pyclaw_app.runtime import GatewayRuntime, setup_logging
+from views.launch import run_on_fast_loop
 
 
 async def main(config: str, data: str) -> None:
@@ -60,7 +61,7 @@ async def main(config: str, data: str) -> None:
     await asyncio.Event().wait()  # the open sessions never go away
 
 
-asyncio.run(main(sys.argv[1], sys.argv[2]))
+run_on_fast_loop(main(sys.argv[1], sys.argv[2]))  # the panel's loop (views/app.py)
 """
 
 BLOCKED_LOOP = """

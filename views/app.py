@@ -24,8 +24,9 @@ from views.connect import (
     connect_remote,
     gateway_bar,
 )
+from views.first_run import SETUP_ROUTE
 from views.fonts import FALLBACK_FONTS, text_theme
-from views.launch import plan_launch
+from views.launch import plan_launch, run_on_fast_loop
 from views.live import LiveSession
 from views.settings import APP_DIR, AppSettings, load_settings
 from views.shell import Shell
@@ -124,10 +125,12 @@ def _serve(main: PageMain, settings: AppSettings, web: bool, host: str | None,
     launch = plan_launch(web=web, host=host or settings.web_host, port=port or settings.web_port)
     if launch.web:
         print(launch.note, flush=True)
-        ft.run(main, view=ft.AppView.WEB_BROWSER, host=launch.host, port=launch.port,
-               no_cdn=True, assets_dir=str(ASSETS_DIR))
+        run_on_fast_loop(ft.run_async(main, view=ft.AppView.WEB_BROWSER, host=launch.host,
+                                      port=launch.port, no_cdn=True,
+                                      assets_dir=str(ASSETS_DIR)))
     else:
-        ft.run(main, view=ft.AppView.FLET_APP, no_cdn=True, assets_dir=str(ASSETS_DIR))
+        run_on_fast_loop(ft.run_async(main, view=ft.AppView.FLET_APP, no_cdn=True,
+                                      assets_dir=str(ASSETS_DIR)))
 
 
 def _configure_page(page: ft.Page, settings: AppSettings) -> None:
@@ -171,12 +174,16 @@ class _Mounted:
         page.on_route_change = self._on_route_change
         page.on_connect = self._on_connect
         page.on_disconnect = self._on_disconnect
+        requested = page.route
         route = shell.show(page.route)
         self._relayout(page.width)
         page.update()
         if route != page.route:
             await page.push_route(route)
         await self.live.start()
+        # known once the guide has loaded; not if the owner went elsewhere meanwhile
+        if shell.route == route and shell.first_run_due(requested):
+            await page.push_route(SETUP_ROUTE)
 
     async def unmount(self) -> None:
         page = self._page
@@ -185,6 +192,7 @@ class _Mounted:
         await self.live.stop()
 
     def _relayout(self, width: float | None) -> None:
+        self.shell.fit_width(width)
         wide = Shell.is_wide(width)
         if self._wide == wide:
             return
@@ -202,6 +210,8 @@ class _Mounted:
         route = self.shell.show(e.route)
         if route != e.route:
             await self._page.push_route(route)
+        elif await self.shell.load_route():  # a conversation the route names
+            self._page.update()
 
     async def _on_nav(self, e: ft.Event[ft.Control]) -> None:
         await self._page.push_route(self.shell.route_at(int(e.control.selected_index or 0)))

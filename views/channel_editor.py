@@ -14,7 +14,7 @@ from typing import Any
 import flet as ft
 
 from pyclaw_app.control import ChannelForm, ChannelType, ControlPlane, FieldError, ProbeOutcome
-from views import style
+from views.channel_icons import channel_badge
 from views.forms import FormField, SchemaForm, labelled
 
 __all__ = ["NAME_FIELD", "ChannelEditor"]
@@ -75,8 +75,7 @@ class ChannelEditor:
                                            on_click=self._on_save)
         self.cancel_button = ft.TextButton("Cancel", on_click=self._on_cancel)
         self.title = ft.Text(theme_style=ft.TextThemeStyle.HEADLINE_SMALL)
-        self.icon = ft.Icon(style.channel_icon(channel_type.icon), size=28,
-                            color=ft.Colors.PRIMARY)
+        self.icon = ft.Container()  # the type's logo, swapped with the type
         self.intro = ft.Row(vertical_alignment=ft.CrossAxisAlignment.CENTER)
         self.form_slot = ft.Container(content=self.form.root)
         self._show_type()
@@ -124,7 +123,7 @@ class ChannelEditor:
         kind = self.type
         self.title.value = (f"Edit {self.existing.name}" if self.existing
                             else f"Add a {kind.title} channel")
-        self.icon.icon = style.channel_icon(kind.icon)
+        self.icon.content = channel_badge(kind, 36)
         parts: list[ft.Control] = []
         if kind.description:
             parts.append(ft.Text(kind.description, color=ft.Colors.ON_SURFACE_VARIANT,

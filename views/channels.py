@@ -24,12 +24,13 @@ from pyclaw_app.control import (
 )
 from pyclaw_app.model import Event
 from views import style
+from views.channel_catalog import ChannelCatalog
 from views.channel_editor import ChannelEditor
+from views.channel_icons import channel_badge
 from views.health import ChannelHistories, health_strip, health_summary
 from views.state import ChannelBoard
 
-__all__ = ["ChannelCard", "ChannelsView", "TypeCard", "card_actions", "group_control",
-           "pairing_control"]
+__all__ = ["ChannelCard", "ChannelsView", "card_actions", "group_control", "pairing_control"]
 
 _log = logging.getLogger(__name__)
 
@@ -72,9 +73,11 @@ def card_actions(status: ChannelStatus) -> tuple[str, ...]:
 class ChannelCard:
     """A configured channel: state, last error, its last day and the actions its state allows."""
 
-    def __init__(self, status: ChannelStatus, view: ChannelsView) -> None:
+    def __init__(self, status: ChannelStatus, view: ChannelsView,
+                 kind: ChannelType | None = None) -> None:
         name = status.name
-        self.icon = ft.Icon(style.channel_icon(status.icon), size=30)
+        # the platform's logo, as in the catalog; the state is the dot and the word
+        self.icon = channel_badge(kind, 40, fallback=status.icon)
         self.title = ft.Text(weight=ft.FontWeight.W_600, size=15, max_lines=1,
                              overflow=ft.TextOverflow.ELLIPSIS)
         self.dot = ft.Container(width=10, height=10, border_radius=5)
@@ -127,7 +130,6 @@ class ChannelCard:
         color = style.state_color(status.state)
         self.title.value = (f"{status.name} · {status.title}"
                             if status.title and status.title != status.name else status.name)
-        self.icon.color = color
         self.dot.bgcolor = color
         self.state.value = status.state
         self.state.color = color
@@ -143,43 +145,6 @@ class ChannelCard:
         self.strip.content = health_strip(health)
         self.summary.value = health_summary(health)
         self.history.visible = bool(health.hours)
-
-
-class TypeCard:
-    """A connector type with its description and an Add button; a type whose SDK is not
-    installed shows the command that installs it instead."""
-
-    def __init__(self, channel_type: ChannelType, configured: int, view: ChannelsView) -> None:
-        self.type = channel_type
-        count = (f"{configured} configured" if configured else "not configured")
-        if channel_type.install:
-            count = "not installed"
-            links: list[ft.Control] = [
-                ft.Text("Install with:", size=12, color=ft.Colors.ON_SURFACE_VARIANT),
-                ft.Text(channel_type.install, font_family="monospace", size=12,
-                        selectable=True),
-            ]
-        else:
-            links = [
-                ft.FilledTonalButton(f"Add {channel_type.title}", icon=ft.Icons.ADD,
-                                     on_click=view.handler(view.add, channel_type.type)),
-            ]
-        if channel_type.docs_url:
-            links.append(ft.TextButton("Setup guide", icon=ft.Icons.OPEN_IN_NEW,
-                                       url=channel_type.docs_url,
-                                       tooltip=f"{channel_type.title} setup guide"))
-        self.root = _card(width=360, content=ft.Column(spacing=8, controls=[
-            ft.Row([ft.Icon(style.channel_icon(channel_type.icon), size=26,
-                            color=ft.Colors.PRIMARY),
-                    ft.Column([ft.Text(channel_type.title, weight=ft.FontWeight.W_600),
-                               ft.Text(" · ".join(filter(None, (channel_type.transport,
-                                                                count))), size=12,
-                                       color=ft.Colors.ON_SURFACE_VARIANT)],
-                              spacing=0, expand=True)], spacing=12),
-            ft.Text(channel_type.description, size=13, max_lines=3,
-                    overflow=ft.TextOverflow.ELLIPSIS, visible=bool(channel_type.description)),
-            ft.Row(links, wrap=True, spacing=8),
-        ]))
 
 
 def pairing_control(row: PairingRow, now: float,
@@ -235,8 +200,7 @@ class ChannelsView:
                                    vertical_alignment=ft.CrossAxisAlignment.START)
         self.no_channels = ft.Text("No channels configured yet: add one below.",
                                    color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
-        self.type_grid = ft.Row(wrap=True, spacing=12, run_spacing=12,
-                                vertical_alignment=ft.CrossAxisAlignment.START)
+        self.catalog = ChannelCatalog(lambda type_name: self.handler(self.add, type_name))
         self.pairing_list = ft.Column(spacing=6)
         self.pairing_section = ft.Column(visible=False, spacing=8, controls=[
             ft.Row([_section("Pairing requests"),
@@ -270,7 +234,7 @@ class ChannelsView:
                 self.channel_grid,
                 self.no_channels,
                 _section("Available channel types"),
-                self.type_grid,
+                self.catalog.root,
             ],
         )
         self.editor_slot = ft.Container(expand=True, visible=False)
@@ -343,7 +307,8 @@ class ChannelsView:
                 card.show_health(self.histories.get(name, now))
 
     def _add_card(self, status: ChannelStatus) -> None:
-        card = ChannelCard(status, self)
+        kind = next((t for t in self.types if t.type == status.type), None)
+        card = ChannelCard(status, self, kind)
         card.show_health(self.histories.get(status.name, time.time()))
         self.cards[status.name] = card
         self.channel_grid.controls.append(card.root)
@@ -353,14 +318,15 @@ class ChannelsView:
         configured: dict[str, int] = {}
         for status in self.board.channels.values():
             configured[status.type] = configured.get(status.type, 0) + 1
-        self.type_grid.controls = [TypeCard(t, configured.get(t.type, 0), self).root
-                                   for t in self.types]
+        self.catalog.show(self.types, configured)
         self.no_channels.visible = not self.cards
 
     def _default_type(self) -> str:
+        """The first type in catalog order that is installed and not configured yet."""
         configured = {s.type for s in self.board.channels.values()}
-        fresh = [t.type for t in self.types if t.type not in configured]
-        return (fresh or [t.type for t in self.types] or [""])[0]
+        addable = [t.type for t in self.types if not t.install]
+        fresh = [name for name in addable if name not in configured]
+        return (fresh or addable or [""])[0]
 
     # -- actions (each reports failure in the notice line, never into Flet) ----------------
 

@@ -4,65 +4,191 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
 
 import flet as ft
 
 from pyclaw_app.control import ControlPlane
 from pyclaw_app.model import Event
-from views.state import CHAT_WINDOW, ChatLine, ChatState
+from views.chat_markdown import Block, blocks, code_fence, shorten, without_images
+from views.state import CHAT_WINDOW, ChatLine, ChatState, Clock
 from views.text_direction import is_rtl
 
-__all__ = ["ChatView", "chat_bubble"]
+__all__ = ["COLLAPSE_AT", "ChatView", "Clipboard", "bubble_time", "chat_bubble"]
 
 _log = logging.getLogger(__name__)
 
-
-def chat_bubble(line: ChatLine) -> ft.Control:
-    """User lines on the right, assistant lines on the left (Markdown if marked up), errors red.
-
-    Short plain lines size to their text; Markdown and long lines take four
-    fifths of the width (Flet has no max-width, and Markdown needs a bounded one).
-    A reply still streaming with nothing (left) to show reads "…". Arabic or
-    Hebrew text is laid out right to left; the bubble stays on its speaker's side.
-    """
-    markdown = line.role == "assistant" and _MARKDOWN.search(line.text) is not None
-    rtl = is_rtl(line.text)
-    if markdown:
-        body: ft.Control = ft.Markdown(line.text, rtl=rtl,
-                                       extension_set=ft.MarkdownExtensionSet.GITHUB_WEB)
-        bgcolor = ft.Colors.SURFACE_CONTAINER_HIGHEST
-    elif line.role == "assistant":
-        body = ft.Text(line.text or ("…" if line.streaming else ""), rtl=rtl)
-        bgcolor = ft.Colors.SURFACE_CONTAINER_HIGHEST
-    elif line.role == "error":
-        body = ft.Text(line.text, color=ft.Colors.ON_ERROR_CONTAINER, rtl=rtl)
-        bgcolor = ft.Colors.ERROR_CONTAINER
-    else:
-        body = ft.Text(line.text, color=ft.Colors.ON_PRIMARY_CONTAINER, rtl=rtl)
-        bgcolor = ft.Colors.PRIMARY_CONTAINER
-    mine = line.role == "user"
-    radius = ft.BorderRadius.only(top_left=16, top_right=16, bottom_left=16 if mine else 4,
-                                  bottom_right=4 if mine else 16)
-    bubble = ft.Container(content=body, bgcolor=bgcolor, border_radius=radius,
-                          padding=ft.Padding.symmetric(horizontal=14, vertical=10))
-    short = not markdown and len(line.text) <= _SHORT and "\n" not in line.text
-    if short:
-        align = ft.MainAxisAlignment.END if mine else ft.MainAxisAlignment.START
-        return ft.Row([bubble], alignment=align, data=line.role)
-    bubble.expand = 4
-    spacer = ft.Container(expand=1)
-    return ft.Row([spacer, bubble] if mine else [bubble, spacer], data=line.role)
-
+COLLAPSE_AT = 1200
+"""A finished bubble longer than this (characters) shows its start and "Show more"."""
 
 _SHORT = 60
 _MARKDOWN = re.compile(r"[*_`#\[|>~]|^\s*([-+]|\d+\.)\s", re.MULTILINE)
+_CODE_THEME = ft.MarkdownCodeTheme.ATOM_ONE_DARK  # one dark block reads in light and dark mode
+_CODE_BACKGROUND = "#282c34"  # the theme's own background, under the block's header too
+_CODE_HEADER = "#abb2bf"
+_CODE_STYLE = ft.MarkdownStyleSheet(
+    code_text_style=ft.TextStyle(color=_CODE_HEADER, font_family="monospace"),
+    codeblock_decoration=ft.BoxDecoration(bgcolor=_CODE_BACKGROUND),
+    codeblock_padding=ft.Padding.only(left=8, right=8, bottom=8))
+"""Untokenised code in the theme's light grey (not the page's dark text on the dark block),
+on the card's own background without Markdown's frame."""
+
+
+CopyHandler = ft.ControlEventHandler[ft.IconButton] | None
+
+
+class Clipboard(Protocol):
+    """Where the copy buttons put text: Flet's clipboard service, or a test's recorder."""
+
+    async def set(self, value: str) -> None: ...
+
+
+def bubble_time(ts: float | None, now: float) -> str:
+    """When a line was written, in local time: "14:05" today, with the date on other days."""
+    if ts is None:
+        return ""
+    when, today = datetime.fromtimestamp(ts), datetime.fromtimestamp(now)
+    if when.date() == today.date():
+        return when.strftime("%H:%M")
+    if when.year == today.year:
+        return f"{when.day} {when:%b %H:%M}"
+    return f"{when.day} {when:%b %Y %H:%M}"
+
+
+def chat_bubble(line: ChatLine, *, now: float | None = None, on_copy: CopyHandler = None,
+                expanded: bool = False) -> ft.Row:
+    """User lines on the right, assistant lines on the left (Markdown if marked up), errors red,
+    each with its time and a copy button below it.
+
+    Only the assistant's text is read as Markdown: what the user typed is shown as
+    typed. Short plain lines size to their text; Markdown and long lines take four
+    fifths of the width (Flet has no max-width, and Markdown needs a bounded one).
+    A finished bubble over ``COLLAPSE_AT`` characters is shown cut, with "Show
+    more", unless ``expanded``. A reply still streaming is shown whole, as one
+    control whose value grows (``ChatView.apply``), and gets its copy button when it
+    is complete; with nothing (left) to show it reads "…". Arabic or Hebrew text is
+    laid out right to left; the bubble stays on its speaker's side.
+    """
+    mine = line.role == "user"
+    markdown = line.role == "assistant" and _MARKDOWN.search(line.text) is not None
+    bubble = ft.Container(
+        content=_body(line, markdown, expanded, on_copy),
+        bgcolor=_BACKGROUNDS.get(line.role, ft.Colors.SURFACE_CONTAINER_HIGHEST),
+        border_radius=ft.BorderRadius.only(top_left=16, top_right=16,
+                                           bottom_left=16 if mine else 4,
+                                           bottom_right=4 if mine else 16),
+        padding=ft.Padding.symmetric(horizontal=14, vertical=10),
+        data="streaming" if line.streaming else None)
+    meta: list[ft.Control] = [
+        ft.Text(bubble_time(line.ts, time.time() if now is None else now), size=11,
+                color=ft.Colors.ON_SURFACE_VARIANT)]
+    if on_copy is not None and not line.streaming and line.text:
+        # "Copy", not "Copy message": the message field is found by its label "Message"
+        meta.append(_copy_button(line.text, "Copy", on_copy, ft.Colors.ON_SURFACE_VARIANT))
+    side = ft.CrossAxisAlignment.END if mine else ft.CrossAxisAlignment.START
+    align = ft.MainAxisAlignment.END if mine else ft.MainAxisAlignment.START
+    short = not markdown and len(line.text) <= _SHORT and "\n" not in line.text
+    # the message is a node of its own for screen readers (and tests), apart from its time
+    column = ft.Column([ft.Semantics(container=True, content=bubble),
+                        ft.Row(meta, spacing=0, tight=short, alignment=align)], spacing=0,
+                       horizontal_alignment=side if short else ft.CrossAxisAlignment.STRETCH)
+    if short:
+        return ft.Row([column], alignment=align, data=line.role)
+    column.expand = 4
+    spacer = ft.Container(expand=1)
+    return ft.Row([spacer, column] if mine else [column, spacer], data=line.role,
+                  vertical_alignment=ft.CrossAxisAlignment.START)
+
+
+_BACKGROUNDS = {"user": ft.Colors.PRIMARY_CONTAINER, "error": ft.Colors.ERROR_CONTAINER}
+_FOREGROUNDS = {"user": ft.Colors.ON_PRIMARY_CONTAINER, "error": ft.Colors.ON_ERROR_CONTAINER}
+
+
+def _body(line: ChatLine, markdown: bool, expanded: bool, on_copy: CopyHandler) -> ft.Control:
+    """What goes inside the bubble; a long finished line is cut, with a button to open it."""
+    if line.streaming:
+        return _streaming_body(line.text, markdown)
+    if len(line.text) <= COLLAPSE_AT:
+        return _content(line, line.text, markdown, on_copy)
+    more = ft.TextButton()
+    body = ft.Column([more], spacing=4)
+
+    def show(whole: bool) -> None:
+        text = line.text if whole else shorten(line.text, COLLAPSE_AT)
+        body.controls = [_content(line, text, markdown, on_copy), more]
+        more.content = "Show less" if whole else "Show more"
+        more.icon = ft.Icons.EXPAND_LESS if whole else ft.Icons.EXPAND_MORE
+        more.on_click = lambda e: show(not whole)
+
+    show(expanded)
+    return body
+
+
+def _content(line: ChatLine, text: str, markdown: bool, on_copy: CopyHandler) -> ft.Control:
+    if markdown:
+        return _markdown_blocks(text, on_copy)
+    return ft.Text(text, color=_FOREGROUNDS.get(line.role), rtl=is_rtl(line.text))
+
+
+def _streaming_body(text: str, markdown: bool) -> ft.Text | ft.Markdown:
+    """The growing reply as one control: a batch of deltas only changes its value."""
+    if markdown:
+        return _markdown(text)
+    return ft.Text(text or "…", rtl=is_rtl(text))
+
+
+def _markdown_blocks(text: str, on_copy: CopyHandler) -> ft.Control:
+    """Prose as Markdown, each fenced code block as a dark card with a "Copy code" button."""
+    parts = blocks(text)
+    if len(parts) == 1 and parts[0].kind == "text":
+        return _markdown(parts[0].text)
+    return ft.Column([_code_card(part, on_copy) if part.kind == "code" else _markdown(part.text)
+                      for part in parts], spacing=8)
+
+
+def _markdown(text: str) -> ft.Markdown:
+    return ft.Markdown(without_images(text), rtl=is_rtl(text), code_theme=_CODE_THEME,
+                       extension_set=ft.MarkdownExtensionSet.GITHUB_FLAVORED,
+                       auto_follow_links=True, auto_follow_links_target=ft.UrlTarget.BLANK)
+
+
+def _code_card(block: Block, on_copy: CopyHandler) -> ft.Control:
+    """A fenced block on its own: its language and a copy button above the highlighted code."""
+    return ft.Container(
+        bgcolor=_CODE_BACKGROUND,
+        border_radius=8,
+        padding=ft.Padding.only(left=4, right=4, bottom=4),
+        content=ft.Column(spacing=0, controls=[
+            ft.Row(alignment=ft.MainAxisAlignment.SPACE_BETWEEN, controls=[
+                ft.Text(block.language or "code", size=12, color=_CODE_HEADER,
+                        margin=ft.Margin.only(left=8)),
+                *([_copy_button(block.text, "Copy code", on_copy, _CODE_HEADER)]
+                  if on_copy is not None else []),
+            ]),
+            ft.Markdown(code_fence(block), code_theme=_CODE_THEME,
+                        extension_set=ft.MarkdownExtensionSet.GITHUB_FLAVORED,
+                        code_style_sheet=_CODE_STYLE, md_style_sheet=_CODE_STYLE),
+        ]))
+
+
+def _copy_button(text: str, label: str, on_copy: CopyHandler, color: str) -> ft.Semantics:
+    """A small copy icon; the button's ``data`` is the text it copies. Its own node in the
+    accessibility tree, or its tooltip (its name) would be read as part of the message."""
+    return ft.Semantics(container=True, content=ft.IconButton(
+        ft.Icons.CONTENT_COPY, icon_size=16, icon_color=color, tooltip=label, data=text,
+        on_click=on_copy, style=ft.ButtonStyle(padding=ft.Padding.all(4))))
 
 
 class ChatView:
-    def __init__(self, plane: ControlPlane, *, window: int = CHAT_WINDOW) -> None:
+    def __init__(self, plane: ControlPlane, *, window: int = CHAT_WINDOW,
+                 clock: Clock = time.time, clipboard: Clipboard | None = None) -> None:
         self.plane = plane
-        self.state = ChatState(maxlen=window)
+        self.clock = clock
+        self.state = ChatState(maxlen=window, clock=clock)
+        self._clipboard = clipboard  # Flet's clipboard service, made at the first copy
         self._dropped = 0  # state.dropped the bubbles last matched
         self.messages = ft.ListView(expand=True, spacing=10, auto_scroll=True,
                                     padding=ft.Padding.symmetric(vertical=8))
@@ -117,24 +243,30 @@ class ChatView:
                 control.disabled = True
             return
         self.state.load(history)
-        self.messages.controls = [chat_bubble(line) for line in self.state.lines]
+        self.messages.controls = [self._bubble(line) for line in self.state.lines]
         self._dropped = self.state.dropped
         self._show_waiting()
 
     def apply(self, events: Sequence[Event], now: float) -> None:
         """Redraw the bubbles that changed (a streamed reply grows in place), append new ones.
 
-        A batch redraws a growing bubble once, however many deltas it held.
+        A batch changes a growing bubble once, however many deltas it held, and only
+        its value: the control stays, so Flutter does not rebuild it (no flicker).
+        What arrives while the chat is open is shown whole, long or not: it is the
+        answer being read (a streamed one does not shrink under the reader's eyes when
+        it completes). Only history (``load``) and the user's own long lines collapse.
         """
         controls = self.messages.controls
         touched = self.state.apply(events)
         self._drop_front()
         for index in touched:
-            bubble = chat_bubble(self.state.lines[index])
-            if index < len(controls):
-                controls[index] = bubble
-            else:
-                controls.append(bubble)
+            line = self.state.lines[index]
+            if index >= len(controls):
+                controls.append(self._bubble(line, expanded=True))
+                continue
+            body = _growing(controls[index])
+            if body is None or not _grow(body, line):
+                controls[index] = self._bubble(line, expanded=True)
         self._show_waiting()
 
     async def send(self, text: str) -> None:
@@ -147,7 +279,7 @@ class ChatView:
         text = text.strip()
         if not text:
             return False
-        bubble = chat_bubble(self.state.sent(text))
+        bubble = self._bubble(self.state.sent(text))
         self._drop_front()
         self.messages.controls.append(bubble)
         self._show_waiting()
@@ -158,17 +290,57 @@ class ChatView:
             await self.plane.chat_send(text)
         except Exception as exc:  # noqa: BLE001 - any failure is shown to the user, not raised into Flet
             _log.warning("chat_send failed: %s", exc)
-            bubble = chat_bubble(self.state.send_failed(f"Not sent: {exc}"))
+            bubble = self._bubble(self.state.send_failed(f"Not sent: {exc}"))
             self._drop_front()
             self.messages.controls.append(bubble)
             self._show_waiting()
 
+    def confirm_reset(self, page: ft.Page | ft.BasePage | None) -> ft.AlertDialog:
+        """Ask first: the assistant forgets the conversation for good."""
+        def close(e: ft.Event[ft.Control]) -> None:
+            e.page.pop_dialog()
+
+        async def confirmed(e: ft.Event[ft.Control]) -> None:
+            e.page.pop_dialog()
+            try:
+                await self.reset()
+            except Exception as exc:  # noqa: BLE001 - said on the page; the old chat stays
+                _log.warning("chat_reset failed: %s", exc)
+                e.page.show_dialog(ft.SnackBar(ft.Text(f"Not reset: {exc}")))
+
+        dialog = ft.AlertDialog(
+            modal=True,
+            title=ft.Text("Start a new conversation?"),
+            content=ft.Text("The assistant forgets everything said here so far, and the chat "
+                            "starts empty. The messages stay in Logs."),
+            actions=[ft.TextButton("Cancel", on_click=close),
+                     ft.FilledButton("Reset", on_click=confirmed,
+                                     style=ft.ButtonStyle(bgcolor=ft.Colors.ERROR,
+                                                          color=ft.Colors.ON_ERROR))],
+        )
+        if page is not None:
+            page.show_dialog(dialog)
+        return dialog
+
     async def reset(self) -> None:
+        """A new conversation: the gateway forgets the old one, then the bubbles go."""
         await self.plane.chat_reset()
         self.state.clear()
         self._dropped = self.state.dropped
         self.messages.controls.clear()
         self._show_waiting()
+
+    async def copy(self, text: str, page: ft.Page | ft.BasePage | None) -> None:
+        """Put ``text`` on the clipboard and say so."""
+        if self._clipboard is None:
+            self._clipboard = ft.Clipboard()
+        await self._clipboard.set(text)
+        if page is not None:
+            page.show_dialog(ft.SnackBar(ft.Text("Copied to the clipboard"),
+                                         duration=ft.Duration(milliseconds=1500)))
+
+    def _bubble(self, line: ChatLine, *, expanded: bool = False) -> ft.Row:
+        return chat_bubble(line, now=self.clock(), on_copy=self._on_copy, expanded=expanded)
 
     async def _on_submit(self, e: ft.Event[ft.Control]) -> None:
         text = self.field.value
@@ -179,8 +351,11 @@ class ChatView:
         await self.finish_send(text.strip())
         await self.field.focus()
 
-    async def _on_reset(self, e: ft.Event[ft.Control]) -> None:
-        await self.reset()
+    def _on_reset(self, e: ft.Event[ft.Control]) -> None:
+        self.confirm_reset(e.page)
+
+    async def _on_copy(self, e: ft.Event[ft.IconButton]) -> None:
+        await self.copy(str(e.control.data), e.page)
 
     def _drop_front(self) -> None:
         """Cut the oldest bubbles the state has let go of since the last call."""
@@ -192,3 +367,36 @@ class ChatView:
     def _show_waiting(self) -> None:
         self.progress.visible = self.state.waiting > 0
         self.empty.visible = not self.messages.controls
+
+
+def _bubble_container(row: ft.Row) -> ft.Container:
+    column = next(c for c in row.controls if isinstance(c, ft.Column))
+    node = column.controls[0]
+    assert isinstance(node, ft.Semantics) and isinstance(node.content, ft.Container)
+    return node.content
+
+
+def _growing(row: ft.Control) -> ft.Text | ft.Markdown | None:
+    """The body of a bubble still being written, or None for any other bubble."""
+    if not isinstance(row, ft.Row):
+        return None
+    container = _bubble_container(row)
+    body = container.content
+    return body if container.data == "streaming" and isinstance(body, ft.Text | ft.Markdown) \
+        else None
+
+
+def _grow(body: ft.Text | ft.Markdown, line: ChatLine) -> bool:
+    """Show a streaming line's new text in its body; False when the bubble must be rebuilt
+    (the reply is complete, or its text just became Markdown)."""
+    if not line.streaming:
+        return False
+    markdown = _MARKDOWN.search(line.text) is not None
+    if markdown != isinstance(body, ft.Markdown):
+        return False
+    if isinstance(body, ft.Markdown):
+        body.value = without_images(line.text)
+    else:
+        body.value = line.text or "…"
+    body.rtl = is_rtl(line.text)
+    return True

@@ -24,7 +24,7 @@ from views.state import (
     feed_row_from_event,
     feed_row_from_traffic,
 )
-from views.text_direction import isolate
+from views.traffic import feed_header, feed_row_control, is_narrow
 
 __all__ = ["ChannelTile", "CounterCard", "DashboardView", "RateChart", "feed_row_control"]
 
@@ -42,9 +42,9 @@ SERIES_COLORS = (
     ft.Colors.TEAL_600, ft.Colors.PINK_400, ft.Colors.INDIGO_400, ft.Colors.BROWN_400,
     ft.Colors.CYAN_700, ft.Colors.LIME_800, ft.Colors.RED_400, ft.Colors.AMBER_800,
 )
-FEED_HEADER = "Direction, time, channel, chat, sender, text, latency"
-# new lines shown per batch (~10 a second): more is unreadable and only costs the page
-FEED_BATCH_ROWS = 50
+# new lines shown per batch (~10 a second): more is unreadable and only costs the page; a
+# line is seven controls since the feed has columns (one Text before), hence 20, not 50
+FEED_BATCH_ROWS = 20
 
 
 class ChannelTile:
@@ -130,26 +130,6 @@ class CounterCard:
 
     def set(self, value: int) -> None:
         self.value.value = str(value)
-
-
-def feed_row_control(row: FeedRow) -> ft.Control:
-    """One feed line: direction, time, channel, chat, sender, one-line text, latency.
-
-    The line is ONE plain Text, a failed one in red. Measured under 200 msg/s
-    (bench/ui_bench.py): a control per cell (~17 a line) cost ~300 ms per
-    batch to build, diff and send; even one coloured TextSpan for the
-    direction doubles the controls and made page.update ~50 % slower. A word,
-    not an arrow icon, says the direction, so the line also reads as one
-    sentence ("received 12:00:01 telegram 42 alice hello"). The line runs left
-    to right; an Arabic or Hebrew field is fenced in a Unicode isolate, so it
-    runs right to left inside it without pulling the latency or a chat id in.
-    """
-    spoken = style.DIRECTION_ARROWS.get(row.direction, style.DIRECTION_ARROWS["in"])[2]
-    parts = (spoken, style.clock_time(row.ts), row.channel, row.chat, row.sender,
-             row.text.replace("\n", " "), style.latency(row.latency_ms))
-    return ft.Text("  ".join(isolate(part) for part in parts if part), size=13, max_lines=1,
-                   no_wrap=True, overflow=ft.TextOverflow.ELLIPSIS,
-                   color=ft.Colors.ERROR if row.direction == "failed" else None)
 
 
 class RateChart:
@@ -285,11 +265,12 @@ class DashboardView:
         self.feed_empty = ft.Text("No traffic yet: messages appear here as they arrive.",
                                   color=ft.Colors.ON_SURFACE_VARIANT)
         self.feed_skipped = ft.Text(size=12, color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
-        header = ft.Container(
-            padding=ft.Padding.symmetric(horizontal=8, vertical=4),
-            content=ft.Text(FEED_HEADER, size=12, weight=ft.FontWeight.BOLD,
-                            color=ft.Colors.ON_SURFACE_VARIANT),
-        )
+        self.narrow = False
+        """A phone's width: two lines per feed row, no column header (views/traffic.py)."""
+        self.feed_header = ft.Column(spacing=4, controls=[
+            ft.Container(padding=ft.Padding.symmetric(horizontal=8, vertical=4),
+                         content=feed_header()),
+            ft.Divider(height=1)])
         # The page scrolls (tiles wrap to many rows on a phone); the feed scrolls inside
         # a fixed-height box, because a scrolling column cannot give it "the rest".
         self._root = ft.Column(
@@ -311,7 +292,7 @@ class DashboardView:
                     border_radius=12,
                     padding=6,
                     border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
-                    content=ft.Column([header, ft.Divider(height=1), self.feed_empty,
+                    content=ft.Column([self.feed_header, self.feed_empty,
                                        self.feed_skipped, self.feed],
                                       spacing=4, expand=True),
                 ),
@@ -370,6 +351,15 @@ class DashboardView:
                                    "(all counted above)")
         self._push_rows(rows[skipped:])
 
+    def fit_width(self, width: float | None) -> None:
+        """Two-line feed rows below a phone's width, columns above; rebuilt on a change."""
+        narrow = is_narrow(width)
+        if narrow == self.narrow:
+            return
+        self.narrow = narrow
+        self.feed_header.visible = not narrow
+        self.feed.controls = [feed_row_control(r, narrow) for r in reversed(self.window.rows)]
+
     def _add_tile(self, status: ChannelStatus) -> None:
         tile = ChannelTile(status)
         self.tiles[status.name] = tile
@@ -392,7 +382,8 @@ class DashboardView:
         if evicted:
             del self.feed.controls[len(self.feed.controls) - evicted:]
         if added:
-            self.feed.controls[0:0] = [feed_row_control(r) for r in reversed(added)]
+            self.feed.controls[0:0] = [feed_row_control(r, self.narrow)
+                                       for r in reversed(added)]
         self.feed_empty.visible = not self.feed.controls
         self.no_channels.visible = not self.tiles
 

@@ -9,15 +9,19 @@ is taken is named, with the flag that changes it.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import importlib.util
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-__all__ = ["Launch", "LaunchError", "plan_launch"]
+__all__ = ["Launch", "LaunchError", "plan_launch", "run_on_fast_loop"]
+
+T = TypeVar("T")
 
 
 class LaunchError(Exception):
@@ -87,3 +91,19 @@ def _shown_host(host: str) -> str:
     if host in ("0.0.0.0", "", "::"):
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
+
+
+def run_on_fast_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run the panel's loop on uvloop where it is installed (Linux, macOS), else asyncio's.
+
+    The panel's process also runs the in-process gateway, which spends its CPU on
+    sockets and task switches, as ``pyclaw gateway`` does (cli.py runs that on uvloop
+    for the same reason). Flet keeps running inside the loop (``flet.run_async``), its
+    web server too (uvicorn's ``serve`` uses the running loop); it only no longer
+    picks the loop itself.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)

@@ -23,7 +23,7 @@ from views import style
 from views.forms import labelled
 from views.message_detail import DetailPanel, level_color
 from views.person_filter import PersonPicker
-from views.text_direction import is_rtl
+from views.traffic import cell, message_row
 
 __all__ = [
     "ALL",
@@ -88,13 +88,6 @@ class LogFilter:
             return False
         needle = self.search.lower()
         return not needle or needle in row.message.lower()
-
-
-def _cell(value: str, width: int | None, **kwargs: Any) -> ft.Control:
-    """One column of a row; Arabic or Hebrew runs right to left from the column's right edge."""
-    text = ft.Text(value, size=13, max_lines=1, overflow=ft.TextOverflow.ELLIPSIS, no_wrap=True,
-                   rtl=is_rtl(value), **kwargs)
-    return ft.Container(text, expand=True) if width is None else ft.Container(text, width=width)
 
 
 def _level_chip(level: str) -> ft.Control:
@@ -325,10 +318,10 @@ class LogsView:
             on_click=clicked,
             tooltip="Show details",
             content=ft.Row(spacing=8, controls=[
-                _cell(style.clock_time(row.ts), 70, color=ft.Colors.ON_SURFACE_VARIANT),
+                cell(style.clock_time(row.ts), 70, color=ft.Colors.ON_SURFACE_VARIANT),
                 _level_chip(row.level),
-                _cell(row.channel, 110, weight=ft.FontWeight.W_500),
-                _cell(row.message.replace("\n", " "), None,
+                cell(row.channel, 110, weight=ft.FontWeight.W_500),
+                cell(row.message.replace("\n", " "), None,
                       color=ft.Colors.ERROR if row.level in ("error", "critical") else None),
                 ft.Icon(ft.Icons.CHAT_OUTLINED, size=16, color=ft.Colors.PRIMARY,
                         visible=about is not None, tooltip=f"About message {about}"),
@@ -336,31 +329,11 @@ class LogsView:
         )
 
     def _traffic_line(self, row: TrafficRow) -> ft.Control:
-        failed = row.status == "failed" or bool(row.error)
-        icon, color, spoken = style.DIRECTION_ARROWS["failed" if failed else row.direction]
-
         async def clicked(e: ft.Event[ft.Control]) -> None:
             await self.open_message(row.id)
             e.page.update()
 
-        return ft.Container(
-            padding=ft.Padding.symmetric(horizontal=8, vertical=5),
-            border_radius=6,
-            ink=True,
-            on_click=clicked,
-            tooltip="Show details",
-            bgcolor=ft.Colors.with_opacity(0.08, ft.Colors.RED) if failed else None,
-            content=ft.Row(spacing=8, controls=[
-                _cell(style.clock_time(row.ts), 70, color=ft.Colors.ON_SURFACE_VARIANT),
-                ft.Icon(icon, color=color, size=16, semantics_label=spoken),
-                _cell(row.channel, 110, weight=ft.FontWeight.W_500),
-                _cell(row.sender, 110),
-                _cell((row.error or row.text).replace("\n", " "), None,
-                      color=ft.Colors.ERROR if failed else None),
-                _cell(row.status, 80, color=ft.Colors.ERROR if failed else
-                      ft.Colors.ON_SURFACE_VARIANT),
-            ]),
-        )
+        return message_row(row, clicked)
 
     async def open_line(self, row: LogRow) -> None:
         about = message_id_of(row)

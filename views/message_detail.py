@@ -15,6 +15,7 @@ import flet as ft
 
 from pyclaw_app.control import ControlPlane, LogRow, MessageDetail, TrafficRow
 from views import style
+from views.conversation import conversation_route
 from views.text_direction import is_rtl
 
 __all__ = ["LEVEL_COLORS", "DetailPanel", "level_color"]
@@ -106,6 +107,9 @@ class DetailPanel:
                                             on_click=self._on_retry,
                                             tooltip="Answer this message again")
         self.retry_result = ft.Text(visible=False, size=13)
+        self.conversation_button = ft.OutlinedButton(
+            "Open conversation", icon=ft.Icons.FORUM_OUTLINED, visible=False,
+            on_click=self._on_conversation, tooltip="Read this message's chat as a chat")
         self.root = ft.Container(
             width=440,
             visible=False,
@@ -119,7 +123,8 @@ class DetailPanel:
                         ft.IconButton(ft.Icons.CLOSE, tooltip="Close details",
                                       on_click=lambda e: self.close())]),
                 self.body,
-                ft.Row([self.retry_button, self.retry_result], wrap=True),
+                ft.Row([self.retry_button, self.conversation_button, self.retry_result],
+                       wrap=True),
             ]),
         )
 
@@ -162,6 +167,7 @@ class DetailPanel:
                 controls += [ft.Divider(height=1), _heading("Reply"), *_record(detail.reply)]
         self.body.controls = controls
         self.retry_button.visible = detail is not None and self.failed
+        self.conversation_button.visible = detail is not None
         self.retry_result.visible = False
         self.root.visible = True
 
@@ -188,6 +194,10 @@ class DetailPanel:
         self.retry_result.color = ft.Colors.GREEN_700 if ok else ft.Colors.ERROR
         self.retry_result.visible = True
         return ok
+
+    async def _on_conversation(self, e: ft.Event[ft.Control]) -> None:
+        if self.detail is not None:
+            await e.page.push_route(conversation_route(message_id=self.detail.message.id))
 
     async def _on_retry(self, e: ft.Event[ft.Control]) -> None:
         self.retry_button.disabled = True

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 import flet as ft
 
 from pyclaw_app.control import ControlPlane, PersonDetail, PersonRow, TrafficRow
+from views.conversation import conversation_route
 from views.forms import labelled
 
 __all__ = ["ANYONE", "PersonPicker", "describe_person"]
@@ -51,8 +52,14 @@ class PersonPicker:
                                     options=[ft.DropdownOption(key=ANYONE, text="Anyone")])
         self.summary = ft.Text(size=12, color=ft.Colors.ON_SURFACE_VARIANT, selectable=True,
                                visible=False)
+        self.open_button = ft.TextButton("Open conversation", icon=ft.Icons.FORUM_OUTLINED,
+                                         visible=False, on_click=self._on_open,
+                                         tooltip="Read this person's direct chats as one chat")
         self.root = ft.Container(visible=False, content=ft.Column(
-            spacing=2, tight=True, controls=[labelled(self.dropdown, "Person"), self.summary]))
+            spacing=2, tight=True, controls=[
+                ft.Row([labelled(self.dropdown, "Person"), self.open_button], spacing=8,
+                       tight=True, vertical_alignment=ft.CrossAxisAlignment.CENTER),
+                self.summary]))
 
     async def load(self) -> None:
         """The people to pick from; the picker shows only when there is someone."""
@@ -91,6 +98,11 @@ class PersonPicker:
     def _show_summary(self) -> None:
         self.summary.value = describe_person(self.detail) if self.detail is not None else ""
         self.summary.visible = self.detail is not None
+        self.open_button.visible = self.selected is not None
+
+    async def _on_open(self, e: ft.Event[ft.Control]) -> None:
+        if self.selected is not None:
+            await e.page.push_route(conversation_route(person_id=self.selected))
 
     async def _on_select(self, e: ft.Event[ft.Control]) -> None:
         value = self.dropdown.value

@@ -21,8 +21,10 @@ import flet as ft
 
 from pyclaw_app.control import ControlPlane, FieldError, ProbeOutcome, SettingsForm
 from pyclaw_app.model import Event
+from views.first_run import SETUP_ROUTE
 from views.forms import LIST, FormField, SchemaForm, labelled
 from views.mcp_view import McpSection
+from views.profiles_view import ProfilesSection
 from views.status_line import StatusLine
 
 __all__ = [
@@ -471,6 +473,7 @@ class SettingsView:
         self.notice = StatusLine()
         self.provider_list = ft.Column(spacing=8)
         self.mcp = McpSection(plane)
+        self.profiles = ProfilesSection(plane)
         self.default_provider = ft.Dropdown(label="Default provider", width=320,
                                             on_select=self._agent_touched)
         self.prompts = ft.Column(spacing=10)
@@ -503,7 +506,9 @@ class SettingsView:
                                       "are kept in the system keyring, never in the config."),
                 self.provider_list,
                 ft.Row([ft.FilledTonalButton("Add provider", icon=ft.Icons.ADD,
-                                             on_click=self._on_add_provider)]),
+                                             on_click=self._on_add_provider),
+                        ft.TextButton("Open the setup guide", icon=ft.Icons.ASSISTANT_OUTLINED,
+                                      on_click=self._on_open_guide)], wrap=True),
             ),
             _card(self.mcp.root),
             _card(
@@ -511,7 +516,8 @@ class SettingsView:
                 ft.Row([labelled(self.default_provider, "Default provider")]),
                 self.agent_form_slot,
                 _section("Per-channel system prompts",
-                         "Replace the system prompt on one channel. " + PROMPT_HELP),
+                         "Replace the system prompt on one channel (a profile below that "
+                         "sets its own wins there). " + PROMPT_HELP),
                 self.prompts,
                 ft.Row([ft.TextButton("Add channel prompt", icon=ft.Icons.ADD,
                                       on_click=self._on_add_prompt)]),
@@ -525,6 +531,7 @@ class SettingsView:
                 ft.Row(spacing=12, vertical_alignment=ft.CrossAxisAlignment.CENTER,
                        controls=[self.save_agent_button, self.agent_status.root]),
             ),
+            _card(self.profiles.root),
             _card(
                 _section("Appearance", "Remembered on this device or browser."),
                 ft.Row([self.theme_picker]),
@@ -560,6 +567,7 @@ class SettingsView:
         await self.load_health()
         self.show_form(form)
         await self.mcp.load()
+        await self.profiles.load()
         await self.restore_theme(_current_page())
 
     async def load_health(self) -> None:
@@ -870,6 +878,9 @@ class SettingsView:
 
     async def _on_open_channels(self, e: ft.Event[ft.Control]) -> None:
         await e.page.push_route(CHANNELS_ROUTE)
+
+    async def _on_open_guide(self, e: ft.Event[ft.Control]) -> None:
+        await e.page.push_route(SETUP_ROUTE)
 
     def _notify(self, ok: bool, message: str) -> None:
         self.notice.show(ok, message)

@@ -16,12 +16,17 @@ import flet as ft
 from pyclaw_app.control import ControlPlane
 from views.channels import ChannelsView
 from views.chat import ChatView
+from views.conversation import BACK_ROUTE as CONVERSATION_PARENT
+from views.conversation import ROUTE as CONVERSATION_ROUTE
+from views.conversation import ConversationView
 from views.dashboard import DashboardView
+from views.first_run import SETUP_ROUTE, FirstRunGuide
 from views.health import Alert, HealthBanner
 from views.logs import LogsView
 from views.panel import Destination, Panel
 from views.schedules import SchedulesView
 from views.settings_view import SettingsView
+from views.traffic import WidthAware
 from views.usage import UsageView
 
 __all__ = ["DESTINATIONS", "WIDE_MIN_WIDTH", "Shell", "config_banner"]
@@ -78,6 +83,12 @@ class Shell:
             raise ValueError("the shell needs at least one destination")
         self.destinations = list(destinations)
         self.panels: dict[str, Panel] = {d.route: d.build(plane) for d in self.destinations}
+        self.guide = FirstRunGuide(plane)
+        """The first-run guide on SETUP_ROUTE: no navigation entry of its own (Settings
+        opens it; ``first_run_due`` says when the page should open it by itself)."""
+        self.conversation = ConversationView(plane)
+        """A person's or a chat's conversation on CONVERSATION_ROUTE/...: reached from Logs
+        (which stays selected), so the phone's bar keeps its seven destinations."""
         self.banner = config_banner(plane.config_errors())
         self.health = HealthBanner(plane, open_logs=self.open_logs, on_badges=self.show_badges)
         self.banners = ft.Column(spacing=0, controls=[self.banner, self.health.root])
@@ -91,7 +102,8 @@ class Shell:
         self.content = ft.Container(
             expand=True, padding=ft.Padding.all(20),
             content=ft.Column(expand=True, spacing=0,
-                              controls=[p.root for p in self.panels.values()]))
+                              controls=[*(p.root for p in self.panels.values()),
+                                        self.guide.root, self.conversation.root]))
         self.rail = ft.NavigationRail(
             selected_index=0,
             label_type=ft.NavigationRailLabelType.ALL,
@@ -135,6 +147,18 @@ class Shell:
 
     def show(self, route: str) -> str:
         """Switch the content to ``route`` (unknown routes fall back to the first); returns it."""
+        self.conversation.root.visible = False
+        if route == SETUP_ROUTE:
+            self.route = route
+            self.rail.selected_index = None  # the guide is no destination of its own
+            for panel in self.panels.values():
+                panel.root.visible = False
+            self.guide.reopen()
+            self.guide.root.visible = True
+            return route
+        self.guide.root.visible = False
+        if route == CONVERSATION_ROUTE or route.startswith(f"{CONVERSATION_ROUTE}/"):
+            return self._show_conversation(route)
         index = next((i for i, d in enumerate(self.destinations) if d.route == route), 0)
         self.route = self.destinations[index].route
         self.rail.selected_index = index
@@ -143,14 +167,47 @@ class Shell:
             panel.root.visible = panel_route == self.route
         return self.route
 
+    def _show_conversation(self, route: str) -> str:
+        """The conversation a route names; Logs, where it is opened from, stays selected."""
+        logs = next((i for i, d in enumerate(self.destinations) if d.route == CONVERSATION_PARENT),
+                    None)
+        self.route = route
+        self.rail.selected_index = self.bar.selected_index = logs
+        for panel in self.panels.values():
+            panel.root.visible = False
+        self.conversation.select(route)
+        self.conversation.root.visible = True
+        return route
+
+    async def load_route(self) -> bool:
+        """Load what the shown route names and has not loaded yet (the conversation of
+        ``/conversation/...``); True when something changed."""
+        if self.route.startswith(CONVERSATION_ROUTE) and self.conversation.select(self.route):
+            await self.conversation.load()
+            return True
+        return False
+
+    def fit_width(self, width: float | None) -> None:
+        """Tell the views that lay out by width (the traffic feed on a phone) the page's."""
+        for panel in self.live_panels:
+            if isinstance(panel, WidthAware):
+                panel.fit_width(width)
+
     @property
     def current(self) -> Panel:
-        return self.panels[self.route]
+        if self.route.startswith(CONVERSATION_ROUTE):
+            return self.conversation
+        return self.guide if self.route == SETUP_ROUTE else self.panels[self.route]
+
+    def first_run_due(self, requested: str) -> bool:
+        """Open the guide by itself: it is due (loaded: no provider, never skipped) and the
+        page was opened at its root, not at a view someone asked for by its address."""
+        return self.guide.wanted and requested in ("", "/") and self.route != SETUP_ROUTE
 
     @property
     def live_panels(self) -> list[Panel]:
-        """What the live session loads and feeds: every view, then the health banner."""
-        return [*self.panels.values(), self.health]
+        """What the live session loads and feeds: every view, the guide, the health banner."""
+        return [*self.panels.values(), self.guide, self.conversation, self.health]
 
     async def open_logs(self, alert: Alert) -> str:
         """The Logs view filtered to what an alert is about (a channel's lines, or the lines

@@ -224,13 +224,15 @@ class ChatLine:
     """One bubble in the Chat view: ``role`` is "user", "assistant" or "error".
 
     ``reply_to`` is the inbound journal id an assistant or error line answers;
-    ``streaming`` marks the assistant bubble still being written by the model.
+    ``streaming`` marks the assistant bubble still being written by the model;
+    ``ts`` is when the line was written (sent, received, answered), None if unknown.
     """
 
     role: str
     text: str
     reply_to: int | None = None
     streaming: bool = False
+    ts: float | None = None
 
 
 class ChatState:
@@ -252,9 +254,10 @@ class ChatState:
     """
 
     def __init__(self, chat: str = LOCAL_CHAT, channel: str = LOCAL_CHANNEL, *,
-                 maxlen: int = CHAT_WINDOW) -> None:
+                 maxlen: int = CHAT_WINDOW, clock: Clock = time.time) -> None:
         if maxlen < 1:
             raise ValueError("maxlen must be at least 1")
+        self._clock = clock  # the time of the user's own line, shown before the gateway has it
         self.chat = chat
         self.channel = channel
         self.maxlen = maxlen
@@ -266,7 +269,7 @@ class ChatState:
         self.waiting = 0
 
     def load(self, rows: Iterable[TrafficRow]) -> None:
-        self.lines = [_chat_line(row) for row in rows][-self.maxlen:]
+        self.lines = _chat_lines(rows)[-self.maxlen:]
         self.dropped = 0
         self._echo_pending.clear()
         self._streams.clear()
@@ -277,7 +280,7 @@ class ChatState:
         self.load(())
 
     def sent(self, text: str) -> ChatLine:
-        line = ChatLine("user", text)
+        line = ChatLine("user", text, ts=self._clock())
         self._append(line)
         self._echo_pending.append(text)
         self.waiting += 1
@@ -286,7 +289,7 @@ class ChatState:
     def send_failed(self, error: str) -> ChatLine:
         """chat_send itself raised: no reply will come for that message."""
         self.waiting = max(0, self.waiting - 1)
-        line = ChatLine("error", error)
+        line = ChatLine("error", error, ts=self._clock())
         self._append(line)
         return line
 
@@ -314,9 +317,9 @@ class ChatState:
             if self._echo_pending and self._echo_pending[0] == text:
                 self._echo_pending.popleft()
                 return None
-            return self._append(ChatLine("user", text))
+            return self._append(ChatLine("user", text, ts=float(data.get("ts") or event.ts)))
         if event.kind is EventKind.REPLY_DELTA:
-            return self._grow(_int(data.get("id")), str(data.get("delta", "")))
+            return self._grow(_int(data.get("id")), str(data.get("delta", "")), event.ts)
         if event.kind is EventKind.REPLY_RESET:
             inbound = _int(data.get("id"))
             index = self._streams.get(inbound) if inbound is not None else None
@@ -325,9 +328,10 @@ class ChatState:
             return index
         if event.kind is EventKind.REPLY_SENT:
             inbound = _int(data.get("reply_to_id"))
-            return self._finish(inbound, "assistant", str(data.get("text", "")))
+            return self._finish(inbound, "assistant", str(data.get("text", "")), event.ts)
         if event.kind is EventKind.MESSAGE_FAILED:
-            return self._finish(_int(data.get("id")), "error", str(data.get("error", "failed")))
+            return self._finish(_int(data.get("id")), "error", str(data.get("error", "failed")),
+                                event.ts)
         return None
 
     def _append(self, line: ChatLine) -> int:
@@ -341,13 +345,14 @@ class ChatState:
             self._streams = {k: i - excess for k, i in self._streams.items() if i >= excess}
         return len(self.lines) - 1
 
-    def _grow(self, inbound: int | None, delta: str) -> int | None:
+    def _grow(self, inbound: int | None, delta: str, ts: float) -> int | None:
         """Add ``delta`` to the reply's bubble; a bubble already cut is not started again."""
         if inbound in self._cut_streams:
             return None
         index = self._streams.get(inbound) if inbound is not None else None
         if index is None:
-            index = self._append(ChatLine("assistant", delta, reply_to=inbound, streaming=True))
+            index = self._append(ChatLine("assistant", delta, reply_to=inbound, streaming=True,
+                                          ts=ts))
             if inbound is not None:
                 self._streams[inbound] = index
             return index
@@ -355,10 +360,10 @@ class ChatState:
         self.lines[index] = dataclasses.replace(line, text=line.text + delta)
         return index
 
-    def _finish(self, inbound: int | None, role: str, text: str) -> int:
+    def _finish(self, inbound: int | None, role: str, text: str, ts: float) -> int:
         """Reply to ``inbound`` done: its streamed bubble becomes that line, or one is added."""
         self.waiting = max(0, self.waiting - 1)
-        line = ChatLine(role, text, reply_to=inbound)
+        line = ChatLine(role, text, reply_to=inbound, ts=ts)
         index = self._streams.pop(inbound, None) if inbound is not None else None
         self._cut_streams.discard(inbound)
         if index is None:
@@ -374,12 +379,24 @@ def _int(value: object) -> int | None:
         return None
 
 
-def _chat_line(row: TrafficRow) -> ChatLine:
-    if row.error:
-        return ChatLine("error", row.error)
-    if row.direction == "in":
-        return ChatLine("user", row.text)
-    return ChatLine("assistant", row.text, reply_to=row.reply_to_id)
+def _chat_lines(rows: Iterable[TrafficRow]) -> list[ChatLine]:
+    """Journal rows (oldest first) as bubbles, as they read live: a failed question keeps
+    its text, with its error once below it (not again for the notice row sent instead)."""
+    lines: list[ChatLine] = []
+    failed: set[int] = set()
+    for row in rows:
+        if row.direction == "in":
+            if row.text:
+                lines.append(ChatLine("user", row.text, ts=row.ts))
+            if row.error:
+                failed.add(row.id)
+                lines.append(ChatLine("error", row.error, reply_to=row.id, ts=row.ts))
+        elif row.error:
+            if row.reply_to_id not in failed:
+                lines.append(ChatLine("error", row.error, reply_to=row.reply_to_id, ts=row.ts))
+        else:
+            lines.append(ChatLine("assistant", row.text, reply_to=row.reply_to_id, ts=row.ts))
+    return lines
 
 
 class MessageRate:

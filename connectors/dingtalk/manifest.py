@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -67,6 +68,9 @@ SPEC = ConnectorSpec(
     requires=("dingtalk_stream",),
     install="pip install 'pyclaw[dingtalk]'",
     icon="chat",
+    category=Category.TEAM_CHAT,
+    brand_icon="dingtalk",
+    brand_color="#3296FA",
     docs_url="https://open.dingtalk.com/document/orgapp/robot-overview",
     description="An enterprise internal app robot in Stream mode (no public URL needed): "
     "answers 1:1 chats and, in groups, the messages that @mention it (DingTalk delivers a "

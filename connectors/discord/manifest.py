@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -45,6 +46,9 @@ SPEC = ConnectorSpec(
     requires=("discord",),
     install="pip install 'pyclaw[discord]'",
     icon="forum",
+    category=Category.TEAM_CHAT,
+    brand_icon="discord",
+    brand_color="#5865F2",
     docs_url="https://discord.com/developers/docs/quick-start/getting-started",
     description="A Discord bot: answers direct messages, and mentions or replies in servers "
                 "and threads. Needs a bot token with the Message Content intent.",

@@ -53,8 +53,9 @@ from connectors.discord._parse import (
 )
 from connectors.discord.manifest import SPEC, DiscordConfig
 from pyclaw_app.channels import ChannelHttp, ConnectorBase, ProbeResult
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 __all__ = ["CONNECTOR", "DiscordConnector"]
 
@@ -397,6 +398,13 @@ class DiscordConnector(ConnectorBase):
     async def typing(self, address: Address) -> None:
         await self._http().call("POST", f"/channels/{self._target(address)}/typing",
                                 idempotent=True)
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """The attachment's signed CDN ``url``, fetched without the bot token (the CDN wants
+        none, and the token must not travel with a link a message carried)."""
+        if not attachment.url:
+            raise AttachmentUnavailable("Discord gave no link for it")
+        return AttachmentSource(url=attachment.url, size=attachment.size)
 
     async def probe(self) -> ProbeResult:
         token = self.secret_or_none("token")

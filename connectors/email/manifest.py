@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -87,6 +88,7 @@ SPEC = ConnectorSpec(
     requires=("aioimaplib", "aiosmtplib"),
     install="pip install 'pyclaw[email]'",
     icon="mail",
+    category=Category.OPEN_PROTOCOLS,
     docs_url="https://datatracker.ietf.org/doc/html/rfc2177",
     description="A mailbox of its own: reads new mail over IMAP (IDLE push, or polling) "
                 "and answers each sender by SMTP, threaded under their mail.",

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -76,6 +77,9 @@ SPEC = ConnectorSpec(
     config_model=FeishuConfig,
     runtime="connectors.feishu.runtime:FeishuConnector",
     icon="chat",
+    category=Category.TEAM_CHAT,
+    brand_icon="feishu",
+    brand_color="#3370FF",
     docs_url="https://open.feishu.cn/document/home/introduction-to-custom-app-development/"
     "self-built-application-development-process",
     description="A Feishu (or Lark) custom app with the bot feature: answers one-on-one chats "

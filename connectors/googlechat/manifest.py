@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -85,6 +86,9 @@ SPEC = ConnectorSpec(
     requires=("google.auth",),
     install="pip install 'pyclaw[googlechat]'",
     icon="forum",
+    category=Category.TEAM_CHAT,
+    brand_icon="googlechat",
+    brand_color="#34A853",
     docs_url="https://developers.google.com/workspace/chat/configure-chat-api",
     description=DESCRIPTION,
     transport=Transport.WEBHOOK,

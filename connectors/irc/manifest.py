@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -104,6 +105,7 @@ SPEC = ConnectorSpec(
     requires=(),
     install="",
     icon="tag",
+    category=Category.OPEN_PROTOCOLS,
     docs_url="https://modern.ircdocs.horse/",
     description="A bot on an IRC network (TLS, SASL): answers direct messages, and "
                 "`nick: question` in the channels it joins.",

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -52,6 +53,9 @@ SPEC = ConnectorSpec(
     config_model=LineConfig,
     runtime="connectors.line.runtime:LineConnector",
     icon="chat",
+    category=Category.CHAT_APPS,
+    brand_icon="line",
+    brand_color="#00C300",
     requires=("linebot",),
     install="pip install 'pyclaw[line]'",
     docs_url="https://developers.line.biz/en/docs/messaging-api/building-bot/",

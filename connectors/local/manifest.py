@@ -6,7 +6,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from pyclaw_app.channels import Capabilities, ChannelConfig, ConnectorSpec, Limits, Transport
+from pyclaw_app.channels import (
+    Capabilities,
+    Category,
+    ChannelConfig,
+    ConnectorSpec,
+    Limits,
+    Transport,
+)
 
 
 class LocalConfig(ChannelConfig):
@@ -23,6 +30,7 @@ SPEC = ConnectorSpec(
     config_model=LocalConfig,
     runtime="connectors.local.runtime:LocalConnector",
     icon="chat_bubble",
+    category=Category.DEVELOPER,
     description="Talk to the assistant from the pyclaw app or the terminal. Needs no account.",
     transport=Transport.LOCAL,
     capabilities=Capabilities(typing=True),  # the Chat view streams from reply.delta events

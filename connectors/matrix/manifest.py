@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -66,6 +67,9 @@ SPEC = ConnectorSpec(
     requires=("nio",),
     install="pip install 'pyclaw[matrix]'",
     icon="forum",
+    category=Category.OPEN_PROTOCOLS,
+    brand_icon="matrix",
+    brand_color="#000000",
     docs_url="https://matrix.org/docs/chat_basics/matrix-for-im/",
     description="A Matrix account (Synapse, Dendrite, Conduit, matrix.org...): answers direct "
                 "chats and, in rooms, mentions and replies. Accepts invites by policy, streams "

@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -57,6 +58,9 @@ SPEC = ConnectorSpec(
     requires=(),
     install="",
     icon="forum",
+    category=Category.TEAM_CHAT,
+    brand_icon="mattermost",
+    brand_color="#0058CC",
     docs_url="https://developers.mattermost.com/integrate/reference/bot-accounts/",
     description="A bot account on a Mattermost server: answers direct messages and, in "
                 "channels, @mentions and replies in its threads. Streams replies by editing "

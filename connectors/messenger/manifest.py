@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -61,6 +62,9 @@ SPEC = ConnectorSpec(
     config_model=MessengerConfig,
     runtime="connectors.messenger.runtime:MessengerConnector",
     icon="messenger",
+    category=Category.CHAT_APPS,
+    brand_icon="messenger",
+    brand_color="#0866FF",
     docs_url="https://developers.facebook.com/docs/messenger-platform/getting-started/app-setup",
     description="A Facebook Page that answers people who message it on Messenger. Replies "
     "are possible for 24 hours after the person's last message; after that only a message "

@@ -22,6 +22,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -114,6 +115,9 @@ SPEC = ConnectorSpec(
     requires=("paho",),
     install="pip install 'pyclaw[mqtt]'",
     icon="sensors",
+    category=Category.OPEN_PROTOCOLS,
+    brand_icon="mqtt",
+    brand_color="#660066",
     docs_url="https://mosquitto.org/man/mosquitto-conf-5.html",
     description="Talk to the assistant over an MQTT broker (mosquitto, Home Assistant, "
                 "EMQX): devices and scripts publish plain text or JSON {\"text\", \"id\", "

@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -51,6 +52,9 @@ SPEC = ConnectorSpec(
     config_model=NextcloudConfig,
     runtime="connectors.nextcloud.runtime:NextcloudConnector",
     icon="forum",
+    category=Category.TEAM_CHAT,
+    brand_icon="nextcloud",
+    brand_color="#0082C9",
     docs_url="https://nextcloud-talk.readthedocs.io/en/latest/bots/",
     description="A Nextcloud Talk webhook bot (Nextcloud 27.1 / Talk 17.1 or newer). An "
     "administrator installs it on the server with occ talk:bot:install <bot_name> <secret> "

@@ -6,7 +6,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from pyclaw_app.channels import Capabilities, ChannelConfig, ConnectorSpec, Limits, Transport
+from pyclaw_app.channels import (
+    Capabilities,
+    Category,
+    ChannelConfig,
+    ConnectorSpec,
+    Limits,
+    Transport,
+)
 
 __all__ = ["MAX_TEXT", "SPEC", "OpenAIApiConfig"]
 
@@ -47,6 +54,9 @@ SPEC = ConnectorSpec(
     config_model=OpenAIApiConfig,
     runtime="connectors.openai_api.runtime:OpenAIApiConnector",
     icon="api",
+    category=Category.DEVELOPER,
+    brand_icon="openai",
+    brand_color="#10A37F",
     docs_url="https://platform.openai.com/docs/api-reference/chat/create",
     description=DESCRIPTION,
     transport=Transport.WEBHOOK,

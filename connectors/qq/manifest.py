@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -65,6 +66,9 @@ SPEC = ConnectorSpec(
     requires=(),  # aiohttp, which every gateway install has (pyclaw[core])
     install="",
     icon="chat_bubble",
+    category=Category.CHAT_APPS,
+    brand_icon="qq",
+    brand_color="#1EBAFC",
     docs_url="https://github.com/botuniverse/onebot-11",
     description="A QQ account run by a OneBot v11 bridge (NapCat, go-cqhttp, Lagrange.OneBot), "
                 "reached over its forward WebSocket: answers private chats and, in groups, "

@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -59,6 +60,9 @@ SPEC = ConnectorSpec(
     config_model=RocketChatConfig,
     runtime="connectors.rocketchat.runtime:RocketChatConnector",
     icon="rocket_launch",
+    category=Category.TEAM_CHAT,
+    brand_icon="rocketchat",
+    brand_color="#F5455C",
     docs_url="https://developer.rocket.chat/apidocs/realtime-api",
     description="A Rocket.Chat bot user: answers direct messages and, in channels and private "
                 "groups, mentions and its threads. Streams replies by editing the message and "

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -88,6 +89,9 @@ SPEC = ConnectorSpec(
     requires=(),
     install="",
     icon="lock",
+    category=Category.CHAT_APPS,
+    brand_icon="signal",
+    brand_color="#3B45FD",
     docs_url="https://github.com/AsamK/signal-cli/blob/master/man/signal-cli-jsonrpc.5.adoc",
     description="A Signal number through signal-cli's JSON-RPC daemon (HTTP and server-sent "
                 "events): answers direct messages and, in groups, mentions and replies to the "

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -26,7 +27,8 @@ at 40,000); the gateway splits replies at this many characters (before the conne
 class SlackConfig(ChannelConfig):
     bot_token: SecretStr | None = secret_field(
         "Bot User OAuth Token (starts with xoxb-), from OAuth & Permissions. Needs the "
-        "chat:write, app_mentions:read, im:history and users:read scopes.", required=True
+        "chat:write, app_mentions:read, im:history and users:read scopes (and files:read "
+        "to read the pictures, voice notes and documents people send).", required=True
     )
     app_token: SecretStr | None = secret_field(
         "App-Level Token (starts with xapp-) with the connections:write scope, from Basic "
@@ -65,6 +67,9 @@ SPEC = ConnectorSpec(
     requires=("slack_sdk",),
     install="pip install 'pyclaw[slack]'",
     icon="tag",
+    category=Category.TEAM_CHAT,
+    brand_icon="slack",
+    brand_color="#4A154B",
     docs_url="https://docs.slack.dev/apis/events-api/using-socket-mode/",
     description="A Slack app that answers direct messages and, in channels, @mentions and "
     "its own threads (group_reply), replying in threads. Socket Mode needs no public URL.",

@@ -3,11 +3,13 @@
 Receiving journals first and acknowledges after: a Socket Mode envelope is
 acked only once ``ctx.submit`` returned (Slack redelivers unacked envelopes,
 the journal recognises the repeat), an Events API request gets its 200 only
-then (``ConnectorBase.receive``). Events are journaled one at a time in
-arrival order so a burst keeps its order. slack-sdk's own reconnect loop is
-switched off: the ``socket`` task runs the kit's ``run_connected`` (backoff,
-channel state and log, a revoked token stops it for good), and a crash of that
-task reaches the supervisor.
+then (``ConnectorBase.receive``). A conversation's events are journaled one at
+a time in arrival order, so it keeps its order; different conversations are
+journaled side by side (:class:`_Turns`), so in a burst their writes share
+commits and no ack waits for every other conversation's write. slack-sdk's own
+reconnect loop is switched off: the ``socket`` task runs the kit's
+``run_connected`` (backoff, channel state and log, a revoked token stops it for
+good), and a crash of that task reaches the supervisor.
 
 Sending is one ``chat.postMessage`` per part, with *no* SDK retry handler (see
 :meth:`SlackConnector._web_client`): the gateway is the one retry layer.
@@ -20,8 +22,9 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -50,6 +53,7 @@ from pyclaw_app.channels import (
     fresh_timestamp,
     verify_hmac,
 )
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import (
     ConnectorError,
     DeliveryUncertain,
@@ -57,7 +61,7 @@ from pyclaw_app.errors import (
     PyclawError,
     RetryableError,
 )
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 __all__ = ["CONNECTOR", "SlackConnector"]
 
@@ -85,6 +89,34 @@ _NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 """Failures while opening the connection: the request never left, so it may be sent again."""
 
 
+class _Turns:
+    """One queue per Slack conversation (channel id): an event waits only for the earlier
+    events of its own conversation, in arrival order (``asyncio.Lock`` wakes waiters
+    first come, first served). Per channel rather than per thread, so a thread's replies
+    never overtake the message they hang under. A conversation's entry goes once nobody
+    waits in it, so the map holds only conversations with an event in flight."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._waiting: dict[str, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, conversation: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(conversation, asyncio.Lock())
+        self._waiting[conversation] = self._waiting.get(conversation, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._waiting[conversation] -= 1
+            if not self._waiting[conversation]:
+                del self._waiting[conversation], self._locks[conversation]
+
+    def __len__(self) -> int:
+        """Conversations with an event in flight."""
+        return len(self._locks)
+
+
 class SlackConnector(ConnectorBase):
     spec = SPEC
     config: SlackConfig
@@ -95,7 +127,7 @@ class SlackConnector(ConnectorBase):
         self._socket: SocketModeClient | None = None
         self._bot = BotIdentity(user_id="")
         self._lost = asyncio.Event()
-        self._order = asyncio.Lock()
+        self._order = _Turns()
         self._names: Recent[str, str] = Recent(_NAMES_KEPT)
 
     # ---- lifecycle -----------------------------------------------------------------
@@ -310,10 +342,12 @@ class SlackConnector(ConnectorBase):
     # ---- shared receive path ------------------------------------------------------------
 
     async def _deliver(self, payload: Mapping[str, Any], *, retry: object = None) -> None:
-        """Parse and journal one event, one at a time in arrival order. No group gating
-        here: the gateway applies ``group_reply`` to ``is_group``/``mentioned``/
-        ``reply_to_bot``."""
-        async with self._order:
+        """Parse and journal one event, after the events of its Slack conversation that
+        came before it (see :class:`_Turns`). No group gating here: the gateway applies
+        ``group_reply`` to ``is_group``/``mentioned``/``reply_to_bot``."""
+        event = payload.get("event")
+        async with self._order.turn(str(event.get("channel", "")) if isinstance(event, dict)
+                                    else ""):
             ctx = self.ctx
             ctx.heartbeat()
             names = await self._names_of(mentioned_users(payload))
@@ -356,6 +390,38 @@ class SlackConnector(ConnectorBase):
                 self.log.debug("users.info %s failed: %s", user, exc)
             self._names.remember(user, name if isinstance(name, str) else "")
         return self._names[user]
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """files.info for a fresh ``url_private_download`` (an event may carry only the
+        file's id), fetched with the bot token in the Authorization header, as Slack asks.
+        The token goes only to Slack's own hosts (or the configured API's)."""
+        if not attachment.platform_id:
+            raise AttachmentUnavailable("Slack gave no file id for it")
+        try:
+            with self._mapped("files.info"):
+                resp = await self._client().files_info(file=attachment.platform_id)
+        except FatalConnectorError as exc:
+            if "missing_scope" in str(exc) or "no_permission" in str(exc):
+                raise AttachmentUnavailable("Slack would not hand the file over: the app "
+                                            "needs the files:read scope") from exc
+            raise AttachmentUnavailable(f"Slack no longer has the file ({exc})") from exc
+        info = resp.get("file")
+        info = info if isinstance(info, dict) else {}
+        url = info.get("url_private_download") or info.get("url_private") or attachment.url
+        if not isinstance(url, str) or not url:
+            raise AttachmentUnavailable("Slack did not say where the file is")
+        if not self._slack_host(url):
+            raise AttachmentUnavailable("the file is not on Slack's servers, so the bot token "
+                                        "is not sent there")
+        size = info.get("size")
+        token = self.secret("bot_token")
+        return AttachmentSource(url=url, headers={"Authorization": f"Bearer {token}"},
+                                size=size if isinstance(size, int) else attachment.size)
+
+    def _slack_host(self, url: str) -> bool:
+        host = (urlsplit(url).hostname or "").lower()
+        api = (urlsplit(self.config.base_url).hostname or "").lower()
+        return host == api or host == "slack.com" or host.endswith(".slack.com")
 
     # ---- helpers ------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -71,6 +72,9 @@ SPEC = ConnectorSpec(
     config_model=TeamsConfig,
     runtime="connectors.teams.runtime:TeamsConnector",
     icon="groups",
+    category=Category.TEAM_CHAT,
+    brand_icon="teams",
+    brand_color="#5B5FC7",
     docs_url="https://learn.microsoft.com/en-us/azure/bot-service/"
     "bot-service-quickstart-registration",
     description="A Teams bot (Azure Bot / Bot Framework) that answers personal chats and, in "

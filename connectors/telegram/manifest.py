@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -85,6 +86,9 @@ SPEC = ConnectorSpec(
     requires=("telegram",),
     install="pip install 'pyclaw[telegram]'",
     icon="send",
+    category=Category.CHAT_APPS,
+    brand_icon="telegram",
+    brand_color="#26A5E4",
     docs_url="https://core.telegram.org/bots/tutorial#obtain-your-bot-token",
     description="A Telegram bot: private chats, groups (on mention or reply) and forum topics. "
     "Create the bot with @BotFather and paste its token. To answer every group message "

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
+from urllib.parse import quote
 
 from telegram import Bot, BotCommand
 from telegram.constants import ChatAction, ParseMode
@@ -45,6 +46,7 @@ from pyclaw_app.channels import (
     WebhookResponse,
     same_secret,
 )
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import (
     ConnectorError,
     DeliveryUncertain,
@@ -52,7 +54,7 @@ from pyclaw_app.errors import (
     PyclawError,
     RetryableError,
 )
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 __all__ = ["CONNECTOR", "TelegramConnector"]
 
@@ -67,6 +69,8 @@ _READ_MARGIN = 10.0
 _COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
 _MAX_COMMANDS = 100
 _MAX_COMMAND_DESCRIPTION = 256
+TELEGRAM_FILE_LIMIT = 20 * 2**20
+"""The largest file getFile hands a bot (core.telegram.org/bots/api#getfile)."""
 
 
 class _RawBot(Bot):
@@ -83,6 +87,11 @@ class _RawBot(Bot):
 
     async def send_message_raw(self, payload: dict[str, object]) -> object:
         return await self._post("sendMessage", payload)
+
+    async def get_file_raw(self, file_id: str) -> object:
+        """getFile's File object as sent: ``Bot.get_file`` rewrites ``file_path`` and, for a
+        path that exists on this machine, would read a local file instead of downloading."""
+        return await self._post("getFile", {"file_id": file_id})
 
     async def get_raw_updates(self, *, offset: int | None, timeout: int, limit: int = 100
                               ) -> object:
@@ -321,6 +330,34 @@ class TelegramConnector(ConnectorBase):
                              "plain text", detail=exc.message)
             self._plain_edits = key or self._plain_edits
             return await call(text, None)
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """getFile, then the download link ``<base_file_url><token>/<file_path>`` (valid for
+        an hour, so it is asked for when the file is needed, not at intake)."""
+        if not attachment.platform_id:
+            raise AttachmentUnavailable("Telegram gave no file id for it")
+        try:
+            found = await self._require_bot().get_file_raw(attachment.platform_id)
+        except BadRequest as exc:
+            if "too big" in exc.message.lower():
+                raise AttachmentUnavailable("Telegram lets bots download files of up to "
+                                            f"{TELEGRAM_FILE_LIMIT // 2**20} MB; this one "
+                                            "is bigger") from exc
+            reason = _redacted(exc.message, self.secret_or_none("token"))
+            raise AttachmentUnavailable(f"Telegram no longer has the file ({reason})") from exc
+        except TelegramError as exc:
+            raise self._error(exc) from exc
+        fields = found if isinstance(found, dict) else {}
+        path = fields.get("file_path")
+        if not isinstance(path, str) or not path:
+            raise AttachmentUnavailable("Telegram did not say where the file is")
+        if path.startswith("/") or ".." in path.split("/"):
+            raise AttachmentUnavailable("the Bot API server gave a local path (a server in "
+                                        "--local mode); pyclaw downloads files over HTTP only")
+        size = fields.get("file_size")
+        return AttachmentSource(
+            url=f"{self.config.base_file_url}{self.secret('token')}/{quote(path)}",
+            size=size if isinstance(size, int) else attachment.size)
 
     # ---- receiving -------------------------------------------------------------------------
 

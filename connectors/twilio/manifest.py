@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -88,6 +89,9 @@ SPEC = ConnectorSpec(
     requires=("twilio",),
     install="pip install 'pyclaw[twilio]'",
     icon="sms",
+    category=Category.CHAT_APPS,
+    brand_icon="twilio",
+    brand_color="#F22F46",
     docs_url="https://www.twilio.com/docs/messaging/quickstart",
     description="SMS and WhatsApp through Twilio: people text one of your Twilio numbers (or "
     "your WhatsApp sender) and get the answers back from it. WhatsApp replies are possible "

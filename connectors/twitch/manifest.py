@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -92,6 +93,9 @@ SPEC = ConnectorSpec(
     requires=(),
     install="",
     icon="live_tv",
+    category=Category.CHAT_APPS,
+    brand_icon="twitch",
+    brand_color="#9146FF",
     docs_url="https://dev.twitch.tv/docs/chat/irc/",
     description="A bot in Twitch channels' chat: answers @mentions and replies to its "
                 "messages, paced to Twitch's rate limits. Chat only: whispers are Twitch's "

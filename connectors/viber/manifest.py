@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -50,6 +51,9 @@ SPEC = ConnectorSpec(
     config_model=ViberConfig,
     runtime="connectors.viber.runtime:ViberConnector",
     icon="chat",
+    category=Category.CHAT_APPS,
+    brand_icon="viber",
+    brand_color="#7360F2",
     docs_url="https://developers.viber.com/docs/api/rest-bot-api/#get-started",
     description="A Viber bot that answers one-on-one chats with its subscribers (Viber bots "
     "have no groups), with an optional welcome message. Needs a public HTTPS webhook URL.",

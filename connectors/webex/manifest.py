@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -61,6 +62,9 @@ SPEC = ConnectorSpec(
     config_model=WebexConfig,
     runtime="connectors.webex.runtime:WebexConnector",
     icon="chat",
+    category=Category.TEAM_CHAT,
+    brand_icon="webex",
+    brand_color="#000000",
     docs_url="https://developer.webex.com/docs/bots",
     description="A Webex bot that answers 1:1 spaces and, in group spaces, the messages that "
     "@mention it (Webex sends a bot nothing else there), in a thread under the message. "

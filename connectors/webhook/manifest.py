@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -70,6 +71,7 @@ SPEC = ConnectorSpec(
     config_model=WebhookConfig,
     runtime="connectors.webhook.runtime:WebhookConnector",
     icon="webhook",
+    category=Category.DEVELOPER,
     docs_url="",  # the protocol is ours: docs/webhook-channel.md in the repository
     description=DESCRIPTION,
     transport=Transport.WEBHOOK,

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -68,6 +69,9 @@ SPEC = ConnectorSpec(
     config_model=WeChatConfig,
     runtime="connectors.wechat.runtime:WeChatConnector",
     icon="chat",
+    category=Category.CHAT_APPS,
+    brand_icon="wechat",
+    brand_color="#07C160",
     docs_url="https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/"
     "Access_Overview.html",
     description="A WeChat Official Account (公众号, a verified service or subscription "

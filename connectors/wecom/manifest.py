@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -50,6 +51,9 @@ SPEC = ConnectorSpec(
     config_model=WeComConfig,
     runtime="connectors.wecom.runtime:WeComConnector",
     icon="chat",
+    category=Category.TEAM_CHAT,
+    brand_icon="wecom",
+    brand_color="#0082EF",
     docs_url="https://developer.work.weixin.qq.com/document/path/90238",
     description="A self-built WeCom (企业微信, WeChat Work) app that answers the members who "
     "write to it. Replies go through the app message API. The API is called from this "

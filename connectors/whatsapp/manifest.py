@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -54,6 +55,9 @@ SPEC = ConnectorSpec(
     config_model=WhatsAppConfig,
     runtime="connectors.whatsapp.runtime:WhatsAppConnector",
     icon="chat",
+    category=Category.CHAT_APPS,
+    brand_icon="whatsapp",
+    brand_color="#25D366",
     docs_url="https://developers.facebook.com/docs/whatsapp/cloud-api/get-started",
     description="A WhatsApp Business phone number on Meta's Cloud API that answers one-on-one "
     "chats. Replies are possible for 24 hours after the user's last message; after that only "

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -82,6 +83,9 @@ SPEC = ConnectorSpec(
     requires=("slixmpp",),
     install="pip install 'pyclaw[xmpp]'",
     icon="chat_bubble",
+    category=Category.OPEN_PROTOCOLS,
+    brand_icon="xmpp",
+    brand_color="#002B5C",
     docs_url="https://xmpp.org/software/",
     description="An XMPP (Jabber) account: answers 1:1 chats and, in the rooms it joins, "
                 "mentions of its nickname. Streams replies by message correction "

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from pyclaw_app.channels import (
     Capabilities,
+    Category,
     ChannelConfig,
     ConnectorSpec,
     Limits,
@@ -55,6 +56,9 @@ SPEC = ConnectorSpec(
     config_model=ZulipConfig,
     runtime="connectors.zulip.runtime:ZulipConnector",
     icon="forum",
+    category=Category.TEAM_CHAT,
+    brand_icon="zulip",
+    brand_color="#6492FE",
     docs_url="https://zulip.com/api/running-bots",
     description="A Zulip bot account (Zulip Cloud or self-hosted). It answers direct messages "
                 "and, in streams it is subscribed to, messages that @-mention it or quote it; "

@@ -27,8 +27,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -45,23 +45,19 @@ from pyclaw_app.agent.memory import (
     with_memory,
     with_summary,
 )
+from pyclaw_app.agent.profiled import ProfileBook, TurnProfile, select_tools
 from pyclaw_app.agent.prompts import render_system_prompt
-from pyclaw_app.agent.providers import (
-    AnthropicProvider,
-    ChatMessage,
-    OfflineProvider,
-    OpenAICompatProvider,
-    Provider,
-    ToolSpec,
-)
+from pyclaw_app.agent.providers import ChatMessage, OfflineProvider, Provider, ToolSpec
 from pyclaw_app.agent.tokens import estimate_tokens
 from pyclaw_app.agent.tools import Notes, ToolContext, ToolRegistry, builtin_tools
 from pyclaw_app.agent.tools.registry import ToolSource
 from pyclaw_app.agent.turn import CallRecord, Reply, TurnHooks
+from pyclaw_app.attachments.types import MediaSource
 from pyclaw_app.budgets import BudgetConfig
 from pyclaw_app.config import AgentConfig, Config, ProviderConfig
 from pyclaw_app.errors import ProviderError
 from pyclaw_app.model import Inbound
+from pyclaw_app.profiles import ProfileConfig, effective
 from pyclaw_app.store.journal import HistoryTurn, Journal
 from pyclaw_app.store.schedules import ScheduleStore
 from pyclaw_app.store.usage import UsageLog
@@ -85,12 +81,19 @@ def _now() -> datetime:
 
 def make_provider(config: ProviderConfig) -> Provider:
     key = config.api_key.get_secret_value() if config.api_key else None
+    # Each SDK is imported only when a provider of its kind is configured.
     if config.kind == "anthropic":
+        from pyclaw_app.agent.providers.anthropic import AnthropicProvider
+
         return AnthropicProvider(name=config.name, model=config.model, base_url=config.base_url,
                                  api_key=key, timeout=config.timeout,
-                                 max_output_tokens=config.max_output_tokens)
+                                 max_output_tokens=config.max_output_tokens,
+                                 vision=config.takes_images())
+    from pyclaw_app.agent.providers.openai_compat import OpenAICompatProvider
+
     return OpenAICompatProvider(name=config.name, model=config.model, base_url=config.base_url,
-                                api_key=key, timeout=config.timeout)
+                                api_key=key, timeout=config.timeout,
+                                vision=config.takes_images())
 
 
 def _link(provider: Provider, config: ProviderConfig, model: str | None = None) -> Link:
@@ -102,29 +105,33 @@ def _link(provider: Provider, config: ProviderConfig, model: str | None = None) 
 
 
 def build_chain(config: Config, *, breaker: CircuitBreaker | None = None,
-                sleep: Sleep | None = None) -> Failover:
-    """The failover chain: ``agent.provider`` (or the first provider), then ``agent.fallbacks``.
+                sleep: Sleep | None = None, profile: str | None = None,
+                instances: dict[str, Provider] | None = None) -> Failover:
+    """The failover chain: ``agent.provider`` (or the first provider), then ``agent.fallbacks``;
+    with ``profile``, that profile's provider, model and fallbacks over them. Chains given
+    the same ``instances`` share their provider clients.
 
     With no provider configured the chain is the offline provider alone.
     """
     agent = config.agent
+    chosen = effective(agent, profile, config.profiles.get(profile or ""), "")
     by_name = {p.name: p for p in config.providers}
-    primary = by_name.get(agent.provider) if agent.provider else next(
+    primary = by_name.get(chosen.provider) if chosen.provider else next(
         iter(config.providers), None)
     if primary is None:
-        if agent.provider:
-            _log.error("agent.provider %r is not a configured provider", agent.provider)
+        if chosen.provider:
+            _log.error("agent.provider %r is not a configured provider", chosen.provider)
         offline = OfflineProvider(str(config.path) if config.path else "pyclaw.yaml")
         return Failover([Link(offline, offline.model, max_retries=0, tools=False)])
-    instances: dict[str, Provider] = {}
+    instances = {} if instances is None else instances
 
     def provider(pc: ProviderConfig) -> Provider:
         if pc.name not in instances:
             instances[pc.name] = make_provider(pc)
         return instances[pc.name]
 
-    links = [_link(provider(primary), primary)]
-    for fallback in agent.fallbacks:
+    links = [_link(provider(primary), primary, chosen.model)]
+    for fallback in chosen.fallbacks:
         pc = by_name.get(fallback.provider)
         if pc is None:
             _log.error("fallback provider %r is not configured; skipped", fallback.provider)
@@ -135,6 +142,18 @@ def build_chain(config: Config, *, breaker: CircuitBreaker | None = None,
     breaker = breaker or CircuitBreaker(agent.breaker_failures, agent.breaker_cooldown)
     return Failover(links, breaker=breaker, retry_base=agent.retry_base,
                     retry_max_wait=agent.retry_max_wait, sleep=sleep or asyncio.sleep)
+
+
+def build_profile_chains(config: Config, default: Failover) -> dict[str, Failover]:
+    """A chain for each profile that names its own provider, model or fallbacks. They share
+    the default chain's circuit breaker and clients: a failing model rests for everyone. A
+    profile naming an unknown provider keeps the default chain (a config error says so)."""
+    known = {p.name for p in config.providers}
+    instances = dict(default.providers())
+    return {name: build_chain(config, breaker=default.breaker, profile=name,
+                              instances=instances)
+            for name, profile in config.profiles.items()
+            if profile.own_chain and (profile.provider is None or profile.provider in known)}
 
 
 def build_provider(config: Config) -> Provider:
@@ -159,6 +178,7 @@ class _Turn:
     inbound: Inbound
     journal_id: int
     hooks: TurnHooks
+    profile: TurnProfile
     input_tokens: int = 0
     output_tokens: int = 0
     shown: bool = False
@@ -189,7 +209,10 @@ class Agent:
                  system_prompt: str | None = None, history_tokens: int | None = None,
                  config: AgentConfig | None = None, tools: ToolRegistry | None = None,
                  now: Callable[[], datetime] = _now, budget: BudgetGuard | None = None,
-                 tool_source: ToolSource | None = None) -> None:
+                 tool_source: ToolSource | None = None,
+                 media: MediaSource | None = None,
+                 profiles: Mapping[str, ProfileConfig] | None = None,
+                 chains: Mapping[str, Failover] | None = None) -> None:
         overrides = {k: v for k, v in (("system_prompt", system_prompt),
                                        ("history_tokens", history_tokens)) if v is not None}
         self.config = (config or AgentConfig()).model_copy(update=overrides)
@@ -203,24 +226,32 @@ class Agent:
         self.people = People(journal.db, clock=lambda: self.now().timestamp())
         """Linked accounts and the long-term memory a turn may see (``agent/identity.py``)."""
         self.schedules = ScheduleStore(journal.db)
-        self.tools = tools if tools is not None else _select_tools(self.config.tools)
+        self.tools = tools if tools is not None else select_tools(
+            builtin_tools(), self.config.tools, "agent.tools")
         self.tool_source = tool_source
         """Tools beyond ``tools`` that come and go (the gateway's MCP servers)."""
+        self.media = media
+        """The gateway's attachment pipeline: pictures, voice notes, documents."""
         self.now = now
         self.budget = budget or BudgetGuard(BudgetConfig(), usage)
-        self._commands = Commands(journal=journal, conversations=self.conversations,
-                                  failover=chain, usage=usage, tool_names=self.tools.names(),
-                                  people=self.people)
+        self.profiles = ProfileBook(self.config, profiles or {}, chain, chains or {},
+                                    tools=self.tools,
+                                    available=tools if tools is not None else builtin_tools())
+        """Per channel or chat settings; ``chains`` are those of profiles with their own."""
+        self._commands: dict[str | None, Commands] = {}
 
     @classmethod
     def from_config(cls, config: Config, store: _StoreLike,
                     now: Callable[[], datetime] = _now,
-                    tool_source: ToolSource | None = None) -> Agent:
+                    tool_source: ToolSource | None = None,
+                    media: MediaSource | None = None) -> Agent:
         """The agent the gateway runs: chain, prompts, tools, limits and budgets from
         ``config``; ``now`` is the clock of prompts and budget periods."""
-        return cls(build_chain(config), store.journal, store.usage, config=config.agent, now=now,
+        chain = build_chain(config)
+        return cls(chain, store.journal, store.usage, config=config.agent, now=now,
                    budget=BudgetGuard(config.budgets, store.usage, clock=now),
-                   tool_source=tool_source)
+                   tool_source=tool_source, media=media, profiles=config.profiles,
+                   chains=build_profile_chains(config, chain))
 
     @staticmethod
     def commands() -> list[tuple[str, str]]:
@@ -230,31 +261,44 @@ class Agent:
     async def reply(self, inbound: Inbound, journal_id: int,
                     hooks: TurnHooks | None = None) -> Reply:
         """Answer ``inbound``; raises ProviderError (already worded for the channel log)."""
-        turn = _Turn(inbound, journal_id, hooks or TurnHooks())
+        turn = _Turn(inbound, journal_id, hooks or TurnHooks(),
+                     self.profiles.for_inbound(inbound))
         started = time.perf_counter()
         command = parse_command(inbound.text)
         if command is not None:
-            text = await self._commands.run(command, inbound, journal_id)
+            text = await self._commands_for(turn.profile).run(command, inbound, journal_id)
             turn.delta(text)
             return Reply(text, "command", "", 0, 0, (time.perf_counter() - started) * 1000)
         conv = inbound.address.key
         state = await self.conversations.get(conv)
         primary = self._primary(state, turn)
-        tools, tools_note = self._turn_tools(inbound)
+        tools, tools_note = self._turn_tools(inbound, turn.profile)
         specs = tools.specs()
-        system = render_system_prompt(self.config.system_prompt, self.config.system_prompts,
-                                      inbound, self.now()) + tools_note
+        system = render_system_prompt(turn.profile.system_prompt, {}, inbound, self.now()) \
+            + turn.profile.language_note + tools_note
         user_text = inbound.text if inbound.text.strip() else describe_attachments(inbound)
         history = await self.journal.history(conv, before_id=journal_id,
                                              limit=HISTORY_EXCHANGES,
                                              after_id=state.summary_until)
         turns = visible_history(history, lambda t: parse_command(t) is not None)
-        budget = self._budget(primary, specs)
+        budget = self._budget(turn.profile.failover, primary, specs)
+        media = None
+        if self.media is not None:
+            media, turns = await self.media.prepare(inbound, journal_id, turns, turn.log,
+                                                    budget // 2)
+            if media.nothing_to_answer(inbound.text):
+                turn.delta(media.notice)  # only unreadable files: the reason is the answer
+                return Reply(media.notice, "attachments", "", 0, 0,
+                             (time.perf_counter() - started) * 1000)
+            if media.texts or media.images:
+                user_text = media.user_text(inbound.text)
         scope = await self.people.scope(inbound)
         system = with_memory(system, await self.people.recall(scope, conv),
                              budget // MEMORY_SHARE)
         summary, kept = await self._fit(turn, state, primary, system, turns, user_text, budget)
         messages = build_prompt(with_summary(system, summary), kept, user_text)
+        if media is not None and media.images:
+            messages[-1] = replace(messages[-1], images=media.images)
         text, link, fallback = await self._answer(turn, messages, primary, specs, tools,
                                                   self.people.notes_for(scope))
         if fallback and not state.fallback_notified:
@@ -264,35 +308,50 @@ class Agent:
             await self.conversations.set_fallback_notified(conv, True)
         elif not fallback and state.fallback_notified:
             await self.conversations.set_fallback_notified(conv, False)
+        if media is not None and media.problems:
+            note = f"\n\n({media.notice})"
+            turn.delta(note)
+            text += note
         return Reply(text, link.provider.name, link.model, turn.input_tokens,
                      turn.output_tokens, (time.perf_counter() - started) * 1000)
 
-    def _turn_tools(self, inbound: Inbound) -> tuple[ToolRegistry, str]:
-        """The built-in tools plus the tool source's for this turn, and a line for the
-        system prompt naming those that are missing right now."""
-        if self.tool_source is None:
-            return self.tools, ""
-        note = self.tool_source.unavailable_note(inbound)
-        return (self.tools.extended(self.tool_source.tools_for(inbound)),
+    def _commands_for(self, profile: TurnProfile) -> Commands:
+        """The chat commands as this profile sees them (its chain for /model and /status)."""
+        commands = self._commands.get(profile.name)
+        if commands is None:
+            commands = self._commands[profile.name] = Commands(
+                journal=self.journal, conversations=self.conversations,
+                failover=profile.failover, usage=self.usage,
+                tool_names=profile.tools.names(), people=self.people, profile=profile.name)
+        return commands
+
+    def _turn_tools(self, inbound: Inbound, profile: TurnProfile) -> tuple[ToolRegistry, str]:
+        """The profile's built-in tools plus the tool source's it allows for this turn, and
+        a line for the system prompt naming those that are missing right now."""
+        if self.tool_source is None or profile.mcp == ():
+            return profile.tools, ""
+        note = self.tool_source.unavailable_note(inbound, profile.mcp_servers)
+        return (profile.tools.extended(profile.mcp_tools(self.tool_source.tools_for(inbound))),
                 f"\n\n{note}" if note else "")
 
     def _primary(self, state: ConversationState, turn: _Turn) -> Link:
+        chain = turn.profile.failover
         choice = decode_choice(state.model)
         if choice is None:
-            return self.failover.primary
-        link = self.failover.link_for(*choice)
+            return chain.primary
+        link = chain.link_for(*choice)
         if link is None:
             turn.log("warning", f"the model chosen with /model ({choice[0]}:{choice[1]}) is no "
                                 "longer configured; using the default")
-            return self.failover.primary
+            return chain.primary
         return link
 
-    def _budget(self, primary: Link, specs: Sequence[ToolSpec]) -> int:
+    def _budget(self, chain: Failover, primary: Link, specs: Sequence[ToolSpec]) -> int:
         """Tokens for system + history + message: the configured budget, or less when a
         model of the chain has a smaller context window than that plus its reply."""
         budget = self.config.history_tokens
         overhead = estimate_tokens(json.dumps([s.parameters for s in specs])) if specs else 0
-        for link in self.failover.chain(primary):
+        for link in chain.chain(primary):
             if link.context_window:
                 reply = link.max_output_tokens or 1024
                 budget = min(budget, link.context_window - reply - overhead)
@@ -321,7 +380,7 @@ class Agent:
         request = summary_request(state.summary, folded, budget)
         try:
             async with self.budget.hold(turn.inbound, estimate_prompt(request), primary):
-                answer = await self.failover.complete(
+                answer = await turn.profile.failover.complete(
                     request, primary=primary,
                     on_attempt=lambda a: self._record(turn, a), on_log=turn.log,
                     max_tokens=summary_tokens)
@@ -350,10 +409,10 @@ class Agent:
         for round_no in range(rounds + 1):
             allow = round_no < rounds
             async with self.budget.hold(turn.inbound, estimate_prompt(messages, specs), primary):
-                answer = await self.failover.complete(
+                answer = await turn.profile.failover.complete(
                     messages, primary=primary, on_delta=turn.delta,
                     on_attempt=lambda a: self._record(turn, a), on_log=turn.log, tools=specs,
-                    allow_tools=allow)
+                    allow_tools=allow, temperature=turn.profile.temperature)
             completion = answer.completion
             if not completion.tool_calls:
                 return completion.text, answer.link, answer.fallback
@@ -393,7 +452,10 @@ class Agent:
             turn.hooks.on_call(call)
 
     async def close(self) -> None:
-        for provider in self.failover.providers().values():
+        providers = {}
+        for chain in self.profiles.failovers():  # profiles' chains share their clients
+            providers.update({id(p): p for p in chain.providers().values()})
+        for provider in providers.values():
             await provider.close()
 
 
@@ -402,17 +464,6 @@ class _StoreLike(Protocol):
 
     journal: Journal
     usage: UsageLog
-
-
-def _select_tools(names: Sequence[str] | None) -> ToolRegistry:
-    registry = builtin_tools()
-    if names is None:
-        return registry
-    unknown = sorted(set(names) - set(registry.names()))
-    if unknown:
-        _log.error("agent.tools: unknown tools %s ignored; known: %s", unknown,
-                   registry.names())
-    return registry.select([n for n in names if n not in unknown])
 
 
 def _clip(text: str) -> str:

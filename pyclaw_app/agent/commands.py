@@ -75,8 +75,11 @@ def decode_choice(value: str | None) -> tuple[str, str] | None:
 
 class Commands:
     def __init__(self, *, journal: Journal, conversations: Conversations, failover: Failover,
-                 usage: UsageLog, tool_names: Sequence[str], people: People) -> None:
+                 usage: UsageLog, tool_names: Sequence[str], people: People,
+                 profile: str | None = None) -> None:
         self.journal = journal
+        self.profile = profile
+        """The profile these commands answer in (/status names it); None: no profile."""
         self.people = people
         self.conversations = conversations
         self.failover = failover
@@ -183,6 +186,7 @@ class Commands:
             "Tools: " + (", ".join(self.tool_names) if self.tool_names and current.tools
                          else "none"),
             f"Channel: {inbound.address.channel}",
+            *([f"Profile: {self.profile}"] if self.profile else []),
         ])
 
     async def usage_text(self, conv: str, inbound: Inbound) -> str:

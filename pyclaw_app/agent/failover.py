@@ -162,8 +162,10 @@ class Failover:
                        on_attempt: Callable[[Attempt], None] | None = None,
                        on_log: Callable[[str, str], None] | None = None,
                        tools: Sequence[ToolSpec] = (), allow_tools: bool = True,
-                       max_tokens: int | None = None) -> Answer:
-        """Ask the chain; raise the last ProviderError when every link failed."""
+                       max_tokens: int | None = None,
+                       temperature: float | None = None) -> Answer:
+        """Ask the chain; raise the last ProviderError when every link failed.
+        ``temperature`` goes to every link (None: each provider's default)."""
         chain = self.chain(primary)
         ready = [link for link in chain if self.breaker.available(link.key)] or chain[:1]
         log = on_log or (lambda level, message: None)
@@ -177,7 +179,7 @@ class Failover:
                 completion = await self._try_link(
                     link, messages, on_delta=on_delta,
                     on_attempt=on_attempt, log=log, tools=tools, allow_tools=allow_tools,
-                    max_tokens=max_tokens)
+                    max_tokens=max_tokens, temperature=temperature)
             except ProviderError as exc:
                 last_error = exc
                 if not exc.retryable:
@@ -194,7 +196,8 @@ class Failover:
                         on_delta: Callable[[str], None] | None,
                         on_attempt: Callable[[Attempt], None] | None,
                         log: Callable[[str, str], None], tools: Sequence[ToolSpec],
-                        allow_tools: bool, max_tokens: int | None) -> Completion:
+                        allow_tools: bool, max_tokens: int | None,
+                        temperature: float | None = None) -> Completion:
         backoff = Backoff(base=self.retry_base, cap=max(self.retry_base, self.retry_max_wait),
                           rng=self._rng)
         attempts = link.max_retries + 1
@@ -212,7 +215,7 @@ class Failover:
                 completion = await link.provider.complete(
                     messages, forward, model=link.model, tools=tools if link.tools else (),
                     allow_tools=allow_tools,
-                    max_tokens=max_tokens or link.max_output_tokens)
+                    max_tokens=max_tokens or link.max_output_tokens, temperature=temperature)
                 if not completion.text.strip() and not completion.tool_calls:
                     raise ProviderError(f"{link.provider.name} returned an empty reply",
                                         provider=link.provider.name, retryable=True)

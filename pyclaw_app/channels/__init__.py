@@ -7,6 +7,7 @@ never imports a channel package. See docs/channels.md.
 
 from pyclaw_app.channels.contract import (
     Capabilities,
+    Category,
     ChannelConfig,
     Connector,
     ConnectorContext,
@@ -38,6 +39,7 @@ from pyclaw_app.channels.webhook import (
 
 __all__ = [
     "Capabilities",
+    "Category",
     "ChannelConfig",
     "ChannelHttp",
     "Connector",

@@ -19,10 +19,14 @@ from typing import Any, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from pyclaw_app.channels.webhook import WebhookRequest, WebhookResponse
-from pyclaw_app.model import Address, ChannelState, Inbound
+from pyclaw_app.errors import ConnectorError
+from pyclaw_app.model import Address, Attachment, ChannelState, Inbound
 
 __all__ = [
+    "AttachmentSource",
+    "AttachmentUnavailable",
     "Capabilities",
+    "Category",
     "ChannelConfig",
     "Connector",
     "ConnectorContext",
@@ -97,6 +101,24 @@ class ChannelConfig(BaseModel):
                                  "growing as they are written (edits the message about once a "
                                  "second) where the platform allows editing.",
                                  json_schema_extra={"group": "advanced"})
+    # The default and why: pyclaw_app/gateway/bursts.py.
+    burst: Literal["separate", "collect"] = Field(
+        "separate", title="Several messages in a row", description="separate: each message "
+        "gets its own reply. collect: what one person sends in a row (\"hi\" / \"can you\" / "
+        "\"book a table\") is answered together in one reply, quoting the last message: the "
+        "messages that come while the assistant is answering, or within burst_settle seconds "
+        "of each other. Fewer LLM calls and one coherent answer in direct chats; a command "
+        "(/reset) and another person's message are always answered on their own. Channels "
+        "where each request waits for its own answer (the OpenAI-compatible API) always "
+        "answer separately.", json_schema_extra={"group": "advanced", "options": {
+            "separate": "Answer each message",
+            "collect": "Answer a burst together"}})
+    burst_settle: float = Field(
+        2.0, ge=0, le=60, title="Wait for more (seconds)", description="With collect: how "
+        "long the chat must be quiet before the assistant starts answering (at most three "
+        "times this after the first message). 0 starts at once and still collects what "
+        "arrives while it answers.", json_schema_extra={"group": "advanced",
+                                                         "shown_when": {"burst": ["collect"]}})
 
     @model_validator(mode="before")
     @classmethod
@@ -152,6 +174,18 @@ class Transport(StrEnum):
     WEBHOOK = "webhook"
 
 
+class Category(StrEnum):
+    """Where a channel type sits in the Add channel catalog; the order here is its order.
+
+    A plugin may name a category of its own (any string); it is listed after these.
+    """
+
+    CHAT_APPS = "Chat apps"
+    TEAM_CHAT = "Team chat"
+    OPEN_PROTOCOLS = "Open protocols"
+    DEVELOPER = "Developer"
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     edit: bool = False
@@ -189,6 +223,13 @@ class ConnectorSpec:
     """Modules the runtime imports (its SDK); the registry checks them without importing."""
     install: str = ""
     """The command that installs what ``requires`` names, shown when it is missing."""
+    category: str = ""
+    """A :class:`Category` (or a plugin's own name); the catalog groups and searches by it."""
+    brand_icon: str = ""
+    """The platform's logo, ``assets/icons/channels/<brand_icon>.svg`` in the app (one
+    colour, drawn white on ``brand_color``); empty: the Material ``icon`` is shown."""
+    brand_color: str = ""
+    """The platform's colour as ``#RRGGBB``, the tile behind ``brand_icon``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +250,27 @@ class SubmitResult:
     duplicate: bool
     ignored: bool = False
     quarantined: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentSource:
+    """Where an attachment's bytes are, as the channel found out (``fetch_attachment``).
+
+    Either ``url`` (fetched by the gateway, streamed under its size cap, with ``headers``
+    such as the bot token's Authorization) or ``data`` when the connector already holds the
+    bytes (a mail part, an SDK that only downloads itself). ``size`` is what the platform
+    said, checked before anything is downloaded.
+    """
+
+    url: str | None = field(default=None, repr=False)  # Bot API file links hold the token
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    data: bytes | None = field(default=None, repr=False)
+    size: int | None = None
+
+
+class AttachmentUnavailable(ConnectorError):
+    """The platform will not hand the file over (too big for bots, deleted, no access);
+    the message says why, in words the sender can read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +398,15 @@ class Connector(abc.ABC):
     def reply_reset(self, address: Address, reply_to: str) -> None:  # noqa: B027
         """The text streamed so far for ``reply_to`` was thrown away upstream (a failover to
         another provider, a tool call): what follows starts the reply over."""
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """Where the bytes of ``attachment`` (one of an Inbound this connector made) are.
+
+        One lookup, no download: the gateway downloads under ``attachments.max_bytes``,
+        checks the type by the bytes, and stores the file. Raise AttachmentUnavailable with
+        the platform's reason, RetryableError when the platform is unreachable.
+        """
+        raise AttachmentUnavailable(f"pyclaw cannot download files from {self.spec.title} yet")
 
     async def handle_webhook(self, request: WebhookRequest) -> WebhookResponse:
         """One request the platform made to ``/webhook/<channel>`` (GET or POST).

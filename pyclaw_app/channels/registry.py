@@ -50,6 +50,9 @@ class Unavailable:
     title: str
     reason: str
     install: str
+    spec: ConnectorSpec | None = None
+    """The manifest, when it loaded and only the SDK is missing (the catalog still shows
+    the type's category and icon)."""
 
 
 def register(spec: ConnectorSpec) -> None:
@@ -76,40 +79,77 @@ def _entry_points() -> list[EntryPoint]:
     return found
 
 
+def _load(ep: EntryPoint) -> ConnectorSpec | Unavailable:
+    """One entry point's manifest, or why its type cannot run here."""
+    try:
+        spec = ep.load()
+    except Exception as exc:  # noqa: BLE001 - one broken plugin must not hide the rest
+        _log.warning("channel type %s could not be loaded: %r", ep.name, exc)
+        return Unavailable(ep.name, ep.name, f"its manifest failed to load: {exc!r}", "")
+    if not isinstance(spec, ConnectorSpec):
+        return Unavailable(ep.name, ep.name, f"entry point {ep.value} is not a ConnectorSpec", "")
+    absent = [m for m in spec.requires if importlib.util.find_spec(m) is None]
+    if absent:
+        return Unavailable(spec.name, spec.title,
+                           f"needs {', '.join(absent)}, which is not installed",
+                           spec.install or f"pip install {' '.join(absent)}", spec)
+    return spec
+
+
+class _Catalog:
+    """The entry points, read once; each manifest is loaded when first asked for.
+
+    A gateway that runs two channel types loads two manifests, not thirty (each is a
+    pydantic model, and a plugin's may import more); listing every type loads all.
+    """
+
+    def __init__(self) -> None:
+        self._points = {ep.name: ep for ep in _entry_points()}
+        self._loaded: dict[str, ConnectorSpec | Unavailable] = {}
+        self._every: tuple[dict[str, ConnectorSpec], dict[str, Unavailable]] | None = None
+
+    def one(self, type_name: str) -> ConnectorSpec | None:
+        """The spec of ``type_name`` when its entry point (named after the type) loads and
+        can run; None otherwise, so the caller can fall back to ``every`` for the reason."""
+        if type_name in _extra:
+            return _extra[type_name]
+        ep = self._points.get(type_name)
+        if ep is None:
+            return None
+        if type_name not in self._loaded:
+            self._loaded[type_name] = _load(ep)
+        found = self._loaded[type_name]
+        return found if isinstance(found, ConnectorSpec) and found.name == type_name else None
+
+    def every(self) -> tuple[dict[str, ConnectorSpec], dict[str, Unavailable]]:
+        if self._every is None:
+            ready: dict[str, ConnectorSpec] = {}
+            missing: dict[str, Unavailable] = {}
+            for name, ep in self._points.items():
+                if name not in self._loaded:
+                    self._loaded[name] = _load(ep)
+                found = self._loaded[name]
+                if isinstance(found, ConnectorSpec):
+                    ready[found.name] = found
+                else:
+                    missing[found.type] = found
+            ready.update(_extra)
+            self._every = ready, missing
+        return self._every
+
+
 @cache
-def _discover() -> tuple[dict[str, ConnectorSpec], dict[str, Unavailable]]:
-    ready: dict[str, ConnectorSpec] = {}
-    missing: dict[str, Unavailable] = {}
-    for ep in _entry_points():
-        try:
-            spec = ep.load()
-        except Exception as exc:  # noqa: BLE001 - one broken plugin must not hide the rest
-            _log.warning("channel type %s could not be loaded: %r", ep.name, exc)
-            missing[ep.name] = Unavailable(ep.name, ep.name, f"its manifest failed to load: "
-                                           f"{exc!r}", "")
-            continue
-        if not isinstance(spec, ConnectorSpec):
-            missing[ep.name] = Unavailable(ep.name, ep.name, f"entry point {ep.value} is not "
-                                           "a ConnectorSpec", "")
-            continue
-        absent = [m for m in spec.requires if importlib.util.find_spec(m) is None]
-        if absent:
-            missing[spec.name] = Unavailable(
-                spec.name, spec.title, f"needs {', '.join(absent)}, which is not installed",
-                spec.install or f"pip install {' '.join(absent)}")
-            continue
-        ready[spec.name] = spec
-    ready.update(_extra)
-    return ready, missing
+def _discover() -> _Catalog:
+    return _Catalog()
 
 
 def specs() -> dict[str, ConnectorSpec]:
     """The channel types that can run here, by type name."""
-    return _discover()[0]
+    return _discover().every()[0]
 
 
 def unavailable() -> dict[str, Unavailable]:
-    return _discover()[1]
+    return _discover().every()[1]
 
 
 def known_types() -> list[str]:
@@ -117,7 +157,7 @@ def known_types() -> list[str]:
 
 
 def get_spec(type_name: str) -> ConnectorSpec:
-    spec = specs().get(type_name)
+    spec = _discover().one(type_name) or specs().get(type_name)
     if spec is not None:
         return spec
     missing = unavailable().get(type_name)

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from pyclaw_app.channels import ChannelConfig, registry
+from pyclaw_app.channels import Category, ChannelConfig, registry
 from pyclaw_app.config import ChannelEntry, channel_secret_key, save_config
 from pyclaw_app.control.types import ChannelForm, ChannelType, FieldError, ProbeOutcome
 from pyclaw_app.errors import ConfigError
@@ -33,19 +33,33 @@ def _secret_fields(model: type[ChannelConfig]) -> list[str]:
             if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("secret")]
 
 
+def _catalog_order(kind: ChannelType) -> tuple[int, str, bool, str]:
+    """Catalog order: the known categories in their order, then a plugin's own (by name),
+    then types with none; within one, those that can be added before those to install."""
+    known = [c.value for c in Category]
+    rank = known.index(kind.category) if kind.category in known else len(known)
+    return rank, kind.category or "\uffff", bool(kind.install), kind.title.casefold()
+
+
 def channel_types() -> list[ChannelType]:
-    """Every channel type: those that can run, then those whose SDK is missing (with the
-    command that installs it), so nothing a user could add is hidden."""
+    """Every channel type in catalog order (``_catalog_order``), those whose SDK is missing
+    with the command that installs it, so nothing a user could add is hidden."""
     ready = [ChannelType(type=name, title=spec.title, icon=spec.icon,
                          description=spec.description, docs_url=spec.docs_url,
                          transport=spec.transport.value,
-                         schema=spec.config_model.model_json_schema())
-             for name, spec in sorted(registry.specs().items())]
-    missing = [ChannelType(type=m.type, title=m.title, icon="extension_off",
+                         schema=spec.config_model.model_json_schema(),
+                         category=spec.category, brand_icon=spec.brand_icon,
+                         brand_color=spec.brand_color)
+             for name, spec in registry.specs().items()]
+    missing = [ChannelType(type=m.type, title=m.title,
+                           icon=m.spec.icon if m.spec else "extension_off",
                            description=f"Not available: {m.reason}.", docs_url="",
-                           transport="", schema={}, install=m.install)
-               for m in sorted(registry.unavailable().values(), key=lambda m: m.type)]
-    return ready + missing
+                           transport="", schema={}, install=m.install,
+                           category=m.spec.category if m.spec else "",
+                           brand_icon=m.spec.brand_icon if m.spec else "",
+                           brand_color=m.spec.brand_color if m.spec else "")
+               for m in registry.unavailable().values()]
+    return sorted(ready + missing, key=_catalog_order)
 
 
 class ChannelAdmin:

@@ -46,8 +46,10 @@ CALLS = frozenset({
     "schedules", "create_schedule", "set_schedule_enabled", "delete_schedule",
     "explain_schedule",
     "channel_health", "provider_health",
-    "people", "person_detail", "link_accounts", "unlink_account",
+    "people", "person_detail", "link_accounts", "unlink_account", "conversation",
     "mcp_servers", "save_mcp_server", "delete_mcp_server", "test_mcp_server",
+    "profiles", "save_profile", "delete_profile",
+    "first_run_state", "close_first_run", "find_local_servers", "test_completion",
 })
 KEEPALIVE = 15.0
 BODY_TIMEOUT = 10.0

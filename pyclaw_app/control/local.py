@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +12,11 @@ from pyclaw_app.bus import BusSubscription
 from pyclaw_app.channels import registry
 from pyclaw_app.control import health
 from pyclaw_app.control.admin import ChannelAdmin
+from pyclaw_app.control.conversation import ConversationPage, read_conversation
 from pyclaw_app.control.export import export_rows
+from pyclaw_app.control.first_run import Candidate, FirstRunAdmin
 from pyclaw_app.control.mcp import McpAdmin
+from pyclaw_app.control.profiles import ProfilesAdmin
 from pyclaw_app.control.schedules import create_job, explain, row_of, set_enabled
 from pyclaw_app.control.settings import SettingsAdmin
 from pyclaw_app.control.types import (
@@ -23,10 +26,13 @@ from pyclaw_app.control.types import (
     ChannelHealth,
     ChannelStatus,
     ChannelType,
+    CompletionCheck,
     ConversationRow,
     Counters,
     FieldError,
+    FirstRunState,
     GroupRow,
+    LocalServer,
     LogRow,
     McpServers,
     MessageDetail,
@@ -34,6 +40,7 @@ from pyclaw_app.control.types import (
     PersonDetail,
     PersonRow,
     ProbeOutcome,
+    Profiles,
     ProviderHealth,
     ScheduleRow,
     SettingsForm,
@@ -42,7 +49,7 @@ from pyclaw_app.control.types import (
 )
 from pyclaw_app.errors import ConnectorError
 from pyclaw_app.gateway import Gateway
-from pyclaw_app.secrets import SecretStore
+from pyclaw_app.secrets import SecretStore, redactor
 from pyclaw_app.store import JournalRow
 from pyclaw_app.store.identities import Identity
 
@@ -58,14 +65,18 @@ def _page(limit: int) -> int:
 
 class LocalControlPlane:
     def __init__(self, gateway: Gateway, secrets: SecretStore, config_path: Path | None = None,
-                 local_channel: str = "local", *, clock: Callable[[], float] = time.time
-                 ) -> None:
+                 local_channel: str = "local", *, clock: Callable[[], float] = time.time,
+                 local_servers: Sequence[Candidate] | None = None) -> None:
         self.gateway = gateway
         self.clock = clock
         """Wall time for the health windows (tests move it by hand)."""
         self.admin = ChannelAdmin(gateway, secrets, config_path)
         self.settings = SettingsAdmin(gateway, secrets)
         self.mcp = McpAdmin(gateway, secrets)
+        self.profile_admin = ProfilesAdmin(gateway, secrets)
+        self.first_run = FirstRunAdmin(gateway, local_servers, clock=clock)
+        """The first-run guide's side: ``local_servers`` are the loopback ports it asks
+        (None: ``PYCLAW_LOCAL_SERVERS`` or the usual ones)."""
         self.local_channel = local_channel
         self.notices: list[str] = []
         """Warnings about how the gateway is served (the host adds them); shown with the
@@ -242,6 +253,34 @@ class LocalControlPlane:
                               ) -> tuple[list[str], ProbeOutcome]:
         return await self.mcp.test(values, original_name)
 
+    # ---- profiles --------------------------------------------------------------------------
+    async def profiles(self) -> Profiles:
+        return self.profile_admin.list()
+
+    async def save_profile(self, values: dict[str, Any], original_name: str | None = None
+                           ) -> list[FieldError]:
+        if self.gateway.config.path is None:
+            self.gateway.config.path = self.admin.config_path
+        return await self.profile_admin.save(values, original_name)
+
+    async def delete_profile(self, name: str) -> list[FieldError]:
+        if self.gateway.config.path is None:
+            self.gateway.config.path = self.admin.config_path
+        return await self.profile_admin.delete(name)
+
+    # ---- first-run guide -------------------------------------------------------------------
+    async def first_run_state(self) -> FirstRunState:
+        return await self.first_run.state()
+
+    async def close_first_run(self, how: str = "skipped") -> FirstRunState:
+        return await self.first_run.close(how)
+
+    async def find_local_servers(self) -> list[LocalServer]:
+        return await self.first_run.find_local_servers()
+
+    async def test_completion(self, provider: dict[str, Any]) -> CompletionCheck:
+        return await self.first_run.test_completion(provider)
+
     # ---- access ----------------------------------------------------------------------------
     async def pairing_requests(self) -> list[PairingRow]:
         return [PairingRow(p.code, p.channel, p.sender_id, p.sender_name, p.expires_at)
@@ -309,6 +348,13 @@ class LocalControlPlane:
             error=r["error"]) for r in await identities.traffic_of(accounts, _page(limit))]
         return PersonDetail(_person(identity), tuple(conversations), tuple(traffic))
 
+    async def conversation(self, person_id: int | None = None, message_id: int | None = None,
+                           conv: str | None = None, before_id: int | None = None,
+                           limit: int = 30) -> ConversationPage | None:
+        return await read_conversation(self.gateway.store, redactor, person_id=person_id,
+                                       message_id=message_id, conv=conv, before_id=before_id,
+                                       limit=limit)
+
     async def link_accounts(self, channel: str, sender_id: str, other_channel: str,
                             other_sender_id: str) -> PersonRow:
         identities = self.gateway.store.identities
@@ -333,7 +379,7 @@ class LocalControlPlane:
     async def chat_history(self, chat: str = "app", limit: int = 100) -> list[TrafficRow]:
         connector = self._local()
         conv = connector.address(chat).key
-        rows = await self.gateway.store.journal.recent(_page(limit), conv=conv)
+        rows = await self.gateway.store.journal.since_reset(conv, _page(limit))
         return [_traffic(r, None) for r in reversed(rows)]
 
     async def chat_reset(self, chat: str = "app") -> None:

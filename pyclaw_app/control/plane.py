@@ -10,15 +10,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+from pyclaw_app.control.conversation import ConversationPage
 from pyclaw_app.control.types import (
     BudgetRow,
     ChannelForm,
     ChannelHealth,
     ChannelStatus,
     ChannelType,
+    CompletionCheck,
     Counters,
     FieldError,
+    FirstRunState,
     GroupRow,
+    LocalServer,
     LogRow,
     McpServers,
     MessageDetail,
@@ -26,6 +30,7 @@ from pyclaw_app.control.types import (
     PersonDetail,
     PersonRow,
     ProbeOutcome,
+    Profiles,
     ProviderHealth,
     ScheduleRow,
     SettingsForm,
@@ -166,6 +171,38 @@ class ControlPlane(Protocol):
         """Start or reach the server once with the form's values: its tool names."""
         ...
 
+    # profiles: the form is generated from Profiles.schema
+    async def profiles(self) -> Profiles:
+        """Every profile (per channel or chat settings) with its problems, and the form."""
+        ...
+
+    async def save_profile(self, values: dict[str, Any], original_name: str | None = None
+                           ) -> list[FieldError]:
+        """Add (``original_name`` None), replace or rename a profile; checked against the
+        config (channels, providers, tools, chats other profiles have), saved and applied
+        to the next message."""
+        ...
+
+    async def delete_profile(self, name: str) -> list[FieldError]: ...
+
+    # the first-run guide
+    async def first_run_state(self) -> FirstRunState:
+        """Whether the guide opens by itself: no provider yet, and not skipped or finished."""
+        ...
+
+    async def close_first_run(self, how: str = "skipped") -> FirstRunState:
+        """Remember that the owner skipped (``"skipped"``) or finished (``"finished"``) it."""
+        ...
+
+    async def find_local_servers(self) -> list[LocalServer]:
+        """OpenAI-compatible servers answering on the gateway machine's usual loopback
+        ports, with their models; empty when none answers."""
+        ...
+
+    async def test_completion(self, provider: dict[str, Any]) -> CompletionCheck:
+        """One short chat completion with these provider values (a blank key is no key)."""
+        ...
+
     async def pairing_requests(self) -> list[PairingRow]: ...
 
     async def approve_pairing(self, code: str) -> bool: ...
@@ -213,6 +250,14 @@ class ControlPlane(Protocol):
         messages (with the replies); None when there is no such person."""
         ...
 
+    async def conversation(self, person_id: int | None = None, message_id: int | None = None,
+                           conv: str | None = None, before_id: int | None = None,
+                           limit: int = 30) -> ConversationPage | None:
+        """One conversation as a chat, ``limit`` exchanges (message, LLM and tool calls,
+        replies) before ``before_id``: a person's direct chats on all their channels, the
+        chat of a journal message, or a conversation key (exactly one). Read-only."""
+        ...
+
     async def link_accounts(self, channel: str, sender_id: str, other_channel: str,
                             other_sender_id: str) -> PersonRow:
         """Join two accounts into one person (the owner's link, no code needed)."""
@@ -226,8 +271,13 @@ class ControlPlane(Protocol):
         """Post as the user of the local channel; the reply arrives as events."""
         ...
 
-    async def chat_history(self, chat: str = "app", limit: int = 100) -> list[TrafficRow]: ...
+    async def chat_history(self, chat: str = "app", limit: int = 100) -> list[TrafficRow]:
+        """The local chat since its last reset (``chat_reset`` or ``/reset``), oldest first."""
+        ...
 
-    async def chat_reset(self, chat: str = "app") -> None: ...
+    async def chat_reset(self, chat: str = "app") -> None:
+        """Start a new conversation: the assistant and ``chat_history`` forget the old one
+        (its messages stay in the journal, for Logs)."""
+        ...
 
     def config_errors(self) -> list[str]: ...

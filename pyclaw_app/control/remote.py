@@ -19,6 +19,13 @@ from typing import Any
 import httpx
 
 from pyclaw_app.bus import EventQueue
+from pyclaw_app.control.conversation import (
+    ChatRow,
+    ConversationPage,
+    Exchange,
+    LlmCall,
+    ToolCall,
+)
 from pyclaw_app.control.types import (
     AccountRow,
     BudgetRow,
@@ -26,11 +33,14 @@ from pyclaw_app.control.types import (
     ChannelHealth,
     ChannelStatus,
     ChannelType,
+    CompletionCheck,
     ConversationRow,
     Counters,
     FieldError,
+    FirstRunState,
     GroupRow,
     HealthHour,
+    LocalServer,
     LogRow,
     McpServerRow,
     McpServers,
@@ -39,6 +49,8 @@ from pyclaw_app.control.types import (
     PersonDetail,
     PersonRow,
     ProbeOutcome,
+    ProfileRow,
+    Profiles,
     ProviderHealth,
     ScheduleRow,
     SettingsForm,
@@ -108,6 +120,20 @@ def _person_detail(item: dict[str, Any] | None) -> PersonDetail | None:
     return PersonDetail(_person(item["person"]),
                         tuple(ConversationRow(**c) for c in item["conversations"]),
                         tuple(TrafficRow(**t) for t in item["traffic"]))
+
+
+def _conversation(item: dict[str, Any] | None) -> ConversationPage | None:
+    if item is None:
+        return None
+    exchanges = tuple(Exchange(TrafficRow(**e["message"]),
+                               tuple(TrafficRow(**r) for r in e["replies"]),
+                               tuple(LlmCall(**c) for c in e["llm_calls"]),
+                               tuple(ToolCall(**t) for t in e["tool_calls"]))
+                      for e in item["exchanges"])
+    return ConversationPage(item["title"], tuple(ChatRow(**c) for c in item["chats"]),
+                            exchanges, item["older"],
+                            _person(item["person"]) if item["person"] else None,
+                            tuple(ChatRow(**c) for c in item["elsewhere"]))
 
 
 def _form(item: dict[str, Any]) -> ChannelForm:
@@ -347,11 +373,38 @@ class RemoteControlPlane:
                                           original_name=original_name)
         return list(tools), ProbeOutcome(**outcome)
 
+    async def profiles(self) -> Profiles:
+        item = await self._call("profiles")
+        return Profiles(tuple(ProfileRow(**{**row, "used_on": tuple(row["used_on"]),
+                                            "problems": tuple(row["problems"])})
+                              for row in item["profiles"]), item["schema"])
+
+    async def save_profile(self, values: dict[str, Any], original_name: str | None = None
+                           ) -> list[FieldError]:
+        return [FieldError(**e) for e in await self._call(
+            "save_profile", values=values, original_name=original_name)]
+
+    async def delete_profile(self, name: str) -> list[FieldError]:
+        return [FieldError(**e) for e in await self._call("delete_profile", name=name)]
+
     async def usage(self, **filters: Any) -> list[UsageRow]:
         return _rows(UsageRow)(await self._call("usage", **filters))
 
     async def budgets(self) -> list[BudgetRow]:
         return _rows(BudgetRow)(await self._call("budgets"))
+
+    async def first_run_state(self) -> FirstRunState:
+        return FirstRunState(**await self._call("first_run_state"))
+
+    async def close_first_run(self, how: str = "skipped") -> FirstRunState:
+        return FirstRunState(**await self._call("close_first_run", how=how))
+
+    async def find_local_servers(self) -> list[LocalServer]:
+        return [LocalServer(**{**s, "models": tuple(s["models"])})
+                for s in await self._call("find_local_servers")]
+
+    async def test_completion(self, provider: dict[str, Any]) -> CompletionCheck:
+        return CompletionCheck(**await self._call("test_completion", provider=provider))
 
     async def pairing_requests(self) -> list[PairingRow]:
         return _rows(PairingRow)(await self._call("pairing_requests"))
@@ -372,6 +425,13 @@ class RemoteControlPlane:
     async def person_detail(self, person_id: int, limit: int = 200) -> PersonDetail | None:
         return _person_detail(await self._call("person_detail", person_id=person_id,
                                                limit=limit))
+
+    async def conversation(self, person_id: int | None = None, message_id: int | None = None,
+                           conv: str | None = None, before_id: int | None = None,
+                           limit: int = 30) -> ConversationPage | None:
+        return _conversation(await self._call("conversation", person_id=person_id,
+                                              message_id=message_id, conv=conv,
+                                              before_id=before_id, limit=limit))
 
     async def link_accounts(self, channel: str, sender_id: str, other_channel: str,
                             other_sender_id: str) -> PersonRow:

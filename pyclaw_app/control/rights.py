@@ -32,7 +32,8 @@ READ_ONLY = frozenset({
     "chat_history", "config_errors", "channel_types", "channel_form", "settings_form",
     "usage", "budgets", "pairing_requests", "group_requests",
     "channel_health", "provider_health", "schedules", "explain_schedule",
-    "people", "person_detail", "mcp_servers",
+    "people", "person_detail", "mcp_servers", "conversation", "profiles",
+    "first_run_state",
 })
 
 

@@ -114,7 +114,8 @@ class SettingsAdmin:
         for name in removed:
             self.secrets.delete(provider_secret_key(name))
         await self.gateway.replace_agent(Agent.from_config(cfg, self.gateway.store,
-                                                           tool_source=self.gateway.mcp))
+                                                           tool_source=self.gateway.mcp,
+                                                           media=self.gateway.attachments))
         return []
 
     async def list_models(self, provider: dict[str, Any]) -> tuple[list[str], ProbeOutcome]:

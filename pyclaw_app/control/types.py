@@ -80,6 +80,14 @@ class ChannelType:
     install: str = ""
     """Set when the type cannot run here: the command that installs its SDK (then ``schema``
     is still the real config model, but the type cannot be added until it is installed)."""
+    category: str = ""
+    """Its group in the Add channel catalog ("Chat apps", "Team chat"...; "" from an older
+    gateway). The list comes in catalog order, so groups are shown as they first appear."""
+    brand_icon: str = ""
+    """The platform's logo, ``icons/channels/<brand_icon>.svg`` under the app's assets;
+    empty: the Material ``icon``."""
+    brand_color: str = ""
+    """``#RRGGBB`` of the tile behind the logo."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,4 +309,65 @@ class McpServers:
     """The MCP servers section: every server, and the JSON Schema its form is made from."""
 
     servers: tuple[McpServerRow, ...]
+    schema: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalServer:
+    """An OpenAI-compatible server answering on this machine's loopback (the first-run
+    guide offers it as the provider)."""
+
+    name: str
+    """What it most likely is, from its port: "Ollama", "LM Studio", ..."""
+    base_url: str
+    """Its OpenAI-compatible root, ``http://127.0.0.1:PORT/v1``."""
+    models: tuple[str, ...] = ()
+    note: str = ""
+    """Why no models are listed though it answered (it wants an API key, say)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionCheck:
+    """One short chat completion through a provider: its answer, or why there is none."""
+
+    ok: bool
+    failure: str
+    """"" when it answered; else "refused", "timed_out", "unauthorized", "model",
+    "invalid" (the settings themselves) or "error"."""
+    message: str
+    answer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FirstRunState:
+    """Whether the first-run guide opens by itself, and why."""
+
+    show: bool
+    """No provider is configured and the guide was neither skipped nor finished."""
+    has_provider: bool
+    closed: str = ""
+    """"skipped" or "finished" once the owner closed the guide; "" before."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRow:
+    """One profile (``profiles`` in the YAML) as Settings lists it."""
+
+    name: str
+    values: dict[str, Any]
+    """The form's values: the profile's fields (unset ones None) and its ``name``."""
+    used_on: tuple[str, ...]
+    """Its ``match`` entries: channels, or channel:chat."""
+    answers_with: str
+    """The chain in words: "fake/fake-small, then local/llama3" or "the assistant's"."""
+    problems: tuple[str, ...] = ()
+    """What does not add up with the rest of the config (an unknown channel, say)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Profiles:
+    """Every profile, and the form's schema (``ProfileConfig`` plus its name, with the
+    configured providers, channels and tools named in it)."""
+
+    profiles: tuple[ProfileRow, ...]
     schema: dict[str, Any]

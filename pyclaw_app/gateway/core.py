@@ -18,6 +18,7 @@ from typing import Any
 
 from pyclaw_app.agent import Agent
 from pyclaw_app.agent.mcp import McpManager
+from pyclaw_app.attachments import AttachmentFiles, AttachmentPipeline, AttachmentSweeper
 from pyclaw_app.bus import Bus
 from pyclaw_app.channels.contract import Connector
 from pyclaw_app.channels.webhook import WebhookRequest, WebhookResponse
@@ -56,7 +57,12 @@ class Gateway:
         self.mcp = McpManager(config.mcp_servers,
                               lambda level, message: self.channel_log("mcp", level, message))
         """The MCP servers; their tools join the agent's built-in ones per turn."""
-        self.agent = agent or Agent.from_config(config, store, tool_source=self.mcp)
+        self.attachments = AttachmentPipeline(
+            lambda: self.config, AttachmentFiles(store.db, store.data_dir / "attachments"),
+            self._connector)
+        """Pictures, voice notes and documents: fetched, checked, stored, read per turn."""
+        self.agent = agent or Agent.from_config(config, store, tool_source=self.mcp,
+                                                media=self.attachments)
         self.policy = AccessPolicy(store.access)
         self.channels: dict[str, ChannelRuntime] = {}
         self.delivery = Delivery(store.journal, self._connector, self.channel_log)
@@ -64,7 +70,8 @@ class Gateway:
         self.intake = Intake(self, self.turn)
         self.lifecycle = ChannelLifecycle(self)
         self.supervisor = Supervisor(self) if supervise else None
-        self.retention = Pruner(store.db, lambda: self.config.retention)
+        self.retention = Pruner(store.db, lambda: self.config.retention, sweepers=(
+            AttachmentSweeper(lambda: self.config, self.attachments.files),))
         self.scheduler = Scheduler(self, store.schedules, clock=wall_clock)
         store.db.on_outage = self._store_outage
         self.stop_timeout = STOP_TIMEOUT

@@ -4,6 +4,8 @@
 dropped before it is stored (``group_reply``), everything else is durable
 before it returns, so the connector may acknowledge the platform. After a crash
 ``resume_unfinished`` picks up the open rows without answering anything twice.
+A channel with ``burst: collect`` hands its messages to ``bursts`` instead of
+queueing a turn for each (``gateway/bursts.py``).
 
 Every inbound path passes here, so this is the one place a message is made
 storable: characters UTF-8 cannot encode (a lone surrogate, which a JSON
@@ -21,6 +23,7 @@ from dataclasses import fields, is_dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pyclaw_app.channels.contract import SubmitResult
+from pyclaw_app.gateway.bursts import Bursts
 from pyclaw_app.gateway.turn import Turn
 from pyclaw_app.model import Attachment, EventKind, Inbound, MessageStatus
 from pyclaw_app.policy import addressed_to_bot, may_follow_up
@@ -40,6 +43,8 @@ class Intake:
     def __init__(self, host: Host, turn: Turn) -> None:
         self._h = host
         self._turn = turn
+        self.bursts = Bursts(host, turn)
+        """Channels with ``burst: collect`` queue their messages here, not a turn each."""
 
     async def accept(self, inbound: Inbound) -> SubmitResult:
         """Journal first, then hand to the conversation's lane.
@@ -79,7 +84,10 @@ class Intake:
         h.emit(EventKind.MESSAGE_RECEIVED, channel, id=result.journal_id, chat=a.chat,
                thread=a.thread, sender=inbound.sender_name or inbound.sender_id,
                text=inbound.text, ts=inbound.ts)
-        self._enqueue(result.journal_id, inbound)
+        if self.bursts.collects(channel):
+            self.bursts.arrived(result.journal_id, channel, a.key)
+        else:
+            self._enqueue(result.journal_id, inbound)
         await h.lanes.wait_for_room()  # backpressure: the connector fetches no more till then
         return result
 
@@ -105,14 +113,20 @@ class Intake:
                              lambda: self._turn.process(journal_id, inbound), job_id=journal_id)
 
     async def resume_unfinished(self, channel: str | None = None) -> None:
-        """Pick up journal rows a crash left open, without answering anything twice."""
+        """Pick up journal rows a crash left open, without answering anything twice.
+
+        A collected burst is resumed through its last message, whose turn answers (or
+        closes) the others with it; what no burst took yet on a collecting channel is
+        collected again."""
         h = self._h
         journal = h.store.journal
         for row in await journal.unfinished():
             if channel is not None and row.channel != channel:
                 continue
-            if h.lanes.has_job(row.id):
+            if h.lanes.has_job(row.id) or self.bursts.answering(row.id):
                 continue
+            if row.answered_with not in (None, row.id):
+                continue  # resumed with the last message of its burst
             rt = h.channels.get(row.channel)
             if rt is None or rt.connector is None:
                 continue  # resumed when that channel next starts with the gateway
@@ -124,7 +138,11 @@ class Intake:
                 await self._interrupted(row.id, row.channel, row.chat, reply.id)
                 continue
             h.channel_log(row.channel, "info", f"resuming message {row.id} after restart")
-            self._enqueue(row.id, row.to_inbound())
+            if row.answered_with is None and row.status == MessageStatus.RECEIVED \
+                    and self.bursts.collects(row.channel):
+                self.bursts.resume(row.id, row.conv)
+            else:
+                self._enqueue(row.id, row.to_inbound())
 
     async def _interrupted(self, inbound_id: int, channel: str, chat: str, out_id: int) -> None:
         """A reply was going out when the process died: the part in flight may have been
@@ -147,11 +165,14 @@ class Intake:
         """Answer a failed message again (the user or the UI asked for it).
 
         A reply that failed part-way is finished, not repeated: the parts that went out are
-        kept and the rest of the same text is sent. Anything else gets a new answer.
+        kept and the rest of the same text is sent. Anything else gets a new answer. Any
+        message of a collected burst retries the burst.
         """
         h = self._h
         journal = h.store.journal
         row = await journal.get(message_id)
+        if row is not None and row.answered_with not in (None, row.id):
+            row = await journal.get(row.answered_with)  # a burst is retried as one
         if row is None or row.direction != "in" or row.status != MessageStatus.FAILED:
             return False
         reply = await journal.reply_of(row.id)

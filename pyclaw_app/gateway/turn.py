@@ -49,21 +49,36 @@ class Turn:
         self._h = host
 
     async def process(self, journal_id: int, inbound: Inbound) -> None:
+        connector = self.connector_for(journal_id, inbound)
+        if connector is None or not await self.admit(connector, journal_id, inbound):
+            return
+        await self.answer(connector, journal_id, inbound)
+
+    def connector_for(self, journal_id: int, inbound: Inbound) -> Connector | None:
+        """The channel's running connector; None (and said) when the channel is not running:
+        the message stays 'received' in the journal and is resumed when it runs again."""
         h = self._h
         channel = inbound.address.channel
         rt = h.channels.get(channel)
         if rt is None or rt.connector is None:
-            # Stays 'received' in the journal: resumed when the channel runs again.
             h.channel_log(channel, "warning",
                           f"message {journal_id} waits: channel is not running")
-            return
-        connector = rt.connector
+            return None
+        return rt.connector
+
+    async def admit(self, connector: Connector, journal_id: int, inbound: Inbound) -> bool:
+        """Whether the message is to be answered. One that is not (empty, or refused by the
+        access policy) is closed as skipped here, with the policy's notice if it has one;
+        a burst (``gateway/bursts.py``) admits each of its messages on its own."""
+        h = self._h
+        channel = inbound.address.channel
         if not inbound.text.strip() and not inbound.attachments:
             await h.store.journal.set_status(journal_id, MessageStatus.SKIPPED, "empty message")
             h.channel_log(channel, "info", f"message {journal_id} skipped: empty message")
             h.emit(EventKind.MESSAGE_SKIPPED, channel, id=journal_id, reason="empty message")
-            return
-        config = rt.entry.config
+            return False
+        rt = h.channels.get(channel)
+        config = rt.entry.config if rt is not None else None
         verdict = await h.policy.check(inbound, config) if config is not None else None
         if verdict is not None and not verdict.allowed:
             h.channel_log(channel, "info", f"message {journal_id} not answered: "
@@ -76,7 +91,19 @@ class Turn:
                                                  verdict.reason)
             h.emit(EventKind.MESSAGE_SKIPPED, channel, id=journal_id, reason=verdict.reason,
                    notice=verdict.notice)
-            return
+            return False
+        return True
+
+    async def answer(self, connector: Connector, journal_id: int, inbound: Inbound) -> None:
+        """Ask the agent and deliver its reply, or the notice that says why there is none.
+
+        For a collected burst ``journal_id`` is its last message: the journal gives the
+        agent the earlier ones as they were sent, and closes them with it.
+        """
+        h = self._h
+        channel = inbound.address.channel
+        rt = h.channels.get(channel)
+        config = rt.entry.config if rt is not None else None
         h.store.journal.mark_processing(journal_id)
         h.emit(EventKind.MESSAGE_PROCESSING, channel, id=journal_id)
         received_at = time.time()

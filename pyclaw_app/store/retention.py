@@ -15,13 +15,13 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from pyclaw_app.errors import StoreError
 from pyclaw_app.store.db import Database
 
-__all__ = ["LOG_TABLES", "Limits", "Plan", "Pruner"]
+__all__ = ["LOG_TABLES", "Limits", "Plan", "Pruner", "Sweeper"]
 
 _log = logging.getLogger(__name__)
 
@@ -53,6 +53,17 @@ class Plan(Protocol):
     def tables(self) -> Mapping[str, Limits]: ...
 
 
+class Sweeper(Protocol):
+    """Something beside the tables that ages out on the same pass (the attachment files)."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def sweep(self, now: float) -> int:
+        """Remove what is past its limit at ``now``; how many went."""
+        ...
+
+
 class Pruner:
     """Prunes every log table each ``plan().every`` seconds as the task ``store:retention``.
 
@@ -60,10 +71,12 @@ class Pruner:
     """
 
     def __init__(self, db: Database, plan: Callable[[], Plan], *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 sweepers: Sequence[Sweeper] = ()) -> None:
         self.db = db
         self._plan = plan
         self._clock = clock
+        self._sweepers = tuple(sweepers)
         self._task: asyncio.Task[None] | None = None
         self.passes = 0
         """Passes finished (the background task's progress, for status and tests)."""
@@ -97,9 +110,12 @@ class Pruner:
             await asyncio.sleep(plan.every)
 
     async def prune(self, plan: Plan) -> dict[str, int]:
-        """One pass: rows deleted per table."""
-        return {table: await self.prune_table(table, limits, batch=plan.batch)
-                for table, limits in plan.tables().items()}
+        """One pass: rows deleted per table (and items per sweeper)."""
+        removed = {table: await self.prune_table(table, limits, batch=plan.batch)
+                   for table, limits in plan.tables().items()}
+        for sweeper in self._sweepers:
+            removed[sweeper.name] = await sweeper.sweep(self._clock())
+        return removed
 
     async def prune_table(self, table: str, limits: Limits, *, batch: int) -> int:
         """Delete ``table``'s rows older than ``limits.days``, then all but the newest

@@ -269,4 +269,41 @@ MIGRATIONS: list[str] = [
     CREATE INDEX notes_group ON notes (channel, chat, id) WHERE chat IS NOT NULL;
     CREATE INDEX messages_sender ON messages (channel, sender_id) WHERE direction = 'in';
     """,
+    # 9: what became of each attachment of an inbound message: where its file is stored
+    # (relative to <data>/attachments; NULL once retention removed it or when it was never
+    # kept), the transcript of a voice note, or why it could not be read. The bytes are
+    # files, never rows.
+    """
+    CREATE TABLE attachment_files (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages(id),
+        idx INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        mime TEXT NOT NULL DEFAULT '',
+        size INTEGER,
+        path TEXT,
+        transcript TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        removed_at REAL,
+        UNIQUE (message_id, idx)
+    );
+    CREATE INDEX attachment_files_kept ON attachment_files (created_at) WHERE path IS NOT NULL;
+    """,
+    # 10: bursts (``burst: collect``): each inbound message of a set answered together by one
+    # turn names the set's last message, whose reply (``reply_to``) answers them all; NULL
+    # for a message answered alone
+    """
+    ALTER TABLE messages ADD COLUMN answered_with INTEGER;
+    CREATE INDEX messages_answered_with ON messages (answered_with)
+        WHERE answered_with IS NOT NULL;
+    """,
+    # 11: what the conversation view reads per page (control/conversation.py): the LLM calls
+    # of a page's messages, and the tool lines their turns wrote in the page's time
+    """
+    CREATE INDEX llm_calls_message ON llm_calls (message_id) WHERE message_id IS NOT NULL;
+    CREATE INDEX channel_log_ts ON channel_log (ts);
+    """,
 ]

@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from connectors.slack._parse import BotIdentity, Ignored, escape_text, parse_event
 from connectors.slack.manifest import SlackConfig
-from connectors.slack.runtime import SlackConnector
+from connectors.slack.runtime import SlackConnector, _Turns
 from pyclaw_app.channels import SubmitResult, WebhookRequest
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
 from pyclaw_app.model import Address, ChannelState, Inbound
@@ -159,6 +159,61 @@ async def test_ignored_and_duplicate_envelopes_are_acked_too(
     assert again.retry_attempt == 1
     await eventually(lambda: again.envelope_id in fake.acks)  # a duplicate is acked
     assert [m.text for m in ctx.inbound] == ["once"] and fake.unacked == 0
+
+
+class GatedContext(RecordingContext):
+    """Holds the journal write of one Slack conversation until ``release`` is set."""
+
+    def __init__(self, held: str) -> None:
+        super().__init__(channel="slack")
+        self.held = held
+        self.waiting = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def submit(self, inbound: Inbound) -> SubmitResult:
+        if inbound.address.chat == self.held:
+            self.waiting.set()
+            await self.release.wait()
+        return await super().submit(inbound)
+
+
+async def test_one_conversations_pending_journal_write_holds_no_other_conversations_ack(
+        fake: SlackFake, make: Factory) -> None:
+    """Under a burst the ack must not queue behind every other conversation's commit
+    (Slack's 3 s window); within a conversation the order of arrival stays."""
+    connector, ctx = make(), GatedContext(held="D000A")
+    await connector.start(ctx)
+    held = [await fake.deliver(fake.message_event("D000A", f"a{i}")) for i in range(3)]
+    await asyncio.wait_for(ctx.waiting.wait(), 10)
+    others = [await fake.deliver(fake.message_event(chat, f"{chat} {i}"))
+              for i in range(3) for chat in ("D000B", "C000C")]
+    await eventually(lambda: all(e.envelope_id in fake.acks for e in others))
+    assert not any(e.envelope_id in fake.acks for e in held)  # not acked before journaled
+    ctx.release.set()
+    await eventually(lambda: all(e.envelope_id in fake.acks for e in held))
+    by_chat: dict[str, list[str]] = {}
+    for msg in ctx.inbound:
+        by_chat.setdefault(msg.address.chat, []).append(msg.text)
+    assert by_chat == {"D000A": ["a0", "a1", "a2"], "D000B": [f"D000B {i}" for i in range(3)],
+                       "C000C": [f"C000C {i}" for i in range(3)]}
+    assert ctx.inbound[-3:] == [m for m in ctx.inbound if m.address.chat == "D000A"]
+
+
+async def test_turns_keep_arrival_order_per_conversation_and_forget_idle_ones() -> None:
+    turns = _Turns()
+    done: list[tuple[str, int]] = []
+
+    async def event(conversation: str, number: int, pause: int) -> None:
+        async with turns.turn(conversation):
+            for _ in range(pause):  # a journal write that takes a while
+                await asyncio.sleep(0)
+            done.append((conversation, number))
+
+    await asyncio.gather(*(event(c, i, pause=(7 * i + len(c)) % 5)
+                           for i in range(20) for c in ("C1", "C22", "C333")))
+    for conversation in ("C1", "C22", "C333"):
+        assert [n for c, n in done if c == conversation] == list(range(20))
+    assert len(turns) == 0
 
 
 async def test_media_only_message_is_submitted_with_its_file(

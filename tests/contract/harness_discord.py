@@ -89,10 +89,9 @@ class DiscordHarness(PlatformHarness):
         await self.fake.dispatch("MESSAGE_CREATE", {**msg, "id": p.snowflake(), "content": None})
 
     async def inject_media_only(self, chat: str) -> str:
-        attachment = {"id": p.snowflake(), "filename": "photo.jpg", "size": 48213,
-                      "url": f"{self.fake.url}/attachments/{chat}/photo.jpg",
-                      "proxy_url": f"{self.fake.url}/media/{chat}/photo.jpg",
-                      "content_type": "image/jpeg", "width": 640, "height": 480}
+        jpeg = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(48_000)  # on the fake CDN
+        attachment = {**self.fake.attachment(chat, jpeg, "photo.jpg", "image/jpeg"),
+                      "width": 640, "height": 480}
         msg = self.fake.user_message(chat, "", attachments=[attachment])
         return await self.fake.inject(msg)
 

@@ -78,7 +78,9 @@ class SlackHarness(PlatformHarness):
         await self.fake.deliver(payload)
 
     async def inject_media_only(self, chat: str) -> str:
-        payload = self.fake.message_event(chat, "", files=[self.fake.file()])
+        png = b"\x89PNG\r\n\x1a\n" + bytes(1200)  # held by the fake, as Slack holds files
+        payload = self.fake.message_event(
+            chat, "", files=[self.fake.add_file(png, "photo.png", "image/png")])
         await self.fake.deliver(payload)
         return f"{chat}:{payload['event']['ts']}"
 

@@ -91,11 +91,10 @@ class TelegramHarness(PlatformHarness):
         self.fake.inject_update({"message": {"message_id": 77, "date": 0, "text": {"x": 1}}})
 
     async def inject_media_only(self, chat: str) -> str:
+        jpeg = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(1200)  # held by the fake's files
         photo = [
-            {"file_id": f"AgAC-small-{chat}", "file_unique_id": "AQADs", "file_size": 1200,
-             "width": 90, "height": 60},
-            {"file_id": f"AgAC-large-{chat}", "file_unique_id": "AQADl", "file_size": 48000,
-             "width": 1280, "height": 853},
+            {**self.fake.add_file(jpeg[:300], folder="photos"), "width": 90, "height": 60},
+            {**self.fake.add_file(jpeg, folder="photos"), "width": 1280, "height": 853},
         ]
         message = self.fake.inject_message(int(chat), None, extra={"photo": photo})
         return f"{chat}:{message['message_id']}"

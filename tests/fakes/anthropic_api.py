@@ -11,7 +11,9 @@ Requests are validated the way the API does it: ``model``, ``max_tokens`` and
 a non-empty ``messages`` are required; roles are ``user``/``assistant``, the
 first one ``user``; text blocks must be non-empty; every ``tool_use`` of an
 assistant turn must be answered by a ``tool_result`` in the next user turn and
-no ``tool_result`` may answer an unknown id; tool blocks need ``tools``.
+no ``tool_result`` may answer an unknown id; tool blocks need ``tools``; an ``image``
+block (user turns only) needs a ``base64`` source of a JPEG/PNG/GIF/WebP, and the
+decoded pictures are kept in :attr:`FakeAnthropic.images`.
 Errors have Anthropic's shape ``{"type": "error", "error": {"type",
 "message"}, "request_id"}`` with a ``request-id`` header; 429 and 529 carry
 ``retry-after``. The key is accepted as ``x-api-key`` or ``Authorization:
@@ -23,6 +25,8 @@ a ``responder`` (text or :class:`FakeReply` with tool calls) and ``faults``
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import uuid
@@ -75,6 +79,8 @@ class FakeAnthropic(FakeServer):
         self.faults: deque[Fault] = deque()
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.images: list[tuple[str, bytes]] = []
+        """(media type, bytes) of every base64 ``image`` block requests carried, in order."""
         self.in_flight = 0
         self.max_in_flight = 0
 
@@ -137,6 +143,10 @@ class FakeAnthropic(FakeServer):
         if model not in self.models:
             return _error(404, f"model: {model}")
         self.requests.append(body)
+        self.images += [(b["source"]["media_type"], base64.b64decode(b["source"]["data"]))
+                        for m in body["messages"] if isinstance(m.get("content"), list)
+                        for b in m["content"] if b.get("type") == "image"
+                        and b["source"]["type"] == "base64"]
         self.headers.append(dict(request.headers))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -236,6 +246,31 @@ class FakeAnthropic(FakeServer):
         return resp
 
 
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def _image_problem(block: dict[str, Any], role: str, where: str) -> str | None:
+    """What the Messages API says of a bad ``image`` block (vision guide: a ``base64`` source
+    with ``media_type`` and ``data``, or a ``url`` source; user turns only)."""
+    if role != "user":
+        return f"{where}: image blocks are only allowed in user messages"
+    source = block.get("source")
+    if not isinstance(source, dict) or source.get("type") not in ("base64", "url"):
+        return f"{where}.source: Input tag does not match any of the expected tags: " \
+               "'base64', 'url'"
+    if source["type"] == "url":
+        return None if isinstance(source.get("url"), str) else f"{where}.source.url: " \
+            "Field required"
+    if source.get("media_type") not in _IMAGE_TYPES:
+        return f"{where}.source.base64.media_type: Input should be 'image/jpeg', " \
+               "'image/png', 'image/gif' or 'image/webp'"
+    try:
+        base64.b64decode(str(source.get("data", "")), validate=True)
+    except binascii.Error:
+        return f"{where}.source.base64.data: The image data is not valid base64"
+    return None
+
+
 def _validate(body: dict[str, Any]) -> str | None:
     """The first problem the real API would report for ``body``, in its words."""
     if not isinstance(body.get("model"), str):
@@ -274,6 +309,10 @@ def _validate(body: dict[str, Any]) -> str | None:
             kind = block.get("type") if isinstance(block, dict) else None
             if kind == "text" and not block.get("text"):
                 return f"messages.{i}.content.{j}.text: text content blocks must be non-empty"
+            if kind == "image":
+                problem = _image_problem(block, message["role"], f"messages.{i}.content.{j}")
+                if problem is not None:
+                    return problem
             if kind == "tool_use":
                 uses_tools = True
                 if message["role"] != "assistant":

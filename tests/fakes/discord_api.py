@@ -17,9 +17,13 @@ It follows the published protocol, not just what our connector sends:
 
 Test hooks: inject user messages and raw dispatches, redeliver a message, drop
 the live socket without a close frame, and read back everything the bot sent
-and each message's edits. Scripted REST failures (429, 5xx, refusals, lost
-answers) are :class:`FakePlatform`'s controls; the REST methods are named
-``create_message``, ``edit_message`` and ``trigger_typing``.
+and each message's edits. Files people attach are served as Discord's CDN serves them:
+:meth:`FakeDiscord.attachment` builds the message's Attachment object, whose signed
+``url`` (``/attachments/<channel>/<id>/<name>?ex=&is=&hm=``) gives the bytes without any
+Authorization (an unsigned or unknown link is the CDN's 404); :attr:`cdn_requests`
+records each download and the Authorization header it carried. Scripted REST failures
+(429, 5xx, refusals, lost answers) are :class:`FakePlatform`'s controls; the REST methods
+are named ``create_message``, ``edit_message`` and ``trigger_typing``.
 discord.py keeps its base URLs in module globals, so run one fake per process
 at a time.
 """
@@ -138,6 +142,9 @@ class FakeDiscord(FakePlatform):
         self.owner = p.user(p.snowflake(), "guildowner")
         self.channels: dict[str, dict[str, Any]] = {}  # every channel, thread and DM by id
         self.messages: dict[str, dict[str, Any]] = {}  # every message by id
+        self._cdn_files: dict[str, tuple[str, bytes, str]] = {}  # id -> (hm, bytes, type)
+        self.cdn_requests: list[tuple[str, str | None]] = []
+        """(path, Authorization header or None) of every CDN download, in order."""
         self.sent: list[SentRecord] = []
         self.edit_log: list[EditRecord] = []
         self.typing: list[tuple[str, float]] = []
@@ -394,6 +401,7 @@ class FakeDiscord(FakePlatform):
     def routes(self, app: web.Application) -> None:
         app.middlewares.append(self._auth)
         app.router.add_get("/gw", self._gateway)
+        app.router.add_get("/attachments/{cid}/{aid}/{name}", self._cdn)
         app.router.add_get(f"{API}/users/@me", self._get_me)
         app.router.add_get(f"{API}/oauth2/applications/@me", self._get_application)
         app.router.add_get(f"{API}/gateway", self._get_gateway)
@@ -406,10 +414,35 @@ class FakeDiscord(FakePlatform):
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        public = request.path in ("/gw", f"{API}/gateway")
+        public = request.path in ("/gw", f"{API}/gateway") or request.path.startswith(
+            "/attachments/")
         if not public and request.headers.get("Authorization") != f"Bot {self.token}":
             return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
         return await handler(request)
+
+    def attachment(self, channel_id: str, data: bytes, filename: str,
+                   content_type: str | None) -> dict[str, Any]:
+        """An Attachment object for :meth:`user_message`, its bytes held by the fake CDN."""
+        aid = p.snowflake()
+        expires = int(time.time()) + 86_400
+        signature = uuid.uuid4().hex
+        url = (f"{self.url}/attachments/{channel_id}/{aid}/{filename}"
+               f"?ex={expires:x}&is={expires - 86_400:x}&hm={signature}&")
+        self._cdn_files[aid] = (signature, data, content_type or "application/octet-stream")
+        found: dict[str, Any] = {"id": aid, "filename": filename, "size": len(data),
+                                 "url": url, "proxy_url": url.replace("/attachments/",
+                                                                      "/media/attachments/"),
+                                 "flags": 0}
+        if content_type is not None:
+            found["content_type"] = content_type
+        return found
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        self.cdn_requests.append((request.path, request.headers.get("Authorization")))
+        found = self._cdn_files.get(request.match_info["aid"])
+        if found is None or request.query.get("hm") != found[0]:
+            return web.Response(status=404, text="This content is no longer available.")
+        return web.Response(body=found[1], content_type=found[2])
 
     async def _not_found(self, request: web.Request) -> web.Response:
         return json_response({"message": "404: Not Found", "code": 0}, status=404)

@@ -14,11 +14,22 @@ in the first piece and ``function.arguments`` in slices) ending with
 ``finish_reason: "tool_calls"``. A ``role: tool`` message must answer a
 ``tool_call_id`` of the preceding assistant ``tool_calls`` (400 otherwise), and
 ``tool_choice: "none"`` makes the fake answer in text.
+
+Image input follows the vision guide: a user message's ``content`` may be a list of
+``{"type": "text"}`` and ``{"type": "image_url", "image_url": {"url": ...}}`` parts (a
+``data:<mime>;base64,`` URL or an http(s) one); the decoded pictures are kept in
+:attr:`FakeOpenAI.images`, and a model outside ``vision_models`` refuses them with the
+API's 400. ``POST /v1/audio/transcriptions`` takes the multipart upload the reference
+describes (``file`` and ``model``, optional ``language``, ``prompt``, ``response_format``)
+and answers ``{"text": ...}`` from :attr:`FakeOpenAI.transcriber`; each upload is kept in
+:attr:`FakeOpenAI.transcriptions`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import time
 import uuid
@@ -31,7 +42,23 @@ from aiohttp import web
 
 from tests.fakes.server import FakeServer, json_response
 
-__all__ = ["FakeOpenAI", "FakeReply", "FakeToolCall", "Fault"]
+__all__ = ["FakeOpenAI", "FakeReply", "FakeToolCall", "Fault", "Transcription"]
+
+AUDIO_FORMATS = ("flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm")
+"""What /audio/transcriptions accepts, judged (as OpenAI does) by the file name's ending."""
+IMAGE_TOKENS = 85
+"""What a low-detail picture costs in prompt tokens (the vision guide's figure)."""
+
+
+@dataclass(frozen=True)
+class Transcription:
+    """One upload to /v1/audio/transcriptions, as the fake received it."""
+
+    model: str
+    filename: str
+    content_type: str
+    data: bytes
+    language: str | None
 
 
 @dataclass
@@ -69,7 +96,8 @@ def echo(messages: list[dict[str, Any]]) -> str:
     last = next((m for m in reversed(messages) if m.get("role") == "user"), {})
     content = last.get("content", "")
     if isinstance(content, list):  # content parts
-        content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        content = " ".join(p.get("text", "") for p in content
+                           if isinstance(p, dict) and p.get("type") == "text")
     return f"Echo: {content}"
 
 
@@ -108,8 +136,18 @@ def _cut_to_limit(text: str, body: dict[str, Any]) -> tuple[str, str]:
 class FakeOpenAI(FakeServer):
     def __init__(self, *, api_key: str | None = None, models: tuple[str, ...] = ("fake-model",),
                  responder: Responder = echo, chunk_size: int = 8, latency: float = 0.0,
-                 chunk_delay: float = 0.0) -> None:
+                 chunk_delay: float = 0.0, vision_models: tuple[str, ...] | None = None,
+                 transcriber: Callable[[bytes, str], str] | None = None,
+                 audio_models: tuple[str, ...] = ("whisper-1",)) -> None:
         super().__init__()
+        self.vision_models = vision_models
+        """Models that take image input; None: every model."""
+        self.images: list[tuple[str, bytes]] = []
+        """(MIME type, bytes) of every picture a request carried as a data URL, in order."""
+        self.transcriber = transcriber or (lambda data, name: f"(speech in {name})")
+        """(audio bytes, file name) -> the transcript /audio/transcriptions answers."""
+        self.audio_models = audio_models
+        self.transcriptions: list[Transcription] = []
         self.chunk_delay = chunk_delay
         """Seconds between streamed chunks: a model that writes as it thinks."""
         self.api_key = api_key
@@ -129,6 +167,7 @@ class FakeOpenAI(FakeServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
 
     def _auth_error(self, request: web.Request) -> web.Response | None:
         if self.api_key is None:
@@ -165,6 +204,15 @@ class FakeOpenAI(FakeServer):
         if model not in self.models:
             return _error(404, f"The model `{model}` does not exist or you do not have access "
                           "to it.", "invalid_request_error", "model_not_found", param="model")
+        pictures, problem = _content_images(messages)
+        if problem is None and pictures and self.vision_models is not None \
+                and model not in self.vision_models:
+            problem = ("messages", "Invalid content type. image_url is only supported by "
+                       "certain models.")
+        if problem is not None:
+            param, message = problem
+            return _error(400, message, "invalid_request_error", None, param=param)
+        self.images += pictures
         self.requests.append(body)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -182,7 +230,8 @@ class FakeOpenAI(FakeServer):
                       "function": {"name": c.name, "arguments": c.raw_arguments
                                    if c.raw_arguments is not None else json.dumps(c.arguments)}}
                      for c in reply.tool_calls]
-            prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4 + 1
+            prompt_tokens = sum(_text_length(m.get("content")) for m in messages) // 4 + 1 \
+                + IMAGE_TOKENS * len(pictures)
             completion_tokens = (len(text) + len(json.dumps(calls) if calls else "")) // 4 + 1
             if body.get("stream"):
                 return await self._stream(request, body, model, text, calls, prompt_tokens,
@@ -252,6 +301,86 @@ class FakeOpenAI(FakeServer):
             await resp.write(payload + b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
+
+
+    async def _transcriptions(self, request: web.Request) -> web.Response:
+        if (err := self._auth_error(request)) is not None:
+            return err
+        if request.content_type != "multipart/form-data":
+            return _error(400, "Invalid Content-Type header (expected multipart/form-data)",
+                          "invalid_request_error", None)
+        form = await request.post()
+        upload, model = form.get("file"), form.get("model")
+        if not isinstance(upload, web.FileField):
+            return _error(400, "Missing required parameter: 'file'.", "invalid_request_error",
+                          None, param="file")
+        if not isinstance(model, str) or not model:
+            return _error(400, "Missing required parameter: 'model'.", "invalid_request_error",
+                          None, param="model")
+        if model not in self.audio_models:
+            return _error(404, f"The model `{model}` does not exist or you do not have access "
+                          "to it.", "invalid_request_error", "model_not_found", param="model")
+        ending = upload.filename.rsplit(".", 1)[-1].lower() if "." in upload.filename else ""
+        if ending not in AUDIO_FORMATS:
+            return _error(400, f"Invalid file format. Supported formats: {list(AUDIO_FORMATS)}",
+                          "invalid_request_error", None, param="file")
+        data = upload.file.read()
+        language = form.get("language")
+        self.transcriptions.append(Transcription(
+            model, upload.filename, upload.content_type, data,
+            language if isinstance(language, str) else None))
+        _, early = await before_answer(request, self.faults, 0.0, _fault_response)
+        if early is not None:
+            return early
+        text = self.transcriber(data, upload.filename)
+        if form.get("response_format") == "text":
+            return web.Response(text=text, content_type="text/plain")
+        return json_response({"text": text, "usage": {"type": "duration", "seconds": 1}})
+
+
+def _content_images(messages: list[Any]) -> tuple[list[tuple[str, bytes]],
+                                                  tuple[str, str] | None]:
+    """The pictures of every content-part list, and what the API would refuse in them."""
+    pictures: list[tuple[str, bytes]] = []
+    for i, m in enumerate(messages):
+        content = m.get("content") if isinstance(m, dict) else None
+        if not isinstance(content, list):
+            continue
+        for j, part in enumerate(content):
+            where = f"messages[{i}].content[{j}]"
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                continue
+            if kind != "image_url":
+                return [], (f"{where}.type", f"Invalid value: '{kind}'. Supported values are: "
+                            "'text', 'image_url', 'input_audio', 'refusal', 'audio' and 'file'.")
+            if m.get("role") != "user":
+                return [], (where, "Image URLs are only allowed for messages with role 'user'")
+            url = (part.get("image_url") or {}).get("url") \
+                if isinstance(part.get("image_url"), dict) else None
+            if not isinstance(url, str):
+                return [], (f"{where}.image_url.url", "Missing required parameter: "
+                            f"'{where}.image_url.url'.")
+            if url.startswith("data:"):
+                head, _, payload = url.partition(",")
+                mime = head[5:].split(";")[0]
+                if not head.endswith(";base64") or mime not in (
+                        "image/jpeg", "image/png", "image/gif", "image/webp"):
+                    return [], (f"{where}.image_url.url", "Invalid image URL: expected a "
+                                "base64 data URL of a png, jpeg, gif or webp image.")
+                try:
+                    pictures.append((mime, base64.b64decode(payload, validate=True)))
+                except binascii.Error:
+                    return [], (f"{where}.image_url.url", "Invalid base64 image_url.")
+            elif not url.startswith(("http://", "https://")):
+                return [], (f"{where}.image_url.url", "Invalid image URL.")
+    return pictures, None
+
+
+def _text_length(content: Any) -> int:
+    if isinstance(content, list):
+        return sum(len(p.get("text", "")) for p in content if isinstance(p, dict))
+    return len(str(content or ""))
 
 
 def _check_tools(tools: Any) -> tuple[str, str] | None:

@@ -98,6 +98,10 @@ class Envelope:
         return Envelope(self.payload, retry_attempt=self.retry_attempt + 1, retry_reason=reason)
 
 
+_SIGN_IN_PAGE = ("<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to "
+                 "your workspace</body></html>")
+"""What ``url_private`` gives a request without the bot token (after Slack's redirect)."""
+
 _REFUSALS = {400: "invalid_arguments", 401: "invalid_auth", 403: "not_in_channel",
              404: "channel_not_found"}
 """What a scripted 4xx looks like: Slack answers refusals with HTTP 200 and an error code."""
@@ -131,6 +135,9 @@ class SlackFake(FakePlatform):
         self._events = itertools.count(1)
         self._lock = asyncio.Lock()
         self._connected = asyncio.Event()
+        self._files: dict[str, tuple[dict[str, Any], bytes]] = {}  # id -> (file object, bytes)
+        self.downloads: list[str] = []
+        """The id of every file downloaded from ``url_private`` with the bot token."""
 
     # ---- routes -----------------------------------------------------------
 
@@ -138,6 +145,7 @@ class SlackFake(FakePlatform):
         app.router.add_post("/api/{method}", self._web_api)
         app.router.add_get("/api/{method}", self._web_api)
         app.router.add_get("/link/", self._socket)
+        app.router.add_get("/files-pri/{team_file}/{name}", self._file_download)
 
     @property
     def api_url(self) -> str:
@@ -189,6 +197,7 @@ class SlackFake(FakePlatform):
         "chat.update": "_chat_update",
         "conversations.info": "_conversations_info",
         "users.info": "_users_info",
+        "files.info": "_files_info",
     }
 
     async def _auth_test(self, params: dict[str, Any]) -> web.Response:
@@ -436,6 +445,38 @@ class SlackFake(FakePlatform):
         return {"id": fid, "name": name, "title": name, "mimetype": mimetype,
                 "filetype": name.rpartition(".")[2], "size": 1234, "user": "U0001",
                 "url_private": f"https://files.slack.com/files-pri/{TEAM_ID}-{fid}/{name}"}
+
+    def add_file(self, data: bytes, name: str, mimetype: str) -> dict[str, Any]:
+        """An uploaded file, served as Slack serves it: files.info answers its file object,
+        and its ``url_private`` / ``url_private_download`` give the bytes only with the bot
+        token in ``Authorization: Bearer`` (without it, Slack answers its sign-in page).
+        Returns the file object a message event's ``files`` carries."""
+        fid = f"F{uuid.uuid4().hex[:8].upper()}"
+        url = f"{self.url}/files-pri/{TEAM_ID}-{fid}/{name}"
+        info = {"id": fid, "created": int(time.time()), "name": name, "title": name,
+                "mimetype": mimetype, "filetype": name.rpartition(".")[2], "size": len(data),
+                "user": "U0001", "mode": "hosted", "is_external": False,
+                "url_private": url, "url_private_download": f"{url}?download=1"}
+        self._files[fid] = (info, data)
+        return dict(info)
+
+    async def _files_info(self, params: dict[str, Any]) -> web.Response:
+        found = self._files.get(str(params.get("file", "")))
+        if found is None:
+            return json_response({"ok": False, "error": "file_not_found"})
+        return json_response({"ok": True, "file": found[0], "comments": [],
+                              "response_metadata": {"next_cursor": ""}})
+
+    async def _file_download(self, request: web.Request) -> web.Response:
+        fid = request.match_info["team_file"].removeprefix(f"{TEAM_ID}-")
+        found = self._files.get(fid)
+        if found is None:
+            return web.Response(status=404, text="file not found")
+        if request.headers.get("Authorization") != f"Bearer {self.bot_token}":
+            return web.Response(text=_SIGN_IN_PAGE, content_type="text/html")
+        self.downloads.append(fid)
+        info, data = found
+        return web.Response(body=data, content_type=info["mimetype"])
 
     def _author(self, channel: str, ts: str) -> str:
         if any(p.channel == channel and p.ts == ts for p in self.posts):

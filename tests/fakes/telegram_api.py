@@ -13,6 +13,11 @@ queues an update for getUpdates (waking a pending long poll),
 connection, :attr:`~FakeTelegram.sent` records what the bot sent and
 :meth:`~FakeTelegram.edits` the visible text after each edit of one message,
 and :attr:`~FakeTelegram.command_sets` every command menu setMyCommands accepted.
+Files people send are held as Telegram's servers hold them: :meth:`~FakeTelegram.add_file`
+stores bytes and returns the fields a message carries (``file_id``, ``file_unique_id``,
+``file_size``); ``getFile`` answers a File object with a ``file_path`` (refusing files over
+20 MB as the real API does), and ``GET /file/bot<token>/<file_path>`` serves the bytes
+(:attr:`~FakeTelegram.downloads` records each).
 Scripted failures, 429s and lost answers are :class:`FakePlatform`'s controls,
 keyed by the API's method names (``sendMessage``, ``getUpdates``...).
 """
@@ -40,6 +45,8 @@ __all__ = ["DEFAULT_TOKEN", "MAX_TEXT", "FakeTelegram", "SentRecord", "utf16_len
 
 DEFAULT_TOKEN = "123456789:AAFakeTokenForTests_abcdefghijklmnopq"
 MAX_TEXT = 4096
+MAX_BOT_DOWNLOAD = 20 * 1024 * 1024
+"""getFile refuses bigger files: "For the moment, bots can download files of up to 20MB"."""
 _TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 _SECRET_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _COMMAND_SHAPE = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -92,6 +99,15 @@ class SentRecord:
     reply_to_message_id: int | None
     ts: float
     """time.monotonic() when accepted."""
+
+
+@dataclass(frozen=True)
+class _StoredFile:
+    file_id: str
+    unique_id: str
+    data: bytes
+    size: int
+    path: str
 
 
 @dataclass(eq=False)
@@ -148,9 +164,16 @@ class FakeTelegram(FakePlatform):
         connected): above 1, two pollers shared the token, which Telegram answers with 409."""
         self._drop_next_poll = False
         self._reject_entities = 0
+        self._files: dict[str, _StoredFile] = {}
+        """file_id -> the file; file paths are looked up through ``_paths``."""
+        self._paths: dict[str, _StoredFile] = {}
+        self._file_numbers = itertools.count(1)
+        self.downloads: list[str] = []
+        """The file_path of every file downloaded through the file route, in order."""
         methods: dict[str, Callable[[dict[str, Any]], Awaitable[Any]] | None] = {
             "getUpdates": None,  # needs the request itself, to hold or cut it
             "getMe": self._get_me,
+            "getFile": self._get_file,
             "sendMessage": self._send_message,
             "editMessageText": self._edit_message_text,
             "deleteMessage": self._delete_message,
@@ -170,6 +193,7 @@ class FakeTelegram(FakePlatform):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
 
     async def stop(self) -> None:
         for poll in self._polls:  # a held long poll would make shutdown wait for its timeout
@@ -268,6 +292,22 @@ class FakeTelegram(FakePlatform):
         self._messages[(chat_id, message["message_id"])] = message
         self.inject_update({"message": message})
         return message
+
+    def add_file(self, data: bytes, *, folder: str = "documents", extension: str = "",
+                 size: int | None = None) -> dict[str, Any]:
+        """Hold ``data`` as an uploaded file; returns the fields every file object of a
+        message carries. ``folder`` is the server's (``photos``, ``voice``, ``documents``);
+        ``size`` makes the file claim another size (getFile judges by it, as Telegram
+        judges by the real one), so a 25 MB file needs no 25 MB in memory."""
+        number = next(self._file_numbers)
+        file_id = f"AgAC{folder[:3]}{number:06d}Fake-{len(data)}"
+        stored = _StoredFile(file_id, f"AQAD{number:06d}", data,
+                             len(data) if size is None else size,
+                             f"{folder}/file_{number}{extension}")
+        self._files[file_id] = stored
+        self._paths[stored.path] = stored
+        return {"file_id": file_id, "file_unique_id": stored.unique_id,
+                "file_size": stored.size}
 
     def inject_update(self, update: Mapping[str, Any]) -> dict[str, Any]:
         """Queue an update exactly as given, with a fresh update_id if it has none."""
@@ -383,6 +423,26 @@ class FakeTelegram(FakePlatform):
 
     async def _get_me(self, params: dict[str, Any]) -> dict[str, Any]:
         return self.bot_user
+
+    async def _get_file(self, params: dict[str, Any]) -> dict[str, Any]:
+        stored = self._files.get(_str(params, "file_id") or "")
+        if stored is None:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        if stored.size > MAX_BOT_DOWNLOAD:
+            raise ApiError(400, "Bad Request: file is too big")
+        return {"file_id": stored.file_id, "file_unique_id": stored.unique_id,
+                "file_size": stored.size, "file_path": stored.path}
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        """The file link getFile's ``file_path`` names (what the real server answers for a
+        wrong token or path: a JSON error with 401 or 404)."""
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        stored = self._paths.get(request.match_info["path"])
+        if stored is None:
+            return _error(404, "Not Found")
+        self.downloads.append(stored.path)
+        return web.Response(body=stored.data, content_type="application/octet-stream")
 
     async def _long_poll(self, request: web.Request, params: dict[str, Any]) -> web.StreamResponse:
         if self.webhook["url"]:

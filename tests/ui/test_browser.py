@@ -141,14 +141,14 @@ def test_real_app_chat_round_trip_then_dashboard_feed(browser: object,
     try:
         _send_chat(page, "hello pyclaw")
         page.get_by_text("Echo: hello pyclaw", exact=True).wait_for(timeout=STEP_TIMEOUT_MS)
-        page.wait_for_timeout(300)  # let the progress ring disappear before the picture
-        page.screenshot(path=str(SCREENSHOTS / "chat.png"))
+        # docs/screenshots/chat.png is test_browser_chat's (Markdown, code, a long reply)
 
         page.get_by_role("button", name="Dashboard").click()
         page.get_by_text("Live traffic").wait_for(timeout=STEP_TIMEOUT_MS)
-        # feed rows read as one line each: "received 12:00:01 local app you hello pyclaw"
+        # a feed row reads as one line of its columns: "12:00:01 local in you hello pyclaw
+        # 3 ms"; a reply's person is the chat it went to
         page.get_by_text("you hello pyclaw").wait_for(timeout=STEP_TIMEOUT_MS)
-        page.get_by_text("assistant Echo: hello pyclaw").wait_for(timeout=STEP_TIMEOUT_MS)
+        page.get_by_text("to app Echo: hello pyclaw").wait_for(timeout=STEP_TIMEOUT_MS)
         page.wait_for_timeout(500)  # the rail's selection animation, for a clean picture
         page.screenshot(path=str(SCREENSHOTS / "dashboard.png"))
     finally:

@@ -2,16 +2,18 @@
 
 The real app (``python -m cli --web``) runs in a subprocess; the
 fake Telegram Bot API and the fake OpenAI API run here on their own event
-loop in a thread. A Telegram channel is configured through the generated
-form, goes online, answers a message at the fake, and its lines show up in
-Logs. The tests are sync: sync Playwright must not share a thread with a
-running asyncio loop. One Chromium and one app serve the whole module.
+loop in a thread. Telegram is found in the Add channel catalog (categories,
+search), configured through the generated form, goes online, answers a message
+at the fake, and its lines show up in Logs. The tests are sync: sync Playwright
+must not share a thread with a running asyncio loop. One Chromium and one app
+serve the whole module.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from pyclaw_app.control.admin import channel_types
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegram
 from tests.ui.browser_support import (
@@ -29,6 +32,7 @@ from tests.ui.browser_support import (
     clean_env,
     free_port,
     open_app,
+    screenshot,
     serve,
 )
 
@@ -148,12 +152,47 @@ def _eventually(check: Callable[[], T], timeout: float = 15.0) -> T:
         time.sleep(0.1)
 
 
-def test_a_configure_telegram_through_the_form(page: Any, fakes: _Fakes) -> None:
+def _find_in_catalog(page: Any, app: str) -> None:
+    """The catalog's categories, its search (as you type, an empty result, back to all),
+    the bundled logos, and its pictures at desktop and phone width."""
+    catalog = channel_types()
+    page.get_by_role("checkbox", name="Chat apps").wait_for(timeout=STEP_TIMEOUT_MS)
+    logo = page.request.get(f"{app}/icons/channels/telegram.svg")  # served from assets/
+    assert logo.ok and "<svg" in logo.text()
+    screenshot(page, "channel-catalog", height=1400)
+    page.emulate_media(color_scheme="dark")  # the theme follows the system's
+    screenshot(page, "channel-catalog-dark", height=1400, settle_ms=1500)  # the theme fades
+    page.emulate_media(color_scheme="light")
+    before = page.viewport_size
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.get_by_role("button", name="Add LINE").wait_for(timeout=STEP_TIMEOUT_MS)
+    screenshot(page, "channel-catalog-phone", settle_ms=1500)
+    page.set_viewport_size(before)
+
+    _fill(page, "Search channel types", "carrier pigeon")  # no Enter: it filters on change
+    page.get_by_text("No channel type matches “carrier pigeon”.").wait_for(
+        timeout=STEP_TIMEOUT_MS)
+    expect(page.get_by_role("button", name=re.compile(r"^Add (?!channel$)"))).to_have_count(0)
+    _click(page, "Show every channel type")
+    expect(page.get_by_text("No channel type matches", exact=False)).to_have_count(0)
+
+    page.get_by_role("checkbox", name="Team chat").click()
+    page.get_by_role("button", name="Add Slack").wait_for(timeout=STEP_TIMEOUT_MS)
+    expect(page.get_by_role("button", name="Add Telegram")).to_have_count(0)
+    page.get_by_role("checkbox", name="All").click()
+
+    _fill(page, "Search channel types", "tele")
+    page.get_by_text(f"1 of {len(catalog)} channel types").wait_for(timeout=STEP_TIMEOUT_MS)
+    expect(page.get_by_role("button", name="Add Slack")).to_have_count(0)
+
+
+def test_a_configure_telegram_through_the_form(page: Any, app: str, fakes: _Fakes) -> None:
     with _picture_on_failure(page, "channels"):
         telegram = fakes.telegram
         page.get_by_role("button", name="Channels").click()
         page.get_by_text("Available channel types").wait_for(timeout=STEP_TIMEOUT_MS)
-        page.get_by_role("button", name="Add Telegram").click()
+        _find_in_catalog(page, app)
+        _click(page, "Add Telegram")  # the only result
         page.get_by_text("Add a Telegram channel").wait_for(timeout=STEP_TIMEOUT_MS)
 
         _fill(page, "Bot token *", telegram.token)

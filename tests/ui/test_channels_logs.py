@@ -190,7 +190,7 @@ async def test_channels_lists_configured_and_every_type(configured: FakeAdminPla
     assert list(view.cards) == ["tg"]
     card = view.cards["tg"]
     assert card.state.value == "online" and card.offered == ("stop", "restart", "disable")
-    assert len(view.type_grid.controls) == len(configured.channel_types())
+    assert list(view.catalog.cards) == [t.type for t in configured.channel_types()]
     assert view.pairing_section.visible and "ABCD2345" in texts(view.pairing_list)
 
     view.apply([Event(EventKind.CHANNEL_STATE, "tg", {"state": "degraded",
@@ -209,10 +209,10 @@ async def test_a_type_without_its_sdk_shows_the_install_command_not_add(
     plane.extra_types.append(missing)
     view = ChannelsView(plane)
     await view.load()
-    card = next(c for c in view.type_grid.controls if "Acme Chat" in texts(c))
+    card = view.catalog.cards["acme"].root
     assert "pip install 'pyclaw-acme'" in texts(card) and "not installed" in texts(card)
     assert "Add Acme Chat" not in texts(card)
-    assert any("Add Telegram" in texts(c) for c in view.type_grid.controls)
+    assert "Add Telegram" in texts(view.catalog.cards["telegram"].root)
 
 
 async def test_group_requests_are_shown_and_approved_or_rejected(plane: FakeAdminPlane) -> None:

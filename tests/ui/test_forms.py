@@ -209,7 +209,8 @@ def test_telegram_groups_essentials_access_advanced() -> None:
     assert groups[ESSENTIALS] == ["token", "mode", "webhook_url", "webhook_secret", "enabled"]
     assert groups[ACCESS] == ["dm_policy", "group_policy", "group_reply", "allow_from",
                               "allow_groups", "rate_limit_per_minute"]
-    assert groups[ADVANCED] == ["base_url", "base_file_url", "poll_timeout", "stream_replies"]
+    assert groups[ADVANCED] == ["burst", "burst_settle", "base_url", "base_file_url",
+                                "poll_timeout", "stream_replies"]
 
 
 def test_default_group_rule() -> None:

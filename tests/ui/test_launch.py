@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.test_cli import REPO, run_cli
-from views.launch import LaunchError, plan_launch
+from views.launch import LaunchError, plan_launch, run_on_fast_loop
 
 
 @pytest.fixture
@@ -60,6 +60,17 @@ def test_web_mode_names_an_address_a_browser_can_open() -> None:
     port = free_port()
     launch = plan_launch(web=True, host="0.0.0.0", port=port)
     assert launch.note == f"pyclaw control panel: http://127.0.0.1:{port}  (Ctrl+C stops it)"
+
+
+def test_the_panel_loop_is_uvloop_where_it_is_installed() -> None:
+    """The panel's process also runs the in-process gateway: on uvloop, as ``pyclaw gateway``
+    does (views/app.py hands Flet's ``run_async`` to this)."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def running_loop() -> type[asyncio.AbstractEventLoop]:
+        return type(asyncio.get_running_loop())
+
+    assert issubclass(run_on_fast_loop(running_loop()), uvloop.Loop)
 
 
 def test_a_taken_port_is_named_with_the_flag_that_changes_it(busy_port: int) -> None:

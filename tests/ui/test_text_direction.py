@@ -19,12 +19,12 @@ from pyclaw_app.model import Event, EventKind
 from tests.ui.fake_admin_plane import FakeAdminPlane
 from views.app import ASSETS_DIR
 from views.chat import chat_bubble
-from views.dashboard import feed_row_control
 from views.fonts import BASE_FONT, FALLBACK_FONTS, text_theme
 from views.logs import LogsView
 from views.message_detail import DetailPanel
 from views.state import ChatLine, FeedRow
 from views.text_direction import FSI, PDI, base_direction, is_rtl, isolate
+from views.traffic import feed_row_control
 
 ARABIC = "مرحبا، كيف حالك اليوم؟"
 HEBREW = "שלום, מה שלומך?"
@@ -172,13 +172,19 @@ def test_detail_panel_lays_rtl_text_out_right_to_left() -> None:
     assert _showing(panel.body, ARABIC).rtl
 
 
-def test_feed_line_fences_rtl_fields_and_stays_left_to_right() -> None:
+def test_feed_cells_run_their_own_way_and_the_phone_line_fences_rtl_fields() -> None:
     row = FeedRow("in:1", time.time(), "in", "telegram", "1001", "نور", ARABIC, 840.0)
     line = feed_row_control(row)
-    assert isinstance(line, ft.Text) and not line.rtl
-    assert f"{FSI}{ARABIC}{PDI}" in line.value and f"{FSI}نور{PDI}" in line.value
-    assert line.value.endswith("840 ms") and base_direction(line.value) == "ltr"
-    plain = feed_row_control(FeedRow("in:2", time.time(), "in", "telegram", "1", "al", "hi"))
+    assert isinstance(line, ft.Row)
+    cells = {c.value: c.rtl for c in line.controls}
+    assert cells[ARABIC] and cells["نور"]  # each in its own column, right to left
+    assert not cells["telegram"] and not cells["received"]
+    meta, message = feed_row_control(row, narrow=True).controls  # a phone's two lines
+    assert message.value == ARABIC and message.rtl
+    assert f"{FSI}نور{PDI}" in meta.value and not meta.rtl
+    assert base_direction(meta.value) == "ltr"
+    plain, _ = feed_row_control(FeedRow("in:2", time.time(), "in", "telegram", "1", "al", "hi"),
+                                narrow=True).controls
     assert FSI not in plain.value and PDI not in plain.value
 
 

@@ -32,6 +32,7 @@ from views.state import (
     TrafficWindow,
     feed_row_from_event,
 )
+from views.traffic import FEED_COLUMNS
 
 
 def texts(control: object) -> list[str]:
@@ -131,14 +132,41 @@ async def test_feed_shows_snapshot_then_live_rows_newest_first(plane: FakeContro
     newest = line(view.feed.controls[0])
     assert "provider down" in newest and "work-slack" in newest
     assert "failed" in newest and "received" in line(view.feed.controls[2])
-    # each line is ONE Text, not a control per cell
-    assert all(isinstance(row, ft.Text) for row in view.feed.controls)
-    reply_row = line(view.feed.controls[1])
-    assert "hi alice" in reply_row and "321 ms" in reply_row
-    assert "hello there second line" in line(view.feed.controls[2])  # one line
+    # aligned columns under the header: a Row of one plain Text per column
+    assert texts(view.feed_header) == [label for label, _ in FEED_COLUMNS]
+    for row in view.feed.controls:
+        assert isinstance(row, ft.Row) and all(isinstance(c, ft.Text) for c in row.controls)
+        assert [c.width for c in row.controls] == [w for _, w in FEED_COLUMNS]
+    reply_row = texts(view.feed.controls[1])
+    assert reply_row[1:] == ["telegram", "sent", "to 42", "hi alice", "321 ms"]
+    assert texts(view.feed.controls[2])[1:5] == ["telegram", "received", "alice",
+                                                 "hello there second line"]  # one line
     assert "from before the app opened" in line(view.feed.controls[3])
-    assert view.feed.controls[0].color == ft.Colors.ERROR  # failed rows are red
-    assert view.feed.controls[2].color is None
+    message = FEED_COLUMNS.index(("Message", None))
+    assert view.feed.controls[0].controls[message].color == ft.Colors.ERROR  # failed: red
+    assert view.feed.controls[2].controls[message].color is None
+
+
+async def test_feed_on_a_phone_shows_two_lines_with_the_whole_message(
+        plane: FakeControlPlane) -> None:
+    view = DashboardView(plane)
+    await view.load()
+    inbound = plane.receive("telegram", "42", "alice", "a message long enough to need a line")
+    view.apply([inbound, plane.answer(inbound, "hi alice", latency_ms=321)], time.time())
+    view.fit_width(390)
+    assert view.narrow and not view.feed_header.visible
+    reply, received = view.feed.controls
+    assert isinstance(received, ft.Column) and len(received.controls) == 2
+    meta, message = received.controls
+    assert message.value == "a message long enough to need a line" and message.max_lines == 2
+    assert "received" in meta.value and "telegram" in meta.value and "alice" in meta.value
+    assert "321 ms" in texts(reply)[0] and texts(reply)[1] == "hi alice"
+    view.apply([plane.receive("telegram", "42", "alice", "new on the phone")], time.time())
+    assert isinstance(view.feed.controls[0], ft.Column)  # new rows follow the layout
+    view.fit_width(1280)
+    assert not view.narrow and view.feed_header.visible
+    assert all(isinstance(row, ft.Row) for row in view.feed.controls)
+    assert len(view.feed.controls) == 3
 
 
 async def test_counters_start_from_plane_and_follow_events(plane: FakeControlPlane) -> None:
@@ -156,8 +184,8 @@ async def test_feed_window_stays_bounded_after_1000_events(plane: FakeControlPla
     view = DashboardView(plane, window=300)
     await view.load()
     events = [plane.receive("telegram", "1", "a", f"message {i}") for i in range(1000)]
-    for start in range(0, 1000, 37):
-        view.apply(events[start:start + 37], time.time())
+    for start in range(0, 1000, 17):  # batches under the cap: every line is listed
+        view.apply(events[start:start + 17], time.time())
     assert len(view.window) == 300
     assert len(view.feed.controls) == 300
     assert "message 999" in line(view.feed.controls[0])
@@ -171,7 +199,7 @@ async def test_feed_lists_at_most_a_batch_cap_of_new_lines(plane: FakeControlPla
               for i in range(FEED_BATCH_ROWS + 70)]
     view.apply(events, time.time())
     assert len(view.feed.controls) == FEED_BATCH_ROWS
-    assert "message 119" in line(view.feed.controls[0])
+    assert f"message {FEED_BATCH_ROWS + 69}" in line(view.feed.controls[0])
     assert view.feed_skipped.visible and "70 more lines" in view.feed_skipped.value
     assert view.counters["inbound"].value.value == str(len(events))  # all of them counted
     view.apply([plane.receive("telegram", "1", "a", "calm again")], time.time())
@@ -343,14 +371,14 @@ async def test_live_session_applies_batches_and_stops_cleanly(plane: FakeControl
                        min_interval=0.01)
     await live.start()
     assert len(plane.subscriptions) == 1
-    for i in range(50):
+    for i in range(FEED_BATCH_ROWS):
         plane.receive("telegram", "1", "a", f"m{i}")
     for _ in range(200):
-        if refreshes and refreshes[-1] == 50:
+        if refreshes and refreshes[-1] == FEED_BATCH_ROWS:
             break
         await asyncio.sleep(0.01)
-    assert refreshes[-1] == 50
-    assert len(refreshes) < 50  # batched, not one update per event
+    assert refreshes[-1] == FEED_BATCH_ROWS
+    assert len(refreshes) < FEED_BATCH_ROWS  # batched, not one update per event
     await live.stop()
     await live.stop()  # twice is fine
     assert plane.subscriptions == []
@@ -374,6 +402,12 @@ def bubbles(view: ChatView) -> list[tuple[str, str]]:
     return [(row.data, texts(row)[0]) for row in view.messages.controls]
 
 
+def bubble_of(row: ft.Row) -> ft.Container:
+    """The coloured bubble of a chat row (above its time and copy button)."""
+    column = next(c for c in row.controls if isinstance(c, ft.Column))
+    return column.controls[0].content  # inside its own semantics node
+
+
 async def test_chat_send_calls_the_plane_and_shows_the_reply(plane: FakeControlPlane) -> None:
     view = ChatView(plane)
     await view.load()
@@ -383,12 +417,13 @@ async def test_chat_send_calls_the_plane_and_shows_the_reply(plane: FakeControlP
     assert view.progress.visible  # the reply has not been applied yet
     view.apply(await sub.get_batch(), time.time())
     assert bubbles(view) == [("user", "hello **world**"), ("assistant", "echo: hello **world**")]
-    assert isinstance(view.messages.controls[1].controls[0].content, ft.Markdown)
+    assert isinstance(bubble_of(view.messages.controls[1]).content, ft.Markdown)
     assert not view.progress.visible
     await view.send("   ")
     assert len(plane.sent) == 1
     plain = chat_bubble(ChatLine("assistant", "just text"))
-    assert isinstance(plain.controls[0].content, ft.Text)  # sized to its text, not 4/5 wide
+    assert isinstance(bubble_of(plain).content, ft.Text)
+    assert len(plain.controls) == 1  # sized to its text, not 4/5 wide
 
 
 async def test_chat_without_a_local_channel_says_so_instead_of_failing_the_panel(
@@ -411,8 +446,7 @@ async def test_chat_failure_is_shown_in_red() -> None:
     await view.send("hi")
     view.apply(await sub.get_batch(), time.time())
     assert bubbles(view)[-1] == ("error", "provider fake: 500")
-    bubble = view.messages.controls[-1].controls[0]
-    assert bubble.bgcolor == ft.Colors.ERROR_CONTAINER
+    assert bubble_of(view.messages.controls[-1]).bgcolor == ft.Colors.ERROR_CONTAINER
 
 
 async def test_chat_deltas_grow_one_bubble_that_the_reply_replaces() -> None:
@@ -428,7 +462,7 @@ async def test_chat_deltas_grow_one_bubble_that_the_reply_replaces() -> None:
     assert view.state.lines[-1].streaming and view.progress.visible
     view.apply([plane.delta(inbound, ", **there** was")], time.time())
     assert bubbles(view)[-1] == ("assistant", "Once upon a time, **there** was")
-    assert isinstance(view.messages.controls[-1].controls[0].content, ft.Markdown)
+    assert isinstance(bubble_of(view.messages.controls[-1]).content, ft.Markdown)
 
     view.apply([plane.restart(inbound)], time.time())  # failover: start over
     assert bubbles(view)[-1] == ("assistant", "…")
@@ -450,7 +484,7 @@ async def test_chat_failure_replaces_the_partial_bubble() -> None:
     view.apply([inbound, plane.delta(inbound, "Hel")], time.time())
     view.apply([plane.fail(inbound, "provider fake: 500")], time.time())
     assert bubbles(view) == [("user", "hi"), ("error", "provider fake: 500")]
-    assert view.messages.controls[-1].controls[0].bgcolor == ft.Colors.ERROR_CONTAINER
+    assert bubble_of(view.messages.controls[-1]).bgcolor == ft.Colors.ERROR_CONTAINER
     assert not view.progress.visible
 
 

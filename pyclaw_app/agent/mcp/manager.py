@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from pyclaw_app.agent.mcp._types import McpServerState, McpServerStatus, McpToolInfo
@@ -92,9 +92,12 @@ class McpManager:
                 tools.append(_tool(server, info))
         return tools
 
-    def unavailable_note(self, inbound: Inbound) -> str | None:
-        """A line for the system prompt naming the servers of this channel that are down."""
-        down = [s.name for s in self._serving(inbound) if s.state != McpServerState.UP]
+    def unavailable_note(self, inbound: Inbound,
+                         servers: Collection[str] | None = None) -> str | None:
+        """A line for the system prompt naming the servers of this channel that are down
+        (only those of ``servers``, the turn's profile's, when given)."""
+        down = [s.name for s in self._serving(inbound) if s.state != McpServerState.UP
+                and (servers is None or s.name in servers)]
         if not down:
             return None
         return (f"Note: the tools of the MCP server(s) {', '.join(down)} are unavailable right "

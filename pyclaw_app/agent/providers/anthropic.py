@@ -10,6 +10,7 @@ stream's own 200 response, so its status is read from the error type.
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from pyclaw_app.agent.providers.base import (
     Completion,
     DeltaCallback,
     ToolSpec,
+    sized,
+    with_notes,
 )
 from pyclaw_app.errors import ProviderError
 from pyclaw_app.retry_after import retry_after
@@ -31,6 +34,10 @@ from pyclaw_app.retry_after import retry_after
 __all__ = ["AnthropicProvider", "to_anthropic_messages"]
 
 _log = logging.getLogger(__name__)
+
+IMAGE_LIMIT = 5 * 1024 * 1024
+"""The Messages API's largest image (5 MB); a bigger one is described instead of failing
+the call."""
 
 # Anthropic's documented error types and the HTTP status each one comes with.
 _ERROR_STATUS = {
@@ -50,11 +57,15 @@ class _Block:
 
 class AnthropicProvider:
     def __init__(self, *, name: str, model: str, base_url: str | None, api_key: str | None,
-                 timeout: float = 60.0, max_output_tokens: int = 1024) -> None:
+                 timeout: float = 60.0, max_output_tokens: int = 1024,
+                 vision: bool = True) -> None:
         self.name = name
+        self.vision = vision
+        """Pictures go as ``image`` blocks (base64 source); without vision, as their notes."""
         self.model = model
         self.base_url = base_url
         self.max_output_tokens = max_output_tokens
+        self._told_temperature = False
         # api_key is always passed: without one, the 2.x SDK goes looking for credential
         # profiles on disk, which a gateway must not do behind the user's back.
         # aiohttp under the SDK (its documented `anthropic[aiohttp]` option), as for
@@ -66,7 +77,8 @@ class AnthropicProvider:
     async def complete(self, messages: Sequence[ChatMessage],
                        on_delta: DeltaCallback | None = None, *, model: str | None = None,
                        tools: Sequence[ToolSpec] = (), allow_tools: bool = True,
-                       max_tokens: int | None = None) -> Completion:
+                       max_tokens: int | None = None,
+                       temperature: float | None = None) -> Completion:
         model = model or self.model
         system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content)
         extra: dict[str, Any] = {}
@@ -77,6 +89,13 @@ class AnthropicProvider:
                                "input_schema": t.parameters} for t in tools]
             if not allow_tools:
                 extra["tool_choice"] = {"type": "none"}
+        if temperature is not None and not self._told_temperature:
+            # The API version the SDK speaks (2026-10-21) refuses every sampling parameter
+            # with a 400, even temperature 1.0, and SDK 2.x has none: sending it would fail
+            # every turn, so it is left out and said once.
+            self._told_temperature = True
+            _log.warning("%s: temperature is not sent: Anthropic's Messages API takes none "
+                         "since version 2026-10-21", self.name)
         parts: list[str] = []
         blocks: dict[int, _Block] = {}
         tokens_in = tokens_out = 0
@@ -85,7 +104,8 @@ class AnthropicProvider:
         try:
             stream = await self._client.messages.create(
                 model=model, max_tokens=max_tokens or self.max_output_tokens,
-                messages=to_anthropic_messages(messages),  # type: ignore[arg-type]
+                messages=to_anthropic_messages(  # type: ignore[arg-type]
+                    messages, vision=self.vision),
                 stream=True, **extra)
             async for event in stream:
                 if event.type == "message_start":
@@ -165,8 +185,10 @@ class AnthropicProvider:
         await self._client.close()
 
 
-def to_anthropic_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """Messages API turns: tool results ride in user turns, consecutive roles are merged.
+def to_anthropic_messages(messages: Sequence[ChatMessage], *, vision: bool = True
+                          ) -> list[dict[str, Any]]:
+    """Messages API turns: tool results ride in user turns, consecutive roles are merged;
+    pictures are ``image`` blocks before the text (the documented order), or their notes.
 
     System messages are left out (they go to the ``system`` parameter); empty text
     blocks are dropped because the API rejects them.
@@ -183,8 +205,15 @@ def to_anthropic_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any
             if m.is_error:
                 result["is_error"] = True
             blocks.append(result)
-        elif m.content:
-            blocks.append({"type": "text", "text": m.content})
+        elif m.images and vision:
+            text, shown = sized(m, IMAGE_LIMIT)
+            blocks += [{"type": "image", "source": {
+                "type": "base64", "media_type": i.mime,
+                "data": base64.b64encode(i.data).decode()}} for i in shown]
+            if text:
+                blocks.append({"type": "text", "text": text})
+        elif m.images or m.content:
+            blocks.append({"type": "text", "text": with_notes(m)})
         blocks.extend({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}
                       for c in m.tool_calls)
         if not blocks:

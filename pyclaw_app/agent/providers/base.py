@@ -12,7 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["ChatMessage", "Completion", "DeltaCallback", "Provider", "ToolCall", "ToolSpec"]
+from pyclaw_app.attachments.types import ImageInput
+
+__all__ = ["ChatMessage", "Completion", "DeltaCallback", "Provider", "ToolCall", "ToolSpec",
+           "sized", "with_notes"]
 
 DeltaCallback = Callable[[str], None]
 
@@ -47,6 +50,22 @@ class ChatMessage:
     """Set on a ``tool`` message: which call this is the result of."""
     is_error: bool = False
     """A ``tool`` result that reports a failure (Anthropic's ``is_error``)."""
+    images: tuple[ImageInput, ...] = ()
+    """Pictures of a ``user`` message: image input for a provider that takes it, each
+    one's ``note`` appended to the text for one that does not."""
+
+
+def with_notes(message: ChatMessage) -> str:
+    """The message's text with a line per picture, for a model that takes no images."""
+    return "\n".join(p for p in (message.content, *(i.note for i in message.images)) if p)
+
+
+def sized(message: ChatMessage, limit: int) -> tuple[str, tuple[ImageInput, ...]]:
+    """The message's text, with a note for each picture over ``limit`` bytes (what the API
+    refuses: the whole call would fail), and the pictures that fit."""
+    kept = tuple(i for i in message.images if len(i.data) <= limit)
+    notes = [i.note for i in message.images if len(i.data) > limit]
+    return "\n".join(p for p in (message.content, *notes) if p), kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +86,13 @@ class Provider(Protocol):
     async def complete(self, messages: Sequence[ChatMessage],
                        on_delta: DeltaCallback | None = None, *, model: str | None = None,
                        tools: Sequence[ToolSpec] = (), allow_tools: bool = True,
-                       max_tokens: int | None = None) -> Completion:
+                       max_tokens: int | None = None,
+                       temperature: float | None = None) -> Completion:
         """Stream a reply, calling ``on_delta`` per text chunk; raise ProviderError on failure.
 
         ``tools`` are offered to the model; ``allow_tools=False`` keeps them declared (the
-        history may hold tool calls) but tells the model to answer in text.
+        history may hold tool calls) but tells the model to answer in text. ``temperature``
+        None leaves the endpoint's default.
         """
         ...
 

@@ -32,7 +32,8 @@ class OfflineProvider:
     async def complete(self, messages: Sequence[ChatMessage],
                        on_delta: DeltaCallback | None = None, *, model: str | None = None,
                        tools: Sequence[ToolSpec] = (), allow_tools: bool = True,
-                       max_tokens: int | None = None) -> Completion:
+                       max_tokens: int | None = None,
+                       temperature: float | None = None) -> Completion:
         last = next((m.content for m in reversed(messages) if m.role == "user"), "")
         text = f"You said: {last}\n\n" + NOTICE.format(config=self._config_path)
         if on_delta is not None:

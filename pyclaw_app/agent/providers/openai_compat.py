@@ -9,6 +9,7 @@ retries are off (``max_retries=0``): retries, backoff and failover belong to
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ from pyclaw_app.agent.providers.base import (
     DeltaCallback,
     ToolCall,
     ToolSpec,
+    sized,
+    with_notes,
 )
 from pyclaw_app.agent.tokens import estimate_tokens
 from pyclaw_app.errors import ProviderError
@@ -34,6 +37,9 @@ from pyclaw_app.retry_after import retry_after
 __all__ = ["OpenAICompatProvider", "to_openai_messages"]
 
 _log = logging.getLogger(__name__)
+
+IMAGE_LIMIT = 20 * 1024 * 1024
+"""OpenAI's largest image input; a bigger one is described instead of failing the call."""
 
 
 @dataclass
@@ -45,8 +51,10 @@ class _PendingCall:
 
 class OpenAICompatProvider:
     def __init__(self, *, name: str, model: str, base_url: str | None, api_key: str | None,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, vision: bool = False) -> None:
         self.name = name
+        self.vision = vision
+        """Pictures go as ``image_url`` parts; without vision, as their notes."""
         self.model = model
         self.base_url = base_url
         # aiohttp under the SDK (its documented `openai[aiohttp]` option): the default
@@ -59,7 +67,8 @@ class OpenAICompatProvider:
     async def complete(self, messages: Sequence[ChatMessage],
                        on_delta: DeltaCallback | None = None, *, model: str | None = None,
                        tools: Sequence[ToolSpec] = (), allow_tools: bool = True,
-                       max_tokens: int | None = None) -> Completion:
+                       max_tokens: int | None = None,
+                       temperature: float | None = None) -> Completion:
         model = model or self.model
         extra: dict[str, Any] = {}
         if tools:
@@ -70,6 +79,8 @@ class OpenAICompatProvider:
                 extra["tool_choice"] = "none"
         if max_tokens is not None:
             extra["max_tokens"] = max_tokens
+        if temperature is not None:
+            extra["temperature"] = temperature
         parts: list[str] = []
         calls: dict[int, _PendingCall] = {}
         usage: Any = None
@@ -83,7 +94,8 @@ class OpenAICompatProvider:
             # per token was the next 15 % (bench/RESULTS.md, section 3).
             stream = await self._client.post(
                 "/chat/completions",
-                body={"model": model, "messages": to_openai_messages(messages), "stream": True,
+                body={"model": model, "messages": to_openai_messages(messages, vision=self.vision),
+                      "stream": True,
                       "stream_options": {"include_usage": True}, **extra},
                 cast_to=ChatCompletion, stream=True, stream_cls=openai.AsyncStream[object])
             async for chunk in stream:
@@ -178,11 +190,22 @@ def _connection_failure(exc: BaseException) -> aiohttp.ClientConnectionError | N
     return None
 
 
-def to_openai_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """Chat Completions messages: tool calls on the assistant turn, results as ``role: tool``."""
+def to_openai_messages(messages: Sequence[ChatMessage], *, vision: bool = False
+                       ) -> list[dict[str, Any]]:
+    """Chat Completions messages: tool calls on the assistant turn, results as ``role: tool``,
+    pictures as ``image_url`` content parts with a data URL (or their notes, no ``vision``)."""
     out: list[dict[str, Any]] = []
     for m in messages:
-        if m.role == "tool":
+        if m.images and vision:
+            text, shown = sized(m, IMAGE_LIMIT)
+            parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+            parts += [{"type": "image_url", "image_url": {
+                "url": f"data:{i.mime};base64,{base64.b64encode(i.data).decode()}"}}
+                for i in shown]
+            out.append({"role": m.role, "content": parts if shown else text})
+        elif m.images:
+            out.append({"role": m.role, "content": with_notes(m)})
+        elif m.role == "tool":
             out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
         elif m.role == "assistant" and m.tool_calls:
             out.append({"role": "assistant", "content": m.content or None,

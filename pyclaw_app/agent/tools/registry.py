@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -76,8 +76,10 @@ class ToolSource(Protocol):
         """The tools this message's conversation may use right now."""
         ...
 
-    def unavailable_note(self, inbound: Inbound) -> str | None:
-        """A line for the system prompt when some of them are missing right now."""
+    def unavailable_note(self, inbound: Inbound,
+                         servers: Collection[str] | None = None) -> str | None:
+        """A line for the system prompt when some of them are missing right now (only
+        those of ``servers`` when given: the ones the turn's profile allows)."""
         ...
 
 

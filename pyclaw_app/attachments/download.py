@@ -1,0 +1,81 @@
+"""One download path for every channel: streamed, capped, and never logging the URL.
+
+A connector says where the bytes are (``Connector.fetch_attachment``); this fetches them
+with a hard size cap (a lying ``Content-Length``, or none, is caught while streaming),
+a timeout, and no redirect to a scheme other than http(s). Bot API file URLs carry the
+bot token in their path, so errors name the host and status only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from pyclaw_app.attachments.types import human_size
+from pyclaw_app.channels.contract import AttachmentSource
+
+__all__ = ["DownloadFailed", "TooBig", "download"]
+
+CHUNK = 64 * 1024
+
+
+class DownloadFailed(Exception):
+    """The file could not be fetched; the message is for the sender and the channel log."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        """Trying again cannot help (gone, refused, too big): remembered for the message."""
+
+
+class TooBig(DownloadFailed):
+    def __init__(self, size: int | None, limit: int) -> None:
+        said = f"it is {human_size(size)}" if size is not None else "it is too large"
+        super().__init__(f"{said}, over the {human_size(limit)} limit for files",
+                         permanent=True)
+
+
+async def download(source: AttachmentSource, max_bytes: int, timeout: float) -> bytes:
+    """The bytes ``source`` points at, at most ``max_bytes`` of them (else :class:`TooBig`)."""
+    if source.size is not None and source.size > max_bytes:
+        raise TooBig(source.size, max_bytes)
+    if source.data is not None:
+        if len(source.data) > max_bytes:
+            raise TooBig(len(source.data), max_bytes)
+        return source.data
+    if not source.url:
+        raise DownloadFailed("the platform gave no address for the file", permanent=True)
+    parts = urlsplit(source.url)
+    if parts.scheme not in ("http", "https"):
+        raise DownloadFailed("the platform gave an address pyclaw does not fetch",
+                             permanent=True)
+    host = parts.hostname or "?"
+    try:
+        async with aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                headers=source.headers) as session, session.get(source.url) as resp:
+            if resp.status in (401, 403, 404, 410):
+                what = "no longer there" if resp.status in (404, 410) else "not accessible"
+                raise DownloadFailed(f"the file is {what} on {host} (HTTP {resp.status})",
+                                     permanent=True)
+            if resp.status >= 400:
+                raise DownloadFailed(f"{host} answered HTTP {resp.status}", permanent=False)
+            if resp.content_length is not None and resp.content_length > max_bytes:
+                raise TooBig(resp.content_length, max_bytes)
+            data = bytearray()
+            async for chunk in resp.content.iter_chunked(CHUNK):
+                data += chunk
+                if len(data) > max_bytes:
+                    raise TooBig(None, max_bytes)
+            return bytes(data)
+    except DownloadFailed:
+        raise
+    except TimeoutError:
+        raise DownloadFailed(f"downloading from {host} took longer than {timeout:g}s",
+                             permanent=False) from None
+    except (aiohttp.ClientError, asyncio.IncompleteReadError, OSError) as exc:
+        # The exception text may hold the URL (and a token in it): name only its kind.
+        raise DownloadFailed(f"{host} could not be reached ({type(exc).__name__})",
+                             permanent=False) from None

@@ -1,0 +1,261 @@
+"""Settings → Profiles: one card per profile (where it is used, what answers there), and
+the add/edit form generated from the plane's schema (``ProfileConfig`` plus its name).
+
+A profile is what a channel, or one chat of it, gets instead of the assistant's
+settings; blank fields inherit them. The editor opens in place of the list inside the
+section's card, like the MCP servers' one; a save is applied to the next message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flet as ft
+
+from pyclaw_app.control import ControlPlane, FieldError, ProfileRow
+from views.forms import LIST, SchemaForm
+from views.status_line import StatusLine
+
+__all__ = ["ProfileEditor", "ProfilesSection", "card_lines"]
+
+_log = logging.getLogger(__name__)
+
+READ_ONLY_NOTE = "This token may only watch: profiles are changed with the admin token."
+
+Refresh = Callable[[], None]
+
+
+def _nothing() -> None:
+    """The default refresh: control-level tests have no page to update."""
+
+
+def card_lines(row: ProfileRow) -> list[str]:
+    """What a profile's card says under its name."""
+    used = ", ".join(row.used_on) if row.used_on else "nowhere yet (add channels or chats)"
+    lines = [f"Used on {used}", f"Answers with {row.answers_with}"]
+    values = row.values
+    extras = [f"in {values['language']}" if values.get("language") else "",
+              f"temperature {values['temperature']:g}"
+              if isinstance(values.get("temperature"), int | float) else "",
+              "own system prompt" if values.get("system_prompt") else "",
+              ("no built-in tools" if values.get("tools") == []
+               else f"tools: {', '.join(values['tools'])}" if values.get("tools") else ""),
+              ("no MCP tools" if values.get("mcp") == []
+               else f"MCP: {', '.join(values['mcp'])}" if values.get("mcp") else "")]
+    if any(extras):
+        lines.append(" · ".join(e for e in extras if e))
+    return lines
+
+
+class ProfileEditor:
+    """Add or edit one profile: the generated form, Save, Cancel."""
+
+    def __init__(self, section: ProfilesSection, row: ProfileRow | None) -> None:
+        self.section = section
+        self.row = row
+        self.original_name = row.name if row is not None else None
+        self.stored: dict[str, Any] = dict(row.values) if row is not None else {}
+        self.form = SchemaForm(section.schema, self.stored)
+        if "system_prompt" in self.form.fields:
+            field = self.form["system_prompt"]
+            if isinstance(field.input, ft.TextField):
+                field.input.multiline = True
+                field.input.min_lines = 3
+                field.input.max_lines = 12
+            self.form.widen("system_prompt")
+        self.form_error = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
+        self.save_button = ft.FilledButton("Save profile", icon=ft.Icons.SAVE_OUTLINED,
+                                           on_click=self._on_save)
+        title = f"Edit profile {row.name}" if row is not None else "Add a profile"
+        self.root = ft.Column(spacing=14, controls=[
+            ft.Row([ft.IconButton(ft.Icons.ARROW_BACK, tooltip="Back to the profiles",
+                                  on_click=self._on_cancel),
+                    ft.Text(title, theme_style=ft.TextThemeStyle.TITLE_MEDIUM,
+                            weight=ft.FontWeight.W_600)], spacing=8),
+            ft.Text("What these channels or chats get instead of the assistant's settings; "
+                    "blank fields are the assistant's.", color=ft.Colors.ON_SURFACE_VARIANT),
+            self.form.root,
+            self.form_error,
+            ft.Row(spacing=12, controls=[
+                self.save_button, ft.TextButton("Cancel", on_click=self._on_cancel)]),
+        ])
+
+    def values(self) -> dict[str, Any]:
+        """The form's values; a list stored empty ("no tools") and left blank stays empty,
+        since a blank list field otherwise means "the assistant's"."""
+        values = self.form.values()
+        for name, field in self.form.fields.items():
+            if field.spec.kind == LIST and name not in values and self.stored.get(name) == []:
+                values[name] = []
+        return values
+
+    def show_errors(self, errors: Sequence[FieldError]) -> None:
+        rest = self.form.show_errors(errors)
+        self.form_error.value = "\n".join(rest)
+        self.form_error.visible = bool(rest)
+
+    async def save(self, refresh: Refresh = _nothing) -> bool:
+        self.save_button.disabled = True
+        refresh()
+        values = self.values()
+        try:
+            errors = await self.section.plane.save_profile(values, self.original_name)
+        except Exception as exc:  # noqa: BLE001 - shown on the form, nothing is lost
+            _log.warning("save_profile failed: %s", exc)
+            errors = [FieldError("", f"could not save: {exc}")]
+        finally:
+            self.save_button.disabled = False
+        self.show_errors(errors)
+        if errors:
+            return False
+        await self.section.close_editor(f"Profile {values.get('name', '')} saved: used from "
+                                        "the next message.")
+        return True
+
+    async def _on_save(self, e: ft.Event[ft.Control]) -> None:
+        await self.save(e.page.update)
+        e.page.update()
+
+    async def _on_cancel(self, e: ft.Event[ft.Control]) -> None:
+        await self.section.close_editor()
+        e.page.update()
+
+
+class ProfilesSection:
+    """The Profiles part of Settings: cards, Add, Edit, Delete."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+        self.read_only = bool(getattr(plane, "read_only", False))
+        self.rows: list[ProfileRow] = []
+        self.schema: dict[str, Any] = {}
+        self.editor: ProfileEditor | None = None
+        self.notice = StatusLine(wrap=True)
+        self.cards = ft.Column(spacing=8)
+        self.add_button = ft.FilledTonalButton("Add profile", icon=ft.Icons.ADD,
+                                               on_click=self._on_add, visible=not self.read_only)
+        self.list_page = ft.Column(spacing=14, controls=[
+            ft.Column(spacing=2, controls=[
+                ft.Text("Profiles", theme_style=ft.TextThemeStyle.TITLE_MEDIUM,
+                        weight=ft.FontWeight.W_600),
+                ft.Text("Other settings for some channels or chats: system prompt, language, "
+                        "model and fallbacks, temperature, tools. A chat's own profile wins "
+                        "over its channel's; everything else uses the assistant's settings.",
+                        size=13, color=ft.Colors.ON_SURFACE_VARIANT)]),
+            self.notice.root,
+            self.cards,
+            ft.Text(READ_ONLY_NOTE, size=12, visible=self.read_only,
+                    color=ft.Colors.ON_SURFACE_VARIANT),
+            ft.Row(spacing=8, controls=[self.add_button]),
+        ])
+        self.root = ft.Column(spacing=14, controls=[self.list_page])
+
+    async def load(self) -> None:
+        try:
+            listed = await self.plane.profiles()
+        except Exception as exc:  # noqa: BLE001 - said in the section, Settings still works
+            _log.warning("could not load the profiles: %s", exc)
+            self.notice.show(False, f"Could not load the profiles: {exc}")
+            return
+        self.rows = list(listed.profiles)
+        self.schema = listed.schema
+        self._show_cards()
+
+    def row(self, name: str) -> ProfileRow | None:
+        return next((r for r in self.rows if r.name == name), None)
+
+    def _show_cards(self) -> None:
+        cards: list[ft.Control] = []
+        for row in self.rows:
+            details: list[ft.Control] = [ft.Text(row.name, weight=ft.FontWeight.W_600)]
+            details += [ft.Text(line, size=12, color=ft.Colors.ON_SURFACE_VARIANT)
+                        for line in card_lines(row)]
+            details += [ft.Row(spacing=4, vertical_alignment=ft.CrossAxisAlignment.CENTER,
+                               controls=[ft.Icon(ft.Icons.ERROR_OUTLINE, size=14,
+                                                 color=ft.Colors.ERROR),
+                                         ft.Text(problem, size=12, color=ft.Colors.ERROR,
+                                                 expand=True)])
+                        for problem in row.problems]
+            buttons: list[ft.Control] = [] if self.read_only else [
+                ft.IconButton(ft.Icons.EDIT_OUTLINED, tooltip=f"Edit profile {row.name}",
+                              on_click=lambda e, n=row.name: self._on_edit(e, n)),
+                ft.IconButton(ft.Icons.DELETE_OUTLINE, tooltip=f"Delete profile {row.name}",
+                              icon_color=ft.Colors.ERROR,
+                              on_click=lambda e, n=row.name: self.confirm_delete(n, e.page))]
+            cards.append(ft.Container(
+                padding=ft.Padding.symmetric(horizontal=12, vertical=8), border_radius=10,
+                border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
+                content=ft.Row(vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
+                    ft.Icon(ft.Icons.TUNE, color=ft.Colors.PRIMARY),
+                    ft.Column(expand=True, spacing=2, controls=details),
+                    *buttons])))
+        if not cards:
+            cards.append(ft.Text("No profile yet: every channel uses the assistant's "
+                                 "settings.", color=ft.Colors.ON_SURFACE_VARIANT))
+        self.cards.controls = cards
+
+    # -- editor ------------------------------------------------------------------------------
+
+    def open_editor(self, name: str | None) -> ProfileEditor:
+        self.editor = ProfileEditor(self, self.row(name) if name is not None else None)
+        self.notice.hide()
+        self.root.controls = [self.editor.root]
+        return self.editor
+
+    async def close_editor(self, message: str = "") -> None:
+        self.editor = None
+        await self.load()
+        self.root.controls = [self.list_page]
+        if message:
+            self.notice.show(True, message)
+
+    # -- delete ------------------------------------------------------------------------------
+
+    def confirm_delete(self, name: str, page: ft.Page | ft.BasePage | None) -> ft.AlertDialog:
+        def close(e: ft.Event[ft.Control]) -> None:
+            e.page.pop_dialog()
+
+        async def confirmed(e: ft.Event[ft.Control]) -> None:
+            e.page.pop_dialog()
+            await self.delete(name)
+            e.page.update()
+
+        dialog = ft.AlertDialog(
+            modal=True,
+            title=ft.Text(f"Delete profile {name}?"),
+            content=ft.Text("Its channels and chats go back to the assistant's settings from "
+                            "the next message."),
+            actions=[ft.TextButton("Cancel", on_click=close),
+                     ft.FilledButton("Delete", on_click=confirmed,
+                                     style=ft.ButtonStyle(bgcolor=ft.Colors.ERROR,
+                                                          color=ft.Colors.ON_ERROR))],
+        )
+        if page is not None:
+            page.show_dialog(dialog)
+        return dialog
+
+    async def delete(self, name: str) -> bool:
+        try:
+            errors = await self.plane.delete_profile(name)
+        except Exception as exc:  # noqa: BLE001 - said in the section
+            _log.warning("delete_profile failed: %s", exc)
+            errors = [FieldError("", str(exc))]
+        await self.load()
+        if errors:
+            self.notice.show(False, f"{name} was not deleted: " + "; ".join(
+                e.message for e in errors))
+            return False
+        self.notice.show(True, f"Profile {name} deleted.")
+        return True
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    def _on_add(self, e: ft.Event[ft.Control]) -> None:
+        self.open_editor(None)
+        e.page.update()
+
+    def _on_edit(self, e: ft.Event[ft.Control], name: str) -> None:
+        self.open_editor(name)
+        e.page.update()
