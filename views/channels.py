@@ -27,6 +27,7 @@ from views import style
 from views.channel_catalog import ChannelCatalog
 from views.channel_editor import ChannelEditor
 from views.channel_icons import channel_badge
+from views.confirm import ask_first
 from views.health import ChannelHistories, health_strip, health_summary
 from views.state import ChannelBoard
 
@@ -385,26 +386,10 @@ class ChannelsView:
 
     def confirm_delete(self, name: str, page: ft.Page | ft.BasePage | None) -> ft.AlertDialog:
         """Ask first: deleting removes the config entry and the stored secrets."""
-        def close(e: ft.Event[ft.Control]) -> None:
-            e.page.pop_dialog()
-
-        async def confirmed(e: ft.Event[ft.Control]) -> None:
-            e.page.pop_dialog()
-            await self.run(e, self.delete, name)
-
-        dialog = ft.AlertDialog(
-            modal=True,
-            title=ft.Text(f"Delete channel {name}?"),
-            content=ft.Text("It stops now, and its settings and stored secrets are removed. "
-                            "Its messages and logs stay."),
-            actions=[ft.TextButton("Cancel", on_click=close),
-                     ft.FilledButton("Delete", on_click=confirmed,
-                                     style=ft.ButtonStyle(bgcolor=ft.Colors.ERROR,
-                                                          color=ft.Colors.ON_ERROR))],
-        )
-        if page is not None:
-            page.show_dialog(dialog)
-        return dialog
+        return ask_first(page, title=f"Delete channel {name}?", action="Delete",
+                         body="It stops now, and its settings and stored secrets are removed. "
+                         "Its messages and logs stay.",
+                         on_confirm=lambda e: self.run(e, self.delete, name))
 
     async def add_default(self) -> ChannelEditor:
         """"Add channel": the first type not configured yet (its form has a type picker)."""

@@ -14,6 +14,7 @@ import flet as ft
 from pyclaw_app.control import ControlPlane
 from pyclaw_app.model import Event
 from views.chat_markdown import Block, blocks, code_fence, shorten, without_images
+from views.confirm import ask_first
 from views.state import CHAT_WINDOW, ChatLine, ChatState, Clock
 from views.text_direction import is_rtl
 
@@ -297,30 +298,16 @@ class ChatView:
 
     def confirm_reset(self, page: ft.Page | ft.BasePage | None) -> ft.AlertDialog:
         """Ask first: the assistant forgets the conversation for good."""
-        def close(e: ft.Event[ft.Control]) -> None:
-            e.page.pop_dialog()
-
-        async def confirmed(e: ft.Event[ft.Control]) -> None:
-            e.page.pop_dialog()
+        async def reset(e: ft.Event[ft.Control]) -> None:
             try:
                 await self.reset()
             except Exception as exc:  # noqa: BLE001 - said on the page; the old chat stays
                 _log.warning("chat_reset failed: %s", exc)
                 e.page.show_dialog(ft.SnackBar(ft.Text(f"Not reset: {exc}")))
 
-        dialog = ft.AlertDialog(
-            modal=True,
-            title=ft.Text("Start a new conversation?"),
-            content=ft.Text("The assistant forgets everything said here so far, and the chat "
-                            "starts empty. The messages stay in Logs."),
-            actions=[ft.TextButton("Cancel", on_click=close),
-                     ft.FilledButton("Reset", on_click=confirmed,
-                                     style=ft.ButtonStyle(bgcolor=ft.Colors.ERROR,
-                                                          color=ft.Colors.ON_ERROR))],
-        )
-        if page is not None:
-            page.show_dialog(dialog)
-        return dialog
+        return ask_first(page, title="Start a new conversation?", action="Reset",
+                         body="The assistant forgets everything said here so far, and the "
+                         "chat starts empty. The messages stay in Logs.", on_confirm=reset)
 
     async def reset(self) -> None:
         """A new conversation: the gateway forgets the old one, then the bubbles go."""

@@ -18,6 +18,7 @@ from typing import Any
 import flet as ft
 
 from pyclaw_app.control import ControlPlane, FieldError, McpServerRow, ProbeOutcome
+from views.confirm import ask_first
 from views.forms import SchemaForm
 from views.status_line import StatusLine
 
@@ -336,27 +337,9 @@ class McpSection:
     # -- delete ------------------------------------------------------------------------------
 
     def confirm_delete(self, name: str, page: ft.Page | ft.BasePage | None) -> ft.AlertDialog:
-        def close(e: ft.Event[ft.Control]) -> None:
-            e.page.pop_dialog()
-
-        async def confirmed(e: ft.Event[ft.Control]) -> None:
-            e.page.pop_dialog()
-            await self.delete(name)
-            e.page.update()
-
-        dialog = ft.AlertDialog(
-            modal=True,
-            title=ft.Text(f"Delete MCP server {name}?"),
-            content=ft.Text("It is stopped, its tools leave the assistant, and its stored "
-                            "secrets are deleted."),
-            actions=[ft.TextButton("Cancel", on_click=close),
-                     ft.FilledButton("Delete", on_click=confirmed,
-                                     style=ft.ButtonStyle(bgcolor=ft.Colors.ERROR,
-                                                          color=ft.Colors.ON_ERROR))],
-        )
-        if page is not None:
-            page.show_dialog(dialog)
-        return dialog
+        return ask_first(page, title=f"Delete MCP server {name}?", action="Delete",
+                         body="It is stopped, its tools leave the assistant, and its stored "
+                         "secrets are deleted.", on_confirm=lambda e: self.delete(name))
 
     async def delete(self, name: str) -> bool:
         try:

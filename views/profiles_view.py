@@ -15,6 +15,7 @@ from typing import Any
 import flet as ft
 
 from pyclaw_app.control import ControlPlane, FieldError, ProfileRow
+from views.confirm import ask_first
 from views.forms import LIST, SchemaForm
 from views.status_line import StatusLine
 
@@ -214,27 +215,9 @@ class ProfilesSection:
     # -- delete ------------------------------------------------------------------------------
 
     def confirm_delete(self, name: str, page: ft.Page | ft.BasePage | None) -> ft.AlertDialog:
-        def close(e: ft.Event[ft.Control]) -> None:
-            e.page.pop_dialog()
-
-        async def confirmed(e: ft.Event[ft.Control]) -> None:
-            e.page.pop_dialog()
-            await self.delete(name)
-            e.page.update()
-
-        dialog = ft.AlertDialog(
-            modal=True,
-            title=ft.Text(f"Delete profile {name}?"),
-            content=ft.Text("Its channels and chats go back to the assistant's settings from "
-                            "the next message."),
-            actions=[ft.TextButton("Cancel", on_click=close),
-                     ft.FilledButton("Delete", on_click=confirmed,
-                                     style=ft.ButtonStyle(bgcolor=ft.Colors.ERROR,
-                                                          color=ft.Colors.ON_ERROR))],
-        )
-        if page is not None:
-            page.show_dialog(dialog)
-        return dialog
+        return ask_first(page, title=f"Delete profile {name}?", action="Delete",
+                         body="Its channels and chats go back to the assistant's settings "
+                         "from the next message.", on_confirm=lambda e: self.delete(name))
 
     async def delete(self, name: str) -> bool:
         try:

@@ -24,6 +24,7 @@ import flet as ft
 
 from pyclaw_app.control import ControlPlane, ScheduleRow, TrafficRow
 from pyclaw_app.model import Event
+from views.confirm import ask_first
 from views.state import Clock
 
 __all__ = [
@@ -569,26 +570,10 @@ class SchedulesView:
     def confirm_delete(self, row: ScheduleRow, page: ft.Page | ft.BasePage | None
                        ) -> ft.AlertDialog:
         """Ask first: a deleted job cannot be brought back."""
-        def close(e: ft.Event[ft.Control]) -> None:
-            e.page.pop_dialog()
-
-        async def confirmed(e: ft.Event[ft.Control]) -> None:
-            e.page.pop_dialog()
-            await self.run(self.delete, row.id)
-            e.page.update()
-
-        dialog = ft.AlertDialog(
-            modal=True,
-            title=ft.Text(f"Delete job {row.id}?"),
-            content=ft.Text(f"\"{row.body[:120]}\" ({row.timing}) on {row.channel} will not "
-                            "be sent again. To stop it for a while, pause it instead."),
-            actions=[ft.TextButton("Cancel", on_click=close),
-                     ft.FilledButton("Delete", on_click=confirmed,
-                                     style=ft.ButtonStyle(bgcolor=ft.Colors.ERROR,
-                                                          color=ft.Colors.ON_ERROR))])
-        if page is not None:
-            page.show_dialog(dialog)
-        return dialog
+        return ask_first(page, title=f"Delete job {row.id}?", action="Delete",
+                         body=f"\"{row.body[:120]}\" ({row.timing}) on {row.channel} will not "
+                         "be sent again. To stop it for a while, pause it instead.",
+                         on_confirm=lambda e: self.run(self.delete, row.id))
 
     def open_form(self) -> None:
         self.form.root.visible = True

@@ -21,6 +21,7 @@ import flet as ft
 
 from pyclaw_app.control import ControlPlane, FieldError, ProbeOutcome, SettingsForm
 from pyclaw_app.model import Event
+from views.confirm import ask_first
 from views.first_run import SETUP_ROUTE
 from views.forms import LIST, FormField, SchemaForm, labelled
 from views.mcp_view import McpSection
@@ -317,28 +318,11 @@ class ProviderEditor:
     def confirm_save(self, failed: ProbeOutcome, page: ft.Page | ft.BasePage | None
                      ) -> ft.AlertDialog:
         """Saving a provider that just failed its test is allowed, after saying so."""
-
-        def keep_editing(e: ft.Event[ft.Control]) -> None:
-            e.page.pop_dialog()
-
-        async def save_anyway(e: ft.Event[ft.Control]) -> None:
-            e.page.pop_dialog()
-            await self.save_and_close(e.page)
-
-        dialog = ft.AlertDialog(
-            modal=True,
-            title=ft.Text("Save a provider that failed its test?"),
-            content=ft.Text(f"Test connection said: {failed.message}\n\nSaved like this, "
-                            "messages sent to it will fail until the endpoint answers.",
-                            selectable=True),
-            actions=[ft.TextButton("Keep editing", on_click=keep_editing),
-                     ft.FilledButton("Save anyway", on_click=save_anyway,
-                                     style=ft.ButtonStyle(bgcolor=ft.Colors.ERROR,
-                                                          color=ft.Colors.ON_ERROR))],
-        )
-        if page is not None:
-            page.show_dialog(dialog)
-        return dialog
+        return ask_first(page, title="Save a provider that failed its test?",
+                         action="Save anyway", cancel="Keep editing", selectable=True,
+                         body=f"Test connection said: {failed.message}\n\nSaved like this, "
+                         "messages sent to it will fail until the endpoint answers.",
+                         on_confirm=lambda e: self.save_and_close(e.page))
 
     async def save_and_close(self, page: ft.Page | ft.BasePage) -> bool:
         if await self.save(page.update):
@@ -706,27 +690,9 @@ class SettingsView:
 
     def confirm_remove(self, index: int, page: ft.Page | ft.BasePage | None) -> ft.AlertDialog:
         name = self.providers[index].get("name")
-
-        def close(e: ft.Event[ft.Control]) -> None:
-            e.page.pop_dialog()
-
-        async def confirmed(e: ft.Event[ft.Control]) -> None:
-            e.page.pop_dialog()
-            await self.remove_provider(index)
-            e.page.update()
-
-        dialog = ft.AlertDialog(
-            modal=True,
-            title=ft.Text(f"Remove provider {name}?"),
-            content=ft.Text("Its settings and stored API key are deleted. Past usage stays."),
-            actions=[ft.TextButton("Cancel", on_click=close),
-                     ft.FilledButton("Remove", on_click=confirmed,
-                                     style=ft.ButtonStyle(bgcolor=ft.Colors.ERROR,
-                                                          color=ft.Colors.ON_ERROR))],
-        )
-        if page is not None:
-            page.show_dialog(dialog)
-        return dialog
+        return ask_first(page, title=f"Remove provider {name}?", action="Remove",
+                         body="Its settings and stored API key are deleted. Past usage stays.",
+                         on_confirm=lambda e: self.remove_provider(index))
 
     async def remove_provider(self, index: int) -> bool:
         name = self.providers[index].get("name")
