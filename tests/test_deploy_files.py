@@ -25,7 +25,6 @@ from pydantic import SecretStr
 from pyclaw_app.config import Config, load_config
 from pyclaw_app.control.chat import ask
 from pyclaw_app.control.host import GatewayHost
-from pyclaw_app.control.metrics import LeaseHolder
 from pyclaw_app.model import Address, Inbound
 from pyclaw_app.secrets import FileSecretStore
 from tests.conftest import provider_section
@@ -223,7 +222,7 @@ def test_the_dockerfile_is_multi_stage_non_root_with_a_private_data_volume() -> 
 @pytest.fixture
 async def scraped(tmp_path: Path, fake_llm: FakeOpenAI) -> AsyncIterator[dict[str, Any]]:
     """A gateway with traffic of every kind (a reply, a failed LLM call, a skipped message, a
-    duplicate, a message waiting in the journal, a lease holder), so every series has samples
+    duplicate, a message waiting in the journal, the instance active), so every series has samples
     whose labels can be checked, and what its server answered at /metrics and at the
     manifests' probe paths."""
     config = tmp_path / "pyclaw.yaml"
@@ -246,10 +245,6 @@ async def scraped(tmp_path: Path, fake_llm: FakeOpenAI) -> AsyncIterator[dict[st
             Inbound(Address("elsewhere", "c5"), "p-1", "queued"))
         await gateway.lanes.join()
 
-        async def leases() -> list[LeaseHolder]:
-            return [LeaseHolder("telegram", "gateway-1")]
-
-        host.server.metrics.lease_source = leases
         c = container()
         async with aiohttp.ClientSession(host.server.url) as session:
             async with session.get("/metrics") as resp:
@@ -305,5 +300,5 @@ def test_every_dashboard_query_uses_metrics_and_labels_the_gateway_exports(
                  "pyclaw_added_latency_seconds_bucket", "pyclaw_llm_calls_total",
                  "pyclaw_llm_tokens_total", "pyclaw_llm_cost_dollars_total",
                  "pyclaw_llm_errors_total", "pyclaw_journal_open", "pyclaw_lane_jobs",
-                 "pyclaw_channel_state", "pyclaw_lease_holder", "pyclaw_store_outage"):
+                 "pyclaw_channel_state", "pyclaw_instance_active", "pyclaw_store_outage"):
         assert name in used, f"the dashboard does not show {name}"

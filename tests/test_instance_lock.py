@@ -46,6 +46,7 @@ async def test_a_second_gateway_on_the_same_store_is_refused_until_the_first_sto
             with pytest.raises(StoreError, match="another gateway is running") as refused:
                 await second.hold_store()
             assert f"{socket.gethostname()} pid {os.getpid()}" in str(refused.value)
+            assert first.store.db.holds_instance and not second.store.db.holds_instance
         finally:
             await second.stop()
     finally:

@@ -23,7 +23,7 @@ from pyclaw_app.bus import Bus
 from pyclaw_app.config import load_config
 from pyclaw_app.config_storage import STORAGE_PASSWORD_ENV, StorageConfig
 from pyclaw_app.control.host import GatewayHost
-from pyclaw_app.control.metrics import GatewayMetrics, LeaseHolder
+from pyclaw_app.control.metrics import GatewayMetrics
 from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.model import Address, ChannelState, Event, EventKind, Inbound
@@ -153,7 +153,7 @@ async def test_counters_match_what_the_gateway_did(
     assert value(samples, "pyclaw_lane_jobs") == 0
     assert value(samples, "pyclaw_metrics_events_dropped_total") == 0
     assert not [k for k in samples if k[0] == "pyclaw_journal_open"]  # every row finished
-    assert value(samples, "pyclaw_lease_holder", channel="work", holder="a") is None
+    assert value(samples, "pyclaw_instance_active") == 1  # it holds its store
 
 
 @ON_EACH_STORE
@@ -219,29 +219,16 @@ async def test_readyz_names_a_channel_not_started_and_a_closed_store(
         await gateway.stop()
 
 
-async def test_metrics_on_starts_the_server_and_exports_lease_holders(tmp_path: Path) -> None:
+async def test_metrics_on_starts_the_server_and_says_the_instance_is_active(
+        tmp_path: Path) -> None:
     """No webhook channel and no control API: ``server.metrics: on`` starts the server anyway
-    (a container's probes and Prometheus need it); a lease source is exported as given."""
+    (a container's probes and Prometheus need it); the gateway holds its store."""
     config = write_config(tmp_path / "pyclaw.yaml", {"server": {"port": 0, "metrics": "on"}})
     running = await GatewayHost.start(config, tmp_path / "data")
     try:
         assert running.server is not None and running.server.metrics is not None
-
-        async def leases() -> list[LeaseHolder]:
-            return [LeaseHolder("telegram", "gateway-1")]
-
-        running.server.metrics.lease_source = leases
         samples = await scrape(running.server)
-        assert value(samples, "pyclaw_lease_holder", channel="telegram",
-                     holder="gateway-1") == 1
-        assert value(samples, "pyclaw_channel_state", channel="local", state="online") == 1
-
-        async def broken() -> list[LeaseHolder]:
-            raise ConnectionError("lease table unreachable")
-
-        running.server.metrics.lease_source = broken  # the rest is still scraped
-        samples = await scrape(running.server)
-        assert not [k for k in samples if k[0] == "pyclaw_lease_holder"]
+        assert value(samples, "pyclaw_instance_active") == 1
         assert value(samples, "pyclaw_channel_state", channel="local", state="online") == 1
     finally:
         await running.stop()

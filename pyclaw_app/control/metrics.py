@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,11 +33,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from pyclaw_app.bus import BusSubscription
-from pyclaw_app.control.probes import STORE_TIMEOUT, StoreCheck, check_store
+from pyclaw_app.control.probes import StoreCheck, check_store
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.model import ChannelState, Event, EventKind
 
-__all__ = ["LATENCY_BUCKETS", "GatewayMetrics", "LeaseHolder", "LeaseSource"]
+__all__ = ["LATENCY_BUCKETS", "GatewayMetrics"]
 
 _log = logging.getLogger(__name__)
 
@@ -49,17 +49,6 @@ forgotten (a message waiting for a stopped channel must not grow memory without 
 SUBSCRIBER_QUEUE = 20_000
 """Events buffered for the counters between two turns of their task (streamed replies emit
 one per chunk); drops are exported, so a count that lost events says so."""
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseHolder:
-    """Which instance holds a single-consumer channel's ingress lease right now."""
-
-    channel: str
-    holder: str
-
-
-LeaseSource = Callable[[], Awaitable[Iterable[LeaseHolder]]]
 
 
 @dataclass(slots=True)
@@ -155,7 +144,6 @@ class _Scrape:
     """What a scrape read before rendering (the registry's collectors are synchronous)."""
 
     store: StoreCheck
-    leases: list[LeaseHolder] | None
 
 
 class _Gauges:
@@ -186,6 +174,9 @@ class _Gauges:
                                 "waits for room (backpressure)", value=gw.lanes.max_backlog)
         yield GaugeMetricFamily("pyclaw_store_outage", "1 while store writes are failing and "
                                 "being retried", value=float(gw.store.db.outage is not None))
+        yield GaugeMetricFamily("pyclaw_instance_active", "1 while this instance holds the "
+                                "store and runs the channels, 0 while it stands by",
+                                value=float(gw.store.db.holds_instance))
         yield CounterMetricFamily("pyclaw_metrics_events_dropped", "Bus events the counters "
                                   "missed because their queue was full",
                                   value=self.subscription.dropped)
@@ -202,13 +193,6 @@ class _Gauges:
             for (channel, status), n in sorted(store.open_rows.items()):
                 open_rows.add_metric([channel, status], n)
             yield open_rows
-        if self.scrape.leases is not None:
-            leases = GaugeMetricFamily("pyclaw_lease_holder", "1 per single-consumer channel "
-                                       "and the instance holding its ingress lease",
-                                       labels=["channel", "holder"])
-            for lease in self.scrape.leases:
-                leases.add_metric([lease.channel, lease.holder], 1)
-            yield leases
 
 
 class GatewayMetrics:
@@ -217,9 +201,6 @@ class GatewayMetrics:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.registry = CollectorRegistry()
-        self.lease_source: LeaseSource | None = None
-        """Where several instances share channels, the lease keeper sets this; its holders
-        are exported as ``pyclaw_lease_holder``."""
         self._counters = _EventCounters(self.registry)
         self._subscription: BusSubscription | None = None
         self._task: asyncio.Task[None] | None = None
@@ -254,19 +235,9 @@ class GatewayMetrics:
         while batch := await self._subscription.get_batch(timeout=0):
             self._observe(batch)
         store = await check_store(self.gateway.store)
-        leases = await self._leases()
         # No await from here on: a scrape running beside this one cannot swap the readings.
-        self._gauges.scrape = _Scrape(store, leases)
+        self._gauges.scrape = _Scrape(store)
         return generate_latest(self.registry)
-
-    async def _leases(self) -> list[LeaseHolder] | None:
-        if self.lease_source is None:
-            return None
-        try:
-            return list(await asyncio.wait_for(self.lease_source(), STORE_TIMEOUT))
-        except Exception as exc:  # noqa: BLE001 - the other series are still worth a scrape
-            _log.warning("metrics: lease holders not read (%s)", exc or type(exc).__name__)
-            return None
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await self.render()

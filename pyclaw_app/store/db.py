@@ -65,6 +65,9 @@ class Database:
         self.outage: str | None = None
         """The error writes are waiting out right now (disk full, locked, no server), if any."""
         self.on_outage: Callable[[str | None], None] | None = None
+        self.holds_instance = False
+        """Whether this process holds the store as its one gateway (:meth:`hold_instance_lock`):
+        false in a standby still waiting, and in CLI commands beside a gateway."""
         self._closing = False
 
     # -- what a backend provides ------------------------------------------------------------
@@ -118,6 +121,7 @@ class Database:
             await self._task
             self._task = None
         await self._close_backend()
+        self.holds_instance = False
         if self._thread is not None:
             self._thread.shutdown(wait=True)
         self._writer = None

@@ -83,6 +83,7 @@ class PostgresDatabase(Database):
             await self._in_reader(conn.close)
             raise
         self._lock_conn = conn
+        self.holds_instance = True
 
     @property
     def where(self) -> str:

@@ -63,6 +63,7 @@ class SqliteDatabase(Database):
         handle.write(who)
         handle.flush()
         self._lock_file = handle
+        self.holds_instance = True
 
     async def _open_backend(self) -> None:
         private_dir(self.path.parent)
