@@ -20,6 +20,10 @@ __all__ = ["DUPLICATE_WINDOW", "MIN_GAP", "ChatPacer"]
 
 MIN_GAP = 1.0
 """Seconds between two messages to one channel for an account that is not elevated there."""
+GAP_MARGIN = 0.15
+"""Seconds kept on top of a channel's gap: Twitch times messages as they arrive, and the
+first of two can arrive late (a busy process, the network) and the second on time, which
+brings them closer than they were sent."""
 DUPLICATE_WINDOW = 30.0
 """Seconds within which Twitch drops a repeat of the last message sent to a channel."""
 _UNIQUE_SUFFIX = " \U000e0000"
@@ -55,7 +59,8 @@ class ChatPacer:
                 waits.append(counted[-self.limit] + self.window - now)
             last = self._last.get(chat)
             if last is not None:
-                waits.append(last[0] + max(MIN_GAP, self.slow.get(chat, 0.0)) - now)
+                gap = max(MIN_GAP, self.slow.get(chat, 0.0)) + GAP_MARGIN
+                waits.append(last[0] + gap - now)
         return max(0.0, *waits)
 
     def unique(self, chat: str, text: str) -> str:

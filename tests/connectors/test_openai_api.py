@@ -232,7 +232,7 @@ def test_the_parser_never_raises(body: Any) -> None:
 
 async def test_the_cli_issues_lists_and_revokes_keys(tmp_path: Any, capsys: Any) -> None:
     data = ["--data-dir", str(tmp_path)]
-    assert await cli._api_key(tmp_path, "issue", NAME, "phone") == 0
+    assert await cli._api_key(tmp_path / "pyclaw.yaml", tmp_path, "issue", NAME, "phone") == 0
     key = capsys.readouterr().out.strip().splitlines()[-1]
     assert key.startswith(keys.PREFIX)
     store = await Store(tmp_path).open()
@@ -243,10 +243,10 @@ async def test_the_cli_issues_lists_and_revokes_keys(tmp_path: Any, capsys: Any)
         assert key not in raw["value"]  # only the hash is stored
     finally:
         await store.close()
-    assert await cli._api_key(tmp_path, "list", NAME, None) == 0
+    assert await cli._api_key(tmp_path / "pyclaw.yaml", tmp_path, "list", NAME, None) == 0
     assert "phone" in capsys.readouterr().out
-    assert await cli._api_key(tmp_path, "revoke", NAME, "phone") == 0
-    assert await cli._api_key(tmp_path, "revoke", NAME, "phone") == 1
+    assert await cli._api_key(tmp_path / "pyclaw.yaml", tmp_path, "revoke", NAME, "phone") == 0
+    assert await cli._api_key(tmp_path / "pyclaw.yaml", tmp_path, "revoke", NAME, "phone") == 1
     assert cli.build_parser().parse_args(["api-key", "list", NAME, *data]).action == "list"
 
 

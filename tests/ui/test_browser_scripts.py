@@ -147,7 +147,8 @@ def _last_line_centre(bubble: Image.Image) -> float:
 
 def _settled(chromium: Any, url: str) -> Settled:
     """The Chat page once every font file was answered and two pictures in a row match."""
-    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    # tall enough for every bubble with its time and copy row, none scrolled out of the shot
+    page = chromium.new_page(viewport={"width": 1280, "height": 1500})
     answered: set[str] = set()
     page.on("response", lambda r: answered.add(r.url.rsplit("/", 1)[1]))
     fonts = {path.rsplit("/", 1)[1] for path in FALLBACK_FONTS.values()}
