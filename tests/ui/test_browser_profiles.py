@@ -53,9 +53,15 @@ def test_add_a_profile_and_see_its_card(browser: Any, app: tuple[str, Path]) -> 
             _fill(page, "Name *", "support")
             # a list field's name gains its hint ("comma-separated") once focused
             used_on = _reach(page, page.get_by_label("Used on", exact=True))
-            used_on.click(position={"x": 24, "y": 20})
-            page.keyboard.type("local")
-            expect(page.get_by_label(re.compile(r"^Used on"))).to_have_value("local")
+            typed = page.get_by_label(re.compile(r"^Used on"))
+            for _ in range(3):  # keys typed before Flutter's editing host attaches are lost
+                used_on.click(position={"x": 24, "y": 20})
+                page.wait_for_timeout(150)
+                page.keyboard.press("Control+A")
+                page.keyboard.type("local")
+                if typed.input_value() == "local":
+                    break
+            expect(typed).to_have_value("local")
             _fill(page, "Answer in", "German")
             assert_no_error_box(page, "the profile form")
 

@@ -145,6 +145,17 @@ def _choose(page: Any, label: str, option: str) -> None:
     page.get_by_role("button", name=option, exact=True).click()
 
 
+def _theme_settles(page: Any, *, dark: bool, timeout_ms: int = 10_000) -> bool:
+    """Whether the page's background turns dark (or light) within the timeout: the theme's
+    colours animate, for longer on a busy machine."""
+    for _ in range(timeout_ms // 200):
+        brightness = _brightness(page)
+        if (brightness < 200) if dark else (brightness > 600):
+            return True
+        page.wait_for_timeout(200)
+    return False
+
+
 def _brightness(page: Any, x: int = 1300, y: int = 860) -> int:
     """R+G+B of one pixel of the page as drawn (the canvas cannot be read from the DOM).
 
@@ -206,16 +217,13 @@ def test_a_add_provider_with_test_connection(page: Any, openai: _FakeOpenAIThrea
 
     assert _brightness(page) > 600  # the light theme (flet.toml says "system"; Chromium: light)
     page.get_by_role("button", name="Dark").click()  # applied at once
-    page.wait_for_timeout(800)
-    assert _brightness(page) < 200
+    assert _theme_settles(page, dark=True)
     screenshot(page, "settings", settle_ms=1500)  # after the theme's colour animation
     # remembered by this browser: a new session (reload) starts dark
     _open_settings(page, app[0])
-    page.wait_for_timeout(800)
-    assert _brightness(page) < 200
+    assert _theme_settles(page, dark=True)
     page.get_by_role("button", name="Light").click()
-    page.wait_for_timeout(800)
-    assert _brightness(page) > 600
+    assert _theme_settles(page, dark=False)
 
 
 def test_b_chat_uses_the_new_provider_and_usage_shows_the_call(
