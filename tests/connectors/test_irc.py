@@ -241,6 +241,14 @@ async def channel_log(gw: Gateway, search: str) -> list[str]:
     return [str(r["message"]) for r in await gw.store.logs.page(channel="irc", search=search)]
 
 
+async def logged(gw: Gateway, search: str, *parts: str) -> bool:
+    """Wait for a channel-log line holding ``search`` and every one of ``parts`` (log lines
+    reach the store in batches, after the state change the test saw)."""
+    async def found() -> bool:
+        return any(all(p in m for p in parts) for m in await channel_log(gw, search))
+    return bool(await eventually(found, timeout=WAIT))
+
+
 async def test_tls_with_the_servers_ca_and_sasl_login(net: Net, make_gateway: Any,
                                                       fake_llm: FakeOpenAI) -> None:
     gw = await gateway_with(make_gateway, fake_llm, net.config(
@@ -260,14 +268,14 @@ async def test_tls_refused_without_the_ca_is_fatal_and_says_why(
     gw = await gateway_with(make_gateway, fake_llm, net.config(port=net.server.tls_port,
                                                                tls=True),
                             state=ChannelState.OFFLINE)
-    assert any("TLS refused" in m and "ca_file" in m for m in await channel_log(gw, "TLS"))
+    assert await logged(gw, "TLS", "TLS refused", "ca_file")
 
 
 async def test_wrong_sasl_password_is_fatal_with_a_clear_line(
         net: Net, make_gateway: Any, fake_llm: FakeOpenAI) -> None:
     gw = await gateway_with(make_gateway, fake_llm, net.config(
         sasl_account="pyclawbot", sasl_password="not-the-password"), state=ChannelState.OFFLINE)
-    assert any("wrong account name or password" in m for m in await channel_log(gw, "SASL"))
+    assert await logged(gw, "SASL", "wrong account name or password")
 
 
 async def test_nick_in_use_falls_back_and_says_so(net: Net, make_gateway: Any,
@@ -277,7 +285,7 @@ async def test_nick_in_use_falls_back_and_says_so(net: Net, make_gateway: Any,
     try:
         gw = await gateway_with(make_gateway, fake_llm, net.config())
         assert f"connected as {net.nick}_" in gw.channels["irc"].reason
-        assert await channel_log(gw, f"the nick {net.nick} is in use; trying {net.nick}_")
+        assert await logged(gw, f"the nick {net.nick} is in use; trying {net.nick}_")
         await net.user.privmsg(net.channel, f"{net.nick}_: you there?")
         await eventually(lambda: net.from_bot(net.channel) == ["Echo: you there?"], timeout=WAIT)
     finally:
@@ -385,7 +393,7 @@ async def test_a_stalled_link_is_found_dead_by_our_ping_and_remade(
     net.proxy.stall()
     await eventually(lambda: net.proxy.connections >= 2, timeout=WAIT)
     await eventually(lambda: gw.channels["irc"].state == ChannelState.ONLINE, timeout=WAIT)
-    assert any("no answer to PING" in m for m in await channel_log(gw, "PING"))
+    assert await logged(gw, "PING", "no answer to PING")
     await net.user.privmsg(net.channel, f"{net.nick}: back?")
     await eventually(lambda: net.from_bot(net.channel) == ["Echo: back?"], timeout=WAIT)
 
@@ -397,7 +405,7 @@ async def test_kicked_then_banned_is_logged_and_rejoined_after_reconnect(
                                  and ln.source.nick == net.nick for ln in net.user.lines),
                      timeout=WAIT)
     await net.user.send(f"KICK {net.channel} {net.nick} :behave")
-    assert await eventually(lambda: channel_log(gw, "kicked from"), timeout=WAIT)
+    assert await logged(gw, "kicked from")
     await net.user.kill(net.nick)  # reconnects and joins again
     await eventually(lambda: sum(ln.command == "JOIN" and ln.source is not None
                                  and ln.source.nick == net.nick for ln in net.user.lines) >= 2,
@@ -405,7 +413,7 @@ async def test_kicked_then_banned_is_logged_and_rejoined_after_reconnect(
     await net.user.send(f"MODE {net.channel} +b {net.nick}!*@*")
     await net.user.send(f"KICK {net.channel} {net.nick} :banned")
     await net.user.kill(net.nick)
-    assert await eventually(lambda: channel_log(gw, "the bot is banned from it"), timeout=WAIT)
+    assert await logged(gw, "the bot is banned from it")
 
 
 async def test_direct_messages_to_an_absent_bot_are_refused_by_the_server(

@@ -202,3 +202,23 @@ def screenshot(page: Any, name: str, *, height: int | None = None, settle_ms: in
     if height is not None:
         page.set_viewport_size(before)
     return path
+
+
+def type_into(page: Any, field: Any, typed: Any, text: str, attempts: int = 3) -> None:
+    """Type ``text`` into ``field`` with the keyboard until ``typed`` (the same input once
+    focused: a list field's name gains its hint then) holds exactly it.
+
+    Flutter attaches its text-editing host on focus; keys typed before it attaches are lost,
+    one or all of them, so each attempt selects what is there and types the whole text again.
+    """
+    for _ in range(attempts):
+        field.click(position={"x": 24, "y": 20})
+        page.wait_for_timeout(150)
+        page.keyboard.press("Control+A")
+        page.keyboard.type(text)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            if typed.input_value() == text:
+                return
+            page.wait_for_timeout(100)
+    raise AssertionError(f"typed {text!r}, the field holds {typed.input_value()!r}")

@@ -20,6 +20,7 @@ from tests.ui.browser_support import (
     free_port,
     open_app,
     serve,
+    type_into,
 )
 from tests.ui.test_browser_forms import (
     STEP_TIMEOUT_MS,
@@ -64,9 +65,8 @@ def test_add_a_stdio_server_test_it_save_it_and_see_it_up(browser: Any, app: str
             _fill(page, "Command", sys.executable)
             # a list field's name gains its hint ("comma-separated") once focused
             arguments = _reach(page, page.get_by_label("Arguments", exact=True))
-            arguments.click(position={"x": 24, "y": 20})
-            page.keyboard.type(f"-m, {MODULE}")
-            expect(page.get_by_label(re.compile(r"^Arguments"))).to_have_value(f"-m, {MODULE}")
+            type_into(page, arguments, page.get_by_label(re.compile(r"^Arguments")),
+                      f"-m, {MODULE}")
             _fill(page, "Working directory", str(ROOT))
             assert_no_error_box(page, "the MCP server form")
 

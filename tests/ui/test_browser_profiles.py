@@ -19,6 +19,7 @@ from tests.ui.browser_support import (
     free_port,
     open_app,
     serve,
+    type_into,
 )
 from tests.ui.test_browser_forms import STEP_TIMEOUT_MS, _click, _fill, _picture_on_failure, _reach
 
@@ -53,15 +54,7 @@ def test_add_a_profile_and_see_its_card(browser: Any, app: tuple[str, Path]) -> 
             _fill(page, "Name *", "support")
             # a list field's name gains its hint ("comma-separated") once focused
             used_on = _reach(page, page.get_by_label("Used on", exact=True))
-            typed = page.get_by_label(re.compile(r"^Used on"))
-            for _ in range(3):  # keys typed before Flutter's editing host attaches are lost
-                used_on.click(position={"x": 24, "y": 20})
-                page.wait_for_timeout(150)
-                page.keyboard.press("Control+A")
-                page.keyboard.type("local")
-                if typed.input_value() == "local":
-                    break
-            expect(typed).to_have_value("local")
+            type_into(page, used_on, page.get_by_label(re.compile(r"^Used on")), "local")
             _fill(page, "Answer in", "German")
             assert_no_error_box(page, "the profile form")
 
