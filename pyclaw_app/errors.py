@@ -33,7 +33,11 @@ class ConfigError(PyclawError):
 
 
 class StoreError(PyclawError):
-    """SQLite refused a write (locked, disk full, corrupt)."""
+    """The store refused a write (locked, disk full, corrupt)."""
+
+
+class StoreUnreachable(StoreError):
+    """The database server cannot be reached: an outage to wait out, not a refusal."""
 
 
 class ConnectorError(PyclawError):

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from pyclaw_app.errors import StoreError
+from pyclaw_app.errors import StoreError, StoreUnreachable
 from pyclaw_app.store.db import Database
 from pyclaw_app.store.pg_conn import PgConnection, Row
 from pyclaw_app.store.pg_sql import PG_PRELUDE, translate_ddl
@@ -100,7 +100,7 @@ class PostgresDatabase(Database):
         try:
             return PgConnection.connect(self._conninfo, **args)
         except psycopg.OperationalError as exc:
-            raise StoreError(f"cannot connect to PostgreSQL at {self.where}: "
+            raise StoreUnreachable(f"cannot connect to PostgreSQL at {self.where}: "
                              f"{str(exc).strip()}") from exc
 
     async def _open_backend(self) -> None:
@@ -132,24 +132,23 @@ class PostgresDatabase(Database):
 
     def _read(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
         """In the reader thread; a broken link is reconnected once before the read fails."""
-        for attempt in (1, 2):
-            try:
-                if self._reader is None or not self._reader.usable:
-                    self._reader = self.connect()
-                return self._reader.execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
-                if attempt == 2:
-                    raise StoreError(f"PostgreSQL read failed: {exc}") from exc
-            except StoreError:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return self._read_once(sql, params)
+        except (sqlite3.OperationalError, StoreUnreachable) as exc:
+            _log.debug("read failed, reconnecting once: %s", exc)
+        try:
+            return self._read_once(sql, params)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"PostgreSQL read failed: {exc}") from exc
+
+    def _read_once(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
+        if self._reader is None or not self._reader.usable:
+            self._reader = self.connect()
+        return self._reader.execute(sql, params).fetchall()
 
     def _transient(self, exc: BaseException) -> bool:
         cause = exc.__cause__ if isinstance(exc, sqlite3.Error) else exc
-        if isinstance(cause, StoreError) and "cannot connect" in str(cause):
-            return True
-        return isinstance(cause, psycopg.OperationalError)
+        return isinstance(cause, StoreUnreachable | psycopg.OperationalError)
 
     def _recover(self) -> None:
         if self._writer is not None and self._writer.usable:
