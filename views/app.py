@@ -26,9 +26,11 @@ from views.connect import (
 )
 from views.first_run import SETUP_ROUTE
 from views.fonts import FALLBACK_FONTS, text_theme
+from views.i18n import t
 from views.launch import plan_launch, run_on_fast_loop
 from views.live import LiveSession
 from views.settings import APP_DIR, AppSettings, load_settings
+from views.settings_view import restore_language, when_language_changes
 from views.shell import Shell
 from views.style import SEED_COLOR
 
@@ -64,12 +66,13 @@ def make_main(get_plane: PlaneFactory, *, settings: AppSettings | None = None) -
 
     async def main(page: ft.Page) -> None:
         _configure_page(page, app_settings)
+        await restore_language(page)  # before any view is built: they read it as they are
         try:
             plane = await get_plane()
         except Exception as exc:  # noqa: BLE001 - shown on the page and logged with traceback
             _log.exception("could not open the control plane")
             page.add(ft.Container(padding=24, content=ft.Text(
-                f"pyclaw could not start its gateway: {exc}", color=ft.Colors.ERROR,
+                t("pyclaw could not start its gateway: {error}", error=exc), color=ft.Colors.ERROR,
                 selectable=True)))
             return
         mounted = _Mounted(page, plane)
@@ -96,6 +99,7 @@ def make_monitor_main(*, settings: AppSettings | None = None, url: str | None = 
 
     async def main(page: ft.Page) -> None:
         _configure_page(page, app_settings)
+        await restore_language(page)
         monitor = _Monitor(page, connector, store_factory())
         await monitor.start(url, token)
 
@@ -160,14 +164,26 @@ class _Mounted:
     def __init__(self, page: ft.Page, plane: ControlPlane, header: ft.Control | None = None
                  ) -> None:
         self._page = page
+        self._plane = plane
         self._header = header
-        self.shell = Shell(plane)
-        self.live = LiveSession(plane, self.shell.live_panels, page.update,
-                                name=f"ui-live:{page.session.id}")
+        self._build()
+
+    def _build(self) -> None:
+        """A new shell and its live session: its views speak the page's language of now."""
+        self.shell = Shell(self._plane)
+        self.live = LiveSession(self._plane, self.shell.live_panels, self._page.update,
+                                name=f"ui-live:{self._page.session.id}")
         self._wide: bool | None = None  # the last layout's kind; a resize rebuilds on a flip
+
+    async def rebuild(self) -> None:
+        """The shell afresh on the same route (Settings changed the language)."""
+        await self.live.stop()
+        self._build()
+        await self.mount()
 
     async def mount(self) -> None:
         page, shell = self._page, self.shell
+        when_language_changes(page, self.rebuild)
         shell.rail.on_change = self._on_nav
         shell.bar.on_change = self._on_nav
         page.on_resize = self._on_resize

@@ -16,6 +16,7 @@ import flet as ft
 
 from pyclaw_app.control import ChannelType
 from views.channel_icons import channel_badge
+from views.i18n import t
 
 __all__ = ["ALL", "OTHER", "ChannelCatalog", "TypeCard", "matches"]
 
@@ -33,12 +34,22 @@ def category_of(kind: ChannelType) -> str:
     return kind.category or OTHER
 
 
+def category_label(category: str) -> str:
+    """A category as a person reads it: the gateway names the known ones in English (its
+    ``Category`` values), a plugin's own category is shown as the plugin wrote it."""
+    known = {"Chat apps": t("Chat apps"), "Team chat": t("Team chat"),
+             "Open protocols": t("Open protocols"), "Developer": t("Developer"),
+             OTHER: t("Other")}
+    return known.get(category, category)
+
+
 def matches(kind: ChannelType, query: str) -> bool:
     """Every word of ``query`` appears in the title, type name, description or category
-    (case-insensitive, so "slack", "Team" and "企业微信" all find something)."""
+    (case-insensitive, so "slack", "Team" and "企业微信" all find something); the category
+    counts in English and in the page's language."""
     words = query.casefold().split()
-    haystack = " ".join((kind.title, kind.type, kind.description,
-                         category_of(kind))).casefold()
+    haystack = " ".join((kind.title, kind.type, kind.description, category_of(kind),
+                         category_label(category_of(kind)))).casefold()
     return all(word in haystack for word in words)
 
 
@@ -59,23 +70,25 @@ class TypeCard:
 
     def __init__(self, channel_type: ChannelType, configured: int, on_add: AddHandler) -> None:
         self.type = channel_type
-        count = (f"{configured} configured" if configured else "not configured")
+        count = (t("{count} configured", count=configured) if configured
+                 else t("not configured"))
         if channel_type.install:
-            count = "not installed"
+            count = t("not installed")
             links: list[ft.Control] = [
-                ft.Text("Install with:", size=12, color=ft.Colors.ON_SURFACE_VARIANT),
+                ft.Text(t("Install with:"), size=12, color=ft.Colors.ON_SURFACE_VARIANT),
                 ft.Text(channel_type.install, font_family="monospace", size=12,
                         selectable=True),
             ]
         else:
             links = [
-                ft.FilledTonalButton(f"Add {channel_type.title}", icon=ft.Icons.ADD,
+                ft.FilledTonalButton(t("Add {title}", title=channel_type.title), icon=ft.Icons.ADD,
                                      on_click=on_add(channel_type.type)),
             ]
         if channel_type.docs_url:
-            links.append(ft.TextButton("Setup guide", icon=ft.Icons.OPEN_IN_NEW,
+            links.append(ft.TextButton(t("Setup guide"), icon=ft.Icons.OPEN_IN_NEW,
                                        url=channel_type.docs_url,
-                                       tooltip=f"{channel_type.title} setup guide"))
+                                       tooltip=t("{title} setup guide",
+                                                   title=channel_type.title)))
         self.badge = channel_badge(channel_type, 40, dimmed=bool(channel_type.install))
         self.root = _card(ft.Column(spacing=8, controls=[
             ft.Row([self.badge,
@@ -96,7 +109,7 @@ class _Group:
     def __init__(self, name: str, cards: list[TypeCard]) -> None:
         self.name = name
         self.cards = cards
-        self.heading = ft.Text(name, theme_style=ft.TextThemeStyle.TITLE_SMALL,
+        self.heading = ft.Text(category_label(name), theme_style=ft.TextThemeStyle.TITLE_SMALL,
                                color=ft.Colors.ON_SURFACE_VARIANT)
         self.root = ft.Column(spacing=8, controls=[
             self.heading,
@@ -115,16 +128,16 @@ class ChannelCatalog:
         self.category = ALL
         self.cards: dict[str, TypeCard] = {}
         self.groups: list[_Group] = []
-        self.clear_button = ft.IconButton(ft.Icons.CLOSE, tooltip="Clear search",
+        self.clear_button = ft.IconButton(ft.Icons.CLOSE, tooltip=t("Clear search"),
                                           visible=False, on_click=self._on_clear)
         self.search_field = ft.TextField(
             # no hint_text: while focused it would join the label screen readers hear
-            label="Search channel types", prefix_icon=ft.Icons.SEARCH, dense=True,
+            label=t("Search channel types"), prefix_icon=ft.Icons.SEARCH, dense=True,
             on_change=self._on_search, expand=True)
         self.chips = ft.Row(wrap=True, spacing=8, run_spacing=8)
         self.summary = ft.Text(size=12, color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
         self.empty = ft.Text(visible=False, color=ft.Colors.ON_SURFACE_VARIANT)
-        self.show_all = ft.TextButton("Show every channel type", icon=ft.Icons.CLEAR_ALL,
+        self.show_all = ft.TextButton(t("Show every channel type"), icon=ft.Icons.CLEAR_ALL,
                                       visible=False, on_click=self._on_clear)
         self.grid = ft.Column(spacing=18)
         self.root = ft.Column(spacing=12, controls=[
@@ -144,8 +157,8 @@ class ChannelCatalog:
     def show(self, types: Sequence[ChannelType], configured: Mapping[str, int]) -> None:
         """(Re)build the cards for ``types`` (in the plane's catalog order), keeping the
         current search and category."""
-        self.cards = {t.type: TypeCard(t, configured.get(t.type, 0), self._on_add)
-                      for t in types}
+        self.cards = {k.type: TypeCard(k, configured.get(k.type, 0), self._on_add)
+                      for k in types}
         order: dict[str, list[TypeCard]] = {}
         for card in self.cards.values():
             order.setdefault(category_of(card.type), []).append(card)
@@ -153,8 +166,8 @@ class ChannelCatalog:
         self.grid.controls = [g.root for g in self.groups]
         if self.category != ALL and self.category not in order:
             self.category = ALL
-        self.chips.controls = [self._chip(ALL, "All")] + [self._chip(g.name, g.name)
-                                                           for g in self.groups]
+        self.chips.controls = [self._chip(ALL, t("All"))] + [
+            self._chip(g.name, category_label(g.name)) for g in self.groups]
         self._filter()
 
     def _chip(self, category: str, label: str) -> ft.Chip:
@@ -193,12 +206,15 @@ class ChannelCatalog:
             total += len(group.cards)
             shown += visible
         query = self.query.strip()
-        where = "" if self.category == ALL else f" in {self.category}"
+        where = ("" if self.category == ALL
+                 else t(" in {category}", category=category_label(self.category)))
         self.clear_button.visible = bool(query)
-        self.summary.value = f"{shown} of {total} channel types{where}"
+        self.summary.value = t("{shown} of {total} channel types{where}", shown=shown,
+                               total=total, where=where)
         self.summary.visible = bool(query or where) and shown > 0
-        self.empty.value = (f"No channel type matches “{query}”{where}." if query
-                            else f"No channel types{where}.")
+        self.empty.value = (t("No channel type matches “{query}”{where}.", query=query,
+                              where=where) if query
+                            else t("No channel types{where}.", where=where))
         self.empty.visible = self.show_all.visible = shown == 0 and total > 0
 
     # -- events ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import flet as ft
 from pyclaw_app.control import ChannelForm, ChannelType, ControlPlane, FieldError, ProbeOutcome
 from views.channel_icons import channel_badge
 from views.forms import FormField, SchemaForm, labelled
+from views.i18n import t
 
 __all__ = ["NAME_FIELD", "ChannelEditor"]
 
@@ -39,24 +40,24 @@ class ChannelEditor:
         self.plane = plane
         self.type = channel_type
         self.existing = existing
-        self.types = {t.type: t for t in types} or {channel_type.type: channel_type}
+        self.types = {k.type: k for k in types} or {channel_type.type: channel_type}
         self._on_close = on_close
         self._suggested = suggested_name
         self.touched: set[str] = set()
         self.type_picker = ft.Dropdown(
-            label="Channel type",
+            label=t("Channel type"),
             value=channel_type.type,
-            options=[ft.DropdownOption(key=t.type, text=t.title) for t in self.types.values()],
+            options=[ft.DropdownOption(key=k.type, text=k.title) for k in self.types.values()],
             visible=existing is None and len(self.types) > 1,
             on_select=self._type_picked,
             width=320,
         )
         self.name = ft.TextField(
-            label="Name",
+            label=t("Name"),
             value=existing.name if existing else suggested_name,
             read_only=existing is not None,
-            helper="How this channel is called in logs and the config file "
-                   "(lowercase letters, digits, - or _).",
+            helper=t("How this channel is called in logs and the config file "
+                     "(lowercase letters, digits, - or _)."),
             helper_max_lines=2,
             prefix_icon=ft.Icons.LABEL_OUTLINE,
             on_blur=self._name_blurred,
@@ -66,14 +67,14 @@ class ChannelEditor:
                                on_blur=self._field_blurred)
         self.form_error = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
         self.progress = ft.ProgressRing(width=20, height=20, stroke_width=2.5, visible=False,
-                                        semantics_label="Testing the connection")
+                                        semantics_label=t("Testing the connection"))
         self.probe_icon = ft.Icon(ft.Icons.CHECK_CIRCLE, size=20, visible=False)
         self.probe_result = ft.Text(visible=False, weight=ft.FontWeight.W_500)
-        self.test_button = ft.OutlinedButton("Test connection", icon=ft.Icons.WIFI_TETHERING,
+        self.test_button = ft.OutlinedButton(t("Test connection"), icon=ft.Icons.WIFI_TETHERING,
                                              on_click=self._on_test)
-        self.save_button = ft.FilledButton("Save", icon=ft.Icons.SAVE_OUTLINED,
+        self.save_button = ft.FilledButton(t("Save"), icon=ft.Icons.SAVE_OUTLINED,
                                            on_click=self._on_save)
-        self.cancel_button = ft.TextButton("Cancel", on_click=self._on_cancel)
+        self.cancel_button = ft.TextButton(t("Cancel"), on_click=self._on_cancel)
         self.title = ft.Text(theme_style=ft.TextThemeStyle.HEADLINE_SMALL)
         self.icon = ft.Container()  # the type's logo, swapped with the type
         self.intro = ft.Row(vertical_alignment=ft.CrossAxisAlignment.CENTER)
@@ -85,7 +86,7 @@ class ChannelEditor:
             spacing=16,
             controls=[
                 ft.Row([
-                    ft.IconButton(ft.Icons.ARROW_BACK, tooltip="Back to channels",
+                    ft.IconButton(ft.Icons.ARROW_BACK, tooltip=t("Back to channels"),
                                   on_click=self._on_cancel),
                     self.icon,
                     self.title,
@@ -101,7 +102,7 @@ class ChannelEditor:
                         horizontal_alignment=ft.CrossAxisAlignment.STRETCH,
                         controls=[
                             self.intro,
-                            ft.Row([labelled(self.type_picker, "Channel type")],
+                            ft.Row([labelled(self.type_picker, t("Channel type"))],
                                    visible=self.type_picker.visible),
                             self.name,
                             self.form_slot,
@@ -121,16 +122,17 @@ class ChannelEditor:
     def _show_type(self) -> None:
         """Title, icon, description and setup-guide link of the current type."""
         kind = self.type
-        self.title.value = (f"Edit {self.existing.name}" if self.existing
-                            else f"Add a {kind.title} channel")
+        self.title.value = (t("Edit {name}", name=self.existing.name) if self.existing
+                            else t("Add a {title} channel", title=kind.title))
         self.icon.content = channel_badge(kind, 36)
         parts: list[ft.Control] = []
         if kind.description:
             parts.append(ft.Text(kind.description, color=ft.Colors.ON_SURFACE_VARIANT,
                                  expand=True))
         if kind.docs_url:
-            parts.append(ft.TextButton("Setup guide", icon=ft.Icons.OPEN_IN_NEW,
-                                       url=kind.docs_url, tooltip=f"{kind.title} setup guide"))
+            parts.append(ft.TextButton(t("Setup guide"), icon=ft.Icons.OPEN_IN_NEW,
+                                       url=kind.docs_url,
+                                       tooltip=t("{title} setup guide", title=kind.title)))
         self.intro.controls = parts
         self.intro.visible = bool(parts)
 
@@ -169,7 +171,7 @@ class ChannelEditor:
             errors = self.plane.validate_channel(self.channel_name, self.type.type, self.values())
         except Exception as exc:  # noqa: BLE001 - shown on the form, the panel stays usable
             _log.warning("validate_channel failed: %s", exc)
-            errors = [FieldError("", f"could not check the form: {exc}")]
+            errors = [FieldError("", t("could not check the form: {error}", error=exc))]
         self.show_errors(errors, touched_only=touched_only)
         return errors
 
@@ -205,7 +207,7 @@ class ChannelEditor:
                                                      self.values())
         except Exception as exc:  # noqa: BLE001 - the result line says what went wrong
             _log.warning("probe of %s failed: %s", self.channel_name, exc)
-            outcome = ProbeOutcome(False, f"could not test: {exc}")
+            outcome = ProbeOutcome(False, t("could not test: {error}", error=exc))
         finally:
             self.progress.visible = False
             self.test_button.disabled = False
@@ -228,7 +230,7 @@ class ChannelEditor:
                                                    self.values())
         except Exception as exc:  # noqa: BLE001 - shown on the form
             _log.warning("save of %s failed: %s", self.channel_name, exc)
-            errors = [FieldError("", f"could not save: {exc}")]
+            errors = [FieldError("", t("could not save: {error}", error=exc))]
         finally:
             self.save_button.disabled = False
         self.show_errors(errors)

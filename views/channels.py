@@ -29,6 +29,7 @@ from views.channel_editor import ChannelEditor
 from views.channel_icons import channel_badge
 from views.confirm import ask_first
 from views.health import ChannelHistories, health_strip, health_summary
+from views.i18n import t
 from views.state import ChannelBoard
 
 __all__ = ["ChannelCard", "ChannelsView", "card_actions", "group_control", "pairing_control"]
@@ -92,21 +93,24 @@ class ChannelCard:
 
         def button(icon: ft.IconData, tip: str, action: Action, *args: object
                    ) -> ft.IconButton:
-            return ft.IconButton(icon, tooltip=f"{tip} {name}", icon_size=20,
+            return ft.IconButton(icon, tooltip=tip, icon_size=20,
                                  on_click=view.handler(action, name, *args))
 
         self.lifecycle: dict[str, ft.IconButton] = {
-            "start": button(ft.Icons.PLAY_ARROW_ROUNDED, "Start", view.start),
-            "stop": button(ft.Icons.STOP_ROUNDED, "Stop", view.stop),
-            "restart": button(ft.Icons.RESTART_ALT, "Restart", view.restart),
-            "enable": button(ft.Icons.POWER_SETTINGS_NEW, "Enable", view.set_enabled, True),
-            "disable": button(ft.Icons.DO_NOT_DISTURB_ON_OUTLINED, "Disable", view.set_enabled,
-                              False),
+            "start": button(ft.Icons.PLAY_ARROW_ROUNDED, t("Start {name}", name=name), view.start),
+            "stop": button(ft.Icons.STOP_ROUNDED, t("Stop {name}", name=name), view.stop),
+            "restart": button(ft.Icons.RESTART_ALT, t("Restart {name}", name=name),
+                              view.restart),
+            "enable": button(ft.Icons.POWER_SETTINGS_NEW, t("Enable {name}", name=name),
+                             view.set_enabled, True),
+            "disable": button(ft.Icons.DO_NOT_DISTURB_ON_OUTLINED, t("Disable {name}", name=name),
+                              view.set_enabled, False),
         }
         self.actions = ft.Row(spacing=0, controls=[
             *self.lifecycle.values(),
-            button(ft.Icons.EDIT_OUTLINED, "Edit", view.edit),
-            ft.IconButton(ft.Icons.DELETE_OUTLINE, tooltip=f"Delete {name}", icon_size=20,
+            button(ft.Icons.EDIT_OUTLINED, t("Edit {name}", name=name), view.edit),
+            ft.IconButton(ft.Icons.DELETE_OUTLINE, tooltip=t("Delete {name}", name=name),
+                          icon_size=20,
                           icon_color=ft.Colors.ERROR,
                           on_click=lambda e: view.confirm_delete(name, e.page)),
         ])
@@ -161,10 +165,11 @@ def pairing_control(row: PairingRow, now: float,
         content=ft.Row(spacing=16, vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
             ft.Text(row.code, font_family="monospace", weight=ft.FontWeight.BOLD, size=16,
                     selectable=True),
-            ft.Text(f"{who} on {row.channel}", expand=True),
-            ft.Text(f"expires in {minutes} min", size=12, color=ft.Colors.ON_SURFACE_VARIANT),
-            ft.FilledButton("Approve", icon=ft.Icons.CHECK, on_click=on_approve,
-                            tooltip=f"Approve {row.code}"),
+            ft.Text(t("{who} on {channel}", who=who, channel=row.channel), expand=True),
+            ft.Text(t("expires in {minutes} min", minutes=minutes), size=12,
+                    color=ft.Colors.ON_SURFACE_VARIANT),
+            ft.FilledButton(t("Approve"), icon=ft.Icons.CHECK, on_click=on_approve,
+                            tooltip=t("Approve {code}", code=row.code)),
         ]),
     )
 
@@ -175,13 +180,14 @@ def group_control(row: GroupRow, on_approve: Handler, on_reject: Handler) -> ft.
         border_radius=8,
         bgcolor=ft.Colors.SECONDARY_CONTAINER,
         content=ft.Row(spacing=16, vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
-            ft.Text(f"group {row.chat} on {row.channel}", expand=True, selectable=True),
-            ft.Text(f"asked by {row.requested_by}" if row.requested_by else "", size=12,
+            ft.Text(t("group {chat} on {channel}", chat=row.chat, channel=row.channel), expand=True,
+                    selectable=True),
+            ft.Text(t("asked by {who}", who=row.requested_by) if row.requested_by else "", size=12,
                     color=ft.Colors.ON_SURFACE_VARIANT),
-            ft.FilledButton("Approve", icon=ft.Icons.CHECK, on_click=on_approve,
-                            tooltip=f"Approve group {row.chat}"),
-            ft.OutlinedButton("Reject", icon=ft.Icons.BLOCK, on_click=on_reject,
-                              tooltip=f"Reject group {row.chat}"),
+            ft.FilledButton(t("Approve"), icon=ft.Icons.CHECK, on_click=on_approve,
+                            tooltip=t("Approve group {chat}", chat=row.chat)),
+            ft.OutlinedButton(t("Reject"), icon=ft.Icons.BLOCK, on_click=on_reject,
+                              tooltip=t("Reject group {chat}", chat=row.chat)),
         ]),
     )
 
@@ -199,42 +205,43 @@ class ChannelsView:
         self.notice = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
         self.channel_grid = ft.Row(wrap=True, spacing=12, run_spacing=12,
                                    vertical_alignment=ft.CrossAxisAlignment.START)
-        self.no_channels = ft.Text("No channels configured yet: add one below.",
+        self.no_channels = ft.Text(t("No channels configured yet: add one below."),
                                    color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
         self.catalog = ChannelCatalog(lambda type_name: self.handler(self.add, type_name))
         self.pairing_list = ft.Column(spacing=6)
         self.pairing_section = ft.Column(visible=False, spacing=8, controls=[
-            ft.Row([_section("Pairing requests"),
-                    ft.IconButton(ft.Icons.REFRESH, tooltip="Refresh pairing and group requests",
+            ft.Row([_section(t("Pairing requests")),
+                    ft.IconButton(ft.Icons.REFRESH, tooltip=t("Refresh pairing and group requests"),
                                   on_click=self.handler(self.load_requests))]),
-            ft.Text("New senders got these codes; approve the ones you know.", size=12,
+            ft.Text(t("New senders got these codes; approve the ones you know."), size=12,
                     color=ft.Colors.ON_SURFACE_VARIANT),
             self.pairing_list,
         ])
         self.group_list = ft.Column(spacing=6)
         self.group_section = ft.Column(visible=False, spacing=8, controls=[
-            _section("Group requests"),
-            ft.Text("These groups mentioned the bot; it answers a group only once you approve "
-                    "it (group_policy allowlist). Rejected groups stay silent.", size=12,
+            _section(t("Group requests")),
+            ft.Text(t("These groups mentioned the bot; it answers a group only once you "
+                      "approve it (group_policy allowlist). Rejected groups stay silent."),
+                    size=12,
                     color=ft.Colors.ON_SURFACE_VARIANT),
             self.group_list,
         ])
-        self.add_button = ft.FilledButton("Add channel", icon=ft.Icons.ADD,
+        self.add_button = ft.FilledButton(t("Add channel"), icon=ft.Icons.ADD,
                                           on_click=self.handler(self.add_default))
         self.list_page = ft.Column(
             expand=True,
             scroll=ft.ScrollMode.AUTO,
             spacing=14,
             controls=[
-                ft.Row([ft.Text("Channels", theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
+                ft.Row([ft.Text(t("Channels"), theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
                         self.add_button], alignment=ft.MainAxisAlignment.SPACE_BETWEEN),
                 self.notice,
                 self.pairing_section,
                 self.group_section,
-                _section("Configured"),
+                _section(t("Configured")),
                 self.channel_grid,
                 self.no_channels,
-                _section("Available channel types"),
+                _section(t("Available channel types")),
                 self.catalog.root,
             ],
         )
@@ -308,7 +315,7 @@ class ChannelsView:
                 card.show_health(self.histories.get(name, now))
 
     def _add_card(self, status: ChannelStatus) -> None:
-        kind = next((t for t in self.types if t.type == status.type), None)
+        kind = next((k for k in self.types if k.type == status.type), None)
         card = ChannelCard(status, self, kind)
         card.show_health(self.histories.get(status.name, time.time()))
         self.cards[status.name] = card
@@ -325,7 +332,7 @@ class ChannelsView:
     def _default_type(self) -> str:
         """The first type in catalog order that is installed and not configured yet."""
         configured = {s.type for s in self.board.channels.values()}
-        addable = [t.type for t in self.types if not t.install]
+        addable = [k.type for k in self.types if not k.install]
         fresh = [name for name in addable if name not in configured]
         return (fresh or addable or [""])[0]
 
@@ -350,7 +357,7 @@ class ChannelsView:
             await work
         except Exception as exc:  # noqa: BLE001 - every failure is shown where it happened
             _log.warning("channel action failed: %s", exc)
-            self.notice.value = f"That did not work: {exc}"
+            self.notice.value = t("That did not work: {error}", error=exc)
             self.notice.visible = True
             return False
         return True
@@ -372,12 +379,13 @@ class ChannelsView:
 
     async def approve(self, code: str) -> None:
         if not await self.plane.approve_pairing(code):
-            raise ValueError(f"code {code} is unknown or expired")
+            raise ValueError(t("code {code} is unknown or expired", code=code))
         await self.load_requests()
 
     async def decide_group(self, channel: str, chat: str, approve: bool) -> None:
         if not await self.plane.decide_group(channel, chat, approve):
-            raise ValueError(f"group {chat} on {channel} is not waiting for a decision")
+            raise ValueError(t("group {chat} on {channel} is not waiting for a decision",
+                               chat=chat, channel=channel))
         await self.load_requests()
 
     async def delete(self, name: str) -> None:
@@ -386,9 +394,9 @@ class ChannelsView:
 
     def confirm_delete(self, name: str, page: ft.Page | ft.BasePage | None) -> ft.AlertDialog:
         """Ask first: deleting removes the config entry and the stored secrets."""
-        return ask_first(page, title=f"Delete channel {name}?", action="Delete",
-                         body="It stops now, and its settings and stored secrets are removed. "
-                         "Its messages and logs stay.",
+        return ask_first(page, title=t("Delete channel {name}?", name=name), action=t("Delete"),
+                         body=t("It stops now, and its settings and stored secrets are "
+                                "removed. Its messages and logs stay."),
                          on_confirm=lambda e: self.run(e, self.delete, name))
 
     async def add_default(self) -> ChannelEditor:
@@ -397,7 +405,7 @@ class ChannelsView:
 
     async def add(self, type_name: str) -> ChannelEditor:
         """Open an empty form for a new channel of ``type_name``."""
-        channel_type = next(t for t in self.types if t.type == type_name)
+        channel_type = next(k for k in self.types if k.type == type_name)
         taken = set(self.board.channels)
         name = type_name
         n = 2
@@ -408,7 +416,7 @@ class ChannelsView:
 
     async def edit(self, name: str) -> ChannelEditor:
         form = self.plane.channel_form(name)
-        channel_type = next(t for t in self.types if t.type == form.type)
+        channel_type = next(k for k in self.types if k.type == form.type)
         return self._open(ChannelEditor(self.plane, channel_type, form,
                                         on_close=self._close_editor))
 

@@ -15,6 +15,7 @@ from pyclaw_app.control import ControlPlane
 from pyclaw_app.model import Event
 from views.chat_markdown import Block, blocks, code_fence, shorten, without_images
 from views.confirm import ask_first
+from views.i18n import t
 from views.state import CHAT_WINDOW, ChatLine, ChatState, Clock
 from views.text_direction import is_rtl
 
@@ -88,7 +89,7 @@ def chat_bubble(line: ChatLine, *, now: float | None = None, on_copy: CopyHandle
                 color=ft.Colors.ON_SURFACE_VARIANT)]
     if on_copy is not None and not line.streaming and line.text:
         # "Copy", not "Copy message": the message field is found by its label "Message"
-        meta.append(_copy_button(line.text, "Copy", on_copy, ft.Colors.ON_SURFACE_VARIANT))
+        meta.append(_copy_button(line.text, t("Copy"), on_copy, ft.Colors.ON_SURFACE_VARIANT))
     side = ft.CrossAxisAlignment.END if mine else ft.CrossAxisAlignment.START
     align = ft.MainAxisAlignment.END if mine else ft.MainAxisAlignment.START
     short = not markdown and len(line.text) <= _SHORT and "\n" not in line.text
@@ -120,7 +121,7 @@ def _body(line: ChatLine, markdown: bool, expanded: bool, on_copy: CopyHandler) 
     def show(whole: bool) -> None:
         text = line.text if whole else shorten(line.text, COLLAPSE_AT)
         body.controls = [_content(line, text, markdown, on_copy), more]
-        more.content = "Show less" if whole else "Show more"
+        more.content = t("Show less") if whole else t("Show more")
         more.icon = ft.Icons.EXPAND_LESS if whole else ft.Icons.EXPAND_MORE
         more.on_click = lambda e: show(not whole)
 
@@ -164,9 +165,9 @@ def _code_card(block: Block, on_copy: CopyHandler) -> ft.Control:
         padding=ft.Padding.only(left=4, right=4, bottom=4),
         content=ft.Column(spacing=0, controls=[
             ft.Row(alignment=ft.MainAxisAlignment.SPACE_BETWEEN, controls=[
-                ft.Text(block.language or "code", size=12, color=_CODE_HEADER,
+                ft.Text(block.language or t("code"), size=12, color=_CODE_HEADER,
                         margin=ft.Margin.only(left=8)),
-                *([_copy_button(block.text, "Copy code", on_copy, _CODE_HEADER)]
+                *([_copy_button(block.text, t("Copy code"), on_copy, _CODE_HEADER)]
                   if on_copy is not None else []),
             ]),
             ft.Markdown(code_fence(block), code_theme=_CODE_THEME,
@@ -193,19 +194,20 @@ class ChatView:
         self._dropped = 0  # state.dropped the bubbles last matched
         self.messages = ft.ListView(expand=True, spacing=10, auto_scroll=True,
                                     padding=ft.Padding.symmetric(vertical=8))
-        self.empty = ft.Text("Say hello: your messages go through the gateway like any channel's.",
-                             color=ft.Colors.ON_SURFACE_VARIANT)
+        self.empty = ft.Text(t("Say hello: your messages go through the gateway like any "
+                               "channel's."), color=ft.Colors.ON_SURFACE_VARIANT)
         self.progress = ft.ProgressRing(width=20, height=20, stroke_width=2.5, visible=False,
-                                        semantics_label="Waiting for the reply")
-        self.field = ft.TextField(label="Message", hint_text="Ask the assistant…", expand=True,
+                                        semantics_label=t("Waiting for the reply"))
+        self.field = ft.TextField(label=t("Message"), hint_text=t("Ask the assistant…"),
+                                  expand=True,
                                   on_submit=self._on_submit, shift_enter=True, min_lines=1,
                                   max_lines=5, border_radius=12, autofocus=True)
-        self.send_button = ft.IconButton(ft.Icons.SEND_ROUNDED, tooltip="Send",
+        self.send_button = ft.IconButton(ft.Icons.SEND_ROUNDED, tooltip=t("Send"),
                                          on_click=self._on_submit, icon_size=22,
                                          style=ft.ButtonStyle(bgcolor=ft.Colors.PRIMARY,
                                                               color=ft.Colors.ON_PRIMARY))
-        self.reset_button = ft.TextButton("Reset conversation", icon=ft.Icons.RESTART_ALT,
-                                          tooltip="Reset conversation",
+        self.reset_button = ft.TextButton(t("Reset conversation"), icon=ft.Icons.RESTART_ALT,
+                                          tooltip=t("Reset conversation"),
                                           on_click=self._on_reset)
         self._root = ft.Column(
             expand=True,
@@ -213,7 +215,7 @@ class ChatView:
             controls=[
                 ft.Row(
                     alignment=ft.MainAxisAlignment.SPACE_BETWEEN,
-                    controls=[ft.Text("Chat", theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
+                    controls=[ft.Text(t("Chat"), theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
                               self.reset_button],
                 ),
                 ft.Container(
@@ -237,9 +239,9 @@ class ChatView:
             history = await self.plane.chat_history()
         except Exception as exc:  # noqa: BLE001 - a gateway without a local channel still gets its panel
             _log.warning("chat unavailable: %s", exc)
-            self.empty.value = (f"Chat is unavailable: {exc}. This view talks to the assistant "
-                                "through the gateway's local chat channel: add or start one in "
-                                "Channels.")
+            self.empty.value = t("Chat is unavailable: {error}. This view talks to the assistant "
+                                 "through the gateway's local chat channel: add or start one in "
+                                 "Channels.", error=exc)
             for control in (self.field, self.send_button, self.reset_button):
                 control.disabled = True
             return
@@ -291,7 +293,7 @@ class ChatView:
             await self.plane.chat_send(text)
         except Exception as exc:  # noqa: BLE001 - any failure is shown to the user, not raised into Flet
             _log.warning("chat_send failed: %s", exc)
-            bubble = self._bubble(self.state.send_failed(f"Not sent: {exc}"))
+            bubble = self._bubble(self.state.send_failed(t("Not sent: {error}", error=exc)))
             self._drop_front()
             self.messages.controls.append(bubble)
             self._show_waiting()
@@ -303,11 +305,11 @@ class ChatView:
                 await self.reset()
             except Exception as exc:  # noqa: BLE001 - said on the page; the old chat stays
                 _log.warning("chat_reset failed: %s", exc)
-                e.page.show_dialog(ft.SnackBar(ft.Text(f"Not reset: {exc}")))
+                e.page.show_dialog(ft.SnackBar(ft.Text(t("Not reset: {error}", error=exc))))
 
-        return ask_first(page, title="Start a new conversation?", action="Reset",
-                         body="The assistant forgets everything said here so far, and the "
-                         "chat starts empty. The messages stay in Logs.", on_confirm=reset)
+        return ask_first(page, title=t("Start a new conversation?"), action=t("Reset"),
+                         body=t("The assistant forgets everything said here so far, and the "
+                                "chat starts empty. The messages stay in Logs."), on_confirm=reset)
 
     async def reset(self) -> None:
         """A new conversation: the gateway forgets the old one, then the bubbles go."""
@@ -323,7 +325,7 @@ class ChatView:
             self._clipboard = ft.Clipboard()
         await self._clipboard.set(text)
         if page is not None:
-            page.show_dialog(ft.SnackBar(ft.Text("Copied to the clipboard"),
+            page.show_dialog(ft.SnackBar(ft.Text(t("Copied to the clipboard")),
                                          duration=ft.Duration(milliseconds=1500)))
 
     def _bubble(self, line: ChatLine, *, expanded: bool = False) -> ft.Row:

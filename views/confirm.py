@@ -12,16 +12,19 @@ from collections.abc import Awaitable, Callable
 
 import flet as ft
 
+from views.i18n import t
+
 __all__ = ["ask_first"]
 
 Confirmed = Callable[[ft.Event[ft.Control]], Awaitable[object]]
 
 
 def ask_first(page: ft.Page | ft.BasePage | None, *, title: str, body: str, action: str,
-              on_confirm: Confirmed, cancel: str = "Cancel",
+              on_confirm: Confirmed, cancel: str | None = None,
               selectable: bool = False) -> ft.AlertDialog:
     """Show (when ``page`` is given) and return the question; ``on_confirm`` runs after the
-    dialog closed, then the page is updated."""
+    dialog closed, then the page is updated. ``cancel`` names the way back (translated
+    "Cancel" when None); the caller's texts come translated already."""
     def close(e: ft.Event[ft.Control]) -> None:
         e.page.pop_dialog()
 
@@ -34,7 +37,7 @@ def ask_first(page: ft.Page | ft.BasePage | None, *, title: str, body: str, acti
         modal=True,
         title=ft.Text(title),
         content=ft.Text(body, selectable=selectable),
-        actions=[ft.TextButton(cancel, on_click=close),
+        actions=[ft.TextButton(t("Cancel") if cancel is None else cancel, on_click=close),
                  ft.FilledButton(action, on_click=confirmed,
                                  style=ft.ButtonStyle(bgcolor=ft.Colors.ERROR,
                                                       color=ft.Colors.ON_ERROR))],

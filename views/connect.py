@@ -25,6 +25,7 @@ from pyclaw_app.control.remote import (
     RemoteError,
     TokenRefused,
 )
+from views.i18n import t
 
 __all__ = [
     "TOKEN_KEY",
@@ -68,19 +69,40 @@ TOKEN_KEY = "dev.pyclaw.monitor.token"
 # without the extension) must not hang the page's start.
 STORE_TIMEOUT = 5.0
 EXAMPLE_URL = "http://192.168.1.20:8787"
-TOKEN_HELP = ("run `pyclaw monitor-token` (read-only: watch) or `pyclaw monitor-token "
-              "--admin` (full control) on the gateway's machine and paste what it prints")
-SETUP_HELP = ("On the gateway's machine: in its config set server.host to an address this "
-              "device can reach (0.0.0.0 listens on all), server.control_api: true, and "
-              "server.tls_cert and server.tls_key for https (or server.allow_insecure_http: "
-              "true on a trusted network); start the gateway, then " + TOKEN_HELP + ".")
 READ_ONLY_NOTICE = ("Read-only token: you can watch traffic, channels, logs and usage. "
                     "Changing channels or settings, starting and stopping them, Test "
                     "connection, retries, pairing approvals and chat need the admin token "
                     "(`pyclaw monitor-token --admin`).")
 PLAIN_HTTP_NOTICE = ("Not encrypted (http): the token and everything shown here cross the "
                      "network readable. Use https (server.tls_cert) beyond a trusted network.")
+"""The English of the notices (their translations come from ``_read_only_notice`` and
+``_plain_http_notice``); kept for code that checks what the bar says."""
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _token_help() -> str:
+    return t("run `pyclaw monitor-token` (read-only: watch) or `pyclaw monitor-token "
+             "--admin` (full control) on the gateway's machine and paste what it prints")
+
+
+def _setup_help() -> str:
+    return t("On the gateway's machine: in its config set server.host to an address this "
+             "device can reach (0.0.0.0 listens on all), server.control_api: true, and "
+             "server.tls_cert and server.tls_key for https (or server.allow_insecure_http: "
+             "true on a trusted network); start the gateway, then {token_help}.",
+             token_help=_token_help())
+
+
+def _read_only_notice() -> str:
+    return t("Read-only token: you can watch traffic, channels, logs and usage. "
+             "Changing channels or settings, starting and stopping them, Test "
+             "connection, retries, pairing approvals and chat need the admin token "
+             "(`pyclaw monitor-token --admin`).")
+
+
+def _plain_http_notice() -> str:
+    return t("Not encrypted (http): the token and everything shown here cross the "
+             "network readable. Use https (server.tls_cert) beyond a trusted network.")
 
 
 def _nothing() -> None:
@@ -104,27 +126,29 @@ def normalize_url(text: str) -> str:
     """
     raw = text.strip()
     if not raw:
-        raise ValueError(f"Enter the gateway's URL, e.g. {EXAMPLE_URL}")
+        raise ValueError(t("Enter the gateway's URL, e.g. {example}", example=EXAMPLE_URL))
     if any(ch.isspace() for ch in raw):
-        raise ValueError("The URL must not contain spaces")
+        raise ValueError(t("The URL must not contain spaces"))
     if "://" not in raw:
         raw = "http://" + raw
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"The URL must start with http:// or https://, not {parts.scheme}://")
+        raise ValueError(t("The URL must start with http:// or https://, not {scheme}://",
+                           scheme=parts.scheme))
     try:
         port = parts.port
     except ValueError:
-        raise ValueError("The port after ':' must be a number from 1 to 65535") from None
+        raise ValueError(t("The port after ':' must be a number from 1 to 65535")) from None
     if not parts.hostname:
-        raise ValueError(f"The URL has no host name or address, e.g. {EXAMPLE_URL}")
+        raise ValueError(t("The URL has no host name or address, e.g. {example}",
+                           example=EXAMPLE_URL))
     if port == 0:
-        raise ValueError("The port after ':' must be a number from 1 to 65535")
+        raise ValueError(t("The port after ':' must be a number from 1 to 65535"))
     if parts.username is not None or parts.password is not None:
-        raise ValueError("Leave the token out of the URL: it goes in the token field")
+        raise ValueError(t("Leave the token out of the URL: it goes in the token field"))
     if parts.query or parts.fragment:
-        raise ValueError(f"The URL is only the gateway's address, without ? or #, "
-                         f"e.g. {EXAMPLE_URL}")
+        raise ValueError(t("The URL is only the gateway's address, without ? or #, "
+                           "e.g. {example}", example=EXAMPLE_URL))
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
@@ -133,19 +157,23 @@ def explain_failure(exc: BaseException, url: str, token: str | None) -> str:
     if isinstance(exc, GatewayUnreachable):
         cause = exc.__cause__
         host = urlsplit(url).hostname or ""
-        loopback = (f" {host} is this device itself: use the gateway machine's network "
-                    "address." if host in _LOOPBACK else "")
+        loopback = (t(" {host} is this device itself: use the gateway machine's network "
+                      "address.", host=host) if host in _LOOPBACK else "")
         detail = (str(cause) or type(cause).__name__) if cause is not None else str(exc)
-        return _scrub(
-            f"Could not reach {url} ({detail}). The gateway must be running with "
+        return _scrub(t(
+            "Could not reach {url} ({detail}). The gateway must be running with "
             "server.control_api: true and listen on an address this device can reach "
             "(server.host: 0.0.0.0 or its network address, not 127.0.0.1; "
-            f"server.port, 8787 by default).{loopback}", token)
+            "server.port, 8787 by default).{loopback}", url=url, detail=detail,
+            loopback=loopback), token)
     if isinstance(exc, TokenRefused):
-        return f"The gateway at {url} refused this token. To get the right one, {TOKEN_HELP}."
+        return t("The gateway at {url} refused this token. To get the right one, "
+                 "{token_help}.", url=url, token_help=_token_help())
     if isinstance(exc, RemoteError):
-        return _scrub(f"The gateway at {url} answered with an error: {exc}", token)
-    return _scrub(f"Could not connect to {url}: {type(exc).__name__}: {exc}", token)
+        return _scrub(t("The gateway at {url} answered with an error: {error}", url=url,
+                        error=exc), token)
+    return _scrub(t("Could not connect to {url}: {kind}: {error}", url=url,
+                    kind=type(exc).__name__, error=exc), token)
 
 
 # -- remembering the last gateway ----------------------------------------------------------
@@ -236,24 +264,25 @@ class ConnectView:
         self._refresh = refresh
         self._busy = False
         self.url = ft.TextField(
-            label="Gateway URL", hint_text=EXAMPLE_URL, prefix_icon=ft.Icons.LAN_OUTLINED,
+            label=t("Gateway URL"), hint_text=EXAMPLE_URL, prefix_icon=ft.Icons.LAN_OUTLINED,
             keyboard_type=ft.KeyboardType.URL, autofocus=True, on_submit=self._on_connect)
         self.token = ft.TextField(
-            label="API token", password=True, can_reveal_password=True,
-            prefix_icon=ft.Icons.KEY_OUTLINED, helper="From `pyclaw monitor-token` on the "
-            "gateway's machine (read-only; `--admin` for full control)", helper_max_lines=2,
+            label=t("API token"), password=True, can_reveal_password=True,
+            prefix_icon=ft.Icons.KEY_OUTLINED, helper=t("From `pyclaw monitor-token` on the "
+            "gateway's machine (read-only; `--admin` for full control)"), helper_max_lines=2,
             on_submit=self._on_connect)
         # not selectable: selectable text is left out of the semantics tree (screen readers)
         self.error = ft.Text(color=ft.Colors.ERROR, visible=False)
         self.notice = ft.Text(color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
         self.progress = ft.ProgressRing(width=20, height=20, stroke_width=2.5, visible=False,
-                                        semantics_label="Connecting")
+                                        semantics_label=t("Connecting"))
         self.status = ft.Text(visible=False, color=ft.Colors.ON_SURFACE_VARIANT)
-        self.connect_button = ft.FilledButton("Connect", icon=ft.Icons.LINK,
+        self.connect_button = ft.FilledButton(t("Connect"), icon=ft.Icons.LINK,
                                               on_click=self._on_connect)
         self.forget_button = ft.TextButton(
-            "Forget this gateway", icon=ft.Icons.DELETE_OUTLINE, visible=False,
-            tooltip="Remove the stored URL and token from this device", on_click=self._on_forget)
+            t("Forget this gateway"), icon=ft.Icons.DELETE_OUTLINE, visible=False,
+            tooltip=t("Remove the stored URL and token from this device"),
+            on_click=self._on_forget)
         card = ft.Container(
             padding=ft.Padding.symmetric(horizontal=24, vertical=20),
             border_radius=12,
@@ -264,11 +293,11 @@ class ConnectView:
                 horizontal_alignment=ft.CrossAxisAlignment.STRETCH,
                 controls=[
                     ft.Row([ft.Image(src="icon.png", width=36, height=36,
-                                     semantics_label="pyclaw logo"),
-                            ft.Text("Connect to a gateway",
+                                     semantics_label=t("pyclaw logo")),
+                            ft.Text(t("Connect to a gateway"),
                                     theme_style=ft.TextThemeStyle.HEADLINE_SMALL)],
                            spacing=12),
-                    ft.Text(SETUP_HELP, color=ft.Colors.ON_SURFACE_VARIANT),
+                    ft.Text(_setup_help(), color=ft.Colors.ON_SURFACE_VARIANT),
                     self.url,
                     self.token,
                     self.error,
@@ -329,7 +358,7 @@ class ConnectView:
             return False
         token = (self.token.value or "").strip()
         if not token:
-            self._fail(f"Enter the API token: {TOKEN_HELP}.")
+            self._fail(t("Enter the API token: {token_help}.", token_help=_token_help()))
             return False
         self.url.value = url
         self._set_busy(True, url)
@@ -355,7 +384,7 @@ class ConnectView:
         await self._store.forget()
         self.token.value = ""
         self.forget_button.visible = False
-        self.notice.value = "This device no longer remembers the gateway or its token."
+        self.notice.value = t("This device no longer remembers the gateway or its token.")
         self.notice.visible = True
         self.error.visible = False
         self._refresh()
@@ -363,7 +392,7 @@ class ConnectView:
     def _set_busy(self, busy: bool, url: str = "") -> None:
         self._busy = busy
         self.progress.visible = self.status.visible = busy
-        self.status.value = f"Connecting to {url}…" if busy else ""
+        self.status.value = t("Connecting to {url}…", url=url) if busy else ""
         self.connect_button.disabled = self.url.disabled = self.token.disabled = busy
         self._refresh()
 
@@ -401,9 +430,9 @@ def gateway_bar(url: str, on_disconnect: Handler, *, read_only: bool = False) ->
     host = urlsplit(url).hostname or ""
     notices = []
     if read_only:
-        notices.append(_notice(ft.Icons.VISIBILITY_OUTLINED, READ_ONLY_NOTICE))
+        notices.append(_notice(ft.Icons.VISIBILITY_OUTLINED, _read_only_notice()))
     if urlsplit(url).scheme == "http" and host not in _LOOPBACK:
-        notices.append(_notice(ft.Icons.LOCK_OPEN_OUTLINED, PLAIN_HTTP_NOTICE))
+        notices.append(_notice(ft.Icons.LOCK_OPEN_OUTLINED, _plain_http_notice()))
     return ft.Container(
         bgcolor=ft.Colors.SURFACE_CONTAINER_HIGH,
         padding=ft.Padding.symmetric(horizontal=16, vertical=4),
@@ -412,13 +441,14 @@ def gateway_bar(url: str, on_disconnect: Handler, *, read_only: bool = False) ->
             vertical_alignment=ft.CrossAxisAlignment.CENTER,
             controls=[
                 ft.Icon(ft.Icons.LAN_OUTLINED, size=18, color=ft.Colors.PRIMARY,
-                        semantics_label="Remote gateway"),
-                ft.Text(f"Monitoring {url}" + (" (read-only)" if read_only else ""),
+                        semantics_label=t("Remote gateway")),
+                ft.Text(t("Monitoring {url} (read-only)", url=url) if read_only
+                        else t("Monitoring {url}", url=url),
                         expand=True, size=13, max_lines=1,
                         overflow=ft.TextOverflow.ELLIPSIS),
-                ft.TextButton("Disconnect", icon=ft.Icons.LOGOUT,
-                              tooltip="Disconnect and go back to the connect screen "
-                                      "(to switch gateways)",
+                ft.TextButton(t("Disconnect"), icon=ft.Icons.LOGOUT,
+                              tooltip=t("Disconnect and go back to the connect screen "
+                                        "(to switch gateways)"),
                               on_click=on_disconnect),
             ],
         ), *notices]),

@@ -38,6 +38,7 @@ from pyclaw_app.control import (
 from pyclaw_app.control.conversation import describe_chat
 from pyclaw_app.model import Event, EventKind
 from views import style
+from views.i18n import t
 from views.text_direction import is_rtl
 
 __all__ = ["BACK_ROUTE", "PAGE_EXCHANGES", "ROUTE", "ConversationView", "Selection",
@@ -110,12 +111,14 @@ def turn_summary(exchange: Exchange) -> str:
     calls, tools = exchange.llm_calls, exchange.tool_calls
     parts = []
     if calls:
-        parts.append(f"{len(calls)} LLM call{'s' if len(calls) != 1 else ''}")
+        parts.append(t("{count} LLM call", count=len(calls)) if len(calls) == 1
+                     else t("{count} LLM calls", count=len(calls)))
     if tools:
-        parts.append(f"{len(tools)} tool call{'s' if len(tools) != 1 else ''}")
+        parts.append(t("{count} tool call", count=len(tools)) if len(tools) == 1
+                     else t("{count} tool calls", count=len(tools)))
     tokens = sum(c.input_tokens + c.output_tokens for c in calls)
     if tokens:
-        parts.append(f"{tokens} tokens")
+        parts.append(t("{count} tokens", count=tokens))
     cost = sum(c.cost for c in calls)
     if cost:
         parts.append(_cost(cost))
@@ -124,19 +127,19 @@ def turn_summary(exchange: Exchange) -> str:
         parts.append(style.latency(spent))
     failed = sum(1 for c in calls if c.error) + sum(1 for t in tools if t.failed)
     if failed:
-        parts.append(f"{failed} failed")
+        parts.append(t("{count} failed", count=failed))
     return " · ".join(parts)
 
 
 def _llm_line(call: LlmCall) -> ft.Control:
     facts = [f"{call.provider} · {call.model}",
-             f"{call.input_tokens} in / {call.output_tokens} out",
+             t("{input} in / {output} out", input=call.input_tokens, output=call.output_tokens),
              style.latency(call.latency_ms)]
     if call.cost:
         facts.append(_cost(call.cost))
     controls: list[ft.Control] = [
         ft.Icon(ft.Icons.AUTO_AWESOME_OUTLINED, size=14, color=ft.Colors.PRIMARY),
-        ft.Text("LLM call  " + " · ".join(facts), size=12, expand=True)]
+        ft.Text(t("LLM call  {facts}", facts=" · ".join(facts)), size=12, expand=True)]
     column: list[ft.Control] = [ft.Row(controls, spacing=6)]
     if call.error:
         column.append(ft.Text(call.error, size=12, color=ft.Colors.ERROR))
@@ -148,7 +151,8 @@ def _tool_line(call: ToolCall) -> ft.Control:
     return ft.Column(spacing=2, controls=[
         ft.Row(spacing=6, controls=[
             ft.Icon(ft.Icons.BUILD_OUTLINED, size=14, color=ft.Colors.TERTIARY),
-            ft.Text(f"Tool {call.name}", size=12, weight=ft.FontWeight.W_600, color=color)]),
+            ft.Text(t("Tool {name}", name=call.name), size=12, weight=ft.FontWeight.W_600,
+                    color=color)]),
         ft.Text(f"{call.arguments} → {call.result}", size=12,
                 font_family="monospace", color=color, rtl=is_rtl(call.result)),
     ])
@@ -171,7 +175,7 @@ class _TurnDetails:
             content=ft.Column(spacing=6, tight=True, controls=[
                 ft.Container(
                     ink=True, on_click=self._on_click, border_radius=6,
-                    tooltip="Show the LLM and tool calls",
+                    tooltip=t("Show the LLM and tool calls"),
                     content=ft.Row(spacing=6, controls=[
                         ft.Icon(ft.Icons.MEMORY, size=16, color=ft.Colors.ON_SURFACE_VARIANT),
                         ft.Text(summary, size=12, color=ft.Colors.ON_SURFACE_VARIANT,
@@ -211,7 +215,7 @@ def _bubble(row: TrafficRow, *, badge: bool, group: bool) -> ft.Control:
     mine = row.direction == "in"
     failed = row.status == "failed" or bool(row.error)
     notice = not mine and bool(row.error)
-    text = row.text or ("(no text)" if not row.error else "")
+    text = row.text or (t("(no text)") if not row.error else "")
     if notice:
         bgcolor, color = ft.Colors.ERROR_CONTAINER, ft.Colors.ON_ERROR_CONTAINER
     elif mine:
@@ -274,21 +278,21 @@ class ConversationView:
         self._loaded: Selection | None = None
         self._chats: set[tuple[str, str]] = set()
 
-        self.title = ft.Text("Conversation", theme_style=ft.TextThemeStyle.HEADLINE_SMALL,
+        self.title = ft.Text(t("Conversation"), theme_style=ft.TextThemeStyle.HEADLINE_SMALL,
                              max_lines=1, overflow=ft.TextOverflow.ELLIPSIS, expand=True)
-        self.back_button = ft.TextButton("Back to Logs", icon=ft.Icons.ARROW_BACK,
+        self.back_button = ft.TextButton(t("Back to Logs"), icon=ft.Icons.ARROW_BACK,
                                          on_click=self._on_back)
-        self.refresh_button = ft.IconButton(ft.Icons.REFRESH, tooltip="Refresh conversation",
+        self.refresh_button = ft.IconButton(ft.Icons.REFRESH, tooltip=t("Refresh conversation"),
                                             on_click=self._on_refresh)
         self.subtitle = ft.Text(size=12, color=ft.Colors.ON_SURFACE_VARIANT)
         self.links = ft.Row(wrap=True, spacing=4, run_spacing=0)
         self.notice = ft.Text(size=13, visible=False)
-        self.fresh_button = ft.FilledTonalButton("New messages: show them",
+        self.fresh_button = ft.FilledTonalButton(t("New messages: show them"),
                                                  icon=ft.Icons.ARROW_DOWNWARD, visible=False,
                                                  on_click=self._on_refresh)
-        self.older_button = ft.TextButton("Load older", icon=ft.Icons.EXPAND_LESS,
+        self.older_button = ft.TextButton(t("Load older"), icon=ft.Icons.EXPAND_LESS,
                                           on_click=self._on_older)
-        self.start_note = ft.Text("The start of this conversation.", size=12,
+        self.start_note = ft.Text(t("The start of this conversation."), size=12,
                                   color=ft.Colors.ON_SURFACE_VARIANT)
         self._top = ft.Row([self.older_button, self.start_note],
                            alignment=ft.MainAxisAlignment.CENTER)
@@ -336,11 +340,11 @@ class ConversationView:
             page = await self.plane.conversation(**selection.query(), limit=self.page_size)
         except Exception as exc:  # noqa: BLE001 - shown in the view (an older gateway, say)
             _log.warning("conversation %s could not be read: %s", selection, exc)
-            self._show_empty(f"Could not read the conversation: {exc}", error=True)
+            self._show_empty(t("Could not read the conversation: {error}", error=exc), error=True)
             return
         if page is None:
-            self._show_empty("There is no such conversation (any more): it may have been "
-                             "removed by retention, or the person unlinked.", error=True)
+            self._show_empty(t("There is no such conversation (any more): it may have been "
+                               "removed by retention, or the person unlinked."), error=True)
             return
         self.page = page
         self.exchanges = list(page.exchanges)
@@ -400,23 +404,26 @@ class ConversationView:
         if page.person is not None and self.selection is not None \
                 and self.selection.kind == "person":
             channels = len({c.channel for c in page.chats})
-            self.subtitle.value = (f"Direct chats with {page.person.name} on {channels}"
-                                   f" channel{'s' if channels != 1 else ''}: {chats}")
+            self.subtitle.value = (
+                t("Direct chats with {name} on {count} channel: {chats}", name=page.person.name,
+                  count=channels, chats=chats) if channels == 1
+                else t("Direct chats with {name} on {count} channels: {chats}",
+                       name=page.person.name, count=channels, chats=chats))
         else:
             self.subtitle.value = chats
         links: list[ft.Control] = []
         if page.person is not None and (self.selection is None
                                         or self.selection.kind != "person"):
-            links.append(self._link(f"All of {page.person.name}'s direct chats",
+            links.append(self._link(t("All of {name}'s direct chats", name=page.person.name),
                                     ft.Icons.PERSON_OUTLINE,
                                     conversation_route(person_id=page.person.id)))
-        links += [self._link(f"Open {describe_chat(c)}", ft.Icons.GROUPS_OUTLINED,
+        links += [self._link(t("Open {chat}", chat=describe_chat(c)), ft.Icons.GROUPS_OUTLINED,
                              conversation_route(conv=c.conv)) for c in page.elsewhere]
         self.links.controls = links
         self.links.visible = bool(links)
         self.notice.visible = not page.exchanges
         if not page.exchanges:
-            self._say("No messages in this conversation yet.")
+            self._say(t("No messages in this conversation yet."))
 
     def _link(self, label: str, icon: ft.IconData, route: str) -> ft.Control:
         async def go(e: ft.Event[ft.Control]) -> None:
@@ -434,13 +441,13 @@ class ConversationView:
         self.older = None
         self.details = {}
         self._chats = set()
-        self.title.value = "Conversation"
+        self.title.value = t("Conversation")
         self.subtitle.value = ""
         self.links.controls = []
         self.list.controls = []
-        self._say(text or "Open a conversation from Logs: a message's “Open conversation” "
-                  "button in the Messages tab, or a person picked in the Person filter.",
-                  error=error)
+        self._say(text or t("Open a conversation from Logs: a message's “Open conversation” "
+                            "button in the Messages tab, or a person picked in the Person "
+                            "filter."), error=error)
 
     def _say(self, text: str, *, error: bool = False) -> None:
         self.notice.value = text
@@ -461,5 +468,5 @@ class ConversationView:
             await self.load_older()
         except Exception as exc:  # noqa: BLE001 - shown in the view, not raised into Flet
             _log.warning("older messages could not be read: %s", exc)
-            self._say(f"Could not read older messages: {exc}", error=True)
+            self._say(t("Could not read older messages: {error}", error=exc), error=True)
         e.page.update()

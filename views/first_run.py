@@ -30,6 +30,7 @@ from pyclaw_app.control import (
 )
 from pyclaw_app.model import Event
 from views.forms import labelled
+from views.i18n import t
 from views.status_line import StatusLine
 
 __all__ = ["ANTHROPIC", "CHANNELS_ROUTE", "CHAT_ROUTE", "COMPATIBLE", "DONE_ROUTE", "LOCAL",
@@ -45,25 +46,36 @@ DONE_ROUTE = "/dashboard"
 
 PROVIDER, TEST, CHANNEL, PAIRING, DONE = range(5)
 STEPS = ("Provider", "Test", "Channel", "Pairing", "Done")
+"""The steps' English names (also their order); ``step_labels`` says them in the page's."""
 
 LOCAL, OPENAI, ANTHROPIC, COMPATIBLE = "local", "openai", "anthropic", "compatible"
-CHOICES = {  # short: a radio's label is one line, also on a phone
-    LOCAL: "A server on this computer",
-    OPENAI: "OpenAI",
-    ANTHROPIC: "Anthropic (Claude)",
-    COMPATIBLE: "Another OpenAI-compatible API",
-}
-CHOICE_HINTS = {
-    LOCAL: "Ollama, LM Studio, vLLM, llama.cpp's server or LocalAI, running here: free per "
-           "message, and nothing leaves this machine.",
-    OPENAI: "GPT models, paid per message with an API key.",
-    ANTHROPIC: "Claude models, paid per message with an API key.",
-    COMPATIBLE: "OpenRouter, Groq, Together, or your own server elsewhere: its base URL and "
-                "usually a key.",
-}
+
+
+def step_labels() -> tuple[str, ...]:
+    """STEPS in the page's language."""
+    return (t("Provider"), t("Test"), t("Channel"), t("Pairing"), t("Done"))
+
+
+def choices() -> dict[str, str]:
+    """The provider choices' radio labels (short: one line, also on a phone)."""
+    return {LOCAL: t("A server on this computer"), OPENAI: "OpenAI",
+            ANTHROPIC: t("Anthropic (Claude)"), COMPATIBLE: t("Another OpenAI-compatible API")}
+
+
+def choice_hints() -> dict[str, str]:
+    return {
+        LOCAL: t("Ollama, LM Studio, vLLM, llama.cpp's server or LocalAI, running here: free "
+                 "per message, and nothing leaves this machine."),
+        OPENAI: t("GPT models, paid per message with an API key."),
+        ANTHROPIC: t("Claude models, paid per message with an API key."),
+        COMPATIBLE: t("OpenRouter, Groq, Together, or your own server elsewhere: its base URL "
+                      "and usually a key."),
+    }
 DEFAULT_MODELS = {OPENAI: "gpt-4o-mini", ANTHROPIC: "claude-3-5-haiku-latest"}
 KEY_PAGES = {OPENAI: "platform.openai.com/api-keys",
              ANTHROPIC: "console.anthropic.com/settings/keys"}
+EXAMPLE_CODE = "K7QH2M"
+"""The pairing code of the example request (a code, the same in every language)."""
 USUAL_PORTS = ("Ollama 11434, LM Studio 1234, vLLM 8000, llama.cpp server and LocalAI 8080")
 
 Refresh = Callable[[], None]
@@ -124,35 +136,38 @@ class FirstRunGuide:
         self.pending_pairings = 0
 
         self.choice = ft.RadioGroup(value=LOCAL, on_change=self._on_choice, content=ft.Column(
-            spacing=2, controls=[ft.Radio(value=k, label=v) for k, v in CHOICES.items()]))
+            spacing=2, controls=[ft.Radio(value=k, label=v) for k, v in choices().items()]))
         self.scan_progress = ft.ProgressRing(width=18, height=18, stroke_width=2.5,
                                              visible=False,
-                                             semantics_label="Looking for a local server")
+                                             semantics_label=t("Looking for a local server"))
         self.scan_result = ft.Text(color=ft.Colors.ON_SURFACE_VARIANT, expand=True)
-        self.scan_button = ft.OutlinedButton("Look again", icon=ft.Icons.REFRESH,
+        self.scan_button = ft.OutlinedButton(t("Look again"), icon=ft.Icons.REFRESH,
                                              on_click=self._on_scan)
-        self.server = ft.Dropdown(label="Local server", expand=True, on_select=self._on_server)
-        self.server_row = ft.Row([labelled(self.server, "Local server", expand=True)])
-        self.models = ft.Dropdown(label="Available models", expand=True,
+        self.server = ft.Dropdown(label=t("Local server"), expand=True, on_select=self._on_server)
+        self.server_row = ft.Row([labelled(self.server, t("Local server"), expand=True)])
+        self.models = ft.Dropdown(label=t("Available models"), expand=True,
                                   on_select=self._on_model)
-        self.models_row = ft.Row([labelled(self.models, "Available models", expand=True)])
-        self.name = ft.TextField(label="Name", helper="What usage, logs and fallbacks call it")
-        self.base_url = ft.TextField(label="Base URL",
-                                     helper="The API's root, e.g. https://openrouter.ai/api/v1")
-        self.api_key = ft.TextField(label="API key", password=True, can_reveal_password=True)
-        self.model = ft.TextField(label="Model", helper="The model name the provider knows")
+        self.models_row = ft.Row([labelled(self.models, t("Available models"), expand=True)])
+        self.name = ft.TextField(label=t("Name"),
+                                 helper=t("What usage, logs and fallbacks call it"))
+        self.base_url = ft.TextField(
+            label=t("Base URL"), helper=t("The API's root, e.g. {url}",
+                                          url="https://openrouter.ai/api/v1"))
+        self.api_key = ft.TextField(label=t("API key"), password=True, can_reveal_password=True)
+        self.model = ft.TextField(label=t("Model"),
+                                  helper=t("The model name the provider knows"))
         self.choice_hint = ft.Text(size=13, color=ft.Colors.ON_SURFACE_VARIANT)
         self.provider_error = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
 
         self.test_progress = ft.ProgressRing(width=20, height=20, stroke_width=2.5,
                                              visible=False,
-                                             semantics_label="Waiting for the answer")
+                                             semantics_label=t("Waiting for the answer"))
         self.test_result = StatusLine(wrap=True)
         self.answer = ft.Text(italic=True)
         self.answer_box = ft.Container(
             visible=False, padding=12, border_radius=10, bgcolor=ft.Colors.SECONDARY_CONTAINER,
             content=ft.Column(spacing=4, controls=[
-                ft.Text("The answer", size=12, color=ft.Colors.ON_SECONDARY_CONTAINER),
+                ft.Text(t("The answer"), size=12, color=ft.Colors.ON_SECONDARY_CONTAINER),
                 self.answer]))
         self.save_note = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
         self.save_result = StatusLine(wrap=True)
@@ -160,17 +175,17 @@ class FirstRunGuide:
 
         self.stepper = ft.Row(wrap=True, spacing=8, run_spacing=8)
         self.body = ft.Column(spacing=14, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
-        self.skip_button = ft.TextButton("Skip the guide", icon=ft.Icons.CLOSE,
+        self.skip_button = ft.TextButton(t("Skip the guide"), icon=ft.Icons.CLOSE,
                                          on_click=self._on_skip)
         self.notice = StatusLine(wrap=True)
         self._root = ft.Column(expand=True, scroll=ft.ScrollMode.AUTO, spacing=16, controls=[
             ft.Row(wrap=True, alignment=ft.MainAxisAlignment.SPACE_BETWEEN,
                    vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
-                       ft.Text("Set up pyclaw", theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
+                       ft.Text(t("Set up pyclaw"), theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
                        self.skip_button]),
-            _muted("Four short steps: where the answers come from, a test, a first channel, "
-                   "and who may talk to the assistant. You can open this guide again from "
-                   "Settings."),
+            _muted(t("Four short steps: where the answers come from, a test, a first channel, "
+                     "and who may talk to the assistant. You can open this guide again from "
+                     "Settings.")),
             self.stepper,
             self.notice.root,
             ft.ResponsiveRow(controls=[ft.Container(col={"xs": 12, "md": 11, "lg": 9, "xl": 8},
@@ -221,14 +236,14 @@ class FirstRunGuide:
     async def scan(self, refresh: Refresh = _nothing) -> list[LocalServer]:
         self.scan_progress.visible = True
         self.scan_button.disabled = True
-        self.scan_result.value = "Looking for a local server…"
+        self.scan_result.value = t("Looking for a local server…")
         refresh()
         try:
             self.servers = await self.plane.find_local_servers()
         except Exception as exc:  # noqa: BLE001 - said where the list would be
             _log.warning("find_local_servers failed: %s", exc)
             self.servers = []
-            self.scan_result.value = f"Could not look for local servers: {exc}"
+            self.scan_result.value = t("Could not look for local servers: {error}", error=exc)
         else:
             self.scan_result.value = self._scan_words()
         finally:
@@ -246,15 +261,17 @@ class FirstRunGuide:
 
     def _scan_words(self) -> str:
         if not self.servers:
-            return ("No local server answered on the usual ports (" + USUAL_PORTS + "). "
-                    "Start one and look again, or choose a hosted provider below.")
-        names = ", ".join(f"{s.name} at {s.base_url}" for s in self.servers)
-        return f"Found {names}."
+            return t("No local server answered on the usual ports ({ports}). Start one and "
+                     "look again, or choose a hosted provider below.", ports=USUAL_PORTS)
+        names = ", ".join(t("{name} at {url}", name=s.name, url=s.base_url)
+                          for s in self.servers)
+        return t("Found {servers}.", servers=names)
 
     @staticmethod
     def _server_text(server: LocalServer) -> str:
         count = len(server.models)
-        models = f"{count} model{'s' if count != 1 else ''}" if count else server.note
+        models = (t("{count} model", count=count) if count == 1
+                  else t("{count} models", count=count)) if count else server.note
         return f"{server.name} · {server.base_url} · {models}"
 
     def pick_server(self, base_url: str) -> None:
@@ -271,7 +288,7 @@ class FirstRunGuide:
     def show_choice(self, choice: str) -> None:
         """Show the fields the choice needs, with its defaults (a typed key is kept)."""
         self.choice.value = choice
-        self.choice_hint.value = CHOICE_HINTS.get(choice, "")
+        self.choice_hint.value = choice_hints().get(choice, "")
         local = choice == LOCAL
         self.server_row.visible = local and bool(self.servers)
         self.models_row.visible = local and bool(self.server.value) and bool(
@@ -279,11 +296,12 @@ class FirstRunGuide:
         self.base_url.visible = choice == COMPATIBLE
         for field in (self.api_key, self.model, self.name):  # nothing to fill in without one
             field.visible = not local or bool(self.servers)
-        self.api_key.label = "API key" if choice in KEY_PAGES else \
-            "API key (blank if the server needs none)"
-        self.api_key.helper = (f"Make one at {KEY_PAGES[choice]}. It is kept in the system "
-                               "keyring, never in the config file." if choice in KEY_PAGES
-                               else "Kept in the system keyring, never in the config file.")
+        self.api_key.label = t("API key") if choice in KEY_PAGES else \
+            t("API key (blank if the server needs none)")
+        self.api_key.helper = (t("Make one at {page}. It is kept in the system keyring, never "
+                                 "in the config file.", page=KEY_PAGES[choice])
+                               if choice in KEY_PAGES
+                               else t("Kept in the system keyring, never in the config file."))
         if local:
             if self.server.value:
                 self.pick_server(str(self.server.value))
@@ -326,19 +344,22 @@ class FirstRunGuide:
     def check_provider(self) -> bool:
         """What the guide can tell before asking the gateway: the fields it needs are filled."""
         choice = self.choice.value
-        needed = [(self.name, "Give it a name."), (self.model, "Which model should answer?")]
+        needed = [(self.name, t("Give it a name.")),
+                  (self.model, t("Which model should answer?"))]
         if choice == COMPATIBLE:
-            needed.append((self.base_url, "The service's base URL, e.g. https://…/v1"))
+            needed.append((self.base_url, t("The service's base URL, e.g. {url}",
+                                            url="https://…/v1")))
         if choice in KEY_PAGES:
-            needed.append((self.api_key, f"Paste the key from {KEY_PAGES.get(choice, '')}."))
+            needed.append((self.api_key, t("Paste the key from {page}.",
+                                           page=KEY_PAGES.get(choice, ""))))
         ok = True
         for field, words in needed:
             field.error = None if (field.value or "").strip() else words
             ok = ok and field.error is None
         self.provider_error.visible = choice == LOCAL and not self.server.value
         if self.provider_error.visible:
-            self.provider_error.value = ("No local server is selected: start one and look "
-                                         "again, or choose another option.")
+            self.provider_error.value = t("No local server is selected: start one and look "
+                                          "again, or choose another option.")
             ok = False
         return ok
 
@@ -363,7 +384,7 @@ class FirstRunGuide:
             check = await self.plane.test_completion(values)
         except Exception as exc:  # noqa: BLE001 - the result line says what went wrong
             _log.warning("test_completion failed: %s", exc)
-            check = CompletionCheck(False, "error", f"Could not test: {exc}")
+            check = CompletionCheck(False, "error", t("Could not test: {error}", error=exc))
         finally:
             self.test_progress.visible = False
         self.check, self.tested = check, values
@@ -385,9 +406,9 @@ class FirstRunGuide:
             errors = await self.plane.save_settings(providers, agent)
         except Exception as exc:  # noqa: BLE001 - said on the step, nothing is lost
             _log.warning("saving the guide's provider failed: %s", exc)
-            errors = [FieldError("", f"could not save: {exc}")]
+            errors = [FieldError("", t("could not save: {error}", error=exc))]
         if errors:
-            self.save_note.value = "Not saved: " + "; ".join(
+            self.save_note.value = t("Not saved: ") + "; ".join(
                 f"{e.field.removeprefix(position)}: {e.message}" if e.field else e.message
                 for e in errors)
             self.save_note.visible = True
@@ -416,11 +437,11 @@ class FirstRunGuide:
         except Exception as exc:  # noqa: BLE001 - said on the step
             errors = [FieldError("", str(exc))]
         if errors:
-            self.channel_result.show(False, "The local chat was not added: " + "; ".join(
+            self.channel_result.show(False, t("The local chat was not added: ") + "; ".join(
                 e.message for e in errors))
             return False
         self.local_chat = True
-        self.channel_result.show(True, "The local chat is ready.")
+        self.channel_result.show(True, t("The local chat is ready."))
         self.render()
         return True
 
@@ -457,7 +478,7 @@ class FirstRunGuide:
             self.state = await self.plane.close_first_run(how)
         except Exception as exc:  # noqa: BLE001 - the guide still closes, just not for good
             _log.warning("close_first_run failed: %s", exc)
-            self.notice.show(False, f"Could not remember that: {exc}")
+            self.notice.show(False, t("Could not remember that: {error}", error=exc))
             return False
         self.notice.hide()
         return True
@@ -465,7 +486,7 @@ class FirstRunGuide:
     # -- rendering ---------------------------------------------------------------------------
 
     def render(self) -> None:
-        self.stepper.controls = [self._chip(i, label) for i, label in enumerate(STEPS)]
+        self.stepper.controls = [self._chip(i, label) for i, label in enumerate(step_labels())]
         self.skip_button.visible = self.step != DONE
         self.body.controls = [(self._provider_step, self._test_step, self._channel_step,
                                self._pairing_step, self._done_step)[self.step]()]
@@ -475,7 +496,7 @@ class FirstRunGuide:
         icon = ft.Icons.CHECK_CIRCLE if past else (
             ft.Icons.RADIO_BUTTON_CHECKED if current else ft.Icons.RADIO_BUTTON_UNCHECKED)
         words = f"{index + 1} {label}" if index < DONE else label
-        state = "current step" if current else ("done" if past else "to do")
+        state = t("current step") if current else (t("done") if past else t("to do"))
         return ft.Container(
             padding=ft.Padding.symmetric(horizontal=12, vertical=6), border_radius=16,
             bgcolor=ft.Colors.PRIMARY_CONTAINER if current else None,
@@ -483,20 +504,20 @@ class FirstRunGuide:
             content=ft.Row(tight=True, spacing=6, controls=[
                 ft.Icon(icon, size=16, color=ft.Colors.PRIMARY),
                 ft.Text(words, weight=ft.FontWeight.W_600 if current else None,
-                        semantics_label=f"Step {words}, {state}")]))
+                        semantics_label=t("Step {step}, {state}", step=words, state=state))]))
 
     def _actions(self, *controls: ft.Control) -> ft.Row:
         return ft.Row(wrap=True, spacing=12, run_spacing=8,
                       vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=list(controls))
 
     def _back(self, step: int) -> ft.Control:
-        return ft.TextButton("Back", icon=ft.Icons.ARROW_BACK, on_click=self._goer(step))
+        return ft.TextButton(t("Back"), icon=ft.Icons.ARROW_BACK, on_click=self._goer(step))
 
     def _provider_step(self) -> ft.Control:
         return _card(
-            _title("1 · Where do the answers come from?"),
-            _muted("The assistant needs a language model. A server on this computer costs "
-                   "nothing per message; a hosted one needs an API key."),
+            _title(t("1 · Where do the answers come from?")),
+            _muted(t("The assistant needs a language model. A server on this computer costs "
+                     "nothing per message; a hosted one needs an API key.")),
             self.choice,
             self.choice_hint,
             ft.Row(spacing=12, vertical_alignment=ft.CrossAxisAlignment.CENTER,
@@ -508,7 +529,7 @@ class FirstRunGuide:
             self.models_row,
             self.name,
             self.provider_error,
-            self._actions(ft.FilledButton("Next: test it", icon=ft.Icons.ARROW_FORWARD,
+            self._actions(ft.FilledButton(t("Next: test it"), icon=ft.Icons.ARROW_FORWARD,
                                           on_click=self._on_next_provider)),
         )
 
@@ -522,105 +543,110 @@ class FirstRunGuide:
             self.answer.value = check.answer
             self.answer_box.visible = bool(check.answer)
         failed = check is not None and not check.ok
-        save = ft.FilledButton("Save anyway" if failed else "Save and continue",
+        save = ft.FilledButton(t("Save anyway") if failed else t("Save and continue"),
                                icon=ft.Icons.SAVE_OUTLINED, on_click=self._on_save,
                                disabled=check is None,
                                style=ft.ButtonStyle(bgcolor=ft.Colors.ERROR,
                                                     color=ft.Colors.ON_ERROR) if failed else None)
-        warning = _muted("Saved like this, messages to it fail until it answers.")
+        warning = _muted(t("Saved like this, messages to it fail until it answers."))
         warning.visible = failed
         return _card(
-            _title("2 · Test it with a real message"),
-            _muted(f"One short message goes to {where.get('model', '')} at {target}, through "
-                   "the same code the assistant uses for every answer."),
+            _title(t("2 · Test it with a real message")),
+            _muted(t("One short message goes to {model} at {target}, through the same code the "
+                     "assistant uses for every answer.", model=where.get("model", ""),
+                     target=target)),
             ft.Row([self.test_progress]),
             self.test_result.root,
             self.answer_box,
             warning,
             self.save_note,
             self._actions(self._back(PROVIDER),
-                          ft.OutlinedButton("Test again", icon=ft.Icons.REPLAY,
+                          ft.OutlinedButton(t("Test again"), icon=ft.Icons.REPLAY,
                                             on_click=self._on_test),
                           save),
         )
 
     def _channel_step(self) -> ft.Control:
         if self.local_chat:
-            local = _muted("Ready: talk to the assistant in this app (or with `pyclaw chat` "
-                           "in a terminal). It needs no account and only you can use it.")
+            local = _muted(t("Ready: talk to the assistant in this app (or with `pyclaw chat` "
+                             "in a terminal). It needs no account and only you can use it."))
             local_action: ft.Control = ft.OutlinedButton(
-                "Open the chat", icon=ft.Icons.CHAT_BUBBLE_OUTLINE,
+                t("Open the chat"), icon=ft.Icons.CHAT_BUBBLE_OUTLINE,
                 on_click=self._leaver(CHAT_ROUTE))
         else:
-            local = _muted("Talk to the assistant in this app: no account, only you can use it.")
-            local_action = ft.FilledButton("Add the local chat", icon=ft.Icons.ADD,
+            local = _muted(t("Talk to the assistant in this app: no account, only you can use "
+                             "it."))
+            local_action = ft.FilledButton(t("Add the local chat"), icon=ft.Icons.ADD,
                                            on_click=self._on_add_local)
         return _card(
-            _title("3 · A first channel"),
-            _muted("Channels are where people reach the assistant."),
+            _title(t("3 · A first channel")),
+            _muted(t("Channels are where people reach the assistant.")),
             ft.Row(spacing=12, vertical_alignment=ft.CrossAxisAlignment.START, controls=[
                 ft.Icon(ft.Icons.CHAT_BUBBLE, color=ft.Colors.PRIMARY),
                 ft.Column(expand=True, spacing=6, controls=[
-                    ft.Text("The local chat", weight=ft.FontWeight.W_600), local,
+                    ft.Text(t("The local chat"), weight=ft.FontWeight.W_600), local,
                     self._actions(local_action), self.channel_result.root])]),
             ft.Divider(height=1),
             ft.Row(spacing=12, vertical_alignment=ft.CrossAxisAlignment.START, controls=[
                 ft.Icon(ft.Icons.HUB, color=ft.Colors.PRIMARY),
                 ft.Column(expand=True, spacing=6, controls=[
-                    ft.Text("A messaging platform", weight=ft.FontWeight.W_600),
-                    _muted("Telegram, Discord, Slack, WhatsApp, Matrix and many more: each "
-                           "needs a bot account on its platform. Pick one in the catalog, fill "
-                           "in its form and press Test connection."),
+                    ft.Text(t("A messaging platform"), weight=ft.FontWeight.W_600),
+                    _muted(t("Telegram, Discord, Slack, WhatsApp, Matrix and many more: each "
+                             "needs a bot account on its platform. Pick one in the catalog, "
+                             "fill in its form and press Test connection.")),
                     self._actions(ft.OutlinedButton(
-                        "Open the channel catalog", icon=ft.Icons.OPEN_IN_NEW,
+                        t("Open the channel catalog"), icon=ft.Icons.OPEN_IN_NEW,
                         on_click=self._leaver(CHANNELS_ROUTE)))])]),
             self._actions(self._back(TEST),
-                          ft.FilledButton("Next: pairing", icon=ft.Icons.ARROW_FORWARD,
+                          ft.FilledButton(t("Next: pairing"), icon=ft.Icons.ARROW_FORWARD,
                                           on_click=self._goer(PAIRING))),
         )
 
     def _pairing_step(self) -> ft.Control:
-        pending = (f"{self.pending_pairings} pairing request"
-                   f"{'s wait' if self.pending_pairings != 1 else ' waits'} for you now, "
-                   "under Channels." if self.pending_pairings else "")
+        count = self.pending_pairings
+        pending = "" if not count else (
+            t("{count} pairing request waits for you now, under Channels.", count=count)
+            if count == 1 else
+            t("{count} pairing requests wait for you now, under Channels.", count=count))
         example = ft.Container(
             padding=ft.Padding.symmetric(horizontal=12, vertical=6), border_radius=8,
             bgcolor=ft.Colors.SECONDARY_CONTAINER,
             content=ft.Row(wrap=True, spacing=16,
                            vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
-                               ft.Text("K7QH2M", font_family="monospace", size=16,
+                               ft.Text(EXAMPLE_CODE, font_family="monospace", size=16,
                                        weight=ft.FontWeight.BOLD),
-                               ft.Text("Alex on telegram"),
-                               ft.Text("expires in 59 min", size=12,
+                               ft.Text(t("Alex on telegram")),
+                               ft.Text(t("expires in 59 min"), size=12,
                                        color=ft.Colors.ON_SURFACE_VARIANT),
-                               ft.Text("[Approve]", color=ft.Colors.PRIMARY)]))
+                               ft.Text(t("[Approve]"), color=ft.Colors.PRIMARY)]))
         steps = [
-            "Someone you have not approved writes to your bot. The assistant does not answer "
-            "them: it replies with a short pairing code and says that its owner must "
-            "approve it.",
-            "They send you the code (or you see it in the app): Channels lists every waiting "
-            "code under Pairing requests, with who asked and on which channel.",
-            "You press Approve (or run `pyclaw pairing approve CODE`). From then on they are "
-            "answered. A code expires after an hour; ignore it and nothing happens.",
-            "Groups work the same way: a group that mentions the bot waits, silent, until you "
-            "approve it under Group requests.",
+            t("Someone you have not approved writes to your bot. The assistant does not answer "
+              "them: it replies with a short pairing code and says that its owner must "
+              "approve it."),
+            t("They send you the code (or you see it in the app): Channels lists every waiting "
+              "code under Pairing requests, with who asked and on which channel."),
+            t("You press Approve (or run `pyclaw pairing approve CODE`). From then on they are "
+              "answered. A code expires after an hour; ignore it and nothing happens."),
+            t("Groups work the same way: a group that mentions the bot waits, silent, until "
+              "you approve it under Group requests."),
         ]
         return _card(
-            _title("4 · Who may talk to the assistant"),
-            _muted("A bot that answers anyone spends your tokens, so pyclaw is private by "
-                   "default: direct messages need pairing. The local chat is yours and open."),
+            _title(t("4 · Who may talk to the assistant")),
+            _muted(t("A bot that answers anyone spends your tokens, so pyclaw is private by "
+                     "default: direct messages need pairing. The local chat is yours and "
+                     "open.")),
             *[ft.Row(spacing=10, vertical_alignment=ft.CrossAxisAlignment.START, controls=[
                 ft.Container(width=26, height=26, border_radius=13, bgcolor=ft.Colors.PRIMARY,
                              alignment=ft.Alignment.CENTER,
                              content=ft.Text(str(i), color=ft.Colors.ON_PRIMARY, size=13)),
                 ft.Text(words, expand=True)]) for i, words in enumerate(steps, 1)],
-            ft.Text("What a request looks like:", size=12, color=ft.Colors.ON_SURFACE_VARIANT),
+            ft.Text(t("What a request looks like:"), size=12, color=ft.Colors.ON_SURFACE_VARIANT),
             example,
             ft.Text(pending, visible=bool(pending), weight=ft.FontWeight.W_600),
-            _muted("Per channel you can instead open it to everyone, keep a fixed allowlist, "
-                   "or turn direct messages off (its form's Access section)."),
+            _muted(t("Per channel you can instead open it to everyone, keep a fixed allowlist, "
+                     "or turn direct messages off (its form's Access section).")),
             self._actions(self._back(CHANNEL),
-                          ft.FilledButton("Finish", icon=ft.Icons.CHECK,
+                          ft.FilledButton(t("Finish"), icon=ft.Icons.CHECK,
                                           on_click=self._on_finish)),
         )
 
@@ -628,23 +654,24 @@ class FirstRunGuide:
         lines: list[tuple[bool, str]] = []
         if self.saved:
             tested = self.check is not None and self.check.ok
-            lines.append((tested, f"Provider {self.saved} saved"
-                          + (" and answering." if tested else ", but its test failed.")))
+            lines.append((tested, t("Provider {name} saved and answering.", name=self.saved)
+                          if tested else
+                          t("Provider {name} saved, but its test failed.", name=self.saved)))
         else:
-            lines.append((False, "No provider saved yet: the assistant can only echo."))
-        lines.append((self.local_chat, "The local chat is ready." if self.local_chat
-                      else "No local chat: add channels under Channels."))
-        lines.append((True, "Strangers need your approval (pairing)."))
+            lines.append((False, t("No provider saved yet: the assistant can only echo.")))
+        lines.append((self.local_chat, t("The local chat is ready.") if self.local_chat
+                      else t("No local chat: add channels under Channels.")))
+        lines.append((True, t("Strangers need your approval (pairing).")))
         return _card(
-            _title("pyclaw is set up"),
+            _title(t("pyclaw is set up")),
             *[ft.Row(spacing=8, controls=[
                 ft.Icon(ft.Icons.CHECK_CIRCLE if ok else ft.Icons.INFO_OUTLINE,
                         color=ft.Colors.GREEN_700 if ok else ft.Colors.ON_SURFACE_VARIANT),
                 ft.Text(words, expand=True)]) for ok, words in lines],
             self._actions(
-                ft.FilledButton("Talk to the assistant", icon=ft.Icons.CHAT_BUBBLE_OUTLINE,
+                ft.FilledButton(t("Talk to the assistant"), icon=ft.Icons.CHAT_BUBBLE_OUTLINE,
                                 on_click=self._leaver(CHAT_ROUTE)),
-                ft.OutlinedButton("Go to the dashboard", icon=ft.Icons.DASHBOARD_OUTLINED,
+                ft.OutlinedButton(t("Go to the dashboard"), icon=ft.Icons.DASHBOARD_OUTLINED,
                                   on_click=self._leaver(DONE_ROUTE))),
         )
 

@@ -31,6 +31,7 @@ from typing import Any
 import flet as ft
 
 from pyclaw_app.control import FieldError
+from views.i18n import t
 
 __all__ = [
     "ACCESS",
@@ -133,13 +134,25 @@ class FieldSpec:
 
 
 def _choice_label(value: Any) -> str:
+    """The label of a choice its model gave none, in the page's language."""
     if value is None or value == "":
-        return "None"
+        return t("None")
     if isinstance(value, bool):
-        return "Yes" if value else "No"
+        return t("Yes") if value else t("No")
     if isinstance(value, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_\- ]*", value):
-        return readable_label(value)
+        return t(readable_label(value))
     return str(value)
+
+
+def _help_text(text: str) -> str:
+    """A description in the page's language. One the plane extended with a sentence of its
+    own ("... Channels: telegram, slack.") is read as the model's part, translated, and
+    that sentence as it is: it names what the config holds."""
+    translated = t(text)
+    head, dot, tail = text.partition(". ")
+    if translated != text or not dot or t(head) == head:
+        return translated
+    return t("{description}. {more}", description=t(head), more=tail)
 
 
 def _resolve(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,20 +224,24 @@ def _field_spec(name: str, prop: Mapping[str, Any], defs: Mapping[str, Any],
     title = str(prop.get("title") or "")
     if not title or title == _pydantic_title(name):
         title = readable_label(name)
+    # the models speak English; each text is put in the page's language here, when a form
+    # is built (assets/locale/*/config.json), never at import. Help gets no values: it is
+    # shown as written, "{channel}" and all.
     labels = prop.get("options") if isinstance(prop.get("options"), Mapping) else {}
     required = required or bool(prop.get("required_secret"))
     default = prop.get("default")
     group = prop.get("group")
     return FieldSpec(
         name=name,
-        title=title,
+        title=t(title),
         kind=kind,
-        help=str(prop.get("description") or ""),
+        help=_help_text(str(prop.get("description") or "")),
         default=default,
         choices=choices,
         required=required,
         nullable=nullable,
-        options=tuple(str(labels.get(str(c)) or _choice_label(c)) for c in choices),
+        options=tuple(t(str(labels[str(c)])) if labels.get(str(c)) else _choice_label(c)
+                      for c in choices),
         shown_when=_shown_when(prop.get("shown_when")),
         group=group if group in GROUPS else _default_group(kind, default, required),
     )
@@ -316,8 +333,8 @@ class FormField:
                 value="" if secret else _display(spec, value),
                 password=secret,
                 can_reveal_password=secret,
-                hint_text=(SAVED_SECRET_HINT if saved
-                           else "comma-separated" if spec.kind == LIST else None),
+                hint_text=(t(SAVED_SECRET_HINT) if saved
+                           else t("comma-separated") if spec.kind == LIST else None),
                 helper=spec.help or None,
                 helper_max_lines=HELP_LINES,
                 keyboard_type=(ft.KeyboardType.NUMBER if spec.kind in (INTEGER, NUMBER)
@@ -334,7 +351,7 @@ class FormField:
                     spacing=6, vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
                         ft.Icon(ft.Icons.CHECK_CIRCLE_OUTLINE, size=16,
                                 color=ft.Colors.GREEN_700),
-                        ft.Text(SAVED_SECRET_NOTE, size=12, color=ft.Colors.GREEN_700,
+                        ft.Text(t(SAVED_SECRET_NOTE), size=12, color=ft.Colors.GREEN_700,
                                 expand=True)])
                 self.root = ft.Column([self.input, self.saved_note], spacing=4)
 
@@ -462,13 +479,14 @@ class SchemaForm:
         self.sections = {g: self._grid(names[g]) for g in GROUPS}
         parts.append(self.sections[ESSENTIALS])
         if names[ACCESS]:
-            self.access_heading = ft.Text(ACCESS_TITLE, theme_style=ft.TextThemeStyle.TITLE_SMALL,
+            self.access_heading = ft.Text(t(ACCESS_TITLE),
+                                          theme_style=ft.TextThemeStyle.TITLE_SMALL,
                                           weight=ft.FontWeight.W_600)
             parts += [self.access_heading, self.sections[ACCESS]]
         if names[ADVANCED]:
             titles = [self.fields[n].spec.title for n in names[ADVANCED]]
             self.advanced = ft.ExpansionTile(
-                title=ft.Text(ADVANCED_TITLE),
+                title=ft.Text(t(ADVANCED_TITLE)),
                 subtitle=ft.Text(", ".join(titles[:4]) + (", …" if len(titles) > 4 else ""),
                                  size=12, color=ft.Colors.ON_SURFACE_VARIANT),
                 expanded=any(_differs(self.fields[n].spec, given.get(n))

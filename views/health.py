@@ -39,6 +39,7 @@ from pyclaw_app.control.health import (
 )
 from pyclaw_app.model import Event, EventKind
 from views import style
+from views.i18n import t
 from views.state import ChannelBoard
 
 __all__ = ["MAX_ALERTS", "Alert", "ChannelHistories", "HealthBanner", "HealthState",
@@ -64,8 +65,8 @@ class Alert:
     @property
     def title(self) -> str:
         if self.kind == "channel":
-            return f"Channel {self.name} is offline"
-        return f"Provider {self.name} is failing"
+            return t("Channel {name} is offline", name=self.name)
+        return t("Provider {name} is failing", name=self.name)
 
 
 def _channel_cause(status: ChannelStatus) -> str:
@@ -179,7 +180,8 @@ class HealthBanner:
         alerts = self.state.alerts()
         self.list.controls = [self._row(a) for a in alerts[:MAX_ALERTS]]
         hidden = len(alerts) - MAX_ALERTS
-        self.more.value = f"and {hidden} more: see Channels and Settings" if hidden > 0 else ""
+        self.more.value = (t("and {count} more: see Channels and Settings", count=hidden)
+                           if hidden > 0 else "")
         self.more.visible = hidden > 0
         self._root.visible = bool(alerts)
         self._on_badges(self.state.badges())
@@ -205,18 +207,19 @@ class HealthBanner:
         # the link sits under the cause, not beside it: a phone keeps the width for the text
         return ft.Row(spacing=12, vertical_alignment=ft.CrossAxisAlignment.START, controls=[
             ft.Container(padding=ft.Padding.only(top=2), content=ft.Icon(
-                ft.Icons.ERROR_OUTLINE, color=on, semantics_label="Failure")),
+                ft.Icons.ERROR_OUTLINE, color=on, semantics_label=t("Failure"))),
             ft.Column(spacing=0, expand=True, controls=[
                 ft.Text(alert.title, weight=ft.FontWeight.BOLD, color=on),
                 # no max_lines: selectable text reserves every line it may have
                 ft.Text(alert.cause, color=on, size=13, selectable=True),
-                ft.TextButton(f"{alert.name} logs", icon=ft.Icons.RECEIPT_LONG, on_click=logs,
-                              tooltip=f"Open the logs of {alert.name}",
+                ft.TextButton(t("{name} logs", name=alert.name), icon=ft.Icons.RECEIPT_LONG,
+                              on_click=logs,
+                              tooltip=t("Open the logs of {name}", name=alert.name),
                               style=ft.ButtonStyle(color=on, padding=ft.Padding.symmetric(
                                   horizontal=4, vertical=0))),
             ]),
             ft.IconButton(ft.Icons.CLOSE, icon_color=on, icon_size=18, on_click=dismiss,
-                          tooltip=f"Dismiss the {alert.name} alert"),
+                          tooltip=t("Dismiss the {name} alert", name=alert.name)),
         ])
 
 

@@ -21,6 +21,7 @@ from pyclaw_app.control import ControlPlane, LogRow, TrafficRow
 from pyclaw_app.model import Event, EventKind
 from views import style
 from views.forms import labelled
+from views.i18n import t
 from views.message_detail import DetailPanel, level_color
 from views.person_filter import PersonPicker
 from views.traffic import cell, message_row
@@ -49,6 +50,15 @@ TIME_RANGES: dict[str, float | None] = {
     "Last day": 86400,
     "All time": None,
 }
+
+
+def range_text(label: str) -> str:
+    """A time range as shown in the filter; the English label stays its key."""
+    shown = {"Last 15 minutes": t("Last 15 minutes"), "Last hour": t("Last hour"),
+             "Last day": t("Last day"), "All time": t("All time")}
+    return shown.get(label, label)
+
+
 _MESSAGE_REF = re.compile(r"\bmessage (\d+)\b", re.IGNORECASE)
 
 
@@ -115,32 +125,33 @@ class LogsView:
         self._picker: ft.FilePicker | None = None
         self.channel_names: set[str] = set()
 
-        self.channel_filter = ft.Dropdown(label="Channel", value=ALL, width=200,
+        self.channel_filter = ft.Dropdown(label=t("Channel"), value=ALL, width=200,
                                           options=[ft.DropdownOption(key=ALL,
-                                                                     text="All channels")],
+                                                                     text=t("All channels"))],
                                           on_select=self._on_filter)
         self.level_filter = ft.Dropdown(
-            label="Level", value=ALL, width=150, on_select=self._on_filter,
-            options=[ft.DropdownOption(key=ALL, text="All levels"),
+            label=t("Level"), value=ALL, width=150, on_select=self._on_filter,
+            options=[ft.DropdownOption(key=ALL, text=t("All levels")),
                      *(ft.DropdownOption(key=lv, text=lv) for lv in LEVELS)])
         self.range_filter = ft.Dropdown(
-            label="Time range", value="All time", width=190, on_select=self._on_filter,
-            options=[ft.DropdownOption(key=k, text=k) for k in TIME_RANGES])
-        self.search_field = ft.TextField(label="Search", prefix_icon=ft.Icons.SEARCH, width=260,
+            label=t("Time range"), value="All time", width=190, on_select=self._on_filter,
+            options=[ft.DropdownOption(key=k, text=range_text(k)) for k in TIME_RANGES])
+        self.search_field = ft.TextField(label=t("Search"), prefix_icon=ft.Icons.SEARCH,
+                                         width=260,
                                          on_submit=self._on_filter, dense=True)
-        self.export_jsonl = ft.OutlinedButton("Export JSONL", icon=ft.Icons.DOWNLOAD,
+        self.export_jsonl = ft.OutlinedButton(t("Export JSONL"), icon=ft.Icons.DOWNLOAD,
                                               on_click=self._on_export)
-        self.export_csv = ft.OutlinedButton("Export CSV", icon=ft.Icons.TABLE_VIEW,
+        self.export_csv = ft.OutlinedButton(t("Export CSV"), icon=ft.Icons.TABLE_VIEW,
                                             on_click=self._on_export)
         self.notice = ft.Text(visible=False, size=13, selectable=True)
 
         self.lines = ft.ListView(expand=True, spacing=1)
-        self.lines_empty = ft.Text("No log lines match these filters.",
+        self.lines_empty = ft.Text(t("No log lines match these filters."),
                                    color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
-        self.older_button = ft.TextButton("Load older", icon=ft.Icons.EXPAND_MORE,
+        self.older_button = ft.TextButton(t("Load older"), icon=ft.Icons.EXPAND_MORE,
                                           on_click=self._on_older)
         self.messages = ft.ListView(expand=True, spacing=1)
-        self.messages_empty = ft.Text("No messages in the journal for this channel yet.",
+        self.messages_empty = ft.Text(t("No messages in the journal for this channel yet."),
                                       color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
         self.detail = DetailPanel(plane)
         self.person = PersonPicker(plane, self._on_person)
@@ -149,9 +160,9 @@ class LogsView:
             self.lines_empty, self.lines,
             ft.Row([self.older_button], alignment=ft.MainAxisAlignment.CENTER)])
         messages_tab = ft.Column(expand=True, spacing=4, controls=[
-            ft.Row([ft.Text("The newest 200 journal records; pick one for its LLM calls.",
+            ft.Row([ft.Text(t("The newest 200 journal records; pick one for its LLM calls."),
                             size=12, color=ft.Colors.ON_SURFACE_VARIANT, expand=True),
-                    ft.IconButton(ft.Icons.REFRESH, tooltip="Refresh messages",
+                    ft.IconButton(ft.Icons.REFRESH, tooltip=t("Refresh messages"),
                                   on_click=self._on_refresh_messages)]),
             self.messages_empty, self.messages])
         self.tabs = ft.Tabs(
@@ -160,19 +171,19 @@ class LogsView:
             expand=True,
             on_change=self._on_tab,
             content=ft.Column(expand=True, spacing=4, controls=[
-                ft.TabBar(tabs=[ft.Tab(label="Log lines", icon=ft.Icons.NOTES),
-                                ft.Tab(label="Messages", icon=ft.Icons.FORUM_OUTLINED)]),
+                ft.TabBar(tabs=[ft.Tab(label=t("Log lines"), icon=ft.Icons.NOTES),
+                                ft.Tab(label=t("Messages"), icon=ft.Icons.FORUM_OUTLINED)]),
                 ft.TabBarView(expand=True, controls=[lines_tab, messages_tab]),
             ]),
         )
         self._root = ft.Column(expand=True, spacing=12, controls=[
-            ft.Row([ft.Text("Logs", theme_style=ft.TextThemeStyle.HEADLINE_SMALL, expand=True),
+            ft.Row([ft.Text(t("Logs"), theme_style=ft.TextThemeStyle.HEADLINE_SMALL, expand=True),
                     self.export_jsonl, self.export_csv]),
             ft.Row(wrap=True, spacing=12, run_spacing=8,
                    vertical_alignment=ft.CrossAxisAlignment.CENTER,
-                   controls=[labelled(self.channel_filter, "Channel"),
-                             labelled(self.level_filter, "Level"),
-                             labelled(self.range_filter, "Time range"), self.search_field,
+                   controls=[labelled(self.channel_filter, t("Channel")),
+                             labelled(self.level_filter, t("Level")),
+                             labelled(self.range_filter, t("Time range")), self.search_field,
                              self.person.root]),
             self.notice,
             ft.Row(expand=True, spacing=12, vertical_alignment=ft.CrossAxisAlignment.STRETCH,
@@ -200,7 +211,7 @@ class LogsView:
             await self._load()
         except Exception as exc:  # noqa: BLE001 - shown in the view
             _log.warning("logs view could not load: %s", exc)
-            self._say(f"Could not load the logs: {exc}", error=True)
+            self._say(t("Could not load the logs: {error}", error=exc), error=True)
 
     async def _load(self) -> None:
         channels = await self.plane.channels()
@@ -213,7 +224,7 @@ class LogsView:
 
     def _show_channel_names(self) -> None:
         self.channel_filter.options = [
-            ft.DropdownOption(key=ALL, text="All channels"),
+            ft.DropdownOption(key=ALL, text=t("All channels")),
             *(ft.DropdownOption(key=n, text=n) for n in sorted(self.channel_names))]
 
     async def reload(self) -> None:
@@ -316,7 +327,7 @@ class LogsView:
             border_radius=6,
             ink=True,
             on_click=clicked,
-            tooltip="Show details",
+            tooltip=t("Show details"),
             content=ft.Row(spacing=8, controls=[
                 cell(style.clock_time(row.ts), 70, color=ft.Colors.ON_SURFACE_VARIANT),
                 _level_chip(row.level),
@@ -324,7 +335,7 @@ class LogsView:
                 cell(row.message.replace("\n", " "), None,
                       color=ft.Colors.ERROR if row.level in ("error", "critical") else None),
                 ft.Icon(ft.Icons.CHAT_OUTLINED, size=16, color=ft.Colors.PRIMARY,
-                        visible=about is not None, tooltip=f"About message {about}"),
+                        visible=about is not None, tooltip=t("About message {id}", id=about)),
             ]),
         )
 
@@ -355,12 +366,13 @@ class LogsView:
         name = f"pyclaw-logs.{fmt}"
         if self._picker is None:
             self._picker = ft.FilePicker()  # registers with the page; kept so it stays alive
-        path = await self._picker.save_file(dialog_title="Export logs", file_name=name,
+        path = await self._picker.save_file(dialog_title=t("Export logs"), file_name=name,
                                             src_bytes=data)
         if page.web:
-            self._say(f"Exported the matching lines as {name} (see your browser's downloads).")
+            self._say(t("Exported the matching lines as {name} (see your browser's downloads).",
+                        name=name))
         elif path:  # Flet writes src_bytes to the chosen file on desktop
-            self._say(f"Exported the matching lines to {path}.")
+            self._say(t("Exported the matching lines to {path}.", path=path))
 
     def _say(self, text: str, *, error: bool = False) -> None:
         self.notice.value = text
@@ -403,5 +415,5 @@ class LogsView:
             await self._save_export(fmt, e.page)
         except Exception as exc:  # noqa: BLE001 - shown in the view, not raised into Flet
             _log.warning("log export failed: %s", exc)
-            self._say(f"Export failed: {exc}", error=True)
+            self._say(t("Export failed: {error}", error=exc), error=True)
         e.page.update()

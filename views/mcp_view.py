@@ -20,6 +20,7 @@ import flet as ft
 from pyclaw_app.control import ControlPlane, FieldError, McpServerRow, ProbeOutcome
 from views.confirm import ask_first
 from views.forms import SchemaForm
+from views.i18n import t
 from views.status_line import StatusLine
 
 __all__ = ["SECRETS", "McpEditor", "McpSection", "card_status"]
@@ -48,26 +49,31 @@ def card_status(row: McpServerRow) -> tuple[bool, str]:
     """(healthy, words) for a server's card."""
     if row.state == "up":
         count = len(row.tools)
-        tools = f"{count} tool{'s' if count != 1 else ''}"
+        tools = t("{count} tool", count=count) if count == 1 else t("{count} tools", count=count)
         if row.offered != count:
-            tools = f"{row.offered} of {tools} offered"
-        return True, f"Up · {tools}"
+            tools = t("{offered} of {tools} offered", offered=row.offered, tools=tools)
+        return True, t("Up · {tools}", tools=tools)
     if row.state == "starting":
-        return True, "Starting…"
+        return True, t("Starting…")
     if not row.enabled:
-        return False, "Off"
+        return False, t("Off")
     reason = f": {row.error}" if row.error else ""
-    return False, ("Down" if row.state == "down" else "Stopped") + reason
+    return False, (t("Down") if row.state == "down" else t("Stopped")) + reason
 
 
 def _secret_schema(kind: str, names: Sequence[str]) -> dict[str, Any]:
-    what = "header" if kind == "headers" else "environment variable"
     return {"type": "object", "properties": {
         f"{kind}.{name}": {"type": "string", "format": "password", "title": name,
-                           "group": "essentials",
-                           "description": f"The value of the secret {what} {name}; kept in the "
-                                          "secret store, never in the config file"}
+                           "group": "essentials", "description": _secret_description(kind, name)}
         for name in names}}
+
+
+def _secret_description(kind: str, name: str) -> str:
+    if kind == "headers":
+        return t("The value of the secret header {name}; kept in the secret store, never in "
+                 "the config file", name=name)
+    return t("The value of the secret environment variable {name}; kept in the secret store, "
+             "never in the config file", name=name)
 
 
 class McpEditor:
@@ -86,22 +92,24 @@ class McpEditor:
         """Secret values typed so far, by field: a field hidden by a transport switch or a
         name taken off the list comes back with its value."""
         self.progress = ft.ProgressRing(width=20, height=20, stroke_width=2.5, visible=False,
-                                        semantics_label="Testing the connection")
+                                        semantics_label=t("Testing the connection"))
         self.outcome = StatusLine(wrap=True)
         self.tool_list = ft.Row(wrap=True, spacing=6, run_spacing=6, visible=False)
         self.form_error = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
-        self.test_button = ft.OutlinedButton("Test connection", icon=ft.Icons.WIFI_TETHERING,
+        self.test_button = ft.OutlinedButton(t("Test connection"), icon=ft.Icons.WIFI_TETHERING,
                                              on_click=self._on_test)
-        self.save_button = ft.FilledButton("Save MCP server", icon=ft.Icons.SAVE_OUTLINED,
+        self.save_button = ft.FilledButton(t("Save MCP server"), icon=ft.Icons.SAVE_OUTLINED,
                                            on_click=self._on_save)
-        title = f"Edit MCP server {row.name}" if row is not None else "Add an MCP server"
+        title = (t("Edit MCP server {name}", name=row.name) if row is not None
+                 else t("Add an MCP server"))
         self.root = ft.Column(spacing=14, controls=[
-            ft.Row([ft.IconButton(ft.Icons.ARROW_BACK, tooltip="Back to the MCP servers",
+            ft.Row([ft.IconButton(ft.Icons.ARROW_BACK, tooltip=t("Back to the MCP servers"),
                                   on_click=self._on_cancel),
                     ft.Text(title, theme_style=ft.TextThemeStyle.TITLE_MEDIUM,
                             weight=ft.FontWeight.W_600)], spacing=8),
-            ft.Text("A program pyclaw starts (stdio: npx, uvx, a script) or a server it reaches "
-                    "over HTTP. Its tools are offered to the assistant as <name>__<tool>.",
+            ft.Text(t("A program pyclaw starts (stdio: npx, uvx, a script) or a server it "
+                      "reaches over HTTP. Its tools are offered to the assistant as "
+                      "<name>__<tool>."),
                     color=ft.Colors.ON_SURFACE_VARIANT),
             self.form.root,
             self.secret_slot,
@@ -113,7 +121,7 @@ class McpEditor:
             self.outcome.root,
             self.tool_list,
             ft.Row(spacing=12, controls=[
-                self.save_button, ft.TextButton("Cancel", on_click=self._on_cancel)]),
+                self.save_button, ft.TextButton(t("Cancel"), on_click=self._on_cancel)]),
         ])
         self.show_secrets()
 
@@ -140,7 +148,7 @@ class McpEditor:
                 field.input.value = self.typed[name]
         self.secret_names = wanted
         self.secret_slot.content = ft.Column(spacing=8, controls=[
-            ft.Text("Secret values", theme_style=ft.TextThemeStyle.TITLE_SMALL,
+            ft.Text(t("Secret values"), theme_style=ft.TextThemeStyle.TITLE_SMALL,
                     weight=ft.FontWeight.W_600),
             self.secret_form.root]) if names else None
 
@@ -176,7 +184,7 @@ class McpEditor:
                                                                       self.original_name)
         except Exception as exc:  # noqa: BLE001 - the result line says what went wrong
             _log.warning("test_mcp_server failed: %s", exc)
-            tools, outcome = [], ProbeOutcome(False, f"could not test: {exc}")
+            tools, outcome = [], ProbeOutcome(False, t("could not test: {error}", error=exc))
         finally:
             self.progress.visible = False
             self.test_button.disabled = False
@@ -202,15 +210,15 @@ class McpEditor:
             errors = await self.section.plane.save_mcp_server(values, self.original_name)
         except Exception as exc:  # noqa: BLE001 - shown on the form, nothing is lost
             _log.warning("save_mcp_server failed: %s", exc)
-            errors = [FieldError("", f"could not save: {exc}")]
+            errors = [FieldError("", t("could not save: {error}", error=exc))]
         finally:
             self.save_button.disabled = False
         self.show_errors(errors)
         if errors:
             return False
         name = values.get("name", "")
-        await self.section.close_editor(f"MCP server {name} saved: its tools are offered "
-                                        "once it is up.")
+        await self.section.close_editor(t("MCP server {name} saved: its tools are offered "
+                                          "once it is up.", name=name))
         return True
 
     async def _on_test(self, e: ft.Event[ft.Control]) -> None:
@@ -241,19 +249,19 @@ class McpSection:
         self.cards = ft.Column(spacing=8)
         self.list_page = ft.Column(spacing=14, controls=[
             ft.Column(spacing=2, controls=[
-                ft.Text("MCP servers", theme_style=ft.TextThemeStyle.TITLE_MEDIUM,
+                ft.Text(t("MCP servers"), theme_style=ft.TextThemeStyle.TITLE_MEDIUM,
                         weight=ft.FontWeight.W_600),
-                ft.Text("Tools from Model Context Protocol servers, offered to the assistant "
-                        "beside the built-in ones. Secret headers and variables are kept in "
-                        "the secret store, never in the config.", size=13,
+                ft.Text(t("Tools from Model Context Protocol servers, offered to the "
+                          "assistant beside the built-in ones. Secret headers and variables "
+                          "are kept in the secret store, never in the config."), size=13,
                         color=ft.Colors.ON_SURFACE_VARIANT)]),
             self.notice.root,
             self.cards,
             ft.Row(spacing=8, controls=[
-                ft.FilledTonalButton("Add MCP server", icon=ft.Icons.ADD,
+                ft.FilledTonalButton(t("Add MCP server"), icon=ft.Icons.ADD,
                                      on_click=self._on_add),
-                ft.TextButton("Refresh", icon=ft.Icons.REFRESH, on_click=self._on_refresh,
-                              tooltip="Read the servers' state again")]),
+                ft.TextButton(t("Refresh"), icon=ft.Icons.REFRESH, on_click=self._on_refresh,
+                              tooltip=t("Read the servers' state again"))]),
         ])
         self.root = ft.Column(spacing=14, controls=[self.list_page])
 
@@ -262,7 +270,7 @@ class McpSection:
             listed = await self.plane.mcp_servers()
         except Exception as exc:  # noqa: BLE001 - said in the section, Settings still works
             _log.warning("could not load the MCP servers: %s", exc)
-            self.notice.show(False, f"Could not load the MCP servers: {exc}")
+            self.notice.show(False, t("Could not load the MCP servers: {error}", error=exc))
             return
         self.rows = list(listed.servers)
         self.schema = listed.schema
@@ -277,7 +285,9 @@ class McpSection:
             ok, words = card_status(row)
             color = ft.Colors.GREEN_700 if ok else ft.Colors.ERROR
             stored = len(row.secrets_set)
-            secrets = f" · {stored} secret{'s' if stored != 1 else ''} saved" if stored else ""
+            secrets = "" if not stored else " · " + (
+                t("{count} secret saved", count=stored) if stored == 1
+                else t("{count} secrets saved", count=stored))
             cards.append(ft.Container(
                 padding=ft.Padding.symmetric(horizontal=12, vertical=8), border_radius=10,
                 border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
@@ -296,14 +306,16 @@ class McpSection:
                                          ft.Text(words, size=12, color=color,
                                                  expand=True)]),
                     ]),
-                    ft.IconButton(ft.Icons.EDIT_OUTLINED, tooltip=f"Edit {row.name}",
+                    ft.IconButton(ft.Icons.EDIT_OUTLINED,
+                                  tooltip=t("Edit {name}", name=row.name),
                                   on_click=lambda e, n=row.name: self._on_edit(e, n)),
-                    ft.IconButton(ft.Icons.DELETE_OUTLINE, tooltip=f"Delete {row.name}",
+                    ft.IconButton(ft.Icons.DELETE_OUTLINE,
+                                  tooltip=t("Delete {name}", name=row.name),
                                   icon_color=ft.Colors.ERROR,
                                   on_click=lambda e, n=row.name: self.confirm_delete(n, e.page)),
                 ])))
         if not cards:
-            cards.append(ft.Text("No MCP server yet.", color=ft.Colors.ON_SURFACE_VARIANT))
+            cards.append(ft.Text(t("No MCP server yet."), color=ft.Colors.ON_SURFACE_VARIANT))
         self.cards.controls = cards
 
     def status_of(self, name: str) -> str:
@@ -337,9 +349,10 @@ class McpSection:
     # -- delete ------------------------------------------------------------------------------
 
     def confirm_delete(self, name: str, page: ft.Page | ft.BasePage | None) -> ft.AlertDialog:
-        return ask_first(page, title=f"Delete MCP server {name}?", action="Delete",
-                         body="It is stopped, its tools leave the assistant, and its stored "
-                         "secrets are deleted.", on_confirm=lambda e: self.delete(name))
+        return ask_first(page, title=t("Delete MCP server {name}?", name=name),
+                         action=t("Delete"),
+                         body=t("It is stopped, its tools leave the assistant, and its stored "
+                                "secrets are deleted."), on_confirm=lambda e: self.delete(name))
 
     async def delete(self, name: str) -> bool:
         try:
@@ -349,10 +362,10 @@ class McpSection:
             errors = [FieldError("", str(exc))]
         await self.load()
         if errors:
-            self.notice.show(False, f"{name} was not deleted: " + "; ".join(
-                e.message for e in errors))
+            self.notice.show(False, t("{name} was not deleted: {errors}", name=name,
+                                      errors="; ".join(e.message for e in errors)))
             return False
-        self.notice.show(True, f"MCP server {name} deleted.")
+        self.notice.show(True, t("MCP server {name} deleted.", name=name))
         return True
 
     # -- handlers ----------------------------------------------------------------------------

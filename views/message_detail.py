@@ -16,6 +16,7 @@ import flet as ft
 from pyclaw_app.control import ControlPlane, LogRow, MessageDetail, TrafficRow
 from views import style
 from views.conversation import conversation_route
+from views.i18n import t
 from views.text_direction import is_rtl
 
 __all__ = ["LEVEL_COLORS", "DetailPanel", "level_color"]
@@ -53,46 +54,48 @@ def _heading(text: str) -> ft.Control:
 def _record(row: TrafficRow, platform_id: str | None = None) -> list[ft.Control]:
     failed = row.status == "failed" or bool(row.error)
     out = [
-        _pair("Journal id", str(row.id)),
-        _pair("Time", _when(row.ts)),
-        _pair("Direction", "received" if row.direction == "in" else "sent"),
-        _pair("Channel", row.channel),
-        _pair("Chat", row.chat + (f" · thread {row.thread}" if row.thread else "")),
-        _pair("Sender", row.sender),
-        _pair("Status", row.status, color=ft.Colors.ERROR if failed else None),
+        _pair(t("Journal id"), str(row.id)),
+        _pair(t("Time"), _when(row.ts)),
+        _pair(t("Direction"), t("received") if row.direction == "in" else t("sent")),
+        _pair(t("Channel"), row.channel),
+        _pair(t("Chat"), row.chat + (t(" · thread {thread}", thread=row.thread)
+                                     if row.thread else "")),
+        _pair(t("Sender"), row.sender),
+        _pair(t("Status"), row.status, color=ft.Colors.ERROR if failed else None),
     ]
     if platform_id:
-        out.append(_pair("Platform id", platform_id))
+        out.append(_pair(t("Platform id"), platform_id))
     if row.latency_ms is not None:
-        out.append(_pair("Latency", style.latency(row.latency_ms)))
+        out.append(_pair(t("Latency"), style.latency(row.latency_ms)))
     if row.error:
-        out.append(_pair("Error", row.error, color=ft.Colors.ERROR))
+        out.append(_pair(t("Error"), row.error, color=ft.Colors.ERROR))
     out.append(ft.Container(
         padding=10, border_radius=8, bgcolor=ft.Colors.SURFACE_CONTAINER_HIGHEST,
-        content=ft.Text(row.text or "(no text)", selectable=True, rtl=is_rtl(row.text))))
+        content=ft.Text(row.text or t("(no text)"), selectable=True, rtl=is_rtl(row.text))))
     return out
 
 
 def _calls_table(calls: tuple[dict[str, Any], ...]) -> ft.Control:
     if not calls:
-        return ft.Text("No LLM calls recorded for this message.", size=12,
+        return ft.Text(t("No LLM calls recorded for this message."), size=12,
                        color=ft.Colors.ON_SURFACE_VARIANT)
     rows = []
     for call in calls:
         error = str(call.get("error") or "")
-        tokens = f"{call.get('input_tokens', 0)} in / {call.get('output_tokens', 0)} out"
+        tokens = t("{input} in / {output} out", input=call.get("input_tokens", 0),
+                   output=call.get("output_tokens", 0))
         rows.append(ft.DataRow(cells=[
             ft.DataCell(ft.Text(str(call.get("provider", "")))),
             ft.DataCell(ft.Text(str(call.get("model", "")))),
             ft.DataCell(ft.Text(tokens)),
             ft.DataCell(ft.Text(style.latency(call.get("latency_ms")))),
-            ft.DataCell(ft.Text(error or "ok", color=ft.Colors.ERROR if error else
+            ft.DataCell(ft.Text(error or t("ok"), color=ft.Colors.ERROR if error else
                                 ft.Colors.GREEN_700, max_lines=3)),
         ]))
     return ft.Row(scroll=ft.ScrollMode.AUTO, controls=[ft.DataTable(
         column_spacing=16, heading_row_height=32, data_row_min_height=32,
-        columns=[ft.DataColumn(ft.Text(t)) for t in
-                 ("Provider", "Model", "Tokens", "Latency", "Result")],
+        columns=[ft.DataColumn(ft.Text(name)) for name in
+                 (t("Provider"), t("Model"), t("Tokens"), t("Latency"), t("Result"))],
         rows=rows)])
 
 
@@ -103,13 +106,13 @@ class DetailPanel:
         self.plane = plane
         self.detail: MessageDetail | None = None
         self.body = ft.Column(spacing=8, scroll=ft.ScrollMode.AUTO, expand=True)
-        self.retry_button = ft.FilledButton("Retry", icon=ft.Icons.REPLAY, visible=False,
+        self.retry_button = ft.FilledButton(t("Retry"), icon=ft.Icons.REPLAY, visible=False,
                                             on_click=self._on_retry,
-                                            tooltip="Answer this message again")
+                                            tooltip=t("Answer this message again"))
         self.retry_result = ft.Text(visible=False, size=13)
         self.conversation_button = ft.OutlinedButton(
-            "Open conversation", icon=ft.Icons.FORUM_OUTLINED, visible=False,
-            on_click=self._on_conversation, tooltip="Read this message's chat as a chat")
+            t("Open conversation"), icon=ft.Icons.FORUM_OUTLINED, visible=False,
+            on_click=self._on_conversation, tooltip=t("Read this message's chat as a chat"))
         self.root = ft.Container(
             width=440,
             visible=False,
@@ -118,9 +121,9 @@ class DetailPanel:
             border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
             bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
             content=ft.Column(expand=True, spacing=10, controls=[
-                ft.Row([ft.Text("Details", theme_style=ft.TextThemeStyle.TITLE_MEDIUM,
+                ft.Row([ft.Text(t("Details"), theme_style=ft.TextThemeStyle.TITLE_MEDIUM,
                                 weight=ft.FontWeight.W_600, expand=True),
-                        ft.IconButton(ft.Icons.CLOSE, tooltip="Close details",
+                        ft.IconButton(ft.Icons.CLOSE, tooltip=t("Close details"),
                                       on_click=lambda e: self.close())]),
                 self.body,
                 ft.Row([self.retry_button, self.conversation_button, self.retry_result],
@@ -134,10 +137,10 @@ class DetailPanel:
 
     def show_log(self, row: LogRow, detail: MessageDetail | None) -> None:
         controls: list[ft.Control] = [
-            _heading("Log line"),
-            _pair("Time", _when(row.ts)),
-            _pair("Channel", row.channel),
-            _pair("Level", row.level, color=level_color(row.level)),
+            _heading(t("Log line")),
+            _pair(t("Time"), _when(row.ts)),
+            _pair(t("Channel"), row.channel),
+            _pair(t("Level"), row.level, color=level_color(row.level)),
             ft.Container(padding=10, border_radius=8,
                          bgcolor=ft.Colors.SURFACE_CONTAINER_HIGHEST,
                          content=ft.Text(row.message, selectable=True,
@@ -150,7 +153,7 @@ class DetailPanel:
 
     def show_message(self, detail: MessageDetail | None, message_id: int) -> None:
         if detail is None:
-            self._fill([ft.Text(f"Message {message_id} is not in the journal.",
+            self._fill([ft.Text(t("Message {id} is not in the journal.", id=message_id),
                                 color=ft.Colors.ON_SURFACE_VARIANT)], None)
         else:
             self._fill([], detail)
@@ -160,11 +163,11 @@ class DetailPanel:
         if detail is not None:
             if controls:
                 controls.append(ft.Divider(height=1))
-            controls += [_heading("Message"), *_record(detail.message, detail.platform_id),
-                         ft.Divider(height=1), _heading("LLM calls"),
+            controls += [_heading(t("Message")), *_record(detail.message, detail.platform_id),
+                         ft.Divider(height=1), _heading(t("LLM calls")),
                          _calls_table(detail.llm_calls)]
             if detail.reply is not None:
-                controls += [ft.Divider(height=1), _heading("Reply"), *_record(detail.reply)]
+                controls += [ft.Divider(height=1), _heading(t("Reply")), *_record(detail.reply)]
         self.body.controls = controls
         self.retry_button.visible = detail is not None and self.failed
         self.conversation_button.visible = detail is not None
@@ -185,11 +188,12 @@ class DetailPanel:
         message_id = self.detail.message.id
         try:
             ok = await self.plane.retry_message(message_id)
-            text = (f"Message {message_id} queued again; the reply shows up in Messages."
-                    if ok else f"Message {message_id} cannot be retried now.")
+            text = (t("Message {id} queued again; the reply shows up in Messages.",
+                      id=message_id)
+                    if ok else t("Message {id} cannot be retried now.", id=message_id))
         except Exception as exc:  # noqa: BLE001 - shown beside the button
             _log.warning("retry of %s failed: %s", message_id, exc)
-            ok, text = False, f"Retry failed: {exc}"
+            ok, text = False, t("Retry failed: {error}", error=exc)
         self.retry_result.value = text
         self.retry_result.color = ft.Colors.GREEN_700 if ok else ft.Colors.ERROR
         self.retry_result.visible = True

@@ -16,6 +16,7 @@ import flet as ft
 from pyclaw_app.control import ControlPlane, PersonDetail, PersonRow, TrafficRow
 from views.conversation import conversation_route
 from views.forms import labelled
+from views.i18n import t
 
 __all__ = ["ANYONE", "PersonPicker", "describe_person"]
 
@@ -30,13 +31,25 @@ def describe_person(detail: PersonDetail) -> str:
     person = detail.person
     accounts = ", ".join(f"{a.channel} {a.sender_id}" for a in person.accounts)
     shown = detail.conversations[:MAX_LISTED_CONVERSATIONS]
-    talks = ", ".join(f"{c.channel} {'group ' if c.is_group else ''}{c.chat}"
-                      + (f" thread {c.thread}" if c.thread else "") + f" ({c.messages})"
+    talks = ", ".join(_conversation(c.channel, c.chat, c.thread, c.is_group, c.messages)
                       for c in shown)
     more = len(detail.conversations) - len(shown)
     count = len(detail.conversations)
-    return (f"{person.name}: {accounts} · {count} conversation{'s' if count != 1 else ''}"
-            + (f": {talks}" if talks else "") + (f" and {more} more" if more > 0 else ""))
+    line = (t("{name}: {accounts} · 1 conversation", name=person.name, accounts=accounts)
+            if count == 1 else t("{name}: {accounts} · {count} conversations",
+                                 name=person.name, accounts=accounts, count=count))
+    return (line + (f": {talks}" if talks else "")
+            + (t(" and {more} more", more=more) if more > 0 else ""))
+
+
+def _conversation(channel: str, chat: str, thread: str | None, is_group: bool,
+                  messages: int) -> str:
+    """"telegram group 1001 thread 7 (5)": one of a person's conversations."""
+    where = t("{channel} group {chat}", channel=channel, chat=chat) if is_group else (
+        f"{channel} {chat}")
+    if thread:
+        where = t("{where} thread {thread}", where=where, thread=thread)
+    return f"{where} ({messages})"
 
 
 class PersonPicker:
@@ -47,17 +60,17 @@ class PersonPicker:
         self.people: list[PersonRow] = []
         self.selected: int | None = None
         self.detail: PersonDetail | None = None
-        self.dropdown = ft.Dropdown(label="Person", value=ANYONE, width=220,
+        self.dropdown = ft.Dropdown(label=t("Person"), value=ANYONE, width=220,
                                     on_select=self._on_select,
-                                    options=[ft.DropdownOption(key=ANYONE, text="Anyone")])
+                                    options=[ft.DropdownOption(key=ANYONE, text=t("Anyone"))])
         self.summary = ft.Text(size=12, color=ft.Colors.ON_SURFACE_VARIANT, selectable=True,
                                visible=False)
-        self.open_button = ft.TextButton("Open conversation", icon=ft.Icons.FORUM_OUTLINED,
+        self.open_button = ft.TextButton(t("Open conversation"), icon=ft.Icons.FORUM_OUTLINED,
                                          visible=False, on_click=self._on_open,
-                                         tooltip="Read this person's direct chats as one chat")
+                                         tooltip=t("Read this person's direct chats as one chat"))
         self.root = ft.Container(visible=False, content=ft.Column(
             spacing=2, tight=True, controls=[
-                ft.Row([labelled(self.dropdown, "Person"), self.open_button], spacing=8,
+                ft.Row([labelled(self.dropdown, t("Person")), self.open_button], spacing=8,
                        tight=True, vertical_alignment=ft.CrossAxisAlignment.CENTER),
                 self.summary]))
 
@@ -71,7 +84,7 @@ class PersonPicker:
         if self.selected is not None and all(p.id != self.selected for p in self.people):
             self.selected, self.detail = None, None
         self.dropdown.options = [
-            ft.DropdownOption(key=ANYONE, text="Anyone"),
+            ft.DropdownOption(key=ANYONE, text=t("Anyone")),
             *(ft.DropdownOption(key=str(p.id), text=p.name) for p in self.people)]
         self.dropdown.value = str(self.selected) if self.selected is not None else ANYONE
         self.root.visible = bool(self.people)

@@ -17,13 +17,12 @@ import flet as ft
 from pyclaw_app.control import ControlPlane, FieldError, ProfileRow
 from views.confirm import ask_first
 from views.forms import LIST, SchemaForm
+from views.i18n import t
 from views.status_line import StatusLine
 
 __all__ = ["ProfileEditor", "ProfilesSection", "card_lines"]
 
 _log = logging.getLogger(__name__)
-
-READ_ONLY_NOTE = "This token may only watch: profiles are changed with the admin token."
 
 Refresh = Callable[[], None]
 
@@ -34,16 +33,17 @@ def _nothing() -> None:
 
 def card_lines(row: ProfileRow) -> list[str]:
     """What a profile's card says under its name."""
-    used = ", ".join(row.used_on) if row.used_on else "nowhere yet (add channels or chats)"
-    lines = [f"Used on {used}", f"Answers with {row.answers_with}"]
+    used = ", ".join(row.used_on) if row.used_on else t("nowhere yet (add channels or chats)")
+    lines = [t("Used on {places}", places=used), t("Answers with {model}", model=row.answers_with)]
     values = row.values
-    extras = [f"in {values['language']}" if values.get("language") else "",
-              f"temperature {values['temperature']:g}"
+    extras = [t("in {language}", language=values["language"]) if values.get("language") else "",
+              t("temperature {value}", value=f"{values['temperature']:g}")
               if isinstance(values.get("temperature"), int | float) else "",
-              "own system prompt" if values.get("system_prompt") else "",
-              ("no built-in tools" if values.get("tools") == []
-               else f"tools: {', '.join(values['tools'])}" if values.get("tools") else ""),
-              ("no MCP tools" if values.get("mcp") == []
+              t("own system prompt") if values.get("system_prompt") else "",
+              (t("no built-in tools") if values.get("tools") == []
+               else t("tools: {names}", names=", ".join(values["tools"]))
+               if values.get("tools") else ""),
+              (t("no MCP tools") if values.get("mcp") == []
                else f"MCP: {', '.join(values['mcp'])}" if values.get("mcp") else "")]
     if any(extras):
         lines.append(" · ".join(e for e in extras if e))
@@ -67,20 +67,20 @@ class ProfileEditor:
                 field.input.max_lines = 12
             self.form.widen("system_prompt")
         self.form_error = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
-        self.save_button = ft.FilledButton("Save profile", icon=ft.Icons.SAVE_OUTLINED,
+        self.save_button = ft.FilledButton(t("Save profile"), icon=ft.Icons.SAVE_OUTLINED,
                                            on_click=self._on_save)
-        title = f"Edit profile {row.name}" if row is not None else "Add a profile"
+        title = t("Edit profile {name}", name=row.name) if row is not None else t("Add a profile")
         self.root = ft.Column(spacing=14, controls=[
-            ft.Row([ft.IconButton(ft.Icons.ARROW_BACK, tooltip="Back to the profiles",
+            ft.Row([ft.IconButton(ft.Icons.ARROW_BACK, tooltip=t("Back to the profiles"),
                                   on_click=self._on_cancel),
                     ft.Text(title, theme_style=ft.TextThemeStyle.TITLE_MEDIUM,
                             weight=ft.FontWeight.W_600)], spacing=8),
-            ft.Text("What these channels or chats get instead of the assistant's settings; "
-                    "blank fields are the assistant's.", color=ft.Colors.ON_SURFACE_VARIANT),
+            ft.Text(t("What these channels or chats get instead of the assistant's settings; "
+                      "blank fields are the assistant's."), color=ft.Colors.ON_SURFACE_VARIANT),
             self.form.root,
             self.form_error,
             ft.Row(spacing=12, controls=[
-                self.save_button, ft.TextButton("Cancel", on_click=self._on_cancel)]),
+                self.save_button, ft.TextButton(t("Cancel"), on_click=self._on_cancel)]),
         ])
 
     def values(self) -> dict[str, Any]:
@@ -105,14 +105,14 @@ class ProfileEditor:
             errors = await self.section.plane.save_profile(values, self.original_name)
         except Exception as exc:  # noqa: BLE001 - shown on the form, nothing is lost
             _log.warning("save_profile failed: %s", exc)
-            errors = [FieldError("", f"could not save: {exc}")]
+            errors = [FieldError("", t("could not save: {error}", error=exc))]
         finally:
             self.save_button.disabled = False
         self.show_errors(errors)
         if errors:
             return False
-        await self.section.close_editor(f"Profile {values.get('name', '')} saved: used from "
-                                        "the next message.")
+        await self.section.close_editor(t("Profile {name} saved: used from the next message.",
+                                          name=values.get("name", "")))
         return True
 
     async def _on_save(self, e: ft.Event[ft.Control]) -> None:
@@ -135,19 +135,21 @@ class ProfilesSection:
         self.editor: ProfileEditor | None = None
         self.notice = StatusLine(wrap=True)
         self.cards = ft.Column(spacing=8)
-        self.add_button = ft.FilledTonalButton("Add profile", icon=ft.Icons.ADD,
+        self.add_button = ft.FilledTonalButton(t("Add profile"), icon=ft.Icons.ADD,
                                                on_click=self._on_add, visible=not self.read_only)
         self.list_page = ft.Column(spacing=14, controls=[
             ft.Column(spacing=2, controls=[
-                ft.Text("Profiles", theme_style=ft.TextThemeStyle.TITLE_MEDIUM,
+                ft.Text(t("Profiles"), theme_style=ft.TextThemeStyle.TITLE_MEDIUM,
                         weight=ft.FontWeight.W_600),
-                ft.Text("Other settings for some channels or chats: system prompt, language, "
-                        "model and fallbacks, temperature, tools. A chat's own profile wins "
-                        "over its channel's; everything else uses the assistant's settings.",
+                ft.Text(t("Other settings for some channels or chats: system prompt, "
+                          "language, model and fallbacks, temperature, tools. A chat's own "
+                          "profile wins over its channel's; everything else uses the "
+                          "assistant's settings."),
                         size=13, color=ft.Colors.ON_SURFACE_VARIANT)]),
             self.notice.root,
             self.cards,
-            ft.Text(READ_ONLY_NOTE, size=12, visible=self.read_only,
+            ft.Text(t("This token may only watch: profiles are changed with the admin "
+                      "token."), size=12, visible=self.read_only,
                     color=ft.Colors.ON_SURFACE_VARIANT),
             ft.Row(spacing=8, controls=[self.add_button]),
         ])
@@ -158,7 +160,7 @@ class ProfilesSection:
             listed = await self.plane.profiles()
         except Exception as exc:  # noqa: BLE001 - said in the section, Settings still works
             _log.warning("could not load the profiles: %s", exc)
-            self.notice.show(False, f"Could not load the profiles: {exc}")
+            self.notice.show(False, t("Could not load the profiles: {error}", error=exc))
             return
         self.rows = list(listed.profiles)
         self.schema = listed.schema
@@ -180,9 +182,11 @@ class ProfilesSection:
                                                  expand=True)])
                         for problem in row.problems]
             buttons: list[ft.Control] = [] if self.read_only else [
-                ft.IconButton(ft.Icons.EDIT_OUTLINED, tooltip=f"Edit profile {row.name}",
+                ft.IconButton(ft.Icons.EDIT_OUTLINED,
+                              tooltip=t("Edit profile {name}", name=row.name),
                               on_click=lambda e, n=row.name: self._on_edit(e, n)),
-                ft.IconButton(ft.Icons.DELETE_OUTLINE, tooltip=f"Delete profile {row.name}",
+                ft.IconButton(ft.Icons.DELETE_OUTLINE,
+                              tooltip=t("Delete profile {name}", name=row.name),
                               icon_color=ft.Colors.ERROR,
                               on_click=lambda e, n=row.name: self.confirm_delete(n, e.page))]
             cards.append(ft.Container(
@@ -193,8 +197,8 @@ class ProfilesSection:
                     ft.Column(expand=True, spacing=2, controls=details),
                     *buttons])))
         if not cards:
-            cards.append(ft.Text("No profile yet: every channel uses the assistant's "
-                                 "settings.", color=ft.Colors.ON_SURFACE_VARIANT))
+            cards.append(ft.Text(t("No profile yet: every channel uses the assistant's "
+                                   "settings."), color=ft.Colors.ON_SURFACE_VARIANT))
         self.cards.controls = cards
 
     # -- editor ------------------------------------------------------------------------------
@@ -215,9 +219,9 @@ class ProfilesSection:
     # -- delete ------------------------------------------------------------------------------
 
     def confirm_delete(self, name: str, page: ft.Page | ft.BasePage | None) -> ft.AlertDialog:
-        return ask_first(page, title=f"Delete profile {name}?", action="Delete",
-                         body="Its channels and chats go back to the assistant's settings "
-                         "from the next message.", on_confirm=lambda e: self.delete(name))
+        return ask_first(page, title=t("Delete profile {name}?", name=name), action=t("Delete"),
+                         body=t("Its channels and chats go back to the assistant's settings "
+                                "from the next message."), on_confirm=lambda e: self.delete(name))
 
     async def delete(self, name: str) -> bool:
         try:
@@ -227,10 +231,10 @@ class ProfilesSection:
             errors = [FieldError("", str(exc))]
         await self.load()
         if errors:
-            self.notice.show(False, f"{name} was not deleted: " + "; ".join(
-                e.message for e in errors))
+            self.notice.show(False, t("{name} was not deleted: {errors}", name=name,
+                                      errors="; ".join(e.message for e in errors)))
             return False
-        self.notice.show(True, f"Profile {name} deleted.")
+        self.notice.show(True, t("Profile {name} deleted.", name=name))
         return True
 
     # -- handlers ----------------------------------------------------------------------------

@@ -25,31 +25,42 @@ import flet as ft
 from pyclaw_app.control import ControlPlane, ScheduleRow, TrafficRow
 from pyclaw_app.model import Event
 from views.confirm import ask_first
+from views.i18n import t
 from views.state import Clock
 
 __all__ = [
-    "ACTIONS",
-    "MISSED",
-    "REPEATS",
     "JobCard",
     "ScheduleForm",
     "SchedulesView",
+    "action_choices",
     "local_time",
     "machine_zone",
+    "missed_choices",
     "next_run_text",
     "recent_chats",
     "relative",
+    "repeat_choices",
 ]
 
 _log = logging.getLogger(__name__)
 
 RELOAD_INTERVAL = 30.0
 RECENT_CHATS = 6
-ACTIONS = {"text": "Send this message", "task": "Have the assistant do this (a task)"}
-REPEATS = {"once": "Once, at a date and time", "cron": "Repeatedly (cron expression)"}
-MISSED = {"run_once": "Send it once when the gateway is back", "skip": "Skip it"}
-READ_ONLY_NOTE = ("Read-only token: the jobs are listed, but adding, pausing and deleting "
-                  "them needs the admin token (`pyclaw monitor-token --admin`).")
+
+
+def action_choices() -> dict[str, str]:
+    """What a job does, by its stored kind (built per form: the words follow the language)."""
+    return {"text": t("Send this message"), "task": t("Have the assistant do this (a task)")}
+
+
+def repeat_choices() -> dict[str, str]:
+    return {"once": t("Once, at a date and time"), "cron": t("Repeatedly (cron expression)")}
+
+
+def missed_choices() -> dict[str, str]:
+    return {"run_once": t("Send it once when the gateway is back"), "skip": t("Skip it")}
+
+
 _FIELD_OF = {"in_minutes": "at"}
 """ScheduleError fields shown on another field's control (one with none: under the form)."""
 
@@ -95,24 +106,25 @@ def relative(ts: float, now: float) -> str:
     """``in 5 min``, ``in 3 h``, ``in 2 days``; ``due now`` once it is not in the future."""
     seconds = int(ts - now)
     if seconds <= 0:
-        return "due now"
+        return t("due now")
     if seconds < 3600:
-        return f"in {max(1, seconds // 60)} min"
+        return t("in {minutes} min", minutes=max(1, seconds // 60))
     if seconds < 86400:
-        return f"in {seconds // 3600} h"
+        return t("in {hours} h", hours=seconds // 3600)
     days = seconds // 86400
-    return f"in {days} day" + ("" if days == 1 else "s")
+    return t("in 1 day") if days == 1 else t("in {days} days", days=days)
 
 
 def next_run_text(row: ScheduleRow, now: float) -> str:
     """What comes next for a job, in the panel's local time."""
     if not row.enabled:
-        return "Paused: it runs again only when resumed"
+        return t("Paused: it runs again only when resumed")
     if row.next_run is None:
         if row.last_run is not None:
-            return f"Done: ran {local_time(row.last_run)}"
-        return "No further runs"
-    return f"Next run {local_time(row.next_run)} ({relative(row.next_run, now)})"
+            return t("Done: ran {when}", when=local_time(row.last_run))
+        return t("No further runs")
+    return t("Next run {when} ({relative})", when=local_time(row.next_run),
+             relative=relative(row.next_run, now))
 
 
 def recent_chats(rows: Sequence[TrafficRow], limit: int = RECENT_CHATS
@@ -149,37 +161,39 @@ class ScheduleForm:
         self._on_saved = on_saved
         self._on_cancel = on_cancel
         self._preview_seq = 0
-        self.channel = ft.Dropdown(label="Channel", width=260, options=[],
+        self.channel = ft.Dropdown(label=t("Channel"), width=260, options=[],
                                    on_select=self._channel_changed)
-        self.chat = ft.TextField(label="Chat id", width=260,
-                                 helper="The chat's id as Logs shows it")
-        self.recent_label = ft.Text("Recent chats:", size=12,
+        self.chat = ft.TextField(label=t("Chat id"), width=260,
+                                 helper=t("The chat's id as Logs shows it"))
+        self.recent_label = ft.Text(t("Recent chats:"), size=12,
                                     color=ft.Colors.ON_SURFACE_VARIANT)
         self.recent = ft.Row(wrap=True, spacing=4, run_spacing=4, visible=False,
                              controls=[self.recent_label])
-        self.action = ft.Dropdown(label="What it does", width=340, value="text",
-                                  options=_options(ACTIONS), on_select=self._action_changed)
-        self.text = ft.TextField(label="Message", width=620, multiline=True, min_lines=2,
+        self.action = ft.Dropdown(label=t("What it does"), width=340, value="text",
+                                  options=_options(action_choices()),
+                                  on_select=self._action_changed)
+        self.text = ft.TextField(label=t("Message"), width=620, multiline=True, min_lines=2,
                                  max_lines=6,
-                                 helper="Sent as written")
-        self.repeats = ft.Dropdown(label="When", width=300, value="cron",
-                                   options=_options(REPEATS), on_select=self._repeats_changed)
+                                 helper=t("Sent as written"))
+        self.repeats = ft.Dropdown(label=t("When"), width=300, value="cron",
+                                   options=_options(repeat_choices()),
+                                   on_select=self._repeats_changed)
         # examples go in the helper, not a hint: a hint joins the label a screen reader hears
-        self.at = ft.TextField(label="Date and time", width=300,
-                               helper="YYYY-MM-DD HH:MM, e.g. 2026-12-07 09:00",
+        self.at = ft.TextField(label=t("Date and time"), width=300,
+                               helper=t("YYYY-MM-DD HH:MM, e.g. 2026-12-07 09:00"),
                                on_change=self._timing_changed)
-        self.cron = ft.TextField(label="Cron expression", width=300,
-                                 helper="min hour day month weekday: 0 9 * * MON",
+        self.cron = ft.TextField(label=t("Cron expression"), width=300,
+                                 helper=t("min hour day month weekday: 0 9 * * MON"),
                                  on_change=self._timing_changed)
-        self.timezone = ft.TextField(label="Time zone", width=220, value=zone,
-                                     helper="IANA name, e.g. UTC",
+        self.timezone = ft.TextField(label=t("Time zone"), width=220, value=zone,
+                                     helper=t("IANA name, e.g. UTC"),
                                      on_change=self._timing_changed)
-        self.missed = ft.Dropdown(label="If a run is missed", width=400, value="run_once",
-                                  options=_options(MISSED),
-                                  helper_text="The gateway was down or the machine asleep")
+        self.missed = ft.Dropdown(label=t("If a run is missed"), width=400, value="run_once",
+                                  options=_options(missed_choices()),
+                                  helper_text=t("The gateway was down or the machine asleep"))
         self.preview = ft.Text(size=13, visible=False)
         self.error = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
-        self.save_button = ft.FilledButton("Save schedule", icon=ft.Icons.SAVE_OUTLINED,
+        self.save_button = ft.FilledButton(t("Save schedule"), icon=ft.Icons.SAVE_OUTLINED,
                                            on_click=self._save_clicked)
         self.fields: dict[str, ft.TextField | ft.Dropdown] = {
             "channel": self.channel, "chat": self.chat, "action": self.action,
@@ -188,7 +202,7 @@ class ScheduleForm:
         self.root = ft.Container(
             padding=16, border_radius=12, border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
             content=ft.Column(spacing=14, controls=[
-                ft.Text("Add a schedule", theme_style=ft.TextThemeStyle.TITLE_MEDIUM,
+                ft.Text(t("Add a schedule"), theme_style=ft.TextThemeStyle.TITLE_MEDIUM,
                         weight=ft.FontWeight.W_600),
                 ft.Row(wrap=True, spacing=12, run_spacing=12,
                        vertical_alignment=ft.CrossAxisAlignment.START,
@@ -204,7 +218,7 @@ class ScheduleForm:
                 self.error,
                 ft.Row(spacing=8, controls=[
                     self.save_button,
-                    ft.TextButton("Cancel", on_click=self._cancel_clicked)]),
+                    ft.TextButton(t("Cancel"), on_click=self._cancel_clicked)]),
             ]))
         self.show_repeats()
 
@@ -226,7 +240,8 @@ class ScheduleForm:
             except Exception as exc:  # noqa: BLE001 - the chat id can still be typed
                 _log.warning("could not list recent chats of %s: %s", channel, exc)
         self.recent.controls = [self.recent_label, *(
-            ft.TextButton(f"{chat} ({who})" if who else chat, tooltip=f"Use chat {chat}",
+            ft.TextButton(f"{chat} ({who})" if who else chat,
+                          tooltip=t("Use chat {chat}", chat=chat),
                           on_click=lambda e, c=chat: self.use_chat(c, e.page))
             for chat, who in chats)]
         self.recent.visible = bool(chats)
@@ -244,9 +259,9 @@ class ScheduleForm:
 
     def show_action(self) -> None:
         task = self.action.value == "task"
-        self.text.label = "Task" if task else "Message"
-        self.text.helper = ("The assistant answers it when it fires; its answer is sent"
-                            if task else "Sent as written")
+        self.text.label = t("Task") if task else t("Message")
+        self.text.helper = (t("The assistant answers it when it fires; its answer is sent")
+                            if task else t("Sent as written"))
 
     def timing(self) -> dict[str, str | None]:
         """The timing as create_schedule and explain_schedule take it."""
@@ -306,7 +321,8 @@ class ScheduleForm:
             words, failed = str(exc), True
         if seq != self._preview_seq:
             return
-        self.preview.value = ("Not yet valid: " + words) if failed else "Runs " + words
+        self.preview.value = (t("Not yet valid: {words}", words=words) if failed
+                              else t("Runs {words}", words=words))
         self.preview.color = ft.Colors.ERROR if failed else ft.Colors.PRIMARY
         self.preview.visible = True
 
@@ -371,22 +387,25 @@ class JobCard:
         self.timing = ft.Text(row.timing, weight=ft.FontWeight.W_600, size=15)
         self.state = ft.Text(size=12, weight=ft.FontWeight.W_500)
         self.next = ft.Text(size=13)
-        where = f"{row.channel} · chat {row.chat}" + (f" · thread {row.thread}"
-                                                     if row.thread else "")
-        who = "you" if row.created_by == "owner" else row.created_by
-        self.where = ft.Text(f"{where} · made by {who}", size=12,
+        where = t("{channel} · chat {chat}", channel=row.channel, chat=row.chat) + (
+            t(" · thread {thread}", thread=row.thread) if row.thread else "")
+        who = t("you") if row.created_by == "owner" else row.created_by
+        self.where = ft.Text(t("{where} · made by {who}", where=where, who=who), size=12,
                              color=ft.Colors.ON_SURFACE_VARIANT)
-        self.body = ft.Text(("Task: " if row.action == "task" else "Message: ") + row.body,
+        self.body = ft.Text(t("Task: {body}", body=row.body) if row.action == "task"
+                            else t("Message: {body}", body=row.body),
                             max_lines=3, overflow=ft.TextOverflow.ELLIPSIS)
-        self.missed = ft.Text("Missed runs: " + ("skipped" if row.missed == "skip"
-                                                 else "sent once when back"),
+        self.missed = ft.Text(t("Missed runs: skipped") if row.missed == "skip"
+                              else t("Missed runs: sent once when back"),
                               size=12, color=ft.Colors.ON_SURFACE_VARIANT)
-        self.pause = ft.IconButton(ft.Icons.PAUSE_CIRCLE_OUTLINE, tooltip=f"Pause job {row.id}",
+        self.pause = ft.IconButton(ft.Icons.PAUSE_CIRCLE_OUTLINE,
+                                   tooltip=t("Pause job {id}", id=row.id),
                                    on_click=view.handler(view.set_enabled, row.id, False))
         self.resume = ft.IconButton(ft.Icons.PLAY_CIRCLE_OUTLINE,
-                                    tooltip=f"Resume job {row.id}",
+                                    tooltip=t("Resume job {id}", id=row.id),
                                     on_click=view.handler(view.set_enabled, row.id, True))
-        self.delete = ft.IconButton(ft.Icons.DELETE_OUTLINE, tooltip=f"Delete job {row.id}",
+        self.delete = ft.IconButton(ft.Icons.DELETE_OUTLINE,
+                                    tooltip=t("Delete job {id}", id=row.id),
                                     icon_color=ft.Colors.ERROR,
                                     on_click=lambda e: view.confirm_delete(self.row, e.page))
         self.actions = ft.Row(spacing=0, visible=not view.read_only,
@@ -406,7 +425,8 @@ class JobCard:
     def show(self, row: ScheduleRow, now: float) -> None:
         self.row = row
         active = row.enabled and row.next_run is not None
-        self.state.value = ("paused" if not row.enabled else "active" if active else "done")
+        self.state.value = (t("paused") if not row.enabled else t("active") if active
+                            else t("done"))
         self.state.color = (ft.Colors.GREEN_700 if active else ft.Colors.ON_SURFACE_VARIANT)
         self.icon.color = ft.Colors.PRIMARY if active else ft.Colors.ON_SURFACE_VARIANT
         self.next.value = next_run_text(row, now)
@@ -432,19 +452,22 @@ class SchedulesView:
         self.form = ScheduleForm(plane, zone=zone or machine_zone(), on_saved=self._saved,
                                  on_cancel=self.close_form)
         self.form.root.visible = False
-        self.add_button = ft.FilledButton("Add schedule", icon=ft.Icons.ADD_ALARM,
+        self.add_button = ft.FilledButton(t("Add schedule"), icon=ft.Icons.ADD_ALARM,
                                           visible=not self.read_only,
                                           on_click=self._add_clicked)
-        self.refresh_button = ft.IconButton(ft.Icons.REFRESH, tooltip="Reload schedules",
+        self.refresh_button = ft.IconButton(ft.Icons.REFRESH, tooltip=t("Reload schedules"),
                                             on_click=self._refresh_clicked)
-        self.read_only_note = ft.Text(READ_ONLY_NOTE, size=12, visible=self.read_only,
+        self.read_only_note = ft.Text(t("Read-only token: the jobs are listed, but adding, "
+                                        "pausing and deleting them needs the admin token "
+                                        "(`pyclaw monitor-token --admin`)."),
+                                      size=12, visible=self.read_only,
                                       color=ft.Colors.ON_SURFACE_VARIANT)
         self.notice = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
         self.list = ft.Column(spacing=10)
         self.empty = ft.Container(
             padding=24, border_radius=12, border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
-            content=ft.Text("No scheduled jobs. Add one here, or ask the assistant in a chat "
-                            "(\"remind me every Monday at 9\").",
+            content=ft.Text(t("No scheduled jobs. Add one here, or ask the assistant in a "
+                              "chat (\"remind me every Monday at 9\")."),
                             color=ft.Colors.ON_SURFACE_VARIANT))
         self._root = ft.Column(
             expand=True, spacing=14, scroll=ft.ScrollMode.AUTO,
@@ -452,7 +475,7 @@ class SchedulesView:
                 ft.Row(wrap=True, spacing=16, run_spacing=8,
                        alignment=ft.MainAxisAlignment.SPACE_BETWEEN,
                        vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
-                           ft.Text("Schedules", theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
+                           ft.Text(t("Schedules"), theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
                            ft.Row(spacing=8, tight=True,
                                   controls=[self.add_button, self.refresh_button])]),
                 self.read_only_note,
@@ -485,7 +508,7 @@ class SchedulesView:
             rows = await self.plane.schedules()
         except Exception as exc:  # noqa: BLE001 - said on the view; the old list stays
             _log.warning("could not load schedules: %s", exc)
-            self.say(f"Could not load the schedules: {exc}")
+            self.say(t("Could not load the schedules: {error}", error=exc))
             return
         self.notice.visible = False
         self._shown = self._root.visible is not False
@@ -523,7 +546,7 @@ class SchedulesView:
                 return
             except Exception as exc:  # noqa: BLE001 - shown, tried again on the next tick
                 _log.warning("could not reload schedules: %s", exc)
-                self.say(f"Could not load the schedules: {exc}")
+                self.say(t("Could not load the schedules: {error}", error=exc))
                 return
             self.notice.visible = False
             self.now = now
@@ -554,25 +577,26 @@ class SchedulesView:
             await action(*args)
         except Exception as exc:  # noqa: BLE001 - every failure is shown where it happened
             _log.warning("schedule action failed: %s", exc)
-            self.say(f"That did not work: {exc}")
+            self.say(t("That did not work: {error}", error=exc))
             return False
         await self.reload()
         return True
 
     async def set_enabled(self, job_id: int, enabled: bool) -> None:
         if await self.plane.set_schedule_enabled(job_id, enabled) is None:
-            raise ValueError(f"job {job_id} is gone (deleted elsewhere?)")
+            raise ValueError(t("job {id} is gone (deleted elsewhere?)", id=job_id))
 
     async def delete(self, job_id: int) -> None:
         if not await self.plane.delete_schedule(job_id):
-            raise ValueError(f"job {job_id} is gone already")
+            raise ValueError(t("job {id} is gone already", id=job_id))
 
     def confirm_delete(self, row: ScheduleRow, page: ft.Page | ft.BasePage | None
                        ) -> ft.AlertDialog:
         """Ask first: a deleted job cannot be brought back."""
-        return ask_first(page, title=f"Delete job {row.id}?", action="Delete",
-                         body=f"\"{row.body[:120]}\" ({row.timing}) on {row.channel} will not "
-                         "be sent again. To stop it for a while, pause it instead.",
+        return ask_first(page, title=t("Delete job {id}?", id=row.id), action=t("Delete"),
+                         body=t("\"{body}\" ({timing}) on {channel} will not be sent again. "
+                                "To stop it for a while, pause it instead.",
+                                body=row.body[:120], timing=row.timing, channel=row.channel),
                          on_confirm=lambda e: self.run(self.delete, row.id))
 
     def open_form(self) -> None:

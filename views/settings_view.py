@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Protocol
 
 import flet as ft
 
@@ -24,18 +25,24 @@ from pyclaw_app.model import Event
 from views.confirm import ask_first
 from views.first_run import SETUP_ROUTE
 from views.forms import LIST, FormField, SchemaForm, labelled
+from views.i18n import LANGUAGES, set_language, system_language, t
 from views.mcp_view import McpSection
 from views.profiles_view import ProfilesSection
 from views.status_line import StatusLine
 
 __all__ = [
+    "LANGUAGE_KEY",
+    "SYSTEM_LANGUAGE",
     "THEME_MODES",
+    "ClientLanguageStore",
     "ClientThemeStore",
     "ProviderEditor",
     "SettingsView",
     "StatusLine",
     "ThemeStore",
+    "restore_language",
     "subschema",
+    "when_language_changes",
 ]
 
 _log = logging.getLogger(__name__)
@@ -44,15 +51,24 @@ THEME_MODES: dict[str, ft.ThemeMode] = {"system": ft.ThemeMode.SYSTEM,
                                         "light": ft.ThemeMode.LIGHT,
                                         "dark": ft.ThemeMode.DARK}
 THEME_KEY = "pyclaw.theme"
+LANGUAGE_KEY = "pyclaw.language"
+SYSTEM_LANGUAGE = "system"
+"""The language choice that follows the system's locale (``views.i18n.system_language``)."""
 FIRST_PROVIDER = ""
 AGENT_MAIN = ("system_prompt", "history_tokens", "max_concurrent_llm", "compaction")
 AGENT_CUSTOM = ("provider", "system_prompts", "fallbacks")
-PROMPT_HELP = "Variables: {channel}, {user}, {date}"
 CHANNELS_ROUTE = "/channels"
-_TITLES = {"system_prompts": "Per-channel system prompts", "fallbacks": "Fallback chain",
-           "agent": "Assistant"}
+def _titles() -> dict[str, str]:
+    """The agent sections an error may name, in the page's language."""
+    return {"system_prompts": t("Per-channel system prompts"),
+            "fallbacks": t("Fallback chain"), "agent": t("Assistant")}
 
 Refresh = Callable[[], None]
+
+
+def _prompt_help() -> str:
+    """What a prompt template may use (the braces are literal: no field of ``t``)."""
+    return t("Variables: {names}", names="{channel}, {user}, {date}")
 
 
 def _nothing() -> None:
@@ -77,6 +93,9 @@ class ClientThemeStore:
     created on first use, inside a page's handler or load, never at import.
     """
 
+    KEY: ClassVar[str] = THEME_KEY
+    CHOICES: ClassVar[Iterable[str]] = THEME_MODES
+
     def __init__(self) -> None:
         self._prefs: ft.SharedPreferences | None = None
 
@@ -91,13 +110,46 @@ class ClientThemeStore:
 
     async def get(self) -> str | None:
         prefs = self._service()
-        value = await prefs.get(THEME_KEY) if prefs is not None else None
-        return value if isinstance(value, str) and value in THEME_MODES else None
+        value = await prefs.get(self.KEY) if prefs is not None else None
+        return value if isinstance(value, str) and value in self.CHOICES else None
 
     async def set(self, mode: str) -> None:
         prefs = self._service()
         if prefs is not None:
-            await prefs.set(THEME_KEY, mode)
+            await prefs.set(self.KEY, mode)
+
+
+class ClientLanguageStore(ClientThemeStore):
+    """The language choice ("system" or a code of LANGUAGES), kept beside the theme."""
+
+    KEY: ClassVar[str] = LANGUAGE_KEY
+    CHOICES: ClassVar[Iterable[str]] = (SYSTEM_LANGUAGE, *LANGUAGES)
+
+
+Rebuild = Callable[[], Awaitable[None]]
+_rebuilders: dict[int, Rebuild] = {}
+"""How each page (by ``id``) rebuilds its shell after a language change (views/app.py)."""
+
+
+def when_language_changes(page: ft.Page | ft.BasePage, rebuild: Rebuild) -> None:
+    """Register how ``page`` shows itself anew in another language; the entry goes with it."""
+    if id(page) not in _rebuilders:
+        weakref.finalize(page, _rebuilders.pop, id(page), None)
+    _rebuilders[id(page)] = rebuild
+
+
+async def restore_language(page: ft.Page | ft.BasePage, store: ThemeStore | None = None) -> str:
+    """The client's remembered language on ``page``, before any view is built; "system"
+    (or nothing remembered, or a store that cannot be read) leaves the system's."""
+    try:
+        code = await (store or ClientLanguageStore()).get()
+    except Exception as exc:  # noqa: BLE001 - the page keeps the system's language
+        _log.warning("could not read the remembered language: %s", exc)
+        code = None
+    if code in LANGUAGES:
+        set_language(page, code)
+        return code
+    return SYSTEM_LANGUAGE
 
 
 def _current_page() -> ft.Page | ft.BasePage | None:
@@ -205,33 +257,33 @@ class ProviderEditor:
                                ("api_key",) if saved_key else (), on_blur=self._blurred)
         if existing is not None and isinstance(self.form["name"].input, ft.TextField):
             self.form["name"].input.read_only = True  # the stored key is filed under the name
-        self.models = ft.Dropdown(label="Available models", expand=True,
+        self.models = ft.Dropdown(label=t("Available models"), expand=True,
                                   on_select=self._model_picked,
-                                  helper_text="From the provider's model list")
+                                  helper_text=t("From the provider's model list"))
         # shown once a test listed models; the row is hidden, never the labelled dropdown
         self.models_row = self.form.insert_after(
-            "model", ft.Row([labelled(self.models, "Available models", expand=True)]))
+            "model", ft.Row([labelled(self.models, t("Available models"), expand=True)]))
         self.models_row.visible = False
         self.advanced = self.form.advanced  # timeouts, retries, limits, prices
         self.progress = ft.ProgressRing(width=20, height=20, stroke_width=2.5, visible=False,
-                                        semantics_label="Testing the connection")
+                                        semantics_label=t("Testing the connection"))
         self.probe_result = StatusLine()
         self.form_error = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
-        self.test_button = ft.OutlinedButton("Test connection", icon=ft.Icons.WIFI_TETHERING,
+        self.test_button = ft.OutlinedButton(t("Test connection"), icon=ft.Icons.WIFI_TETHERING,
                                              on_click=self._on_test)
-        self.save_button = ft.FilledButton("Save provider", icon=ft.Icons.SAVE_OUTLINED,
+        self.save_button = ft.FilledButton(t("Save provider"), icon=ft.Icons.SAVE_OUTLINED,
                                            on_click=self._on_save)
-        title = (f"Edit provider {existing.get('name')}" if existing is not None
-                 else "Add a provider")
+        title = (t("Edit provider {name}", name=existing.get("name")) if existing is not None
+                 else t("Add a provider"))
         self.root = ft.Column(spacing=16, controls=[
-            ft.Row([ft.IconButton(ft.Icons.ARROW_BACK, tooltip="Back to settings",
+            ft.Row([ft.IconButton(ft.Icons.ARROW_BACK, tooltip=t("Back to settings"),
                                   on_click=self._on_cancel),
                     ft.Icon(ft.Icons.SMART_TOY_OUTLINED, color=ft.Colors.PRIMARY, size=28),
                     ft.Text(title, theme_style=ft.TextThemeStyle.HEADLINE_SMALL)], spacing=8),
             _card(
-                ft.Text("OpenAI, Anthropic, or any OpenAI-compatible server (Ollama, vLLM, "
-                        "LM Studio): for those choose \"OpenAI or OpenAI-compatible\" and give "
-                        "its base URL.",
+                ft.Text(t("OpenAI, Anthropic, or any OpenAI-compatible server (Ollama, vLLM, "
+                          "LM Studio): for those choose \"OpenAI or OpenAI-compatible\" and "
+                          "give its base URL."),
                         color=ft.Colors.ON_SURFACE_VARIANT),
                 self.form.root,
                 self.form_error,
@@ -240,7 +292,7 @@ class ProviderEditor:
                        vertical_alignment=ft.CrossAxisAlignment.CENTER,
                        controls=[self.test_button, self.progress, self.probe_result.root]),
                 ft.Row(spacing=12, controls=[
-                    self.save_button, ft.TextButton("Cancel", on_click=self._on_cancel)]),
+                    self.save_button, ft.TextButton(t("Cancel"), on_click=self._on_cancel)]),
             ),
         ])
 
@@ -274,7 +326,7 @@ class ProviderEditor:
             errors = self.view.plane.validate_settings(providers, self.view.agent)
         except Exception as exc:  # noqa: BLE001 - shown on the form, the view stays usable
             _log.warning("validate_settings failed: %s", exc)
-            errors = [FieldError("", f"could not check the form: {exc}")]
+            errors = [FieldError("", t("could not check the form: {error}", error=exc))]
         self.show_errors(errors, touched_only=touched_only)
         return errors
 
@@ -292,7 +344,7 @@ class ProviderEditor:
             models, outcome = await self.view.plane.list_models(self.values())
         except Exception as exc:  # noqa: BLE001 - the result line says what went wrong
             _log.warning("list_models failed: %s", exc)
-            models, ok, message = [], False, f"could not test: {exc}"
+            models, ok, message = [], False, t("could not test: {error}", error=exc)
         else:
             ok, message = outcome.ok, outcome.message
         finally:
@@ -318,15 +370,16 @@ class ProviderEditor:
     def confirm_save(self, failed: ProbeOutcome, page: ft.Page | ft.BasePage | None
                      ) -> ft.AlertDialog:
         """Saving a provider that just failed its test is allowed, after saying so."""
-        return ask_first(page, title="Save a provider that failed its test?",
-                         action="Save anyway", cancel="Keep editing", selectable=True,
-                         body=f"Test connection said: {failed.message}\n\nSaved like this, "
-                         "messages sent to it will fail until the endpoint answers.",
+        return ask_first(page, title=t("Save a provider that failed its test?"),
+                         action=t("Save anyway"), cancel=t("Keep editing"), selectable=True,
+                         body=t("Test connection said: {message}\n\nSaved like this, messages "
+                                "sent to it will fail until the endpoint answers.",
+                                message=failed.message),
                          on_confirm=lambda e: self.save_and_close(e.page))
 
     async def save_and_close(self, page: ft.Page | ft.BasePage) -> bool:
         if await self.save(page.update):
-            self.view.close_editor("Provider saved — used from the next message.")
+            self.view.close_editor(t("Provider saved — used from the next message."))
             page.update()
             return True
         page.update()
@@ -382,16 +435,18 @@ class PromptRow:
     def __init__(self, channel: str, prompt: str, channels: Sequence[str],
                  on_remove: Callable[[PromptRow], None]) -> None:
         self.channel = ft.Dropdown(
-            label="Channel", value=channel or None, width=200,
+            label=t("Channel"), value=channel or None, width=200,
             options=[ft.DropdownOption(key=c, text=c)
                      for c in sorted({*channels, *([channel] if channel else [])})])
-        self.prompt = ft.TextField(label=f"System prompt for {channel or 'this channel'}",
+        self.prompt = ft.TextField(label=t("System prompt for {channel}", channel=channel)
+                                   if channel else t("System prompt for this channel"),
                                    value=prompt, multiline=True, min_lines=2, max_lines=8,
-                                   expand=True, helper=PROMPT_HELP)
+                                   expand=True, helper=_prompt_help())
         self._on_remove = on_remove
         self.root = ft.Row(vertical_alignment=ft.CrossAxisAlignment.START, controls=[
-            labelled(self.channel, "Prompt channel"), self.prompt,
-            ft.IconButton(ft.Icons.DELETE_OUTLINE, tooltip=f"Remove the {channel} prompt",
+            labelled(self.channel, t("Prompt channel")), self.prompt,
+            ft.IconButton(ft.Icons.DELETE_OUTLINE,
+                          tooltip=t("Remove the {channel} prompt", channel=channel),
                           on_click=self._removed)])
 
     def _removed(self, e: ft.Event[ft.Control]) -> None:
@@ -405,15 +460,17 @@ class FallbackRow:
     def __init__(self, provider: str, model: str | None, providers: Sequence[str],
                  on_remove: Callable[[FallbackRow], None], position: int) -> None:
         self.provider = ft.Dropdown(
-            label=f"Fallback {position}", value=provider or None, width=220,
+            label=t("Fallback {position}", position=position), value=provider or None, width=220,
             options=[ft.DropdownOption(key=p, text=p)
                      for p in dict.fromkeys([*providers, *([provider] if provider else [])])])
-        self.model = ft.TextField(label="Model (blank: the provider's own)", value=model or "",
+        self.model = ft.TextField(label=t("Model (blank: the provider's own)"), value=model or "",
                                   expand=True)
         self._on_remove = on_remove
         self.root = ft.Row(vertical_alignment=ft.CrossAxisAlignment.START, controls=[
-            labelled(self.provider, f"Fallback {position} provider"), self.model,
-            ft.IconButton(ft.Icons.DELETE_OUTLINE, tooltip=f"Remove fallback {position}",
+            labelled(self.provider, t("Fallback {position} provider", position=position)),
+            self.model,
+            ft.IconButton(ft.Icons.DELETE_OUTLINE,
+                          tooltip=t("Remove fallback {position}", position=position),
                           on_click=self._removed)])
 
     def _removed(self, e: ft.Event[ft.Control]) -> None:
@@ -434,9 +491,11 @@ class SettingsView:
     """Providers, agent, appearance and the access-policy pointer; one card each."""
 
     def __init__(self, plane: ControlPlane, *, theme_store: ThemeStore | None = None,
+                 language_store: ThemeStore | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.plane = plane
         self.theme_store: ThemeStore = theme_store or ClientThemeStore()
+        self.language_store: ThemeStore = language_store or ClientLanguageStore()
         self.clock = clock
         self.tests: dict[str, ProbeOutcome] = {}
         """The last Test connection outcome per provider name, shown on its card."""
@@ -458,57 +517,63 @@ class SettingsView:
         self.provider_list = ft.Column(spacing=8)
         self.mcp = McpSection(plane)
         self.profiles = ProfilesSection(plane)
-        self.default_provider = ft.Dropdown(label="Default provider", width=320,
+        self.default_provider = ft.Dropdown(label=t("Default provider"), width=320,
                                             on_select=self._agent_touched)
         self.prompts = ft.Column(spacing=10)
         self.fallbacks = ft.Column(spacing=10)
         self.agent_form_slot = ft.Container()
         self.advanced_slot = ft.Container()
         self.advanced = ft.ExpansionTile(
-            title=ft.Text("Advanced: tools, retries, circuit breaker"),
+            title=ft.Text(t("Advanced: tools, retries, circuit breaker")),
             controls_padding=ft.Padding.only(top=8, bottom=8), controls=[self.advanced_slot])
         self.agent_error = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
         self.agent_status = StatusLine()
-        self.save_agent_button = ft.FilledButton("Save agent settings",
+        self.save_agent_button = ft.FilledButton(t("Save agent settings"),
                                                  icon=ft.Icons.SAVE_OUTLINED,
                                                  on_click=self._on_save_agent)
         self.theme_picker = ft.SegmentedButton(
             selected=["system"], allow_multiple_selection=False, allow_empty_selection=False,
-            segments=[ft.Segment(value="system", label=ft.Text("System"),
+            segments=[ft.Segment(value="system", label=ft.Text(t("System")),
                                  icon=ft.Icon(ft.Icons.BRIGHTNESS_AUTO)),
-                      ft.Segment(value="light", label=ft.Text("Light"),
+                      ft.Segment(value="light", label=ft.Text(t("Light")),
                                  icon=ft.Icon(ft.Icons.LIGHT_MODE)),
-                      ft.Segment(value="dark", label=ft.Text("Dark"),
+                      ft.Segment(value="dark", label=ft.Text(t("Dark")),
                                  icon=ft.Icon(ft.Icons.DARK_MODE))],
             on_change=self._on_theme,
         )
+        self.language_picker = ft.Dropdown(
+            label=t("Language"), value=SYSTEM_LANGUAGE, width=220, on_select=self._on_language,
+            options=[ft.DropdownOption(key=SYSTEM_LANGUAGE, text=t("System")),
+                     *(ft.DropdownOption(key=code, text=name)  # each named in itself
+                       for code, name in LANGUAGES.items())])
         self.settings_page = ft.Column(spacing=16, controls=[
-            ft.Text("Settings", theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
+            ft.Text(t("Settings"), theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
             self.notice.root,
             _card(
-                _section("Providers", "The LLM endpoints the assistant can use. API keys "
-                                      "are kept in the system keyring, never in the config."),
+                _section(t("Providers"), t("The LLM endpoints the assistant can use. API keys "
+                                           "are kept in the system keyring, never in the "
+                                           "config.")),
                 self.provider_list,
-                ft.Row([ft.FilledTonalButton("Add provider", icon=ft.Icons.ADD,
+                ft.Row([ft.FilledTonalButton(t("Add provider"), icon=ft.Icons.ADD,
                                              on_click=self._on_add_provider),
-                        ft.TextButton("Open the setup guide", icon=ft.Icons.ASSISTANT_OUTLINED,
+                        ft.TextButton(t("Open the setup guide"), icon=ft.Icons.ASSISTANT_OUTLINED,
                                       on_click=self._on_open_guide)], wrap=True),
             ),
             _card(self.mcp.root),
             _card(
-                _section("Assistant", "Applied to the next message, no restart."),
-                ft.Row([labelled(self.default_provider, "Default provider")]),
+                _section(t("Assistant"), t("Applied to the next message, no restart.")),
+                ft.Row([labelled(self.default_provider, t("Default provider"))]),
                 self.agent_form_slot,
-                _section("Per-channel system prompts",
-                         "Replace the system prompt on one channel (a profile below that "
-                         "sets its own wins there). " + PROMPT_HELP),
+                _section(t("Per-channel system prompts"),
+                         t("Replace the system prompt on one channel (a profile below that "
+                           "sets its own wins there).") + " " + _prompt_help()),
                 self.prompts,
-                ft.Row([ft.TextButton("Add channel prompt", icon=ft.Icons.ADD,
+                ft.Row([ft.TextButton(t("Add channel prompt"), icon=ft.Icons.ADD,
                                       on_click=self._on_add_prompt)]),
-                _section("Fallback chain", "Tried in order when the default provider "
-                                           "fails or is rate limited."),
+                _section(t("Fallback chain"), t("Tried in order when the default provider "
+                                                "fails or is rate limited.")),
                 self.fallbacks,
-                ft.Row([ft.TextButton("Add fallback", icon=ft.Icons.ADD,
+                ft.Row([ft.TextButton(t("Add fallback"), icon=ft.Icons.ADD,
                                       on_click=self._on_add_fallback)]),
                 self.advanced,
                 self.agent_error,
@@ -517,15 +582,16 @@ class SettingsView:
             ),
             _card(self.profiles.root),
             _card(
-                _section("Appearance", "Remembered on this device or browser."),
-                ft.Row([self.theme_picker]),
+                _section(t("Appearance"), t("Remembered on this device or browser.")),
+                ft.Row([self.theme_picker, labelled(self.language_picker, t("Language"))],
+                       wrap=True, spacing=16, run_spacing=12),
             ),
             _card(
-                _section("Access policy"),
-                ft.Text("Who may talk to the assistant (DM and group policy, allowlists, "
-                        "pairing codes, rate limits) is set per channel.",
+                _section(t("Access policy")),
+                ft.Text(t("Who may talk to the assistant (DM and group policy, allowlists, "
+                          "pairing codes, rate limits) is set per channel."),
                         color=ft.Colors.ON_SURFACE_VARIANT),
-                ft.Row([ft.TextButton("Open Channels", icon=ft.Icons.HUB_OUTLINED,
+                ft.Row([ft.TextButton(t("Open Channels"), icon=ft.Icons.HUB_OUTLINED,
                                       on_click=self._on_open_channels)]),
             ),
         ])
@@ -545,7 +611,7 @@ class SettingsView:
             channels = await self.plane.channels()
         except Exception as exc:  # noqa: BLE001 - said on the view
             _log.warning("could not load settings: %s", exc)
-            self._notify(False, f"Could not load the settings: {exc}")
+            self._notify(False, t("Could not load the settings: {error}", error=exc))
             return
         self.channel_names = [c.name for c in channels]
         await self.load_health()
@@ -553,6 +619,7 @@ class SettingsView:
         await self.mcp.load()
         await self.profiles.load()
         await self.restore_theme(_current_page())
+        await self.restore_language_choice()
 
     async def load_health(self) -> None:
         """Each provider's calls and failures over the last day, for its card."""
@@ -576,12 +643,14 @@ class SettingsView:
         lines: list[tuple[bool, str]] = []
         test = self.tests.get(name)
         if test is not None:
-            lines.append((test.ok, f"Test passed: {test.message}" if test.ok
-                          else f"Last test failed: {test.message}"))
+            lines.append((test.ok, t("Test passed: {message}", message=test.message) if test.ok
+                          else t("Last test failed: {message}", message=test.message)))
         calls, errors = self.recent_calls.get(name, (0, 0))
         if calls:
-            lines.append((errors == 0, f"Last 24 h: {calls} call{'s' if calls != 1 else ''}, "
-                                       f"{errors} failed"))
+            lines.append((errors == 0, t("Last 24 h: {calls} call, {errors} failed", calls=calls,
+                                         errors=errors) if calls == 1 else
+                          t("Last 24 h: {calls} calls, {errors} failed", calls=calls,
+                            errors=errors)))
         return lines
 
     def show_form(self, form: SettingsForm) -> None:
@@ -602,7 +671,7 @@ class SettingsView:
             name = str(p.get("name", ""))
             where = p.get("base_url") or ("api.anthropic.com" if p.get("kind") == "anthropic"
                                           else "api.openai.com")
-            key = ("API key saved" if name in self.keys_set else "no API key")
+            key = t("API key saved") if name in self.keys_set else t("no API key")
             rows.append(ft.Container(
                 padding=ft.Padding.symmetric(horizontal=12, vertical=8),
                 border_radius=10,
@@ -616,28 +685,29 @@ class SettingsView:
                                 visible=name == default,
                                 padding=ft.Padding.symmetric(horizontal=8, vertical=1),
                                 border_radius=8, bgcolor=ft.Colors.PRIMARY_CONTAINER,
-                                content=ft.Text("default", size=11,
+                                content=ft.Text(t("default"), size=11,
                                                 color=ft.Colors.ON_PRIMARY_CONTAINER)),
                         ]),
                         ft.Text(f"{p.get('kind', 'openai')} · {p.get('model', '')} · {where} · "
                                 f"{key}", size=12, color=ft.Colors.ON_SURFACE_VARIANT),
                         *[_health_row(ok, words) for ok, words in self.health_lines(name)],
                     ]),
-                    ft.IconButton(ft.Icons.EDIT_OUTLINED, tooltip=f"Edit {name}",
+                    ft.IconButton(ft.Icons.EDIT_OUTLINED, tooltip=t("Edit {name}", name=name),
                                   on_click=self._edit_handler(index)),
-                    ft.IconButton(ft.Icons.DELETE_OUTLINE, tooltip=f"Remove {name}",
+                    ft.IconButton(ft.Icons.DELETE_OUTLINE, tooltip=t("Remove {name}", name=name),
                                   icon_color=ft.Colors.ERROR,
                                   on_click=lambda e, i=index: self.confirm_remove(i, e.page)),
                 ]),
             ))
         if not rows:
-            rows.append(ft.Text("No provider yet: add one so the assistant can answer.",
+            rows.append(ft.Text(t("No provider yet: add one so the assistant can answer."),
                                 color=ft.Colors.ON_SURFACE_VARIANT))
         self.provider_list.controls = rows
 
     def _show_agent(self) -> None:
         names = [str(p.get("name")) for p in self.providers]
-        first = f"The first provider ({names[0]})" if names else "The first provider"
+        first = (t("The first provider ({name})", name=names[0]) if names
+                 else t("The first provider"))
         current = self.agent.get("provider")
         self.default_provider.options = [ft.DropdownOption(key=FIRST_PROVIDER, text=first)] + [
             ft.DropdownOption(key=n, text=n) for n in dict.fromkeys(
@@ -647,7 +717,7 @@ class SettingsView:
         self.agent_form = SchemaForm(subschema(self.agent_schema, AGENT_MAIN), self.agent,
                                      grouped=False)
         _multiline(self.agent_form, "system_prompt", 4, 14)
-        self.agent_form["system_prompt"].input.helper = PROMPT_HELP
+        self.agent_form["system_prompt"].input.helper = _prompt_help()
         self.agent_form_slot.content = self.agent_form.root
         self.advanced_form = SchemaForm(subschema(self.agent_schema,
                                                   without=(*AGENT_MAIN, *AGENT_CUSTOM)),
@@ -690,8 +760,9 @@ class SettingsView:
 
     def confirm_remove(self, index: int, page: ft.Page | ft.BasePage | None) -> ft.AlertDialog:
         name = self.providers[index].get("name")
-        return ask_first(page, title=f"Remove provider {name}?", action="Remove",
-                         body="Its settings and stored API key are deleted. Past usage stays.",
+        return ask_first(page, title=t("Remove provider {name}?", name=name), action=t("Remove"),
+                         body=t("Its settings and stored API key are deleted. Past usage "
+                                "stays."),
                          on_confirm=lambda e: self.remove_provider(index))
 
     async def remove_provider(self, index: int) -> bool:
@@ -699,10 +770,10 @@ class SettingsView:
         providers = [p for i, p in enumerate(self.providers) if i != index]
         errors = await self.save(providers, self.agent)
         if errors:
-            self._notify(False, f"{name} was not removed: " + "; ".join(
+            self._notify(False, t("{name} was not removed: ", name=name) + "; ".join(
                 f"{e.field}: {e.message}" if e.field else e.message for e in errors))
             return False
-        self._notify(True, f"Provider {name} removed.")
+        self._notify(True, t("Provider {name} removed.", name=name))
         return True
 
     async def save(self, providers: list[dict[str, Any]], agent: dict[str, Any]
@@ -712,7 +783,7 @@ class SettingsView:
             errors = await self.plane.save_settings(providers, agent)
         except Exception as exc:  # noqa: BLE001 - shown where the save was asked for
             _log.warning("save_settings failed: %s", exc)
-            return [FieldError("", f"could not save: {exc}")]
+            return [FieldError("", t("could not save: {error}", error=exc))]
         if not errors:
             self.show_form(self.plane.settings_form())
         return errors
@@ -730,7 +801,7 @@ class SettingsView:
 
     def _show_prompts(self) -> None:
         self.prompts.controls = [r.root for r in self.prompt_rows] or [
-            ft.Text("None: every channel uses the system prompt above.", size=13,
+            ft.Text(t("None: every channel uses the system prompt above."), size=13,
                     color=ft.Colors.ON_SURFACE_VARIANT)]
 
     def add_fallback(self, provider: str = "", model: str | None = None) -> FallbackRow:
@@ -749,7 +820,7 @@ class SettingsView:
 
     def _show_fallbacks(self) -> None:
         self.fallbacks.controls = [r.root for r in self.fallback_rows] or [
-            ft.Text("None: a failing provider fails the message.", size=13,
+            ft.Text(t("None: a failing provider fails the message."), size=13,
                     color=ft.Colors.ON_SURFACE_VARIANT)]
 
     def agent_values(self) -> dict[str, Any]:
@@ -772,7 +843,7 @@ class SettingsView:
         self.advanced_form.show_errors(advanced)
         self.advanced.expanded = self.advanced.expanded or bool(advanced)
         shown = {e.field for e in main + advanced} | {"provider"}
-        rest = [f"{_TITLES.get(e.field, e.field)}: {e.message}" for e in mine
+        rest = [f"{_titles().get(e.field, e.field)}: {e.message}" for e in mine
                 if e.field not in shown]
         rest += [f"{e.field}: {e.message}" if e.field else e.message for e in other]
         self.agent_error.value = "\n".join(rest)
@@ -789,9 +860,9 @@ class SettingsView:
             self.save_agent_button.disabled = False
         if errors:
             self.show_agent_errors(errors)
-            self.agent_status.show(False, "Not saved: see the fields marked above.")
+            self.agent_status.show(False, t("Not saved: see the fields marked above."))
             return False
-        self.agent_status.show(True, "Saved — used from the next message.")
+        self.agent_status.show(True, t("Saved — used from the next message."))
         return True
 
     def _agent_touched(self, e: ft.Event[ft.Control]) -> None:
@@ -838,6 +909,38 @@ class SettingsView:
             await self.theme_store.set(mode)
         except Exception as exc:  # noqa: BLE001 - applied anyway, just not remembered
             _log.warning("could not remember the theme: %s", exc)
+
+    async def restore_language_choice(self) -> None:
+        """Show the client's remembered language choice ("system" when none)."""
+        try:
+            code = await self.language_store.get()
+        except Exception as exc:  # noqa: BLE001 - the picker shows "System"
+            _log.warning("could not read the remembered language: %s", exc)
+            code = None
+        self.language_picker.value = code or SYSTEM_LANGUAGE
+
+    async def set_language_choice(self, code: str, page: ft.Page | ft.BasePage | None) -> None:
+        """Remember it for this client, show the page in it and rebuild the page's views,
+        so every one of them speaks it at once."""
+        if code != SYSTEM_LANGUAGE and code not in LANGUAGES:
+            raise ValueError(f"unknown language {code!r}; system or one of {', '.join(LANGUAGES)}")
+        self.language_picker.value = code
+        try:
+            await self.language_store.set(code)
+        except Exception as exc:  # noqa: BLE001 - applied anyway, just not remembered
+            _log.warning("could not remember the language: %s", exc)
+        if page is None:
+            return
+        set_language(page, system_language() if code == SYSTEM_LANGUAGE else code)
+        rebuild = _rebuilders.get(id(page))
+        if rebuild is not None:
+            await rebuild()
+        else:
+            page.update()
+
+    async def _on_language(self, e: ft.Event[ft.Dropdown]) -> None:
+        await self.set_language_choice(str(self.language_picker.value or SYSTEM_LANGUAGE),
+                                       e.page)
 
     async def _on_theme(self, e: ft.Event[ft.SegmentedButton]) -> None:
         await self.set_theme(next(iter(self.theme_picker.selected or ["system"])), e.page)

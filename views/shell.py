@@ -22,6 +22,7 @@ from views.conversation import ConversationView
 from views.dashboard import DashboardView
 from views.first_run import SETUP_ROUTE, FirstRunGuide
 from views.health import Alert, HealthBanner
+from views.i18n import t
 from views.logs import LogsView
 from views.panel import Destination, Panel
 from views.schedules import SchedulesView
@@ -47,6 +48,14 @@ DESTINATIONS: list[Destination] = [
 ]
 
 
+def destination_labels() -> dict[str, str]:
+    """The destinations' English labels in the page's language; built with each shell,
+    since ``t`` answers for the page it runs on."""
+    return {"Dashboard": t("Dashboard"), "Channels": t("Channels"), "Chat": t("Chat"),
+            "Logs": t("Logs"), "Schedules": t("Schedules"), "Usage": t("Usage"),
+            "Settings": t("Settings")}
+
+
 def config_banner(errors: Sequence[str]) -> ft.Control:
     """Config problems in full (they name file:line and field), impossible to overlook."""
     return ft.Container(
@@ -58,12 +67,12 @@ def config_banner(errors: Sequence[str]) -> ft.Control:
             spacing=12,
             controls=[
                 ft.Icon(ft.Icons.WARNING_AMBER_ROUNDED, color=ft.Colors.ON_ERROR_CONTAINER,
-                        semantics_label="Configuration problems"),
+                        semantics_label=t("Configuration problems")),
                 ft.Column(
                     expand=True,
                     spacing=4,
                     controls=[
-                        ft.Text("Configuration problems", weight=ft.FontWeight.BOLD,
+                        ft.Text(t("Configuration problems"), weight=ft.FontWeight.BOLD,
                                 color=ft.Colors.ON_ERROR_CONTAINER),
                         *(ft.Text(err, color=ft.Colors.ON_ERROR_CONTAINER)
                           for err in errors),
@@ -104,6 +113,7 @@ class Shell:
             content=ft.Column(expand=True, spacing=0,
                               controls=[*(p.root for p in self.panels.values()),
                                         self.guide.root, self.conversation.root]))
+        labels = destination_labels()
         self.rail = ft.NavigationRail(
             selected_index=0,
             label_type=ft.NavigationRailLabelType.ALL,
@@ -115,13 +125,13 @@ class Shell:
                     spacing=2,
                     horizontal_alignment=ft.CrossAxisAlignment.CENTER,
                     controls=[ft.Image(src="icon.png", width=36, height=36,
-                                       semantics_label="pyclaw logo"),
+                                       semantics_label=t("pyclaw logo")),
                               ft.Text("pyclaw", weight=ft.FontWeight.BOLD, size=13)],
                 ),
             ),
             destinations=[
                 ft.NavigationRailDestination(icon=rail_icon, selected_icon=rail_selected,
-                                             label=d.label)
+                                             label=labels.get(d.label, d.label))
                 for d, (rail_icon, rail_selected, _, _) in zip(
                     self.destinations, self._icons.values(), strict=True)
             ],
@@ -130,7 +140,7 @@ class Shell:
             selected_index=0,
             destinations=[
                 ft.NavigationBarDestination(icon=bar_icon, selected_icon=bar_selected,
-                                            label=d.label)
+                                            label=labels.get(d.label, d.label))
                 for d, (_, _, bar_icon, bar_selected) in zip(
                     self.destinations, self._icons.values(), strict=True)
             ],
@@ -227,7 +237,8 @@ class Shell:
         for route, icons in self._icons.items():
             count = counts.get(route, 0)
             for icon in icons:
-                icon.badge = ft.Badge(label=ft.Text(str(count), semantics_label=f"{count} failed"),
+                spoken = t("{count} failed", count=count)
+                icon.badge = ft.Badge(label=ft.Text(str(count), semantics_label=spoken),
                                       bgcolor=ft.Colors.ERROR) if count else None
 
     def badge(self, route: str) -> str | None:

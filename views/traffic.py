@@ -18,6 +18,7 @@ import flet as ft
 
 from pyclaw_app.control import TrafficRow
 from views import style
+from views.i18n import t
 from views.state import FeedRow
 from views.text_direction import is_rtl, isolate
 
@@ -127,7 +128,7 @@ def message_row(row: TrafficRow, on_open: Handler) -> ft.Control:
         border_radius=6,
         ink=True,
         on_click=on_open,
-        tooltip="Show details",
+        tooltip=t("Show details"),
         bgcolor=ft.Colors.with_opacity(0.08, ft.Colors.RED) if failed else None,
         content=ft.Row(spacing=8, controls=[
             cell(style.clock_time(row.ts), 70, color=ft.Colors.ON_SURFACE_VARIANT),

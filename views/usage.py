@@ -26,6 +26,7 @@ import flet_charts as fch
 from pyclaw_app.control import BudgetRow, ControlPlane, UsageRow
 from pyclaw_app.model import Event, EventKind
 from views.dashboard import CounterCard
+from views.i18n import t
 from views.state import Clock
 
 __all__ = [
@@ -153,14 +154,18 @@ def ms(value: float) -> str:
 
 def budget_text(b: BudgetRow) -> tuple[str, str, str]:
     """(whose cap, spent of limit, when it resets) as the card words them."""
-    who = {"overall": "All channels", "channel": f"Channel {b.channel}"}.get(
-        b.scope, f"{b.sender_name or b.sender} on {b.channel}")
+    who = {"overall": t("All channels"), "channel": t("Channel {name}", name=b.channel)}.get(
+        b.scope, t("{sender} on {channel}", sender=b.sender_name or b.sender, channel=b.channel))
     fmt: Callable[[float], str] = money if b.unit == "cost" else (lambda v: tokens(int(v)))
-    amount = f"{fmt(b.spent)} of {fmt(b.limit)}" + (" tokens" if b.unit == "tokens" else "")
+    amount = (t("{spent} of {limit} tokens", spent=fmt(b.spent), limit=fmt(b.limit))
+              if b.unit == "tokens" else t("{spent} of {limit}", spent=fmt(b.spent),
+                                           limit=fmt(b.limit)))
     resets = datetime.fromtimestamp(b.resets_at)
-    when = (f"resets at {resets:%H:%M}" if b.period == "daily"
-            else f"resets on {resets.day} {resets:%b} at {resets:%H:%M}")
-    return f"{who} · {b.period}", amount, when
+    when = (t("resets at {time}", time=f"{resets:%H:%M}") if b.period == "daily"
+            else t("resets on {day} at {time}", day=f"{resets.day} {resets:%b}",
+                   time=f"{resets:%H:%M}"))
+    period = {"daily": t("daily"), "monthly": t("monthly")}.get(b.period, b.period)
+    return f"{who} · {period}", amount, when
 
 
 class BudgetCard:
@@ -172,7 +177,7 @@ class BudgetCard:
             padding=14, border_radius=12, bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
             border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT), visible=False,
             content=ft.Column(spacing=10, controls=[
-                ft.Text("Budgets", weight=ft.FontWeight.W_600), self.rows]))
+                ft.Text(t("Budgets"), weight=ft.FontWeight.W_600), self.rows]))
 
     def show(self, budgets: Sequence[BudgetRow]) -> None:
         self.root.visible = bool(budgets)
@@ -251,7 +256,7 @@ def _stacked_day_chart(days: Sequence[str], values: dict[str, dict[str, float]],
         groups.append(fch.BarChartGroup(x=i, rods=[fch.BarChartRod(
             from_y=0, to_y=y, width=14 if len(days) > 10 else 28, stack_items=stack,
             border_radius=3, color=ft.Colors.TRANSPARENT,
-            tooltip=f"{_short_day(day)}\n" + ("\n".join(lines) or "no calls"))]))
+            tooltip=f"{_short_day(day)}\n" + ("\n".join(lines) or t("no calls")))]))
     max_y, step = nice_scale(top)
     return fch.BarChart(
         groups=groups,
@@ -271,9 +276,13 @@ def _latency_chart(latency: dict[str, tuple[float, float]]) -> fch.BarChart:
     groups = [
         fch.BarChartGroup(x=i, spacing=4, rods=[
             fch.BarChartRod(from_y=0, to_y=p50, width=16, color=ft.Colors.INDIGO_400,
-                            border_radius=3, tooltip=f"{name}\np50 {ms(p50)}"),
+                            border_radius=3,
+                            tooltip=t("{model}\np50 {latency}", model=name,
+                                      latency=ms(p50))),
             fch.BarChartRod(from_y=0, to_y=p95, width=16, color=ft.Colors.DEEP_ORANGE_300,
-                            border_radius=3, tooltip=f"{name}\np95 {ms(p95)}"),
+                            border_radius=3,
+                            tooltip=t("{model}\np95 {latency}", model=name,
+                                      latency=ms(p95))),
         ])
         for i, (name, (p50, p95)) in enumerate(latency.items())
     ]
@@ -315,12 +324,17 @@ def _chart_card(title: str, chart: ft.Control, legend: ft.Control | None = None
 
 # -- the view ---------------------------------------------------------------------------------
 
-_TABLE_COLUMNS: tuple[tuple[str, bool], ...] = (
-    # header, numeric
-    ("Day", False), ("Provider", False), ("Model", False), ("Channel", False),
-    ("Calls", True), ("Errors", True), ("Tokens in", True), ("Tokens out", True),
-    ("Cost", True), ("p50", True), ("p95", True),
-)
+def _table_columns() -> tuple[tuple[str, bool], ...]:
+    """(header, numeric) per column, in the page's language."""
+    return ((t("Day"), False), (t("Provider"), False), (t("Model"), False),
+            (t("Channel"), False), (t("Calls"), True), (t("Errors"), True),
+            (t("Tokens in"), True), (t("Tokens out"), True), (t("Cost"), True),
+            ("p50", True), ("p95", True))
+
+
+def _range_label(key: str) -> str:
+    """A range's name on its segment, in the page's language."""
+    return {"today": t("Today"), "7d": t("7 days"), "30d": t("30 days")}.get(key, key)
 
 
 def _table_row(r: UsageRow) -> ft.DataRow:
@@ -352,43 +366,42 @@ class UsageView:
             selected=[self.range_key],
             allow_multiple_selection=False,
             allow_empty_selection=False,
-            segments=[ft.Segment(value=key, label=ft.Text(label))
-                      for key, (label, _) in RANGES.items()],
+            segments=[ft.Segment(value=key, label=ft.Text(_range_label(key))) for key in RANGES],
             on_change=self._range_changed,
         )
         self.channel_picker = ft.Dropdown(
-            label="Channel", value=ALL_CHANNELS, width=220,
-            options=[ft.DropdownOption(key=ALL_CHANNELS, text="All channels")],
+            label=t("Channel"), value=ALL_CHANNELS, width=220,
+            options=[ft.DropdownOption(key=ALL_CHANNELS, text=t("All channels"))],
             on_select=self._channel_changed,
         )
-        self.refresh_button = ft.IconButton(ft.Icons.REFRESH, tooltip="Reload usage",
+        self.refresh_button = ft.IconButton(ft.Icons.REFRESH, tooltip=t("Reload usage"),
                                             on_click=self._refresh_clicked)
         self.progress = ft.ProgressRing(width=18, height=18, stroke_width=2.5, visible=False,
-                                        semantics_label="Loading usage")
+                                        semantics_label=t("Loading usage"))
         self.error = ft.Text(color=ft.Colors.ERROR, visible=False, selectable=True)
         self.cards = {
-            "calls": CounterCard("LLM calls", ft.Icons.BOLT, ft.Colors.INDIGO_500),
-            "input_tokens": CounterCard("Tokens in", ft.Icons.INPUT, ft.Colors.BLUE_600),
-            "output_tokens": CounterCard("Tokens out", ft.Icons.OUTPUT, ft.Colors.TEAL_600),
-            "cost": CounterCard("Cost", ft.Icons.PAYMENTS_OUTLINED, ft.Colors.GREEN_700),
-            "errors": CounterCard("Errors", ft.Icons.ERROR_OUTLINE, ft.Colors.RED_600),
+            "calls": CounterCard(t("LLM calls"), ft.Icons.BOLT, ft.Colors.INDIGO_500),
+            "input_tokens": CounterCard(t("Tokens in"), ft.Icons.INPUT, ft.Colors.BLUE_600),
+            "output_tokens": CounterCard(t("Tokens out"), ft.Icons.OUTPUT, ft.Colors.TEAL_600),
+            "cost": CounterCard(t("Cost"), ft.Icons.PAYMENTS_OUTLINED, ft.Colors.GREEN_700),
+            "errors": CounterCard(t("Errors"), ft.Icons.ERROR_OUTLINE, ft.Colors.RED_600),
         }
         self.charts = ft.ResponsiveRow(spacing=12, run_spacing=12)
         self.table = ft.DataTable(
             columns=[ft.DataColumn(ft.Text(h, weight=ft.FontWeight.BOLD), numeric=num)
-                     for h, num in _TABLE_COLUMNS],
+                     for h, num in _table_columns()],
             column_spacing=22, heading_row_height=40, data_row_min_height=36,
             data_row_max_height=40,
         )
         self.table_note = ft.Text(size=12, color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
         self.empty = ft.Container(
             padding=24, border_radius=12, border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
-            content=ft.Text("No LLM calls in this range yet. Usage appears here once the "
-                            "assistant has answered a message.",
+            content=ft.Text(t("No LLM calls in this range yet. Usage appears here once the "
+                              "assistant has answered a message."),
                             color=ft.Colors.ON_SURFACE_VARIANT))
         self.details = ft.Column(spacing=14, controls=[
             self.charts,
-            ft.Text("By day, provider, model and channel",
+            ft.Text(t("By day, provider, model and channel"),
                     theme_style=ft.TextThemeStyle.TITLE_MEDIUM, weight=ft.FontWeight.W_600),
             ft.Row([self.table], scroll=ft.ScrollMode.AUTO),
             self.table_note,
@@ -402,7 +415,7 @@ class UsageView:
                        wrap=True, spacing=16, run_spacing=8,
                        alignment=ft.MainAxisAlignment.SPACE_BETWEEN,
                        vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
-                           ft.Text("Usage", theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
+                           ft.Text(t("Usage"), theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
                            ft.Row(wrap=True, spacing=12, run_spacing=8, tight=True,
                                   vertical_alignment=ft.CrossAxisAlignment.CENTER,
                                   controls=[self.range_picker, self.channel_picker,
@@ -464,7 +477,7 @@ class UsageView:
             rows = await self.fetch()
         except Exception as exc:  # noqa: BLE001 - said on the view; the old figures stay
             _log.warning("could not load usage: %s", exc)
-            self.error.value = f"Could not load usage: {exc}"
+            self.error.value = t("Could not load usage: {error}", error=exc)
             self.error.visible = True
             return
         self.error.visible = False
@@ -494,7 +507,7 @@ class UsageView:
                 return
             except Exception as exc:  # noqa: BLE001 - shown, tried again on the next call
                 _log.warning("could not reload usage: %s", exc)
-                self.error.value = f"Could not load usage: {exc}"
+                self.error.value = t("Could not load usage: {error}", error=exc)
                 self.error.visible = True
                 return
             self.error.visible = False
@@ -530,18 +543,20 @@ class UsageView:
                                 self._latency_card()]
         shown = sorted(rows, key=lambda r: (r.day, r.cost, r.calls), reverse=True)
         self.table.rows = [_table_row(r) for r in shown[:TABLE_LIMIT]]
-        self.table_note.value = (f"Showing the {TABLE_LIMIT} most expensive of {len(rows)} rows; "
-                                 "pick a channel or a shorter range to see the rest.")
+        self.table_note.value = t("Showing the {limit} most expensive of {count} rows; pick a "
+                                  "channel or a shorter range to see the rest.",
+                                  limit=TABLE_LIMIT, count=len(rows))
         self.table_note.visible = len(rows) > TABLE_LIMIT
 
     def _tokens_card(self, days: list[str]) -> ft.Control:
-        values = {day: {"input": float(t.input_tokens), "output": float(t.output_tokens)}
-                  for day, t in daily(self.rows).items()}
-        colors = {"input": ft.Colors.BLUE_400, "output": ft.Colors.TEAL_400}
-        chart = _stacked_day_chart(days, values, ("input", "output"), colors, "tokens",
+        given, got = t("input"), t("output")  # the series' names, in the legend and tooltips
+        values = {day: {given: float(total.input_tokens), got: float(total.output_tokens)}
+                  for day, total in daily(self.rows).items()}
+        colors = {given: ft.Colors.BLUE_400, got: ft.Colors.TEAL_400}
+        chart = _stacked_day_chart(days, values, (given, got), colors, t("tokens"),
                                    lambda v: tokens(int(v)))
-        return _chart_card("Tokens per day", chart,
-                           _legend([("input", colors["input"]), ("output", colors["output"])]))
+        return _chart_card(t("Tokens per day"), chart,
+                           _legend([(given, colors[given]), (got, colors[got])]))
 
     def _cost_card(self, days: list[str]) -> ft.Control:
         by_provider = per_day(self.rows, "provider")
@@ -549,12 +564,12 @@ class UsageView:
         colors = {p: _PALETTE[i % len(_PALETTE)] for i, p in enumerate(providers)}
         values = {day: {p: t.cost for p, t in cell.items()} for day, cell in by_provider.items()}
         chart = _stacked_day_chart(days, values, providers, colors, "$", money)
-        return _chart_card("Cost per day by provider", chart,
+        return _chart_card(t("Cost per day by provider"), chart,
                            _legend((p, colors[p]) for p in providers))
 
     def _latency_card(self) -> ft.Control:
         chart = _latency_chart(latency_by_model(self.rows))
-        return _chart_card("Latency by model", chart,
+        return _chart_card(t("Latency by model"), chart,
                            _legend([("p50", ft.Colors.INDIGO_400),
                                     ("p95", ft.Colors.DEEP_ORANGE_300)]))
 
