@@ -25,7 +25,7 @@ from views.connect import (
     gateway_bar,
 )
 from views.first_run import SETUP_ROUTE
-from views.fonts import FALLBACK_FONTS, text_theme
+from views.fonts import CODE_FONTS, FALLBACK_FONTS, text_theme
 from views.i18n import t
 from views.launch import plan_launch, run_on_fast_loop
 from views.live import LiveSession
@@ -140,7 +140,7 @@ def _serve(main: PageMain, settings: AppSettings, web: bool, host: str | None,
 def _configure_page(page: ft.Page, settings: AppSettings) -> None:
     page.title = "pyclaw"
     page.theme_mode = _THEME_MODES[settings.theme_mode]
-    page.fonts = dict(FALLBACK_FONTS)  # every script readable offline (views/fonts.py)
+    page.fonts = {**FALLBACK_FONTS, **CODE_FONTS}  # every script readable offline (views/fonts.py)
     page.theme = ft.Theme(color_scheme_seed=SEED_COLOR, text_theme=text_theme(),
                           primary_text_theme=text_theme())
     page.dark_theme = ft.Theme(color_scheme_seed=SEED_COLOR,

@@ -11,9 +11,11 @@ from datetime import datetime
 import flet as ft
 import flet_charts as fch
 
-from pyclaw_app.control import ChannelStatus, ControlPlane
+from pyclaw_app.control import ChannelStatus, ChannelType, ControlPlane
 from pyclaw_app.model import Event
 from views import style
+from views.channel_icons import channel_badge
+from views.i18n import t
 from views.state import (
     ChannelBoard,
     Clock,
@@ -48,10 +50,15 @@ FEED_BATCH_ROWS = 20
 
 
 class ChannelTile:
-    """One channel's card; its controls are kept so a state change edits them in place."""
+    """One channel's card; its controls are kept so a state change edits them in place.
 
-    def __init__(self, status: ChannelStatus) -> None:
-        self.icon = ft.Icon(style.channel_icon(status.icon), size=28)
+    ``kind`` is the channel's type, for the platform's logo the Channels view shows too
+    (None: a type this gateway does not know, drawn with its Material icon).
+    """
+
+    def __init__(self, status: ChannelStatus, kind: ChannelType | None = None) -> None:
+        # the logo keeps its platform's colour: the state is the dot and the word
+        self.icon = channel_badge(kind, 40, fallback=status.icon)
         self.title = ft.Text(weight=ft.FontWeight.W_600, max_lines=1,
                              overflow=ft.TextOverflow.ELLIPSIS)
         self.dot = ft.Container(width=10, height=10, border_radius=5)
@@ -93,9 +100,8 @@ class ChannelTile:
         self.title.value = status.title or status.name
         if status.title and status.title != status.name:
             self.title.value = f"{status.name} · {status.title}"
-        self.icon.color = color
         self.dot.bgcolor = color
-        self.state.value = status.state
+        self.state.value = style.state_label(status.state)
         self.state.color = color
         detail = status.config_error or status.last_error or status.reason
         self.reason.value = detail
@@ -157,14 +163,14 @@ class RateChart:
             left_axis=fch.ChartAxis(label_size=36, label_spacing=1),
             bottom_axis=fch.ChartAxis(label_size=24, label_spacing=step, labels=[
                 fch.ChartAxisLabel(value=-ago, label=ft.Text(
-                    f"{ago} min ago" if ago else "now", size=11,
+                    t("{minutes} min ago", minutes=ago) if ago else t("now"), size=11,
                     color=ft.Colors.ON_SURFACE_VARIANT))
                 for ago in range(0, minutes + 1, step)]),
             tooltip=fch.LineChartTooltip(fit_inside_horizontally=True,
                                          fit_inside_vertically=True),
         )
         self.legend = ft.Row(wrap=True, spacing=16, run_spacing=4)
-        self.empty = ft.Text("No messages in the last hour.", size=12,
+        self.empty = ft.Text(t("No messages in the last hour."), size=12,
                              color=ft.Colors.ON_SURFACE_VARIANT)
         self.partial = ft.Text(size=12, color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
         self.root = ft.Container(
@@ -203,8 +209,9 @@ class RateChart:
         self.partial.visible = partial_before is not None
         if partial_before is not None:
             since = datetime.fromtimestamp(partial_before).strftime("%H:%M")
-            self.partial.value = (f"Before {since} the counts are low: only the newest "
-                                  f"{CHART_HISTORY} messages were read at start.")
+            self.partial.value = t("Before {since} the counts are low: only the newest "
+                                   "{count} messages were read at start.",
+                                   since=since, count=CHART_HISTORY)
 
     def _add_line(self, channel: str, counts: list[int]) -> None:
         color = self._colors.setdefault(channel,
@@ -225,7 +232,7 @@ class RateChart:
 
 
 def _per_hour(counts: list[int]) -> str:
-    return f"{sum(counts)} in the last hour"
+    return t("{count} in the last hour", count=sum(counts))
 
 
 def _nice_max(peak: int) -> int:
@@ -251,18 +258,20 @@ class DashboardView:
         self.rate_chart = RateChart(CHART_MINUTES)
         self._chart_minute: int | None = None
         self.tiles: dict[str, ChannelTile] = {}
+        self.kinds: dict[str, ChannelType] = {}
+        """Channel types by name, for the tiles' logos (read at load)."""
         self.counters = {
-            "inbound": CounterCard("Received today", ft.Icons.CALL_RECEIVED, ft.Colors.BLUE_600),
-            "outbound": CounterCard("Replied today", ft.Icons.CALL_MADE, ft.Colors.GREEN_600),
-            "failed": CounterCard("Failed today", ft.Icons.ERROR_OUTLINE, ft.Colors.RED_600),
+            "inbound": CounterCard(t("Received today"), ft.Icons.CALL_RECEIVED, ft.Colors.BLUE_600),
+            "outbound": CounterCard(t("Replied today"), ft.Icons.CALL_MADE, ft.Colors.GREEN_600),
+            "failed": CounterCard(t("Failed today"), ft.Icons.ERROR_OUTLINE, ft.Colors.RED_600),
         }
         self.tile_row = ft.Row(wrap=True, spacing=12, run_spacing=12,
                                vertical_alignment=ft.CrossAxisAlignment.START)
-        self.no_channels = ft.Text("No channels configured yet.",
+        self.no_channels = ft.Text(t("No channels configured yet."),
                                    color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
         self.feed = ft.ListView(expand=True, spacing=10,
                                 padding=ft.Padding.symmetric(horizontal=8, vertical=5))
-        self.feed_empty = ft.Text("No traffic yet: messages appear here as they arrive.",
+        self.feed_empty = ft.Text(t("No traffic yet: messages appear here as they arrive."),
                                   color=ft.Colors.ON_SURFACE_VARIANT)
         self.feed_skipped = ft.Text(size=12, color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
         self.narrow = False
@@ -278,15 +287,15 @@ class DashboardView:
             spacing=14,
             scroll=ft.ScrollMode.AUTO,
             controls=[
-                ft.Text("Dashboard", theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
+                ft.Text(t("Dashboard"), theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
                 ft.Row(wrap=True, spacing=12, run_spacing=12,
                        controls=[c.root for c in self.counters.values()]),
-                _section("Channels"),
+                _section(t("Channels")),
                 self.tile_row,
                 self.no_channels,
-                _section("Messages per minute"),
+                _section(t("Messages per minute")),
                 self.rate_chart.root,
-                _section("Live traffic"),
+                _section(t("Live traffic")),
                 ft.Container(
                     height=FEED_HEIGHT,
                     border_radius=12,
@@ -307,6 +316,7 @@ class DashboardView:
         channels, counters, traffic = await asyncio.gather(
             self.plane.channels(), self.plane.counters_today(),
             self.plane.recent_traffic(CHART_HISTORY))
+        self.kinds = {kind.type: kind for kind in self.plane.channel_types()}
         self.board.reset(channels)
         self.counts.reset(counters)
         self.window.clear()
@@ -347,8 +357,8 @@ class DashboardView:
             self._show_rate()  # once per batch, and when the minute turns
         skipped = max(0, len(rows) - FEED_BATCH_ROWS)
         self.feed_skipped.visible = skipped > 0
-        self.feed_skipped.value = (f"{skipped} more lines just now, too fast to list "
-                                   "(all counted above)")
+        self.feed_skipped.value = t("{count} more lines just now, too fast to list "
+                                    "(all counted above)", count=skipped)
         self._push_rows(rows[skipped:])
 
     def fit_width(self, width: float | None) -> None:
@@ -361,7 +371,7 @@ class DashboardView:
         self.feed.controls = [feed_row_control(r, narrow) for r in reversed(self.window.rows)]
 
     def _add_tile(self, status: ChannelStatus) -> None:
-        tile = ChannelTile(status)
+        tile = ChannelTile(status, self.kinds.get(status.type))
         self.tiles[status.name] = tile
         self.tile_row.controls.append(tile.root)
         self.no_channels.visible = not self.tiles

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import flet as ft
 
-__all__ = ["BASE_FONT", "FALLBACK_FONTS", "text_theme"]
+__all__ = ["BASE_FONT", "CODE_FONTS", "FALLBACK_FONTS", "MONO_FONT", "text_theme"]
 
 BASE_FONT = "Roboto"
 
@@ -30,6 +30,18 @@ FALLBACK_FONTS: dict[str, str] = {
     "Noto Sans KR": "fonts/NotoSansKR-Regular-subset.otf",
     "Noto Color Emoji": "fonts/NotoColorEmoji-subset.ttf",
 }
+
+MONO_FONT = "monospace"
+"""The family code is drawn in. Flutter's Markdown asks for "monospace" for inline code and
+the Chat view's code style names it too; a browser offline has no such font, so the
+bundled file is registered under that very name and both pick it up as they are."""
+
+CODE_FONTS: dict[str, str] = {
+    # DejaVu Sans Mono 2.37 (Debian fonts-dejavu-core), whole file; licence LICENSE-DejaVu.txt
+    MONO_FONT: "fonts/DejaVuSansMono.ttf",
+}
+"""Registered beside ``FALLBACK_FONTS`` (``page.fonts``) but not in the fallback list:
+prose is never drawn in a monospace font."""
 
 _STYLES = ("display_large", "display_medium", "display_small", "headline_large",
            "headline_medium", "headline_small", "title_large", "title_medium", "title_small",

@@ -7,6 +7,8 @@ from datetime import datetime
 
 import flet as ft
 
+from views.i18n import t
+
 __all__ = [
     "DIRECTION_ARROWS",
     "SEED_COLOR",
@@ -16,6 +18,7 @@ __all__ = [
     "clock_time",
     "latency",
     "state_color",
+    "state_label",
 ]
 
 SEED_COLOR = ft.Colors.INDIGO
@@ -41,6 +44,13 @@ def state_color(state: str) -> str:
     return STATE_COLORS.get(state, ft.Colors.GREY_600)
 
 
+def state_label(state: str) -> str:
+    """A channel state as a person reads it (the value itself for one this panel does not know)."""
+    labels = {"online": t("online"), "connecting": t("connecting"), "degraded": t("degraded"),
+              "offline": t("offline"), "stopped": t("stopped"), "disabled": t("disabled")}
+    return labels.get(state, state)
+
+
 def channel_icon(name: str) -> ft.IconData:
     """Connector icons are Material icon names ("chat_bubble"); unknown ones get a generic one."""
     try:
@@ -52,15 +62,15 @@ def channel_icon(name: str) -> ft.IconData:
 def ago(ts: float | None, now: float | None = None) -> str:
     """ "last message 5 s ago" style ages, coarse enough to read at a glance."""
     if ts is None:
-        return "no messages yet"
+        return t("no messages yet")
     seconds = max(0, int((time.time() if now is None else now) - ts))
     if seconds < 60:
-        return f"last message {seconds} s ago"
+        return t("last message {seconds} s ago", seconds=seconds)
     if seconds < 3600:
-        return f"last message {seconds // 60} min ago"
+        return t("last message {minutes} min ago", minutes=seconds // 60)
     if seconds < 86400:
-        return f"last message {seconds // 3600} h ago"
-    return f"last message {seconds // 86400} d ago"
+        return t("last message {hours} h ago", hours=seconds // 3600)
+    return t("last message {days} d ago", days=seconds // 86400)
 
 
 def clock_time(ts: float) -> str:

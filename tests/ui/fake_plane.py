@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from pyclaw_app.control import (
     ChannelHealth,
     ChannelStatus,
+    ChannelType,
     Counters,
     LogRow,
     McpServerRow,
@@ -26,6 +27,7 @@ from pyclaw_app.control import (
     StateSpan,
     TrafficRow,
 )
+from pyclaw_app.control.admin import channel_types
 from pyclaw_app.control.health import build_health, record_log, record_state
 from pyclaw_app.control.mcp import form_schema
 from pyclaw_app.control.schedules import explain
@@ -267,6 +269,9 @@ class FakeControlPlane:
 
     def config_errors(self) -> list[str]:
         return list(self.errors)
+
+    def channel_types(self) -> list[ChannelType]:
+        return channel_types()  # the registry's, as the local plane lists them
 
     # -- scheduled jobs: in memory, by the rules the real plane applies -------------------------
 

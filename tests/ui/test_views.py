@@ -95,7 +95,7 @@ async def test_dashboard_has_a_tile_per_channel_with_state(plane: FakeControlPla
     assert "429 Too Many Requests" in texts(tile.root)
     assert view.tiles["telegram"].state.color == ft.Colors.GREEN_600
     assert "no messages yet" in texts(view.tiles["matrix"].root)
-    assert view.tiles["matrix"].icon.icon == ft.Icons.FORUM  # unknown icon name falls back
+    assert view.tiles["matrix"].icon.content.src == "icons/channels/matrix.svg"
 
 
 async def test_channel_state_event_recolours_the_tile_and_ticks_the_age(
