@@ -136,7 +136,7 @@ class ChannelCard:
         self.title.value = (f"{status.name} · {status.title}"
                             if status.title and status.title != status.name else status.name)
         self.dot.bgcolor = color
-        self.state.value = status.state
+        self.state.value = style.state_label(status.state)
         self.state.color = color
         problem = status.config_error or status.last_error
         self.detail.value = problem or status.reason
