@@ -16,6 +16,7 @@ __all__ = [
     "ago",
     "channel_icon",
     "clock_time",
+    "direction_label",
     "latency",
     "state_color",
     "state_label",
@@ -32,12 +33,18 @@ STATE_COLORS: dict[str, str] = {
     "disabled": ft.Colors.GREY_500,
 }
 
-DIRECTION_ARROWS: dict[str, tuple[ft.IconData, str, str]] = {
-    # direction -> (icon, colour, what a screen reader says)
-    "in": (ft.Icons.ARROW_DOWNWARD, ft.Colors.BLUE_600, "received"),
-    "out": (ft.Icons.ARROW_UPWARD, ft.Colors.GREEN_600, "sent"),
-    "failed": (ft.Icons.ERROR_OUTLINE, ft.Colors.RED_600, "failed"),
+DIRECTION_ARROWS: dict[str, tuple[ft.IconData, str]] = {
+    # direction -> (icon, colour); the words are direction_label's
+    "in": (ft.Icons.ARROW_DOWNWARD, ft.Colors.BLUE_600),
+    "out": (ft.Icons.ARROW_UPWARD, ft.Colors.GREEN_600),
+    "failed": (ft.Icons.ERROR_OUTLINE, ft.Colors.RED_600),
 }
+
+
+def direction_label(direction: str) -> str:
+    """What a person reads (and a screen reader says) for a message's direction."""
+    labels = {"in": t("received"), "out": t("sent"), "failed": t("failed")}
+    return labels.get(direction, labels["in"])
 
 
 def state_color(state: str) -> str:

@@ -73,8 +73,8 @@ def feed_row_control(row: FeedRow, narrow: bool = False) -> ft.Control:
     column without pulling its neighbours in; the phone's meta line fences each field in
     an isolate for the same reason. A failed line's message is in the error colour.
     """
-    spoken = style.DIRECTION_ARROWS.get(row.direction, style.DIRECTION_ARROWS["in"])
-    _, direction_color, direction = spoken
+    _, direction_color = style.DIRECTION_ARROWS.get(row.direction, style.DIRECTION_ARROWS["in"])
+    direction = style.direction_label(row.direction)
     message = row.text.replace("\n", " ")
     error = ft.Colors.ERROR if row.direction == "failed" else None
     if narrow:
@@ -113,8 +113,9 @@ def message_row(row: TrafficRow, on_open: Handler) -> ft.Control:
     opens the message's detail, which offers its conversation (a button inside the row
     merged the whole row into one node of the accessibility tree)."""
     failed = row.status == "failed" or bool(row.error)
-    icon, color, spoken = style.DIRECTION_ARROWS["failed" if failed else row.direction]
-    text = row.text.replace("\n", " ") or ("(no text)" if row.error else "")
+    icon, color = style.DIRECTION_ARROWS["failed" if failed else row.direction]
+    spoken = style.direction_label("failed" if failed else row.direction)
+    text = row.text.replace("\n", " ") or (t("(no text)") if row.error else "")
     message: ft.Control = cell(text, None)
     if row.error:
         error = row.error.replace("\n", " ")
