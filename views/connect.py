@@ -39,6 +39,8 @@ __all__ = [
     "explain_failure",
     "gateway_bar",
     "normalize_url",
+    "plain_http_notice",
+    "read_only_notice",
 ]
 
 _log = logging.getLogger(__name__)
@@ -69,14 +71,6 @@ TOKEN_KEY = "dev.pyclaw.monitor.token"
 # without the extension) must not hang the page's start.
 STORE_TIMEOUT = 5.0
 EXAMPLE_URL = "http://192.168.1.20:8787"
-READ_ONLY_NOTICE = ("Read-only token: you can watch traffic, channels, logs and usage. "
-                    "Changing channels or settings, starting and stopping them, Test "
-                    "connection, retries, pairing approvals and chat need the admin token "
-                    "(`pyclaw monitor-token --admin`).")
-PLAIN_HTTP_NOTICE = ("Not encrypted (http): the token and everything shown here cross the "
-                     "network readable. Use https (server.tls_cert) beyond a trusted network.")
-"""The English of the notices (their translations come from ``_read_only_notice`` and
-``_plain_http_notice``); kept for code that checks what the bar says."""
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -93,14 +87,16 @@ def _setup_help() -> str:
              token_help=_token_help())
 
 
-def _read_only_notice() -> str:
+def read_only_notice() -> str:
+    """What the bar says to a monitor holding a read-only token."""
     return t("Read-only token: you can watch traffic, channels, logs and usage. "
              "Changing channels or settings, starting and stopping them, Test "
              "connection, retries, pairing approvals and chat need the admin token "
              "(`pyclaw monitor-token --admin`).")
 
 
-def _plain_http_notice() -> str:
+def plain_http_notice() -> str:
+    """What the bar says when the gateway is reached over plain http beyond this device."""
     return t("Not encrypted (http): the token and everything shown here cross the "
              "network readable. Use https (server.tls_cert) beyond a trusted network.")
 
@@ -430,9 +426,9 @@ def gateway_bar(url: str, on_disconnect: Handler, *, read_only: bool = False) ->
     host = urlsplit(url).hostname or ""
     notices = []
     if read_only:
-        notices.append(_notice(ft.Icons.VISIBILITY_OUTLINED, _read_only_notice()))
+        notices.append(_notice(ft.Icons.VISIBILITY_OUTLINED, read_only_notice()))
     if urlsplit(url).scheme == "http" and host not in _LOOPBACK:
-        notices.append(_notice(ft.Icons.LOCK_OPEN_OUTLINED, _plain_http_notice()))
+        notices.append(_notice(ft.Icons.LOCK_OPEN_OUTLINED, plain_http_notice()))
     return ft.Container(
         bgcolor=ft.Colors.SURFACE_CONTAINER_HIGH,
         padding=ft.Padding.symmetric(horizontal=16, vertical=4),

@@ -33,12 +33,12 @@ from tests.support import eventually
 from views import app
 from views.app import make_monitor_main, wants_monitor
 from views.connect import (
-    PLAIN_HTTP_NOTICE,
-    READ_ONLY_NOTICE,
     Remembered,
     connect_remote,
     gateway_bar,
     normalize_url,
+    plain_http_notice,
+    read_only_notice,
 )
 from views.settings import AppSettings
 
@@ -438,7 +438,7 @@ async def test_a_read_only_token_connects_says_what_it_cannot_do_and_refuses_cle
     assert not on_connect_screen(page)
     texts = page_texts(page)
     assert f"Monitoring {url} (read-only)" in texts
-    assert READ_ONLY_NOTICE in texts and "pyclaw monitor-token --admin" in READ_ONLY_NOTICE
+    assert read_only_notice() in texts and "pyclaw monitor-token --admin" in read_only_notice()
     assert any(CHANNEL in t for t in texts)  # watching works
 
     await page.push_route("/channels")
@@ -454,8 +454,8 @@ async def test_the_admin_token_has_no_read_only_notice(
     page = await open_monitor(MemoryStore(), Recorder())
     await connect_with(page, url, token)
     texts = page_texts(page)
-    assert f"Monitoring {url}" in texts and READ_ONLY_NOTICE not in texts
-    assert PLAIN_HTTP_NOTICE not in texts  # http to this device itself is not on the network
+    assert f"Monitoring {url}" in texts and read_only_notice() not in texts
+    assert plain_http_notice() not in texts  # http to this device itself is not on the network
 
 
 def test_plain_http_to_another_machine_is_said_in_the_bar() -> None:
@@ -465,6 +465,6 @@ def test_plain_http_to_another_machine_is_said_in_the_bar() -> None:
     def texts(bar: ft.Control) -> list[str]:
         return [c.value for c in walk(bar) if isinstance(c, ft.Text) and c.value]
 
-    assert PLAIN_HTTP_NOTICE in texts(gateway_bar("http://192.168.1.20:8787", nothing))
-    assert PLAIN_HTTP_NOTICE not in texts(gateway_bar("https://192.168.1.20:8787", nothing))
-    assert PLAIN_HTTP_NOTICE not in texts(gateway_bar("http://127.0.0.1:8787", nothing))
+    assert plain_http_notice() in texts(gateway_bar("http://192.168.1.20:8787", nothing))
+    assert plain_http_notice() not in texts(gateway_bar("https://192.168.1.20:8787", nothing))
+    assert plain_http_notice() not in texts(gateway_bar("http://127.0.0.1:8787", nothing))
