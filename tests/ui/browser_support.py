@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -222,3 +223,37 @@ def type_into(page: Any, field: Any, typed: Any, text: str, attempts: int = 3) -
                 return
             page.wait_for_timeout(100)
     raise AssertionError(f"typed {text!r}, the field holds {typed.input_value()!r}")
+
+
+def brightness(page: Any, x: int, y: int) -> int:
+    """R+G+B of one pixel of the page as drawn (the canvas cannot be read from the DOM).
+
+    Decodes the 1x1 PNG screenshot by hand: one IDAT scanline, filter byte first.
+    """
+    png = page.screenshot(clip={"x": x, "y": y, "width": 1, "height": 1})
+    pos, data = 8, b""
+    while pos < len(png):
+        length = int.from_bytes(png[pos:pos + 4], "big")
+        if png[pos + 4:pos + 8] == b"IDAT":
+            data += png[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    return sum(zlib.decompress(data)[1:4])
+
+
+def drawn_in_theme(page: Any, *, dark: bool, at: tuple[int, int],
+                   timeout_ms: int = 10_000) -> bool:
+    """Whether the background pixel ``at`` turns dark (or light) within the timeout: the
+    theme's colours animate, for longer on a busy machine."""
+    for _ in range(timeout_ms // 200):
+        value = brightness(page, *at)
+        if (value < 200) if dark else (value > 600):
+            return True
+        page.wait_for_timeout(200)
+    return False
+
+
+def nav(page: Any, name: str) -> Any:
+    """A navigation destination: a rail button ("Chat Tab 3 of 7" to a screen reader) on a
+    desktop, a tab of the bottom bar on a phone."""
+    label = re.compile(rf"^{name}( Tab|$)")
+    return page.get_by_role("button", name=label).or_(page.get_by_role("tab", name=label)).first

@@ -7,7 +7,6 @@ at once, and a reload keeps it (the choice is in the browser's storage, like the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from tests.ui.browser_support import (
     app_args,
     clean_env,
     free_port,
+    nav,
     open_app,
     screenshot,
     serve,
@@ -46,30 +46,25 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def _nav(page: Any, name: str) -> Any:
-    """A navigation destination ("设置 Tab 7 of 7" to a screen reader)."""
-    return page.get_by_role("button", name=re.compile(rf"^{name}( Tab|$)")).first
-
-
 def test_the_system_language_first_then_the_chosen_one_even_after_a_reload(
         browser: Any, app: str) -> None:
     page = open_app(browser, app, "设置", 1280, 2400)  # tall: Appearance is on screen
     try:
-        expect(_nav(page, "渠道")).to_be_visible(timeout=STEP_TIMEOUT_MS)
-        _nav(page, "设置").click()
+        expect(nav(page, "渠道")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+        nav(page, "设置").click()
         language = page.get_by_role("button", name="语言", exact=True)
         expect(language).to_be_visible(timeout=STEP_TIMEOUT_MS)
         assert screenshot(page, "settings-zh", settle_ms=800).exists()
         language.click()
         page.get_by_role("button", name="English", exact=True).click()
-        expect(_nav(page, "Settings")).to_be_visible(timeout=STEP_TIMEOUT_MS)
-        expect(_nav(page, "Channels")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+        expect(nav(page, "Settings")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+        expect(nav(page, "Channels")).to_be_visible(timeout=STEP_TIMEOUT_MS)
         page.reload()
         placeholder = page.locator("flt-semantics-placeholder")
         placeholder.wait_for(state="attached", timeout=STEP_TIMEOUT_MS * 3)
         placeholder.dispatch_event("click")
-        expect(_nav(page, "Settings")).to_be_visible(timeout=STEP_TIMEOUT_MS * 3)
-        expect(_nav(page, "Channels")).to_be_visible(timeout=STEP_TIMEOUT_MS)
-        assert _nav(page, "设置").count() == 0
+        expect(nav(page, "Settings")).to_be_visible(timeout=STEP_TIMEOUT_MS * 3)
+        expect(nav(page, "Channels")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+        assert nav(page, "设置").count() == 0
     finally:
         page.close()

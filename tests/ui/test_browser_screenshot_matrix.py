@@ -9,7 +9,6 @@ Each shot is checked for Flutter error boxes and for the theme it claims, and is
 from __future__ import annotations
 
 import re
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +22,9 @@ from tests.ui.browser_support import (
     app_args,
     assert_no_error_box,
     clean_env,
+    drawn_in_theme,
     free_port,
+    nav,
     screenshot,
     serve,
     type_into,
@@ -65,13 +66,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield url
 
 
-def _nav(page: Any, name: str) -> Any:
-    """A navigation destination: a rail button ("Chat Tab 3 of 7" to a screen reader) on a
-    desktop, a tab of the bottom bar on a phone."""
-    label = re.compile(rf"^{name}( Tab|$)")
-    return page.get_by_role("button", name=label).or_(page.get_by_role("tab", name=label)).first
-
-
 def _open(browser: Any, url: str, theme: str) -> Any:
     width, height = SIZES["desktop"]
     page = browser.new_page(viewport={"width": width, "height": height}, color_scheme=theme)
@@ -79,36 +73,12 @@ def _open(browser: Any, url: str, theme: str) -> Any:
     placeholder = page.locator("flt-semantics-placeholder")
     placeholder.wait_for(state="attached", timeout=STEP_TIMEOUT_MS * 3)
     placeholder.dispatch_event("click")
-    expect(_nav(page, "Dashboard")).to_be_visible(timeout=STEP_TIMEOUT_MS * 3)
+    expect(nav(page, "Dashboard")).to_be_visible(timeout=STEP_TIMEOUT_MS * 3)
     return page
 
 
-def _brightness(page: Any) -> int:
-    """R+G+B of the page's right edge, half way down, as drawn: the view's background."""
-    size = page.viewport_size
-    png = page.screenshot(clip={"x": size["width"] - 3, "y": size["height"] // 2,
-                                "width": 1, "height": 1})
-    pos, data = 8, b""
-    while pos < len(png):
-        length = int.from_bytes(png[pos:pos + 4], "big")
-        if png[pos + 4:pos + 8] == b"IDAT":
-            data += png[pos + 8:pos + 8 + length]
-        pos += 12 + length
-    return sum(zlib.decompress(data)[1:4])
-
-
-def _in_theme(page: Any, theme: str) -> bool:
-    """Whether the background is drawn in ``theme`` within a few seconds (colours animate)."""
-    for _ in range(50):
-        brightness = _brightness(page)
-        if (brightness < 200) if theme == "dark" else (brightness > 600):
-            return True
-        page.wait_for_timeout(200)
-    return False
-
-
 def _one_exchange(page: Any) -> None:
-    _nav(page, "Chat").click()
+    nav(page, "Chat").click()
     field = page.get_by_label("Message", exact=True)
     field.wait_for(timeout=STEP_TIMEOUT_MS)
     type_into(page, field, field, "Hello! What can you do?")
@@ -126,12 +96,14 @@ def test_every_view_at_both_widths(browser: Any, app: str, theme: str) -> None:
         for size, (width, height) in SIZES.items():
             page.set_viewport_size({"width": width, "height": height})
             for destination in DESTINATIONS:
-                _nav(page, destination.label).click()
+                nav(page, destination.label).click()
                 page.wait_for_url(re.compile(rf"{re.escape(destination.route)}$"),
                                   timeout=STEP_TIMEOUT_MS)
                 where = f"{destination.label} at {size} width, {theme}"
                 page.mouse.move(1, 1)  # no tooltip of the button just clicked in the picture
-                assert _in_theme(page, theme), f"{where}: not drawn in the {theme} theme"
+                background = (width - 3, height // 2)  # the view's right edge, half way down
+                assert drawn_in_theme(page, dark=theme == "dark", at=background), \
+                    f"{where}: not drawn in the {theme} theme"
                 name = f"matrix/{destination.route.strip('/')}-{size}-{theme}"
                 assert screenshot(page, name, settle_ms=700).exists()
                 assert_no_error_box(page, where)

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,9 @@ from tests.ui.browser_support import (
     SCREENSHOTS,
     FakesThread,
     app_args,
+    brightness,
     clean_env,
+    drawn_in_theme,
     free_port,
     open_app,
     screenshot,
@@ -145,31 +146,8 @@ def _choose(page: Any, label: str, option: str) -> None:
     page.get_by_role("button", name=option, exact=True).click()
 
 
-def _theme_settles(page: Any, *, dark: bool, timeout_ms: int = 10_000) -> bool:
-    """Whether the page's background turns dark (or light) within the timeout: the theme's
-    colours animate, for longer on a busy machine."""
-    for _ in range(timeout_ms // 200):
-        brightness = _brightness(page)
-        if (brightness < 200) if dark else (brightness > 600):
-            return True
-        page.wait_for_timeout(200)
-    return False
-
-
-def _brightness(page: Any, x: int = 1300, y: int = 860) -> int:
-    """R+G+B of one pixel of the page as drawn (the canvas cannot be read from the DOM).
-
-    Decodes the 1x1 PNG screenshot by hand: one IDAT scanline, filter byte first.
-    """
-    png = page.screenshot(clip={"x": x, "y": y, "width": 1, "height": 1})
-    pos, data = 8, b""
-    while pos < len(png):
-        length = int.from_bytes(png[pos:pos + 4], "big")
-        kind = png[pos + 4:pos + 8]
-        if kind == b"IDAT":
-            data += png[pos + 8:pos + 8 + length]
-        pos += 12 + length
-    return sum(zlib.decompress(data)[1:4])
+BACKGROUND = (1300, 860)
+"""A pixel of the Settings page's background at this module's viewport."""
 
 
 def _open_settings(page: Any, url: str) -> None:
@@ -215,15 +193,16 @@ def test_a_add_provider_with_test_connection(page: Any, openai: _FakeOpenAIThrea
     assert "browser-llm" in config and API_KEY not in config  # the key went to the store
     assert API_KEY not in page.content()
 
-    assert _brightness(page) > 600  # the light theme (flet.toml says "system"; Chromium: light)
+    # the light theme (flet.toml says "system"; Chromium: light)
+    assert brightness(page, *BACKGROUND) > 600
     page.get_by_role("button", name="Dark").click()  # applied at once
-    assert _theme_settles(page, dark=True)
+    assert drawn_in_theme(page, dark=True, at=BACKGROUND)
     screenshot(page, "settings", settle_ms=1500)  # after the theme's colour animation
     # remembered by this browser: a new session (reload) starts dark
     _open_settings(page, app[0])
-    assert _theme_settles(page, dark=True)
+    assert drawn_in_theme(page, dark=True, at=BACKGROUND)
     page.get_by_role("button", name="Light").click()
-    assert _theme_settles(page, dark=False)
+    assert drawn_in_theme(page, dark=False, at=BACKGROUND)
 
 
 def test_b_chat_uses_the_new_provider_and_usage_shows_the_call(
