@@ -40,6 +40,15 @@ class StorageConfig(BaseModel):
         "channels and unfinished messages the moment it stops or dies, instead of refusing "
         "to start.")
 
+    shared: bool = Field(
+        False, title="Share the work with other gateways",
+        description="PostgreSQL only. Every gateway on the database with this on is active: "
+        "conversations spread over them (each conversation's replies stay in order), a "
+        "channel that allows one connection (Telegram polling, Discord, IMAP...) is "
+        "received by one of them at a time, and when one dies the others take over its "
+        "channels and unfinished messages within seconds. Webhooks may reach any of them "
+        "behind a load balancer.")
+
     @field_validator("url")
     @classmethod
     def _postgres_only(cls, url: str | None) -> str | None:
@@ -51,9 +60,13 @@ class StorageConfig(BaseModel):
 
     @model_validator(mode="after")
     def _standby_needs_a_server(self) -> StorageConfig:
-        if self.standby and self.url is None:
-            raise ValueError("standby needs a PostgreSQL url: two gateways never share one "
-                             "SQLite file")
+        for name, on in (("standby", self.standby), ("shared", self.shared)):
+            if on and self.url is None:
+                raise ValueError(f"{name} needs a PostgreSQL url: two gateways never share "
+                                 "one SQLite file")
+        if self.standby and self.shared:
+            raise ValueError("standby and shared exclude each other: a shared gateway is "
+                             "active, and takes over a dead one's work without standing by")
         return self
 
     @property

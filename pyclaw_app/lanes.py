@@ -24,6 +24,9 @@ Job = Callable[[], Awaitable[None]]
 
 class Lanes:
     def __init__(self, max_concurrent_llm: int = 4, max_backlog: int = 2000) -> None:
+        self.on_idle: Callable[[str], None] | None = None
+        """Told a conversation's key when its lane has run dry (shared instances release
+        the conversation's claim then)."""
         self.llm_slots = asyncio.Semaphore(max_concurrent_llm)
         self.max_backlog = max_backlog
         self._backlog = 0
@@ -76,6 +79,8 @@ class Lanes:
             del self._workers[key]
             if not queue:
                 self._queues.pop(key, None)
+                if self.on_idle is not None:
+                    self.on_idle(key)
             if not self._workers:
                 self._idle.set()
 
@@ -90,6 +95,10 @@ class Lanes:
 
     def has_job(self, job_id: int) -> bool:
         return job_id in self._job_ids
+
+    def busy(self, key: str) -> bool:
+        """Whether the conversation has a job queued or running."""
+        return key in self._workers
 
     @property
     def active(self) -> int:

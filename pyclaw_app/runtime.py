@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -96,6 +97,16 @@ class GatewayRuntime:
         await self.store.db.hold_instance_lock(f"{socket.gethostname()} pid {os.getpid()}",
                                                wait=standby, on_wait=standing_by)
 
+    async def join_shared(self) -> None:
+        """Be one of the active instances sharing the store (``storage.shared``), or raise
+        :class:`~pyclaw_app.errors.StoreError` when a gateway that runs alone holds it."""
+        db = self.store.db
+        link = db.cluster_link(f"{socket.gethostname()} pid {os.getpid()}")
+        instance = await link.join()
+        _log.info("sharing the work with the other gateways on %s as instance %d",
+                  db.backend, instance)
+        self.gateway.share(link, on_fenced=_fence_process)
+
     async def stop(self) -> None:
         """Stop the gateway and close the store, once, though a signal and the caller may
         both ask (it goes on if the caller is cancelled)."""
@@ -128,6 +139,20 @@ class GatewayRuntime:
         if self.guard is not None:
             self.guard.stopped()
             self.guard.uninstall()
+
+
+FENCED_EXIT = 75
+"""EX_TEMPFAIL: a fenced instance ends so its supervisor (systemd, Kubernetes) starts a new
+one, which joins under a new id."""
+
+
+def _fence_process(why: str) -> None:
+    """A shared instance that lost its session ends at once, without the graceful stop:
+    the others may already be answering its conversations, and a graceful stop would
+    finish its sends (twice)."""
+    logging.shutdown()
+    sys.stderr.write(f"pyclaw: fenced, exiting: {why}\n")
+    os._exit(FENCED_EXIT)
 
 
 def _report_failure(task: asyncio.Task[None]) -> None:

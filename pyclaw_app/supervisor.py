@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pyclaw_app.backoff import Backoff
-from pyclaw_app.channels.contract import ChannelConfig, ConnectorSpec, Transport
+from pyclaw_app.channels.contract import ChannelConfig, Connector, ConnectorSpec, Transport
 from pyclaw_app.model import ChannelState
 
 __all__ = ["Supervised", "SupervisedChannel", "Supervisor", "SupervisorSettings"]
@@ -61,7 +61,7 @@ class SupervisedChannel(Protocol):
     def entry(self) -> _Entry: ...
 
     @property
-    def connector(self) -> object | None: ...
+    def connector(self) -> Connector | None: ...
 
 
 class Supervised(Protocol):
@@ -170,8 +170,8 @@ class Supervisor:
             return None
         if rt.spec is None or rt.spec.transport in (Transport.LOCAL, Transport.WEBHOOK):
             return None
-        if entry.config.needs_webhook():
-            return None  # the platform comes to us; silence is not a stall
+        if entry.config.needs_webhook() or not rt.connector.receives:
+            return None  # the platform comes to us, or to another instance: no stall
         last = rt.last_heartbeat
         if last is not None and now - last > self.settings.stall_after:
             self.gateway.set_state(rt.name, ChannelState.DEGRADED,

@@ -76,6 +76,7 @@ SPEC = ConnectorSpec(
     transport=Transport.WEBSOCKET,
     # Edits are chat.update (streamed replies); Slack has no typing indicator for bots
     # outside the legacy RTM API.
-    capabilities=Capabilities(edit=True, typing=False, threads=True, attachments=True),
+    capabilities=Capabilities(edit=True, typing=False, threads=True, attachments=True,
+                              send_only=True),
     limits=Limits(max_text=MAX_TEXT),
 )

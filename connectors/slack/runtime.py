@@ -136,9 +136,9 @@ class SlackConnector(ConnectorBase):
         """Connect; a bad token raises, an unreachable Slack leaves the ``socket`` task
         retrying (in Events API mode it only finishes learning who the bot is)."""
         self._web = self._web_client(self.secret("bot_token"))
-        if self.config.mode == "socket":
+        if self.config.mode == "socket" and self.receives:
             self._socket = self._socket_client(self._web, self.secret("app_token"))
-        else:
+        elif self.config.mode == "events":
             self.secret("signing_secret")
         try:
             self.went_online(await self._connect())
@@ -170,7 +170,8 @@ class SlackConnector(ConnectorBase):
             self._bot = await self._whoami(self._web)
         client = self._socket
         if client is None:
-            return f"connected as @{self._bot.name} (Events API)"
+            how = "Events API" if self.config.mode == "events" else "sending only"
+            return f"connected as @{self._bot.name} ({how})"
         who = f"connected as @{self._bot.name} (Socket Mode)"
         async with client.connect_operation_lock:
             if await client.is_connected():

@@ -94,6 +94,7 @@ SPEC = ConnectorSpec(
     "Create the bot with @BotFather and paste its token. To answer every group message "
     "(group_reply: all), turn off privacy mode in @BotFather.",
     transport=Transport.POLLING,
-    capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True),
+    capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True,
+                              send_only=True),
     limits=Limits(max_text=MAX_TEXT, text_length=utf16_len),
 )

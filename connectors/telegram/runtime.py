@@ -229,7 +229,7 @@ class TelegramConnector(ConnectorBase):
                 "webhook mode needs webhook_secret: 1-256 characters of A-Z, a-z, 0-9, _ and -")
         self._bot = self._make_bot(self.secret("token"))
         self._offset = await self.ctx.state.get(OFFSET_KEY)
-        serve = self._idle if webhook else self._poll
+        serve = self._poll if self.receives and not webhook else self._idle
         await self.connect_and_keep("poller", self._connect, serve,
                                     platform="Telegram")
 
@@ -402,7 +402,8 @@ class TelegramConnector(ConnectorBase):
                 raise RetryableError(f"could not journal an update: {exc}") from exc
 
     async def _idle(self) -> None:
-        """Webhook mode has nothing to serve: Telegram calls us (``handle_webhook``)."""
+        """Webhook mode has nothing to serve: Telegram calls us (``handle_webhook``); nor has
+        a send-only instance (another one polls)."""
         await asyncio.Event().wait()
 
     async def _deliver(self, raw: object) -> None:
@@ -425,7 +426,9 @@ class TelegramConnector(ConnectorBase):
         bot = self._require_bot()
         try:
             await bot.initialize()
-            if self.config.mode == "polling":
+            if not self.receives:
+                pass  # send-only: where updates go is the receiving instance's business
+            elif self.config.mode == "polling":
                 await bot.delete_webhook(drop_pending_updates=False)
             else:
                 await bot.set_webhook(url=self.config.webhook_url,

@@ -196,6 +196,11 @@ class Capabilities:
     live: bool = False
     """The reply's text is shown as the model writes it through ``reply_delta`` (an HTTP
     stream), not through edits of a sent message."""
+    send_only: bool = False
+    """The connector can run without receiving (``Connector.receives`` false): its replies
+    go over the platform's REST API, not over the connection that receives. Instances that
+    share the work (``storage.shared``) then answer this channel's conversations too while
+    another one holds its single-consumer connection."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +344,10 @@ class Connector(abc.ABC):
     def __init__(self, name: str, config: ChannelConfig) -> None:
         self.name = name
         self.config = config
+        self.receives = True
+        """False when started to send only (``Capabilities.send_only``): another instance
+        receives for this channel, so ``start`` opens the client and polls or listens for
+        nothing."""
 
     @property
     def limits(self) -> Limits:

@@ -38,10 +38,11 @@ class GatewayHost:
         ``/healthz`` while ``start`` waits, and ``/readyz`` is 503 until the takeover),
         serve, and start the channels."""
         runtime = await GatewayRuntime.open(config_path, data_dir)
-        standby = runtime.gateway.config.storage.standby
+        storage = runtime.gateway.config.storage
+        standby = storage.standby
         if not standby:
             try:
-                await runtime.hold_store()
+                await (runtime.join_shared() if storage.shared else runtime.hold_store())
             except BaseException:
                 await runtime.store.close()
                 raise

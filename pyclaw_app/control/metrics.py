@@ -97,6 +97,8 @@ class _EventCounters:
 
     def observe(self, event: Event) -> None:
         kind, channel, data = event.kind, event.channel, event.data
+        if "instance" in data:
+            return  # another instance's, fanned out to this one's bus: counted where it ran
         if kind == EventKind.MESSAGE_RECEIVED:
             self.messages_in.labels(channel).inc()
             self._open[data["id"]] = _Open(event.ts)
@@ -177,6 +179,14 @@ class _Gauges:
         yield GaugeMetricFamily("pyclaw_instance_active", "1 while this instance holds the "
                                 "store and runs the channels, 0 while it stands by",
                                 value=float(gw.store.db.holds_instance))
+        if gw.shared is not None:
+            receiving = GaugeMetricFamily(
+                "pyclaw_channel_receiving", "1 on the instance receiving for a channel that "
+                "allows one consumer (its ingress lease), 0 on the others", labels=["channel"])
+            for rt in gw.runtime_rows():
+                if not gw.shared.everywhere(rt.name):
+                    receiving.add_metric([rt.name], float(gw.shared.receives(rt.name)))
+            yield receiving
         yield CounterMetricFamily("pyclaw_metrics_events_dropped", "Bus events the counters "
                                   "missed because their queue was full",
                                   value=self.subscription.dropped)

@@ -148,9 +148,12 @@ class ChannelLifecycle:
             await self._start(name)
 
     async def stop(self, name: str) -> None:
-        """Stop a channel; one whose ``stop()`` hangs is abandoned after ``stop_timeout``."""
+        """Stop a channel; one whose ``stop()`` hangs is abandoned after ``stop_timeout``.
+        A shared instance lets its lease go: another instance may receive for it."""
         async with self._lock(name):
             await self._stop(name)
+            if self._gw.shared is not None:
+                await self._gw.shared.let_lease_go(name)
 
     async def restart(self, name: str, reason: str,
                       still_needed: Callable[[], str | None] | None = None) -> None:
@@ -188,6 +191,8 @@ class ChannelLifecycle:
             if name not in gw.channels:
                 return False
             await self._stop(name)
+            if gw.shared is not None:
+                await gw.shared.let_lease_go(name)
             del gw.channels[name]
             await gw.store.channel_state.forget(name)
         gw.emit(EventKind.CHANNEL_STATE, name, state="removed", reason="")
@@ -206,8 +211,16 @@ class ChannelLifecycle:
             gw.channel_log(name, "error", f"not started: {reason}")
             return
         if not entry.config.enabled:
+            if gw.shared is not None:
+                await gw.shared.let_lease_go(name)
             gw.set_state(name, ChannelState.DISABLED, "disabled in config")
             return
+        receives = True
+        if gw.shared is not None and not gw.shared.receives(name):
+            if not gw.shared.sends_only(name):
+                gw.set_state(name, ChannelState.STOPPED, await gw.shared.standby_reason(name))
+                return
+            receives = False
         gw.set_state(name, ChannelState.CONNECTING, "starting")
         rt.fatal = False
         rt.crashed = None
@@ -215,8 +228,11 @@ class ChannelLifecycle:
         connector: Connector | None = None
         try:
             connector = rt.connector = registry.connector_class(entry.type)(name, entry.config)
+            connector.receives = receives
+            gw.intake.hold(name)  # until its open rows are queued, below
             await connector.start(ctx)
         except BaseException as exc:
+            await gw.intake.let_through(name, started=False)
             rt.connector = rt.ctx = None
             await self._finish(name, connector, ctx)
             if not isinstance(exc, Exception):
@@ -228,7 +244,8 @@ class ChannelLifecycle:
             gw.set_state(name, ChannelState.OFFLINE, message)
             return
         rt.last_heartbeat = gw.clock()  # a fresh start gets a full liveness window
-        gw.channel_log(name, "info", "started")
+        gw.channel_log(name, "info", "started" if receives else
+                       "started to send only: another instance receives for this channel")
         await gw.intake.resume_unfinished(name)  # what a stopped connector journaled
 
     async def _stop(self, name: str) -> None:

@@ -27,12 +27,14 @@ from pyclaw_app.gateway.channels import ChannelLifecycle, ChannelRuntime, spec_o
 from pyclaw_app.gateway.delivery import Delivery
 from pyclaw_app.gateway.intake import Intake
 from pyclaw_app.gateway.scheduler import Scheduler
+from pyclaw_app.gateway.shared import SharedWork
 from pyclaw_app.gateway.turn import Turn
 from pyclaw_app.lanes import Lanes
 from pyclaw_app.model import ChannelState, Event, EventKind
 from pyclaw_app.policy import AccessPolicy
 from pyclaw_app.secrets import redactor
 from pyclaw_app.store import Store
+from pyclaw_app.store.cluster import ClusterLink
 from pyclaw_app.store.retention import Pruner
 from pyclaw_app.supervisor import Supervisor
 
@@ -65,6 +67,8 @@ class Gateway:
                                                 media=self.attachments)
         self.policy = AccessPolicy(store.access)
         self.channels: dict[str, ChannelRuntime] = {}
+        self.shared: SharedWork | None = None
+        """Set by :meth:`share` on an instance that shares the work (``storage.shared``)."""
         self.delivery = Delivery(store.journal, self._connector, self.channel_log)
         self.turn = Turn(self)
         self.intake = Intake(self, self.turn)
@@ -91,6 +95,8 @@ class Gateway:
             _log.warning("config: %s", warning)
         for name, entry in self.config.channels.items():
             self.channels[name] = ChannelRuntime(name, entry.type, spec_of(entry.type), entry)
+        if self.shared is not None:
+            await self.shared.start()  # the free leases first: the channels start receiving
         await self.mcp.start()  # in the background: the servers connect beside the channels
         await asyncio.gather(*(self.start_channel(n) for n in self.channels))
         await self.resume_unfinished()
@@ -99,13 +105,25 @@ class Gateway:
         self.retention.start()  # the log tables' age and row limits, in the background
         self.scheduler.start()  # after the channels: a job missed while down fires now
 
+    def share(self, link: ClusterLink, on_fenced: Callable[[str], None]) -> None:
+        """Be one of several active instances on the store (``gateway/shared.py``), as
+        ``link`` (joined); ``on_fenced`` ends the process if its session is lost."""
+        if self._started:
+            raise RuntimeError("share before the gateway starts")
+        self.shared = SharedWork(self, link, on_fenced)
+        self.store.db.holds_instance = True
+
     async def stop(self) -> None:
+        if self.shared is not None:
+            await self.shared.pause()
         await self.scheduler.stop()
         await self.retention.stop()
         if self.supervisor is not None:
             await self.supervisor.stop()
         await asyncio.gather(*(self.stop_channel(n) for n in list(self.channels)))
         await self.lanes.close()
+        if self.shared is not None:
+            await self.shared.leave()  # after the lanes: nothing of ours is in flight
         await self.mcp.stop()  # after the lanes: no turn is left calling a tool
         for agent in (*self._retired_agents, self.agent):
             await agent.close()

@@ -28,6 +28,7 @@ from pyclaw_app.gateway.turn import Turn
 from pyclaw_app.model import Attachment, EventKind, Inbound, MessageStatus
 from pyclaw_app.policy import addressed_to_bot, may_follow_up
 from pyclaw_app.store import UnstorableMessage
+from pyclaw_app.store.journal import JournalRow
 
 if TYPE_CHECKING:
     from pyclaw_app.gateway.host import Host
@@ -45,6 +46,8 @@ class Intake:
         self._turn = turn
         self.bursts = Bursts(host, turn)
         """Channels with ``burst: collect`` queue their messages here, not a turn each."""
+        self._resuming: dict[str, list[tuple[int, Inbound]]] = {}
+        """Per channel being started: what it journaled before its open rows were queued."""
 
     async def accept(self, inbound: Inbound) -> SubmitResult:
         """Journal first, then hand to the conversation's lane.
@@ -84,10 +87,10 @@ class Intake:
         h.emit(EventKind.MESSAGE_RECEIVED, channel, id=result.journal_id, chat=a.chat,
                thread=a.thread, sender=inbound.sender_name or inbound.sender_id,
                text=inbound.text, ts=inbound.ts)
-        if self.bursts.collects(channel):
-            self.bursts.arrived(result.journal_id, channel, a.key)
+        if (held := self._resuming.get(channel)) is not None:
+            held.append((result.journal_id, inbound))  # older rows of its chat go first
         else:
-            self._enqueue(result.journal_id, inbound)
+            await self._dispatch(result.journal_id, inbound)
         await h.lanes.wait_for_room()  # backpressure: the connector fetches no more till then
         return result
 
@@ -108,9 +111,39 @@ class Intake:
                       platform_id=platform_id)
         return SubmitResult(0, duplicate=False, quarantined=True)
 
+    async def _dispatch(self, journal_id: int, inbound: Inbound) -> None:
+        a = inbound.address
+        if not await self._ours(a.key, a.channel):
+            pass  # another instance answers this conversation; it was told (gateway/shared.py)
+        elif self.bursts.collects(a.channel):
+            self.bursts.arrived(journal_id, a.channel, a.key)
+        else:
+            self._enqueue(journal_id, inbound)
+
+    async def _ours(self, conv: str, channel: str) -> bool:
+        """Whether this gateway answers ``conv``: always, unless it shares the work with other
+        instances and one of them holds the conversation."""
+        shared = self._h.shared
+        return shared is None or await shared.offer(conv, channel)
+
     def _enqueue(self, journal_id: int, inbound: Inbound) -> None:
         self._h.lanes.submit(inbound.address.key,
                              lambda: self._turn.process(journal_id, inbound), job_id=journal_id)
+
+    def hold(self, channel: str) -> None:
+        """Queue nothing new of ``channel`` until its open rows are resumed
+        (:meth:`resume_unfinished` with its name): a connector that starts receiving
+        before them would answer a chat's new message before its old one. What it
+        journals meanwhile is acknowledged as usual and queued after them."""
+        self._resuming.setdefault(channel, [])
+
+    async def let_through(self, channel: str, *, started: bool = True) -> None:
+        """End :meth:`hold`; what came meanwhile is queued now, or, when the channel did
+        not start, left in the journal for its next start."""
+        held = self._resuming.get(channel)
+        while started and held:  # what arrives meanwhile joins the end of the same list
+            await self._dispatch(*held.pop(0))
+        self._resuming.pop(channel, None)
 
     async def resume_unfinished(self, channel: str | None = None) -> None:
         """Pick up journal rows a crash left open, without answering anything twice.
@@ -119,30 +152,44 @@ class Intake:
         closes) the others with it; what no burst took yet on a collecting channel is
         collected again."""
         h = self._h
+        try:
+            if h.shared is not None:
+                await h.shared.sweep()  # only what no live instance holds is ours to resume
+                return
+            for row in await h.store.journal.unfinished():
+                if channel is None or row.channel == channel:
+                    await self.resume_row(row, "after restart")
+        finally:
+            if channel is not None:
+                await self.let_through(channel)
+
+    async def resume_row(self, row: JournalRow, why: str | None) -> None:
+        """Answer an open row nobody is answering, or close it if its reply went out; a
+        reply that was going out is uncertain, never sent again. ``why`` is said in the
+        channel log (None: a row another instance journaled for us, nothing to say)."""
+        h = self._h
         journal = h.store.journal
-        for row in await journal.unfinished():
-            if channel is not None and row.channel != channel:
-                continue
-            if h.lanes.has_job(row.id) or self.bursts.answering(row.id):
-                continue
-            if row.answered_with not in (None, row.id):
-                continue  # resumed with the last message of its burst
-            rt = h.channels.get(row.channel)
-            if rt is None or rt.connector is None:
-                continue  # resumed when that channel next starts with the gateway
-            reply = await journal.reply_of(row.id)
-            if reply is not None and reply.status == MessageStatus.SENT:
-                await journal.set_status(row.id, MessageStatus.REPLIED)
-                continue
-            if reply is not None and reply.status == MessageStatus.PENDING:
-                await self._interrupted(row.id, row.channel, row.chat, reply.id)
-                continue
-            h.channel_log(row.channel, "info", f"resuming message {row.id} after restart")
-            if row.answered_with is None and row.status == MessageStatus.RECEIVED \
-                    and self.bursts.collects(row.channel):
-                self.bursts.resume(row.id, row.conv)
-            else:
-                self._enqueue(row.id, row.to_inbound())
+        if h.lanes.has_job(row.id) or self.bursts.answering(row.id):
+            return
+        if row.answered_with not in (None, row.id):
+            return  # resumed with the last message of its burst
+        rt = h.channels.get(row.channel)
+        if rt is None or rt.connector is None:
+            return  # resumed when that channel next starts with the gateway
+        reply = await journal.reply_of(row.id)
+        if reply is not None and reply.status == MessageStatus.SENT:
+            await journal.set_status(row.id, MessageStatus.REPLIED)
+            return
+        if reply is not None and reply.status == MessageStatus.PENDING:
+            await self._interrupted(row.id, row.channel, row.chat, reply.id)
+            return
+        if why is not None:
+            h.channel_log(row.channel, "info", f"resuming message {row.id} {why}")
+        if row.answered_with is None and row.status == MessageStatus.RECEIVED \
+                and self.bursts.collects(row.channel):
+            self.bursts.resume(row.id, row.conv)
+        else:
+            self._enqueue(row.id, row.to_inbound())
 
     async def _interrupted(self, inbound_id: int, channel: str, chat: str, out_id: int) -> None:
         """A reply was going out when the process died: the part in flight may have been
@@ -175,6 +222,8 @@ class Intake:
             row = await journal.get(row.answered_with)  # a burst is retried as one
         if row is None or row.direction != "in" or row.status != MessageStatus.FAILED:
             return False
+        if not await self._ours(row.conv, row.channel):
+            return False  # another instance is answering this conversation right now
         reply = await journal.reply_of(row.id)
         if reply is not None and reply.status == MessageStatus.FAILED \
                 and not (reply.error or "").startswith("uncertain"):

@@ -28,10 +28,13 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from pyclaw_app.backoff import Backoff
 from pyclaw_app.errors import StoreError
+
+if TYPE_CHECKING:
+    from pyclaw_app.store.cluster import ClusterLink
 
 __all__ = ["AsyncWriteOp", "Database", "SyncWriteOp", "WriteOp"]
 
@@ -97,6 +100,12 @@ class Database:
         ``wait`` (PostgreSQL): stand by until the holder is gone instead, telling
         ``on_wait`` who it is once."""
         raise NotImplementedError
+
+    def cluster_link(self, who: str) -> ClusterLink:
+        """Sessions of their own for an instance that shares the work (``storage.shared``):
+        PostgreSQL only."""
+        raise StoreError(f"{self.backend} cannot be shared by several gateways: "
+                         "storage.shared needs a PostgreSQL url")
 
     # -- the shared part ---------------------------------------------------------------------
 

@@ -332,11 +332,20 @@ class Journal:
         row = await self.db.fetchone(f"SELECT {_COLUMNS} FROM messages WHERE id=?", (message_id,))
         return JournalRow.from_row(row) if row else None
 
-    async def unfinished(self) -> list[JournalRow]:
-        """Inbound rows a crash left open, oldest first."""
+    async def unfinished(self, *, conv: str | None = None,
+                         claimed_by: int | None = None) -> list[JournalRow]:
+        """Inbound rows a crash left open, oldest first: of one conversation, or of the
+        conversations instance ``claimed_by`` holds (shared instances on PostgreSQL,
+        ``store/cluster.py``)."""
+        where, params = "", ()
+        if conv is not None:
+            where, params = " AND conv=?", (conv,)
+        elif claimed_by is not None:
+            where = " AND conv IN (SELECT conv FROM conv_claims WHERE instance=?)"
+            params = (claimed_by,)
         rows = await self.db.fetchall(
             f"SELECT {_COLUMNS} FROM messages WHERE direction='in'"
-            " AND status IN ('received', 'processing') ORDER BY id")
+            f" AND status IN ('received', 'processing'){where} ORDER BY id", params)
         return [JournalRow.from_row(r) for r in rows]
 
     async def waiting_in(self, conv: str) -> list[JournalRow]:

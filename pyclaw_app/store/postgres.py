@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from pyclaw_app.errors import StoreError, StoreUnreachable
+from pyclaw_app.store.cluster import INSTANCE_LOCK, MIGRATION_LOCK, ClusterLink
 from pyclaw_app.store.db import Database
 from pyclaw_app.store.pg_conn import PgConnection, Row
 from pyclaw_app.store.pg_sql import PG_PRELUDE, translate_ddl
@@ -33,10 +34,6 @@ __all__ = ["PostgresDatabase"]
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
-MIGRATION_LOCK = 7_310_301
-"""The advisory lock key migrations hold (any constant the instances agree on)."""
-INSTANCE_LOCK = 7_310_302
-"""The advisory lock the one gateway on a database holds, on a connection of its own."""
 STANDBY_POLL = 1.0
 """Seconds between a standby's attempts at the lock: its takeover time, at most."""
 CONNECT_TIMEOUT = 10
@@ -63,8 +60,8 @@ class PostgresDatabase(Database):
         process or its link dies, so a standby takes over within ``STANDBY_POLL``); its
         ``application_name`` says who holds it.
 
-        One active gateway per database until instances share the work (claims and
-        ingress leases): a second one is refused, or with ``wait`` stands by."""
+        A gateway that runs alone: a second one is refused, or with ``wait`` stands by.
+        Instances that share the work join through :meth:`cluster_link` instead."""
         args = {**self._connect_args, "application_name": f"pyclaw gateway {who}"[:63]}
         conn = await self._in_reader(lambda: self._connect_with(args))
         told = False
@@ -73,8 +70,9 @@ class PostgresDatabase(Database):
                 holder = await self._in_reader(_lock_holder, conn)
                 if not wait:
                     raise StoreError(f"another gateway is running on PostgreSQL {self.where}"
-                                     f" ({holder}); stop it, or set storage.standby: true to "
-                                     "stand by for it")
+                                     f" ({holder}); stop it, set storage.standby: true to "
+                                     "stand by for it, or storage.shared: true on every "
+                                     "gateway to share the work")
                 if not told and on_wait is not None:
                     on_wait(holder)
                     told = True
@@ -84,6 +82,10 @@ class PostgresDatabase(Database):
             raise
         self._lock_conn = conn
         self.holds_instance = True
+
+    def cluster_link(self, who: str) -> ClusterLink:
+        """Sessions of their own for an instance that shares the work (``storage.shared``)."""
+        return ClusterLink(self._conninfo, self._connect_args, who)
 
     @property
     def where(self) -> str:

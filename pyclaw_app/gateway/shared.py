@@ -1,0 +1,345 @@
+"""Shared work: this gateway as one of several active instances on one PostgreSQL.
+
+What changes for an instance that shares (``storage.shared``), and nothing else does:
+
+- **A conversation is answered by the instance holding its claim** (``store/cluster.py``).
+  Intake claims it after journaling; when another instance holds it, that one is woken
+  with a WORK notification and picks the row up from the journal. A claim is let go
+  ``CLAIM_LINGER`` seconds after the conversation's lane ran dry, so conversations spread
+  over the instances while each one's replies stay in order.
+- **A channel that allows one consumer is received by the lease holder only.** The
+  others run it send-only where its replies go over the platform's REST API
+  (``Capabilities.send_only``: they may answer its conversations), or not at all (then
+  its conversations stay with the receiver). Webhook and local channels run everywhere.
+- **A dead instance's work is taken over** by the sweep, under the restart's custody
+  rules (``Intake.resume_row``): its claims are free the moment its session ends, and its
+  leases too, which a live instance takes within ``SWEEP_INTERVAL``.
+- **Events fan out** through NOTIFY, so the panel and the control API of any instance show
+  every instance's traffic (tagged with ``instance``); metrics count only their own.
+
+An instance whose lock session falls can no longer tell whether the others have taken
+its conversations over, so it is *fenced*: ``on_fenced`` ends the process (the
+orchestrator starts it again as a new instance) rather than risk answering twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import zlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pyclaw_app.channels.contract import Transport
+from pyclaw_app.model import Event, EventKind
+from pyclaw_app.store.cluster import (
+    ALIVE_IDS,
+    EVENTS,
+    WORK,
+    ClusterLink,
+    claim,
+    release,
+    release_all,
+)
+
+if TYPE_CHECKING:
+    from pyclaw_app.gateway.core import Gateway
+    from pyclaw_app.store.journal import JournalRow
+
+__all__ = ["CLAIM_LINGER", "SWEEP_INTERVAL", "SharedWork"]
+
+_log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL = 1.0
+"""Seconds between sweeps: the longest a dead instance's work or a free lease waits."""
+CLAIM_LINGER = 5.0
+"""Seconds a quiet conversation stays claimed: its next message needs no claim round trip."""
+FANNED_OUT = frozenset({EventKind.MESSAGE_RECEIVED, EventKind.MESSAGE_DUPLICATE,
+                        EventKind.MESSAGE_PROCESSING, EventKind.LLM_CALL,
+                        EventKind.REPLY_SENT, EventKind.MESSAGE_FAILED,
+                        EventKind.MESSAGE_SKIPPED, EventKind.LOG})
+"""Streamed deltas stay local (one per token would flood the server); channel states stay
+local too: each instance reports its own connection to a channel."""
+MAX_NOTIFY = 7000
+"""Bytes per NOTIFY payload (the server's limit is 8000)."""
+MAX_TEXT = 1000
+"""Characters of a message text an event carries to the other instances."""
+
+
+class SharedWork:
+    def __init__(self, gateway: Gateway, link: ClusterLink,
+                 on_fenced: Callable[[str], None]) -> None:
+        self._gw = gateway
+        self.link = link
+        self.me = link.id
+        self._on_fenced = on_fenced
+        self._held: set[str] = set()
+        self._live: list[int] = [link.id]
+        """The live instances' ids as of the last sweep (the hash's choice, see ``offer``)."""
+        self._linger: dict[str, asyncio.TimerHandle] = {}
+        self._wake = asyncio.Event()
+        self._sweeping = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._fenced = False
+
+    # ---- roles -----------------------------------------------------------------------------
+    def everywhere(self, channel: str) -> bool:
+        """Whether every instance receives for the channel: webhooks (behind a load
+        balancer) and the local chat; the rest allow one consumer."""
+        rt = self._gw.channels.get(channel)
+        if rt is None or rt.spec is None or rt.entry.config is None:
+            return True
+        return rt.spec.transport in (Transport.WEBHOOK, Transport.LOCAL) \
+            or rt.entry.config.needs_webhook()
+
+    def receives(self, channel: str) -> bool:
+        return self.everywhere(channel) or self.link.holds_lease(channel)
+
+    def sends_only(self, channel: str) -> bool:
+        """Whether to run the channel without receiving: another instance holds its lease
+        and its replies need no connection of ours."""
+        rt = self._gw.channels.get(channel)
+        return not self.receives(channel) and rt is not None and rt.spec is not None \
+            and rt.spec.capabilities.send_only
+
+    async def standby_reason(self, channel: str) -> str:
+        holder = await self.link.lease_holder(channel)
+        return f"standby: {holder or 'another instance'} receives for this channel"
+
+    # ---- claims ----------------------------------------------------------------------------
+    async def offer(self, conv: str, channel: str) -> bool:
+        """Whether this instance answers ``conv`` now (it holds, or just took, its claim);
+        if another one does, that one is woken to pick the message up.
+
+        A free conversation is claimed for the instance that receives its message, except
+        on a single-consumer channel the others can send on: there the one receiver would
+        take every conversation, so it claims each for a live instance chosen by the
+        conversation's hash instead (itself included), which spreads them evenly."""
+        if conv in self._held:
+            self._keep(conv)
+            return True
+        target = self._target(conv, channel)
+        holder: int = await self._gw.store.db.write(lambda conn: claim(conn, conv, target))
+        if holder == self.me:
+            self._held.add(conv)
+            return True
+        self._notify(WORK, str(holder))
+        return False
+
+    def _target(self, conv: str, channel: str) -> int:
+        if self.everywhere(channel) or len(self._live) < 2:
+            return self.me
+        rt = self._gw.channels.get(channel)
+        if rt is None or rt.spec is None or not rt.spec.capabilities.send_only:
+            return self.me
+        return self._live[zlib.crc32(conv.encode()) % len(self._live)]
+
+    def lane_idle(self, conv: str) -> None:
+        """``Lanes.on_idle``: the conversation is let go after ``CLAIM_LINGER``."""
+        if conv not in self._held or self._fenced:
+            return
+        self._keep(conv)
+        loop = asyncio.get_running_loop()
+        self._linger[conv] = loop.call_later(CLAIM_LINGER, self._let_go, conv)
+
+    def _keep(self, conv: str) -> None:
+        timer = self._linger.pop(conv, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _let_go(self, conv: str) -> None:
+        """Dropped from ``_held`` first, on the loop: a message that arrives from now on
+        claims anew through the writer, behind this release, so it can never be queued
+        here while another instance takes the conversation."""
+        self._linger.pop(conv, None)
+        if self._gw.lanes.busy(conv) or conv not in self._held:
+            return
+        self._held.discard(conv)
+        me = self.me
+        self._gw.store.db.write_nowait(lambda conn: release(conn, conv, me))
+        self._wake.set()  # another instance may have journaled for it while we held it
+
+    # ---- sweeping --------------------------------------------------------------------------
+    async def sweep(self) -> None:
+        """Pick up what this instance should answer and no lane has: rows journaled by
+        another instance in conversations it holds, and the open rows of conversations
+        nobody alive holds (a dead instance's, or ones whose claim was just let go)."""
+        async with self._sweeping:
+            if self._fenced:
+                return
+            self._live = await self._live_ids()
+            for row in await self._waiting_here():
+                self._held.add(row.conv)  # claimed for us by the instance that received it
+                await self._gw.intake.resume_row(row, None)
+                if not self._gw.lanes.busy(row.conv):
+                    self.lane_idle(row.conv)
+            me = self.me
+            for conv, channel in await self._orphans():
+                if not self._runs(channel) or self._fenced:
+                    continue
+                holder = await self._gw.store.db.write(lambda conn, c=conv: claim(conn, c, me))
+                if holder != me:
+                    continue
+                self._held.add(conv)
+                for row in await self._gw.store.journal.unfinished(conv=conv):
+                    await self._gw.intake.resume_row(row, "taken over (no live instance "
+                                                          "holds its conversation)")
+                if not self._gw.lanes.busy(conv):
+                    self.lane_idle(conv)
+
+    def _runs(self, channel: str) -> bool:
+        rt = self._gw.channels.get(channel)
+        return rt is not None and rt.connector is not None
+
+    async def _waiting_here(self) -> list[JournalRow]:
+        rows = await self._gw.store.journal.unfinished(claimed_by=self.me)
+        return [r for r in rows if r.status == "received"]
+
+    async def _live_ids(self) -> list[int]:
+        rows = await self._gw.store.db.fetchall(f"{ALIVE_IDS} ORDER BY 1")
+        return sorted({int(r[0]) for r in rows} | {self.me})
+
+    async def _orphans(self) -> list[tuple[str, str]]:
+        rows = await self._gw.store.db.fetchall(
+            "SELECT DISTINCT m.conv, m.channel FROM messages m WHERE m.direction='in'"
+            " AND m.status IN ('received', 'processing') AND NOT EXISTS (SELECT 1 FROM"
+            f" conv_claims c WHERE c.conv = m.conv AND c.instance IN ({ALIVE_IDS}))")
+        return [(str(r["conv"]), str(r["channel"])) for r in rows]
+
+    # ---- leases ----------------------------------------------------------------------------
+    async def take_leases(self) -> list[str]:
+        """Try for the lease of every single-consumer channel not ours yet; returns the
+        channels this instance has just become the receiver of."""
+        taken = []
+        for name, rt in list(self._gw.channels.items()):
+            config = rt.entry.config
+            if self.everywhere(name) or self.link.holds_lease(name) or config is None \
+                    or not config.enabled:
+                continue
+            if await self.link.try_lease(name):
+                taken.append(name)
+        return taken
+
+    async def let_lease_go(self, channel: str) -> None:
+        await self.link.release_lease(channel)
+
+    # ---- running ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Before the channels start: the leases free now are ours, so the first instance
+        up receives at once."""
+        self._gw.lanes.on_idle = self.lane_idle
+        await self.take_leases()
+        self._tasks = [asyncio.create_task(self._keep_sweeping(), name="shared:sweep"),
+                       asyncio.create_task(self._listen(), name="shared:listen"),
+                       asyncio.create_task(self._fan_out(), name="shared:fan-out")]
+
+    async def pause(self) -> None:
+        """First of the gateway's stop: no sweep restarts a channel or takes work now."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def leave(self) -> None:
+        """Last of the gateway's stop, after the lanes closed: what this instance held is
+        free for the others."""
+        await self.pause()
+        self._gw.lanes.on_idle = None
+        for timer in self._linger.values():
+            timer.cancel()
+        self._linger.clear()
+        self._held.clear()
+        if not self._fenced:
+            me = self.me
+            with contextlib.suppress(Exception):
+                await self._gw.store.db.write(lambda conn: release_all(conn, me))
+        await self.link.close()
+
+    async def _keep_sweeping(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), SWEEP_INTERVAL)
+            self._wake.clear()
+            if not await self.link.alive():
+                self._fence("this instance lost its session with PostgreSQL, so the others "
+                            "may be answering its conversations already")
+                return
+            try:
+                for name in await self.take_leases():
+                    await self._gw.restart_channel(name, "this instance now receives for it")
+                await self.sweep()
+            except Exception as exc:  # noqa: BLE001 - an outage must not end the sweeping
+                _log.warning("shared work: sweep failed, again in %.0f s: %s",
+                             SWEEP_INTERVAL, exc)
+
+    def _fence(self, why: str) -> None:
+        self._fenced = True
+        self._held.clear()
+        _log.critical("shared work: %s; stopping at once", why)
+        self._on_fenced(why)
+
+    async def _listen(self) -> None:
+        async for notice in self.link.notices():
+            if notice.channel == WORK:
+                if notice.payload == str(self.me):
+                    self._wake.set()
+            elif notice.channel == EVENTS:
+                self._republish(notice.payload)
+
+    def _republish(self, payload: str) -> None:
+        try:
+            batch = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(batch, dict) or batch.get("from") == self.me:
+            return
+        instance = str(batch.get("name", batch.get("from")))
+        for item in batch.get("events", []):
+            try:
+                kind = EventKind(item["k"])
+                data = {**item.get("d", {}), "instance": instance}
+                self._gw.bus.publish(Event(kind, str(item.get("c", "")), data,
+                                           float(item.get("ts", 0))))
+            except (KeyError, TypeError, ValueError):
+                continue
+
+    async def _fan_out(self) -> None:
+        sub = self._gw.bus.subscribe()
+        try:
+            while True:
+                events = await sub.get_batch(200, timeout=None)
+                own = [e for e in events if e.kind in FANNED_OUT and "instance" not in e.data]
+                for payload in _payloads(own, self.me, self.link.who):
+                    self._notify(EVENTS, payload)
+        finally:
+            sub.close()
+
+    def _notify(self, channel: str, payload: str) -> None:
+        self._gw.store.db.write_nowait(
+            lambda conn: conn.execute("SELECT pg_notify(?, ?)", (channel, payload)))
+
+
+def _payloads(events: list[Event], me: int, name: str) -> list[str]:
+    """The events as NOTIFY payloads under ``MAX_NOTIFY`` bytes each, texts shortened."""
+    out: list[str] = []
+    items: list[dict[str, Any]] = []
+    size = 0
+    for event in events:
+        data = {k: (v[:MAX_TEXT] if isinstance(v, str) else v) for k, v in event.data.items()}
+        item = {"k": event.kind.value, "c": event.channel, "d": data, "ts": event.ts}
+        try:
+            encoded = len(json.dumps(item, default=str).encode())
+        except (TypeError, ValueError):
+            continue
+        if encoded > MAX_NOTIFY - 100:
+            continue
+        if size + encoded > MAX_NOTIFY - 100 and items:
+            out.append(json.dumps({"from": me, "name": name, "events": items}, default=str))
+            items, size = [], 0
+        items.append(item)
+        size += encoded
+    if items:
+        out.append(json.dumps({"from": me, "name": name, "events": items}, default=str))
+    return out

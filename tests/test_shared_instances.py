@@ -1,0 +1,209 @@
+"""Several active gateways on one PostgreSQL database (``storage.shared``), in one process.
+
+Each gateway here is a whole instance: its own store connections, its own cluster
+sessions, its own Telegram connector (the real python-telegram-bot against the fake).
+One receives (the ingress lease), the others run Telegram send-only, and the
+conversations spread over all of them. The process-level crash test with SIGKILL is
+``tests/faults/test_shared_kill.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from pyclaw_app.bus import Bus
+from pyclaw_app.config import load_config
+from pyclaw_app.config_storage import StorageConfig
+from pyclaw_app.errors import StoreError
+from pyclaw_app.gateway import Gateway
+from pyclaw_app.model import ChannelState, EventKind
+from pyclaw_app.secrets import FileSecretStore
+from pyclaw_app.store import Store
+from pyclaw_app.store.cluster import LEASE_CLASS, lease_key
+from tests.conftest import provider_section
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.telegram_api import FakeTelegram
+from tests.faults.test_faults import telegram_channel
+from tests.servers.postgres import PASSWORD
+from tests.stores import postgres_storage
+from tests.support import eventually
+
+pytestmark = pytest.mark.timeout(180)
+WAIT = 30.0
+
+Instance = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as fake:
+        yield fake  # type: ignore[misc]
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI(latency=0.01) as server:
+        yield server  # type: ignore[misc]
+
+
+@pytest.fixture
+async def shared_db() -> StorageConfig:
+    return await postgres_storage()
+
+
+@pytest.fixture
+async def instance(tmp_path: Path, shared_db: StorageConfig, telegram: FakeTelegram,
+                   llm: FakeOpenAI) -> AsyncIterator[Instance]:
+    """Start one more instance on the shared database; ``fenced`` collects why any was
+    fenced (the CLI would end the process there)."""
+    started: list[tuple[Gateway, Store]] = []
+
+    async def start(*, shared: bool = True, fenced: list[str] | None = None) -> Gateway:
+        n = len(started)
+        path = tmp_path / f"pyclaw-{n}.yaml"
+        assert shared_db.url is not None
+        path.write_text(yaml.safe_dump({
+            "storage": {"url": shared_db.url, "shared": shared},
+            "providers": [provider_section(llm)],
+            "channels": {"tg": telegram_channel(telegram)}}), "utf-8")
+        secrets = FileSecretStore(tmp_path / f"data-{n}" / "secrets.json")
+        config = load_config(path, secrets)
+        config.storage.password = SecretStr(PASSWORD)
+        store = await Store(tmp_path / f"data-{n}", config.storage).open()
+        gateway = Gateway(config, store, Bus())
+        try:
+            link = store.db.cluster_link(f"test instance {n}")
+            await link.join()
+            gateway.share(link, on_fenced=(fenced if fenced is not None else []).append)
+            await gateway.start()
+        except BaseException:
+            await store.close()
+            raise
+        started.append((gateway, store))
+        return gateway
+
+    yield start
+    for gateway, store in reversed(started):
+        await gateway.stop()
+        await store.close()
+
+
+def _in_order(telegram: FakeTelegram) -> dict[int, list[int]]:
+    per_chat: dict[int, list[int]] = defaultdict(list)
+    for sent in telegram.sent_to():
+        if match := re.fullmatch(r"Echo: m(\d+)", sent.text):
+            per_chat[sent.chat_id].append(int(match.group(1)))
+    return per_chat
+
+
+async def test_conversations_spread_over_instances_each_in_order_none_twice(
+        instance: Instance, telegram: FakeTelegram) -> None:
+    gateways = [await instance() for _ in range(3)]
+    receivers = [g for g in gateways if g.shared is not None and g.shared.receives("tg")]
+    assert len(receivers) == 1  # one lease: one getUpdates consumer
+    for g in gateways:
+        await eventually(lambda g=g: g.channels["tg"].state == ChannelState.ONLINE,
+                         timeout=WAIT)
+    answered: Counter[int] = Counter()  # which instance sent each reply
+    for n, g in enumerate(gateways):
+        sub = g.bus.subscribe()
+
+        async def count(sub: Any = sub, n: int = n) -> None:
+            async for event in sub:
+                if event.kind == EventKind.REPLY_SENT and "instance" not in event.data:
+                    answered[n] += 1
+
+        asyncio.get_running_loop().create_task(count())
+
+    messages = 200
+    for n in range(messages):
+        telegram.inject_message(7000 + n % 40, f"m{n}")
+    await eventually(lambda: len(telegram.sent_to()) >= messages, timeout=90)
+    await asyncio.sleep(0.5)  # a double would arrive now
+
+    texts = Counter(s.text for s in telegram.sent_to())
+    assert texts == Counter(f"Echo: m{n}" for n in range(messages))
+    assert all(ns == sorted(ns) for ns in _in_order(telegram).values())
+    assert sum(answered.values()) == messages
+    assert all(answered[n] > 0 for n in range(3)), answered  # every instance answered some
+
+
+async def test_the_others_see_every_instances_traffic(instance: Instance,
+                                                      telegram: FakeTelegram) -> None:
+    first = await instance()
+    second = await instance()
+    await eventually(lambda: all(g.channels["tg"].state == ChannelState.ONLINE
+                                 for g in (first, second)), timeout=WAIT)
+    subs = {id(g): g.bus.subscribe() for g in (first, second)}
+    telegram.inject_message(8100, "hello there")
+    await eventually(lambda: len(telegram.sent_to()) >= 1, timeout=WAIT)
+
+    async def sent_seen(g: Gateway) -> set[str]:
+        """Where each REPLY_SENT came from, as this gateway's bus saw it."""
+        seen: set[str] = set()
+        sub = subs[id(g)]
+        while True:
+            try:
+                event = await asyncio.wait_for(sub.get(), 5)
+            except TimeoutError:
+                return seen
+            if event.kind == EventKind.REPLY_SENT:
+                seen.add(event.data.get("instance", "here"))
+                if len(seen) == 1:
+                    return seen
+
+    seen = [await sent_seen(g) for g in (first, second)]
+    # The instance that answered saw its own; the other saw it tagged with that instance.
+    assert sorted(len(s) for s in seen) == [1, 1]
+    assert {"here"} in seen
+    assert any(s != {"here"} and next(iter(s)).startswith("test instance") for s in seen)
+
+
+async def test_the_lease_moves_when_its_holder_stops(instance: Instance,
+                                                     telegram: FakeTelegram) -> None:
+    first = await instance()
+    second = await instance()
+    assert first.shared is not None and second.shared is not None
+    assert first.shared.receives("tg") and not second.shared.receives("tg")
+    await first.stop()
+    await eventually(lambda: second.shared is not None and second.shared.receives("tg"),
+                     timeout=WAIT)
+    await eventually(lambda: second.channels["tg"].state == ChannelState.ONLINE, timeout=WAIT)
+    telegram.inject_message(8200, "after the move")
+    await eventually(lambda: [s.text for s in telegram.sent_to()] == ["Echo: after the move"],
+                     timeout=WAIT)
+
+
+async def test_a_gateway_that_runs_alone_and_shared_ones_refuse_each_other(
+        instance: Instance, shared_db: StorageConfig, tmp_path: Path) -> None:
+    await instance()
+    alone = await Store(tmp_path / "alone", shared_db).open()
+    try:
+        with pytest.raises(StoreError, match=r"storage\.shared: true on every gateway"):
+            await alone.db.hold_instance_lock("alone")
+    finally:
+        await alone.close()
+
+
+async def test_an_instance_that_loses_its_session_is_fenced(
+        instance: Instance, shared_db: StorageConfig) -> None:
+    fenced: list[str] = []
+    gateway = await instance(fenced=fenced)
+    assert gateway.shared is not None
+    assert shared_db.url is not None
+    with psycopg.connect(shared_db.url, password=PASSWORD, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(l.pid) FROM pg_locks l"
+                     " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s",
+                     (LEASE_CLASS, lease_key("tg")))
+    await eventually(lambda: fenced, timeout=WAIT)
+    assert "lost its session" in fenced[0]
