@@ -30,7 +30,8 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from connectors.email._text import cut_quoted, html_to_text
 from pyclaw_app.model import Address, Attachment, Inbound
 
-__all__ = ["FALLBACK_SUFFIX", "OWN_ID_PREFIX", "Mail", "Skip", "parse_mail", "sender_allowed"]
+__all__ = ["FALLBACK_SUFFIX", "OWN_ID_PREFIX", "Mail", "Skip", "parse_mail", "part_payloads",
+           "sender_allowed"]
 
 OWN_ID_PREFIX = "pyclaw."
 """Our Message-IDs start ``<pyclaw.`` (see ``_compose``), so our own mail is known."""
@@ -134,22 +135,39 @@ def _kind(mime: str) -> str:
     return major if major in ("image", "audio", "video") else "file"
 
 
-def _attachments(msg: EmailMessage) -> tuple[Attachment, ...]:
+def _parts(msg: EmailMessage) -> list[Message]:
+    """The mail's attachments as MIME parts, in order (a single-part mail that is not text
+    is one); an attachment's index in this list is how it is found again."""
     if not msg.is_multipart():
         mime = msg.get_content_type()
-        if mime.startswith(("text/", "multipart/")):
-            return ()
-        parts: list[Message] = [msg]
-    else:
-        parts = list(msg.iter_attachments())
+        return [] if mime.startswith(("text/", "multipart/")) else [msg]
+    return list(msg.iter_attachments())
+
+
+def _attachments(msg: EmailMessage, source: str) -> tuple[Attachment, ...]:
+    """Each part as metadata; ``platform_id`` is ``<source>/<index>`` so the connector can
+    fetch the mail again and take the part's bytes (:func:`part_payloads`)."""
     found: list[Attachment] = []
-    for part in parts:
+    for index, part in enumerate(_parts(msg)):
         mime = part.get_content_type()
         payload = part.get_payload(decode=True)
         name = part.get_filename() or ""
         size = len(payload) if isinstance(payload, bytes) else None
-        found.append(Attachment(kind=_kind(mime), name=str(name), mime=mime, size=size))
+        found.append(Attachment(kind=_kind(mime), name=str(name), mime=mime, size=size,
+                                platform_id=f"{source}/{index}" if source else None))
     return tuple(found)
+
+
+def part_payloads(raw: bytes) -> list[bytes | None]:
+    """The decoded bytes of each attachment of a mail as fetched, in :func:`_parts` order
+    (None for a part that cannot be decoded); empty for a mail that cannot be read."""
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        parts = _parts(msg) if isinstance(msg, EmailMessage) else []
+        payloads = [part.get_payload(decode=True) for part in parts]
+    except Exception:  # noqa: BLE001 - the stdlib's MIME classes raise many kinds on bad mail
+        return []
+    return [p if isinstance(p, bytes) else None for p in payloads]
 
 
 def _timestamp(msg: Message, fallback: float) -> float:
@@ -160,21 +178,22 @@ def _timestamp(msg: Message, fallback: float) -> float:
 
 
 def parse_mail(raw: bytes, *, channel: str, own: str, allow: list[str], fallback_id: str,
-               now: float) -> Mail | Skip:
-    """Judge one mail as fetched (``BODY[]``); ``own`` is the bot's address."""
+               now: float, source: str = "") -> Mail | Skip:
+    """Judge one mail as fetched (``BODY[]``); ``own`` is the bot's address; ``source``
+    (``<uidvalidity>/<uid>``) where the mail is, for its attachments' ids."""
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         if not isinstance(msg, EmailMessage):
             return Skip("a mail that cannot be parsed", "warning")
         return _judge(msg, channel=channel, own=own.lower(), allow=allow,
-                      fallback_id=fallback_id, now=now)
+                      fallback_id=fallback_id, now=now, source=source)
     except Exception as exc:  # noqa: BLE001 - the stdlib's header and MIME classes raise
         # many kinds of error on broken mail; one unreadable mail must not stop the mailbox
         return Skip(f"a mail that cannot be read ({exc!r})", "warning")
 
 
 def _judge(msg: EmailMessage, *, channel: str, own: str, allow: list[str], fallback_id: str,
-           now: float) -> Mail | Skip:
+           now: float, source: str) -> Mail | Skip:
     name, sender = parseaddr(_header(msg, "From"))
     sender = sender.strip().lower()
     if "@" not in sender:
@@ -196,7 +215,7 @@ def _judge(msg: EmailMessage, *, channel: str, own: str, allow: list[str], fallb
             references.append(parent)
     subject = _header(msg, "Subject")
     text = _body_text(msg)
-    attachments = _attachments(msg)
+    attachments = _attachments(msg, source)
     recipients = [addr.lower() for _, addr in getaddresses(
         [_header(msg, "To"), _header(msg, "Cc")]) if addr]
     inbound = Inbound(

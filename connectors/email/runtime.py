@@ -26,12 +26,13 @@ from typing import Any
 
 from connectors.email._compose import Thread, compose_reply, new_message_id
 from connectors.email._imap import ImapSession, Mailbox, tls_context
-from connectors.email._parse import FALLBACK_SUFFIX, Mail, Skip, parse_mail
+from connectors.email._parse import FALLBACK_SUFFIX, Mail, Skip, parse_mail, part_payloads
 from connectors.email._smtp import SmtpSettings, login_check, send_mail
 from connectors.email.manifest import SPEC, EmailConfig
 from pyclaw_app.channels import ConnectorBase, ProbeResult
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import FatalConnectorError, PyclawError, RetryableError
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 __all__ = ["CONNECTOR", "CURSOR_KEY", "IDLE_RENEW", "EmailConnector"]
 
@@ -142,7 +143,8 @@ class EmailConnector(ConnectorBase):
             parsed = parse_mail(raw, channel=self.name, own=self.config.address.strip(),
                                 allow=self.config.allow_senders,
                                 fallback_id=f"<{self._validity}.{uid}{FALLBACK_SUFFIX}",
-                                now=time.time()) if raw is not None else None
+                                now=time.time(), source=f"{self._validity}/{uid}",
+                                ) if raw is not None else None
             if isinstance(parsed, Skip):
                 if parsed.level == "debug":
                     self.log.debug("skipped mail %s: %s", uid, parsed.reason)
@@ -167,6 +169,40 @@ class EmailConnector(ConnectorBase):
         except PyclawError as exc:
             raise RetryableError(f"could not journal mail UID {uid}; it is read again after "
                                  f"reconnecting: {exc}") from exc
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """The part's bytes from the mail itself, fetched again by UID (``BODY.PEEK[]``,
+        which leaves the flags alone) on a connection of its own, so the IDLE of the
+        reading loop is not disturbed; a renumbered folder (another UIDVALIDITY) no longer
+        names the same mail."""
+        try:
+            validity, uid, index = (int(n) for n in (attachment.platform_id or "").split("/"))
+        except ValueError:
+            raise AttachmentUnavailable("the mail gave no way to find the file again") \
+                from None
+        folder = self.config.folder
+        session = self._imap(self._check_config())
+        try:
+            await session.open()
+            if session.mailbox.uidvalidity != validity:
+                raise AttachmentUnavailable(f"the folder {folder!r} was renumbered since the "
+                                            "mail came, so it cannot be found again")
+            raw = await session.fetch(uid, self.config.max_mail_bytes)
+        finally:
+            await session.close()
+        if raw is None:
+            raise AttachmentUnavailable(f"the mail is no longer in the folder {folder!r}")
+        payloads = part_payloads(raw)
+        if index >= len(payloads) or payloads[index] is None:
+            raise AttachmentUnavailable("the mail no longer has that attachment")
+        if len(raw) >= self.config.max_mail_bytes and index == len(payloads) - 1:
+            # the read stopped inside the last part it found: only those before it are whole
+            raise AttachmentUnavailable(f"the mail is larger than max_mail_bytes "
+                                        f"({self.config.max_mail_bytes} bytes), so this "
+                                        "attachment was not read whole")
+        data = payloads[index]
+        assert data is not None
+        return AttachmentSource(data=data, size=len(data))
 
     # ---- outbound -------------------------------------------------------------------------
 

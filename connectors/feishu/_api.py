@@ -182,6 +182,10 @@ class FeishuApi:
             self._renew_at = self._clock() + max(0.0, math.floor(lifetime - RENEW_BEFORE))
             return token
 
+    async def auth_headers(self) -> dict[str, str]:
+        """The headers a download from the open platform needs (a fresh tenant token)."""
+        return {"Authorization": f"Bearer {await self._tenant_token()}"}
+
     def _forget(self, token: str) -> None:
         if self._token == token:
             self._token, self._renew_at = "", 0.0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Container, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, NotRequired, TypedDict
 
 from pyclaw_app.channels.mentions import addressed_text, render_markup
@@ -170,7 +170,10 @@ def parse_message(body: Mapping[str, Any], *, channel: str, account: str, bot_op
         if attachment is None:
             return Malformed(f"{msg_type} content without its key")
         parsed = ("", (attachment,))
-    text, attachments = parsed
+    text, found = parsed
+    # a resource is fetched by message and key together (im/v1/messages/{id}/resources/{key})
+    attachments = tuple(replace(a, platform_id=f"{mid}/{a.platform_id}") if a.platform_id
+                        else a for a in found)
     root, parent = _str(message.get("root_id")), _str(message.get("parent_id"))
     thread = (root or mid) if _nonempty(message.get("thread_id")) else None
     stamp = message.get("create_time")

@@ -21,6 +21,7 @@ each event is read from its JSON as it came (``_parse``); nio's own retries are 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -41,8 +42,9 @@ from connectors.matrix._parse import Skip, accepts_invite, inviter, parse_event
 from connectors.matrix._rooms import Rooms
 from connectors.matrix.manifest import SPEC, MatrixConfig
 from pyclaw_app.channels import ConnectorBase, ProbeResult, Recent
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import ConnectorError, FatalConnectorError, PyclawError, RetryableError
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 __all__ = ["CONNECTOR", "DEVICE_KEY", "SINCE_KEY", "MatrixConnector"]
 
@@ -61,6 +63,9 @@ _FILTER = json.dumps({"room": {"timeline": {"limit": TIMELINE_LIMIT}},
 _READ_MARGIN = 15.0
 """Seconds a long poll may take beyond its timeout before it counts as a dead connection."""
 _TYPING_MS = 20000
+_MXC = re.compile(r"mxc://([A-Za-z0-9.\-]+(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?)"
+                  r"/([A-Za-z0-9_\-]+)")
+"""A content URI: ``mxc://<server-name>/<media-id>`` (the spec's Matrix Content URIs)."""
 E2E_NOTICE = ("I cannot read end-to-end encrypted messages yet. Please talk to me in a room "
               "without encryption (or a direct chat started with encryption off).")
 
@@ -360,6 +365,21 @@ class MatrixConnector(ConnectorBase):
                 if isinstance(answer, ErrorResponse) else RetryableError(f"odd answer to {what}")
         self._bot_events.remember(answer.event_id, True)
         return answer.event_id
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """``GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`` on the bot's own
+        homeserver, with its access token (authenticated media, Matrix 1.11): the
+        homeserver fetches remote media itself, so the token never goes to the server an
+        event names, and the address is built from the ``mxc://`` URI's two parts only."""
+        match = _MXC.fullmatch(attachment.url or "")
+        if match is None:
+            raise AttachmentUnavailable("the message gave no mxc:// address for the file")
+        token = self._live().access_token
+        server, media = match.group(1), match.group(2)
+        return AttachmentSource(
+            url=f"{self.config.homeserver}/_matrix/client/v1/media/download/"
+                f"{quote(server, safe=':[]')}/{media}",
+            headers={"Authorization": f"Bearer {token}"}, size=attachment.size)
 
     async def send_part(self, address: Address, text: str, reply_to: str | None) -> str:
         content: dict[str, Any] = {"msgtype": "m.text", "body": text}

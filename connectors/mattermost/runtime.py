@@ -44,8 +44,9 @@ from connectors.mattermost._parse import (
 from connectors.mattermost._socket import Socket
 from connectors.mattermost.manifest import SPEC, MattermostConfig
 from pyclaw_app.channels import ChannelHttp, ConnectorBase, Limits, ProbeResult, Recent
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import ConnectorError, FatalConnectorError, PyclawError, RetryableError
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 __all__ = ["CONNECTOR", "CURSOR_KEY", "MattermostConnector"]
 
@@ -292,6 +293,18 @@ class MattermostConnector(ConnectorBase):
                                  idempotent=True)
         except ConnectorError as exc:  # a missing indicator fails no reply
             self.log.debug("typing indicator failed: %s", exc)
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """``GET {url}/api/v4/files/{file_id}`` (files.yaml ``GetFile``) with the bot's token,
+        which needs ``read_channel`` on the post's channel. The address is built from the
+        configured server and the file id, never taken from the event, so the token goes
+        to that server only."""
+        if not attachment.platform_id:
+            raise AttachmentUnavailable("Mattermost gave no file id for it")
+        return AttachmentSource(
+            url=f"{self.config.url}/api/v4/files/{quote(attachment.platform_id, safe='')}",
+            headers={"Authorization": f"Bearer {self.secret('token')}"},
+            size=attachment.size)
 
 
 CONNECTOR = MattermostConnector

@@ -42,6 +42,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
@@ -68,8 +69,9 @@ from connectors.rocketchat._parse import (
 )
 from connectors.rocketchat.manifest import SPEC, RocketChatConfig
 from pyclaw_app.channels import ChannelHttp, ConnectorBase, Limits, ProbeResult, Recent, utf16_len
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import ConnectorError, FatalConnectorError, PyclawError, RetryableError
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 __all__ = ["CONNECTOR", "CURSOR_KEY", "RocketChatConnector"]
 
@@ -436,6 +438,31 @@ class RocketChatConnector(ConnectorBase):
             self.log.info("typing refused with the username; using the display name")
         else:
             self.log.debug("typing refused: %s", frame.get("error"))
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """An upload is ``GET {server_url}/file-upload/{_id}/{name}``, which the server's
+        ``FileUpload.requestCanAccessFiles`` lets through for the ``rc_uid``/``rc_token``
+        cookies (what the web client sends) or the X-User-Id/X-Auth-Token headers. The
+        cookies are used because the HTTP client drops a Cookie header when a redirect
+        leaves the server (S3 or GridFS proxies off), and would carry custom headers along.
+        A link an integration posted to another host is not fetched with the bot's login."""
+        if attachment.platform_id and attachment.name:
+            url = (f"{self.config.server_url}/file-upload/{quote(attachment.platform_id, safe='')}"
+                   f"/{quote(attachment.name, safe='')}")
+        elif attachment.url and self._on_server(attachment.url):
+            url = attachment.url
+        elif attachment.url:
+            raise AttachmentUnavailable("the file is a link to another site, not an upload to "
+                                        "this Rocket.Chat server, so pyclaw does not fetch it")
+        else:
+            raise AttachmentUnavailable("Rocket.Chat gave no upload id for it")
+        cookie = f"rc_uid={self.config.user_id.strip()}; rc_token={self.secret('auth_token')}"
+        return AttachmentSource(url=url, headers={"Cookie": cookie}, size=attachment.size)
+
+    def _on_server(self, url: str) -> bool:
+        """``url`` has the configured server's scheme, host and port."""
+        mine, theirs = urlsplit(self.config.server_url), urlsplit(url)
+        return (theirs.scheme, theirs.netloc.lower()) == (mine.scheme, mine.netloc.lower())
 
 
 CONNECTOR = RocketChatConnector

@@ -26,6 +26,8 @@ no STOP is sent).
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 from typing import Any
 
 import aiohttp
@@ -43,6 +45,7 @@ from connectors.signal._sse import SseDecoder
 from connectors.signal.manifest import SPEC, SignalConfig
 from pyclaw_app.backoff import Backoff
 from pyclaw_app.channels import ChannelHttp, ConnectorBase, ProbeResult
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import (
     ConnectorError,
     DeliveryUncertain,
@@ -50,7 +53,7 @@ from pyclaw_app.errors import (
     PyclawError,
     RetryableError,
 )
-from pyclaw_app.model import Address, Inbound
+from pyclaw_app.model import Address, Attachment, Inbound
 
 __all__ = ["CONNECTOR", "EVENTS_PATH", "SignalConnector"]
 
@@ -248,6 +251,27 @@ class SignalConnector(ConnectorBase):
             raise RetryableError(f"Signal channel {self.name!r} is not running",
                                  retry_after=1.0)
         return rpc
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """signal-cli has already downloaded (and decrypted) what arrived into its own
+        attachments folder; ``getAttachment`` hands those bytes over, base64 in the JSON-RPC
+        answer (GetAttachmentCommand), so the connector returns them as data."""
+        if not attachment.platform_id:
+            raise AttachmentUnavailable("signal-cli gave no attachment id for it")
+        try:
+            result = await self._live().call("getAttachment", {"id": attachment.platform_id},
+                                             sent_matters=False)
+        except FatalConnectorError as exc:
+            raise AttachmentUnavailable(f"signal-cli does not have the file ({exc})") from exc
+        encoded = result.get("data") if isinstance(result, dict) else None
+        try:
+            data = base64.b64decode(encoded, validate=True) if isinstance(encoded, str) \
+                else None
+        except (binascii.Error, ValueError):
+            data = None
+        if data is None:
+            raise AttachmentUnavailable("signal-cli answered getAttachment without the file")
+        return AttachmentSource(data=data, size=len(data))
 
     @staticmethod
     def _target(address: Address) -> dict[str, Any]:

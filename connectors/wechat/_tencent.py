@@ -21,6 +21,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import aiohttp
+
 from connectors.wechat._crypto import CryptoError, Envelope, signature_matches
 from connectors.wechat._parse import Followed, Ignored, Malformed, Message, Parsed
 from connectors.wechat._wire import TokenCache, XmlRefused, errcode, errmsg, read_xml
@@ -34,12 +36,14 @@ from pyclaw_app.channels import (
     WebhookResponse,
     fresh_timestamp,
 )
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import (
     ConnectorError,
     DeliveryUncertain,
     FatalConnectorError,
     RetryableError,
 )
+from pyclaw_app.model import Attachment
 
 __all__ = ["BUSY_WAIT", "MINUTE_WAIT", "TencentConnector", "TencentRefused", "msg_signed",
            "read_or_reject"]
@@ -51,6 +55,14 @@ MINUTE_WAIT = 60.0
 DEFAULT_LIFETIME = 7200.0
 """``expires_in`` both platforms document, for an answer that lacks a usable one."""
 _JSON = {"Content-Type": "application/json; charset=utf-8"}
+MEDIA_LIMIT = 20 * 2**20
+"""Bytes of one temporary media file read at most: both platforms keep files of 10 MB
+(WeChat) or 20 MB (WeCom) at most, so more is not a file they serve."""
+MEDIA_TIMEOUT = 60.0
+ERROR_LIMIT = 64 * 1024
+"""Bytes of an error answer read at most (it is a small JSON object)."""
+_ERROR_TYPES = ("application/json", "text/plain", "text/html")
+"""What an error answer of ``media/get`` comes as (a file never does)."""
 
 
 class TencentRefused(FatalConnectorError):
@@ -179,6 +191,73 @@ class TencentConnector(RestConnector):
             raise self.refusal(code, errmsg(answer.data).replace(token, "<access_token>"),
                                what)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    # ---- attachments ----------------------------------------------------------------------
+
+    media_advice: ClassVar[Mapping[int, str]] = {}
+    """What to tell the sender about an errcode of ``media/get``."""
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """``GET /cgi-bin/media/get?access_token=&media_id=`` (get temporary media) on the
+        configured API base, the token renewed once when refused. Both platforms answer a
+        refusal as HTTP 200 with a JSON ``errcode`` in place of the file, which only this
+        channel can tell from a file, so the connector reads the answer itself (at most
+        :data:`MEDIA_LIMIT`, the platforms' own limit) and hands over the bytes."""
+        media_id = attachment.platform_id
+        tokens = self._tokens
+        if not media_id:
+            raise AttachmentUnavailable(f"{self.platform} gave no media id for it")
+        if tokens is None:
+            raise RetryableError(f"the {self.platform} channel has no access_token yet")
+        url = f"{self.http.base_url}/cgi-bin/media/get"
+        token = await tokens.get()
+        async with aiohttp.ClientSession(trust_env=False, timeout=aiohttp.ClientTimeout(
+                total=MEDIA_TIMEOUT)) as session:
+            for renewed in (False, True):
+                code, said, data = await self._read_media(session, url, token, media_id)
+                if data is not None:
+                    return AttachmentSource(data=data, size=len(data))
+                if code in self.token_codes and not renewed:
+                    token = await tokens.renew(token)
+                    continue
+                hint = self.media_advice.get(code) if code is not None else None
+                raise AttachmentUnavailable(f"{self.platform} would not hand the file over "
+                                            f"(errcode {code}: {said.replace(token, '<token>')})"
+                                            f"{f'; {hint}' if hint else ''}")
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def _read_media(self, session: aiohttp.ClientSession, url: str, token: str,
+                          media_id: str) -> tuple[int | None, str, bytes | None]:
+        """One ``media/get``: (None, "", the bytes) for a file, (errcode, errmsg, None) for
+        a refusal. The URL holds the token, so errors name the platform only."""
+        try:
+            async with session.get(url, params={"access_token": token, "media_id": media_id},
+                                   allow_redirects=False) as answer:
+                if answer.status >= 500 or answer.status == 429:
+                    raise RetryableError(f"{self.platform} answered HTTP {answer.status} to "
+                                         "media/get")
+                refused = answer.status != 200 or answer.content_type in _ERROR_TYPES
+                limit = ERROR_LIMIT if refused else MEDIA_LIMIT
+                body = bytearray()
+                async for chunk in answer.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > limit:
+                        break
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RetryableError(f"{self.platform} media/get failed ({type(exc).__name__})"
+                                 ) from None
+        if not refused:
+            if len(body) > MEDIA_LIMIT:
+                raise AttachmentUnavailable(f"{self.platform} served more than "
+                                            f"{MEDIA_LIMIT // 2**20} MB for one file")
+            return None, "", bytes(body)
+        try:
+            data = json.loads(body[:ERROR_LIMIT])
+        except ValueError:
+            data = None
+        code = errcode(data)
+        return (code if code is not None else answer.status,
+                errmsg(data) if isinstance(data, dict) else f"HTTP {answer.status}", None)
 
     # ---- the token ------------------------------------------------------------------------
 

@@ -93,6 +93,10 @@ _TOKEN_ADVICE = {
 }
 
 
+_MEDIA_ADVICE = {40007: "WeChat keeps what users send for three days only, so it is gone (or "
+                        "never was)"}
+"""What the sender is told about a refused ``media/get``."""
+
 class WeChatConnector(TencentConnector):
     spec = SPEC
     config: WeChatConfig
@@ -107,6 +111,7 @@ class WeChatConnector(TencentConnector):
     """45011 "api minute-quota reach limit, retry next minute"."""
     advice = _ADVICE
     token_advice = _TOKEN_ADVICE
+    media_advice = _MEDIA_ADVICE
     follow_words = ("followed the account", "unfollowed the account")
     ack = "success"
 

@@ -97,6 +97,10 @@ def signed_encrypt(token: str, query: Mapping[str, str], body: bytes) -> str | N
     return encrypted if encrypted and msg_signed(token, query, encrypted) else None
 
 
+_MEDIA_ADVICE = {40007: "WeCom keeps what users send for three days only, so it is gone (or "
+                        "never was)"}
+"""What the sender is told about a refused ``media/get``."""
+
 class WeComConnector(TencentConnector):
     spec = SPEC
     config: WeComConfig
@@ -111,6 +115,7 @@ class WeComConnector(TencentConnector):
     minute_codes = frozenset({45009})
     """45009: WeCom's call limits are counted per minute and per hour."""
     advice = _ADVICE
+    media_advice = _MEDIA_ADVICE
     follow_words = ("added the app", "removed the app")
     ack = ""
 

@@ -109,7 +109,10 @@ def _timestamp(xml: Element, now: float) -> float:
         return now
 
 
-def _attachments(xml: Element) -> tuple[Attachment, ...]:
+def _attachments(xml: Element, origin: str) -> tuple[Attachment, ...]:
+    """Shared files (XEP-0066 ``jabber:x:oob``, how XEP-0363 uploads are sent); each one's
+    ``platform_id`` is ``origin``, the domain of the server the message came from, which
+    the connector compares with the file's host before it fetches anything."""
     found: list[Attachment] = []
     for oob in xml.findall(f"{{{OOB}}}x"):
         url = _text(_child(oob, OOB, "url")).strip()
@@ -122,7 +125,8 @@ def _attachments(xml: Element) -> tuple[Attachment, ...]:
         mime = guess_type(name)[0] or "" if name else ""
         kind = mime.partition("/")[0] if mime.partition("/")[0] in (
             "image", "audio", "video") else "file"
-        found.append(Attachment(kind=kind, name=name, mime=mime, url=url))
+        found.append(Attachment(kind=kind, name=name, mime=mime, url=url,
+                                platform_id=origin or None))
     return tuple(found)
 
 
@@ -173,7 +177,10 @@ def parse_message(xml: Element, *, channel: str, own: str, rooms: Mapping[str, s
                         f"does not support end-to-end encryption (turn it off for this "
                         f"chat to talk to the assistant)", "warning")
     body = _text(_child(xml, CLIENT, "body"))
-    attachments = _attachments(xml)
+    domain = chat.partition("@")[2] or chat
+    if kind == "groupchat" and domain.count(".") >= 1:
+        domain = domain.partition(".")[2]  # conference.example.org is example.org's rooms
+    attachments = _attachments(xml, domain)
     if any(body.strip() == a.url for a in attachments):
         body = ""  # a shared file's body is its URL (XEP-0363 clients send both)
     if not body.strip() and not attachments:

@@ -29,14 +29,16 @@ import asyncio
 import contextlib
 import time
 import uuid
+from urllib.parse import urlsplit
 from xml.etree.ElementTree import Element
 
 from connectors.xmpp._parse import Skip, bare, parse_message
 from connectors.xmpp._session import Session
 from connectors.xmpp.manifest import SPEC, XmppConfig
 from pyclaw_app.channels import ConnectorBase, ProbeResult, Recent
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import FatalConnectorError, RetryableError
-from pyclaw_app.model import Address, Inbound
+from pyclaw_app.model import Address, Attachment, Inbound
 
 __all__ = ["CONNECTOR", "PING_INTERVAL", "XmppConnector"]
 
@@ -153,6 +155,24 @@ class XmppConnector(ConnectorBase):
     def _kind(self, session: Session, address: Address) -> str:
         return "groupchat" if address.chat in session.rooms \
             or address.chat in self.config.rooms else "chat"
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """An XEP-0363 file is a plain HTTPS GET of its URL: the link itself is the
+        permission, so no credentials are sent. A stanza is not signed, though, so the URL
+        is fetched only on the server the message came from or the bot's own (their
+        domains and subdomains, where upload services live), never on a host a stranger
+        names, such as the gateway's own network."""
+        url = attachment.url or ""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower().rstrip(".")
+        if parts.scheme not in ("https", "http") or not host:
+            raise AttachmentUnavailable("the message gave no web address for the file")
+        domains = {bare(self.config.jid).partition("@")[2],
+                   (attachment.platform_id or "").lower()} - {""}
+        if not any(host == d or host.endswith(f".{d}") for d in domains):
+            raise AttachmentUnavailable(f"the file is on {host}, not on the sender's server "
+                                        "or the bot's, so pyclaw does not fetch it")
+        return AttachmentSource(url=url, size=attachment.size)
 
     async def send_part(self, address: Address, text: str, reply_to: str | None) -> str:
         session = self._live()

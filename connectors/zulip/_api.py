@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pyclaw_app.channels import ChannelHttp, HttpAnswer
+from pyclaw_app.channels.contract import AttachmentUnavailable
 from pyclaw_app.errors import (
     ConnectorError,
     DeliveryUncertain,
@@ -65,6 +66,12 @@ def _rate_limit(data: Any) -> float | None:
 
 def _classify(answer: HttpAnswer, what: str, detail: str) -> ConnectorError | None:
     code = _body(answer.data).get("code")
+    if "/user_uploads/" in what and answer.status in (403, 404):
+        # serve_file answers these two in HTML, with no error code to read.
+        return AttachmentUnavailable(
+            "Zulip no longer has the file (deleted, or not uploaded to this organization)"
+            if answer.status == 404 else "Zulip does not let the bot see that file (it was "
+            "shared where the bot is not)")
     if code == "BAD_EVENT_QUEUE_ID":
         return QueueGone(f"{what}: the event queue expired ({detail})")
     if code in _CREDENTIALS or answer.status == 401:
@@ -148,6 +155,15 @@ class ZulipApi:
         """An edit that arrives twice changes nothing more: safe to retry."""
         await self.calls.call("PATCH", f"/messages/{message_id}",
                               data={"content": content}, idempotent=True)
+
+    async def upload_url(self, path_id: str) -> str:
+        """A temporary address of an upload (``GET /user_uploads/{realm_id_str}/{filename}``,
+        the spec's ``get-file-temporary-url``): it needs no credentials and lives 60
+        seconds, so the API key never travels with a download."""
+        url = _body((await self.calls.call("GET", f"/user_uploads/{path_id}")).data).get("url")
+        if not isinstance(url, str) or not url.startswith("/user_uploads/"):
+            raise AttachmentUnavailable("Zulip did not say where the file is")
+        return url
 
     async def typing(self, fields: Mapping[str, Any]) -> None:
         await self.calls.call("POST", "/typing", data=_form(fields), idempotent=True)

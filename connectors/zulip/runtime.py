@@ -34,8 +34,9 @@ from connectors.zulip._parse import (
 )
 from connectors.zulip.manifest import MAX_TEXT, MAX_TOPIC, SPEC, ZulipConfig
 from pyclaw_app.channels import ConnectorBase, Limits, ProbeResult
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import ConnectorError, FatalConnectorError, PyclawError, RetryableError
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 __all__ = ["CONNECTOR", "CURSOR_KEY", "ZulipConnector"]
 
@@ -277,6 +278,21 @@ class ZulipConnector(ConnectorBase):
             await api.typing(fields)
         except ConnectorError as exc:
             self.log.debug("typing indicator failed: %s", exc)
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """The upload's temporary, credential-free address on the organization's own site
+        (``ZulipApi.upload_url``); the link comes from a message, so only its path under
+        ``/user_uploads/`` is used, and only on the configured site."""
+        link = attachment.platform_id or ""
+        site = self.config.site
+        path = link.removeprefix(site) if link.startswith(f"{site}/") else link
+        path_id = path.removeprefix("/user_uploads/")
+        if path == path_id or not path_id or any(c in path_id for c in "?#\\") \
+                or ".." in path_id.split("/"):
+            raise AttachmentUnavailable("the link is not a file uploaded to this Zulip "
+                                        "organization")
+        temporary = await self._live().upload_url(path_id)
+        return AttachmentSource(url=f"{site}{temporary}", size=attachment.size)
 
 
 CONNECTOR = ZulipConnector

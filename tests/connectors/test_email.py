@@ -33,9 +33,13 @@ from connectors.email.runtime import CURSOR_KEY, EmailConnector
 from pyclaw_app.channels import SubmitResult
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
 from pyclaw_app.model import Address, ChannelState, Inbound
-from tests.contract.harness_email import PNG, USERS_DOMAIN, read_reply, user_mail
+from tests.conftest import GatewayFactory
+from tests.contract.harness_email import USERS_DOMAIN, EmailHarness, read_reply, user_mail
+from tests.fakes.openai_api import FakeOpenAI
 from tests.servers.dovecot import DOMAIN, NO_IDLE_HOST, MailServers, shared_mail
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online, reply_to
 
 BOT = f"bot@{DOMAIN}"
 
@@ -394,3 +398,47 @@ def test_the_parser_never_raises_on_odd_headers(headers: list[tuple[str, str]],
 @given(st.text())
 def test_text_helpers_never_raise(text: str) -> None:
     assert isinstance(html_to_text(text), str) and isinstance(cut_quoted(text), str)
+
+
+# ---- attachments through a gateway ----------------------------------------------------------
+
+class SmallMailHarness(EmailHarness):
+    """The channel reads at most 10 000 bytes of a mail."""
+
+    def channel_config(self) -> dict[str, Any]:
+        return {**super().channel_config(), "max_mail_bytes": 10_000}
+
+
+@pytest.fixture(params=[EmailHarness, SmallMailHarness], ids=["whole", "small"])
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[EmailHarness]:
+    made: EmailHarness = request.param()
+    await made.start()
+    try:
+        yield made
+    finally:
+        await made.stop()
+
+
+def with_picture(harness: EmailHarness, chat: str, padding: int) -> EmailMessage:
+    """A mail with a text, then a PNG picture of ``padding`` more bytes."""
+    msg = user_mail(chat, harness.bot, "what is this?")
+    msg.add_attachment(PNG + bytes(padding), maintype="image", subtype="png",
+                       filename="cat.png")
+    return msg
+
+
+async def test_a_picture_in_a_mail_reaches_the_model_or_a_cut_one_is_explained(
+        harness: EmailHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    chat = harness.chat(0)
+    small = isinstance(harness, SmallMailHarness)
+    await harness._mail(chat, with_picture(harness, chat, 20_000 if small else 0))
+    reply = await reply_to(harness, chat, 0)
+    if not small:
+        assert reply == "Echo: what is this?"
+        assert fake_llm.images == [("image/png", PNG)]
+        return
+    assert reply.startswith("Echo: what is this?")
+    assert "cat.png: the mail is larger than max_mail_bytes (10000 bytes), so this " \
+           "attachment was not read whole" in reply
+    assert fake_llm.images == []

@@ -36,9 +36,13 @@ from pyclaw_app.channels import HttpAnswer, WebhookRequest
 from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.errors import FatalConnectorError, RetryableError, StoreError
 from pyclaw_app.model import Address, ChannelState, Inbound
-from tests.conftest import provider_section
+from tests.conftest import GatewayFactory, provider_section
+from tests.contract.harness_feishu import FeishuHarness
 from tests.fakes.feishu_api import BOT_NAME, BOT_OPEN_ID, MAX_BODY, FeishuFake
+from tests.fakes.openai_api import FakeOpenAI
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online, reply_to
 
 VECTOR_KEY = "test key"
 VECTOR = "P37w+VZImNgPEO1RBhJ6RtKl7n6zymIbEG1pReEzghk="
@@ -399,7 +403,8 @@ def test_a_post_reads_as_lines_with_its_images_as_attachments() -> None:
     inbound = _parse(event)
     assert inbound.text == "Weekly\nsee the doc (https://example.com/d)\n:OK:\n@Annprint(1)"
     assert inbound.mentioned
-    assert [(a.kind, a.platform_id) for a in inbound.attachments] == [("image", "img_v3_1")]
+    assert [(a.kind, a.platform_id) for a in inbound.attachments] == [
+        ("image", f"{_mid(event)}/img_v3_1")]
 
 
 def test_media_are_metadata_with_their_keys_and_other_kinds_are_skipped() -> None:
@@ -415,9 +420,12 @@ def test_media_are_metadata_with_their_keys_and_other_kinds_are_skipped() -> Non
                      ("location", "Office", None, "geo:39.916527,116.397128")),
     }
     for kind, (content, expected) in cases.items():
-        inbound = _parse(fake.message_event(CHAT, kind=kind, content=content))
+        event = fake.message_event(CHAT, kind=kind, content=content)
+        inbound = _parse(event)
         (a,) = inbound.attachments
-        assert (a.kind, a.name, a.platform_id, a.url) == expected and inbound.text == ""
+        key = expected[2] and f"{_mid(event)}/{expected[2]}"  # fetched by message and key
+        assert (a.kind, a.name, a.platform_id, a.url) == (*expected[:2], key, expected[3])
+        assert inbound.text == ""
     for kind in ("share_chat", "interactive", "merge_forward", "system"):
         parsed = parse_message(fake.message_event(CHAT, kind=kind, content={}),
                                channel="feishu", account="cli", bot_open_id=BOT_OPEN_ID)
@@ -671,3 +679,39 @@ def test_the_spec_is_a_webhook_channel_that_edits() -> None:
     assert SPEC.transport == "webhook" and SPEC.capabilities.edit
     assert not SPEC.capabilities.typing and SPEC.requires == ("cryptography",)
     assert FeishuConfig().needs_webhook()
+
+
+# ---- attachments through a gateway ----------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[FeishuHarness]:
+    made = FeishuHarness()
+    await made.start()
+    try:
+        yield made
+    finally:
+        await made.stop()
+
+
+async def test_a_picture_is_fetched_as_a_message_resource_and_seen_by_the_model(
+        harness: FeishuHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    chat = harness.chat(0)
+    event = harness.fake.media_event(chat, "image", PNG, "image/png")
+    await harness._post(event)
+    assert (await reply_to(harness, chat, 0)).startswith("Echo:")  # a picture, no text
+    assert fake_llm.images == [("image/png", PNG)]
+    (mid, _, kind), = harness.fake.downloads
+    assert mid == _mid(event) and kind == "image"
+
+
+async def test_a_resource_feishu_no_longer_has_is_reported(
+        harness: FeishuHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    chat = harness.chat(1)
+    event = harness.fake.media_event(chat, "file", PNG, "image/png", name="gone.png")
+    harness.fake.resources.clear()
+    await harness._post(event)
+    assert await reply_to(harness, chat, 0) == (
+        "I could not read what you sent: gone.png: 127.0.0.1 answered HTTP 400.")
+    assert fake_llm.images == []

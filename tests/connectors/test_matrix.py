@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,8 +35,13 @@ from connectors.matrix.manifest import MatrixConfig
 from connectors.matrix.runtime import E2E_NOTICE, SINCE_KEY, TIMELINE_LIMIT, MatrixConnector
 from pyclaw_app.errors import FatalConnectorError, RetryableError
 from pyclaw_app.model import Address, ChannelState, Inbound
+from tests.conftest import GatewayFactory
+from tests.contract.harness_matrix import MatrixHarness
+from tests.fakes.openai_api import FakeOpenAI
 from tests.servers.synapse import Synapse, shared_synapse
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online, reply_to
 
 Running = tuple[MatrixConnector, RecordingContext]
 BOT = "@bot:localhost"
@@ -497,3 +503,50 @@ async def test_a_gap_longer_than_one_sync_is_fetched_back(
     finally:
         await second.stop()
     assert texts(ctx) == [f"queued {n}" for n in range(count)]
+
+
+# ---- attachments through a gateway ----------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[MatrixHarness]:
+    made = MatrixHarness()
+    await made.start()
+    try:
+        yield made
+    finally:
+        await made.stop()
+
+
+async def upload(harness: MatrixHarness, data: bytes, name: str, mime: str) -> str:
+    """Alice uploads a file to Synapse (``POST /_matrix/media/v3/upload``); its mxc:// URI."""
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{harness.synapse.url}/_matrix/media/v3/upload", params={"filename": name},
+            data=data, headers={"Content-Type": mime, "Authorization":
+                                f"Bearer {harness.synapse.token(harness.alice)}"}) as answer:
+        assert answer.status == 200, await answer.text()
+        return str((await answer.json())["content_uri"])
+
+
+async def test_a_picture_is_downloaded_from_the_homeserver_and_seen_by_the_model(
+        harness: MatrixHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    chat = harness.chat(0)
+    uri = await upload(harness, PNG, "cat.png", "image/png")
+    await harness._send(chat, {"msgtype": "m.image", "body": "what is this?",
+                               "filename": "cat.png", "url": uri,
+                               "info": {"mimetype": "image/png", "size": len(PNG)}})
+    assert await reply_to(harness, chat, 0) == "Echo: what is this?"
+    assert fake_llm.images == [("image/png", PNG)]
+
+
+async def test_media_the_homeserver_does_not_have_is_reported(
+        harness: MatrixHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    chat = harness.chat(1)
+    await harness._send(chat, {"msgtype": "m.image", "body": "and this?",
+                               "filename": "gone.png", "url": "mxc://localhost/NoSuchMedia",
+                               "info": {"mimetype": "image/png"}})
+    assert await reply_to(harness, chat, 0) == (
+        "Echo: and this?\n\n(I could not read what you sent: gone.png: the file is no longer "
+        "there on 127.0.0.1 (HTTP 404).)")
+    assert fake_llm.images == []

@@ -40,8 +40,14 @@ from connectors.mattermost.runtime import CURSOR_KEY, MattermostConnector
 from pyclaw_app.channels import HttpAnswer
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
 from pyclaw_app.model import Address, ChannelState, Inbound
+from tests.conftest import GatewayFactory
+from tests.contract.harness_mattermost import MattermostHarness
 from tests.fakes.mattermost_api import MAX_RUNES, MattermostFake
+from tests.fakes.openai_api import FakeOpenAI
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online as gateway_online
+from tests.test_attachments_channels import reply_to
 
 BOT = "pyclawbot"
 Running = tuple[MattermostConnector, RecordingContext]
@@ -511,3 +517,40 @@ def test_the_post_parser_never_raises_on_post_shaped_dicts(raw: dict[str, Any]) 
 @given(st.text() | st.binary() | _json.map(json.dumps))
 def test_the_frame_parser_never_raises(raw: str | bytes) -> None:
     parse_frame(raw)
+
+
+# ---- attachments through a gateway ----------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[MattermostHarness]:
+    made = MattermostHarness()
+    await made.start()
+    try:
+        yield made
+    finally:
+        await made.stop()
+
+
+async def test_a_picture_is_downloaded_with_the_bot_token_and_seen_by_the_model(
+        harness: MattermostHarness, fake_llm: FakeOpenAI,
+        make_gateway: GatewayFactory) -> None:
+    await gateway_online(harness, fake_llm, make_gateway)
+    chat = harness.chat(0)
+    post = await harness.fake.user_post(harness._author(chat), chat, "what is this?", files=(
+        {"name": "cat.png", "mime_type": "image/png", "size": len(PNG), "data": PNG},))
+    assert await reply_to(harness, chat, 0) == "Echo: what is this?"
+    assert fake_llm.images == [("image/png", PNG)]
+    assert harness.fake.downloads == [(post["file_ids"][0], f"Bearer {harness.token}")]
+
+
+async def test_a_file_the_server_no_longer_has_is_reported_to_the_sender(
+        harness: MattermostHarness, fake_llm: FakeOpenAI,
+        make_gateway: GatewayFactory) -> None:
+    await gateway_online(harness, fake_llm, make_gateway)
+    chat = harness.chat(1)
+    await harness.fake.user_post(harness._author(chat), chat, "and this?", files=(
+        {"name": "gone.png", "mime_type": "image/png", "size": 120},))
+    assert await reply_to(harness, chat, 0) == (
+        "Echo: and this?\n\n(I could not read what you sent: gone.png: the file is no longer "
+        "there on 127.0.0.1 (HTTP 404).)")
+    assert fake_llm.images == []

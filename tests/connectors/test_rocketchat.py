@@ -41,9 +41,14 @@ from connectors.rocketchat.runtime import CURSOR_KEY, RocketChatConnector
 from pyclaw_app.channels import SubmitResult
 from pyclaw_app.errors import FatalConnectorError, PyclawError, RetryableError
 from pyclaw_app.model import Address, ChannelState, Inbound
+from tests.conftest import GatewayFactory
+from tests.contract.harness_rocketchat import RocketChatHarness
+from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.rocketchat_api import FakeRocketChat
 from tests.fakes.tls import self_signed
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online, reply_to
 
 Running = tuple[RocketChatConnector, RecordingContext]
 BOT = Viewpoint("rc", "BOTID", "pyclaw.bot", "https://chat.example.com", {"OURS", "THREAD"})
@@ -507,3 +512,47 @@ def test_the_parsers_never_raise(raw: Any, room: RoomInfo | None,
     parse_time(raw)
     stamp(raw)
     rate_limit_wait({}, raw)
+
+
+# ---- attachments through a gateway ----------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[RocketChatHarness]:
+    made = RocketChatHarness()
+    await made.start()
+    try:
+        yield made
+    finally:
+        await made.stop()
+
+
+async def test_an_uploaded_picture_is_fetched_with_the_bots_login_and_seen_by_the_model(
+        harness: RocketChatHarness, fake_llm: FakeOpenAI,
+        make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    chat = harness.chat(0)
+    user = harness._by_rid[chat]
+    await harness.fake.upload(user, chat, "what is this?", PNG, "cat.png", "image/png")
+    assert await reply_to(harness, chat, 0) == "Echo: what is this?"
+    assert fake_llm.images == [("image/png", PNG)]
+    assert [who for _, who in harness.fake.downloads] == [harness.fake.bot["_id"]]
+
+
+async def test_an_upload_the_server_lost_and_a_foreign_link_are_reported(
+        harness: RocketChatHarness, fake_llm: FakeOpenAI,
+        make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    chat = harness.chat(1)
+    user = harness._by_rid[chat]
+    await harness.fake.upload(user, chat, "and this?", PNG, "old.png", "image/png",
+                              keep=False)
+    assert await reply_to(harness, chat, 0) == (
+        "Echo: and this?\n\n(I could not read what you sent: old.png: the file is no longer "
+        "there on 127.0.0.1 (HTTP 404).)")
+    await harness.fake.post(user, chat, "and that?", attachments=[
+        {"title": "elsewhere.png", "image_url": "http://198.51.100.7/elsewhere.png",
+         "image_type": "image/png"}])
+    reply = await reply_to(harness, chat, 1)
+    assert reply.startswith("Echo: and that?") and "a link to another site" in reply
+    assert fake_llm.images == []
+    assert len(harness.fake.downloads) == 1

@@ -32,9 +32,14 @@ from pyclaw_app.errors import (
     RetryableError,
 )
 from pyclaw_app.model import Address, ChannelState, Inbound
+from tests.conftest import GatewayFactory
+from tests.contract.harness_signal import SignalHarness
+from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.signal_cli import SignalCliFake
 from tests.fakes.tls import self_signed
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online, reply_to
 
 BOT = "+15550000001"
 MAN_PAGE_EVENT = {  # signal-cli-jsonrpc(5), the receive notification's params
@@ -578,3 +583,41 @@ async def test_the_fake_speaks_the_man_pages_error_example(fake: SignalCliFake) 
     assert answer.data == json.loads(
         '{"jsonrpc":"2.0","error":{"code":-32600,"message":"method field must be set",'
         '"data":null},"id":null}')
+
+
+# ---- attachments through a gateway ----------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[SignalHarness]:
+    made = SignalHarness()
+    await made.start()
+    try:
+        yield made
+    finally:
+        await made.stop()
+
+
+async def test_a_picture_comes_from_signal_clis_folder_and_is_seen_by_the_model(
+        harness: SignalHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    chat = harness.chat(0)
+    picture = harness.fake.attachment(PNG, "image/png", "cat.png")
+    await harness._deliver(harness.fake.user_message(harness._people[chat], "what is this?",
+                                                     attachments=[picture]))
+    assert await reply_to(harness, chat, 0) == "Echo: what is this?"
+    assert fake_llm.images == [("image/png", PNG)]
+    assert harness.fake.fetched == [picture["id"]]
+
+
+async def test_an_attachment_signal_cli_does_not_have_is_reported(
+        harness: SignalHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    chat = harness.chat(1)
+    missing = harness.fake.attachment(PNG, "image/png", "lost.png", stored=False)
+    await harness._deliver(harness.fake.user_message(harness._people[chat], "and this?",
+                                                     attachments=[missing]))
+    reply = await reply_to(harness, chat, 0)
+    assert reply.startswith("Echo: and this?\n\n(I could not read what you sent: lost.png: "
+                            "signal-cli does not have the file")
+    assert f"Could not find attachment with ID: {missing['id']}" in reply
+    assert fake_llm.images == []

@@ -28,9 +28,13 @@ from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
 from pyclaw_app.gateway.delivery import reply_parts
 from pyclaw_app.model import Address, ChannelState
-from tests.conftest import provider_section
+from tests.conftest import GatewayFactory, provider_section
+from tests.contract.harness_wechat import WeChatHarness
+from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.wechat_api import ORIGINAL_ID, WeChatFake, tencent_open, tencent_seal, to_xml
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online, reply_to
 
 USER = "oLVPpjqs9BhvzwPj5A-vTYAX3GLc"
 SECRETS = ("app_secret", "token", "encoding_aes_key")
@@ -588,3 +592,40 @@ async def test_typing_is_shown_once_and_its_expected_refusals_are_quiet(
 
 def test_the_fakes_xml_is_what_the_reader_reads() -> None:
     assert read_xml(to_xml({"A": "x <y>", "N": 1})) == {"A": "x <y>", "N": "1"}
+
+
+# ---- attachments through a gateway ----------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[WeChatHarness]:
+    made = WeChatHarness()
+    await made.start()
+    try:
+        yield made
+    finally:
+        await made.stop()
+
+
+async def test_a_picture_is_fetched_as_temporary_media_and_seen_by_the_model(
+        harness: WeChatHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    chat = harness.chat(0)
+    fields = harness.fake.media(chat, "image")
+    fields["MediaId"] = harness.fake.keep_media(PNG, "image/png")
+    await harness.deliver(harness.fake.callback(fields))
+    assert (await reply_to(harness, chat, 0)).startswith("Echo:")  # a picture, no text
+    assert fake_llm.images == [("image/png", PNG)]
+    assert harness.fake.media_fetches == [fields["MediaId"]]
+
+
+async def test_media_wechat_no_longer_keeps_is_reported_to_the_sender(
+        harness: WeChatHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    chat = harness.chat(1)
+    await harness.deliver(harness.fake.callback(harness.fake.media(chat, "image")))
+    reply = await reply_to(harness, chat, 0)
+    assert reply.startswith("I could not read what you sent: the picture: WeChat would not "
+                            "hand the file over (errcode 40007: invalid media_id")
+    assert reply.endswith("WeChat keeps what users send for three days only, so it is gone "
+                          "(or never was).")
+    assert fake_llm.images == []

@@ -28,9 +28,13 @@ from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
 from pyclaw_app.gateway.delivery import reply_parts
 from pyclaw_app.model import Address, ChannelState
-from tests.conftest import provider_section
+from tests.conftest import GatewayFactory, provider_section
+from tests.contract.harness_wecom import WeComHarness
+from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.wecom_api import AGENT_NAME, WeComFake
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online, reply_to
 
 USER = "zhangsan"
 SECRETS = ("corp_secret", "token", "encoding_aes_key")
@@ -324,3 +328,40 @@ async def test_the_fake_cuts_what_is_too_long_as_wecom_does(
     conn, _ = running
     await conn.send_part(Address("wecom", USER), "长" * 700, None)  # 2,100 bytes
     assert utf8_len(fake.sent[-1].text) <= 2048 and fake.sent[-1].text == "长" * 682
+
+
+# ---- attachments through a gateway ----------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[WeComHarness]:
+    made = WeComHarness()
+    await made.start()
+    try:
+        yield made
+    finally:
+        await made.stop()
+
+
+async def test_a_picture_is_fetched_as_temporary_media_and_seen_by_the_model(
+        harness: WeComHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    chat = harness.chat(0)
+    fields = harness.fake.media(chat, "image")
+    fields["MediaId"] = harness.fake.keep_media(PNG, "image/png")
+    await harness.deliver(harness.fake.callback(fields))
+    assert (await reply_to(harness, chat, 0)).startswith("Echo:")  # a picture, no text
+    assert fake_llm.images == [("image/png", PNG)]
+    assert harness.fake.media_fetches == [fields["MediaId"]]
+
+
+async def test_media_wecom_no_longer_keeps_is_reported_to_the_sender(
+        harness: WeComHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    chat = harness.chat(1)
+    await harness.deliver(harness.fake.callback(harness.fake.media(chat, "image")))
+    reply = await reply_to(harness, chat, 0)
+    assert reply.startswith("I could not read what you sent: the picture: WeCom would not "
+                            "hand the file over (errcode 40007: invalid media_id")
+    assert reply.endswith("WeCom keeps what users send for three days only, so it is gone "
+                          "(or never was).")
+    assert fake_llm.images == []

@@ -27,9 +27,16 @@ from connectors.xmpp._parse import Skip, bounce_of, nick_mentioned, parse_messag
 from connectors.xmpp.manifest import XmppConfig, wire_len
 from connectors.xmpp.runtime import XmppConnector
 from pyclaw_app.model import Address, ChannelState, Inbound
+from tests.conftest import GatewayFactory
+from tests.contract.harness_xmpp import XmppHarness
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.xmpp_api import UploadService
 from tests.fakes.xmpp_user import XmppUser
 from tests.servers.prosody import ADMIN, DOMAIN, FAULTS_NS, MUC, Prosody, shared_prosody
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online as gateway_online
+from tests.test_attachments_channels import reply_to
 
 Running = tuple[XmppConnector, RecordingContext]
 
@@ -321,3 +328,59 @@ def elements(draw: st.DrawFn) -> Element:
 def test_the_parser_never_raises(xml: Element) -> None:
     assert isinstance(parse(xml), Inbound | Skip)
     bounce_of(xml)
+
+
+# ---- attachments through a gateway ----------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[XmppHarness]:
+    made = XmppHarness()
+    await made.start()
+    try:
+        yield made
+    finally:
+        await made.stop()
+
+
+@pytest.fixture
+async def uploads() -> AsyncIterator[UploadService]:
+    async with UploadService() as service:
+        yield service  # type: ignore[misc]
+
+
+def shared(url: str) -> Element:
+    """The XEP-0066 element a client adds to a message sharing an upload."""
+    oob = Element("{jabber:x:oob}x")
+    SubElement(oob, "{jabber:x:oob}url").text = url
+    return oob
+
+
+async def test_an_uploaded_picture_is_fetched_without_credentials_and_seen_by_the_model(
+        harness: XmppHarness, uploads: UploadService, fake_llm: FakeOpenAI,
+        make_gateway: GatewayFactory) -> None:
+    await gateway_online(harness, fake_llm, make_gateway)
+    chat = harness.chat(0)
+    url = uploads.upload(PNG, "cat.png", "image/png")
+    await (await harness._user(chat)).send(harness.bot, "what is this?", extra=shared(url))
+    assert await reply_to(harness, chat, 0) == "Echo: what is this?"
+    assert fake_llm.images == [("image/png", PNG)]
+    assert [auth for _, auth in uploads.downloads] == [None]
+
+
+async def test_an_expired_upload_and_a_link_to_another_host_are_reported(
+        harness: XmppHarness, uploads: UploadService, fake_llm: FakeOpenAI,
+        make_gateway: GatewayFactory) -> None:
+    await gateway_online(harness, fake_llm, make_gateway)
+    chat = harness.chat(1)
+    user = await harness._user(chat)
+    url = uploads.upload(PNG, "old.png", "image/png")
+    uploads.expire(url)
+    await user.send(harness.bot, "and this?", extra=shared(url))
+    assert await reply_to(harness, chat, 0) == (
+        "Echo: and this?\n\n(I could not read what you sent: old.png: the file is no longer "
+        "there on localhost (HTTP 404).)")
+    await user.send(harness.bot, "and that?", extra=shared("http://198.51.100.7/x.png"))
+    reply = await reply_to(harness, chat, 1)
+    assert reply.startswith("Echo: and that?") and "the file is on 198.51.100.7, not on " \
+        "the sender's server or the bot's" in reply
+    assert len(uploads.downloads) == 1 and fake_llm.images == []

@@ -36,8 +36,13 @@ from connectors.zulip.runtime import CURSOR_KEY, ZulipConnector
 from pyclaw_app.channels import SubmitResult
 from pyclaw_app.errors import FatalConnectorError, RetryableError, StoreError
 from pyclaw_app.model import Address, ChannelState, Inbound
+from tests.conftest import GatewayFactory
+from tests.contract.harness_zulip import ZulipHarness
+from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.zulip_api import FakeZulip, Stream, User, ZulipUser
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online, reply_to
 
 Running = tuple[ZulipConnector, RecordingContext]
 SITE = "https://chat.example.org"
@@ -386,3 +391,43 @@ def test_the_parser_never_raises_on_message_shaped_input(raw: dict[str, Any],
 @given(st.text(), st.one_of(st.none(), st.text()))
 def test_targets_never_raise(chat: str, thread: str | None) -> None:
     target_of(chat, thread)
+
+
+# ---- attachments through a gateway ----------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[ZulipHarness]:
+    made = ZulipHarness()
+    await made.start()
+    try:
+        yield made
+    finally:
+        await made.stop()
+
+
+async def test_an_upload_is_fetched_by_its_temporary_link_and_seen_by_the_model(
+        harness: ZulipHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    chat = harness.chat(0)
+    person = harness.fake.users[int(chat.removeprefix("dm:"))]
+    link = harness.fake.upload(person, PNG, "cat.png", "image/png")
+    await harness._post(chat, f"what is this? [cat.png]({link})")
+    assert await reply_to(harness, chat, 0) == f"Echo: what is this? [cat.png]({link})"
+    assert fake_llm.images == [("image/png", PNG)]
+    lookup, download = harness.fake.downloads
+    assert lookup[0] == f"/api/v1{link}" and lookup[1] is not None
+    assert download[0].startswith("/user_uploads/temporary/") and download[1] is None
+
+
+async def test_a_deleted_upload_is_reported_to_the_sender(
+        harness: ZulipHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    chat = harness.chat(1)
+    person = harness.fake.users[int(chat.removeprefix("dm:"))]
+    link = harness.fake.upload(person, PNG, "gone.png", "image/png")
+    del harness.fake.uploads[link.removeprefix("/user_uploads/")]
+    await harness._post(chat, f"[gone.png]({link})")
+    assert await reply_to(harness, chat, 0) == (
+        "I could not read what you sent: gone.png: Zulip no longer has the file (deleted, or "
+        "not uploaded to this organization).")
+    assert fake_llm.images == []

@@ -31,6 +31,12 @@ run the official SDK's client and event dispatcher against this fake.
 * All three answer ``{"code": 0, "msg": "success", "data": <message>}`` (``message_id``,
   ``root_id``, ``parent_id``, ``thread_id``, ``msg_type``, ``create_time``, ``chat_id``,
   ``sender``, ``body.content``...).
+* ``GET /open-apis/im/v1/messages/{message_id}/resources/{file_key}?type=image|file``
+  ("Get resources in messages"): the bytes of an image, file, audio or video the message
+  carries, with their ``Content-Type`` and ``Content-Disposition``; ``type`` is ``image`` for
+  images and ``file`` for the rest. A key the message does not carry is HTTP 400 ``{"code":
+  234003, "msg": "File not in msg."}``, a type that does not match it 234001 (invalid
+  request parameter). Stickers cannot be fetched this way, and files over 100 MB not at all.
 * Events: :meth:`FeishuFake.message_event` builds a v2 ``im.message.receive_v1`` event;
   :meth:`FeishuFake.signed` makes the request Feishu posts. With an Encrypt Key the body is
   ``{"encrypt": base64(iv + AES-256-CBC(key = SHA-256(encrypt key), PKCS#7))}`` and
@@ -39,7 +45,7 @@ run the official SDK's client and event dispatcher against this fake.
 
 Server errors (HTTP 5xx) answer ``{"code": 55001, ...}``: the code is this fake's, Feishu
 documents none for them. Scripted faults come from :class:`FakePlatform` under the method
-names ``token``, ``bot_info``, ``send``, ``reply`` and ``edit``.
+names ``token``, ``bot_info``, ``send``, ``reply``, ``edit`` and ``resource``.
 """
 
 from __future__ import annotations
@@ -80,6 +86,8 @@ _ERRORS = {
               "attached.",
     99991400: "request trigger frequency limit",
     230001: "Your request contains an invalid request parameter.",
+    234001: "Invalid request param.",
+    234003: "File not in msg.",
     230002: "The bot can not be outside the group.",
     230011: "The message is recalled.",
     230025: "The length of the message content reaches its limit.",
@@ -146,6 +154,10 @@ class FeishuFake(FakePlatform):
         self._current = ""
         self._events: dict[str, dict[str, Any]] = {}  # message id -> its event
         self._ids = itertools.count(1)
+        self.resources: dict[tuple[str, str], tuple[bytes, str, str]] = {}
+        """(message id, key) -> (bytes, Content-Type, resource type) a message carries."""
+        self.downloads: list[tuple[str, str, str]] = []
+        """(message id, key, the type asked for) of each resource call that was let in."""
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/open-apis/auth/v3/tenant_access_token/internal", self._token)
@@ -153,6 +165,8 @@ class FeishuFake(FakePlatform):
         app.router.add_post("/open-apis/im/v1/messages", self._send)
         app.router.add_post("/open-apis/im/v1/messages/{message_id}/reply", self._reply)
         app.router.add_put("/open-apis/im/v1/messages/{message_id}", self._edit)
+        app.router.add_get("/open-apis/im/v1/messages/{message_id}/resources/{file_key}",
+                           self._resource)
 
     # ---- controls -------------------------------------------------------------------------
 
@@ -225,6 +239,24 @@ class FeishuFake(FakePlatform):
         if expiry is None or expiry <= self.clock():
             return _error(99991663, 400)
         return None
+
+    async def _resource(self, request: web.Request) -> web.StreamResponse:
+        refused = await self._gate("resource", request)
+        if refused is not None:
+            return refused
+        mid, key = request.match_info["message_id"], request.match_info["file_key"]
+        wanted = request.query.get("type", "")
+        self.downloads.append((mid, key, wanted))
+        found = self.resources.get((mid, key))
+        if found is None:
+            return _error(234003, 400)
+        data, mime, kind = found
+        if wanted != kind:
+            return _error(234001, 400)
+        self.after("resource", request)
+        return web.Response(body=data, headers={
+            "Content-Type": mime, "Content-Length": str(len(data)),
+            "Content-Disposition": f'attachment; filename="{key}"'})
 
     async def _bot_info(self, request: web.Request) -> web.StreamResponse:
         refused = await self._gate("bot_info", request)
@@ -376,6 +408,18 @@ class FeishuFake(FakePlatform):
                                  "sender_type": "user", "tenant_key": TENANT_KEY},
                       "message": body}}
         self._events[message.id] = event
+        return event
+
+    def media_event(self, chat: str, kind: str, data: bytes, mime: str, *,
+                    name: str = "") -> dict[str, Any]:
+        """A user sends an ``image`` (or ``file``, ``audio``, ``media``) message in
+        ``chat``; the platform keeps its bytes under the key the content names."""
+        key = f"{'img_v3' if kind == 'image' else 'file_v3'}_{uuid.uuid4().hex[:20]}"
+        content: dict[str, Any] = {"image_key": key} if kind == "image" else {
+            "file_key": key, "file_name": name}
+        event = self.message_event(chat, kind=kind, content=content)
+        mid = event["event"]["message"]["message_id"]
+        self.resources[(mid, key)] = (data, mime, "image" if kind == "image" else "file")
         return event
 
     def thread(self, chat: str, text: str = "a topic") -> str:

@@ -28,6 +28,11 @@ JSON string array), ``server/channels/app/ratelimit.go`` (429 ``limit exceeded``
 * ``GET /api/v4/channels/{channel_id}/posts?since=<ms>`` -> the posts modified after that
   time (``update_at > since``), at most 1000; without ``since`` a page (``page``,
   ``per_page``) newest first.
+* ``GET /api/v4/files/{file_id}`` (files.yaml ``GetFile``; server/channels/api4/file.go
+  ``getFile``) -> the file's bytes with its ``Content-Type`` and ``Content-Disposition:
+  attachment; filename=...``, for a member of the post's channel (else 403); a file the
+  server does not know (never uploaded, or deleted with its post) is 404
+  ``app.file_info.get.app_error``.
 * ``POST /api/v4/users/{user_id}/typing`` ``{channel_id, parent_id}`` -> ``{"status":
   "OK"}``; ``typing`` to the channel's other members.
 * ``GET /api/v4/websocket``: authenticated by the Authorization header of the handshake, or
@@ -38,7 +43,8 @@ JSON string array), ``server/channels/app/ratelimit.go`` (429 ``limit exceeded``
   Events carry the connection's own ``seq`` from 0 (``hello``).
 
 Scripted faults come from :class:`FakePlatform` under the method names ``me``,
-``channels``, ``create_post``, ``patch_post``, ``get_posts``, ``thread`` and ``typing``;
+``channels``, ``create_post``, ``patch_post``, ``get_posts``, ``thread``, ``get_file`` and
+``typing``;
 ``drop_connection`` aborts every WebSocket's TCP connection; with ``answer_pings`` off new
 WebSockets leave the client's pings unanswered. The user side
 (:meth:`MattermostFake.user_post`) writes as a person would, and the server broadcasts it.
@@ -174,6 +180,10 @@ class MattermostFake(FakePlatform):
         """(post id, new message) of each accepted patch, oldest first."""
         self.typing_log: list[tuple[str, str, str]] = []
         """(user id, channel id, parent id) of each typing call."""
+        self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
+        """File id -> (its FileInfo, its bytes): what ``GET /files/{id}`` serves."""
+        self.downloads: list[tuple[str, str | None]] = []
+        """(file id, the Authorization header) of each file download asked for."""
         self.team_id = new_id()
         self.answer_pings = True
         """False: new WebSockets ignore the client's pings (a link that went silent)."""
@@ -189,6 +199,7 @@ class MattermostFake(FakePlatform):
         app.router.add_put("/api/v4/posts/{post_id}/patch", self._patch_post)
         app.router.add_get("/api/v4/posts/{post_id}/thread", self._thread)
         app.router.add_get("/api/v4/channels/{channel_id}/posts", self._channel_posts)
+        app.router.add_get("/api/v4/files/{file_id}", self._get_file)
         app.router.add_get("/api/v4/websocket", self._websocket)
 
     # ---- the world: users, channels ---------------------------------------------------------
@@ -235,12 +246,19 @@ class MattermostFake(FakePlatform):
                         root_id: str = "", files: tuple[dict[str, Any], ...] = ()
                         ) -> dict[str, Any]:
         """``user_id`` posts in ``channel_id`` (in the thread ``root_id``), with file infos
-        ``{name, mime_type, size}``; broadcast to the channel's live sockets."""
+        ``{name, mime_type, size}`` and optionally ``data``, the file's bytes (served by ``GET
+        /files/{id}``; a file without them is one the server no longer has); broadcast to
+        the channel's live sockets."""
+        blobs = [f.get("data") for f in files]
+        files = tuple({k: v for k, v in f.items() if k != "data"} for f in files)
         infos = [{"id": new_id(), "user_id": user_id, "post_id": "", "create_at": 0,
                   "update_at": 0, "delete_at": 0, "extension": f.get("name", "").rsplit(
                       ".", 1)[-1], "width": 0, "height": 0, "has_preview_image": False,
                   **f} for f in files]
         post = self.store_post(user_id, channel_id, message, root_id=root_id, infos=infos)
+        for info, blob in zip(infos, blobs, strict=True):
+            if isinstance(blob, bytes):
+                self.files[info["id"]] = (info, blob)
         await self.broadcast_post(post)
         return post
 
@@ -412,6 +430,24 @@ class MattermostFake(FakePlatform):
         if user_id not in self.channels[post["channel_id"]].members:
             return app_error(403)
         return json_response(post)
+
+    async def _get_file(self, request: web.Request) -> web.StreamResponse:
+        self.downloads.append((request.match_info["file_id"],
+                               request.headers.get("Authorization")))
+        user_id, failure = await self._authed(request, "get_file")
+        if failure:
+            return failure
+        found = self.files.get(request.match_info["file_id"])
+        if found is None:
+            return app_error(404, "app.file_info.get.app_error", "Unable to get the file info.")
+        info, data = found
+        post = self.posts.get(info["post_id"])
+        if post is None or user_id not in self.channels[post["channel_id"]].members:
+            return app_error(403)
+        return web.Response(body=data, headers={
+            "Content-Type": info.get("mime_type") or "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{info.get("name", "")}"',
+            "X-Content-Type-Options": "nosniff"})
 
     async def _patch_post(self, request: web.Request) -> web.StreamResponse:
         user_id, failure = await self._authed(request, "patch_post")

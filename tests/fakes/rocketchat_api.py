@@ -28,6 +28,14 @@ Written from the published references, not from what the connector sends:
   ``<rid>/user-activity`` (or the old ``<rid>/typing``) is taken only with the caller's
   own username, from a member.
 
+* Uploads, as the server's ``FileUpload`` serves them: ``GET /file-upload/{_id}/{name}``
+  with the credentials ``FileUpload.requestCanAccessFiles`` reads (``X-User-Id`` and
+  ``X-Auth-Token`` headers, or the ``rc_uid``/``rc_token`` cookies) answers the bytes with
+  ``Content-Type``, ``Content-Length`` and ``Content-Disposition``; without them, or for a
+  room the user cannot read, 403; an upload that is not (or no longer) stored, 404. A
+  message with a file (``sendFileMessage``) carries ``file``, ``files`` and one
+  ``attachments`` entry whose ``title_link`` is that path (:meth:`upload`).
+
 User side: :meth:`FakeRocketChat.post` writes a message as a user (mentions found as the
 server finds them, thread parents' counters updated and re-broadcast), :meth:`touch`
 re-broadcasts a message as an update does, :meth:`emit_raw` sends any event; what the bot
@@ -141,6 +149,10 @@ class FakeRocketChat(FakePlatform):
         self.sent: list[SentRecord] = []
         self.edit_log: list[EditRecord] = []
         self.typing: list[tuple[str, str, list[str]]] = []  # (rid, username, activities)
+        self.uploads: dict[str, tuple[str, str, str, bytes]] = {}
+        """Upload id -> (room id, name, type, bytes) of each stored upload."""
+        self.downloads: list[tuple[str, str | None]] = []
+        """(upload id, the authenticated user's id or None) of each download asked for."""
         self.logins = 0
         self.connections = 0
         """Realtime sockets ever opened."""
@@ -211,6 +223,25 @@ class FakeRocketChat(FakePlatform):
         if tmid is not None:
             await self._broadcast(self.messages[tmid])
         return str(message["_id"])
+
+    async def upload(self, user: dict[str, Any], rid: str, text: str, data: bytes, name: str,
+                     mime: str, *, keep: bool = True) -> str:
+        """``user`` uploads a file to ``rid`` with ``text`` as its description, as
+        ``rooms.media`` + ``rooms.mediaConfirm`` post it; ``keep`` False: the upload is gone
+        from the store by the time anyone fetches it. Returns the message id."""
+        fid = random_id()
+        if keep:
+            self.uploads[fid] = (rid, name, mime, data)
+        link = f"/file-upload/{fid}/{name}"
+        info = {"_id": fid, "name": name, "type": mime, "size": len(data),
+                "format": name.rsplit(".", 1)[-1].upper()}
+        preview: dict[str, Any] = {"ts": _iso(self.now_ms()), "title": name, "type": "file",
+                                   "description": text, "title_link": link,
+                                   "title_link_download": True}
+        kind = mime.split("/", 1)[0]
+        if kind in ("image", "audio", "video"):
+            preview |= {f"{kind}_url": link, f"{kind}_type": mime, f"{kind}_size": len(data)}
+        return await self.post(user, rid, text, file=info, files=[info], attachments=[preview])
 
     def store(self, user: dict[str, Any], rid: str, text: str, *, tmid: str | None = None,
               msg_id: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -439,6 +470,7 @@ class FakeRocketChat(FakePlatform):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/websocket", self._websocket)
+        app.router.add_get("/file-upload/{fid}/{name}", self._file)
         app.router.add_get(f"{API}/me", self._me)
         app.router.add_get(f"{API}/rooms.get", self._rooms_get)
         app.router.add_get(f"{API}/rooms.info", self._rooms_info)
@@ -471,6 +503,26 @@ class FakeRocketChat(FakePlatform):
         token = request.headers.get("X-Auth-Token", "")
         return user if user is not None and secrets.compare_digest(
             user["token"].encode(), token.encode()) else None
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        user = self._caller(request)
+        if user is None and "rc_uid" in request.cookies:
+            found = self.users.get(request.cookies["rc_uid"])
+            if found is not None and secrets.compare_digest(
+                    found["token"].encode(), request.cookies.get("rc_token", "").encode()):
+                user = found
+        fid = request.match_info["fid"]
+        self.downloads.append((fid, user["_id"] if user else None))
+        stored = self.uploads.get(fid)
+        if stored is None:
+            return web.Response(status=404)
+        rid, name, mime, data = stored
+        if user is None or not self._can_read(user["_id"], self.rooms[rid]):
+            return web.Response(status=403)
+        return web.Response(body=data, headers={
+            "Content-Type": mime, "Content-Length": str(len(data)),
+            "Content-Disposition": f"attachment; filename*=UTF-8''{name}",
+            "Last-Modified": "Mon, 01 Jan 2024 00:00:00 GMT"})
 
     async def _me(self, request: web.Request) -> web.StreamResponse:
         if (failed := await self.before("me")) is not None:

@@ -23,6 +23,12 @@ does as the daemon does:
   stream is open, so what users send meanwhile waits (Signal's servers keep it) and comes
   when a stream opens; ``on-start`` reads continuously and a message nobody is streaming is
   gone for HTTP clients.
+- Attachments: the daemon downloads what arrives into its attachments folder and names
+  each file in the envelope (``JsonAttachment``: ``contentType``, ``filename``, ``id``,
+  ``size``...); ``getAttachment`` (``commands/GetAttachmentCommand``) ``{id}`` answers
+  ``{"data": <base64>}`` (``JsonAttachmentData``); an id it has no file for is the user
+  error -1 ``Could not find attachment with ID: <id>``. The CLI also wants ``recipient``
+  or ``groupId``; over JSON-RPC they are taken and not needed.
 - Texts longer than 2,000 UTF-8 bytes are sent (as a long-text attachment), not refused;
   an edit names the original message's timestamp (``editTimestamp``).
 
@@ -127,6 +133,10 @@ class SignalCliFake(FakePlatform):
         self.people: dict[str, Person] = {}
         self.groups: dict[str, _Group] = {}
         self.sent: list[SentRecord] = []
+        self.files: dict[str, bytes] = {}
+        """Attachment id -> the bytes in the daemon's attachments folder."""
+        self.fetched: list[str] = []
+        """The ids of each ``getAttachment`` call, in order."""
         self.typing: list[tuple[str, str, bool]] = []
         """(account, chat, stop) of each sendTyping."""
         self.dropped: list[dict[str, Any]] = []
@@ -171,6 +181,18 @@ class SignalCliFake(FakePlatform):
                      if identifier in (p.number, p.uuid, f"PNI:{p.uuid}")), None)
 
     # ---- what users send -------------------------------------------------------------------
+
+    def attachment(self, data: bytes, content_type: str, filename: str | None = None, *,
+                   stored: bool = True) -> dict[str, Any]:
+        """The ``JsonAttachment`` of a file a user sends; ``stored`` False: the daemon could
+        not download it (or it was deleted from its folder since)."""
+        ext = (filename or "").rsplit(".", 1)[-1] if filename and "." in filename else "bin"
+        file_id = f"{secrets.token_urlsafe(15)}.{ext}"
+        if stored:
+            self.files[file_id] = data
+        return {"contentType": content_type, "filename": filename, "id": file_id,
+                "size": len(data), "width": None, "height": None, "caption": None,
+                "uploadTimestamp": self.now()}
 
     def user_message(self, sender: Person, text: str | None, *, group: str | None = None,
                      mentions: list[Person] = (), quote: tuple[Person, int, str] | None = None,
@@ -376,7 +398,7 @@ class SignalCliFake(FakePlatform):
 
     def _call(self, method: str, params: dict[str, Any]) -> Any:
         handlers = {"send": self._send, "sendTyping": self._send_typing,
-                    "listGroups": self._list_groups}
+                    "listGroups": self._list_groups, "getAttachment": self._get_attachment}
         handler = handlers.get(method)
         if handler is None:
             raise _RpcError(-32601, "Method not implemented")
@@ -460,6 +482,13 @@ class SignalCliFake(FakePlatform):
         for target in targets:
             self.typing.append((account.number, target, params.get("stop") is True))
         return {"timestamp": self.now(), "results": self._results(targets)}
+
+    def _get_attachment(self, account: Person, params: dict[str, Any]) -> dict[str, Any]:
+        file_id = str(params.get("id"))
+        self.fetched.append(file_id)
+        if file_id not in self.files:
+            raise _RpcError(-1, f"Could not find attachment with ID: {file_id}")
+        return {"data": base64.b64encode(self.files[file_id]).decode()}
 
     def _list_groups(self, account: Person, params: dict[str, Any]) -> list[dict[str, Any]]:
         return [{"id": g.gid, "name": g.name, "description": "", "isMember": True,

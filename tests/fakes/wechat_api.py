@@ -23,6 +23,11 @@ and wechatpy's published crypto, not from what our connector sends:
 * ``POST /cgi-bin/message/custom/typing`` ``{touser, command: Typing|CancelTyping}``:
   45072 for another command, 45080 when nothing was exchanged with the user in the last
   30 s, 45081 while a Typing (15 s, ended by a sent message) still shows.
+* ``GET /cgi-bin/media/get?access_token=&media_id=`` (get temporary media; WeCom's is the
+  same path): the file's bytes with its ``Content-Type`` and ``Content-disposition:
+  attachment; filename="..."``; a media id it does not keep (temporary media live three
+  days) is HTTP 200 ``{"errcode": 40007, "errmsg": "invalid media_id"}`` as JSON, the token
+  errors as for any call.
 * Every answer is HTTP 200 with ``errcode``/``errmsg`` (errmsg ends in `` rid: ...``).
   WeChat has no 429: a scripted 429 or 500 is -1 "system error" (its "busy, retry
   later"), 400 is 40003, 401 is 40001, 403 48001 "api unauthorized"; a call refused that
@@ -39,7 +44,7 @@ and wechatpy's published crypto, not from what our connector sends:
   against wechatpy's vectors in tests/connectors/test_wechat.py).
 
 Scripted faults come from :class:`FakePlatform` under the method names ``send``,
-``typing`` and ``token``.
+``typing``, ``token`` and ``media``.
 
 What the fake WeCom (tests/fakes/wecom_api.py) answers and sends the same way is
 :class:`TencentFake` here, which both fakes subclass: the crypto and XML helpers, scripted
@@ -155,6 +160,10 @@ class TencentFake(FakePlatform):
             hashlib.sha256(seed).digest()).decode().rstrip("=")
         self._callbacks: dict[str, dict[str, Any]] = {}  # MsgId -> the fields, for retries
         self._ids = itertools.count(first_msg_id)
+        self.media_files: dict[str, tuple[bytes, str]] = {}
+        """media_id -> (bytes, Content-Type) of the temporary media the platform keeps."""
+        self.media_fetches: list[str] = []
+        """The media_id of each ``media/get`` that was let in."""
 
     @property
     def app_fields(self) -> dict[str, Any]:
@@ -188,6 +197,30 @@ class TencentFake(FakePlatform):
         """The scripted answer for ``method``, or the refusal of its token; None to go on."""
         scripted = await self.before(method)
         return scripted if scripted is not None else self._authorised(request)
+
+    def keep_media(self, data: bytes, mime: str) -> str:
+        """A file a user sent, kept as temporary media; its media_id."""
+        media_id = base64.urlsafe_b64encode(os.urandom(30)).decode()
+        self.media_files[media_id] = (data, mime)
+        return media_id
+
+    async def get_media(self, request: web.Request) -> web.StreamResponse:
+        """``GET /cgi-bin/media/get``, the same on both platforms."""
+        refused = await self.admitted("media", request)
+        if refused is not None:
+            return refused
+        media_id = request.query.get("media_id", "")
+        self.media_fetches.append(media_id)
+        found = self.media_files.get(media_id)
+        if found is None:
+            return self.errcode(40007, "invalid media_id")
+        data, mime = found
+        self.after("media", request)
+        ext = mime.rpartition("/")[2]
+        return web.Response(body=data, headers={
+            "Content-Type": mime, "Content-Length": str(len(data)),
+            "Content-disposition": f'attachment; filename="{media_id[:12]}.{ext}"',
+            "Cache-Control": "no-cache, must-revalidate"})
 
     def text_of(self, body: dict[str, Any]) -> str | web.Response:
         """``text.content`` of a ``msgtype: text`` body, or the errcode both platforms give
@@ -300,6 +333,7 @@ class WeChatFake(TencentFake):
         app.router.add_post("/cgi-bin/stable_token", self._stable_token)
         app.router.add_post("/cgi-bin/message/custom/send", self._send)
         app.router.add_post("/cgi-bin/message/custom/typing", self._typing)
+        app.router.add_get("/cgi-bin/media/get", self.get_media)
 
     # ---- controls ------------------------------------------------------------------------
 

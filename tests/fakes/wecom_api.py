@@ -21,6 +21,9 @@ access_token" 91039, "获取指定的应用详情" 90227, "发送应用消息" 9
   as older servers answered). An empty content is 44004; content over 2,048 bytes is cut
   at 2,048 bytes and delivered (WeCom truncates, it does not refuse). Beyond 30 messages
   a minute to one member, WeCom drops the message silently (``dropped``).
+* ``GET /cgi-bin/media/get?access_token=&media_id=`` ("获取临时素材" 90254): the file with
+  its ``Content-Type`` and ``Content-disposition``; a media id WeCom does not keep (three
+  days) is 40007 "invalid media_id" as JSON (:meth:`TencentFake.get_media`).
 * Answers are HTTP 200 with ``errcode``; errmsg ends in WeCom's ``hint: [...], from ip:
   ..., more info at https://open.work.weixin.qq.com/devtool/query?e=<code>``. There is no
   429: a scripted 429 or 500 is -1 "system busy", 400 is 81013, 401 40014, 403 60020,
@@ -34,7 +37,7 @@ access_token" 91039, "获取指定的应用详情" 90227, "发送应用消息" 9
   back.
 
 Scripted faults come from :class:`FakePlatform` under the method names ``send``,
-``agent`` and ``token``.
+``agent``, ``token`` and ``media``.
 
 What WeCom answers and sends as the Official Account does (the crypto, scripted statuses
 as errcodes, the ``msgtype: text`` check, message and event fields and their retries,
@@ -126,6 +129,7 @@ class WeComFake(TencentFake):
         app.router.add_get("/cgi-bin/gettoken", self._gettoken)
         app.router.add_get("/cgi-bin/agent/get", self._agent)
         app.router.add_post("/cgi-bin/message/send", self._send)
+        app.router.add_get("/cgi-bin/media/get", self.get_media)
 
     # ---- controls ------------------------------------------------------------------------
 

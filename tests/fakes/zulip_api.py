@@ -44,13 +44,21 @@ its ``api_docs`` (``rest-error-handling.md``: 200 requests a minute per user, th
   ``message_content_edit_limit_seconds``; empty content becomes "(deleted)".
 * ``POST /typing`` ``op`` start/stop, ``type`` direct with ``to`` (user ids) or stream with
   ``stream_id`` and ``topic``.
+* Uploads (zerver/views/upload.py ``serve_file``; the spec's ``get-file-temporary-url``):
+  ``GET /api/v1/user_uploads/{realm_id_str}/{filename}`` with Basic auth answers ``{"url":
+  "/user_uploads/temporary/<token>/<name>"}``, an address that needs no credentials and
+  lives 60 seconds; a file the server has no record of is 404 ``<p>File not found.</p>``,
+  one the user may not see (neither its owner nor a receiver of a message linking it) 403
+  ``<p>You are not authorized to view this file.</p>`` (HTML, not the JSON errors).
+  ``GET /user_uploads/temporary/<token>/<name>`` serves the bytes with their
+  ``Content-Type`` (404 once the token expired, :meth:`expire_upload_links`).
 * A 429 is ``RATE_LIMIT_HIT`` with ``retry-after`` in the body and the ``Retry-After``
   header, as the server's rate limiter answers.
 
 Scripted faults come from :class:`FakePlatform` and apply to bot users' calls only (the
 people's clients are never refused), under the method names ``users_me``,
 ``register``, ``get_events``, ``delete_queue``, ``send_message``, ``get_messages``,
-``update_message`` and ``typing``.
+``update_message``, ``typing`` and ``file_url``.
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ import html
 import itertools
 import json
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -210,6 +219,13 @@ class FakeZulip(FakePlatform):
         self._user_ids = itertools.count(8)
         self._stream_ids = itertools.count(1)
         self._message_ids = itertools.count(1001)
+        self.realm_id = 2
+        self.uploads: dict[str, tuple[int, bytes, str]] = {}
+        """path_id (``<realm>/<xx>/<random>/<name>``) -> (owner's id, bytes, type)."""
+        self.upload_links: dict[str, str] = {}
+        """Temporary token -> the path_id it opens."""
+        self.downloads: list[tuple[str, str | None]] = []
+        """(the path asked for, its Authorization header) of each file request."""
 
     def routes(self, app: web.Application) -> None:
         api = "/api/v1"
@@ -222,6 +238,9 @@ class FakeZulip(FakePlatform):
         app.router.add_patch(f"{api}/messages/{{message_id}}",
                              self._api("update_message", self._update))
         app.router.add_post(f"{api}/typing", self._api("typing", self._typing))
+        app.router.add_get(f"{api}/user_uploads/{{realm_id_str}}/{{filename:.+}}",
+                           self._file_url)
+        app.router.add_get("/user_uploads/temporary/{token}/{filename}", self._temporary)
 
     # ---- the organization -------------------------------------------------------------------
 
@@ -242,6 +261,17 @@ class FakeZulip(FakePlatform):
 
     def client(self, user: User) -> ZulipUser:
         return ZulipUser(self.url, user.email, user.api_key)
+
+    def upload(self, user: User, data: bytes, name: str, mime: str) -> str:
+        """``user`` uploads a file (``POST /user_uploads``); returns its ``/user_uploads/``
+        link, which a message shares as ``[name](link)``."""
+        path_id = f"{self.realm_id}/{secrets.token_hex(1)}/{secrets.token_urlsafe(18)}/{name}"
+        self.uploads[path_id] = (user.user_id, data, mime)
+        return f"/user_uploads/{path_id}"
+
+    def expire_upload_links(self) -> None:
+        """The temporary links given so far pass their 60 seconds."""
+        self.upload_links.clear()
 
     def expire_queues(self, user: User | None = None) -> None:
         """Garbage-collect queues now, as the server does after ten idle minutes."""
@@ -327,6 +357,41 @@ class FakeZulip(FakePlatform):
                 self.after(method, request)
             return json_response({"result": "success", "msg": "", **data})
         return serve
+
+    async def _file_url(self, request: web.Request) -> web.StreamResponse:
+        path_id = f"{request.match_info['realm_id_str']}/{request.match_info['filename']}"
+        self.downloads.append((request.path, request.headers.get("Authorization")))
+        try:
+            user = self._authenticate(request)
+        except ApiError as error:
+            return error.response()
+        if user.is_bot and (scripted := await self.before("file_url")) is not None:
+            return scripted
+        stored = self.uploads.get(path_id)
+        if stored is None:
+            return web.Response(status=404, text="<p>File not found.</p>",
+                                content_type="text/html")
+        link = f"/user_uploads/{path_id}"
+        if stored[0] != user.user_id and not any(
+                user.user_id in m.receivers and link in m.raw_content for m in self.messages):
+            return web.Response(status=403, content_type="text/html",
+                                text="<p>You are not authorized to view this file.</p>")
+        token = secrets.token_urlsafe(24)
+        self.upload_links[token] = path_id
+        return json_response({"result": "success", "msg": "",
+                              "url": f"/user_uploads/temporary/{token}/"
+                                     f"{path_id.rsplit('/', 1)[-1]}"})
+
+    async def _temporary(self, request: web.Request) -> web.StreamResponse:
+        self.downloads.append((request.path, request.headers.get("Authorization")))
+        path_id = self.upload_links.get(request.match_info["token"])
+        if path_id is None or path_id not in self.uploads:
+            return web.Response(status=404, text="<p>File not found.</p>",
+                                content_type="text/html")
+        _, data, mime = self.uploads[path_id]
+        return web.Response(body=data, headers={
+            "Content-Type": mime, "Cache-Control": "private, immutable",
+            "Content-Disposition": f"inline; filename*=UTF-8''{path_id.rsplit('/', 1)[-1]}"})
 
     def _authenticate(self, request: web.Request) -> User:
         header = request.headers.get("Authorization", "")
