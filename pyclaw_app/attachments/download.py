@@ -2,14 +2,15 @@
 
 A connector says where the bytes are (``Connector.fetch_attachment``); this fetches them
 with a hard size cap (a lying ``Content-Length``, or none, is caught while streaming),
-a timeout, and no redirect to a scheme other than http(s). Bot API file URLs carry the
-bot token in their path, so errors name the host and status only.
+a timeout, no redirect to a scheme other than http(s), and no credential header sent on
+past a redirect to another origin. Bot API file URLs carry the bot token in their path,
+so errors name the host and status only.
 """
 
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
@@ -19,6 +20,8 @@ from pyclaw_app.channels.contract import AttachmentSource
 __all__ = ["DownloadFailed", "TooBig", "download"]
 
 CHUNK = 64 * 1024
+MAX_REDIRECTS = 5
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class DownloadFailed(Exception):
@@ -54,8 +57,37 @@ async def download(source: AttachmentSource, max_bytes: int, timeout: float) -> 
     host = parts.hostname or "?"
     try:
         async with aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                headers=source.headers) as session, session.get(source.url) as resp:
+                timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            return await _follow(session, source.url, dict(source.headers), max_bytes)
+    except DownloadFailed:
+        raise
+    except TimeoutError:
+        raise DownloadFailed(f"downloading from {host} took longer than {timeout:g}s",
+                             permanent=False) from None
+    except (aiohttp.ClientError, asyncio.IncompleteReadError, OSError) as exc:
+        # The exception text may hold the URL (and a token in it): name only its kind.
+        raise DownloadFailed(f"{host} could not be reached ({type(exc).__name__})",
+                             permanent=False) from None
+
+
+async def _follow(session: aiohttp.ClientSession, url: str, headers: dict[str, str],
+                  max_bytes: int) -> bytes:
+    """Redirects are followed here, not by aiohttp: it drops only Authorization and Cookie
+    when one leaves the origin, and a channel's credentials may be any header (a
+    Rocket.Chat token, a signed key). Leaving the origin drops every header given."""
+    for _ in range(MAX_REDIRECTS + 1):
+        host = urlsplit(url).hostname or "?"
+        async with session.get(url, headers=headers, allow_redirects=False) as resp:
+            location = resp.headers.get("Location")
+            if resp.status in REDIRECTS and location:
+                target = urljoin(url, location)
+                if urlsplit(target).scheme not in ("http", "https"):
+                    raise DownloadFailed(f"{host} redirected to an address pyclaw does not "
+                                         "fetch", permanent=True)
+                if _origin(target) != _origin(url):
+                    headers = {}
+                url = target
+                continue
             if resp.status in (401, 403, 404, 410):
                 what = "no longer there" if resp.status in (404, 410) else "not accessible"
                 raise DownloadFailed(f"the file is {what} on {host} (HTTP {resp.status})",
@@ -70,12 +102,9 @@ async def download(source: AttachmentSource, max_bytes: int, timeout: float) -> 
                 if len(data) > max_bytes:
                     raise TooBig(None, max_bytes)
             return bytes(data)
-    except DownloadFailed:
-        raise
-    except TimeoutError:
-        raise DownloadFailed(f"downloading from {host} took longer than {timeout:g}s",
-                             permanent=False) from None
-    except (aiohttp.ClientError, asyncio.IncompleteReadError, OSError) as exc:
-        # The exception text may hold the URL (and a token in it): name only its kind.
-        raise DownloadFailed(f"{host} could not be reached ({type(exc).__name__})",
-                             permanent=False) from None
+    raise DownloadFailed(f"more than {MAX_REDIRECTS} redirects", permanent=True)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
