@@ -522,7 +522,8 @@ async def _schedules(config: Path | None, data_dir: Path | None,
                 for job in jobs:
                     row = row_of(job)
                     where = f"{row.channel} {row.chat}" + (f"/{row.thread}" if row.thread else "")
-                    state = ("paused" if not row.enabled else "done" if row.next_run is None
+                    paused = f"paused ({row.paused_reason})" if row.paused_reason else "paused"
+                    state = (paused if not row.enabled else "done" if row.next_run is None
                              else f"next {format_time(row.next_run, row.timezone)}")
                     print(f"{row.id}  {where}  {row.action}: {row.body!r}  {row.timing}  "
                           f"{state}  missed: {row.missed}  by {row.created_by}")

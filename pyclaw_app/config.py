@@ -279,6 +279,9 @@ class RetentionConfig(BaseModel):
     attachments: AttachmentRetention = Field(
         default_factory=AttachmentRetention,
         description="Pictures, voice notes and documents people sent, as stored files")
+    schedule_runs_days: float | None = Field(
+        90.0, gt=0, description="Days a scheduled job's finished runs are kept (null: all); "
+        "open ones and each job's latest run always stay")
     every: float = Field(600.0, gt=0, description="Seconds between prunes")
     batch: int = Field(1000, ge=1, le=100_000,
                        description="Rows deleted per write, so writers never wait long")

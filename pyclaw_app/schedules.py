@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-__all__ = ["MAX_BODY_CHARS", "Action", "Missed", "ScheduleError", "When", "action_of",
+__all__ = ["MAX_BODY_CHARS", "OWNER", "Action", "Missed", "ScheduleError", "When", "action_of",
            "check_body", "format_time", "missed_of", "one_off", "recurring", "when_of", "zone"]
 
 Action = Literal["text", "task"]
@@ -31,6 +31,9 @@ is sent."""
 Missed = Literal["run_once", "skip"]
 """What a job does with an occurrence it comes to late (the gateway was down, the machine
 slept): ``run_once`` sends it once, ``skip`` leaves it out."""
+OWNER = "owner"
+"""``created_by`` of the jobs the owner makes (panel, CLI); the assistant's carry the
+sender's id. The owner's jobs are not re-checked against the access policy when they fire."""
 MAX_BODY_CHARS = 4000
 MAX_MINUTES = 366 * 24 * 60
 

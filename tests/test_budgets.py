@@ -31,6 +31,7 @@ from pyclaw_app.gateway import Gateway
 from pyclaw_app.model import ChannelState, EventKind
 from pyclaw_app.secrets import FileSecretStore
 from pyclaw_app.store import Store
+from pyclaw_app.store.identities import Account, IdentityStore
 from tests.conftest import provider_section
 from tests.contract.harness_telegram import TelegramHarness
 from tests.fakes.openai_api import FakeOpenAI, FakeReply, FakeToolCall
@@ -332,6 +333,53 @@ async def test_telegram_channel_and_person_caps(
     assert [s for s, _ in statuses] == ["replied", "skipped", "replied", "skipped"]
     told = await log_lines(gateway, "budget reached")
     assert [c for c, _, _ in told] == ["telegram", "telegram"]  # alice's cap, the channel's
+
+
+async def test_linked_accounts_on_two_channels_share_one_person_cap(
+        telegram: TelegramHarness, budget_gateway: BudgetGateway, fake_llm: FakeOpenAI,
+        tmp_path: Path) -> None:
+    """Ann's Telegram account and her local chat account are linked: what she spent on
+    Telegram counts on the local chat too, the owner is told about Ann, not an account, and
+    an unlinked sender keeps a cap of their own. Unlinked again, each account is alone."""
+    linked_notice = ("Your daily budget with this assistant (all your linked accounts "
+                     "together) is used up; it resets at 00:00.")
+    gateway = await budget_gateway(
+        {"each_person": {"daily": {"tokens": 150}}},
+        channels={"local": {"type": "local", "rate_limit_per_minute": 0},
+                  "telegram": {"type": "telegram", "dm_policy": "open",
+                               "rate_limit_per_minute": 0, **telegram.channel_config()}})
+    await eventually(lambda: gateway.channels["telegram"].state == ChannelState.ONLINE,
+                     timeout=WAIT)
+    ann = telegram.chat(0)
+    identities = IdentityStore(gateway.store.db)
+    await identities.link(Account("telegram", ann, "Ann"), Account("local", "ann"))
+    await dm(telegram, gateway, ann, LONG)  # ~205 tokens on Telegram: over her 150
+    assert telegram.visible(ann) == [f"Echo: {LONG}"]
+    assert await say(gateway, "hello from the app", sender="ann") == linked_notice
+    await dm(telegram, gateway, ann, "and here?")
+    assert telegram.visible(ann)[-1] == linked_notice
+    assert await say(gateway, "hi", sender="bob", chat="bob") == "Echo: hi"
+    assert len(fake_llm.requests) == 2
+    [(channel, level, line)] = await log_lines(gateway, "budget reached")
+    assert (channel, level) == ("local", "warning")
+    assert f"person Ann (local ann, telegram {ann})" in line
+    assert "this person's messages on every linked account are refused" in line
+
+    plane = LocalControlPlane(gateway, FileSecretStore(tmp_path / "plane-secrets.json"))
+    people = {b.sender: b for b in await plane.budgets() if b.scope == "person"}
+    assert set(people) == {f"local ann, telegram {ann}", "bob"}
+    both = people[f"local ann, telegram {ann}"]
+    assert (both.sender_name, both.channel) == ("Ann", "local, telegram")
+    ann_tokens = await gateway.store.db.fetchone(
+        "SELECT SUM(c.input_tokens + c.output_tokens) AS n FROM llm_calls c"
+        " JOIN messages m ON m.id = c.message_id WHERE m.sender_id IN ('ann', ?)", (ann,))
+    assert ann_tokens is not None and both.spent == ann_tokens["n"] > 150
+
+    assert await identities.unlink("local", "ann")
+    assert await say(gateway, "alone again", sender="ann") == "Echo: alone again"
+    await dm(telegram, gateway, ann, "still capped?")
+    assert telegram.visible(ann)[-1] == (
+        "Your daily budget with this assistant is used up; it resets at 00:00.")
 
 
 async def test_each_call_of_a_turn_is_checked_not_only_the_first(

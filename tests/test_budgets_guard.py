@@ -31,6 +31,7 @@ from pyclaw_app.config import ModelPrice, load_config, save_config
 from pyclaw_app.model import Address, Inbound
 from pyclaw_app.secrets import FileSecretStore
 from pyclaw_app.store import Store
+from pyclaw_app.store.identities import Account, IdentityStore
 from pyclaw_app.store.usage import SpendRow, UsageLog
 
 LINK = Link(OfflineProvider("pyclaw.yaml"), "m", prices={"*": ModelPrice(input=1000, output=0)})
@@ -117,6 +118,35 @@ async def test_spend_is_read_once_then_kept_in_memory(store: Store) -> None:
     spent = {(s.scope, s.sender, s.period): s.spent for s in await g.status()}
     assert spent[("channel", "", "daily")] == 10  # only the call of the new day
     assert g.usage.loads == 1
+
+
+async def test_linked_accounts_are_one_person_in_flight_too(store: Store) -> None:
+    """Ann on tg and on slack shares one cap, holds included; Bob, unlinked, has his own."""
+    clock = [datetime(2026, 3, 10, 9, 0)]
+    g = guard(store, clock, each_person={"daily": {"tokens": 25}})
+    await IdentityStore(store.db).link(Account("tg", "1", "Ann"), Account("slack", "U1"))
+    await admit(g, inbound("tg", "1"), 10)
+    async with g.hold(inbound("slack", "U1"), 10, LINK):  # 20 of Ann's 25, one in flight
+        with pytest.raises(BudgetExceeded) as refused:
+            await admit(g, inbound("tg", "1"), 10)
+        await admit(g, inbound("tg", "2"), 20)  # Bob: his own cap
+    limit = refused.value.limit
+    assert limit.scope.accounts == (("slack", "U1"), ("tg", "1")) and limit.scope.identity
+    assert "person Ann (slack U1, tg 1)" in refused.value.owner_notice
+    assert "(all your linked accounts together)" in refused.value.notice
+    people = {(s.sender, s.sender_name): s.spent for s in await g.status()}
+    assert people == {("slack U1, tg 1", "Ann"): 10, ("2", "name 2"): 20}
+
+    g.reconfigure(BudgetConfig.model_validate({"each_person": {"daily": {"tokens": 100}},
+                                               "reply_tokens": 0}))
+    await admit(g, inbound("slack", "U1"), 10)  # raised at once; the 10 spent still count
+    assert {s.sender: s.spent for s in await g.status()}["slack U1, tg 1"] == 20
+    g.reconfigure(BudgetConfig())
+    assert not g.active and await g.status() == []
+    g.reconfigure(BudgetConfig.model_validate({"each_person": {"daily": {"tokens": 100}},
+                                               "reply_tokens": 0}))
+    await admit(g, inbound("tg", "1"), 10)
+    assert isinstance(g.usage, CountingUsage) and g.usage.loads == 2  # counted afresh
 
 
 async def test_the_starting_query_is_a_range_scan_of_the_ts_index(store: Store) -> None:

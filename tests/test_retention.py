@@ -14,9 +14,11 @@ import pytest
 import yaml
 
 from pyclaw_app.config import RetentionConfig, load_config, save_config
+from pyclaw_app.model import Address
+from pyclaw_app.schedules import When
 from pyclaw_app.secrets import FileSecretStore
 from pyclaw_app.store import Store
-from pyclaw_app.store.retention import DAY, LOG_TABLES, Pruner
+from pyclaw_app.store.retention import DAY, LOG_TABLES, SCHEDULE_RUNS, Pruner
 from tests.conftest import GatewayFactory, StoreFactory
 from tests.stores import ON_EACH_STORE
 from tests.support import eventually
@@ -144,6 +146,71 @@ async def test_the_gateway_prunes_every_log_table_in_the_background_but_not_the_
     assert await count(gateway.store, "messages") == 1  # the conversation record stays
 
 
+# ---- scheduled jobs' runs -----------------------------------------------------------------
+async def runs_of(store: Store, job_id: int, runs: list[tuple[float, str | None]]) -> None:
+    """Runs of job ``job_id`` ``age`` days old, each fired with its message in ``status``
+    (None: a skipped run, no message); the last one given is the job's latest."""
+    def op(conn: sqlite3.Connection) -> None:
+        last_fired = None
+        for age, status in runs:
+            at = NOW - age * DAY
+            message_id = None
+            if status is not None:
+                cur = conn.execute(
+                    "INSERT INTO messages (direction, channel, chat, conv, text, status,"
+                    " created_at, updated_at) VALUES ('in', 'local', 'me', 'local:me', 'due',"
+                    " ?, ?, ?)", (status, at, at))
+                message_id, last_fired = cur.lastrowid, at
+            conn.execute("INSERT INTO schedule_runs (job_id, scheduled_for, status, message_id,"
+                         " created_at) VALUES (?, ?, ?, ?, ?)",
+                         (job_id, at, "skipped" if status is None else "fired", message_id, at))
+        conn.execute("UPDATE schedules SET last_run=? WHERE id=?", (last_fired, job_id))
+
+    await store.db.write(op)
+
+
+async def ages(store: Store, job_id: int) -> list[float]:
+    return [round((NOW - r.scheduled_for) / DAY)
+            for r in reversed(await store.schedules.runs(job_id))]
+
+
+async def new_job(store: Store) -> int:
+    job = await store.schedules.add(
+        Address("local", "me"), created_by="owner", creator_name="owner", is_group=False,
+        action="text", body="due", when=When(None, "0 9 * * *", "UTC"), missed="run_once",
+        now=NOW - 400 * DAY)
+    return job.id
+
+
+async def test_finished_runs_past_the_age_go_and_open_and_latest_ones_stay(
+        store: Store) -> None:
+    busy, lone, skipping = await new_job(store), await new_job(store), await new_job(store)
+    await runs_of(store, busy, [(300, "replied"), (200, None), (150, "scheduled"),
+                                (120, "failed"), (100, "skipped"), (95, "replied"),
+                                (60, "replied"), (1, "replied")])
+    await runs_of(store, lone, [(300, "replied")])  # its only run: the latest, kept
+    await runs_of(store, skipping, [(300, "replied"), (200, None)])  # last fired; latest
+    pruner_ = Pruner(store.db, RetentionConfig, clock=lambda: NOW)
+    removed = await pruner_.prune_schedule_runs(90, batch=2)
+    assert removed == 4
+    assert await ages(store, busy) == [150, 120, 60, 1]  # open, failed (retryable), young
+    assert await ages(store, lone) == [300]
+    assert await ages(store, skipping) == [300, 200]
+    assert await count(store, "messages") == 9  # the journal keeps every firing's message
+    assert await pruner_.prune_schedule_runs(90, batch=2) == 0
+
+
+async def test_a_pass_prunes_schedule_runs_by_the_setting(store: Store) -> None:
+    job = await new_job(store)
+    await runs_of(store, job, [(100, "replied"), (40, "replied"), (10, "replied")])
+    pruner_ = Pruner(store.db, RetentionConfig, clock=lambda: NOW)
+    assert (await pruner_.prune(RetentionConfig()))[SCHEDULE_RUNS] == 1  # 90 days
+    assert await ages(store, job) == [40, 10]
+    assert SCHEDULE_RUNS not in await pruner_.prune(RetentionConfig(schedule_runs_days=None))
+    assert (await pruner_.prune(RetentionConfig(schedule_runs_days=30)))[SCHEDULE_RUNS] == 1
+    assert await ages(store, job) == [10]
+
+
 # ---- settings ---------------------------------------------------------------------------
 
 
@@ -152,6 +219,7 @@ def test_every_log_table_has_limits_by_default() -> None:
     assert set(retention.tables()) == set(LOG_TABLES)
     assert all(limits.days and limits.rows for limits in retention.tables().values())
     assert (retention.channel_log.days, retention.channel_log.rows) == (30, 200_000)
+    assert retention.schedule_runs_days == 90
 
 
 def test_a_table_section_keeps_the_limit_it_does_not_name_and_round_trips(

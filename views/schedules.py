@@ -117,6 +117,9 @@ def relative(ts: float, now: float) -> str:
 
 def next_run_text(row: ScheduleRow, now: float) -> str:
     """What comes next for a job, in the panel's local time."""
+    if not row.enabled and row.paused_reason:
+        return t("Paused by the gateway: {reason}. It runs again only when resumed",
+                 reason=row.paused_reason)
     if not row.enabled:
         return t("Paused: it runs again only when resumed")
     if row.next_run is None:

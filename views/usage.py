@@ -6,7 +6,8 @@ per model) and the table. The sums are plain functions of the rows so they can
 be tested without Flet. While shown, the view reloads itself as LLM calls
 finish, in the background and at most once every ``RELOAD_INTERVAL`` seconds.
 A Budgets card shows each spending cap (``budgets:`` in the config) against
-what its day or month has spent, when any cap is configured.
+what its day or month has spent, and the caps' list to add to, edit and remove
+from (``views.budgets_view``), saved through the plane.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import flet_charts as fch
 
 from pyclaw_app.control import BudgetRow, ControlPlane, UsageRow
 from pyclaw_app.model import Event, EventKind
+from views.budgets_view import BudgetsSection
 from views.dashboard import CounterCard
 from views.i18n import t
 from views.state import Clock
@@ -169,19 +171,27 @@ def budget_text(b: BudgetRow) -> tuple[str, str, str]:
 
 
 class BudgetCard:
-    """Each cap with a bar of how much of it is spent; hidden when none is configured."""
+    """Each cap with a bar of how much of it is spent, and under them the caps to add,
+    edit and remove (``section``); hidden when there is neither (no cap, and a gateway
+    too old to serve the form)."""
 
-    def __init__(self) -> None:
+    def __init__(self, section: BudgetsSection | None = None) -> None:
         self.rows = ft.Column(spacing=10)
+        self.section = section
+        controls: list[ft.Control] = [ft.Text(t("Budgets"), weight=ft.FontWeight.W_600),
+                                      self.rows]
+        if section is not None:
+            controls += [ft.Divider(height=1), section.root]
         self.root = ft.Container(
             padding=14, border_radius=12, bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
             border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT), visible=False,
-            content=ft.Column(spacing=10, controls=[
-                ft.Text(t("Budgets"), weight=ft.FontWeight.W_600), self.rows]))
+            content=ft.Column(spacing=10, controls=controls))
 
     def show(self, budgets: Sequence[BudgetRow]) -> None:
-        self.root.visible = bool(budgets)
+        self.root.visible = bool(budgets) or (self.section is not None
+                                              and self.section.available)
         self.rows.controls = [self._row(b) for b in budgets]
+        self.rows.visible = bool(budgets)
 
     @staticmethod
     def _row(b: BudgetRow) -> ft.Control:
@@ -357,7 +367,8 @@ class UsageView:
         self.channel = ALL_CHANNELS
         self.rows: list[UsageRow] = []
         self.budgets: list[BudgetRow] = []
-        self.budget_card = BudgetCard()
+        self.budgets_section = BudgetsSection(plane, after_save=self.reload)
+        self.budget_card = BudgetCard(self.budgets_section)
         self.now = 0.0
         self._stale = False
         self._last_reload = 0.0
@@ -444,6 +455,7 @@ class UsageView:
             _log.warning("could not list channels for the usage filter: %s", exc)
             channels = []
         self.set_channel_names([c.name for c in channels])
+        await self.budgets_section.load()
         await self.reload()
 
     def set_channel_names(self, names: Iterable[str]) -> None:

@@ -12,6 +12,14 @@ The estimate is the prompt's tokens as the history budget counts them plus
 gateway's local time, as the Usage view counts them; a new period starts at
 zero without a query. The owner is told once per cap and period (the
 exception's ``tell_owner``), the person on every refused message.
+
+A *person* is every account linked into one identity (``/link``): their cap counts
+the spend of all their accounts on every channel, so a person capped on Telegram is
+capped on Slack too. Spend is still counted per account (channel and sender) in
+memory; which accounts are one person is asked of the identity store at each check
+(an indexed lookup of the sending account, its identity and accounts: links change
+at any time, from chat, the CLI or another instance, and must count at once). Only
+when per-person caps are configured; an account never linked is a person of one.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from pyclaw_app.agent.tokens import estimate_tokens
 from pyclaw_app.budgets import BudgetConfig, Cap, Caps
 from pyclaw_app.errors import ProviderError
 from pyclaw_app.model import Inbound
+from pyclaw_app.store.identities import Identity, IdentityStore
 from pyclaw_app.store.usage import UsageLog
 
 __all__ = ["BudgetExceeded", "BudgetGuard", "CapStatus", "Limit", "Scope", "estimate_prompt"]
@@ -45,11 +54,23 @@ _NO_CAPS = Caps()
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """Whose spend a cap counts: everyone, one channel, or one sender on one channel."""
+    """Whose spend a cap counts: everyone, one channel, one sender on one channel, or one
+    linked person (``identity``) over all their ``accounts``."""
 
     kind: Literal["overall", "channel", "person"]
     channel: str = ""
     sender: str = ""
+    identity: int = 0
+    """The linked person's identity id; 0 for one account on one channel."""
+    accounts: tuple[tuple[str, str], ...] = ()
+    """The linked person's accounts (channel, sender), whose spend the cap adds up."""
+
+    @property
+    def members(self) -> tuple[Scope, ...]:
+        """The per-account scopes whose spend this scope is (itself, unless linked)."""
+        if not self.identity:
+            return (self,)
+        return tuple(Scope("person", ch, s) for ch, s in self.accounts)
 
 
 @dataclass(slots=True)
@@ -73,7 +94,8 @@ class Limit:
     @property
     def key(self) -> str:
         s = self.scope
-        return f"{s.kind}:{s.channel}:{s.sender}/{self.period}/{self.unit}"
+        who = f"identity:{s.identity}" if s.identity else f"{s.channel}:{s.sender}"
+        return f"{s.kind}:{who}/{self.period}/{self.unit}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,14 +183,31 @@ class BudgetGuard:
         self.usage = usage
         self.clock = clock
         self.active = not config.is_empty()
+        self._per_person = config.has_person_caps()
+        """Whether any per-person cap exists (else who is linked to whom is never asked)."""
         self._tallies: dict[Period, _Tally] = {p: _Tally() for p in PERIODS}
         self._holds: list[_Hold] = []
+        self.identities = IdentityStore(usage.db)
         self._names: dict[tuple[str, str], str] = {}
         self._fixed_limits: dict[str, list[Limit]] = {}
         """Per channel: the overall and channel caps (one entry per channel name)."""
         self._told: set[tuple[str, str]] = set()
         self._loaded = False
         self._lock = asyncio.Lock()
+
+    def reconfigure(self, config: BudgetConfig) -> None:
+        """Check against ``config`` from the next call on (the budgets form saved it).
+
+        The spend counted so far is per account, not per cap, so it stays; a guard left
+        with no cap stops counting, and so reads the figures again when caps come back.
+        """
+        self.config = config
+        self.active = not config.is_empty()
+        self._per_person = config.has_person_caps()
+        self._fixed_limits = {}
+        if not self.active:
+            self._loaded = False
+            self._tallies = {p: _Tally() for p in PERIODS}
 
     # ---- the check --------------------------------------------------------------------------
     @asynccontextmanager
@@ -190,8 +229,10 @@ class BudgetGuard:
         channel, sender = inbound.address.channel, inbound.sender_id
         if inbound.sender_name:
             self._names[(channel, sender)] = inbound.sender_name
+        person = (await self.identities.identity_of(channel, sender)
+                  if self._per_person and sender else None)
         crossed: list[tuple[Limit, float, float]] = []
-        for limit in self.limits_for(channel, sender):
+        for limit in self.limits_for(channel, sender, person):
             used = self._used(limit)
             need = cost if limit.unit == "cost" else tokens
             if used >= limit.limit or used + need > limit.limit:
@@ -202,8 +243,10 @@ class BudgetGuard:
             told = (limit.key, self._tallies[limit.period].key)
             first = told not in self._told
             self._told.add(told)
+            name = (self._person_name(person) if limit.scope.identity and person is not None
+                    else self._names.get((channel, sender), sender))
             raise BudgetExceeded(limit, used, need, _next_start(now, limit.period),
-                                 self._names.get((channel, sender), sender), tell_owner=first)
+                                 name, tell_owner=first)
         held = _Hold(_scopes(channel, sender), tokens, cost,
                      {p: self._tallies[p].key for p in PERIODS})
         self._holds.append(held)
@@ -211,10 +254,18 @@ class BudgetGuard:
 
     def _used(self, limit: Limit) -> float:
         tally = self._tallies[limit.period]
-        spent = tally.spend.get(limit.scope, _Spend()).of(limit.unit)
+        members = limit.scope.members
+        spent = sum(tally.spend.get(m, _Spend()).of(limit.unit) for m in members)
         held = sum(h.cost if limit.unit == "cost" else h.tokens for h in self._holds
-                   if limit.scope in h.scopes and h.periods[limit.period] == tally.key)
+                   if any(m in h.scopes for m in members)
+                   and h.periods[limit.period] == tally.key)
         return spent + held
+
+    def _person_name(self, person: Identity) -> str:
+        """What the owner reads for a linked person: the identity's name, else the first
+        account's latest sender name."""
+        return person.name or next((self._names[a.key] for a in person.accounts
+                                    if a.key in self._names), "")
 
     def charge(self, inbound: Inbound, tokens: int, cost: float) -> None:
         """Count a call the agent recorded (before its row reaches SQLite)."""
@@ -227,17 +278,33 @@ class BudgetGuard:
             tally.roll(_period_key(now, period))
             tally.add(scopes, tokens, cost)
 
-    def limits_for(self, channel: str, sender: str) -> list[Limit]:
-        """Every cap that applies to a message from ``sender`` on ``channel``."""
+    def limits_for(self, channel: str, sender: str, person: Identity | None = None
+                   ) -> list[Limit]:
+        """Every cap that applies to a message from ``sender`` on ``channel``; ``person``,
+        the identity the account is linked into, makes the personal cap count all its
+        accounts (and a named exception of any of them applies to the person)."""
         cfg = self.config
-        named = cfg.people.get(channel, {})
-        person = (named[sender] or _NO_CAPS) if sender in named else cfg.each_person
         out = self._fixed_limits.get(channel)
         if out is None:
             out = self._fixed_limits[channel] = (
                 _limits(Scope("overall"), cfg.overall)
                 + _limits(Scope("channel", channel), cfg.channels.get(channel, _NO_CAPS)))
-        return out + _limits(Scope("person", channel, sender), person)
+        if person is None or len(person.accounts) < 2:
+            return out + _limits(Scope("person", channel, sender), self._caps_of(
+                [(channel, sender)]))
+        accounts = tuple(sorted(a.key for a in person.accounts))
+        mine = [(channel, sender), *(a for a in accounts if a != (channel, sender))]
+        return out + _limits(Scope("person", identity=person.id, accounts=accounts),
+                             self._caps_of(mine))
+
+    def _caps_of(self, accounts: Sequence[tuple[str, str]]) -> Caps:
+        """The personal caps of a person with ``accounts``: the first named exception
+        (the sending account's first), else each_person."""
+        for channel, sender in accounts:
+            named = self.config.people.get(channel, {})
+            if sender in named:
+                return named[sender] or _NO_CAPS
+        return self.config.each_person
 
     # ---- spend so far -----------------------------------------------------------------------
     async def _now(self) -> datetime:
@@ -268,38 +335,66 @@ class BudgetGuard:
 
     async def status(self) -> list[CapStatus]:
         """Every configured cap with its spend: per-person caps for the people who spent the
-        most of theirs (at most MAX_PEOPLE_SHOWN per period and unit)."""
+        most of theirs (at most MAX_PEOPLE_SHOWN per period and unit); linked accounts are
+        one person, shown once with their spend added up."""
         if not self.active:
             return []
         now = await self._now()
         cfg = self.config
+        linked: dict[tuple[str, str], Scope] = {}
+        names: dict[Scope, str] = {}
+        if self._per_person:
+            for person in await self.identities.list_all():
+                if len(person.accounts) < 2:
+                    continue
+                scope = Scope("person", identity=person.id,
+                              accounts=tuple(sorted(a.key for a in person.accounts)))
+                names[scope] = self._person_name(person)
+                for account in person.accounts:
+                    linked[account.key] = scope
+
+        def person_of(channel: str, sender: str) -> Scope:
+            return linked.get((channel, sender), Scope("person", channel, sender))
+
         out: list[CapStatus] = []
         fixed: list[tuple[Scope, Caps | None]] = [(Scope("overall"), cfg.overall)]
         fixed += [(Scope("channel", name), caps) for name, caps in cfg.channels.items()]
-        fixed += [(Scope("person", ch, sender), caps) for ch, people in cfg.people.items()
-                  for sender, caps in people.items()]
+        named: set[Scope] = set()
+        for ch, people in cfg.people.items():
+            for sender, caps in people.items():
+                scope = person_of(ch, sender)
+                if scope not in named:  # a person named twice: the first names their caps
+                    named.add(scope)
+                    fixed.append((scope, caps))
         for scope, caps in fixed:
             if caps is not None:
-                out += [self._status(limit, now) for limit in _limits(scope, caps)]
-        named = {(ch, s) for ch, people in cfg.people.items() for s in people}
+                out += [self._status(limit, now, names) for limit in _limits(scope, caps)]
         for period in PERIODS:
             cap = getattr(cfg.each_person, period)
             if cap is None:
                 continue
-            people = [s for s in self._tallies[period].spend if s.kind == "person"
-                      and (s.channel, s.sender) not in named]
+            people = {person_of(s.channel, s.sender) for s in self._tallies[period].spend
+                      if s.kind == "person"} - named
             for unit, value in _units(cap):
-                rows = [self._status(Limit(s, period, unit, value), now) for s in people]
-                rows.sort(key=lambda r: -r.spent)
+                rows = [self._status(Limit(s, period, unit, value), now, names)
+                        for s in people]
+                rows.sort(key=lambda r: (-r.spent, r.channel, r.sender))
                 out += rows[:MAX_PEOPLE_SHOWN]
         return out
 
-    def _status(self, limit: Limit, now: datetime) -> CapStatus:
+    def _status(self, limit: Limit, now: datetime, names: dict[Scope, str]) -> CapStatus:
         s = limit.scope
-        spent = self._tallies[limit.period].spend.get(s, _Spend()).of(limit.unit)
-        return CapStatus(s.kind, s.channel, s.sender, self._names.get((s.channel, s.sender), ""),
-                         limit.period, limit.unit, spent, limit.limit,
-                         _next_start(now, limit.period).timestamp())
+        spent = sum(self._tallies[limit.period].spend.get(m, _Spend()).of(limit.unit)
+                    for m in s.members)
+        if s.identity:
+            channel = ", ".join(sorted({ch for ch, _ in s.accounts}))
+            sender = ", ".join(f"{ch} {who}" for ch, who in s.accounts)
+            name = names.get(s, "")
+        else:
+            channel, sender = s.channel, s.sender
+            name = self._names.get((s.channel, s.sender), "")
+        return CapStatus(s.kind, channel, sender, name, limit.period, limit.unit, spent,
+                         limit.limit, _next_start(now, limit.period).timestamp())
 
 
 # ---- periods: naive local time, so .timestamp() follows the zone's DST rules ----------------
@@ -355,11 +450,16 @@ def _label(scope: Scope, sender_name: str) -> str:
         return "the whole assistant"
     if scope.kind == "channel":
         return f"channel {scope.channel}"
+    if scope.identity:
+        accounts = ", ".join(f"{ch} {who}" for ch, who in scope.accounts)
+        return f"person {sender_name} ({accounts})" if sender_name else f"person {accounts}"
     name = f" ({sender_name})" if sender_name and sender_name != scope.sender else ""
     return f"{scope.channel} sender {scope.sender}{name}"
 
 
 def _whose(scope: Scope) -> str:
+    if scope.identity:
+        return "this person's messages on every linked account"
     return {"overall": "all messages", "channel": "messages on this channel",
             "person": "this person's messages"}[scope.kind]
 
@@ -368,6 +468,9 @@ def _person_notice(limit: Limit, resets: datetime, *, used_up: bool) -> str:
     """What the person reads: which budget, and when it resets (the gateway's local time)."""
     when = "at 00:00" if limit.period == "daily" else f"on {resets.day} {resets:%B} at 00:00"
     state = "is used up" if used_up else "has too little left for this message"
+    if limit.scope.identity:
+        return (f"Your {limit.period} budget with this assistant (all your linked accounts "
+                f"together) {state}; it resets {when}.")
     if limit.scope.kind == "person":
         return f"Your {limit.period} budget with this assistant {state}; it resets {when}."
     where = " for this channel" if limit.scope.kind == "channel" else ""

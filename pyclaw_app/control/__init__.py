@@ -10,6 +10,7 @@ from pyclaw_app.control.conversation import (
 from pyclaw_app.control.plane import ControlPlane, Subscription
 from pyclaw_app.control.types import (
     AccountRow,
+    BudgetForm,
     BudgetRow,
     ChannelForm,
     ChannelHealth,
@@ -43,6 +44,7 @@ from pyclaw_app.control.types import (
 
 __all__ = [
     "AccountRow",
+    "BudgetForm",
     "BudgetRow",
     "ChannelForm",
     "ChannelHealth",

@@ -42,6 +42,7 @@ CALLS = frozenset({
     "channel_types", "channel_form", "validate_channel", "save_channel", "delete_channel",
     "probe_channel", "set_channel_enabled", "start_channel", "stop_channel", "restart_channel",
     "settings_form", "validate_settings", "save_settings", "list_models", "usage", "budgets",
+    "budget_form", "save_budgets",
     "pairing_requests", "approve_pairing", "group_requests", "decide_group",
     "schedules", "create_schedule", "set_schedule_enabled", "delete_schedule",
     "explain_schedule",

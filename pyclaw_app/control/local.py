@@ -21,6 +21,7 @@ from pyclaw_app.control.schedules import create_job, explain, row_of, set_enable
 from pyclaw_app.control.settings import SettingsAdmin
 from pyclaw_app.control.types import (
     AccountRow,
+    BudgetForm,
     BudgetRow,
     ChannelForm,
     ChannelHealth,
@@ -233,6 +234,14 @@ class LocalControlPlane:
         return [BudgetRow(s.scope, s.channel, s.sender, s.sender_name, s.period, s.unit,
                           s.spent, s.limit, s.resets_at)
                 for s in await self.gateway.agent.budget.status()]
+
+    async def budget_form(self) -> BudgetForm:
+        return self.settings.budget_form()
+
+    async def save_budgets(self, caps: list[dict[str, Any]]) -> list[FieldError]:
+        if self.gateway.config.path is None:
+            self.gateway.config.path = self.admin.config_path
+        return await self.settings.save_budgets(caps)
 
     # ---- MCP servers -----------------------------------------------------------------------
     async def mcp_servers(self) -> McpServers:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from pyclaw_app.control.conversation import ConversationPage
 from pyclaw_app.control.types import (
+    BudgetForm,
     BudgetRow,
     ChannelForm,
     ChannelHealth,
@@ -148,6 +149,16 @@ class ControlPlane(Protocol):
     async def budgets(self) -> list[BudgetRow]:
         """Each spending cap with what its current day or month has spent; empty when no
         budgets are configured."""
+        ...
+
+    async def budget_form(self) -> BudgetForm:
+        """The configured caps, one row each, and the schema the form is generated from."""
+        ...
+
+    async def save_budgets(self, caps: list[dict[str, Any]]) -> list[FieldError]:
+        """Replace every cap with ``caps`` (the form's rows): checked, written to the YAML
+        (comments and order kept) and applied from the next LLM call. Field names are
+        ``caps.<index>.<field>``."""
         ...
 
     # MCP servers: the form is generated from McpServers.schema; secrets never come back

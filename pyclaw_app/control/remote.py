@@ -28,6 +28,7 @@ from pyclaw_app.control.conversation import (
 )
 from pyclaw_app.control.types import (
     AccountRow,
+    BudgetForm,
     BudgetRow,
     ChannelForm,
     ChannelHealth,
@@ -392,6 +393,13 @@ class RemoteControlPlane:
 
     async def budgets(self) -> list[BudgetRow]:
         return _rows(BudgetRow)(await self._call("budgets"))
+
+    async def budget_form(self) -> BudgetForm:
+        item = await self._call("budget_form")
+        return BudgetForm(tuple(item["caps"]), item["schema"])
+
+    async def save_budgets(self, caps: list[dict[str, Any]]) -> list[FieldError]:
+        return [FieldError(**e) for e in await self._call("save_budgets", caps=caps)]
 
     async def first_run_state(self) -> FirstRunState:
         return FirstRunState(**await self._call("first_run_state"))

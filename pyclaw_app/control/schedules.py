@@ -13,6 +13,7 @@ from pyclaw_app.config import Config
 from pyclaw_app.control.types import ScheduleRow
 from pyclaw_app.model import Address
 from pyclaw_app.schedules import (
+    OWNER,
     ScheduleError,
     action_of,
     check_body,
@@ -24,10 +25,6 @@ from pyclaw_app.store.schedules import Job, ScheduleStore
 
 __all__ = ["OWNER", "create_job", "explain", "row_of", "set_enabled"]
 
-OWNER = "owner"
-"""``created_by`` of the jobs the owner makes (the assistant's carry the sender's id)."""
-
-
 def row_of(job: Job) -> ScheduleRow:
     a = job.address
     return ScheduleRow(
@@ -35,7 +32,7 @@ def row_of(job: Job) -> ScheduleRow:
         created_by=job.creator_name or job.created_by, action=job.action, body=job.body,
         timing=job.when.describe(), cron=job.when.cron, at=job.when.at, timezone=job.when.tz,
         missed=job.missed, enabled=job.enabled, next_run=job.next_run, last_run=job.last_run,
-        created_at=job.created_at)
+        created_at=job.created_at, paused_reason=job.paused_reason or "")
 
 
 def explain(now: float, *, at: str | None = None, cron: str | None = None,

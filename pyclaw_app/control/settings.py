@@ -1,4 +1,5 @@
-"""Providers and agent settings for the Settings view: validate, keep keys secret, apply live."""
+"""Providers and agent settings for the Settings view, and the budgets form of the Usage view:
+validate, keep keys secret, write the YAML, apply live."""
 
 from __future__ import annotations
 
@@ -10,13 +11,26 @@ from pydantic import ValidationError
 
 from pyclaw_app.agent import Agent
 from pyclaw_app.agent.agent import make_provider
-from pyclaw_app.config import AgentConfig, ProviderConfig, provider_secret_key, save_config
-from pyclaw_app.control.types import FieldError, ProbeOutcome, SettingsForm, UsageRow
+from pyclaw_app.budgets import CapRow, RowError, config_of, rows_of
+from pyclaw_app.config import (
+    AgentConfig,
+    Config,
+    ProviderConfig,
+    provider_secret_key,
+    save_config,
+)
+from pyclaw_app.control.types import (
+    BudgetForm,
+    FieldError,
+    ProbeOutcome,
+    SettingsForm,
+    UsageRow,
+)
 from pyclaw_app.errors import ConfigError, PyclawError
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.secrets import SecretStore, redactor
 
-__all__ = ["SettingsAdmin"]
+__all__ = ["SettingsAdmin", "budget_schema"]
 
 LIST_TIMEOUT = 20.0
 ENDPOINT_FIELDS = ("kind", "base_url")
@@ -52,6 +66,31 @@ def _connection_failure(exc: BaseException, where: str, timeout: float) -> str |
     if timed_out:
         return f"timed out: {where} did not answer within {timeout:g} seconds"
     return None
+
+
+def budget_schema(cfg: Config) -> dict[str, Any]:
+    """``CapRow``'s schema with the channel picked from the configured ones (typed freely
+    when there are none yet)."""
+    schema = CapRow.model_json_schema()
+    props: dict[str, Any] = schema["properties"]
+    names = sorted(cfg.channels)
+    if names:
+        props["channel"] = {**props["channel"], "enum": names, "default": names[0]}
+    return schema
+
+
+def _row_errors(index: int, exc: ValidationError) -> list[FieldError]:
+    """A row's validation errors under their fields; a whole-row check names its field
+    before a colon ("channel: name the channel...")."""
+    out = []
+    for e in exc.errors():
+        message = str(e["msg"]).removeprefix("Value error, ")
+        field = str(e["loc"][0]) if e["loc"] else ""
+        head, colon, rest = message.partition(": ")
+        if not field and colon and head in CapRow.model_fields:
+            field, message = head, rest
+        out.append(FieldError(f"caps.{index}.{field}" if field else f"caps.{index}", message))
+    return out
 
 
 class SettingsAdmin:
@@ -148,6 +187,50 @@ class SettingsAdmin:
         finally:
             await client.close()
         return models, ProbeOutcome(True, f"{len(models)} models available")
+
+    def budget_form(self) -> BudgetForm:
+        cfg = self.gateway.config
+        return BudgetForm(tuple(r.model_dump(mode="json") for r in rows_of(cfg.budgets)),
+                          budget_schema(cfg))
+
+    async def save_budgets(self, caps: list[dict[str, Any]]) -> list[FieldError]:
+        """Check every row (a channel must be configured), write ``budgets:`` to the YAML
+        and swap the caps the budget guard checks, from the next LLM call on. The spend
+        counted so far stays: a cap that is raised allows more at once, one that is added
+        already counts today's spend."""
+        cfg = self.gateway.config
+        rows: list[CapRow] = []
+        errors: list[FieldError] = []
+        for index, raw in enumerate(caps):
+            if not isinstance(raw, dict):
+                errors.append(FieldError(f"caps.{index}", "a cap must be a mapping of fields"))
+                continue
+            try:
+                row = CapRow.model_validate({k: v for k, v in raw.items() if v is not None})
+            except ValidationError as exc:
+                errors += _row_errors(index, exc)
+                continue
+            channel = row.who[1]
+            if channel and channel not in cfg.channels:
+                known = ", ".join(sorted(cfg.channels)) or "none"
+                errors.append(FieldError(f"caps.{index}.channel",
+                                         f"no channel is called {channel!r} (configured: "
+                                         f"{known})"))
+            rows.append(row)
+        if errors:
+            return errors
+        try:
+            section = config_of(rows, cfg.budgets)
+        except RowError as exc:
+            return [FieldError(f"caps.{exc.index}.{exc.field}", str(exc))]
+        before, cfg.budgets = cfg.budgets, section
+        try:
+            save_config(cfg, self.secrets)
+        except (OSError, ConfigError) as exc:
+            cfg.budgets = before
+            return [FieldError("", f"could not save the config file: {exc}")]
+        self.gateway.agent.budget.reconfigure(section)
+        return []
 
     async def usage(self, *, since: float | None = None, until: float | None = None,
                     channel: str | None = None) -> list[UsageRow]:

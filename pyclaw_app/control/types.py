@@ -7,8 +7,8 @@ from typing import Any
 
 from pyclaw_app.model import UsageRow
 
-__all__ = ["BudgetRow", "ChannelStatus", "Counters", "LogRow", "ScheduleRow", "TrafficRow",
-           "UsageRow"]
+__all__ = ["BudgetForm", "BudgetRow", "ChannelStatus", "Counters", "LogRow", "ScheduleRow",
+           "TrafficRow", "UsageRow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +130,15 @@ class GroupRow:
     chat: str
     requested_by: str
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetForm:
+    """The budgets form: every configured cap as the values of one row, and the row's
+    schema (``budgets.CapRow``, the channel picked from the configured ones)."""
+
+    caps: tuple[dict[str, Any], ...]
+    schema: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +288,8 @@ class ScheduleRow:
     next_run: float | None
     last_run: float | None
     created_at: float
+    paused_reason: str = ""
+    """Why the gateway paused the job (its creator lost access); "" otherwise."""
 
 
 @dataclass(frozen=True, slots=True)

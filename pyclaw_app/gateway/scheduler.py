@@ -15,6 +15,13 @@ per occurrence it jumped over, and a jump back fires nothing again. An occurrenc
 more than ``grace`` seconds after its time (the gateway was down, the machine slept, the
 clock jumped) is *missed*: a ``run_once`` job sends it once, a ``skip`` job records it
 as skipped. The clock is injected: wall-clock seconds, ``time.time`` by default.
+
+Access is checked again at each firing: a job the assistant made for someone keeps the
+rights of that someone, so once the owner revokes them (unpaired, taken out of
+``allow_from``, the group rejected or no longer allowed) the job stops. The occurrence is
+journaled as skipped with the reason, the channel log says it, and the job is paused with
+the reason shown in Schedules and ``pyclaw schedules list``, until the owner resumes or
+deletes it. Jobs the owner made (panel, CLI) are the owner's and are not checked.
 """
 
 from __future__ import annotations
@@ -28,18 +35,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pyclaw_app.agent import TurnHooks
+from pyclaw_app.channels.contract import ChannelConfig
 from pyclaw_app.errors import ProviderError
 from pyclaw_app.gateway.delivery import PartFailed, reply_parts
 from pyclaw_app.model import EventKind, MessageStatus
-from pyclaw_app.schedules import format_time
+from pyclaw_app.schedules import OWNER, format_time
 from pyclaw_app.secrets import redactor
+from pyclaw_app.store.access import AccessStore
 from pyclaw_app.store.journal import JournalRow
 from pyclaw_app.store.schedules import SCHEDULED, Job, ScheduleStore
 
 if TYPE_CHECKING:
     from pyclaw_app.gateway.host import Host
 
-__all__ = ["MISSED_GRACE", "POLL", "Scheduler"]
+__all__ = ["MISSED_GRACE", "POLL", "Scheduler", "access_refusal"]
 
 _log = logging.getLogger(__name__)
 
@@ -128,6 +137,12 @@ class Scheduler:
                                     "and is skipped, as the job says", schedule=job.id)
             return
         text, meta = _firing(job, occurrence)
+        rt = self._h.channels.get(channel)
+        refusal = await access_refusal(job, rt.entry.config if rt is not None else None,
+                                       self._h.store.access)
+        if refusal is not None:
+            await self._refuse(job, occurrence, text, meta, refusal, now)
+            return
         message_id = await self._store.fire(job, occurrence, following, text, meta, now)
         if message_id is None:
             return
@@ -137,6 +152,20 @@ class Scheduler:
             note += "it is sent once, for the latest)"
         self._h.channel_log(channel, "info", f"schedule {job.id} fired for {due}{note}: "
                             f"message {message_id}", schedule=job.id, message_id=message_id)
+
+    async def _refuse(self, job: Job, occurrence: float, text: str, meta: dict[str, Any],
+                      reason: str, now: float) -> None:
+        message_id = await self._store.refuse(job, occurrence, text, meta, reason, now)
+        if message_id is None:
+            return
+        channel = job.address.channel
+        self._h.channel_log(
+            channel, "warning", f"schedule {job.id}: the run due "
+            f"{format_time(occurrence, job.when.tz)} is skipped and the job paused: {reason}. "
+            f"Resume it under Schedules (or `pyclaw schedules resume {job.id}`) once that is "
+            "what you want, or delete it.", schedule=job.id, message_id=message_id)
+        self._h.emit(EventKind.MESSAGE_SKIPPED, channel, id=message_id, chat=job.address.chat,
+                     reason=reason, schedule=job.id)
 
     async def _queue_open(self) -> None:
         h = self._h
@@ -250,6 +279,42 @@ class Scheduler:
         await self._store.reopen(message_id, time.time())
         self.wake()
         return True
+
+
+async def access_refusal(job: Job, config: ChannelConfig | None, access: AccessStore
+                         ) -> str | None:
+    """Why ``job`` may no longer fire by the channel's access rules, None when it may.
+
+    The policy's admission rules (``pyclaw_app.policy``) for the job's address and
+    creator, read only: nothing is requested (no pairing code, no group request) on
+    behalf of someone who is not there. The owner's jobs and jobs of a channel no
+    longer configured (they wait for it, as every firing does) are not checked.
+    """
+    if job.created_by == OWNER or config is None:
+        return None
+    channel, chat = job.address.channel, job.address.chat
+    if job.is_group:
+        policy = config.group_policy
+        if policy == "disabled":
+            return f"group messages are now disabled on channel {channel}"
+        if policy == "open" or chat in config.allow_groups:
+            return None
+        if any(g.channel == channel and g.chat == chat
+               for g in await access.groups("approved")):
+            return None
+        return f"group {chat} is no longer allowed on channel {channel}"
+    who = (f"{job.creator_name} ({job.created_by})"
+           if job.creator_name and job.creator_name != job.created_by else job.created_by)
+    policy = config.dm_policy
+    if policy == "open":
+        return None
+    if policy == "disabled":
+        return f"direct messages are now disabled on channel {channel}"
+    if job.created_by in config.allow_from or await access.is_allowed(channel,
+                                                                      job.created_by):
+        return None
+    return (f"its creator {who} may no longer talk to the assistant on {channel} "
+            "(not paired, nor in allow_from)")
 
 
 def _firing(job: Job, occurrence: float) -> tuple[str, dict[str, Any]]:

@@ -6,6 +6,10 @@ go is found on the read connection; each batch is then one short DELETE over a r
 ids through the one writer, so the journal's writes wait behind one batch at most, never
 behind the whole prune. The journal (``messages``) is the conversation record, not a log:
 it is never pruned here.
+
+The scheduled jobs' run history (``schedule_runs``, one row per firing) ages out on the
+same pass by ``schedule_runs_days``: only finished runs, never a firing still being
+delivered and never a job's latest run (``ScheduleStore.prune_runs`` says which).
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from typing import Protocol
 
 from pyclaw_app.errors import StoreError
 from pyclaw_app.store.db import Database
+from pyclaw_app.store.schedules import ScheduleStore
 
-__all__ = ["LOG_TABLES", "Limits", "Plan", "Pruner", "Sweeper"]
+__all__ = ["LOG_TABLES", "SCHEDULE_RUNS", "Limits", "Plan", "Pruner", "Sweeper"]
 
 _log = logging.getLogger(__name__)
 
+SCHEDULE_RUNS = "schedule_runs"
 LOG_TABLES = ("channel_log", "llm_calls", "dead_letters")
 """The tables with a ``ts`` column and an ``id`` that grows with it, and nothing pointing
 at their rows, so deleting old ones loses only history."""
@@ -49,6 +55,11 @@ class Plan(Protocol):
 
     @property
     def batch(self) -> int: ...
+
+    @property
+    def schedule_runs_days(self) -> float | None:
+        """Age after which a finished run of a scheduled job goes; None keeps them all."""
+        ...
 
     def tables(self) -> Mapping[str, Limits]: ...
 
@@ -113,6 +124,9 @@ class Pruner:
         """One pass: rows deleted per table (and items per sweeper)."""
         removed = {table: await self.prune_table(table, limits, batch=plan.batch)
                    for table, limits in plan.tables().items()}
+        if plan.schedule_runs_days is not None:
+            removed[SCHEDULE_RUNS] = await self.prune_schedule_runs(plan.schedule_runs_days,
+                                                                    batch=plan.batch)
         for sweeper in self._sweepers:
             removed[sweeper.name] = await sweeper.sweep(self._clock())
         return removed
@@ -134,6 +148,12 @@ class Pruner:
             if newest_gone is not None:
                 removed += await self._delete_up_to(table, newest_gone["id"], batch)
         return removed
+
+    async def prune_schedule_runs(self, days: float, *, batch: int) -> int:
+        """Delete the finished schedule runs older than ``days``; how many went."""
+        if batch < 1:
+            raise ValueError("batch must be at least one row")
+        return await ScheduleStore(self.db).prune_runs(self._clock() - days * DAY, batch)
 
     async def _delete_older(self, table: str, cutoff: float, batch: int) -> int:
         removed, after = 0, 0

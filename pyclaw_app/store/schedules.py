@@ -7,6 +7,11 @@ job and occurrence, so a second attempt is a no-op), the journal row that carrie
 through the journal's own reply custody) and the job's next run. A crash on either side
 of that transaction therefore leaves the occurrence either not fired (it fires on the
 next pass) or fired exactly once (its journal row is resumed).
+
+A job whose creator may no longer talk to the assistant is *refused* at fire time: the
+occurrence is recorded as skipped with the reason, and the job is paused with that reason
+(``paused_reason``), in one transaction. Finished runs are pruned by age
+(``prune_runs``); an open firing and each job's latest run are always kept.
 """
 
 from __future__ import annotations
@@ -23,14 +28,19 @@ from pyclaw_app.schedules import When
 from pyclaw_app.store.db import Database
 from pyclaw_app.store.journal import JournalRow
 
-__all__ = ["SCHEDULED", "Job", "Run", "ScheduleStore"]
+__all__ = ["FINISHED", "SCHEDULED", "Job", "Run", "ScheduleStore"]
 
 SCHEDULED = "scheduled"
 """Journal status of a firing whose message is not delivered yet (apart from the inbound
 ``received``/``processing``, which the intake resumes through the agent)."""
 
+FINISHED = ("replied", "skipped")
+"""Journal statuses of a firing that is over: its run may be pruned. A ``failed`` one is
+kept, since the owner may still Retry it (which finds it through its run)."""
+
 _JOB_COLUMNS = ("id, channel, account, chat, thread, created_by, creator_name, is_group, action,"
-                " body, at, cron, tz, missed, enabled, next_run, last_run, created_at")
+                " body, at, cron, tz, missed, enabled, next_run, last_run, created_at,"
+                " paused_reason")
 _ROW_COLUMNS = ", ".join(f.name for f in fields(JournalRow))
 
 
@@ -49,24 +59,29 @@ class Job:
     next_run: float | None
     last_run: float | None
     created_at: float
+    paused_reason: str | None = None
+    """Why the gateway paused the job (its creator lost access); None otherwise."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
         return cls(row["id"], Address(row["channel"], row["chat"], row["account"], row["thread"]),
                    row["created_by"], row["creator_name"], bool(row["is_group"]), row["action"],
                    row["body"], When(row["at"], row["cron"], row["tz"]), row["missed"],
-                   bool(row["enabled"]), row["next_run"], row["last_run"], row["created_at"])
+                   bool(row["enabled"]), row["next_run"], row["last_run"], row["created_at"],
+                   row["paused_reason"])
 
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """One occurrence of a job: ``fired`` (journal row ``message_id``) or ``skipped``."""
+    """One occurrence of a job: ``fired`` (journal row ``message_id``) or ``skipped``
+    (``reason`` says why, when it was not the missed policy)."""
 
     job_id: int
     scheduled_for: float
     status: str
     message_id: int | None
     created_at: float
+    reason: str | None = None
 
 
 class ScheduleStore:
@@ -131,10 +146,12 @@ class ScheduleStore:
 
     async def set_enabled(self, job_id: int, enabled: bool, next_run: float | None,
                           now: float) -> bool:
-        """Pause, or resume with ``next_run``; False when there is no such job."""
+        """Pause, or resume with ``next_run``; False when there is no such job. Either way
+        the gateway's reason for an earlier pause is the owner's decision now, so it goes."""
         def op(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute("UPDATE schedules SET enabled=?, next_run=?, updated_at=?"
-                               " WHERE id=?", (int(enabled), next_run, now, job_id))
+            cur = conn.execute("UPDATE schedules SET enabled=?, next_run=?, updated_at=?,"
+                               " paused_reason=NULL WHERE id=?",
+                               (int(enabled), next_run, now, job_id))
             return cur.rowcount == 1
 
         done: bool = await self.db.write(op)
@@ -201,6 +218,66 @@ class ScheduleStore:
             lambda conn: _claim(conn, job, occurrence, "skipped", next_run, now))
         return done
 
+    async def refuse(self, job: Job, occurrence: float, text: str, meta: dict[str, Any],
+                     reason: str, now: float) -> int | None:
+        """Journal ``occurrence`` as skipped for ``reason`` (the journal row says why, as a
+        refused message's does) and pause the job with it, in one transaction. Returns the
+        journal row's id; None when the occurrence was decided already or the job changed."""
+        a = job.address
+        params = (a.channel, a.account, a.chat, a.thread, a.key, job.created_by,
+                  job.creator_name, text, json.dumps(meta),
+                  f"schedule:{job.id}:{occurrence:.0f}:{uuid.uuid4().hex[:12]}", reason, now,
+                  now)
+
+        def op(conn: sqlite3.Connection) -> int | None:
+            if not _claim(conn, job, occurrence, "skipped", None, now):
+                return None
+            cur = conn.execute(
+                "INSERT INTO messages (direction, channel, account, chat, thread, conv,"
+                " sender_id, sender_name, text, meta, platform_id, status, error, created_at,"
+                " updated_at) VALUES ('in', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'skipped', ?, ?, ?)",
+                params)
+            assert cur.lastrowid is not None
+            conn.execute("UPDATE schedule_runs SET message_id=?, reason=? WHERE job_id=? AND"
+                         " scheduled_for=?", (cur.lastrowid, reason, job.id, occurrence))
+            conn.execute("UPDATE schedules SET enabled=0, next_run=NULL, paused_reason=?,"
+                         " updated_at=? WHERE id=?", (reason, now, job.id))
+            return cur.lastrowid
+
+        message_id: int | None = await self.db.write(op)
+        if message_id is not None:
+            self._changed()
+        return message_id
+
+    async def prune_runs(self, cutoff: float, batch: int) -> int:
+        """Delete finished runs recorded before ``cutoff``, ``batch`` per write; how many
+        went. Never a firing still open (its message not delivered, or failed and so still
+        retried by the owner), never a job's latest run nor its last fired one."""
+        removed = 0
+        while True:
+            keys = await self.db.fetchall(
+                "SELECT r.job_id, r.scheduled_for FROM schedule_runs r"
+                " LEFT JOIN messages m ON m.id = r.message_id"
+                " JOIN schedules s ON s.id = r.job_id"
+                " WHERE r.created_at < ?"
+                " AND (r.message_id IS NULL OR m.status IN (?, ?))"
+                " AND r.scheduled_for < (SELECT MAX(l.scheduled_for) FROM schedule_runs l"
+                " WHERE l.job_id = r.job_id)"
+                " AND (s.last_run IS NULL OR r.scheduled_for != s.last_run)"
+                " ORDER BY r.created_at LIMIT ?", (cutoff, *FINISHED, batch))
+            if not keys:
+                return removed
+            pairs = [(k["job_id"], k["scheduled_for"]) for k in keys]
+
+            def op(conn: sqlite3.Connection, pairs: list[tuple[int, float]] = pairs) -> int:
+                return sum(conn.execute("DELETE FROM schedule_runs WHERE job_id=? AND"
+                                        " scheduled_for=?", pair).rowcount for pair in pairs)
+
+            gone: int = await self.db.write(op)
+            removed += gone
+            if gone == 0:
+                return removed
+
     async def open_firings(self) -> list[JournalRow]:
         """Firings whose message is not delivered yet, oldest first."""
         rows = await self.db.fetchall(
@@ -232,7 +309,8 @@ class ScheduleStore:
 
     async def runs(self, job_id: int, limit: int = 50) -> list[Run]:
         rows = await self.db.fetchall(
-            "SELECT job_id, scheduled_for, status, message_id, created_at FROM schedule_runs"
+            "SELECT job_id, scheduled_for, status, message_id, created_at, reason"
+            " FROM schedule_runs"
             " WHERE job_id=? ORDER BY scheduled_for DESC LIMIT ?", (job_id, limit))
         return [Run(**dict(r)) for r in rows]
 

@@ -306,4 +306,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX llm_calls_message ON llm_calls (message_id) WHERE message_id IS NOT NULL;
     CREATE INDEX channel_log_ts ON channel_log (ts);
     """,
+    # 12: scheduled jobs re-checked at fire time: why a job was paused by the gateway (its
+    # creator's access was revoked; NULL for a job paused by hand or running) and why a run
+    # was skipped; schedule_runs by age, for retention
+    """
+    ALTER TABLE schedules ADD COLUMN paused_reason TEXT;
+    ALTER TABLE schedule_runs ADD COLUMN reason TEXT;
+    CREATE INDEX schedule_runs_created ON schedule_runs (created_at);
+    """,
 ]
