@@ -22,7 +22,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.util import load_yaml_guess_indent
 
-__all__ = ["write_config_file"]
+__all__ = ["replace_config_file", "write_config_file"]
 
 
 def write_config_file(path: Path, changed: Mapping[str, Any], full: Mapping[str, Any]) -> None:
@@ -42,9 +42,19 @@ def write_config_file(path: Path, changed: Mapping[str, Any], full: Mapping[str,
     _merge_map(document, changed, full)
     out = io.StringIO()
     yaml.dump(document, out)
-    text = out.getvalue()
+    _replace(path, old_text, out.getvalue())
+
+
+def replace_config_file(path: Path, text: str) -> bool:
+    """Make the file at ``path`` hold ``text`` (another instance's saved configuration,
+    ``gateway/shared.py``), keeping the previous one as ``.bak``; False if it already did."""
+    old_text = path.read_text("utf-8") if path.exists() else ""
+    return _replace(path, old_text, text)
+
+
+def _replace(path: Path, old_text: str, text: str) -> bool:
     if text == old_text:
-        return
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
     if old_text:
         shutil.copy2(path, path.with_name(path.name + ".bak"))
@@ -53,6 +63,7 @@ def write_config_file(path: Path, changed: Mapping[str, Any], full: Mapping[str,
     if path.exists():
         shutil.copymode(path, tmp)
     os.replace(tmp, path)
+    return True
 
 
 _ABSENT = object()

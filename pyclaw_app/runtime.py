@@ -105,7 +105,8 @@ class GatewayRuntime:
         instance = await link.join()
         _log.info("sharing the work with the other gateways on %s as instance %d",
                   db.backend, instance)
-        self.gateway.share(link, on_fenced=_fence_process)
+        self.gateway.share(link, on_fenced=_fence_process,
+                           reload=lambda: load_config(self.config_path, self.secrets))
 
     async def stop(self) -> None:
         """Stop the gateway and close the store, once, though a signal and the caller may

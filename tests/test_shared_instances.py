@@ -19,11 +19,13 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from pydantic import SecretStr
+from prometheus_client.parser import text_string_to_metric_families
 
 from pyclaw_app.bus import Bus
 from pyclaw_app.config import load_config
 from pyclaw_app.config_storage import StorageConfig
+from pyclaw_app.control.local import LocalControlPlane
+from pyclaw_app.control.metrics import GatewayMetrics
 from pyclaw_app.errors import StoreError
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.model import ChannelState, EventKind
@@ -63,10 +65,16 @@ async def shared_db() -> StorageConfig:
 
 @pytest.fixture
 async def instance(tmp_path: Path, shared_db: StorageConfig, telegram: FakeTelegram,
-                   llm: FakeOpenAI) -> AsyncIterator[Instance]:
-    """Start one more instance on the shared database; ``fenced`` collects why any was
-    fenced (the CLI would end the process there)."""
+                   llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+                   ) -> AsyncIterator[Instance]:
+    """Start one more instance on the shared database, each with its own config file and
+    secret store; ``fenced`` collects why any was fenced (the CLI would end the process
+    there). The bot token comes from the environment, as in a container, so a config file
+    one instance saved (no secrets in it) serves the others too."""
     started: list[tuple[Gateway, Store]] = []
+    channel = telegram_channel(telegram)
+    monkeypatch.setenv("PYCLAW_TG_TOKEN", channel.pop("token"))
+    monkeypatch.setenv("PYCLAW_STORAGE_PASSWORD", PASSWORD)
 
     async def start(*, shared: bool = True, fenced: list[str] | None = None) -> Gateway:
         n = len(started)
@@ -75,16 +83,16 @@ async def instance(tmp_path: Path, shared_db: StorageConfig, telegram: FakeTeleg
         path.write_text(yaml.safe_dump({
             "storage": {"url": shared_db.url, "shared": shared},
             "providers": [provider_section(llm)],
-            "channels": {"tg": telegram_channel(telegram)}}), "utf-8")
+            "channels": {"tg": channel}}), "utf-8")
         secrets = FileSecretStore(tmp_path / f"data-{n}" / "secrets.json")
         config = load_config(path, secrets)
-        config.storage.password = SecretStr(PASSWORD)
         store = await Store(tmp_path / f"data-{n}", config.storage).open()
         gateway = Gateway(config, store, Bus())
         try:
             link = store.db.cluster_link(f"test instance {n}")
             await link.join()
-            gateway.share(link, on_fenced=(fenced if fenced is not None else []).append)
+            gateway.share(link, on_fenced=(fenced if fenced is not None else []).append,
+                          reload=lambda: load_config(path, secrets))
             await gateway.start()
         except BaseException:
             await store.close()
@@ -112,7 +120,8 @@ async def test_conversations_spread_over_instances_each_in_order_none_twice(
     receivers = [g for g in gateways if g.shared is not None and g.shared.receives("tg")]
     assert len(receivers) == 1  # one lease: one getUpdates consumer
     for g in gateways:
-        await eventually(lambda g=g: g.channels["tg"].state == ChannelState.ONLINE,
+        await eventually(lambda g=g: g.channels["tg"].state == ChannelState.ONLINE
+                         and g.shared is not None and g.shared.live_instances == 3,
                          timeout=WAIT)
     answered: Counter[int] = Counter()  # which instance sent each reply
     for n, g in enumerate(gateways):
@@ -207,3 +216,57 @@ async def test_an_instance_that_loses_its_session_is_fenced(
                      (LEASE_CLASS, lease_key("tg")))
     await eventually(lambda: fenced, timeout=WAIT)
     assert "lost its session" in fenced[0]
+
+
+async def test_a_change_saved_on_one_instance_reaches_the_others(
+        instance: Instance, tmp_path: Path) -> None:
+    first = await instance()
+    second = await instance()
+    plane = LocalControlPlane(first, FileSecretStore(tmp_path / "data-0" / "secrets.json"),
+                              tmp_path / "pyclaw-0.yaml")
+    form = plane.channel_form("tg")
+    assert not await plane.save_channel("tg", "telegram",
+                                        {**form.values, "rate_limit_per_minute": 7})
+    assert not await plane.save_channel("desk", "local", {})
+
+    def adopted() -> bool:
+        entry = second.channels.get("desk")
+        tg = second.channels["tg"].entry.config
+        return entry is not None and entry.state == ChannelState.ONLINE \
+            and tg is not None and tg.rate_limit_per_minute == 7
+    await eventually(adopted, timeout=WAIT)
+    assert "rate_limit_per_minute: 7" in (tmp_path / "pyclaw-1.yaml").read_text()
+    assert (tmp_path / "pyclaw-1.yaml.bak").exists()
+    await eventually(lambda: second.channels["tg"].state == ChannelState.ONLINE
+                     or second.channels["tg"].reason.startswith("standby"), timeout=WAIT)
+
+
+async def test_metrics_count_only_their_own_instances_messages(
+        instance: Instance, telegram: FakeTelegram) -> None:
+    gateways = [await instance() for _ in range(2)]
+    for g in gateways:
+        await eventually(lambda g=g: g.channels["tg"].state == ChannelState.ONLINE
+                         and g.shared is not None and g.shared.live_instances == 2,
+                         timeout=WAIT)
+    metrics = [GatewayMetrics(g) for g in gateways]
+    for m in metrics:
+        m.start()
+    try:
+        for n in range(20):
+            telegram.inject_message(8300 + n, f"m{n}")
+        await eventually(lambda: len(telegram.sent_to()) >= 20, timeout=WAIT)
+        await asyncio.sleep(0.5)  # the fanned-out events reach the other bus too
+
+        samples = []
+        for m in metrics:
+            families = {f.name: f for f in text_string_to_metric_families(
+                (await m.render()).decode())}
+            samples.append({(s.name, s.labels.get("channel")): s.value
+                            for f in families.values() for s in f.samples})
+    finally:
+        for m in metrics:
+            await m.stop()
+    sent = [s.get(("pyclaw_messages_out_total", "tg"), 0.0) for s in samples]
+    assert sum(sent) == 20 and all(n > 0 for n in sent), sent  # each its own, none twice
+    assert [s[("pyclaw_instances_live", None)] for s in samples] == [2.0, 2.0]
+    assert sorted(s[("pyclaw_channel_receiving", "tg")] for s in samples) == [0.0, 1.0]

@@ -135,6 +135,7 @@ class ChannelAdmin:
         except (OSError, ConfigError) as exc:
             return [FieldError("", f"could not save the config file: {exc}")]
         await self.gateway.apply_channel(entry)
+        await self.gateway.config_saved()
         return []
 
     async def delete(self, name: str) -> None:
@@ -146,6 +147,7 @@ class ChannelAdmin:
         for field in _secret_fields(rt.spec.config_model) if rt.spec else []:
             self.secrets.delete(channel_secret_key(name, field))
         self._write()
+        await self.gateway.config_saved()
 
     async def set_enabled(self, name: str, enabled: bool) -> list[FieldError]:
         form = self.form(name)

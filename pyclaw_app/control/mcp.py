@@ -204,4 +204,5 @@ class McpAdmin:
         for key in _keys(current) - _keys(updated):
             self.secrets.delete(key)
         await self.gateway.mcp.apply(updated)
+        await self.gateway.config_saved()
         return []

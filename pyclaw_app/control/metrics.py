@@ -180,6 +180,9 @@ class _Gauges:
                                 "store and runs the channels, 0 while it stands by",
                                 value=float(gw.store.db.holds_instance))
         if gw.shared is not None:
+            yield GaugeMetricFamily("pyclaw_instances_live", "Instances sharing the work that "
+                                    "were alive at this one's last sweep (itself included)",
+                                    value=gw.shared.live_instances)
             receiving = GaugeMetricFamily(
                 "pyclaw_channel_receiving", "1 on the instance receiving for a channel that "
                 "allows one consumer (its ingress lease), 0 on the others", labels=["channel"])

@@ -181,4 +181,5 @@ class ProfilesAdmin:
         await gateway.replace_agent(Agent.from_config(cfg, gateway.store,
                                                       tool_source=gateway.mcp,
                                                       media=gateway.attachments))
+        await gateway.config_saved()
         return []

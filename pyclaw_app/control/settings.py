@@ -155,6 +155,7 @@ class SettingsAdmin:
         await self.gateway.replace_agent(Agent.from_config(cfg, self.gateway.store,
                                                            tool_source=self.gateway.mcp,
                                                            media=self.gateway.attachments))
+        await self.gateway.config_saved()
         return []
 
     async def list_models(self, provider: dict[str, Any]) -> tuple[list[str], ProbeOutcome]:
@@ -230,6 +231,7 @@ class SettingsAdmin:
             cfg.budgets = before
             return [FieldError("", f"could not save the config file: {exc}")]
         self.gateway.agent.budget.reconfigure(section)
+        await self.gateway.config_saved()
         return []
 
     async def usage(self, *, since: float | None = None, until: float | None = None,

@@ -105,13 +105,36 @@ class Gateway:
         self.retention.start()  # the log tables' age and row limits, in the background
         self.scheduler.start()  # after the channels: a job missed while down fires now
 
-    def share(self, link: ClusterLink, on_fenced: Callable[[str], None]) -> None:
+    def share(self, link: ClusterLink, on_fenced: Callable[[str], None],
+              reload: Callable[[], Config] | None = None) -> None:
         """Be one of several active instances on the store (``gateway/shared.py``), as
-        ``link`` (joined); ``on_fenced`` ends the process if its session is lost."""
+        ``link`` (joined); ``on_fenced`` ends the process if its session is lost, ``reload``
+        reads the config file again when another instance saved a change to it."""
         if self._started:
             raise RuntimeError("share before the gateway starts")
-        self.shared = SharedWork(self, link, on_fenced)
+        self.shared = SharedWork(self, link, on_fenced, reload)
         self.store.db.holds_instance = True
+
+    async def config_saved(self) -> None:
+        """The panel saved the config file: instances sharing the work adopt it too."""
+        if self.shared is not None:
+            await self.shared.publish_config()
+
+    async def adopt(self, config: Config) -> None:
+        """Run ``config`` from now on, as if each of its changes had been saved here: the
+        channels that differ are applied (the others keep running), MCP servers and the
+        assistant's settings take effect with the next turn."""
+        old, self.config = self.config, config
+        for name, entry in config.channels.items():
+            current = self.channels.get(name)
+            if current is None or _entry_differs(current.entry, entry):
+                await self.apply_channel(entry)
+        for name in set(self.channels) - set(config.channels):
+            await self.remove_channel(name)
+        if config.mcp_servers != old.mcp_servers:
+            await self.mcp.apply(config.mcp_servers)
+        await self.replace_agent(Agent.from_config(config, self.store, tool_source=self.mcp,
+                                                   media=self.attachments))
 
     async def stop(self) -> None:
         if self.shared is not None:
@@ -225,3 +248,11 @@ class Gateway:
 
     def runtime_rows(self) -> list[ChannelRuntime]:
         return list(self.channels.values())
+
+
+def _entry_differs(a: ChannelEntry, b: ChannelEntry) -> bool:
+    if a.type != b.type or (a.config is None) != (b.config is None):
+        return True
+    if a.config is None or b.config is None:
+        return str(a.error) != str(b.error)
+    return a.config != b.config

@@ -16,6 +16,9 @@ What changes for an instance that shares (``storage.shared``), and nothing else 
   leases too, which a live instance takes within ``SWEEP_INTERVAL``.
 - **Events fan out** through NOTIFY, so the panel and the control API of any instance show
   every instance's traffic (tagged with ``instance``); metrics count only their own.
+- **A configuration saved in one instance's panel** is stored in ``shared_config`` and
+  written over the others' config files, which apply it (``Gateway.adopt``). Secrets stay
+  in each instance's own secret store or environment.
 
 An instance whose lock session falls can no longer tell whether the others have taken
 its conversations over, so it is *fenced*: ``on_fenced`` ends the process (the
@@ -33,18 +36,22 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pyclaw_app.channels.contract import Transport
+from pyclaw_app.config_file import replace_config_file
 from pyclaw_app.model import Event, EventKind
 from pyclaw_app.store.cluster import (
     ALIVE_IDS,
+    CONFIG,
     EVENTS,
     WORK,
     ClusterLink,
     claim,
     release,
     release_all,
+    save_document,
 )
 
 if TYPE_CHECKING:
+    from pyclaw_app.config import Config
     from pyclaw_app.gateway.core import Gateway
     from pyclaw_app.store.journal import JournalRow
 
@@ -62,6 +69,8 @@ FANNED_OUT = frozenset({EventKind.MESSAGE_RECEIVED, EventKind.MESSAGE_DUPLICATE,
                         EventKind.MESSAGE_SKIPPED, EventKind.LOG})
 """Streamed deltas stay local (one per token would flood the server); channel states stay
 local too: each instance reports its own connection to a channel."""
+JOINED = "joined"
+"""The WORK payload a starting instance sends: every instance sweeps (and counts it)."""
 MAX_NOTIFY = 7000
 """Bytes per NOTIFY payload (the server's limit is 8000)."""
 MAX_TEXT = 1000
@@ -69,12 +78,15 @@ MAX_TEXT = 1000
 
 
 class SharedWork:
-    def __init__(self, gateway: Gateway, link: ClusterLink,
-                 on_fenced: Callable[[str], None]) -> None:
+    def __init__(self, gateway: Gateway, link: ClusterLink, on_fenced: Callable[[str], None],
+                 reload: Callable[[], Config] | None = None) -> None:
         self._gw = gateway
         self.link = link
         self.me = link.id
         self._on_fenced = on_fenced
+        self._reload = reload
+        """Reads this instance's config file again (with its secrets): how a change saved
+        on another instance is adopted here."""
         self._held: set[str] = set()
         self._live: list[int] = [link.id]
         """The live instances' ids as of the last sweep (the hash's choice, see ``offer``)."""
@@ -127,6 +139,11 @@ class SharedWork:
             return True
         self._notify(WORK, str(holder))
         return False
+
+    @property
+    def live_instances(self) -> int:
+        """How many instances (this one included) were alive at the last sweep."""
+        return len(self._live)
 
     def _target(self, conv: str, channel: str) -> int:
         if self.everywhere(channel) or len(self._live) < 2:
@@ -234,6 +251,7 @@ class SharedWork:
         self._tasks = [asyncio.create_task(self._keep_sweeping(), name="shared:sweep"),
                        asyncio.create_task(self._listen(), name="shared:listen"),
                        asyncio.create_task(self._fan_out(), name="shared:fan-out")]
+        self._notify(WORK, JOINED)  # the others count us in at once, not at their next sweep
 
     async def pause(self) -> None:
         """First of the gateway's stop: no sweep restarts a channel or takes work now."""
@@ -283,10 +301,47 @@ class SharedWork:
     async def _listen(self) -> None:
         async for notice in self.link.notices():
             if notice.channel == WORK:
-                if notice.payload == str(self.me):
+                if notice.payload in (str(self.me), JOINED):
                     self._wake.set()
             elif notice.channel == EVENTS:
                 self._republish(notice.payload)
+            elif notice.channel == CONFIG and notice.payload != str(self.me):
+                try:
+                    await self._adopt_config()
+                except Exception as exc:  # noqa: BLE001 - a bad document must not end listening
+                    self._gw.channel_log("gateway", "error", "could not adopt the "
+                                         f"configuration another instance saved: {exc}")
+
+    # ---- configuration ---------------------------------------------------------------------
+    async def publish_config(self) -> None:
+        """This instance's panel saved its config file: the others adopt the same file."""
+        path = self._gw.config.path
+        if path is None or not path.exists():
+            return
+        document, who = path.read_text("utf-8"), self.link.who
+        await self._gw.store.db.write(lambda conn: save_document(conn, document, who))
+        self._notify(CONFIG, str(self.me))
+
+    async def _adopt_config(self) -> None:
+        """Write the saved document over this instance's config file and apply it, as if
+        saved here; one that cannot be written (a read-only ConfigMap) is said and skipped:
+        this instance keeps running the file it has."""
+        row = await self._gw.store.db.fetchone(
+            "SELECT document, saved_by FROM shared_config WHERE id = 1")
+        path = self._gw.config.path
+        if row is None or path is None or self._reload is None:
+            return
+        document, who = str(row["document"]), str(row["saved_by"])
+        try:
+            changed = replace_config_file(path, document)
+        except OSError as exc:
+            self._gw.channel_log("gateway", "error", f"{who} saved a configuration change, "
+                                 f"but {path} cannot be written here ({exc}); this instance "
+                                 "keeps running its own configuration")
+            return
+        if changed:
+            await self._gw.adopt(self._reload())
+            self._gw.channel_log("gateway", "info", f"configuration saved on {who} applied")
 
     def _republish(self, payload: str) -> None:
         try:

@@ -37,8 +37,8 @@ import psycopg
 
 from pyclaw_app.errors import StoreError, StoreUnreachable
 
-__all__ = ["ALIVE_IDS", "EVENTS", "SHARED_SETUP", "WORK", "ClusterLink", "Notice", "claim",
-           "lease_key", "release", "release_all"]
+__all__ = ["ALIVE_IDS", "CONFIG", "EVENTS", "SHARED_SETUP", "WORK", "ClusterLink", "Notice",
+           "claim", "lease_key", "release", "release_all", "save_document"]
 
 _log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ LEASE_CLASS = 7_310_304
 """``(LEASE_CLASS, lease_key(channel))``: the instance receiving for that channel."""
 WORK = "pyclaw_work"
 EVENTS = "pyclaw_events"
+CONFIG = "pyclaw_config"
+"""An instance saved a configuration change: the document is in ``shared_config``."""
 LISTEN_RETRY = 1.0
 
 SHARED_SETUP = (
@@ -60,6 +62,8 @@ SHARED_SETUP = (
     "CREATE TABLE IF NOT EXISTS conv_claims (conv TEXT PRIMARY KEY, instance BIGINT NOT NULL,"
     " claimed_at DOUBLE PRECISION NOT NULL)",
     "CREATE INDEX IF NOT EXISTS conv_claims_instance ON conv_claims (instance)",
+    "CREATE TABLE IF NOT EXISTS shared_config (id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " document TEXT NOT NULL, saved_by TEXT NOT NULL, saved_at DOUBLE PRECISION NOT NULL)",
 )
 """PostgreSQL-only coordination tables (shared instances exist only there), created by the
 first instance that joins, under the migration lock."""
@@ -91,6 +95,14 @@ def claim(conn: sqlite3.Connection, conv: str, me: int) -> int:
         return int(row[0])
     held = conn.execute("SELECT instance FROM conv_claims WHERE conv=?", (conv,)).fetchone()
     return int(held[0]) if held is not None else me
+
+
+def save_document(conn: sqlite3.Connection, document: str, who: str) -> None:
+    """The configuration one instance saved, for the others to adopt (``CONFIG``)."""
+    conn.execute("INSERT INTO shared_config (id, document, saved_by, saved_at)"
+                 " VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET document = excluded.document,"
+                 " saved_by = excluded.saved_by, saved_at = excluded.saved_at",
+                 (document, who, time.time()))
 
 
 def release(conn: sqlite3.Connection, conv: str, me: int) -> None:
@@ -197,8 +209,8 @@ class ClusterLink:
         return str(name).removeprefix("pyclaw shared ") if name else None
 
     async def notices(self) -> AsyncIterator[Notice]:
-        """Notifications on ``WORK`` and ``EVENTS``, for ever: a lost listening session is
-        opened again after ``LISTEN_RETRY`` (the sweep covers what it missed)."""
+        """Notifications on ``WORK``, ``EVENTS`` and ``CONFIG``, for ever: a lost listening
+        session is opened again after ``LISTEN_RETRY`` (the sweep covers what it missed)."""
         while True:
             try:
                 conn = await self._connect()
@@ -207,8 +219,8 @@ class ClusterLink:
                 await asyncio.sleep(LISTEN_RETRY)
                 continue
             try:
-                await conn.execute(f"LISTEN {WORK}")
-                await conn.execute(f"LISTEN {EVENTS}")
+                for channel in (WORK, EVENTS, CONFIG):
+                    await conn.execute(f"LISTEN {channel}")
                 async for note in conn.notifies():
                     yield Notice(note.channel, note.payload)
             except (psycopg.Error, OSError) as exc:
