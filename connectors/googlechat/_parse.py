@@ -24,6 +24,7 @@ from pyclaw_app.channels.mentions import addressed_spans, utf16_span
 from pyclaw_app.model import Address, Attachment, Inbound
 
 __all__ = [
+    "DRIVE",
     "MESSAGE_NAME",
     "SPACE_NAME",
     "THREAD_NAME",
@@ -33,6 +34,8 @@ __all__ = [
     "parse_event",
 ]
 
+DRIVE = "drive:"
+"""Prefix of a Drive file's id in ``Attachment.platform_id`` (media resources have no colon)."""
 SPACE_NAME = re.compile(r"^spaces/[A-Za-z0-9_-]+$")
 MESSAGE_NAME = re.compile(r"^spaces/[A-Za-z0-9_-]+/messages/[A-Za-z0-9_.-]+$")
 THREAD_NAME = re.compile(r"^spaces/[A-Za-z0-9_-]+/threads/[A-Za-z0-9_.-]+$")
@@ -233,7 +236,9 @@ def _our_mentions(annotations: object, bot_user: str) -> list[Mapping[str, Any]]
 
 def _attachments(message: Mapping[str, Any]) -> tuple[Attachment, ...]:
     """Uploaded files, Drive files and GIFs as metadata; nothing is downloaded (the bytes are
-    ``media.download`` of ``attachmentDataRef.resourceName``, with the app's credentials)."""
+    ``media.download`` of ``attachmentDataRef.resourceName``, with the app's credentials).
+    A Drive file's id is kept as ``drive:<id>``: only the Drive API, with the user's
+    consent, can open it, so it is told apart from an uploaded file's media resource."""
     found: list[Attachment] = []
     items = message.get("attachment")
     for item in items if isinstance(items, list) else ():
@@ -246,7 +251,8 @@ def _attachments(message: Mapping[str, Any]) -> tuple[Attachment, ...]:
             kind=_KINDS.get(mime.partition("/")[0], "file"),
             name=_str(item.get("contentName")), mime=mime,
             url=_str(item.get("downloadUri")) or None,
-            platform_id=data or drive or _str(item.get("name")) or None))
+            platform_id=data or (f"{DRIVE}{drive}" if drive else "")
+            or _str(item.get("name")) or None))
     gifs = message.get("attachedGifs")
     for gif in gifs if isinstance(gifs, list) else ():
         uri = _str(gif.get("uri")) if isinstance(gif, Mapping) else ""

@@ -46,10 +46,11 @@ import asyncio
 import dataclasses
 import json
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from connectors.googlechat._account import ServiceAccount
 from connectors.googlechat._parse import (
+    DRIVE,
     MESSAGE_NAME,
     SPACE_NAME,
     THREAD_NAME,
@@ -78,8 +79,9 @@ from pyclaw_app.channels import (
     WebhookRequest,
     WebhookResponse,
 )
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import ConnectorError, FatalConnectorError, RetryableError
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 __all__ = ["SYNC_CAPABILITIES", "GoogleChatConnector"]
 
@@ -273,6 +275,33 @@ class GoogleChatConnector(RestConnector):
                 f"{exc}; Google refused a fresh access token for {account.email}: enable the "
                 "Chat API and configure the Chat app in that service account's Cloud "
                 "project") from None
+
+    # ---- attachments -----------------------------------------------------------------------
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """An uploaded file is ``media.download`` (``GET {api_base}/v1/media/{resourceName}
+        ?alt=media``) as the app, with the service account's token (scope chat.bot lets an
+        app download what is sent to it); the token goes to the configured API only, never
+        to the message's ``downloadUri`` (a link for people signed in to Chat). A GIF from
+        the picker is a public link fetched without credentials. A Drive file can only be
+        opened through the Drive API with the user's consent, so it is refused, saying so."""
+        ref = attachment.platform_id or ""
+        if ref.startswith(DRIVE):
+            raise AttachmentUnavailable("it is a Google Drive file, and a Chat app may only "
+                                        "download files uploaded to the chat (share it as an "
+                                        "upload instead)")
+        if not ref:
+            if attachment.url and attachment.url.startswith(("https://", "http://")):
+                return AttachmentSource(url=attachment.url, size=attachment.size)
+            raise AttachmentUnavailable("Google Chat gave no reference to the file")
+        account = self._service_account()
+        if account is None:
+            raise AttachmentUnavailable("downloading files needs this channel's "
+                                        "service_account_key, which is not set")
+        token = await account.token(self.http)
+        return AttachmentSource(
+            url=f"{self.config.api_base.rstrip('/')}/v1/media/{quote(ref, safe='/')}?alt=media",
+            headers={"Authorization": f"Bearer {token}"}, size=attachment.size)
 
     # ---- receiving -------------------------------------------------------------------------
 

@@ -136,11 +136,16 @@ def _is_bot(mentionee: object, bot_user_id: str) -> TypeGuard[Mapping[str, Any]]
 
 
 def _attachments(kind: str, message: Mapping[str, Any]) -> tuple[Attachment, ...]:
-    """Media as metadata with the message id (content is fetched from api-data.line.me
-    /v2/bot/message/{id}/content if ever needed); nothing is downloaded here."""
+    """Media as metadata with the message id (the content is fetched from api-data.line.me
+    /v2/bot/message/{id}/content when it is read); nothing is downloaded here. Content a
+    sender's service hosts itself (``contentProvider.type`` "external") keeps its
+    ``originalContentUrl``: LINE holds no copy of it."""
     if kind == "text":
         return ()
     name, url, size = "", None, message.get("fileSize")
+    provider = message.get("contentProvider")
+    if isinstance(provider, Mapping) and provider.get("type") == "external":
+        url = _str(provider.get("originalContentUrl")) or None
     if kind == "file":
         name = _str(message.get("fileName"))
     elif kind == "sticker":

@@ -38,6 +38,7 @@ from connectors.line._api import LineApi, LineRefused
 from connectors.line._parse import Ignored, LineMessage, parse_event
 from connectors.line.manifest import SPEC, LineConfig
 from pyclaw_app.channels import (
+    ChannelHttp,
     ConnectorBase,
     ProbeResult,
     Recent,
@@ -45,9 +46,13 @@ from pyclaw_app.channels import (
     WebhookRequest,
     WebhookResponse,
 )
-from pyclaw_app.errors import ConnectorError, RetryableError
-from pyclaw_app.model import Address
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
+from pyclaw_app.errors import ConnectorError, FatalConnectorError, RetryableError
+from pyclaw_app.model import Address, Attachment
 
+LINE_API = "https://api.line.me"
+CONTENT_API = "https://api-data.line.me"
+"""Where LINE serves what users send (the Messaging API reference's "Get content" host)."""
 REPLY_TOKEN_LIFETIME = 50.0
 """Seconds a reply token is used for; LINE accepts it for about one minute after the event."""
 KEPT = 1000
@@ -202,6 +207,53 @@ class LineConnector(ConnectorBase):
         if pid not in self._tokens:  # a redelivery does not replace the first token
             self._tokens.remember(pid,
                       _Tokens(parsed.reply_token, parsed.quote_token, time.monotonic()))
+
+    # ---- attachments ----------------------------------------------------------------------
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """``GET /v2/bot/message/{id}/content`` on LINE's content host, with the channel
+        access token; the gateway downloads it under its cap (the SDK's blob client would
+        read it whole into memory). The host is api-data.line.me for LINE's own API, else
+        ``api_base`` itself: a LINE-compatible server or proxy serves both.
+
+        Video and audio are transcoded by LINE first, so their preparation status is asked
+        once ("processing" is worth a retry, "failed" is not). Content the sender's side
+        hosts itself (``contentProvider`` "external") is fetched from its own URL without
+        the token: that URL came in the webhook, and a token never goes to a host the
+        payload chose."""
+        if attachment.url and attachment.url.startswith(("https://", "http://")):
+            return AttachmentSource(url=attachment.url, size=attachment.size)
+        if not attachment.platform_id or attachment.kind in ("sticker", "location"):
+            raise AttachmentUnavailable(f"LINE keeps no file for a {attachment.kind}")
+        token = self.secret("channel_access_token")
+        path = f"/v2/bot/message/{attachment.platform_id}/content"
+        if attachment.kind in ("audio", "video"):
+            await self._prepared(path, token)
+        return AttachmentSource(url=f"{self._content_base()}{path}",
+                                headers={"Authorization": f"Bearer {token}"},
+                                size=attachment.size)
+
+    async def _prepared(self, path: str, token: str) -> None:
+        """LINE's transcoding status of a video or voice note: returns once it is ready."""
+        http = ChannelHttp(self._content_base(), platform="LINE",
+                           auth=lambda: {"Authorization": f"Bearer {token}"}, secrets=[token])
+        try:
+            answer = await http.call("GET", f"{path}/transcoding")
+        except FatalConnectorError as exc:
+            raise AttachmentUnavailable(f"LINE no longer has the file; it keeps what users "
+                                        f"send only for a while ({exc})") from exc
+        finally:
+            await http.close()
+        status = answer.data.get("status") if isinstance(answer.data, dict) else None
+        if status == "processing":
+            raise RetryableError("LINE is still preparing the file")
+        if status != "succeeded":
+            raise AttachmentUnavailable(f"LINE could not prepare the file (transcoding "
+                                        f"{status or 'gave no status'})")
+
+    def _content_base(self) -> str:
+        base = self.config.api_base.rstrip("/")
+        return CONTENT_API if base == LINE_API else base
 
     # ---- helpers --------------------------------------------------------------------------
 

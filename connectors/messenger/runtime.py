@@ -23,7 +23,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import time
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from connectors.messenger._graph import OutsideWindow, describe, graph_error
 from connectors.messenger._parse import (
@@ -44,8 +46,9 @@ from pyclaw_app.channels import (
     WebhookRequest,
     WebhookResponse,
 )
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import ConnectorError, FatalConnectorError
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 __all__ = ["CONNECTOR", "MessengerConnector"]
 
@@ -195,6 +198,25 @@ class MessengerConnector(RestConnector):
                 self.log.debug("ignored: %s", item.reason)
 
     # ---- helpers --------------------------------------------------------------------------
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """The attachment's ``payload.url``: a signed, expiring link on Meta's CDN
+        (scontent.xx.fbcdn.net, lookaside.fbsbx.com) that wants no credentials. It is
+        fetched without the Page token, which never goes to a URL a payload named; a link
+        whose ``oe`` (its expiry, hex Unix seconds) has passed is refused here with the
+        reason, instead of the CDN's bare 403 "URL signature expired"."""
+        url = attachment.url or ""
+        if not url.startswith(("https://", "http://")):
+            raise AttachmentUnavailable(f"Messenger sends no file for a {attachment.kind}")
+        expiry = parse_qs(urlsplit(url).query).get("oe", [""])[0]
+        try:
+            expired = int(expiry, 16) < time.time() if expiry else False
+        except ValueError:
+            expired = False
+        if expired:
+            raise AttachmentUnavailable("Messenger's link to the file has expired (its "
+                                        "attachment links are valid for a limited time)")
+        return AttachmentSource(url=url, size=attachment.size)
 
     def make_http(self) -> ChannelHttp:
         token = self.secret("page_access_token")

@@ -263,8 +263,10 @@ def _inner(tag: str) -> str:
 
 def _attachments(raw: object) -> tuple[Attachment, ...]:
     """Files as metadata; nothing is downloaded. The ``text/html`` copy of a formatted
-    message and cards are not files. A OneDrive file's ``downloadUrl`` is a pre-signed
-    link, so it is not kept: its ``uniqueId`` is."""
+    message and cards are not files. A OneDrive/SharePoint file's ``downloadUrl`` is a
+    pre-signed link, valid for a while and wanting no token: it is the only way a bot can
+    fetch the file (the Graph API would need permissions a bot does not have), so it is
+    kept as the URL, beside its ``uniqueId``."""
     found: list[Attachment] = []
     for item in raw if isinstance(raw, list) else ():
         if not isinstance(item, Mapping) or not _nonempty(item.get("contentType")):
@@ -276,8 +278,10 @@ def _attachments(raw: object) -> tuple[Attachment, ...]:
             content = content if isinstance(content, Mapping) else {}
             kind = _str(content.get("fileType")).lower()
             mime = mimetypes.types_map.get(f".{kind}", "") if kind else ""
+            link = _str(content.get("downloadUrl"))
             found.append(Attachment(kind="image" if kind in _IMAGE_TYPES else "file",
                                     name=name, mime=mime,
+                                    url=link if link.startswith(("https://", "http://")) else None,
                                     platform_id=_str(content.get("uniqueId")) or None))
         elif content_type.startswith(_NOT_FILES):
             continue

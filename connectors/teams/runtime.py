@@ -30,6 +30,7 @@ cached token so the next call fetches a fresh one.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,8 +76,9 @@ from pyclaw_app.channels import (
     WebhookResponse,
     utf16_len,
 )
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import ConnectorError, FatalConnectorError, RetryableError
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 __all__ = ["TeamsConnector"]
 
@@ -106,6 +108,11 @@ class _Reference:
 
     def as_json(self) -> dict[str, Any]:
         return {"serviceUrl": self.service_url, "bot": self.bot}
+
+
+_CONNECTOR_ATTACHMENT = re.compile(
+    r"^(?P<base>https?://[^?#]+?)/v3/attachments/(?P<id>[^/?#]+)/views/(?P<view>[^/?#]+)$")
+"""A Bot Connector attachment view (ConnectorAPI.json ``Attachments_GetAttachment``)."""
 
 
 def _bot_framework_error(answer: HttpAnswer, what: str, detail: str) -> ConnectorError | None:
@@ -307,6 +314,36 @@ class TeamsConnector(RestConnector):
             result = await ctx.submit(inbound)
             if result.duplicate:
                 self.log.debug("duplicate %s", inbound.platform_id)
+
+    # ---- attachments ----------------------------------------------------------------------
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """A picture pasted in a chat is a Bot Connector attachment, ``{serviceUrl}/v3/
+        attachments/{id}/views/{view}``, fetched with the bot's access token; one
+        ``GetAttachmentInfo`` (``GET /v3/attachments/{id}``) first says whether it is
+        still there and how big each view is. The token goes only to a host in
+        ``service_url_hosts``, as for replies. Anything else (a file's pre-signed
+        ``downloadUrl`` on SharePoint) is fetched without the token: such links want
+        none, and a token never goes to a host the activity chose."""
+        url = attachment.url or ""
+        if not url.startswith(("https://", "http://")):
+            raise AttachmentUnavailable("Teams gave no download link for it")
+        found = _CONNECTOR_ATTACHMENT.match(url)
+        if found is None or service_url_problem(url, self.config.service_url_hosts):
+            return AttachmentSource(url=url, size=attachment.size)
+        http = self.http
+        headers = await self._token.header(http)
+        try:
+            answer = await http.call("GET", f"{found['base']}/v3/attachments/{found['id']}",
+                                     headers=headers)
+        except FatalConnectorError as exc:
+            raise AttachmentUnavailable(f"Teams no longer has it ({exc})") from exc
+        info = answer.data if isinstance(answer.data, dict) else {}
+        views = info.get("views") if isinstance(info.get("views"), list) else []
+        size = next((v.get("size") for v in views if isinstance(v, dict)
+                     and v.get("viewId") == found["view"]), None)
+        return AttachmentSource(url=url, headers=headers,
+                                size=size if isinstance(size, int) else attachment.size)
 
     # ---- helpers --------------------------------------------------------------------------
 

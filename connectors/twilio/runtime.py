@@ -76,8 +76,9 @@ from pyclaw_app.channels import (
     WebhookResponse,
     utf16_len,
 )
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import ConnectorError, FatalConnectorError, RetryableError
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 __all__ = ["TwilioConnector"]
 
@@ -268,7 +269,42 @@ class TwilioConnector(RestConnector):
                      f"{update.to or 'the user'} ({update.status}): {said}",
                      message_id=update.message_id, code=code)
 
+    # ---- attachments ----------------------------------------------------------------------
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """``MediaUrl{N}``: the Media resource on Twilio's REST API, fetched with HTTP basic
+        auth (accounts that enforce auth on media URLs refuse it otherwise); Twilio answers
+        a redirect to a short-lived copy on its CDN, and the gateway's client drops the
+        credentials on that cross-host redirect. The URL came in the webhook, so before
+        the credentials are attached its host must be the configured ``api_base``'s: a
+        token never goes to a host a payload named. One lookup of the resource's JSON
+        (``.json``) first tells a deleted file apart with Twilio's own words."""
+        url = attachment.url or ""
+        parts = urlsplit(url)
+        api = urlsplit(self.config.api_base)
+        if parts.scheme not in ("http", "https") or "/Media/" not in parts.path:
+            raise AttachmentUnavailable(f"Twilio sends no file for a {attachment.kind}")
+        if (parts.scheme, parts.netloc.lower()) != (api.scheme, api.netloc.lower()):
+            raise AttachmentUnavailable(f"the file is on {parts.hostname or 'no host'}, not "
+                                        "Twilio's API host, so the credentials are not sent "
+                                        "there")
+        media = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+        try:
+            await self.http.call("GET", f"{media}.json")
+        except FatalConnectorError as exc:
+            raise AttachmentUnavailable(f"Twilio no longer has the file ({exc})") from exc
+        return AttachmentSource(url=media, headers=self._auth(), size=attachment.size)
+
     # ---- the client -----------------------------------------------------------------------
+
+    def _auth(self) -> dict[str, str]:
+        """HTTP basic auth: the API key when one is set, else the account SID and Auth
+        Token."""
+        key = self.config.api_key_sid
+        user, password = (key, self.secret("api_key_secret")) if key else \
+            (self.config.account_sid, self.secret("auth_token"))
+        return {"Authorization": "Basic " + base64.b64encode(
+            f"{user}:{password}".encode()).decode()}
 
     def make_http(self) -> ChannelHttp:
         sid = self.config.account_sid
@@ -276,13 +312,13 @@ class TwilioConnector(RestConnector):
             raise FatalConnectorError("the Twilio account_sid is not set: copy it (AC...) "
                                       "from the Twilio Console's Account Info panel")
         token = self.secret("auth_token")
-        key = self.config.api_key_sid
-        user, password = (key, self.secret("api_key_secret")) if key else (sid, token)
-        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+        headers = self._auth()
+        password = self.secret("api_key_secret") if self.config.api_key_sid else token
         return ChannelHttp(self.config.api_base, platform="Twilio",
-                           auth=lambda: {"Authorization": f"Basic {basic}"},
-                           secrets=[token, password, basic], describe=_describe,
-                           rate_limit=lambda _body: RATE_LIMIT_WAIT, classify=_twilio_error)
+                           auth=lambda: headers,
+                           secrets=[token, password, headers["Authorization"][6:]],
+                           describe=_describe, rate_limit=lambda _body: RATE_LIMIT_WAIT,
+                           classify=_twilio_error)
 
     async def whoami(self, http: ChannelHttp) -> str:
         """The account's name; a suspended or closed account cannot send."""

@@ -37,7 +37,9 @@ and while it stays set Viber keeps retrying callbacks we did not answer.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from connectors.viber._parse import Ignored, Notice, parse_callback
 from connectors.viber.manifest import MAX_SENDER_NAME, SPEC, ViberConfig
@@ -49,13 +51,14 @@ from pyclaw_app.channels import (
     WebhookResponse,
     verify_hmac,
 )
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import (
     ConnectorError,
     DeliveryUncertain,
     FatalConnectorError,
     RetryableError,
 )
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 EVENT_TYPES = ("delivered", "seen", "failed", "subscribed", "unsubscribed",
                "conversation_started")
@@ -180,6 +183,21 @@ class ViberConnector(RestConnector):
         return None
 
     # ---- helpers --------------------------------------------------------------------------
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """The ``media`` link of the callback: a signed, expiring CDN URL (dl-media.viber.com,
+        CloudFront's ``Expires``/``Signature``/``Key-Pair-Id``) that wants no credentials. It
+        is fetched without the auth token, which never goes to a URL a payload named; a link
+        whose ``Expires`` has passed is refused here, with the reason, instead of a bare 403
+        from the CDN."""
+        url = attachment.url or ""
+        if not url.startswith(("https://", "http://")):
+            raise AttachmentUnavailable(f"Viber sends no file for a {attachment.kind}")
+        expires = parse_qs(urlsplit(url).query).get("Expires", [""])[0]
+        if expires.isdigit() and int(expires) < time.time():
+            raise AttachmentUnavailable("Viber's link to the file has expired (its media "
+                                        "links are valid for a limited time)")
+        return AttachmentSource(url=url, size=attachment.size)
 
     def make_http(self) -> ChannelHttp:
         token = self.secret("auth_token")

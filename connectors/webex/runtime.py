@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import urlsplit
 
 from connectors.webex._edits import MAX_EDITS, EditBudget
 from connectors.webex._parse import (
@@ -60,8 +61,9 @@ from pyclaw_app.channels import (
     WebhookResponse,
     verify_hmac,
 )
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import ConnectorError, FatalConnectorError, RetryableError
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 __all__ = ["Gone", "WebexConnector"]
 
@@ -71,6 +73,13 @@ FETCH_ATTEMPTS = 2
 FETCH_WAIT = 5.0
 """Longest Retry-After waited out inside a webhook request before answering 503."""
 SIGNATURE = "X-Spark-Signature"
+_CONTENT_REFUSALS = {
+    404: "Webex no longer has the file",
+    410: "Webex's malware scan found the file unsafe, so it cannot be downloaded",
+    428: "Webex could not scan the file for malware (it may be encrypted), so it is not "
+         "handed over",
+}
+"""What ``/contents/{id}`` answers instead of the file (the anti-malware scan's outcomes)."""
 
 
 class Gone(FatalConnectorError):
@@ -84,6 +93,9 @@ def _webex_error(answer: HttpAnswer, what: str, detail: str) -> ConnectorError |
         wait = _seconds(answer.headers.get("Retry-After"))
         return RetryableError(f"{what} answered HTTP 423 (temporarily unavailable): "
                               f"{detail}", retry_after=wait)
+    if answer.status in _CONTENT_REFUSALS and "/contents/" in what:
+        return AttachmentUnavailable(f"{_CONTENT_REFUSALS[answer.status]} (HTTP "
+                                     f"{answer.status}: {detail})")
     if answer.status in (404, 410) and " /messages" in what:
         return Gone(f"{what} answered HTTP {answer.status}: {detail}; the space or message "
                     "does not exist, or the bot is not (or no longer) a member of the space")
@@ -226,6 +238,27 @@ class WebexConnector(RestConnector):
         if self._me is None:
             raise RetryableError(f"Webex channel {self.name!r} is not running")
         return self._me
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """A message's ``files`` entry, ``{api_base}/contents/{id}``, fetched with the token.
+
+        One ``HEAD`` first: it carries the anti-malware scan's verdict (423 Locked with
+        Retry-After while the scan runs, retryable; 410 unsafe; 428 unscannable) and the
+        size, before anything is downloaded. The URL came from the message, so before the
+        token is attached its host must be the configured ``api_base``'s: a token never
+        goes to a host a payload named."""
+        url = attachment.url or ""
+        file_at, api = urlsplit(url), urlsplit(self.config.api_base)
+        if (file_at.scheme, file_at.netloc.lower()) != (api.scheme, api.netloc.lower()) \
+                or "/contents/" not in file_at.path:
+            raise AttachmentUnavailable(f"the file is on {file_at.hostname or 'no host'}, "
+                                        "not Webex's API host, so the token is not sent "
+                                        "there")
+        answer = await self.http.call("HEAD", url)
+        length = answer.headers.get("Content-Length", "")
+        token = self.secret("access_token")
+        return AttachmentSource(url=url, headers={"Authorization": f"Bearer {token}"},
+                                size=int(length) if length.isdigit() else attachment.size)
 
     def make_http(self) -> ChannelHttp:
         token = self.secret("access_token")

@@ -33,6 +33,7 @@ so ``send_part`` marks the message it answers read just before the first part go
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from connectors.meta_webhook import challenge, check_signature, check_subscription
 from connectors.whatsapp._parse import (
@@ -53,8 +54,9 @@ from pyclaw_app.channels import (
     WebhookRequest,
     WebhookResponse,
 )
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import ConnectorError, FatalConnectorError, RetryableError
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 __all__ = ["OutsideWindow", "WhatsAppConnector"]
 
@@ -64,6 +66,9 @@ RATE_LIMITS = {130429: 1.0, 131056: 6.0, 4: None, 80007: None}
 """Graph error codes that mean "too fast, nothing sent", with the limit's window (s)."""
 OUTSIDE_WINDOW = 131047
 BAD_TOKEN = 190
+MEDIA_HOSTS = frozenset({"lookaside.fbsbx.com"})
+"""Where the Cloud API's media URLs point ("Retrieve media URL": ``https://lookaside.fbsbx
+.com/whatsapp_business/attachments/?mid=...``); the access token goes nowhere else."""
 
 
 class OutsideWindow(FatalConnectorError):
@@ -173,6 +178,37 @@ class WhatsAppConnector(RestConnector):
                 raise  # the gateway logs a failed typing indicator itself
             return
         self._read.remember(message_id, None)
+
+    # ---- attachments ----------------------------------------------------------------------
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """``GET /{version}/{media-id}`` for the media's short-lived URL (about five minutes),
+        then that URL with the access token, as the Cloud API asks ("Download media").
+
+        The URL comes from the Graph API's own answer, not from the webhook, yet the token
+        is still sent only to Meta's media host or the configured ``api_base`` host: least
+        privilege, so a proxy or a changed answer can never lead the token elsewhere."""
+        if not attachment.platform_id:
+            raise AttachmentUnavailable("WhatsApp gave no media id for it")
+        try:
+            answer = await self.http.call("GET", f"/{self.config.api_version}/"
+                                          f"{attachment.platform_id}")
+        except FatalConnectorError as exc:
+            raise AttachmentUnavailable(f"WhatsApp no longer has the file ({exc})") from exc
+        info = answer.data if isinstance(answer.data, dict) else {}
+        url = info.get("url")
+        if not isinstance(url, str) or not url:
+            raise AttachmentUnavailable("WhatsApp did not say where the file is")
+        host = (urlsplit(url).hostname or "").lower()
+        if host not in MEDIA_HOSTS and host != (urlsplit(self.config.api_base).hostname
+                                                or "").lower():
+            raise AttachmentUnavailable(f"WhatsApp named {host or 'no host'} for the file, "
+                                        "not its media host, so the access token is not sent "
+                                        "there")
+        size = info.get("file_size")  # a string in the answer ("303833"), an int in older ones
+        token = self.secret("access_token")
+        return AttachmentSource(url=url, headers={"Authorization": f"Bearer {token}"},
+                                size=int(size) if str(size).isdigit() else attachment.size)
 
     # ---- receiving ------------------------------------------------------------------------
 

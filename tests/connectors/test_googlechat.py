@@ -29,9 +29,14 @@ from connectors.googlechat.runtime import GoogleChatConnector
 from pyclaw_app.channels import ChannelHttp, WebhookRejected, WebhookRequest
 from pyclaw_app.errors import FatalConnectorError, RetryableError
 from pyclaw_app.model import Address
+from tests.conftest import GatewayFactory
+from tests.contract.harness_googlechat import GoogleChatHarness
 from tests.fakes.googlechat_api import APP_USER, CHAT_ISSUER, GoogleChatFake
 from tests.fakes.googlechat_keys import signing_key
+from tests.fakes.openai_api import FakeOpenAI
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online, reply_to
 
 DM = "spaces/AAAAdm0001"
 ROOM = "spaces/AAAAroom01"
@@ -337,7 +342,7 @@ def test_attachments_drive_files_and_gifs_are_metadata() -> None:
     assert (image.kind, image.name, image.mime) == ("image", "door.jpg", "image/jpeg")
     assert image.platform_id and image.platform_id.startswith("ClxDaGF0")  # media resource
     assert image.url and "DOWNLOAD_URL" in image.url
-    assert (pdf.kind, pdf.platform_id) == ("file", "1AbCdEf")
+    assert (pdf.kind, pdf.platform_id) == ("file", "drive:1AbCdEf")
     assert (gif.kind, gif.mime, gif.url) == ("image", "image/gif",
                                              "https://media.tenor.com/x.gif")
 
@@ -628,3 +633,43 @@ async def test_the_probe_checks_the_key_the_chat_api_and_the_certificates(
     assert not broken.ok
     sync = await connector(fake, reply_mode="sync", service_account_key=None).probe()
     assert sync.ok and "no service account" in sync.message
+
+
+# ---- attachments ----------------------------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[GoogleChatHarness]:
+    harness = GoogleChatHarness()
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
+async def test_an_uploaded_picture_is_media_download_as_the_app_and_seen(
+        harness: GoogleChatHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(0)
+    event = fake.message_event(chat, "what is it?", attachments=[
+        {"contentName": "chart.png", "contentType": "image/png", "data": PNG}])
+    await harness.deliver(fake.signed(event))
+    assert await reply_to(harness, chat, 0) == "Echo: what is it?"
+    assert fake_llm.images == [("image/png", PNG)]
+    resource = event["message"]["attachment"][0]["attachmentDataRef"]["resourceName"]
+    [(fetched, auth)] = fake.downloads
+    assert fetched == resource and (auth or "").startswith("Bearer ")
+
+
+async def test_a_drive_file_is_explained_to_the_sender_and_not_fetched(
+        harness: GoogleChatHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    gateway = await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(1)
+    await harness.deliver(fake.signed(fake.message_event(chat, attachments=[
+        {"contentName": "plan.pdf", "contentType": "application/pdf", "source": "DRIVE_FILE",
+         "driveDataRef": {"driveFileId": "1AbCdEf"}, "attachmentDataRef": {}}])))
+    assert await reply_to(harness, chat, 0) == (
+        "I could not read what you sent: plan.pdf: it is a Google Drive file, and a Chat app "
+        "may only download files uploaded to the chat (share it as an upload instead).")
+    assert fake.downloads == [] and fake_llm.requests == []
+    assert await gateway.store.logs.page(channel="googlechat", search="Google Drive file")

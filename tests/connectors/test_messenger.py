@@ -32,9 +32,13 @@ from pyclaw_app.channels import WebhookRejected, WebhookRequest
 from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
 from pyclaw_app.model import Address, ChannelState
-from tests.conftest import provider_section
+from tests.conftest import GatewayFactory, provider_section
+from tests.contract.harness_messenger import MessengerHarness
 from tests.fakes.messenger_api import PAGE_ID, PAGE_NAME, MessengerFake
+from tests.fakes.openai_api import FakeOpenAI
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online, reply_to
 
 USER = "6024123456789012"
 SECRETS = ("page_access_token", "app_secret", "verify_token")
@@ -497,3 +501,39 @@ def test_the_spec_is_a_webhook_channel_without_an_sdk() -> None:
     assert {k for k, v in schema.items() if v.get("secret")} == set(SECRETS)
     assert all(v.get("description") for k, v in schema.items())
     assert json.dumps(schema)  # the setup form can be generated
+
+
+# ---- media ----------------------------------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[MessengerHarness]:
+    harness = MessengerHarness()
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
+async def test_a_picture_comes_from_metas_cdn_without_the_page_token_and_is_seen(
+        harness: MessengerHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(0)
+    await harness.deliver(fake.signed(fake.payload(fake.media(chat, "image", data=PNG))))
+    assert await reply_to(harness, chat, 0) == "Echo: "  # a picture and no words
+    assert fake_llm.images == [("image/png", PNG)]
+    [(_, headers)] = fake.downloads
+    assert "Authorization" not in headers  # the Page token stayed home
+
+
+async def test_an_expired_attachment_link_is_explained_to_the_sender(
+        harness: MessengerHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    gateway = await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(1)
+    await harness.deliver(fake.signed(fake.payload(
+        fake.media(chat, "image", data=PNG, ttl=-60))))
+    assert await reply_to(harness, chat, 0) == (
+        "I could not read what you sent: the picture: Messenger's link to the file has "
+        "expired (its attachment links are valid for a limited time).")
+    assert fake.downloads == [] and fake_llm.requests == []
+    assert await gateway.store.logs.page(channel="messenger", search="has expired")

@@ -27,8 +27,13 @@ from connectors.teams.runtime import TeamsConnector
 from pyclaw_app.channels import ChannelHttp, WebhookRequest
 from pyclaw_app.errors import FatalConnectorError, RetryableError
 from pyclaw_app.model import Address, ChannelState
+from tests.conftest import GatewayFactory
+from tests.contract.harness_teams import TeamsHarness
+from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.teams_api import APP_ID, BOT_NAME, TENANT, TeamsFake
 from tests.support import MemoryState, RecordingContext
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online, reply_to
 
 ACTIVITIES = json.loads((Path(__file__).parent / "teams_activities.json").read_text("utf-8"))
 CHAT = "a:1pyclaw-user-0001"
@@ -479,15 +484,16 @@ def test_microsofts_documented_message_parses() -> None:
     assert channel_created == Ignored("conversationUpdate activity")
 
 
-def test_a_file_is_metadata_without_its_presigned_link() -> None:
+def test_a_file_is_metadata_with_its_presigned_link() -> None:
+    """The pre-signed ``downloadUrl`` is the only way a bot can fetch the file."""
     activity = {**ACTIVITIES["personal_message"], "text": "",
                 "attachments": [ACTIVITIES["file_attachment"]]}
     parsed = parse_activity(activity, channel="teams")
     assert isinstance(parsed, Message)
     [file] = parsed.inbound.attachments
     assert (file.kind, file.name, file.mime, file.platform_id, file.url) == (
-        "file", "file_example.txt", "text/plain", "1150D938-8870-4044-9F2C-5BBDEBA70C9D", None)
-    assert "download.link" not in repr(parsed)
+        "file", "file_example.txt", "text/plain", "1150D938-8870-4044-9F2C-5BBDEBA70C9D",
+        "https://download.link")
 
 
 def test_images_cards_and_empty_messages() -> None:
@@ -649,3 +655,57 @@ def test_the_spec() -> None:
     assert "token goes there only" in schema["service_url_hosts"]["description"]
     assert all(v.get("description") for k, v in schema.items())
     assert connector(max_text=1000).limits.max_text == 1000
+
+
+# ---- attachments ----------------------------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[TeamsHarness]:
+    harness = TeamsHarness()
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
+async def test_a_pasted_picture_is_fetched_with_the_bots_token_and_seen(
+        harness: TeamsHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(0)
+    activity = fake.image(chat, PNG)
+    await harness.deliver(fake.signed(activity))
+    assert await reply_to(harness, chat, 0) == "Echo: "  # a picture and no words
+    assert fake_llm.images == [("image/png", PNG)]
+    view = activity["attachments"][0]["contentUrl"].removeprefix(fake.url)
+    [(info_path, info_auth), (view_path, view_auth)] = fake.downloads
+    assert (info_path, view_path) == (view.removesuffix("/views/original"), view)
+    assert info_auth == view_auth and (view_auth or "").removeprefix("Bearer ") in fake.tokens
+
+
+async def test_a_file_comes_from_its_presigned_link_without_the_token(
+        harness: TeamsHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(1)
+    await harness.deliver(fake.signed(fake.file(chat, "chart.png", PNG, "image/png")))
+    assert await reply_to(harness, chat, 0) == "Echo: "
+    assert fake_llm.images == [("image/png", PNG)]
+    assert [auth for _, auth in fake.downloads] == [None]  # the bot's token stayed home
+
+
+@pytest.mark.parametrize(("gone", "says"), [
+    ("image", "the picture: Teams no longer has it"),
+    ("file", "old.png: the file is not accessible on 127.0.0.1 (HTTP 401)"),
+])
+async def test_an_attachment_teams_no_longer_hands_over_is_explained_to_the_sender(
+        harness: TeamsHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory,
+        gone: str, says: str) -> None:
+    gateway = await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(2)
+    activity = fake.image(chat) if gone == "image" else \
+        fake.file(chat, "old.png", PNG, "image/png", expired=True)
+    await harness.deliver(fake.signed(activity))
+    reply = await reply_to(harness, chat, 0)
+    assert reply.startswith(f"I could not read what you sent: {says}"), reply
+    assert fake_llm.requests == []
+    assert await gateway.store.logs.page(channel="teams", search="could not be read")

@@ -29,10 +29,13 @@ from connectors.twilio._parse import (
 from connectors.twilio.manifest import MAX_TEXT, SPEC, TwilioConfig
 from connectors.twilio.runtime import EMPTY_TWIML, TwilioConnector
 from pyclaw_app.channels import WebhookRejected, WebhookRequest
+from pyclaw_app.channels.contract import AttachmentUnavailable
 from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
 from pyclaw_app.model import Address, ChannelState
-from tests.conftest import provider_section
+from tests.conftest import GatewayFactory, provider_section
+from tests.contract.harness_twilio import TwilioHarness
+from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.twilio_api import (
     ACCOUNT_SID,
     API_KEY_SECRET,
@@ -46,6 +49,8 @@ from tests.fakes.twilio_api import (
     signature,
 )
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online, reply_to
 
 USER = "+16505551234"
 WA_USER = f"whatsapp:{USER}"
@@ -473,3 +478,53 @@ async def test_a_request_signed_for_the_public_url_reaches_the_gateway(
         assert (await fake.post_signed(local, *signed_for_local))[0] == 401
     finally:
         await server.stop()
+
+
+# ---- media ----------------------------------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[TwilioHarness]:
+    harness = TwilioHarness()
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
+@pytest.mark.parametrize("i", [0, 1], ids=["sms", "whatsapp"])
+async def test_a_picture_is_fetched_with_basic_auth_and_the_cdn_gets_no_credentials(
+        harness: TwilioHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory,
+        i: int) -> None:
+    await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(i)
+    params = fake.inbound(chat, "what is it?", media=("image/png",), files=(PNG,))
+    await harness.deliver(fake.signed(params))
+    assert await reply_to(harness, chat, 0) == "Echo: what is it?"
+    assert fake_llm.images == [("image/png", PNG)]
+    me = params["MediaUrl0"].rpartition("/")[2]
+    assert fake.cdn_requests == [(me, None)]  # the redirect to the CDN dropped the auth
+
+
+async def test_a_deleted_media_item_is_explained_to_the_sender(
+        harness: TwilioHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    gateway = await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(2)
+    await harness.deliver(fake.signed(fake.inbound(chat, "", media=("image/jpeg",))))
+    reply = await reply_to(harness, chat, 0)
+    assert reply.startswith("I could not read what you sent: the picture: Twilio no longer "
+                            "has the file") and "was not found" in reply, reply
+    assert fake.cdn_requests == [] and fake_llm.requests == []
+    assert await gateway.store.logs.page(channel="twilio", search="no longer has the file")
+
+
+async def test_credentials_never_go_to_a_media_url_off_the_api_host(
+        fake: TwilioFake, running: tuple[TwilioConnector, RecordingContext]) -> None:
+    conn, _ = running
+    params = fake.inbound(USER, "", media=("image/png",), files=(PNG,))
+    params["MediaUrl0"] = params["MediaUrl0"].replace("127.0.0.1", "localhost")
+    item = parse_webhook(form(params), channel="twilio")
+    assert isinstance(item, Message)
+    with pytest.raises(AttachmentUnavailable, match="not sent there"):
+        await conn.fetch_attachment(item.inbound.attachments[0])
+    assert fake.cdn_requests == []

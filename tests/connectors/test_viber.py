@@ -22,8 +22,13 @@ from connectors.viber.runtime import ViberConnector
 from pyclaw_app.channels import WebhookRejected, WebhookRequest
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
 from pyclaw_app.model import Address, ChannelState, Inbound
+from tests.conftest import GatewayFactory
+from tests.contract.harness_viber import ViberHarness
+from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.viber_api import ACCOUNT_ID, ViberFake, user_id
 from tests.support import RecordingContext
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online, reply_to
 
 URL = "https://bot.example.com/webhook/viber"
 USER = user_id(1)
@@ -367,3 +372,43 @@ def test_the_parser_never_raises_on_callbacks_of_any_shape(
     parse_callback({"event": event, "timestamp": stamp, "message_token": token,
                     "sender": user, "user": user, "user_id": token, "message": message,
                     "subscribed": stamp, "desc": token, "type": token}, channel="viber")
+
+
+# ---- media ----------------------------------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[ViberHarness]:
+    harness = ViberHarness()
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
+async def test_a_picture_comes_from_vibers_cdn_without_the_token_and_is_seen(
+        harness: ViberHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(0)
+    url = fake.media_url(PNG, "image/png")
+    await harness.deliver(fake.signed(fake.message_event(
+        chat, "what is this?", kind="picture", media=url, file_name="photo.png",
+        file_size=len(PNG))))
+    assert await reply_to(harness, chat, 0) == "Echo: what is this?"
+    assert fake_llm.images == [("image/png", PNG)]
+    [(_, headers)] = fake.downloads
+    assert "X-Viber-Auth-Token" not in headers  # the token stayed home
+
+
+async def test_an_expired_viber_link_is_explained_to_the_sender(
+        harness: ViberHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    gateway = await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(1)
+    await harness.deliver(fake.signed(fake.message_event(
+        chat, kind="picture", media=fake.media_url(PNG, "image/png", ttl=-60),
+        file_name="old.png")))
+    assert await reply_to(harness, chat, 0) == ("I could not read what you sent: old.png: "
+                                                "Viber's link to the file has expired (its "
+                                                "media links are valid for a limited time).")
+    assert fake.downloads == [] and fake_llm.requests == []
+    assert await gateway.store.logs.page(channel="viber", search="has expired")

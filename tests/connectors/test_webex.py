@@ -32,10 +32,16 @@ from connectors.webex._parse import (
 from connectors.webex.manifest import MAX_TEXT, SPEC, WebexConfig
 from connectors.webex.runtime import WebexConnector
 from pyclaw_app.channels import WebhookRejected, WebhookRequest, split_text, utf8_len
+from pyclaw_app.channels.contract import AttachmentUnavailable
 from pyclaw_app.errors import FatalConnectorError, RetryableError
-from pyclaw_app.model import Address, Inbound
+from pyclaw_app.model import Address, Attachment, Inbound
+from tests.conftest import GatewayFactory
+from tests.contract.harness_webex import WebexHarness
+from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.webex_api import BOT_NAME, WebexFake, signature, webex_id
 from tests.support import RecordingContext
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online, reply_to
 
 SAMPLES = json.loads((Path(__file__).parent / "webex_samples.json").read_text("utf-8"))
 """Response examples of webex-openapi-specs' webex-messaging.json, verbatim."""
@@ -517,3 +523,60 @@ async def test_a_refused_registration_fails_the_start_naming_the_url(fake: Webex
     conn, ctx = connector(fake, webhook_url=TARGET), RecordingContext(channel="webex")
     with pytest.raises(FatalConnectorError, match=f"register the Webex webhook for {TARGET}"):
         await conn.start(ctx)
+
+
+# ---- files ----------------------------------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[WebexHarness]:
+    harness = WebexHarness()
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
+async def post_through(harness: WebexHarness, message: dict[str, Any]) -> None:
+    for request in harness.fake.notifications(message):
+        await harness.deliver(request)
+
+
+async def test_a_picture_is_fetched_from_contents_with_the_token_and_seen(
+        harness: WebexHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(0)
+    url = fake.content_url("photo.png", PNG)
+    await post_through(harness, fake.post(chat, "what is this?", files=(url,)))
+    assert await reply_to(harness, chat, 0) == "Echo: what is this?"
+    assert fake_llm.images == [("image/png", PNG)]
+    auth = f"Bearer {fake.access_token}"
+    cid = url.rpartition("/")[2]
+    assert fake.downloads == [("HEAD", cid, auth), ("GET", cid, auth)]
+
+
+@pytest.mark.parametrize(("scan", "says"), [
+    ("unsafe", "Webex's malware scan found the file unsafe, so it cannot be downloaded"),
+    ("unscannable", "Webex could not scan the file for malware (it may be encrypted)"),
+])
+async def test_a_file_the_malware_scan_holds_back_is_explained_to_the_sender(
+        harness: WebexHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory,
+        scan: str, says: str) -> None:
+    gateway = await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(1)
+    url = fake.content_url("tool.pdf", PNG, "application/pdf", scan=scan)
+    await post_through(harness, fake.post(chat, files=(url,)))
+    reply = await reply_to(harness, chat, 0)
+    assert reply.startswith(f"I could not read what you sent: the file: {says}"), reply
+    assert [verb for verb, _, _ in fake.downloads] == ["HEAD"] and fake_llm.requests == []
+    assert await gateway.store.logs.page(channel="webex", search="malware")
+
+
+async def test_the_token_never_goes_to_a_file_url_off_the_api_host(
+        harness: WebexHarness) -> None:
+    conn = WebexConnector("webex", WebexConfig(**{
+        k: SecretStr(v) if k in ("access_token", "webhook_secret") else v
+        for k, v in harness.channel_config().items()}))
+    foreign = Attachment(kind="file", url="https://evil.example.com/v1/contents/abc")
+    with pytest.raises(AttachmentUnavailable, match="not sent there"):
+        await conn.fetch_attachment(foreign)

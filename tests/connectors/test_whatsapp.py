@@ -20,10 +20,13 @@ from connectors.whatsapp._parse import Ignored, Malformed, Message, StatusUpdate
 from connectors.whatsapp.manifest import SPEC, WhatsAppConfig
 from connectors.whatsapp.runtime import WhatsAppConnector
 from pyclaw_app.channels import WebhookRejected, WebhookRequest
+from pyclaw_app.channels.contract import AttachmentUnavailable
 from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.errors import FatalConnectorError, RetryableError
 from pyclaw_app.model import Address, ChannelState
-from tests.conftest import provider_section
+from tests.conftest import GatewayFactory, provider_section
+from tests.contract.harness_whatsapp import WhatsAppHarness
+from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.whatsapp_api import (
     DISPLAY_NUMBER,
     PHONE_NUMBER_ID,
@@ -31,6 +34,8 @@ from tests.fakes.whatsapp_api import (
     WhatsAppFake,
 )
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online, reply_to
 
 USER = "16505551234"
 SECRETS = ("access_token", "app_secret", "verify_token")
@@ -420,6 +425,54 @@ async def test_a_bad_token_names_the_field_and_never_leaks_it(fake: WhatsAppFake
     result = await conn.probe()
     assert not result.ok and "access_token" in result.message
     assert "EAAG-wrong-token" not in result.message
+
+
+# ---- media -----------------------------------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[WhatsAppHarness]:
+    harness = WhatsAppHarness()
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
+async def test_a_picture_is_fetched_by_media_id_with_the_token_and_seen_by_the_model(
+        harness: WhatsAppHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(0)
+    picture = fake.media(chat, "image", data=PNG, mime_type="image/png", caption="what is it?")
+    await harness.deliver(fake.signed(fake.payload(messages=[picture])))
+    assert await reply_to(harness, chat, 0) == "Echo: what is it?"
+    assert fake_llm.images == [("image/png", PNG)]
+    assert fake.downloads == [(picture["image"]["id"], f"Bearer {fake.access_token}")]
+
+
+async def test_a_media_id_whatsapp_no_longer_holds_is_explained_to_the_sender(
+        harness: WhatsAppHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    gateway = await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(1)
+    await harness.deliver(fake.signed(fake.payload(messages=[fake.media(chat, "image")])))
+    reply = await reply_to(harness, chat, 0)
+    assert reply.startswith("I could not read what you sent: the picture: WhatsApp no longer "
+                            "has the file") and "does not exist" in reply
+    assert fake.downloads == [] and fake_llm.requests == []
+    assert await gateway.store.logs.page(channel="whatsapp", search="WhatsApp no longer has")
+
+
+async def test_the_token_never_goes_to_a_host_other_than_meta_s(
+        fake: WhatsAppFake, running: tuple[WhatsAppConnector, RecordingContext]) -> None:
+    conn, _ = running
+    fake.media_base = f"http://localhost:{fake.port}"  # not the configured api_base host
+    picture = fake.media(USER, "image", data=PNG)
+    [item] = parse_payload(fake.payload(messages=[picture]), channel="whatsapp",
+                           phone_number_id=PHONE_NUMBER_ID)
+    assert isinstance(item, Message)
+    with pytest.raises(AttachmentUnavailable, match=r"localhost.*not sent there"):
+        await conn.fetch_attachment(item.inbound.attachments[0])
+    assert fake.downloads == []
 
 
 # ---- probe ----------------------------------------------------------------------------------

@@ -82,9 +82,8 @@ class ViberHarness(PushedHarness):
 
     async def inject_media_only(self, chat: str) -> str:
         event = self.fake.message_event(
-            chat, kind="picture", media="https://dl-media.viber.com/1/share/2/long/vibes/"
-            "icon/image/0x0/95e0/5688fdffdaa81e7ec4a2ab1cf2ea0d0b3b44bf52c5f7a14cfb9a4dbf1f8"
-            "c95e0.jpg", thumbnail="https://dl-media.viber.com/thumb.jpg",
+            chat, kind="picture", media=self.fake.media_url(b"not a picture", "image/jpeg"),
+            thumbnail=self.fake.media_url(b"not a thumbnail", "image/jpeg"),
             file_name="IMG_0001.jpg", file_size=48213)
         await self._post(event)
         return str(event["message_token"])

@@ -30,6 +30,10 @@ speaks it:
 * ``PATCH /v1/{message}?updateMask=text`` replaces the text of a message the app created
   (another's is 403, an unknown one 404, no or another mask 400).
 * ``GET /v1/spaces`` lists the spaces the app is in (``pageSize``).
+* ``GET /v1/media/{resourceName}?alt=media`` (``media.download``) with the app's token:
+  the bytes of an uploaded attachment (``attachmentDataRef.resourceName``) with their
+  Content-Type; without ``alt=media`` 400, an unknown resource 404 NOT_FOUND. Drive files
+  (``driveDataRef``) are not served here: only the Drive API opens them.
 * 429 is RESOURCE_EXHAUSTED with no Retry-After (Google documents exponential backoff and
   none); a refused call carries nothing out.
 * Certificates: ``GET /service_accounts/v1/metadata/x509/chat@system.gserviceaccount.com``
@@ -151,12 +155,15 @@ class GoogleChatFake(FakePlatform):
         self._tokens: dict[str, float] = {}  # access token -> monotonic expiry
         self._events: dict[str, dict[str, Any]] = {}  # message name -> the event delivered
         self._ids = itertools.count(1)
+        self.media: dict[str, tuple[bytes, str]] = {}  # resourceName -> (bytes, type)
+        self.downloads: list[tuple[str, str | None]] = []  # (resourceName, Authorization)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get(CHAT_CERTS_PATH, self._chat_certs)
         app.router.add_get(ID_CERTS_PATH, self._id_certs)
         app.router.add_post("/token", self._token)
         app.router.add_get("/v1/spaces", self._list_spaces)
+        app.router.add_get("/v1/media/{resource:.+}", self._media)
         app.router.add_post("/v1/spaces/{space}/messages", self._create)
         app.router.add_patch("/v1/spaces/{space}/messages/{message}", self._patch)
 
@@ -362,6 +369,19 @@ class GoogleChatFake(FakePlatform):
             return _error(401, _MESSAGES[401])
         return None
 
+    async def _media(self, request: web.Request) -> web.StreamResponse:
+        resource = request.match_info["resource"]
+        self.downloads.append((resource, request.headers.get("Authorization")))
+        refused = await self._gate("media", request)
+        if refused is not None:
+            return refused
+        if request.query.get("alt") != "media":
+            return _error(400, "Download requests need alt=media.")
+        if resource not in self.media:
+            return _error(404, "Requested entity was not found.")
+        data, mime = self.media[resource]
+        return web.Response(body=data, content_type=mime)
+
     async def _list_spaces(self, request: web.Request) -> web.StreamResponse:
         refused = await self._gate("list_spaces", request)
         if refused is not None:
@@ -458,8 +478,14 @@ class GoogleChatFake(FakePlatform):
                           "spaceType": space.space_type}}
 
     def _attachment(self, message: str, given: dict[str, Any]) -> dict[str, Any]:
+        """One ``attachment[]`` item; a ``data`` key (bytes) is served by media.download."""
         n = self._id()
         name = f"{message}/attachments/{n}"
+        given = dict(given)
+        data = given.pop("data", None)
+        if data is not None:
+            self.media[f"ClxDaGF0QXR0YWNobWVudC{n}"] = (
+                data, given.get("contentType", "application/octet-stream"))
         return {"name": name, "contentName": given.get("contentName", f"file-{n}"),
                 "contentType": given.get("contentType", "application/octet-stream"),
                 "thumbnailUri": "https://chat.google.com/api/get_attachment_url?url_type="

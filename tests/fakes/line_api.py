@@ -21,6 +21,11 @@ not from what our connector sends:
   issued (it names the quoted message, recorded as ``SentLine.quoted``).
 * ``POST /v2/bot/chat/loading/start`` ``{chatId, loadingSeconds}``: a user id and 5-60
   seconds in steps of 5; 202 ``{}``.
+* Content (api-data.line.me in LINE, the same server here): ``GET
+  /v2/bot/message/{messageId}/content`` with the token answers the bytes with their
+  Content-Type, 404 ``{"message": "Not found"}`` for a message LINE holds no content for
+  (expired, or never had); ``GET .../content/transcoding`` answers ``{"status":
+  "processing" | "succeeded" | "failed"}`` for video and audio (404 for others).
 * 429 is ``{"message": "The API rate limit has been exceeded. Try again later."}`` with
   no ``Retry-After`` (LINE documents none); a 429 carries nothing out. With
   ``quota_used_up`` a push is 429 ``You have reached your monthly limit.``
@@ -104,12 +109,17 @@ class LineFake(FakePlatform):
         self._retry_keys: dict[str, str] = {}  # X-Line-Retry-Key -> request id that took it
         self._events: dict[str, dict[str, Any]] = {}  # message id -> event, for redelivery
         self._ids = itertools.count(600_000_000_000_000_001)
+        self.contents: dict[str, tuple[bytes, str]] = {}  # message id -> (bytes, type)
+        self.transcoding: dict[str, str] = {}  # message id -> status (video and audio)
+        self.downloads: list[tuple[str, str | None]] = []  # (message id, Authorization)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/v2/bot/info", self._bot_info)
         app.router.add_post("/v2/bot/message/reply", self._reply)
         app.router.add_post("/v2/bot/message/push", self._push)
         app.router.add_post("/v2/bot/chat/loading/start", self._loading)
+        app.router.add_get("/v2/bot/message/{mid}/content", self._content)
+        app.router.add_get("/v2/bot/message/{mid}/content/transcoding", self._transcoding)
 
     # ---- API ---------------------------------------------------------------------------------
 
@@ -185,6 +195,27 @@ class LineFake(FakePlatform):
         self.after("loading", request)
         return _ok({}, status=202, request=request)
 
+    async def _content(self, request: web.Request) -> web.StreamResponse:
+        mid = request.match_info["mid"]
+        self.downloads.append((mid, request.headers.get("Authorization")))
+        refused = await self._gate("content", request)
+        if refused is not None:
+            return refused
+        if mid not in self.contents or self.transcoding.get(mid, "succeeded") != "succeeded":
+            return _error(404, "Not found")
+        data, mime = self.contents[mid]
+        return web.Response(body=data, content_type=mime,
+                            headers={"X-Line-Request-Id": request[_REQUEST_ID]})
+
+    async def _transcoding(self, request: web.Request) -> web.StreamResponse:
+        refused = await self._gate("transcoding", request)
+        if refused is not None:
+            return refused
+        status = self.transcoding.get(request.match_info["mid"])
+        if status is None:
+            return _error(404, "Not found")
+        return _ok({"status": status}, request=request)
+
     async def _gate(self, method: str, request: web.Request) -> web.Response | None:
         """Scripted faults first (as FakePlatform asks), then the token."""
         request[_REQUEST_ID] = uuid.uuid4().hex
@@ -255,6 +286,19 @@ class LineFake(FakePlatform):
                  "deliveryContext": {"isRedelivery": False}, "replyToken": reply_token,
                  "message": message}
         self._events[mid] = event
+        return event
+
+    def media_event(self, chat: str, kind: str, data: bytes | None, mime: str, *,
+                    transcoding: str = "succeeded", **content: Any) -> dict[str, Any]:
+        """An image/video/audio/file message whose content LINE holds (``data``; None: it
+        holds none, as after it expired); video and audio get a transcoding status."""
+        event = self.message_event(chat, kind=kind, contentProvider={"type": "line"},
+                                   **content)
+        mid = event["message"]["id"]
+        if data is not None:
+            self.contents[mid] = (data, mime)
+        if kind in ("video", "audio"):
+            self.transcoding[mid] = transcoding
         return event
 
     def redelivery(self, message_id: str) -> dict[str, Any]:

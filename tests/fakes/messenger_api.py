@@ -37,6 +37,11 @@ sends:
   minutes (0 when the limit is per second); no Retry-After. 500 is code 2 "An unexpected
   error has occurred. Please retry your request later.", 503 code 1200 "Temporary send
   message failure".
+* Attachments: ``payload.url`` is a signed CDN link, ``https://scontent.xx.fbcdn.net/v/
+  t1.15752-9/<id>_n.png?_nc_cat=1&oh=<signature>&oe=<expiry, hex Unix seconds>``, that
+  wants no token; the fake serves it (:meth:`MessengerFake.media` with ``data``) with the
+  file's Content-Type, 403 "URL signature expired" after ``oe``, 403 "Bad URL hash" when
+  ``oh`` does not match, 404 for a file the CDN never had.
 * Webhooks: :meth:`MessengerFake.payload` builds the ``object: "page"`` body, one entry per
   event as Meta batches them; :meth:`signed` serialises it as Meta does (non-ASCII as
   ``\\uXXXX``, ``/`` as ``\\/``) and adds ``X-Hub-Signature`` (sha1) and
@@ -127,8 +132,11 @@ class MessengerFake(FakePlatform):
         self._inbound: dict[str, dict[str, Any]] = {}  # mid -> its messaging event
         self._ids = itertools.count(1)
         self._regain_minutes = 0
+        self.files: dict[str, tuple[bytes, str]] = {}  # CDN path -> (bytes, content type)
+        self.downloads: list[tuple[str, dict[str, str]]] = []  # (CDN path, headers)
 
     def routes(self, app: web.Application) -> None:
+        app.router.add_get("/v/{bucket}/{name}", self._cdn)
         app.router.add_get("/{version}/{node}", self._node)
         app.router.add_post("/{version}/{node}/messages", self._messages)
 
@@ -308,15 +316,39 @@ class MessengerFake(FakePlatform):
         self._inbound[mid] = event
         return event
 
-    def media(self, psid: str, kind: str, *, sticker_id: int | None = None
+    def media(self, psid: str, kind: str, *, sticker_id: int | None = None,
+              data: bytes | None = None, mime: str = "image/png", ttl: float = 3 * 86400.0
               ) -> dict[str, Any]:
-        """An image/audio/video/file message with its CDN URL, as Meta sends it."""
+        """An image/audio/video/file message with its CDN URL, as Meta sends it; the CDN
+        serves ``data`` there (None: it has no such file) until ``ttl`` seconds from now."""
         asset = next(self._ids) + 1046567782564531
-        payload: dict[str, Any] = {"url": f"https://lookaside.fbsbx.com/ig_messaging_cdn/"
-                                   f"?asset_id={asset}&signature=Abc-{uuid.uuid4().hex}"}
+        path = f"/v/t1.15752-9/{asset}_{uuid.uuid4().int % 10**15}_n." + \
+            mime.rsplit("/", 1)[-1]
+        if data is not None:
+            self.files[path] = (data, mime)
+        expiry = f"{int(time.time() + ttl):X}"
+        payload: dict[str, Any] = {"url": f"{self.url}{path}?_nc_cat=1&_nc_sid=8cd0a2&"
+                                   f"oh=00_{self._cdn_hash(path, expiry)}&oe={expiry}"}
         if sticker_id is not None:
             payload["sticker_id"] = sticker_id
         return self.message(psid, attachments=[{"type": kind, "payload": payload}])
+
+    async def _cdn(self, request: web.Request) -> web.StreamResponse:
+        path, expiry = request.path, request.query.get("oe", "")
+        self.downloads.append((path, dict(request.headers)))
+        if request.query.get("oh") != f"00_{self._cdn_hash(path, expiry)}":
+            return web.Response(status=403, text="Bad URL hash")
+        if int(expiry, 16) < time.time():
+            return web.Response(status=403, text="URL signature expired")
+        if path not in self.files:
+            return web.Response(status=404, text="Not Found")
+        data, mime = self.files[path]
+        return web.Response(body=data, content_type=mime)
+
+    @staticmethod
+    def _cdn_hash(path: str, expiry: str) -> str:
+        return hmac.new(b"fake-fbcdn-key", f"{path}{expiry}".encode(),
+                        hashlib.sha256).hexdigest()[:32]
 
     def postback(self, psid: str, title: str, payload: str) -> dict[str, Any]:
         mid = "m_" + base64.urlsafe_b64encode(uuid.uuid4().bytes * 2).decode().rstrip("=")

@@ -24,6 +24,16 @@ Written from Microsoft's published reference, not from what our connector sends:
   (UpdateActivity), each answering a ``ResourceResponse`` ``{"id"}``; ``typing`` activities
   go to SendToConversation and are shown, not stored. Every call needs a token the login
   service issued and that has not expired (else 401).
+* Attachments (ConnectorAPI.json ``Attachments_GetAttachmentInfo`` / ``GetAttachment``): a
+  picture pasted in a chat arrives as ``{contentType: "image/*", contentUrl: {serviceUrl}
+  v3/attachments/{id}/views/original}``; ``GET v3/attachments/{id}`` answers
+  ``AttachmentInfo`` ``{name, type, views: [{viewId, size}]}`` and ``GET .../views/{viewId}``
+  the bytes with their Content-Type, both only with a token the login service issued (401);
+  an unknown id is 404 ``{"error": {"code": "NotFound"}}``. A file sent to the bot
+  ("Send and receive files using bots") is ``{contentType: application/vnd.microsoft.teams
+  .file.download.info, name, contentUrl, content: {downloadUrl, uniqueId, fileType}}``
+  whose ``downloadUrl`` is a pre-signed SharePoint link (``tempauth``) wanting no token;
+  once the link expired SharePoint answers 401.
 * Teams' "Status codes from bot conversational APIs": errors are ``{"error": {"code",
   "message"}}``; 403 ConversationBlockedByUser / BotNotInConversationRoster, 404
   ConversationNotFound / ActivityNotFoundInConversation, 413 MessageSizeTooBig (an activity
@@ -131,6 +141,9 @@ class TeamsFake(FakePlatform):
         self._conversations: dict[str, str] = {}  # chat -> conversationType
         self._delivered: dict[str, dict[str, Any]] = {}  # platform id -> activity
         self._clock_ms = int(time.time() * 1000)
+        self.attachments: dict[str, tuple[bytes, str]] = {}  # attachment id -> (bytes, type)
+        self.shared: dict[str, tuple[bytes, str, bool]] = {}  # tempauth -> (bytes, type, valid)
+        self.downloads: list[tuple[str, str | None]] = []  # (path, Authorization)
 
     @property
     def service_url(self) -> str:
@@ -152,6 +165,9 @@ class TeamsFake(FakePlatform):
         app.router.add_post(base, self._send)
         app.router.add_post(base + "/{activity}", self._send)
         app.router.add_put(base + "/{activity}", self._update)
+        app.router.add_get("/teams/v3/attachments/{id}", self._attachment_info)
+        app.router.add_get("/teams/v3/attachments/{id}/views/{view}", self._attachment_view)
+        app.router.add_get("/personal/user/_layouts/15/download.aspx", self._sharepoint)
 
     # ---- controls ----------------------------------------------------------------------------
 
@@ -287,6 +303,42 @@ class TeamsFake(FakePlatform):
                           "with the bot.")
         return None
 
+    def _attachment(self, request: web.Request) -> tuple[bytes, str] | web.Response:
+        self.downloads.append((request.path, request.headers.get("Authorization")))
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Bearer" or self.tokens.get(token, 0.0) < time.time():
+            return _error(401, "Unauthorized", "Authorization has been denied for this "
+                          "request.")
+        item = self.attachments.get(request.match_info["id"])
+        if item is None:
+            return _error(404, "NotFound", "The attachment was not found.")
+        return item
+
+    async def _attachment_info(self, request: web.Request) -> web.StreamResponse:
+        item = self._attachment(request)
+        if isinstance(item, web.Response):
+            return item
+        return json_response({"name": "image", "type": item[1], "views": [
+            {"viewId": "original", "size": len(item[0])}]})
+
+    async def _attachment_view(self, request: web.Request) -> web.StreamResponse:
+        item = self._attachment(request)
+        if isinstance(item, web.Response):
+            return item
+        if request.match_info["view"] != "original":
+            return _error(404, "NotFound", "The view was not found.")
+        return web.Response(body=item[0], content_type=item[1])
+
+    async def _sharepoint(self, request: web.Request) -> web.StreamResponse:
+        self.downloads.append((request.path, request.headers.get("Authorization")))
+        item = self.shared.get(request.query.get("tempauth", ""))
+        if item is None or not item[2]:
+            return json_response({"error": {"code": "-2147024891, System.Unauthorized"
+                                            "AccessException", "message": {
+                                                "lang": "en-US", "value": "Access denied."}}},
+                                 status=401)
+        return web.Response(body=item[0], content_type=item[1])
+
     def _check_activity(self, body: Any) -> web.Response | None:
         """Teams measures the activity encoded as UTF-16 (not the JSON's escapes)."""
         if not isinstance(body, dict) or body.get("type") not in ("message", "typing"):
@@ -331,15 +383,36 @@ class TeamsFake(FakePlatform):
         self._delivered[f"{chat}|{activity['id']}"] = activity
         return activity
 
-    def image(self, conversation: str, **fields: Any) -> dict[str, Any]:
+    def image(self, conversation: str, data: bytes | None = None, mime: str = "image/png",
+              **fields: Any) -> dict[str, Any]:
         """A pasted image and no words: an ``image/*`` attachment on the Bot Connector and
-        the ``text/html`` rendering Teams sends beside it."""
-        url = f"{self.service_url}v3/attachments/0-eus-d1-{uuid.uuid4().hex}/views/original"
+        the ``text/html`` rendering Teams sends beside it; the Bot Connector holds ``data``
+        (None: it no longer has it)."""
+        attachment = f"0-eus-d1-{uuid.uuid4().hex}"
+        if data is not None:
+            self.attachments[attachment] = (data, mime)
+        url = f"{self.service_url}v3/attachments/{attachment}/views/original"
         return self.message(conversation, None, attachments=[
             {"contentType": "image/*", "contentUrl": url},
             {"contentType": "text/html",
              "content": f'<div><div><span><img src="{url}" itemtype="http://schema.skype.com/'
                         'AMSImage"></span></div></div>'}], **fields)
+
+    def file(self, conversation: str, name: str, data: bytes, mime: str, *,
+             expired: bool = False, **fields: Any) -> dict[str, Any]:
+        """A file sent to the bot: a ``file.download.info`` attachment whose pre-signed
+        ``downloadUrl`` serves ``data`` (``expired``: the link no longer works)."""
+        tempauth = secrets.token_urlsafe(24)
+        self.shared[tempauth] = (data, mime, not expired)
+        unique = str(uuid.uuid4())
+        site = f"{self.url}/personal/user"
+        return self.message(conversation, None, attachments=[{
+            "contentType": "application/vnd.microsoft.teams.file.download.info",
+            "contentUrl": f"{site}/Documents/Microsoft Teams Chat Files/{name}",
+            "name": name, "content": {
+                "downloadUrl": f"{site}/_layouts/15/download.aspx?UniqueId={unique}"
+                               f"&Translate=false&tempauth={tempauth}&ApiVersion=2.0",
+                "uniqueId": unique, "fileType": name.rpartition(".")[2]}}], **fields)
 
     def redelivery(self, pid: str) -> dict[str, Any]:
         return self._delivered[pid]

@@ -27,6 +27,13 @@ connector sends:
   ``channel=whatsapp`` and ``messageId`` (SM/MM + 32 hex) of a message the user sent ->
   ``{"success": true}``. The spec names no error code for an unknown message; the fake
   answers HTTP 400 code 20001.
+* Media (the Media resource, twilio.com/docs/messaging/api/media-resource): an incoming
+  message's ``MediaUrl{N}`` is ``/2010-04-01/Accounts/{AC}/Messages/{MM}/Media/{ME}`` on
+  the API host. With ``.json`` it is the resource (``sid``, ``parent_sid``,
+  ``content_type``, ``uri``...); without, the file: with basic auth (media URLs enforce
+  HTTP auth) Twilio answers 307 to a short-lived copy on its media CDN (here
+  ``localhost``, another origin), which serves the bytes with their Content-Type to anyone
+  holding the link. No auth is 401 code 20003; a deleted item is 404 code 20404.
 * Throttling is HTTP 429 code 20429 "Too Many Requests" with no Retry-After (Twilio
   documents none; ``retry_after_header`` adds one to show it would be honoured); 500 is
   20500, 503 is 20503.
@@ -161,8 +168,15 @@ class TwilioFake(FakePlatform):
         self.unsubscribed: set[str] = set()
         self.last_inbound: dict[str, float] = {}  # whatsapp:+... -> time.time()
         self._inbound: dict[str, dict[str, str]] = {}
+        self.media: dict[str, tuple[str, str, bytes]] = {}  # ME sid -> (MM sid, type, bytes)
+        self.cdn_requests: list[tuple[str, str | None]] = []  # (ME sid, Authorization)
 
     def routes(self, app: web.Application) -> None:
+        media = "/2010-04-01/Accounts/{sid:[^/.]+}/Messages/{mm:MM[0-9a-f]{32}}/Media/" \
+            "{me:ME[0-9a-f]{32}}"
+        app.router.add_get(media + ".json", self._media_resource)
+        app.router.add_get(media, self._media_file)
+        app.router.add_get("/cdn/{me:ME[0-9a-f]{32}}", self._cdn)
         app.router.add_get("/2010-04-01/Accounts/{sid:[^/.]+}.json", self._account)
         app.router.add_post("/2010-04-01/Accounts/{sid:[^/.]+}/Messages.json", self._messages)
         app.router.add_post("/v2/Indicators/Typing.json", self._typing)
@@ -273,6 +287,45 @@ class TwilioFake(FakePlatform):
         self.after("typing", request)
         return json_response({"success": True})
 
+    def _media_item(self, request: web.Request) -> tuple[str, bytes] | web.Response:
+        refused = self._check(request)
+        if refused is not None:
+            return refused
+        me, mm = request.match_info["me"], request.match_info["mm"]
+        item = self.media.get(me)
+        if item is None or item[0] != mm:
+            return _error(404, 20404, f"The requested resource {request.path} was not found")
+        return item[1], item[2]
+
+    async def _media_resource(self, request: web.Request) -> web.StreamResponse:
+        item = self._media_item(request)
+        if isinstance(item, web.Response):
+            return item
+        me, mm = request.match_info["me"], request.match_info["mm"]
+        now = _rfc2822(time.time())
+        return json_response({
+            "account_sid": self.account_sid, "content_type": item[0], "date_created": now,
+            "date_updated": now, "parent_sid": mm, "sid": me,
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{mm}/Media/{me}.json"})
+
+    async def _media_file(self, request: web.Request) -> web.StreamResponse:
+        item = self._media_item(request)
+        if isinstance(item, web.Response):
+            return item
+        me = request.match_info["me"]
+        expires = int(time.time()) + 300
+        return web.Response(status=307, headers={
+            "Location": f"http://localhost:{self.port}/cdn/{me}?Expires={expires}"
+                        f"&Signature={uuid.uuid4().hex}"})
+
+    async def _cdn(self, request: web.Request) -> web.StreamResponse:
+        me = request.match_info["me"]
+        self.cdn_requests.append((me, request.headers.get("Authorization")))
+        if me not in self.media:
+            return web.Response(status=404, text="Not Found")
+        _, mime, data = self.media[me]
+        return web.Response(body=data, content_type=mime)
+
     def _check(self, request: web.Request) -> web.Response | None:
         user, password = _basic(request.headers.get("Authorization", ""))
         good = (user == self.account_sid and password == self.auth_token) or (
@@ -286,18 +339,24 @@ class TwilioFake(FakePlatform):
     # ---- webhooks ------------------------------------------------------------------------------
 
     def inbound(self, sender: str, text: str = "", *, to: str | None = None,
-                media: tuple[str, ...] = (), profile_name: str = "",
-                **extra: str) -> dict[str, str]:
+                media: tuple[str, ...] = (), files: tuple[bytes | None, ...] = (),
+                profile_name: str = "", **extra: str) -> dict[str, str]:
         """An incoming message's parameters, in the order Twilio sends them. ``media`` are
-        content types, each item served under api.twilio.com's Media resource;
+        content types, each item under the Media resource of this fake's API host, served
+        with the bytes ``files`` gives at the same position (none or None: deleted);
         ``extra`` adds parameters (``Latitude``...). A WhatsApp message opens the sender's
         24-hour window; an SMS "STOP" unsubscribes them, "START" subscribes them again."""
         whatsapp = sender.startswith("whatsapp:")
         number = to or (WHATSAPP_NUMBER if whatsapp else SMS_NUMBER)
         sid = _sid("MM" if media else "SM")
-        base = f"https://api.twilio.com/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}"
-        items = {f"{key}{i}": value for i, mime in enumerate(media) for key, value in (
-            ("MediaContentType", mime), ("MediaUrl", f"{base}/Media/{_sid('ME')}"))}
+        base = f"{self.url}/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}"
+        items: dict[str, str] = {}
+        for i, mime in enumerate(media):
+            me = _sid("ME")
+            data = files[i] if i < len(files) else None
+            if data is not None:
+                self.media[me] = (sid, mime, data)
+            items |= {f"MediaContentType{i}": mime, f"MediaUrl{i}": f"{base}/Media/{me}"}
         if whatsapp:
             params = {"SmsMessageSid": sid, "NumMedia": str(len(media)),
                       "ProfileName": profile_name, "MessageType": "image" if media else "text",

@@ -35,6 +35,12 @@ not from what our connector sends:
   page) when it is down, and that is what a scripted 500/502/503 is. A scripted 429 is
   Viber's own rate limit, status 12 in an HTTP 200 with no Retry-After (Viber documents
   none); a scripted 400 is status 3 badData, 401 status 2, 403 status 7, 404 status 8.
+* Media: a message callback's ``media`` (picture, video, file) is a signed, expiring link
+  on Viber's CDN, ``https://dl-media.viber.com/3/media/2/short/any/sig/image/0x0/<hash>.jpg
+  ?Expires=<unix s>&Signature=...&Key-Pair-Id=...`` (CloudFront signed URLs). The fake's
+  :meth:`ViberFake.media_url` serves the bytes there with their Content-Type and no
+  credentials; an expired link is 403 with CloudFront's XML ``AccessDenied`` / "Request has
+  expired", a bad signature 403 "Invalid signature".
 * Callbacks: :meth:`ViberFake.signed` serialises an event and signs it as Viber does,
   ``X-Viber-Content-Signature`` = hex HMAC-SHA256 of the raw body keyed with the auth
   token; :meth:`ViberFake.post_webhook` POSTs it.
@@ -112,8 +118,11 @@ class ViberFake(FakePlatform):
         self.subscribers: set[str] = set()
         self._events: dict[str, bytes] = {}  # message token -> body, for redelivery
         self._tokens = itertools.count(5_741_311_803_571_721_087)
+        self.files: dict[str, tuple[bytes, str]] = {}  # CDN path -> (bytes, content type)
+        self.downloads: list[tuple[str, dict[str, str]]] = []  # (CDN path, headers)
 
     def routes(self, app: web.Application) -> None:
+        app.router.add_get("/3/media/{path:.*}", self._media)
         app.router.add_post("/pa/set_webhook", self._set_webhook)
         app.router.add_post("/pa/get_account_info", self._account_info)
         app.router.add_post("/pa/send_message", self._send_message)
@@ -193,6 +202,33 @@ class ViberFake(FakePlatform):
         self.sent.append(SentViber(receiver, text, name, token, time.monotonic()))
         self.after("send_message", request)
         return _ok(message_token=token, chat_hostname="SN-CHAT-05_")
+
+    async def _media(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        self.downloads.append((path, dict(request.headers)))
+        expires = request.query.get("Expires", "")
+        if request.query.get("Signature") != self._sign(path, expires) or \
+                not request.query.get("Key-Pair-Id"):
+            return _denied("Invalid signature")
+        if not expires.isdigit() or int(expires) < time.time():
+            return _denied("Request has expired")
+        data, mime = self.files[path]
+        return web.Response(body=data, content_type=mime)
+
+    def media_url(self, data: bytes, mime: str, *, ttl: float = 3600.0) -> str:
+        """A signed CDN link to ``data`` as Viber puts it in ``media``; a negative ``ttl``
+        makes one that has already expired."""
+        digest = hashlib.sha256(data).hexdigest()
+        ext = {"image/png": "png", "image/jpeg": "jpg", "audio/ogg": "ogg"}.get(mime, "bin")
+        path = f"/3/media/2/short/any/sig/image/0x0/{digest[-4:]}/{digest}.{ext}"
+        self.files[path] = (data, mime)
+        expires = str(int(time.time() + ttl))
+        return (f"{self.url}{path}?Expires={expires}&Signature={self._sign(path, expires)}"
+                "&Key-Pair-Id=APKAJ62UNSBCMEIPV4HA")
+
+    def _sign(self, path: str, expires: str) -> str:
+        return hmac.new(b"fake-cloudfront-key", f"{path}{expires}".encode(),
+                        hashlib.sha256).hexdigest()
 
     async def _gate(self, method: str, request: web.Request
                     ) -> tuple[dict[str, Any], web.Response | None]:
@@ -287,6 +323,13 @@ class ViberFake(FakePlatform):
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _denied(message: str) -> web.Response:
+    """CloudFront's refusal of a signed URL."""
+    return web.Response(status=403, content_type="text/xml", text=(
+        '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+        f"<Message>{message}</Message></Error>"))
 
 
 def _ok(**data: Any) -> web.Response:

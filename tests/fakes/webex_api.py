@@ -25,6 +25,12 @@ connector sends:
   ``name, targetUrl, resource, event`` (``secret`` optional); ``PUT`` updates ``name,
   targetUrl, secret`` and ``status`` (only ``active``: it revives a webhook Webex
   deactivated), other fields are ignored.
+* ``GET``/``HEAD /v1/contents/{contentId}`` (a message's ``files`` entries), with the
+  token: the bytes with ``Content-Type``, ``Content-Length`` and ``Content-Disposition:
+  attachment; filename="..."``. Files pass an anti-malware scan first: while it runs
+  423 Locked with ``Retry-After``; an unsafe file 410 Gone; one that cannot be scanned
+  (encrypted) 428 Precondition Required unless ``?allow=unscannable``; an unknown id 404
+  (as the Webex SDKs' contents modules handle them).
 * Notifications: :meth:`WebexFake.notifications` builds, for each active ``messages``/
   ``created`` webhook that would fire, the envelope ``{id, name, targetUrl, resource,
   event, orgId, createdBy, appId, ownedBy, status, created, actorId, data: {id, roomId,
@@ -131,8 +137,12 @@ class WebexFake(FakePlatform):
         self._signed: dict[str, list[tuple[bytes, dict[str, str]]]] = {}
         self._direct: dict[str, dict[str, Any]] = {}  # 1:1 room -> the person in it
         self._seq = itertools.count(1)
+        self.contents: dict[str, tuple[bytes, str, str, str]] = {}
+        """content id -> (bytes, type, file name, scan: clean|scanning|unsafe|unscannable)"""
+        self.downloads: list[tuple[str, str, str | None]] = []  # (verb, id, Authorization)
 
     def routes(self, app: web.Application) -> None:
+        app.router.add_get("/v1/contents/{contentId}", self._content)
         app.router.add_get("/v1/people/me", self._people_me)
         app.router.add_post("/v1/messages", self._create_message)
         app.router.add_get("/v1/messages/{messageId}", self._get_message)
@@ -197,8 +207,32 @@ class WebexFake(FakePlatform):
         self.messages[mid] = message
         return message
 
-    def content_url(self, name: str) -> str:
-        return f"{self.api_base}/contents/{webex_id('CONTENT', name)}"
+    def content_url(self, name: str, data: bytes | None = None, mime: str = "image/png", *,
+                    scan: str = "clean") -> str:
+        """Where a file ``name`` is; with ``data`` the fake holds it, in ``scan`` state."""
+        cid = webex_id("CONTENT", name)
+        if data is not None:
+            self.contents[cid] = (data, mime, name, scan)
+        return f"{self.api_base}/contents/{cid}"
+
+    async def _content(self, request: web.Request) -> web.StreamResponse:
+        cid = request.match_info["contentId"]
+        self.downloads.append((request.method, cid, request.headers.get("Authorization")))
+        refused = await self._gate("content", request)
+        if refused is not None:
+            return refused
+        if cid not in self.contents:
+            return _error(404, "The requested resource could not be found.")
+        data, mime, name, scan = self.contents[cid]
+        if scan == "scanning":
+            return _error(423, "File is being scanned for malware.",
+                          headers={"Retry-After": "5"})
+        if scan == "unsafe":
+            return _error(410, "File is infected.")
+        if scan == "unscannable" and request.query.get("allow") != "unscannable":
+            return _error(428, "File is unscannable.")
+        return web.Response(body=data, headers={
+            "Content-Type": mime, "Content-Disposition": f'attachment; filename="{name}"'})
 
     # ---- notifications ----------------------------------------------------------------------
 

@@ -21,6 +21,12 @@ messages, mark-as-read, error codes), not from what our connector sends:
     [{"id": "wamid..."}]}``;
   - a read receipt ``{status: read, message_id, typing_indicator?: {type: text}}`` for a
     message the fake delivered answers ``{"success": true}``, else 400 code 100.
+* Media ("Retrieve media URL", "Download media"): ``GET /{Version}/{Media-ID}`` with the
+  token answers ``{"messaging_product", "url", "mime_type", "sha256", "file_size" (a
+  string), "id"}``; the ``url`` (Meta's is on lookaside.fbsbx.com, here the fake's
+  ``media_base``) answers the bytes with their Content-Type only with ``Authorization:
+  Bearer <token>`` (401 without), 404 once the link is unknown. A media id the fake does not
+  hold (deleted, expired) is 400 code 100 subcode 33, "Unsupported get request".
 * Throttling is HTTP 400, not 429, told apart by code: 130429 "(#130429) Rate limit hit"
   (throughput), 131056 "(Business Account, Consumer Account) pair rate limit hit"; no
   Retry-After. A throttled call carries nothing out. 500 is 131000 "Something went wrong",
@@ -117,8 +123,14 @@ class WhatsAppFake(FakePlatform):
         self._inbound: dict[str, _Inbound] = {}  # wamid -> the message, for redelivery
         self._ids = itertools.count(1)
         self._pair_limit = False
+        self.files: dict[str, tuple[bytes, str]] = {}  # media id -> (bytes, mime type)
+        self._media_ids: set[str] = set()  # every media id a message carried
+        self.downloads: list[tuple[str, str | None]] = []  # (media id, Authorization)
+        self.media_base = ""
+        """Where media URLs point; empty: this server (Meta's is lookaside.fbsbx.com)."""
 
     def routes(self, app: web.Application) -> None:
+        app.router.add_get("/whatsapp_business/attachments/", self._download)
         app.router.add_get("/{version}/{phone_id}", self._phone_number)
         app.router.add_post("/{version}/{phone_id}/messages", self._messages)
 
@@ -145,6 +157,9 @@ class WhatsAppFake(FakePlatform):
         scripted = await self.before("phone_number")
         if scripted is not None:
             return scripted
+        media_id = request.match_info["phone_id"]
+        if media_id in self._media_ids:
+            return self._media_url(request, media_id)
         refused = self._check(request, "get")
         if refused is not None:
             return refused
@@ -215,6 +230,32 @@ class WhatsAppFake(FakePlatform):
                                   {"message_status": "accepted"} if kind == "template"
                                   else {})}]})
 
+    def _media_url(self, request: web.Request, media_id: str) -> web.StreamResponse:
+        if request.headers.get("Authorization") != f"Bearer {self.access_token}":
+            return _error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+        if media_id not in self.files:
+            return _error(400, 100, f"Unsupported get request. Object with ID '{media_id}' "
+                          "does not exist, cannot be loaded due to missing permissions, or "
+                          "does not support this operation.", subcode=33)
+        data, mime = self.files[media_id]
+        base = self.media_base or self.url
+        return json_response({
+            "messaging_product": "whatsapp", "id": media_id, "mime_type": mime,
+            "sha256": hashlib.sha256(data).hexdigest(), "file_size": str(len(data)),
+            "url": f"{base}/whatsapp_business/attachments/?mid={media_id}&ext="
+                   f"{int(time.time()) + 300}&hash={uuid.uuid4().hex[:20]}"})
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        media_id = request.query.get("mid", "")
+        auth = request.headers.get("Authorization")
+        self.downloads.append((media_id, auth))
+        if auth != f"Bearer {self.access_token}":
+            return _error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+        if media_id not in self.files:
+            return web.Response(status=404, text="Not Found")
+        data, mime = self.files[media_id]
+        return web.Response(body=data, content_type=mime)
+
     def _read(self, body: dict[str, Any], request: web.Request) -> web.StreamResponse:
         mid = body.get("message_id")
         typing = body.get("typing_indicator")
@@ -255,12 +296,17 @@ class WhatsAppFake(FakePlatform):
         self.last_inbound[wa_id] = time.time()
         return message
 
-    def media(self, wa_id: str, kind: str, **fields: Any) -> dict[str, Any]:
-        """An image/audio/video/document/sticker message with a media id, as Meta sends it."""
+    def media(self, wa_id: str, kind: str, data: bytes | None = None, **fields: Any
+              ) -> dict[str, Any]:
+        """An image/audio/video/document/sticker message with a media id, as Meta sends it;
+        with ``data`` the fake holds the file under that id (else the id is unknown)."""
         media = {"id": str(1003383421387256 + next(self._ids)), "mime_type": {
             "image": "image/jpeg", "audio": "audio/ogg; codecs=opus", "video": "video/mp4",
             "document": "application/pdf", "sticker": "image/webp"}[kind],
             "sha256": base64.b64encode(uuid.uuid4().bytes * 2).decode(), **fields}
+        self._media_ids.add(media["id"])
+        if data is not None:
+            self.files[media["id"]] = (data, media["mime_type"].split(";")[0])
         return self.message(wa_id, kind=kind, **{kind: media})
 
     def status(self, message_id: str, status: str, *, error: tuple[int, str, str] | None = None
