@@ -31,10 +31,15 @@ from connectors.line.manifest import LineConfig
 from connectors.line.runtime import LineConnector
 from pyclaw_app.channels import WebhookRejected, WebhookRequest
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
+from tests.conftest import GatewayFactory
+from tests.contract.harness_line import LineHarness
 from tests.fakes.line_api import BOT_NAME, BOT_USER_ID, LineFake
+from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.server import FakeServer, json_response
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import OGG, PNG
+from tests.test_attachments_channels import online, reply_to
 
 SAMPLE = json.loads((Path(__file__).parent / "line_webhook.json").read_text("utf-8"))
 """tests/v3/text/webhook.json of github.com/line/line-bot-sdk-python, verbatim."""
@@ -492,3 +497,67 @@ async def test_one_connection_serves_the_channel_and_stop_closes_it(
         gc.collect()  # a session left open says so when it is collected
     assert [str(w.message) for w in caught if "nclosed" in str(w.message)] == []
     await eventually(lambda: scripted.transports[0].is_closing())
+
+
+# ---- media ----------------------------------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[LineHarness]:
+    harness = LineHarness()
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
+async def test_a_picture_is_fetched_from_the_content_api_with_the_token_and_seen(
+        harness: LineHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(0)
+    event = fake.media_event(chat, "image", PNG, "image/png")
+    await harness.deliver(fake.signed([event]))
+    assert await reply_to(harness, chat, 0) == "Echo: "  # LINE pictures carry no words
+    assert fake_llm.images == [("image/png", PNG)]
+    assert fake.downloads == [(event["message"]["id"], f"Bearer {fake.access_token}")]
+
+
+@pytest.mark.parametrize(("transcoding", "held", "says"), [
+    ("failed", True, "the voice note: LINE could not prepare the file (transcoding failed)"),
+    ("succeeded", False, "the voice note: the file is no longer there on 127.0.0.1 "
+                         "(HTTP 404)"),
+])
+async def test_a_voice_note_line_cannot_hand_over_is_explained_to_the_sender(
+        harness: LineHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory,
+        transcoding: str, held: bool, says: str) -> None:
+    gateway = await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(1)
+    event = fake.media_event(chat, "audio", OGG if held else None, "audio/ogg",
+                             transcoding=transcoding, duration=3000)
+    await harness.deliver(fake.signed([event]))
+    assert await reply_to(harness, chat, 0) == f"I could not read what you sent: {says}."
+    assert fake_llm.requests == []
+    assert await gateway.store.logs.page(channel="line", search="could not be read")
+
+
+async def test_externally_hosted_content_is_fetched_without_the_token(
+        fake: LineFake) -> None:
+    event = fake.message_event("U" + "1" * 32, kind="image", contentProvider={
+        "type": "external", "originalContentUrl": "https://cdn.example.com/a.png",
+        "previewImageUrl": "https://cdn.example.com/a-small.png"})
+    parsed = parse_event(event, channel="line", bot_user_id=BOT_USER_ID)
+    assert isinstance(parsed, LineMessage)
+    source = await connector(fake).fetch_attachment(parsed.inbound.attachments[0])
+    assert source.url == "https://cdn.example.com/a.png" and source.headers == {}
+
+
+@pytest.mark.parametrize(("api_base", "content"), [
+    ("https://api.line.me", "https://api-data.line.me"),
+    ("https://line-proxy.example.com", "https://line-proxy.example.com"),
+])
+async def test_content_comes_from_lines_content_host_or_the_configured_server(
+        api_base: str, content: str) -> None:
+    source = await connector(api_base=api_base).fetch_attachment(
+        Attachment(kind="image", platform_id="600000000000000001"))
+    assert source.url == f"{content}/v2/bot/message/600000000000000001/content"
+    assert source.headers == {"Authorization": "Bearer t"}
