@@ -53,6 +53,7 @@ SPEC = ConnectorSpec(
     description="A Discord bot: answers direct messages, and mentions or replies in servers "
                 "and threads. Needs a bot token with the Message Content intent.",
     transport=Transport.WEBSOCKET,
-    capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True),
+    capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True,
+                              files=True),
     limits=Limits(max_text=MAX_TEXT),
 )

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -53,7 +54,7 @@ from connectors.discord._parse import (
 )
 from connectors.discord.manifest import SPEC, DiscordConfig
 from pyclaw_app.channels import ChannelHttp, ConnectorBase, ProbeResult
-from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable, OutboundFile
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
 from pyclaw_app.model import Address, Attachment
 
@@ -78,6 +79,9 @@ _USER_AGENT = (f"DiscordBot (https://github.com/Rapptz/discord.py {discord.__ver
 """Discord wants ``DiscordBot ($url, $version)``; the same one discord.py sends for login and
 the Gateway, so the bot's REST and Gateway traffic identify as one client."""
 _DRAIN_TIMEOUT = 2.0
+UPLOAD_LIMIT = 10 * 2**20
+"""What a bot may upload to a server without boosts (Discord's default file limit)."""
+MAX_CONTENT = 2000
 
 
 @contextlib.contextmanager
@@ -382,6 +386,36 @@ class DiscordConnector(ConnectorBase):
         if not isinstance(message_id, str):
             raise DeliveryUncertain(f"Discord accepted the message but answered without its id "
                                     f"(HTTP {answer.status})")
+        return message_id
+
+    async def send_file(self, address: Address, file: OutboundFile, reply_to: str | None
+                        ) -> str:
+        """POST /channels/{id}/messages as multipart/form-data: ``payload_json`` (content,
+        the ``attachments`` list, mention rules, the reply reference) and ``files[0]``,
+        encoded by discord.py's own ``handle_message_parameters`` from a ``discord.File``,
+        and sent once through the kit's client like a text part (a lost answer is
+        DeliveryUncertain, never resent)."""
+        data = file.content()
+        if len(data) > UPLOAD_LIMIT:
+            raise FatalConnectorError(f"Discord takes files of up to {UPLOAD_LIMIT // 2**20} MB "
+                                      f"from bots; {file.name} is {len(data) / 2**20:.1f} MB")
+        target = self._target(address)
+        reference = ({"message_id": reply_to, "channel_id": target, "fail_if_not_exists": False}
+                     if reply_to and reply_to.isdigit() else discord.utils.MISSING)
+        params = discord.http.handle_message_parameters(
+            content=file.caption[:MAX_CONTENT] or None,
+            file=discord.File(io.BytesIO(data), filename=file.name),
+            allowed_mentions=discord.AllowedMentions(everyone=False, users=True, roles=False,
+                                                     replied_user=True),
+            message_reference=reference)  # its JSON, which discord.py passes on as given
+        form = aiohttp.FormData(quote_fields=False)  # Discord wants files[0] unescaped
+        for part in params.multipart or ():
+            form.add_field(**part)
+        answer = await self._http().call("POST", f"/channels/{target}/messages", data=form)
+        message_id = answer.data.get("id") if isinstance(answer.data, dict) else None
+        if not isinstance(message_id, str):
+            raise DeliveryUncertain(f"Discord accepted the file but answered without the "
+                                    f"message's id (HTTP {answer.status})")
         return message_id
 
     async def edit(self, address: Address, platform_id: str, text: str) -> None:

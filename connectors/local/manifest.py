@@ -33,6 +33,7 @@ SPEC = ConnectorSpec(
     category=Category.DEVELOPER,
     description="Talk to the assistant from the pyclaw app or the terminal. Needs no account.",
     transport=Transport.LOCAL,
-    capabilities=Capabilities(typing=True),  # the Chat view streams from reply.delta events
+    # The Chat view streams from reply.delta events; files are stored, named in the log.
+    capabilities=Capabilities(typing=True, files=True),
     limits=Limits(max_text=32000),
 )

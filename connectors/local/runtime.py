@@ -3,6 +3,10 @@
 Messages posted here go through the journal, lanes and agent exactly like a
 Telegram message would, which is what makes the Chat view an honest test of the
 whole gateway. ``ask()`` is the request/response convenience the terminal uses.
+
+A file the assistant sends has no platform to go to: it is already stored under the
+data directory (the gateway stores every file before it goes), so "sending" it keeps
+its name and location in ``files`` and says in the channel log where it is.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 
 from connectors.local.manifest import SPEC, LocalConfig
 from pyclaw_app.channels import ConnectorBase, Limits, ProbeResult, SubmitResult
+from pyclaw_app.channels.contract import OutboundFile
 from pyclaw_app.model import Address, ChannelState, Inbound
 
 
@@ -28,6 +33,16 @@ class LocalReply:
     ts: float
 
 
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """A file the assistant sent to a local chat: where it is stored, what it is."""
+
+    chat: str
+    file: OutboundFile
+    size: int
+    platform_id: str
+
+
 class LocalConnector(ConnectorBase):
     spec = SPEC
     config: LocalConfig
@@ -38,6 +53,7 @@ class LocalConnector(ConnectorBase):
         self._waiters: dict[str, asyncio.Future[str]] = {}
         self._answers: dict[str, list[str]] = {}
         self.sent: deque[LocalReply] = deque(maxlen=1000)
+        self.files: deque[LocalFile] = deque(maxlen=1000)
 
     @property
     def limits(self) -> Limits:
@@ -86,6 +102,16 @@ class LocalConnector(ConnectorBase):
     async def send_part(self, address: Address, text: str, reply_to: str | None) -> str:
         pid = f"out-{next(self._ids)}"
         self.sent.append(LocalReply(address.chat, text, reply_to, pid, time.time()))
+        return pid
+
+    async def send_file(self, address: Address, file: OutboundFile, reply_to: str | None
+                        ) -> str:
+        pid = f"file-{next(self._ids)}"
+        size = len(file.content())  # a file that is gone fails here, as an upload would
+        self.files.append(LocalFile(address.chat, file, size, pid))
+        where = f" at {file.path}" if file.path is not None else ""
+        self.ctx.log("info", f"file {file.name} ({file.mime}, {size} bytes) sent to chat "
+                     f"{address.chat}{where}", chat=address.chat, file=file.name)
         return pid
 
     def answered(self, reply_to: str, text: str) -> None:

@@ -77,6 +77,6 @@ SPEC = ConnectorSpec(
     # Edits are chat.update (streamed replies); Slack has no typing indicator for bots
     # outside the legacy RTM API.
     capabilities=Capabilities(edit=True, typing=False, threads=True, attachments=True,
-                              send_only=True),
+                              send_only=True, files=True),
     limits=Limits(max_text=MAX_TEXT),
 )

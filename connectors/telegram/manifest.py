@@ -95,6 +95,6 @@ SPEC = ConnectorSpec(
     "(group_reply: all), turn off privacy mode in @BotFather.",
     transport=Transport.POLLING,
     capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True,
-                              send_only=True),
+                              send_only=True, files=True),
     limits=Limits(max_text=MAX_TEXT, text_length=utf16_len),
 )

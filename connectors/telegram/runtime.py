@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import TypeVar
 from urllib.parse import quote
 
-from telegram import Bot, BotCommand
+from telegram import Bot, BotCommand, InputFile, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import (
     BadRequest,
@@ -46,7 +46,7 @@ from pyclaw_app.channels import (
     WebhookResponse,
     same_secret,
 )
-from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable, OutboundFile
 from pyclaw_app.errors import (
     ConnectorError,
     DeliveryUncertain,
@@ -71,6 +71,15 @@ _MAX_COMMANDS = 100
 _MAX_COMMAND_DESCRIPTION = 256
 TELEGRAM_FILE_LIMIT = 20 * 2**20
 """The largest file getFile hands a bot (core.telegram.org/bots/api#getfile)."""
+UPLOAD_LIMIT = 50 * 2**20
+"""The largest file a bot may upload ("other files" in core.telegram.org/bots/api#sending-files)."""
+PHOTO_LIMIT = 10 * 2**20
+"""sendPhoto's limit ("The photo must be at most 10 MB in size")."""
+MAX_CAPTION = 1024
+_PHOTO_TYPES = ("image/jpeg", "image/png", "image/webp")
+_VOICE_TYPES = ("audio/ogg", "audio/mpeg", "audio/mp4")
+"""What sendVoice plays as a voice message: OGG/Opus, MP3 or M4A."""
+_AUDIO_TYPES = ("audio/mpeg", "audio/mp4")
 
 
 class _RawBot(Bot):
@@ -183,6 +192,18 @@ def _message_ref(platform_id: str, default_chat: str) -> tuple[int | str, int]:
         raise FatalConnectorError(f"not a Telegram message id: {platform_id!r}") from None
 
 
+def _upload_method(file: OutboundFile) -> tuple[str, int]:
+    """The Bot API method that shows ``file`` as what it is, and that method's size limit;
+    anything else goes as a document (always allowed, shown as a file to download)."""
+    if file.kind == "image" and file.mime in _PHOTO_TYPES:
+        return "sendPhoto", PHOTO_LIMIT
+    if file.kind == "voice" and file.mime in _VOICE_TYPES:
+        return "sendVoice", UPLOAD_LIMIT
+    if file.kind in ("audio", "voice") and file.mime in _AUDIO_TYPES:
+        return "sendAudio", UPLOAD_LIMIT
+    return "sendDocument", UPLOAD_LIMIT
+
+
 def _formatting_refused(exc: BadRequest) -> bool:
     """Telegram's answer when our HTML cannot be used as is; plain text will work."""
     lowered = exc.message.lower()
@@ -285,6 +306,42 @@ class TelegramConnector(ConnectorBase):
         except TelegramError as exc:
             raise self._error(exc) from exc
         return _sent_id(sent, chat)
+
+    async def send_file(self, address: Address, file: OutboundFile, reply_to: str | None
+                        ) -> str:
+        """sendPhoto, sendVoice, sendAudio or sendDocument (``_upload_method``), the file
+        uploaded as multipart/form-data under the method's own field (PTB's ``InputFile``),
+        the caption plain text. Too big for the method is refused before anything is sent;
+        a lost answer is DeliveryUncertain, as for text."""
+        method, limit = _upload_method(file)
+        data = file.content()
+        if len(data) > limit:
+            raise FatalConnectorError(f"Telegram bots can send files of up to "
+                                      f"{limit // 2**20} MB with {method}; {file.name} is "
+                                      f"{len(data) / 2**20:.1f} MB")
+        options: dict[str, object] = {"chat_id": _chat_ref(address.chat),
+                                      "caption": file.caption[:MAX_CAPTION] or None,
+                                      "message_thread_id": _thread_ref(address.thread)}
+        quote = _reply_ref(reply_to, address.chat)
+        if quote is not None:
+            options["reply_parameters"] = ReplyParameters(quote,
+                                                          allow_sending_without_reply=True)
+        upload = InputFile(data, filename=file.name)
+        bot = self._require_bot()
+        calls = {"sendPhoto": lambda: bot.send_photo(photo=upload, **options),
+                 "sendVoice": lambda: bot.send_voice(voice=upload, **options),
+                 "sendAudio": lambda: bot.send_audio(audio=upload, **options),
+                 "sendDocument": lambda: bot.send_document(document=upload, **options)}
+        try:
+            sent: Message = await calls[method]()
+        except AnswerLost as exc:
+            message = _redacted(exc.message, self.secret_or_none("token"))
+            raise DeliveryUncertain(f"Telegram did not answer the {method} ({message}); the "
+                                    "file may have been delivered, so it is not sent again"
+                                    ) from exc
+        except TelegramError as exc:
+            raise self._error(exc) from exc
+        return f"{sent.chat_id}:{sent.message_id}"
 
     async def edit(self, address: Address, platform_id: str, text: str) -> None:
         """Replace a sent message's text, formatted as ``send_part`` formats it.

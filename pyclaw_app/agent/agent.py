@@ -404,7 +404,7 @@ class Agent:
                       specs: Sequence[ToolSpec], tools: ToolRegistry,
                       notes: Notes) -> tuple[str, Link, bool]:
         """Call the chain, run the tools it asks for, until it answers in text."""
-        ctx = ToolContext(turn.inbound, notes, self.now, self.schedules)
+        ctx = ToolContext(turn.inbound, notes, self.now, self.schedules, turn.hooks.files)
         rounds = self.config.max_tool_rounds
         for round_no in range(rounds + 1):
             allow = round_no < rounds

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pyclaw_app.agent.providers.base import DeltaCallback
+
+if TYPE_CHECKING:
+    from pyclaw_app.agent.tools.registry import FileSender
 
 __all__ = ["CallRecord", "Reply", "TurnHooks"]
 
@@ -54,3 +58,6 @@ class TurnHooks:
     """Text streamed so far is discarded: a call failed mid-stream and another one answers,
     or the model wrote a preamble before calling tools. A live view clears its partial
     reply; without this hook the view simply shows the discarded text before the answer."""
+    files: FileSender | None = field(default=None)
+    """Sends files to this message's conversation (the ``send_file`` tool); None: none can
+    be sent from this turn."""

@@ -6,9 +6,11 @@ places it in the YAML; the Settings form is generated from these models.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["AttachmentsConfig", "VoiceConfig"]
+__all__ = ["AttachmentsConfig", "SpeechConfig", "VoiceConfig"]
 
 MB = 1024 * 1024
 
@@ -39,6 +41,34 @@ class VoiceConfig(BaseModel):
         return bool(self.provider or self.base_url)
 
 
+class SpeechConfig(BaseModel):
+    """Where voice replies are spoken (channels with ``voice_replies`` on): any
+    OpenAI-compatible ``/audio/speech`` endpoint (OpenAI's TTS, a local Piper or Kokoro
+    server with that API...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str | None = Field(
+        None, title="Provider", description="A configured provider whose base URL and API key "
+        "are used (its kind must be openai); blank: base_url below, or no voice replies")
+    base_url: str | None = Field(
+        None, title="Base URL", description="The endpoint when no provider is named, e.g. "
+        "http://localhost:8880/v1 for a local speech server (no API key is sent)")
+    model: str = Field("tts-1", min_length=1, title="Model",
+                       description="The speech model the endpoint knows")
+    voice: str = Field("alloy", min_length=1, title="Voice",
+                       description="The voice the endpoint speaks with (alloy, nova...)")
+    format: Literal["opus", "mp3", "wav", "flac"] = Field(
+        "opus", title="Audio format", description="opus (Ogg) is what Telegram and WhatsApp "
+        "play as a voice message; mp3 plays everywhere")
+    timeout: float = Field(60.0, gt=0, title="Timeout (seconds)",
+                           description="How long speaking one reply may take")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.provider or self.base_url)
+
+
 class AttachmentsConfig(BaseModel):
     """Pictures, voice notes and documents people send: downloaded through their channel,
     checked, stored under the data directory and given to the model."""
@@ -62,3 +92,6 @@ class AttachmentsConfig(BaseModel):
         "more than half of the history budget); the model is told when it was cut")
     voice: VoiceConfig = Field(default_factory=VoiceConfig, title="Voice notes",
                                description="Transcription of voice notes and audio files")
+    speech: SpeechConfig = Field(default_factory=SpeechConfig, title="Voice replies",
+                                 description="The speech service that speaks replies to voice "
+                                 "notes on channels with voice_replies on")

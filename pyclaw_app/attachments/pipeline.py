@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from pyclaw_app.attachments.config import AttachmentsConfig
 from pyclaw_app.attachments.documents import DocumentError, estimate_tokens, pdf_text, plain_text
 from pyclaw_app.attachments.download import DownloadFailed, download
+from pyclaw_app.attachments.outbound import OutboundFiles
 from pyclaw_app.attachments.sniff import (
     AUDIO,
     IMAGES,
@@ -29,10 +30,11 @@ from pyclaw_app.attachments.sniff import (
     is_text,
     sniff,
 )
+from pyclaw_app.attachments.speech import SpeechEndpoint, SpeechFailed, speak
 from pyclaw_app.attachments.store import AttachmentFiles, FileRow
 from pyclaw_app.attachments.transcribe import Endpoint, TranscriptionFailed, transcribe
 from pyclaw_app.attachments.types import ImageInput, Log, PreparedMedia, human_size
-from pyclaw_app.channels.contract import AttachmentUnavailable, Connector
+from pyclaw_app.channels.contract import AttachmentUnavailable, Connector, OutboundFile
 from pyclaw_app.errors import ConnectorError
 from pyclaw_app.model import Attachment, Inbound
 from pyclaw_app.store.journal import HistoryTurn, Journal
@@ -71,6 +73,8 @@ class AttachmentPipeline:
                  connector_for: Callable[[str], Connector | None]) -> None:
         self._config = config
         self.files = files
+        self.outbound = OutboundFiles(files)
+        """Files the assistant sends, stored before they go (``outbound.py``)."""
         self._connector_for = connector_for
         self._journal = Journal(files.db)
 
@@ -228,20 +232,47 @@ class AttachmentPipeline:
                     "of text")
         return _Outcome(text=text)
 
+    async def speak(self, text: str, log: Log) -> OutboundFile | None:
+        """``text`` spoken by ``attachments.speech`` as a voice message, or None when it
+        could not be (the channel log says why; the text reply has gone out anyway)."""
+        speech = self._config().attachments.speech
+        found = self._service("speech", speech.provider, speech.base_url, log,
+                              "no voice reply is sent")
+        if found is None:
+            if not speech.enabled:
+                log("warning", "no voice reply: attachments.speech names no speech service")
+            return None
+        try:
+            data, mime = await speak(SpeechEndpoint(speech, *found), text)
+        except SpeechFailed as exc:
+            log("warning", f"no voice reply: {exc}")
+            return None
+        log("info", f"reply spoken by {speech.model} ({speech.voice}): {mime}, "
+                    f"{human_size(len(data))}")
+        return OutboundFile(name=f"reply{extension(mime)}", mime=mime, kind="voice", data=data)
+
     def _endpoint(self, log: Log) -> Endpoint | None:
-        config = self._config()
-        voice = config.attachments.voice
-        if voice.provider:
-            provider = next((p for p in config.providers if p.name == voice.provider), None)
+        voice = self._config().attachments.voice
+        found = self._service("voice", voice.provider, voice.base_url, log,
+                              "voice notes are not transcribed")
+        return Endpoint(voice, *found) if found is not None else None
+
+    def _service(self, section: str, provider_name: str | None, base_url: str | None,
+                 log: Log, otherwise: str) -> tuple[str | None, str | None] | None:
+        """(base URL, API key) of an ``attachments`` service: the named provider's, or the
+        section's own base URL (no key); None when there is none (a wrong provider name
+        is an error in the log)."""
+        if provider_name:
+            config = self._config()
+            provider = next((p for p in config.providers if p.name == provider_name), None)
             if provider is None or provider.kind != "openai":
-                log("error", f"attachments.voice.provider {voice.provider!r} is not a "
-                             "configured OpenAI-compatible provider; voice notes are not "
-                             "transcribed")
+                log("error", f"attachments.{section}.provider {provider_name!r} is not a "
+                             f"configured OpenAI-compatible provider; {otherwise}")
                 return None
             key = provider.api_key.get_secret_value() if provider.api_key else None
-            return Endpoint(voice, provider.base_url, key)
-        if voice.base_url:
-            return Endpoint(voice, voice.base_url, None)
+            return provider.base_url, key
+        if base_url:
+            return base_url, None
         return None
 
 

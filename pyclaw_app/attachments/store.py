@@ -60,9 +60,14 @@ class AttachmentFiles:
     def write(self, channel: str, message_id: int, idx: int, mime: str, data: bytes) -> str:
         """Store ``data``; returns its path relative to the root. Written to a private temp
         file and renamed, so a crash leaves no half file under the final name."""
+        return self.write_named(channel, f"{message_id}-{idx}", mime, data)
+
+    def write_named(self, channel: str, stem: str, mime: str, data: bytes) -> str:
+        """``write`` under a name of the caller's (``stem``, made safe; the ending is the
+        MIME type's): files the assistant sends are stored before their reply row exists."""
         private_dir(self.root)  # parents too: mkdir's mode applies to the last one only
         folder = private_dir(self.root / (_UNSAFE.sub("_", channel).strip(".") or "_"))
-        final = folder / f"{message_id}-{idx}{extension(mime)}"
+        final = folder / f"{_UNSAFE.sub('_', stem).strip('.') or '_'}{extension(mime)}"
         temp = final.with_name(final.name + ".part")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
         try:
@@ -92,6 +97,16 @@ class AttachmentFiles:
             f"SELECT {_COLUMNS} FROM attachment_files WHERE message_id IN ({marks})",
             tuple(message_ids))
         return {(r["message_id"], r["idx"]): FileRow(**dict(r)) for r in found}
+
+    async def received_in(self, conv: str, limit: int = 20) -> list[FileRow]:
+        """The files people sent in conversation ``conv`` that are still stored, newest
+        first: what the assistant may send back there (and nowhere else)."""
+        columns = ", ".join(f"f.{c.strip()}" for c in _COLUMNS.split(","))
+        found = await self.db.fetchall(
+            f"SELECT {columns} FROM attachment_files f JOIN messages m ON m.id = f.message_id"
+            " WHERE m.conv=? AND m.direction='in' AND f.path IS NOT NULL"
+            " ORDER BY f.id DESC LIMIT ?", (conv, limit))
+        return [FileRow(**dict(r)) for r in found]
 
     async def record(self, message_id: int, idx: int, channel: str, kind: str, name: str,
                      mime: str, size: int | None, *, path: str | None = None,

@@ -14,12 +14,13 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from pyclaw_app.channels.webhook import WebhookRequest, WebhookResponse
-from pyclaw_app.errors import ConnectorError
+from pyclaw_app.errors import ConnectorError, FatalConnectorError
 from pyclaw_app.model import Address, Attachment, ChannelState, Inbound
 
 __all__ = [
@@ -31,8 +32,10 @@ __all__ = [
     "Connector",
     "ConnectorContext",
     "ConnectorSpec",
+    "FileKind",
     "GroupReply",
     "Limits",
+    "OutboundFile",
     "ProbeResult",
     "StateStore",
     "SubmitResult",
@@ -113,6 +116,11 @@ class ChannelConfig(BaseModel):
         "answer separately.", json_schema_extra={"group": "advanced", "options": {
             "separate": "Answer each message",
             "collect": "Answer a burst together"}})
+    voice_replies: bool = Field(
+        False, title="Voice replies", description="When someone sends a voice note, answer "
+        "with a voice message as well as the text, spoken by the speech service set up under "
+        "attachments.speech. Only where the channel can send files; if speech fails, the text "
+        "still goes out and the channel log says why.", json_schema_extra={"group": "advanced"})
     burst_settle: float = Field(
         2.0, ge=0, le=60, title="Wait for more (seconds)", description="With collect: how "
         "long the chat must be quiet before the assistant starts answering (at most three "
@@ -201,6 +209,8 @@ class Capabilities:
     go over the platform's REST API, not over the connection that receives. Instances that
     share the work (``storage.shared``) then answer this channel's conversations too while
     another one holds its single-consumer connection."""
+    files: bool = False
+    """The connector can send pictures, files and voice messages (``send_file``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +281,45 @@ class AttachmentSource:
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     data: bytes | None = field(default=None, repr=False)
     size: int | None = None
+
+
+FileKind = Literal["image", "audio", "voice", "file"]
+"""How a file is shown where it arrives: a picture, a playable audio file, a voice message
+(Telegram's round play button), or a document to download."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundFile:
+    """A file the assistant sends (``Connector.send_file``).
+
+    Its bytes are either held (``data``) or stored under the data directory (``path``,
+    absolute), so a large stored attachment is read only by the connector that uploads it.
+    ``mime`` was checked by pyclaw (sniffed, or chosen for text pyclaw wrote); ``caption``
+    is shown with the file where the platform has captions.
+    """
+
+    name: str
+    mime: str
+    kind: FileKind = "file"
+    data: bytes | None = field(default=None, repr=False)
+    path: Path | None = None
+    caption: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (self.path is None):
+            raise ValueError("an OutboundFile holds either data or a path, not both or none")
+
+    def content(self) -> bytes:
+        """The bytes to upload; a stored file that is gone is a FatalConnectorError (sending
+        again cannot bring it back)."""
+        if self.data is not None:
+            return self.data
+        assert self.path is not None
+        try:
+            return self.path.read_bytes()
+        except OSError as exc:
+            raise FatalConnectorError(f"the file {self.name} is no longer stored "
+                                      f"({type(exc).__name__})") from exc
 
 
 class AttachmentUnavailable(ConnectorError):
@@ -383,6 +432,18 @@ class Connector(abc.ABC):
         its answer was lost (the part is then never sent again). ``reply_to`` is the
         platform id of the message being answered, given for the first part only.
         """
+
+    async def send_file(self, address: Address, file: OutboundFile, reply_to: str | None
+                        ) -> str:
+        """Send one file (``capabilities.files``) to ``address``; returns its platform id.
+
+        The error contract of ``send_part``: one request (or the platform's one upload
+        flow), no retries; RetryableError when it certainly did not go out,
+        FatalConnectorError when retrying cannot help (too big, not allowed), and
+        DeliveryUncertain when it may have arrived (it is then never sent again).
+        ``reply_to`` quotes the message being answered where the platform can.
+        """
+        raise FatalConnectorError(f"{self.spec.title} channels cannot send files")
 
     async def typing(self, address: Address) -> None:  # noqa: B027 - optional capability
         """Show a typing indicator where the platform has one; no-op by default."""

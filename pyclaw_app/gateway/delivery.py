@@ -8,16 +8,22 @@ not repeated); a lost answer (``DeliveryUncertain``) marks it ``uncertain`` and
 ends the reply, because sending again could show the user the same text twice.
 Each attempt uses the channel's *current* connector, so a reply survives the
 supervisor restarting the channel underneath it.
+
+A file the assistant sends (``send_file``) is a part of the same reply, under the same
+custody: stored and journaled ``pending`` with its reference before the upload, ``sent``
+after, ``failed`` or ``uncertain`` (never uploaded again) otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from pyclaw_app.attachments.outbound import OutboundFiles, file_label
 from pyclaw_app.backoff import Backoff
-from pyclaw_app.channels.contract import Connector, Limits
+from pyclaw_app.channels.contract import Connector, Limits, OutboundFile
 from pyclaw_app.channels.text import split_text
 from pyclaw_app.errors import (
     ConnectorError,
@@ -26,9 +32,10 @@ from pyclaw_app.errors import (
     RetryableError,
 )
 from pyclaw_app.model import Address
+from pyclaw_app.secrets import redactor
 from pyclaw_app.store.journal import Journal
 
-__all__ = ["Delivery", "PartFailed", "reply_parts"]
+__all__ = ["Custody", "Delivery", "PartFailed", "reply_parts"]
 
 T = TypeVar("T")
 SEND_ATTEMPTS = 4
@@ -57,6 +64,19 @@ class PartFailed(ConnectorError):
     @property
     def uncertain(self) -> bool:
         return isinstance(self.cause, DeliveryUncertain)
+
+
+@dataclass
+class Custody:
+    """A reply's journal row once one exists (a streamed draft or a file sent before the
+    answer creates it early), the index its next part gets, and which part is the draft."""
+
+    out_id: int | None = None
+    next_idx: int = 0
+    draft_idx: int | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while a part is journaled: a draft opening and a file going out at the same
+    time must not both create the reply's row, nor take the same index."""
 
 
 class Delivery:
@@ -88,6 +108,41 @@ class Delivery:
                     out_id, (first_idx + index, pid),
                     next_part=(first_idx + index + 1, parts[index + 1]))
         return ids
+
+    async def send_file(self, outbound: OutboundFiles, custody: Custody, inbound_id: int,
+                        address: Address, file: OutboundFile, reply_to: str | None) -> str:
+        """Send ``file`` as the next part of the reply to ``inbound_id`` (its row is created
+        if ``custody`` has none yet); returns its platform id. The file is stored and its
+        part ``pending`` before the upload; a failure marks the part ``failed`` (or
+        ``uncertain``: never uploaded again) and is raised."""
+        staged, reference, written = outbound.stage(address.channel, inbound_id, file)
+        label = file_label(file)
+        async with custody.lock:
+            idx = custody.next_idx
+            if custody.out_id is None:
+                custody.out_id = await self._journal.add_outbound_file(inbound_id, address,
+                                                                       label, reference)
+            else:
+                await self._journal.begin_file_part(custody.out_id, idx, label, reference)
+            custody.next_idx = idx + 1
+            out_id = custody.out_id
+        if written is not None:
+            await outbound.record(out_id, idx, address.channel, staged, written,
+                                  len(file.data or b""))
+        try:
+            pid = await self.retrying(address.channel, "send file",
+                                      lambda c: c.send_file(address, staged, reply_to))
+        except ConnectorError as exc:
+            status = "uncertain" if isinstance(exc, DeliveryUncertain) else "failed"
+            await self._journal.part_failed(out_id, idx, status, redactor(str(exc)))
+            raise
+        except asyncio.CancelledError:  # the tool's time ran out (or the gateway stops)
+            await asyncio.shield(self._journal.part_failed(
+                out_id, idx, "uncertain", "stopped during the upload; it may have arrived, "
+                "so it is not sent again"))
+            raise
+        await self._journal.part_sent(out_id, (idx, pid))
+        return pid
 
     async def edit(self, address: Address, platform_id: str, text: str) -> None:
         await self.retrying(address.channel, "edit",

@@ -2,7 +2,9 @@
 
 Runs inside the conversation's lane. The reply (or the notice that explains
 why there is none) leaves through :class:`Delivery`, part by part under the
-journal's custody; a streamed draft is part 0 and is edited into the reply.
+journal's custody; a streamed draft is part 0 and is edited into the reply. Files
+the assistant sends while it answers (the ``send_file`` tool), and the spoken
+version of a reply to a voice note (``voice_replies``), are parts of the same reply.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyclaw_app.agent import CallRecord, Reply, TurnHooks, user_notice
 from pyclaw_app.agent.budget import BudgetExceeded
-from pyclaw_app.channels.contract import Connector
+from pyclaw_app.attachments import FileRow
+from pyclaw_app.attachments.outbound import file_label
+from pyclaw_app.channels.contract import ChannelConfig, Connector, OutboundFile
 from pyclaw_app.errors import ConnectorError, DeliveryUncertain, ProviderError, RetryableError
-from pyclaw_app.gateway.delivery import PartFailed, reply_parts
+from pyclaw_app.gateway.delivery import ChannelLog, Custody, PartFailed, reply_parts
 from pyclaw_app.model import EventKind, Inbound, MessageStatus
 from pyclaw_app.secrets import redactor
 from pyclaw_app.store.journal import JournalRow, ReplyPart
@@ -33,15 +37,6 @@ _log = logging.getLogger(__name__)
 
 TYPING_DELAY = 1.0
 TYPING_INTERVAL = 4.0
-
-
-@dataclass
-class _Custody:
-    """The reply's journal row once one exists (a streamed draft creates it early), and the
-    index its next part gets."""
-
-    out_id: int | None = None
-    next_idx: int = 0
 
 
 class Turn:
@@ -107,17 +102,20 @@ class Turn:
         h.store.journal.mark_processing(journal_id)
         h.emit(EventKind.MESSAGE_PROCESSING, channel, id=journal_id)
         received_at = time.time()
-        custody = _Custody()
+        custody = Custody()
         stream = (self._draft_stream(connector, journal_id, inbound, custody)
                   if connector.capabilities.edit and config is not None
                   and config.stream_replies else None)
+        files = _ConversationFiles(h, connector, journal_id, inbound, custody)
         try:
-            reply = await self._ask_agent(connector, journal_id, inbound, stream)
+            reply = await self._ask_agent(connector, journal_id, inbound, stream, files)
         except ProviderError as exc:
             await self._answer_failure(connector, journal_id, inbound, exc, stream, custody)
             return
-        await self._deliver(connector, journal_id, inbound, reply.text, received_at, stream,
-                            custody)
+        out_id = await self._deliver(connector, journal_id, inbound, reply.text, received_at,
+                                     stream, custody)
+        if out_id is not None and _speaks(config, connector, inbound, h.channel_log):
+            await self._voice_reply(journal_id, inbound, reply.text, out_id)
 
     async def resume_reply(self, row: JournalRow, reply: JournalRow,
                            parts: list[ReplyPart]) -> None:
@@ -130,12 +128,15 @@ class Turn:
             h.channel_log(row.channel, "warning", f"message {row.id} waits: channel is not "
                           "running")
             return
+        files = await h.store.journal.part_files(reply.id)
         sent = [p for p in parts if p.status == "sent"]
-        rest = _after(reply.text, [p.text for p in sent])
+        rest = _after(reply.text, [p.text for p in sent if p.idx not in files])
         todo = reply_parts(rest, rt.connector.limits) if rest.strip() else []
         first = max((p.idx for p in parts), default=-1) + 1
         ids = [p.platform_id or "" for p in sent]
+        unsent = [files[p.idx] for p in parts if p.status == "failed" and p.idx in files]
         await h.store.journal.reopen_reply(reply.id, row.id)
+        first = await self._resend_files(row.id, inbound, reply.id, first, unsent)
         if not todo:
             await h.store.journal.complete_reply(reply.id, row.id, ids)
             return
@@ -146,21 +147,40 @@ class Turn:
         await self._send_reply(row.id, inbound, reply.id, todo, first, ids, None, reply.text,
                                time.time())
 
+    async def _resend_files(self, journal_id: int, inbound: Inbound, out_id: int, first: int,
+                            references: list[str]) -> int:
+        """Send again the files of a reply that did not go out (Retry), from where they are
+        stored, as new parts from ``first``; returns the index after them. One that fails
+        again is logged and left failed: the rest of the reply still goes."""
+        h = self._h
+        custody = Custody(out_id, first)
+        for reference in references:
+            try:
+                file = h.attachments.outbound.load(reference)
+                await h.delivery.send_file(h.attachments.outbound, custody, journal_id,
+                                           inbound.address, file, None)
+            except (ValueError, ConnectorError) as exc:
+                h.channel_log(inbound.address.channel, "warning", f"message {journal_id}: a "
+                              f"file of the reply was not sent again: {redactor(str(exc))}")
+        return custody.next_idx
+
     # ---- the agent --------------------------------------------------------------------------
     def _draft_stream(self, connector: Connector, journal_id: int, inbound: Inbound,
-                      custody: _Custody) -> DraftStream:
+                      custody: Custody) -> DraftStream:
         """A live draft of the reply: part 0, recorded (pending) before it goes."""
         h = self._h
         address = inbound.address
 
         async def open_draft(text: str) -> str:
-            idx = custody.next_idx
-            if custody.out_id is None:
-                custody.out_id = await h.store.journal.add_outbound(journal_id, address, text,
-                                                                    first_part=text)
-            else:
-                await h.store.journal.begin_part(custody.out_id, idx, text)
-            custody.next_idx = idx + 1
+            async with custody.lock:  # a file being sent meanwhile takes the next index
+                idx = custody.next_idx
+                if custody.out_id is None:
+                    custody.out_id = await h.store.journal.add_outbound(
+                        journal_id, address, text, first_part=text)
+                else:
+                    await h.store.journal.begin_part(custody.out_id, idx, text)
+                custody.next_idx = idx + 1
+                custody.draft_idx = idx
             try:
                 pid = await h.delivery.retrying(
                     address.channel, "send",
@@ -184,7 +204,7 @@ class Turn:
                            name=f"{address.channel}:{journal_id}")
 
     async def _ask_agent(self, connector: Connector, journal_id: int, inbound: Inbound,
-                         stream: DraftStream | None) -> Reply:
+                         stream: DraftStream | None, files: _ConversationFiles) -> Reply:
         h = self._h
         channel = inbound.address.channel
         answered = asyncio.Event()
@@ -227,7 +247,8 @@ class Turn:
         try:
             async with h.lanes.llm_slots:
                 return await h.agent.reply(inbound, journal_id,
-                                           TurnHooks(on_delta, on_call, on_log, on_restart))
+                                           TurnHooks(on_delta, on_call, on_log, on_restart,
+                                                     files))
         finally:
             if typing_timer is not None:
                 typing_timer.cancel()
@@ -255,7 +276,7 @@ class Turn:
     # ---- replies ----------------------------------------------------------------------------
     async def _answer_failure(self, connector: Connector, journal_id: int, inbound: Inbound,
                               error: ProviderError, stream: DraftStream | None,
-                              custody: _Custody) -> None:
+                              custody: Custody) -> None:
         h = self._h
         channel = inbound.address.channel
         detail = redactor(str(error))
@@ -283,21 +304,30 @@ class Turn:
                 h.emit(kind, channel, id=journal_id, chat=inbound.address.chat,
                        **{reason: detail}, notice=notice)
                 return
-        await self._send_notice(connector, journal_id, inbound, notice, detail, status)
+        await self._send_notice(connector, journal_id, inbound, notice, detail, status,
+                                custody)
         h.emit(kind, channel, id=journal_id, chat=inbound.address.chat, **{reason: detail},
                notice=notice)
 
     async def _send_notice(self, connector: Connector, journal_id: int, inbound: Inbound,
-                           notice: str, reason: str, status: MessageStatus) -> None:
-        """Tell the sender why there is no answer; the inbound row closes as ``status``."""
+                           notice: str, reason: str, status: MessageStatus,
+                           custody: Custody | None = None) -> None:
+        """Tell the sender why there is no answer; the inbound row closes as ``status``.
+        When ``custody`` already has the reply's row (a file went out first), the notice is
+        its next part, so that row is closed too."""
         journal = self._h.store.journal
         parts = reply_parts(notice, connector.limits)
-        recorded = len(parts) > 1
-        out_id = await journal.add_outbound(journal_id, inbound.address, notice,
-                                            first_part=parts[0] if recorded else None)
+        first = 0
+        if custody is not None and custody.out_id is not None:
+            out_id, first, recorded = custody.out_id, custody.next_idx, True
+            await journal.begin_text(out_id, first, parts[0], notice)
+        else:
+            recorded = len(parts) > 1
+            out_id = await journal.add_outbound(journal_id, inbound.address, notice,
+                                                first_part=parts[0] if recorded else None)
         try:
             ids = await self._h.delivery.send_parts(out_id, inbound.address, parts,
-                                                    inbound.platform_id)
+                                                    inbound.platform_id, first_idx=first)
         except PartFailed as exc:
             await journal.fail_reply(out_id, journal_id, f"{reason}; notice not delivered: "
                                      f"{exc}", part=(exc.index, _part_status(exc)))
@@ -306,11 +336,12 @@ class Turn:
         else:
             await journal.close_with_notice(
                 out_id, journal_id, ids, reason, status,
-                last_part=(len(parts) - 1, ids[-1]) if recorded else None)
+                last_part=(first + len(parts) - 1, ids[-1]) if recorded else None)
 
     async def _deliver(self, connector: Connector, journal_id: int, inbound: Inbound, text: str,
                        received_at: float, stream: DraftStream | None,
-                       custody: _Custody) -> None:
+                       custody: Custody) -> int | None:
+        """Send the reply; returns its row once all of it went out, else None (said)."""
         h = self._h
         channel = inbound.address.channel
         if inbound.truncated_from:
@@ -334,8 +365,9 @@ class Turn:
                 if len(parts) == 1:
                     await self._completed(journal_id, inbound, out_id, [draft], text,
                                           received_at, None)
-                    return
-                await journal.part_sent(out_id, (custody.next_idx - 1, draft), text=parts[0],
+                    return out_id
+                assert custody.draft_idx is not None
+                await journal.part_sent(out_id, (custody.draft_idx, draft), text=parts[0],
                                         next_part=(custody.next_idx, parts[1]))
                 done, parts = [draft], parts[1:]
         # A reply of one part needs no part rows: its own row is that part's custody (and
@@ -345,15 +377,16 @@ class Turn:
             out_id = await journal.add_outbound(journal_id, inbound.address, text,
                                                 first_part=parts[0] if recorded else None)
         elif not done:
-            await journal.begin_part(out_id, custody.next_idx, parts[0])
+            await journal.begin_text(out_id, custody.next_idx, parts[0], text)
         reply_to = inbound.platform_id if not done else None
-        await self._send_reply(journal_id, inbound, out_id, parts, custody.next_idx, done,
-                               reply_to, text, received_at, recorded=recorded)
+        sent = await self._send_reply(journal_id, inbound, out_id, parts, custody.next_idx, done,
+                                      reply_to, text, received_at, recorded=recorded)
+        return out_id if sent else None
 
     async def _send_reply(self, journal_id: int, inbound: Inbound, out_id: int,
                           parts: list[str], first_idx: int, done: list[str],
                           reply_to: str | None, text: str, received_at: float, *,
-                          recorded: bool = True) -> None:
+                          recorded: bool = True) -> bool:
         try:
             ids = await self._h.delivery.send_parts(out_id, inbound.address, parts, reply_to,
                                                     first_idx=first_idx)
@@ -361,9 +394,33 @@ class Turn:
             await self._reply_failed(inbound, journal_id, out_id, exc,
                                      delivered=len(done) + len(exc.sent),
                                      total=len(done) + len(parts))
-            return
+            return False
         await self._completed(journal_id, inbound, out_id, [*done, *ids], text, received_at,
                               (first_idx + len(parts) - 1, ids[-1]) if recorded else None)
+        return True
+
+    async def _voice_reply(self, journal_id: int, inbound: Inbound, text: str,
+                           out_id: int) -> None:
+        """The reply, spoken, as one more part after its text (which went out already, so a
+        voice reply that fails loses nothing: the channel log says why)."""
+        h = self._h
+        channel = inbound.address.channel
+
+        def log(level: str, message: str) -> None:
+            h.channel_log(channel, level, f"message {journal_id}: {message}")
+
+        voice = await h.attachments.speak(text, log)
+        if voice is None:
+            return
+        parts = await h.store.journal.parts(out_id)
+        custody = Custody(out_id, max((p.idx for p in parts), default=0) + 1)
+        try:
+            await h.delivery.send_file(h.attachments.outbound, custody, journal_id,
+                                       inbound.address, voice, inbound.platform_id)
+        except ConnectorError as exc:
+            log("warning", f"the voice reply was not sent: {redactor(str(exc))}")
+        else:
+            log("info", "voice reply sent")
 
     async def _completed(self, journal_id: int, inbound: Inbound, out_id: int, ids: list[str],
                          text: str, received_at: float, last_part: tuple[int, str] | None
@@ -397,6 +454,56 @@ class Turn:
                           f"{detail}")
         h.emit(EventKind.MESSAGE_FAILED, channel, id=journal_id, chat=inbound.address.chat,
                error=error)
+
+
+class _ConversationFiles:
+    """The ``send_file`` tool's way out (``FileSender``): to this message's conversation
+    only, each file a part of the reply being written, under its custody."""
+
+    def __init__(self, host: Host, connector: Connector, journal_id: int, inbound: Inbound,
+                 custody: Custody) -> None:
+        self._h = host
+        self._connector = connector
+        self._journal_id = journal_id
+        self._inbound = inbound
+        self._custody = custody
+
+    @property
+    def channel_title(self) -> str:
+        return self._connector.spec.title
+
+    @property
+    def can_send(self) -> bool:
+        return self._connector.capabilities.files
+
+    async def received(self) -> list[FileRow]:
+        return await self._h.attachments.files.received_in(self._inbound.address.key)
+
+    def stored_path(self, row: FileRow) -> Path:
+        assert row.path is not None
+        return self._h.attachments.files.root / row.path
+
+    async def send(self, file: OutboundFile) -> str:
+        h, inbound = self._h, self._inbound
+        pid = await h.delivery.send_file(h.attachments.outbound, self._custody, self._journal_id,
+                                         inbound.address, file, inbound.platform_id)
+        h.channel_log(inbound.address.channel, "info",
+                      f"message {self._journal_id}: sent {file_label(file)}")
+        return pid
+
+
+def _speaks(config: ChannelConfig | None, connector: Connector, inbound: Inbound,
+            log: ChannelLog) -> bool:
+    """Whether this reply is also spoken: a voice note came in and the channel wants voice
+    replies (and can send them: else the log says why there is none)."""
+    if config is None or not config.voice_replies \
+            or not any(a.kind == "audio" for a in inbound.attachments):
+        return False
+    if not connector.capabilities.files:
+        log(inbound.address.channel, "warning", f"voice_replies is on, but {connector.spec.title} "
+            "channels cannot send files; the reply went out as text only")
+        return False
+    return True
 
 
 def _part_status(exc: PartFailed) -> str:

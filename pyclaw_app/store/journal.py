@@ -253,6 +253,53 @@ class Journal:
 
         await self.db.write(op)
 
+    async def add_outbound_file(self, inbound_id: int, address: Address, label: str,
+                                file: str) -> int:
+        """Record a reply whose first part is a file (the assistant sent one before it
+        answered): the reply ``pending`` with ``label`` as its text until the answer's text
+        replaces it, and part 0 ``pending`` with ``file`` (its JSON reference), in one
+        transaction, before the upload starts."""
+        now = time.time()
+
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "INSERT INTO messages (direction, channel, account, chat, thread, conv, sender_id,"
+                " sender_name, text, reply_to, status, created_at, updated_at)"
+                " VALUES ('out', ?, ?, ?, ?, ?, 'assistant', 'assistant', ?, ?, 'pending', ?, ?)",
+                (address.channel, address.account, address.chat, address.thread, address.key,
+                 label, inbound_id, now, now))
+            assert cur.lastrowid is not None
+            _begin_file_part(conn, cur.lastrowid, 0, label, file, now)
+            return cur.lastrowid
+
+        out_id: int = await self.db.write(op)
+        return out_id
+
+    async def begin_file_part(self, out_id: int, idx: int, label: str, file: str) -> None:
+        """Part ``idx`` is a file about to be uploaded: ``pending`` with its reference, durable
+        before the upload starts (a crash then leaves it for restart to mark uncertain)."""
+        now = time.time()
+        await self.db.write(lambda conn: _begin_file_part(conn, out_id, idx, label, file, now))
+
+    async def begin_text(self, out_id: int, idx: int, part: str, text: str) -> None:
+        """The answer's first text part is about to go as part ``idx`` of a reply that began
+        with something else (a file): the reply's row takes the whole ``text`` in the same
+        transaction, so Retry of a half-sent reply finds what is left to send."""
+        now = time.time()
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE messages SET text=?, updated_at=? WHERE id=?", (text, now, out_id))
+            _begin_part(conn, out_id, idx, part, now)
+
+        await self.db.write(op)
+
+    async def part_files(self, out_id: int) -> dict[int, str]:
+        """The reply's file parts: index -> the file's JSON reference."""
+        rows = await self.db.fetchall(
+            "SELECT idx, file FROM reply_parts WHERE out_id=? AND file IS NOT NULL ORDER BY idx",
+            (out_id,))
+        return {int(r["idx"]): str(r["file"]) for r in rows}
+
     async def parts(self, out_id: int) -> list[ReplyPart]:
         rows = await self.db.fetchall(
             "SELECT out_id, idx, text, status, platform_id, error FROM reply_parts"
@@ -523,6 +570,14 @@ def _begin_part(conn: sqlite3.Connection, out_id: int, idx: int, text: str, now:
                  " VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (out_id, idx) DO UPDATE SET"
                  " text=excluded.text, status='pending', platform_id=NULL, error=NULL,"
                  " updated_at=excluded.updated_at", (out_id, idx, text, now))
+
+
+def _begin_file_part(conn: sqlite3.Connection, out_id: int, idx: int, label: str, file: str,
+                     now: float) -> None:
+    conn.execute("INSERT INTO reply_parts (out_id, idx, text, status, file, updated_at)"
+                 " VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT (out_id, idx) DO UPDATE SET"
+                 " text=excluded.text, status='pending', file=excluded.file, platform_id=NULL,"
+                 " error=NULL, updated_at=excluded.updated_at", (out_id, idx, label, file, now))
 
 
 def _part_sent(conn: sqlite3.Connection, out_id: int, part: Part, text: str | None,

@@ -314,4 +314,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE schedule_runs ADD COLUMN reason TEXT;
     CREATE INDEX schedule_runs_created ON schedule_runs (created_at);
     """,
+    # 13: files the assistant sends are reply parts too (custody as for text): the part's
+    # file, as JSON (name, MIME type, kind, caption and its path under the data directory's
+    # attachments), so Retry can send it again from where it is stored; NULL for text
+    """
+    ALTER TABLE reply_parts ADD COLUMN file TEXT;
+    """,
 ]

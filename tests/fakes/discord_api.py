@@ -24,6 +24,12 @@ Authorization (an unsigned or unknown link is the CDN's 404); :attr:`cdn_request
 records each download and the Authorization header it carried. Scripted REST failures
 (429, 5xx, refusals, lost answers) are :class:`FakePlatform`'s controls; the REST methods
 are named ``create_message``, ``edit_message`` and ``trigger_typing``.
+Files the bot sends follow "Uploading Files" of the API reference: a multipart/form-data
+Create Message with the JSON body in ``payload_json`` and each file in ``files[n]``, whose
+``attachments`` entry has ``id`` n (filename and description there); a message may then
+have no content. Each file is at most 10 MiB (40005 "Request entity too large" above).
+The message's Attachment objects point at the fake CDN; :attr:`FakeDiscord.uploads`
+keeps every file with the bytes received.
 discord.py keeps its base URLs in module globals, so run one fake per process
 at a time.
 """
@@ -34,6 +40,8 @@ import asyncio
 import contextlib
 import json
 import math
+import mimetypes
+import re
 import time
 import uuid
 import zlib
@@ -48,11 +56,13 @@ from tests.fakes import discord_payloads as p
 from tests.fakes.platform import FakePlatform
 from tests.fakes.server import json_response
 
-__all__ = ["EditRecord", "FakeDiscord", "SentRecord"]
+__all__ = ["EditRecord", "FakeDiscord", "SentRecord", "UploadRecord"]
 
 API = "/api/v10"
 MESSAGE_CONTENT_INTENT = 1 << 15
 MAX_CONTENT = 2000
+MAX_FILE = 10 * 1024 * 1024
+_FILE_FIELD = re.compile(r"^files\[(\d+)\]$")
 _REPLAY_BUFFER = 1000
 
 
@@ -68,6 +78,20 @@ class SentRecord:
     reply_to: str | None
     ts: float  # time.monotonic() when the fake accepted it
     allowed_mentions: dict[str, Any] | None = None  # as sent; None: the app's defaults apply
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    """One file of a message the bot created with a multipart upload."""
+
+    message_id: str
+    channel_id: str
+    field: str  # "files[0]"...
+    filename: str
+    content_type: str
+    data: bytes
+    content: str
+    reply_to: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +171,7 @@ class FakeDiscord(FakePlatform):
         """(path, Authorization header or None) of every CDN download, in order."""
         self.sent: list[SentRecord] = []
         self.edit_log: list[EditRecord] = []
+        self.uploads: list[UploadRecord] = []
         self.typing: list[tuple[str, float]] = []
         self.connections: list[dict[str, str]] = []  # query of each gateway connection
         self.privileged_intents_enabled = True  # the portal's "Message Content Intent" switch
@@ -503,16 +528,25 @@ class FakeDiscord(FakePlatform):
         channel = self.channels.get(cid)
         if channel is None:
             return self._unknown_channel()
-        body = await _read_body(request)
+        body, files = await _read_create_body(request)
         if body is None:
             return json_response({"message": "400: Bad Request", "code": 0}, status=400)
         content = body.get("content") or ""
         if not isinstance(content, str) or len(content) > MAX_CONTENT:
             return _invalid_form("content", "BASE_TYPE_MAX_LENGTH",
                                  f"Must be {MAX_CONTENT} or fewer in length.")
-        if not content:
+        if not content and not files:
             return json_response({"message": "Cannot send an empty message", "code": 50006},
                                  status=400)
+        for upload in files.values():
+            size = len(upload.file.read())
+            upload.file.seek(0)
+            if size > MAX_FILE:
+                return json_response({"message": "Request entity too large", "code": 40005},
+                                     status=413)
+        attachments, problem = self._attachments(cid, body, files)
+        if problem is not None:
+            return problem
         reply_to, referenced = None, None
         ref = body.get("message_reference")
         if isinstance(ref, dict) and ref.get("message_id") is not None:
@@ -525,7 +559,11 @@ class FakeDiscord(FakePlatform):
         reference = None if reply_to is None else {"type": 0, "message_id": reply_to,
                                                    "channel_id": cid}
         msg = p.message(p.snowflake(), cid, self.bot, content, guild_id=channel.get("guild_id"),
-                        reference=reference, referenced_message=referenced)
+                        reference=reference, referenced_message=referenced,
+                        attachments=[a for a, _ in attachments])
+        self.uploads += [UploadRecord(msg["id"], cid, f, a["filename"],
+                                      a.get("content_type", ""), data, content, reply_to)
+                         for a, (f, data) in attachments]
         self.messages[msg["id"]] = msg
         chat, thread = (channel["parent_id"], cid) if channel["type"] == p.PUBLIC_THREAD else (
             cid, None)
@@ -538,6 +576,37 @@ class FakeDiscord(FakePlatform):
         if self.after("create_message", request):
             return web.Response(status=500)  # the connection is cut: never reaches the client
         return json_response(msg, headers=self._ratelimit_headers("messages"))
+
+    def _attachments(self, cid: str, body: dict[str, Any], files: dict[int, web.FileField]
+                     ) -> tuple[list[tuple[dict[str, Any], tuple[str, bytes]]],
+                                web.Response | None]:
+        """The message's Attachment objects for its ``files[n]``, named as ``payload_json``'s
+        ``attachments`` entry of id n says (else by the part's own file name)."""
+        declared: dict[int, dict[str, Any]] = {}
+        for entry in body.get("attachments") or []:
+            if not isinstance(entry, dict):
+                return [], _invalid_form("attachments", "MODEL_TYPE_CONVERT",
+                                         "Only dictionaries may be used in a ModelType")
+            try:
+                declared[int(entry.get("id"))] = entry
+            except (TypeError, ValueError):
+                return [], _invalid_form("attachments", "ATTACHMENT_NOT_FOUND",
+                                         "Attachment data not found")
+        missing = sorted(set(declared) - set(files))
+        if missing:
+            return [], _invalid_form(f"attachments.{missing[0]}", "ATTACHMENT_NOT_FOUND",
+                                     "Attachment data not found")
+        made = []
+        for index, upload in sorted(files.items()):
+            entry = declared.get(index, {})
+            name = str(entry.get("filename") or upload.filename or f"file{index}")
+            data = upload.file.read()
+            guessed = mimetypes.guess_type(name)[0]
+            found = self.attachment(cid, data, name, guessed)
+            if entry.get("description"):
+                found["description"] = str(entry["description"])
+            made.append((found, (f"files[{index}]", data)))
+        return made, None
 
     def _too_many_requests(self, retry_after: float) -> web.Response:
         headers = {
@@ -599,6 +668,20 @@ async def _read_body(request: web.Request) -> dict[str, Any] | None:
             body = json.loads(str(form.get("payload_json") or "{}"))
             return body if isinstance(body, dict) else None
     return None
+
+
+async def _read_create_body(request: web.Request
+                            ) -> tuple[dict[str, Any] | None, dict[int, web.FileField]]:
+    """Create Message's body and its ``files[n]`` parts (none for a JSON body)."""
+    if request.content_type != "multipart/form-data":
+        return await _read_body(request), {}
+    with contextlib.suppress(ValueError, TypeError, AssertionError):
+        form = await request.post()
+        body = json.loads(str(form.get("payload_json") or "{}"))
+        files = {int(m.group(1)): v for k, v in form.items()
+                 if (m := _FILE_FIELD.match(k)) and isinstance(v, web.FileField)}
+        return (body if isinstance(body, dict) else None), files
+    return None, {}
 
 
 def _reason(status: int) -> str:

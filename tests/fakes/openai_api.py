@@ -22,7 +22,11 @@ Image input follows the vision guide: a user message's ``content`` may be a list
 API's 400. ``POST /v1/audio/transcriptions`` takes the multipart upload the reference
 describes (``file`` and ``model``, optional ``language``, ``prompt``, ``response_format``)
 and answers ``{"text": ...}`` from :attr:`FakeOpenAI.transcriber`; each upload is kept in
-:attr:`FakeOpenAI.transcriptions`.
+:attr:`FakeOpenAI.transcriptions`. ``POST /v1/audio/speech`` takes the reference's JSON
+(``model``, ``input`` of at most 4096 characters, ``voice``, ``response_format`` mp3 by
+default, ``speed`` 0.25-4) and answers the audio itself, real bytes of that format made
+from the text (``speech_audio.py``); each request is kept in :attr:`FakeOpenAI.speeches`.
+Scripted faults apply to both audio endpoints.
 """
 
 from __future__ import annotations
@@ -41,11 +45,15 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.server import FakeServer, json_response
+from tests.fakes.speech_audio import CONTENT_TYPES, speech_audio
 
-__all__ = ["FakeOpenAI", "FakeReply", "FakeToolCall", "Fault", "Transcription"]
+__all__ = ["FakeOpenAI", "FakeReply", "FakeToolCall", "Fault", "Speech", "Transcription"]
 
 AUDIO_FORMATS = ("flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm")
 """What /audio/transcriptions accepts, judged (as OpenAI does) by the file name's ending."""
+VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage",
+          "shimmer", "verse")
+MAX_SPEECH_INPUT = 4096
 IMAGE_TOKENS = 85
 """What a low-detail picture costs in prompt tokens (the vision guide's figure)."""
 
@@ -59,6 +67,17 @@ class Transcription:
     content_type: str
     data: bytes
     language: str | None
+
+
+@dataclass(frozen=True)
+class Speech:
+    """One request to /v1/audio/speech, and the audio the fake answered."""
+
+    model: str
+    input: str
+    voice: str
+    response_format: str
+    data: bytes
 
 
 @dataclass
@@ -138,7 +157,9 @@ class FakeOpenAI(FakeServer):
                  responder: Responder = echo, chunk_size: int = 8, latency: float = 0.0,
                  chunk_delay: float = 0.0, vision_models: tuple[str, ...] | None = None,
                  transcriber: Callable[[bytes, str], str] | None = None,
-                 audio_models: tuple[str, ...] = ("whisper-1",)) -> None:
+                 audio_models: tuple[str, ...] = ("whisper-1",),
+                 speech_models: tuple[str, ...] = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+                 ) -> None:
         super().__init__()
         self.vision_models = vision_models
         """Models that take image input; None: every model."""
@@ -148,6 +169,8 @@ class FakeOpenAI(FakeServer):
         """(audio bytes, file name) -> the transcript /audio/transcriptions answers."""
         self.audio_models = audio_models
         self.transcriptions: list[Transcription] = []
+        self.speech_models = speech_models
+        self.speeches: list[Speech] = []
         self.chunk_delay = chunk_delay
         """Seconds between streamed chunks: a model that writes as it thinks."""
         self.api_key = api_key
@@ -168,6 +191,7 @@ class FakeOpenAI(FakeServer):
         app.router.add_post("/v1/chat/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
+        app.router.add_post("/v1/audio/speech", self._speech)
 
     def _auth_error(self, request: web.Request) -> web.Response | None:
         if self.api_key is None:
@@ -336,6 +360,54 @@ class FakeOpenAI(FakeServer):
         if form.get("response_format") == "text":
             return web.Response(text=text, content_type="text/plain")
         return json_response({"text": text, "usage": {"type": "duration", "seconds": 1}})
+
+    async def _speech(self, request: web.Request) -> web.StreamResponse:
+        if (err := self._auth_error(request)) is not None:
+            return err
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return _error(400, "We could not parse the JSON body of your request.",
+                          "invalid_request_error", None)
+        if not isinstance(body, dict):
+            return _error(400, "Invalid type for body: expected an object.",
+                          "invalid_request_error", None)
+        problem = _check_speech(body)
+        if problem is not None:
+            param, message = problem
+            return _error(400, message, "invalid_request_error", None, param=param)
+        model = body["model"]
+        if model not in self.speech_models:
+            return _error(404, f"The model `{model}` does not exist or you do not have access "
+                          "to it.", "invalid_request_error", "model_not_found", param="model")
+        _, early = await before_answer(request, self.faults, 0.0, _fault_response)
+        if early is not None:
+            return early
+        fmt = body.get("response_format", "mp3")
+        data = speech_audio(body["input"], fmt)
+        self.speeches.append(Speech(model, body["input"], body["voice"], fmt, data))
+        return web.Response(body=data, content_type=CONTENT_TYPES[fmt])
+
+
+def _check_speech(body: dict[str, Any]) -> tuple[str, str] | None:
+    """What the reference's CreateSpeechRequest schema refuses in ``body``."""
+    for name in ("model", "input", "voice"):
+        if not isinstance(body.get(name), str) or not body[name]:
+            return name, f"Missing required parameter: '{name}'."
+    if len(body["input"]) > MAX_SPEECH_INPUT:
+        return "input", (f"Invalid 'input': string too long. Expected a string with maximum "
+                         f"length {MAX_SPEECH_INPUT}, but got a string with length "
+                         f"{len(body['input'])} instead.")
+    if body["voice"] not in VOICES:
+        return "voice", f"Invalid value: '{body['voice']}'. Supported values are: {list(VOICES)}."
+    fmt = body.get("response_format", "mp3")
+    if fmt not in CONTENT_TYPES:
+        return "response_format", (f"Invalid value: '{fmt}'. Supported values are: "
+                                   f"{list(CONTENT_TYPES)}.")
+    speed = body.get("speed", 1.0)
+    if isinstance(speed, bool) or not isinstance(speed, int | float) or not 0.25 <= speed <= 4:
+        return "speed", "Invalid 'speed': expected a number from 0.25 to 4.0."
+    return None
 
 
 def _content_images(messages: list[Any]) -> tuple[list[tuple[str, bytes]],

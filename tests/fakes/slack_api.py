@@ -20,6 +20,13 @@ It follows Slack's published wire protocol, not just what our connector sends:
 * ``chat.update`` edits only the app's own messages (``cant_update_message``
   for a user's, ``message_not_found`` for an unknown ``ts``);
   :meth:`SlackFake.edits` reads back one message's edit history.
+* Uploads follow the external flow files.getUploadURLExternal documents: that method
+  (``filename``, ``length``) answers an ``upload_url`` and a ``file_id``; the bytes are
+  POSTed there (raw, or multipart with a ``file`` or ``filename`` part; 200 ``OK -
+  <length>``); files.completeUploadExternal (``files`` as a JSON array of ``{"id",
+  "title"}``, ``channel_id``, ``thread_ts``, ``initial_comment``) shares them and answers
+  their file objects. A file whose bytes never arrived, or whose length differs from the
+  declared one, is not completed. :attr:`SlackFake.uploads` keeps each shared file.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import hmac
 import itertools
 import json
 import math
+import mimetypes
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -43,7 +51,7 @@ from aiohttp import web
 from tests.fakes.platform import FakePlatform
 from tests.fakes.server import json_response
 
-__all__ = ["Envelope", "SentPost", "SentUpdate", "SlackFake"]
+__all__ = ["Envelope", "SentPost", "SentUpdate", "SharedFile", "SlackFake"]
 
 TEAM_ID = "T0001"
 APP_ID = "A0001"
@@ -72,6 +80,19 @@ class SentUpdate:
     ts: str
     text: str  # as sent on the wire (Slack-escaped)
     monotonic: float
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    """One file completed (shared) through the external upload flow."""
+
+    file_id: str
+    filename: str
+    title: str
+    data: bytes
+    channel: str | None
+    thread_ts: str | None
+    initial_comment: str | None
 
 
 @dataclass
@@ -138,6 +159,9 @@ class SlackFake(FakePlatform):
         self._files: dict[str, tuple[dict[str, Any], bytes]] = {}  # id -> (file object, bytes)
         self.downloads: list[str] = []
         """The id of every file downloaded from ``url_private`` with the bot token."""
+        self._upload_tickets: dict[str, dict[str, Any]] = {}
+        """Upload URL ticket -> the pending external upload (file id, name, length, bytes)."""
+        self.uploads: list[SharedFile] = []
 
     # ---- routes -----------------------------------------------------------
 
@@ -146,6 +170,7 @@ class SlackFake(FakePlatform):
         app.router.add_get("/api/{method}", self._web_api)
         app.router.add_get("/link/", self._socket)
         app.router.add_get("/files-pri/{team_file}/{name}", self._file_download)
+        app.router.add_post("/upload/v1/{ticket}", self._upload)
 
     @property
     def api_url(self) -> str:
@@ -198,6 +223,8 @@ class SlackFake(FakePlatform):
         "conversations.info": "_conversations_info",
         "users.info": "_users_info",
         "files.info": "_files_info",
+        "files.getUploadURLExternal": "_get_upload_url",
+        "files.completeUploadExternal": "_complete_upload",
     }
 
     async def _auth_test(self, params: dict[str, Any]) -> web.Response:
@@ -446,14 +473,15 @@ class SlackFake(FakePlatform):
                 "filetype": name.rpartition(".")[2], "size": 1234, "user": "U0001",
                 "url_private": f"https://files.slack.com/files-pri/{TEAM_ID}-{fid}/{name}"}
 
-    def add_file(self, data: bytes, name: str, mimetype: str) -> dict[str, Any]:
+    def add_file(self, data: bytes, name: str, mimetype: str, *, file_id: str | None = None,
+                 title: str | None = None) -> dict[str, Any]:
         """An uploaded file, served as Slack serves it: files.info answers its file object,
         and its ``url_private`` / ``url_private_download`` give the bytes only with the bot
         token in ``Authorization: Bearer`` (without it, Slack answers its sign-in page).
         Returns the file object a message event's ``files`` carries."""
-        fid = f"F{uuid.uuid4().hex[:8].upper()}"
+        fid = file_id or f"F{uuid.uuid4().hex[:8].upper()}"
         url = f"{self.url}/files-pri/{TEAM_ID}-{fid}/{name}"
-        info = {"id": fid, "created": int(time.time()), "name": name, "title": name,
+        info = {"id": fid, "created": int(time.time()), "name": name, "title": title or name,
                 "mimetype": mimetype, "filetype": name.rpartition(".")[2], "size": len(data),
                 "user": "U0001", "mode": "hosted", "is_external": False,
                 "url_private": url, "url_private_download": f"{url}?download=1"}
@@ -466,6 +494,69 @@ class SlackFake(FakePlatform):
             return json_response({"ok": False, "error": "file_not_found"})
         return json_response({"ok": True, "file": found[0], "comments": [],
                               "response_metadata": {"next_cursor": ""}})
+
+    async def _get_upload_url(self, params: dict[str, Any]) -> web.Response:
+        filename, length = params.get("filename"), params.get("length")
+        try:
+            size = int(length) if length not in (None, "") else -1
+        except (TypeError, ValueError):
+            size = -1
+        if not isinstance(filename, str) or not filename or size < 0:
+            return json_response({"ok": False, "error": "invalid_arguments"})
+        ticket = uuid.uuid4().hex
+        fid = f"F{uuid.uuid4().hex[:10].upper()}"
+        self._upload_tickets[ticket] = {"file_id": fid, "filename": filename, "length": size,
+                                        "data": None}
+        return json_response({"ok": True, "upload_url": f"{self.url}/upload/v1/{ticket}",
+                              "file_id": fid})
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload URL: the bytes as the body, or a multipart form's file part."""
+        pending = self._upload_tickets.get(request.match_info["ticket"])
+        if pending is None:
+            return web.Response(status=404, text="not found")
+        if request.content_type == "multipart/form-data":
+            form = await request.post()
+            part = form.get("file") or form.get("filename")
+            data = part.file.read() if isinstance(part, web.FileField) else None
+            if data is None:
+                return web.Response(status=400, text="no file in the form")
+        else:
+            data = await request.read()
+        pending["data"] = data
+        return web.Response(text=f"OK - {len(data)}")
+
+    async def _complete_upload(self, params: dict[str, Any]) -> web.Response:
+        try:
+            files = json.loads(params.get("files") or "")
+        except (TypeError, ValueError):
+            return json_response({"ok": False, "error": "invalid_arguments"})
+        if not isinstance(files, list) or not files:
+            return json_response({"ok": False, "error": "invalid_arguments"})
+        channel = params.get("channel_id") or params.get("channels") or None
+        if channel is not None and (not isinstance(channel, str) or channel[:1] not in "CDG"):
+            return json_response({"ok": False, "error": "channel_not_found"})
+        by_id = {p["file_id"]: (t, p) for t, p in self._upload_tickets.items()}
+        done = []
+        for item in files:
+            found = by_id.get(item.get("id")) if isinstance(item, dict) else None
+            if found is None or found[1]["data"] is None \
+                    or len(found[1]["data"]) != found[1]["length"]:
+                return json_response({"ok": False, "error": "file_not_found"})
+            done.append((item, *found))
+        shared = []
+        for item, ticket, pending in done:
+            del self._upload_tickets[ticket]
+            title = str(item.get("title") or pending["filename"])
+            info = self.add_file(pending["data"], pending["filename"],
+                                 _mimetype(pending["filename"]), file_id=pending["file_id"],
+                                 title=title)
+            self.uploads.append(SharedFile(pending["file_id"], pending["filename"], title,
+                                           pending["data"], channel,
+                                           params.get("thread_ts") or None,
+                                           params.get("initial_comment") or None))
+            shared.append(info)
+        return json_response({"ok": True, "files": shared})
 
     async def _file_download(self, request: web.Request) -> web.Response:
         fid = request.match_info["team_file"].removeprefix(f"{TEAM_ID}-")
@@ -509,6 +600,10 @@ class SlackFake(FakePlatform):
         async with aiohttp.ClientSession() as session, session.post(
                 url, data=body, headers=headers) as resp:
             return resp.status, await resp.text()
+
+
+def _mimetype(filename: str) -> str:
+    return mimetypes.guess_type(filename)[0] or "application/octet-stream"
 
 
 def _user(user_id: str, name: str, *, is_bot: bool = False) -> dict[str, Any]:

@@ -18,6 +18,13 @@ stores bytes and returns the fields a message carries (``file_id``, ``file_uniqu
 ``file_size``); ``getFile`` answers a File object with a ``file_path`` (refusing files over
 20 MB as the real API does), and ``GET /file/bot<token>/<file_path>`` serves the bytes
 (:attr:`~FakeTelegram.downloads` records each).
+Files the bot sends are taken as "Sending files" describes them: ``sendPhoto``,
+``sendDocument``, ``sendVoice`` and ``sendAudio`` accept the file as a multipart/form-data
+upload under the method's own field (``photo``, ``document``, ``voice``, ``audio``), or
+a file_id of a file the server holds; an HTTP URL is refused (the fake fetches nothing).
+Captions are 0-1024 characters; photos at most 10 MB, other files 50 MB. Each accepted
+upload is kept in :attr:`~FakeTelegram.uploads` with its bytes, and held like any file
+(getFile serves it). The fake does not decode pictures: a PhotoSize says 1x1.
 Scripted failures, 429s and lost answers are :class:`FakePlatform`'s controls,
 keyed by the API's method names (``sendMessage``, ``getUpdates``...).
 """
@@ -41,12 +48,19 @@ from tests.fakes.platform import FakePlatform
 from tests.fakes.server import json_response
 from tests.fakes.telegram_html import HtmlParseError, visible_text
 
-__all__ = ["DEFAULT_TOKEN", "MAX_TEXT", "FakeTelegram", "SentRecord", "utf16_len"]
+__all__ = ["DEFAULT_TOKEN", "MAX_TEXT", "FakeTelegram", "SentRecord", "UploadRecord",
+           "utf16_len"]
 
 DEFAULT_TOKEN = "123456789:AAFakeTokenForTests_abcdefghijklmnopq"
 MAX_TEXT = 4096
 MAX_BOT_DOWNLOAD = 20 * 1024 * 1024
 """getFile refuses bigger files: "For the moment, bots can download files of up to 20MB"."""
+MAX_CAPTION = 1024
+MAX_PHOTO = 10 * 1024 * 1024
+MAX_UPLOAD = 50 * 1024 * 1024
+_UPLOADS = {"sendPhoto": ("photo", "photos"), "sendDocument": ("document", "documents"),
+            "sendVoice": ("voice", "voice"), "sendAudio": ("audio", "music")}
+"""Method -> (the field that carries the file, the server's folder for it)."""
 _TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 _SECRET_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _COMMAND_SHAPE = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -99,6 +113,23 @@ class SentRecord:
     reply_to_message_id: int | None
     ts: float
     """time.monotonic() when accepted."""
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    """One file the bot sent, as the fake accepted it."""
+
+    method: str
+    chat_id: int
+    message_id: int
+    field: str
+    """The multipart field (or parameter) that carried the file: ``photo``, ``voice``..."""
+    filename: str
+    content_type: str
+    data: bytes
+    caption: str | None
+    thread_id: int | None
+    reply_to_message_id: int | None
 
 
 @dataclass(frozen=True)
@@ -170,11 +201,14 @@ class FakeTelegram(FakePlatform):
         self._file_numbers = itertools.count(1)
         self.downloads: list[str] = []
         """The file_path of every file downloaded through the file route, in order."""
+        self.uploads: list[UploadRecord] = []
+        """Every file the bot sent, in order, with the bytes received."""
         methods: dict[str, Callable[[dict[str, Any]], Awaitable[Any]] | None] = {
             "getUpdates": None,  # needs the request itself, to hold or cut it
             "getMe": self._get_me,
             "getFile": self._get_file,
             "sendMessage": self._send_message,
+            **{method: self._send_file for method in _UPLOADS},
             "editMessageText": self._edit_message_text,
             "deleteMessage": self._delete_message,
             "sendChatAction": self._send_chat_action,
@@ -395,7 +429,7 @@ class FakeTelegram(FakePlatform):
             if impl is None:
                 response = await self._long_poll(request, params)
             else:
-                result = await impl(params)
+                result = await impl({**params, "__method__": name})
                 response = json_response(
                     {"ok": True, "result": result[0], "description": result[1]}
                     if isinstance(result, tuple)  # (result, description) like setWebhook's
@@ -517,6 +551,69 @@ class FakeTelegram(FakePlatform):
         self._messages[(chat["id"], message["message_id"])] = message
         self.sent.append(SentRecord("sendMessage", chat["id"], message["message_id"], visible,
                                     text or "", parse_mode, thread, reply_to, time.monotonic()))
+        return message
+
+    async def _send_file(self, params: dict[str, Any]) -> dict[str, Any]:
+        """sendPhoto / sendDocument / sendVoice / sendAudio: the file from the request (an
+        upload under the method's field, or a file_id the server holds), a Message back."""
+        method = params["__method__"]
+        field_name, folder = _UPLOADS[method]
+        chat = self._chat(params)
+        thread = self._thread(chat, params)
+        reply_to = self._reply_target(chat, params)
+        caption = _str(params, "caption")
+        if caption is not None and len(caption) > MAX_CAPTION:
+            raise ApiError(400, "Bad Request: message caption is too long")
+        value = params.get(field_name)
+        if isinstance(value, web.FileField):
+            data = value.file.read()
+            filename, content_type = value.filename, value.content_type
+        elif isinstance(value, str) and value in self._files:
+            known = self._files[value]
+            data, filename, content_type = known.data, known.path.rsplit("/", 1)[-1], ""
+        elif isinstance(value, str) and value.startswith(("http://", "https://")):
+            raise ApiError(400, "Bad Request: failed to get HTTP URL content")
+        elif isinstance(value, str) and value:
+            raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        else:
+            raise ApiError(400, f"Bad Request: there is no {field_name} in the request")
+        if not data:
+            raise ApiError(400, "Bad Request: file must be non-empty")
+        if len(data) > (MAX_PHOTO if method == "sendPhoto" else MAX_UPLOAD):
+            raise ApiError(413, "Request Entity Too Large")
+        extension = "." + filename.rsplit(".", 1)[-1] if "." in filename else ""
+        held = self.add_file(data, folder=folder, extension=extension)
+        media: Any
+        if method == "sendPhoto":
+            media = [{**held, "width": 1, "height": 1}]
+        elif method == "sendDocument":
+            media = {**held, "file_name": filename, "mime_type": content_type
+                     or "application/octet-stream"}
+        else:
+            media = {**held, "duration": 1, "mime_type": content_type or "audio/ogg"}
+            if method == "sendAudio":
+                media["file_name"] = filename
+        message: dict[str, Any] = {
+            "message_id": self._next_message_id(chat["id"]),
+            "from": {k: self.bot_user[k] for k in ("id", "is_bot", "first_name", "username")},
+            "chat": chat,
+            "date": int(time.time()),
+            field_name: media,
+        }
+        if caption:
+            message["caption"] = caption
+        if thread is not None:
+            message["message_thread_id"] = thread
+            message["is_topic_message"] = True
+        if reply_to is not None:
+            message["reply_to_message"] = {
+                k: v for k, v in self._messages[(chat["id"], reply_to)].items()
+                if k != "reply_to_message"
+            }
+        self._messages[(chat["id"], message["message_id"])] = message
+        self.uploads.append(UploadRecord(method, chat["id"], message["message_id"], field_name,
+                                         filename, content_type, data, caption, thread,
+                                         reply_to))
         return message
 
     async def _edit_message_text(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -724,8 +821,8 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
         if isinstance(body, dict):
             params.update(body)
     elif ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
-        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+        form = await request.post()  # uploaded files stay FileFields, under their field names
+        params.update({k: v for k, v in form.items() if isinstance(v, str | web.FileField)})
     return params
 
 

@@ -210,7 +210,7 @@ def test_telegram_groups_essentials_access_advanced() -> None:
     assert groups[ACCESS] == ["dm_policy", "group_policy", "group_reply", "allow_from",
                               "allow_groups", "rate_limit_per_minute"]
     assert groups[ADVANCED] == ["burst", "burst_settle", "base_url", "base_file_url",
-                                "poll_timeout", "stream_replies"]
+                                "poll_timeout", "stream_replies", "voice_replies"]
 
 
 def test_default_group_rule() -> None:

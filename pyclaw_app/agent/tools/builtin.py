@@ -1,5 +1,5 @@
 """Built-in tools that need no internet: time and date, a safe calculator, notes, channel info,
-scheduled messages."""
+scheduled messages, files sent to the conversation."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pyclaw_app.agent.tools.calculator import CalculatorError, calculate
+from pyclaw_app.agent.tools.files import file_tools
 from pyclaw_app.agent.tools.registry import Tool, ToolContext, ToolError, ToolRegistry
 from pyclaw_app.agent.tools.schedule import schedule_tools
 
@@ -110,4 +111,5 @@ def builtin_tools() -> ToolRegistry:
         Tool("channel_info", "Where this conversation happens: channel, chat, thread, whether "
              "it is a group, and the user's id and name.", _schema(), _channel_info),
         *schedule_tools(),
+        *file_tools(),
     ])

@@ -12,14 +12,18 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from pyclaw_app.agent.providers.base import ToolCall, ToolSpec
 from pyclaw_app.agent.tools.notes import Notes
+from pyclaw_app.attachments.store import FileRow
+from pyclaw_app.channels.contract import OutboundFile
 from pyclaw_app.model import Inbound
 from pyclaw_app.store.schedules import ScheduleStore
 
-__all__ = ["Tool", "ToolContext", "ToolError", "ToolRegistry", "ToolResult", "ToolSource"]
+__all__ = ["FileSender", "Tool", "ToolContext", "ToolError", "ToolRegistry", "ToolResult",
+           "ToolSource"]
 
 _log = logging.getLogger(__name__)
 
@@ -36,6 +40,34 @@ class ToolError(Exception):
     """A tool's own, expected failure; its message is what the model reads."""
 
 
+class FileSender(Protocol):
+    """How one turn's tools send files: bound by the gateway to the conversation the message
+    came from, so a file can go nowhere else (no tool names an address)."""
+
+    @property
+    def channel_title(self) -> str:
+        """The platform's name ("Telegram"), for what the model is told."""
+        ...
+
+    @property
+    def can_send(self) -> bool:
+        """The channel can send files (``capabilities.files``)."""
+        ...
+
+    async def received(self) -> list[FileRow]:
+        """The files people sent in this conversation that are still stored, newest first."""
+        ...
+
+    def stored_path(self, row: FileRow) -> Path:
+        """Where one of ``received`` is on disk."""
+        ...
+
+    async def send(self, file: OutboundFile) -> str:
+        """Send ``file`` here under the journal's custody; returns its platform id. Raises
+        ConnectorError (DeliveryUncertain when it may have arrived)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ToolContext:
     """What a tool may know about the turn it runs in."""
@@ -47,6 +79,9 @@ class ToolContext:
     schedules: ScheduleStore | None = None
     """The scheduled jobs (the schedule tools answer that scheduling is unavailable
     without them)."""
+    files: FileSender | None = None
+    """Sending files to this conversation (``send_file``); None where a turn has no
+    conversation to send to (a scheduled task's run)."""
 
 
 Handler = Callable[[dict[str, Any], ToolContext], Awaitable[str]]
