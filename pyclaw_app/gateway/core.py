@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyclaw_app.agent import Agent
 from pyclaw_app.agent.mcp import McpManager
@@ -34,9 +34,11 @@ from pyclaw_app.model import ChannelState, Event, EventKind
 from pyclaw_app.policy import AccessPolicy
 from pyclaw_app.secrets import redactor
 from pyclaw_app.store import Store
-from pyclaw_app.store.cluster import ClusterLink
 from pyclaw_app.store.retention import Pruner
 from pyclaw_app.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from pyclaw_app.store.cluster_link import ClusterLink
 
 __all__ = ["Gateway"]
 

@@ -43,7 +43,6 @@ from pyclaw_app.store.cluster import (
     CONFIG,
     EVENTS,
     WORK,
-    ClusterLink,
     claim,
     release,
     release_all,
@@ -53,6 +52,7 @@ from pyclaw_app.store.cluster import (
 if TYPE_CHECKING:
     from pyclaw_app.config import Config
     from pyclaw_app.gateway.core import Gateway
+    from pyclaw_app.store.cluster_link import ClusterLink
     from pyclaw_app.store.journal import JournalRow
 
 __all__ = ["CLAIM_LINGER", "SWEEP_INTERVAL", "SharedWork"]

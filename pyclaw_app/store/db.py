@@ -34,7 +34,7 @@ from pyclaw_app.backoff import Backoff
 from pyclaw_app.errors import StoreError
 
 if TYPE_CHECKING:
-    from pyclaw_app.store.cluster import ClusterLink
+    from pyclaw_app.store.cluster_link import ClusterLink
 
 __all__ = ["AsyncWriteOp", "Database", "SyncWriteOp", "WriteOp"]
 

@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 import psycopg
 
 from pyclaw_app.errors import StoreError, StoreUnreachable
-from pyclaw_app.store.cluster import INSTANCE_LOCK, MIGRATION_LOCK, ClusterLink
+from pyclaw_app.store.cluster import INSTANCE_LOCK, MIGRATION_LOCK
+from pyclaw_app.store.cluster_link import ClusterLink
 from pyclaw_app.store.db import Database
 from pyclaw_app.store.pg_conn import PgConnection, Row
 from pyclaw_app.store.pg_sql import PG_PRELUDE, translate_ddl
