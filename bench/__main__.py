@@ -6,6 +6,8 @@ Examples::
     python -m bench --runs 3                # issue 7's full plan, medians of 3
     python -m bench --quick --platform both # every scenario on Telegram, then on Slack
     python -m bench --profile               # + one py-spy'd gateway run of the big burst
+    python -m bench streaming               # 2,000 conversations streaming 2 s answers at once
+                                            # (bench/streaming.py; streaming --help)
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="the gateway's store: SQLite in its data directory, or a "
                              "throwaway PostgreSQL cluster this run starts (Debian's "
                              "postgresql; a fresh database per run); both: one after the other")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="with --store postgres/both: the PostgreSQL gateway as this many "
+                             "pyclaw gateway processes sharing the work (storage.shared); "
+                             "CPU and RSS are their sums")
     parser.add_argument("--profile", action="store_true",
                         help="after the table, record one gateway run of the largest burst "
                              "with py-spy and list its hot spots")
@@ -129,7 +135,8 @@ async def _main(args: argparse.Namespace, workdir: Path) -> None:
         from tests.servers.postgres import shared_postgres
 
         postgres = await shared_postgres()
-    options = RunOptions(workdir, args.llm_cap, args.idle_timeout, postgres=postgres)
+    options = RunOptions(workdir, args.llm_cap, args.idle_timeout, postgres=postgres,
+                         instances=args.instances)
     print(f"machine: {machine_line()}", flush=True)
     print(f"command: python -m bench {' '.join(sys.argv[1:])}", flush=True)
     if runs > 0:
@@ -143,6 +150,12 @@ async def _main(args: argparse.Namespace, workdir: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["streaming"]:
+        from bench.streaming import main as streaming
+
+        streaming(argv[1:])
+        return
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     run_in_workdir(lambda workdir: _main(args, workdir), args.workdir, "pyclaw-bench-")

@@ -14,6 +14,12 @@ reach them by accident) let the harness drive it:
   the latest load; ``?latencies=0`` leaves them out), lost and duplicated
   replies (counted over every load so far), and this process's CPU time.
 
+``--final-suffix TEXT`` is for a gateway that streams: it sends a draft and
+edits it (``editMessageText``) as the answer grows, so a reply counts as
+arrived only once the message that replies to the injected one shows text
+ending with TEXT, whether sent so or edited into it. The report then also
+has the latencies to the first visible text (the draft) and the edit count.
+
 Injecting here rather than over HTTP per message keeps the load generator
 out of the measurement, and puts both ends of every latency on this
 process's monotonic clock.
@@ -21,6 +27,7 @@ process's monotonic clock.
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections import deque
 from typing import Any
@@ -35,11 +42,16 @@ __all__ = ["FIRST_CHAT", "BenchTelegram"]
 
 
 class BenchTelegram(FakeTelegram):
-    def __init__(self) -> None:
+    def __init__(self, final_suffix: str | None = None) -> None:
         super().__init__(DEFAULT_TOKEN)
         self.requests = deque(maxlen=64)  # type: ignore[assignment]  # only appended to
+        self._final_suffix = final_suffix
         self._injected: dict[tuple[int, int], float] = {}
         self._first_reply: dict[tuple[int, int], float] = {}
+        self._first_text: dict[tuple[int, int], float] = {}
+        self._answers: dict[tuple[int, int], tuple[int, int]] = {}
+        """(chat, bot message id) -> the injected message it answers: where edits land."""
+        self._edits = 0
         self._duplicates = 0
         self._unmatched = 0
         self._cursor = 0
@@ -63,12 +75,25 @@ class BenchTelegram(FakeTelegram):
         """Fold replies recorded since the last report into the per-message first reply."""
         sent = self.sent
         for record in sent[self._cursor:]:
-            if record.method != "sendMessage":
+            if record.method == "sendMessage":
+                key = (record.chat_id, record.reply_to_message_id or 0)
+                if key not in self._injected:
+                    self._unmatched += 1
+                    continue
+                self._answers[(record.chat_id, record.message_id)] = key
+                self._first_text.setdefault(key, record.ts)
+            elif record.method == "editMessageText" and self._final_suffix is not None:
+                self._edits += 1
+                found = self._answers.get((record.chat_id, record.message_id))
+                if found is None:
+                    self._unmatched += 1
+                    continue
+                key = found
+            else:
                 continue
-            key = (record.chat_id, record.reply_to_message_id or 0)
-            if key not in self._injected:
-                self._unmatched += 1
-            elif key in self._first_reply:
+            if self._final_suffix is not None and not record.text.endswith(self._final_suffix):
+                continue  # a draft on its way
+            if key in self._first_reply:
                 self._duplicates += 1
             else:
                 self._first_reply[key] = record.ts
@@ -87,11 +112,24 @@ class BenchTelegram(FakeTelegram):
             "duplicates": self._duplicates,
             "unmatched": self._unmatched,
             "chat_actions": len(self.chat_actions),
+            "edits": self._edits,
             "latencies_ms": latencies,
+            "first_text_ms": [] if not latencies else [
+                (self._first_text[k] - t) * 1000 for k, t in self._injected.items()
+                if k in self._first_text and t >= self.load.first_inject],
             "last_reply": self._last_reply,
         }
         return json_response(data)
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.fake_telegram")
+    parser.add_argument("--final-suffix", default=None,
+                        help="a reply has arrived once its text (sent or edited) ends with "
+                             "this; default: its first sendMessage")
+    args = parser.parse_args()
+    run_until_signalled(lambda: BenchTelegram(args.final_suffix))
+
+
 if __name__ == "__main__":
-    run_until_signalled(BenchTelegram)
+    main()

@@ -20,6 +20,7 @@ import aiohttp
 import openai
 from openai.types.chat import ChatCompletion
 
+from pyclaw_app.agent.providers._pool import POOL_LIMITS
 from pyclaw_app.agent.providers._tool_args import parse_tool_call
 from pyclaw_app.agent.providers.base import (
     ChatMessage,
@@ -62,7 +63,7 @@ class OpenAICompatProvider:
         # (bench/RESULTS.md, section 4).
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0,
-            http_client=openai.DefaultAioHttpClient(timeout=timeout))
+            http_client=openai.DefaultAioHttpClient(timeout=timeout, limits=POOL_LIMITS))
 
     async def complete(self, messages: Sequence[ChatMessage],
                        on_delta: DeltaCallback | None = None, *, model: str | None = None,
