@@ -49,6 +49,9 @@ class RunOptions:
     """Record the gateway with py-spy (raw collapsed stacks) into this file."""
     postgres: Postgres | None = None
     """The PostgreSQL server the ``gateway-pg`` target stores on (a fresh database per run)."""
+    instances: int = 1
+    """``gateway-pg`` as this many ``pyclaw gateway`` processes sharing the work
+    (``storage.shared``): one receives, all answer; CPU and RSS are their sums."""
 
 
 TARGETS = ("baseline", "durable", "gateway", "gateway-pg")
@@ -73,8 +76,8 @@ async def run_once(scenario: Scenario, target: str, options: RunOptions, index: 
         children.append(fake)
         fake_url = f"http://127.0.0.1:{int((await fake.start()).split()[1])}"
         if target == "baseline":
-            bot = Child("baseline", _baseline_argv(platform, fake_url),
-                        log_path=rundir / "baseline.log")
+            bots = [Child("baseline", _baseline_argv(platform, fake_url),
+                          log_path=rundir / "baseline.log")]
         else:
             llm = Child("fake-llm", python_module("bench.fake_llm", "--latency",
                                                   str(scenario.llm_latency)),
@@ -86,17 +89,23 @@ async def run_once(scenario: Scenario, target: str, options: RunOptions, index: 
                     raise ValueError("the gateway-pg target needs a PostgreSQL server")
                 storage_url = options.postgres.new_database() if target == "gateway-pg" \
                     and options.postgres else None
-                bot = gateway_child(rundir, fake_url, llm_port, options.llm_cap,
-                                    platform=platform, storage_url=storage_url)
+                count = options.instances if target == "gateway-pg" else 1
+                bots = [gateway_child(rundir / f"instance-{n}" if count > 1 else rundir,
+                                      fake_url, llm_port, options.llm_cap, platform=platform,
+                                      storage_url=storage_url, shared=count > 1)
+                        for n in range(count)]
             else:
                 durable = ["--llm", f"http://127.0.0.1:{llm_port}/v1",
                            "--db", str(rundir / "durable.sqlite3")]
-                bot = Child("durable", [*_baseline_argv(platform, fake_url), *durable],
-                            log_path=rundir / "durable.log")
-        children.append(bot)
-        ready = await bot.start(timeout=60)
-        if target.startswith("gateway") and f"{platform} (online)" not in ready:
-            raise RuntimeError(f"{platform} channel not online: {ready!r}; see {bot.log_path}")
+                bots = [Child("durable", [*_baseline_argv(platform, fake_url), *durable],
+                              log_path=rundir / "durable.log")]
+        children.extend(bots)
+        for bot in bots:
+            ready = await bot.start(timeout=60)
+            if target.startswith("gateway") and f"{platform} (online)" not in ready:
+                raise RuntimeError(f"{platform} channel not online: {ready!r}; "
+                                   f"see {bot.log_path}")
+        bot = bots[0]
         if options.profile_to is not None:
             profiler = await asyncio.create_subprocess_exec(
                 str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(bot.pid),
@@ -106,17 +115,19 @@ async def run_once(scenario: Scenario, target: str, options: RunOptions, index: 
         server_pid = options.postgres.process.pid if target == "gateway-pg" and \
             options.postgres and options.postgres.process else None
         store_cpu0 = tree_cpu_seconds(server_pid) if server_pid else 0.0
-        bot_cpu0, fake_cpu0 = bot.cpu_seconds(), fake.cpu_seconds()
+        bot_cpu0, fake_cpu0 = sum(b.cpu_seconds() for b in bots), fake.cpu_seconds()
         async with aiohttp.ClientSession() as session:
             report = await drive(session, fake_url, scenario, options.idle_timeout)
-        bot_cpu, fake_cpu = bot.cpu_seconds() - bot_cpu0, fake.cpu_seconds() - fake_cpu0
+        bot_cpu = sum(b.cpu_seconds() for b in bots) - bot_cpu0
+        fake_cpu = fake.cpu_seconds() - fake_cpu0
         store_cpu = tree_cpu_seconds(server_pid) - store_cpu0 if server_pid else math.nan
-        rss = bot.peak_rss_mb()
+        rss = sum(b.peak_rss_mb() for b in bots)
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             await asyncio.wait_for(profiler.wait(), 60)
             profiler = None
-        await bot.stop()
+        for b in bots:
+            await b.stop()
         rows = (_journal_rows(rundir / "data" / DB_NAME) if target == "gateway" else
                 _pg_journal_rows(storage_url) if target == "gateway-pg" and storage_url else
                 _journal_rows(rundir / "durable.sqlite3") if target == "durable" else 0)
@@ -148,7 +159,8 @@ async def run_once(scenario: Scenario, target: str, options: RunOptions, index: 
 
 
 def gateway_child(rundir: Path, fake_url: str, llm_port: int, llm_cap: int, *,
-                  platform: str = "telegram", storage_url: str | None = None) -> Child:
+                  platform: str = "telegram", storage_url: str | None = None,
+                  shared: bool = False) -> Child:
     """``pyclaw gateway`` with one channel, named after ``platform``, on the fake at ``fake_url``.
 
     Tokens go in by environment (``PYCLAW_<CHANNEL>_<FIELD>``, as pyclaw_app/config.py
@@ -162,8 +174,9 @@ def gateway_child(rundir: Path, fake_url: str, llm_port: int, llm_cap: int, *,
     }
     secrets = {**_channel_secrets(platform), "PYCLAW_SECRETS": "file"}
     if storage_url is not None:
-        config["storage"] = {"url": storage_url}
+        config["storage"] = {"url": storage_url, "shared": shared}
         secrets["PYCLAW_STORAGE_PASSWORD"] = PG_PASSWORD
+    rundir.mkdir(parents=True, exist_ok=True)
     path = rundir / "pyclaw.yaml"
     path.write_text(yaml.safe_dump(config), "utf-8")
     env = clean_env(secrets)

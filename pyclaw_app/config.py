@@ -161,7 +161,7 @@ class AgentConfig(BaseModel):
                                 description="Token budget for past turns")
     compaction: bool = Field(True, title="Summarise old turns",
                              description="Summarise older turns instead of dropping them")
-    max_concurrent_llm: int = Field(4, ge=1, le=256, title="Concurrent LLM calls",
+    max_concurrent_llm: int = Field(4, ge=1, le=4096, title="Concurrent LLM calls",
                                     description="LLM requests running at once across all "
                                     "conversations; the others wait their turn")
     provider: str | None = Field(None, title="Default provider",

@@ -19,6 +19,7 @@ from typing import Any
 import anthropic
 import httpx2
 
+from pyclaw_app.agent.providers._pool import POOL_LIMITS
 from pyclaw_app.agent.providers._tool_args import parse_tool_call
 from pyclaw_app.agent.providers.base import (
     ChatMessage,
@@ -72,7 +73,8 @@ class AnthropicProvider:
         # OpenAI: much less CPU per request than httpx2/httpcore2 (bench/RESULTS.md).
         self._client = anthropic.AsyncAnthropic(
             base_url=base_url, api_key=api_key or "not-configured", timeout=timeout,
-            max_retries=0, http_client=anthropic.DefaultAioHttpClient(timeout=timeout))
+            max_retries=0,
+            http_client=anthropic.DefaultAioHttpClient(timeout=timeout, limits=POOL_LIMITS))
 
     async def complete(self, messages: Sequence[ChatMessage],
                        on_delta: DeltaCallback | None = None, *, model: str | None = None,
