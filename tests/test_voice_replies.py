@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from pyclaw_app.gateway import Gateway
-from pyclaw_app.model import ChannelState
-from tests.conftest import GatewayFactory, provider_section
+from pyclaw_app.model import Address, Attachment, ChannelState, Inbound
+from tests.conftest import GatewayFactory, StoreFactory, provider_section
 from tests.contract.harness_telegram import TelegramHarness
 from tests.fakes.openai_api import FakeOpenAI, Fault
 from tests.support import eventually
@@ -120,3 +120,27 @@ async def test_a_voice_reply_without_a_speech_service_is_explained_once_per_mess
     assert telegram.fake.uploads == [] and fake_llm.speeches == []
     lines = await channel_log(gateway, "attachments.speech names no speech service")
     assert len(lines) == 1
+
+
+async def test_a_voice_upload_cut_by_a_crash_is_uncertain_after_the_restart(
+        tmp_path: Path, open_store: StoreFactory, make_gateway: GatewayFactory) -> None:
+    """The text reply was recorded sent, the voice part after it was pending when the
+    process died: the next start marks it uncertain (never uploaded again), and says so."""
+    store = await open_store(tmp_path / "data")
+    address = Address("local", "app")
+    inbound = await store.journal.submit(Inbound(address, "v-1", "", attachments=(
+        Attachment("audio", mime="audio/ogg", platform_id="voice-1"),)))
+    out_id = await store.journal.add_outbound(inbound.journal_id, address, "the answer",
+                                              first_part="the answer")
+    await store.journal.complete_reply(out_id, inbound.journal_id, ["p0"], "the answer",
+                                       (0, "p0"))
+    await store.journal.begin_part(out_id, 1, "voice reply")
+    await store.close()
+
+    gateway = await make_gateway({})
+    parts = await gateway.store.journal.parts(out_id)
+    assert [(p.idx, p.status) for p in parts] == [(0, "sent"), (1, "uncertain")]
+    assert "not sent again" in (parts[1].error or "")
+    logged = await eventually(lambda: gateway.store.logs.page(channel="gateway",
+                                                              search="marked uncertain"))
+    assert logged

@@ -99,6 +99,10 @@ class Gateway:
             self.channels[name] = ChannelRuntime(name, entry.type, spec_of(entry.type), entry)
         if self.shared is not None:
             await self.shared.start()  # the free leases first: the channels start receiving
+        elif settled := await self.store.journal.settle_interrupted_parts():
+            self.channel_log("gateway", "warning", f"{settled} file(s) of replies already "
+                             "sent were being uploaded when pyclaw stopped; each is marked "
+                             "uncertain and not sent again")
         await self.mcp.start()  # in the background: the servers connect beside the channels
         await asyncio.gather(*(self.start_channel(n) for n in self.channels))
         await self.resume_unfinished()

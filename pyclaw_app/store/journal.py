@@ -375,6 +375,25 @@ class Journal:
 
         await self.db.write(op)
 
+    async def settle_interrupted_parts(self) -> int:
+        """Parts still ``pending`` under a reply already closed (a voice reply, uploaded
+        after its text was recorded sent, when the process died) become ``uncertain``: the
+        upload may have arrived, so it is never sent again, and Logs says so. Only at a
+        start, before any turn runs; returns how many."""
+        now = time.time()
+
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "UPDATE reply_parts SET status='uncertain', error=?, updated_at=?"
+                " WHERE status='pending' AND out_id IN (SELECT id FROM messages"
+                " WHERE direction='out' AND status IN ('sent', 'failed'))",
+                ("interrupted during the upload; it may have arrived, so it is not sent "
+                 "again", now))
+            return int(cur.rowcount or 0)
+
+        settled: int = await self.db.write(op)
+        return settled
+
     async def get(self, message_id: int) -> JournalRow | None:
         row = await self.db.fetchone(f"SELECT {_COLUMNS} FROM messages WHERE id=?", (message_id,))
         return JournalRow.from_row(row) if row else None
