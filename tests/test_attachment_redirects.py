@@ -1,4 +1,5 @@
-"""Credentials given for a download stay with the platform's origin across redirects.
+"""Credentials given for a download stay with the platform's origin across redirects, and a
+channel's own certificate authority is trusted for its server.
 
 A channel's credential may be any header (Rocket.Chat's X-Auth-Token, an API key), and
 aiohttp itself drops only Authorization and Cookie when a redirect leaves the origin;
@@ -8,13 +9,16 @@ aiohttp itself drops only Authorization and Cookie when a redirect leaves the or
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from pyclaw_app.attachments.download import DownloadFailed, download
 from pyclaw_app.channels.contract import AttachmentSource
+from tests.fakes.tls import self_signed
 
 CREDENTIALS = {"X-Auth-Token": "tok-SECRET", "Authorization": "Bearer SECRET"}
 
@@ -81,3 +85,34 @@ async def test_endless_and_strange_redirects_are_refused(server: str, path: str,
     with pytest.raises(DownloadFailed, match=says) as caught:
         await _headers_seen(f"{server}{path}")
     assert caught.value.permanent
+
+
+@pytest.fixture
+async def private_tls(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
+    """An HTTPS server whose certificate no system trusts (a self-hosted Rocket.Chat's),
+    and the CA file that does."""
+    cert = self_signed(tmp_path)
+
+    async def file(request: web.Request) -> web.Response:
+        return web.Response(body=b"private bytes")
+
+    app = web.Application()
+    app.router.add_get("/file", file)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=cert.server_context())
+    await site.start()
+    try:
+        yield f"https://127.0.0.1:{runner.addresses[0][1]}/file", cert.cert
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_server_with_a_private_ca_is_downloaded_from_with_the_channels_trust(
+        private_tls: tuple[str, Path]) -> None:
+    url, ca_file = private_tls
+    with pytest.raises(DownloadFailed, match="could not be reached"):  # the system's trust
+        await download(AttachmentSource(url=url), 10_000, 5)
+    trusted = ssl.create_default_context(cafile=str(ca_file))
+    assert await download(AttachmentSource(url=url, ssl_context=trusted), 10_000, 5) \
+        == b"private bytes"

@@ -10,6 +10,7 @@ so errors name the host and status only.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -58,7 +59,8 @@ async def download(source: AttachmentSource, max_bytes: int, timeout: float) -> 
     try:
         async with aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-            return await _follow(session, source.url, dict(source.headers), max_bytes)
+            return await _follow(session, source.url, dict(source.headers), max_bytes,
+                                 source.ssl_context)
     except DownloadFailed:
         raise
     except TimeoutError:
@@ -71,13 +73,15 @@ async def download(source: AttachmentSource, max_bytes: int, timeout: float) -> 
 
 
 async def _follow(session: aiohttp.ClientSession, url: str, headers: dict[str, str],
-                  max_bytes: int) -> bytes:
+                  max_bytes: int, context: ssl.SSLContext | None) -> bytes:
     """Redirects are followed here, not by aiohttp: it drops only Authorization and Cookie
     when one leaves the origin, and a channel's credentials may be any header (a
-    Rocket.Chat token, a signed key). Leaving the origin drops every header given."""
+    Rocket.Chat token, a signed key). Leaving the origin drops every header given, and the
+    channel's own certificate authority with them."""
     for _ in range(MAX_REDIRECTS + 1):
         host = urlsplit(url).hostname or "?"
-        async with session.get(url, headers=headers, allow_redirects=False) as resp:
+        async with session.get(url, headers=headers, allow_redirects=False,
+                               ssl=context if context is not None else True) as resp:
             location = resp.headers.get("Location")
             if resp.status in REDIRECTS and location:
                 target = urljoin(url, location)
@@ -85,7 +89,7 @@ async def _follow(session: aiohttp.ClientSession, url: str, headers: dict[str, s
                     raise DownloadFailed(f"{host} redirected to an address pyclaw does not "
                                          "fetch", permanent=True)
                 if _origin(target) != _origin(url):
-                    headers = {}
+                    headers, context = {}, None  # the channel's own CA is for its server
                 url = target
                 continue
             if resp.status in (401, 403, 404, 410):

@@ -11,6 +11,7 @@ descriptions, ``docs``) is the whole UI.
 from __future__ import annotations
 
 import abc
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -274,13 +275,15 @@ class AttachmentSource:
     Either ``url`` (fetched by the gateway, streamed under its size cap, with ``headers``
     such as the bot token's Authorization) or ``data`` when the connector already holds the
     bytes (a mail part, an SDK that only downloads itself). ``size`` is what the platform
-    said, checked before anything is downloaded.
+    said, checked before anything is downloaded. ``ssl_context`` is the channel's own trust
+    (its ``ca_file``) for a server with a private certificate authority; None: the system's.
     """
 
     url: str | None = field(default=None, repr=False)  # Bot API file links hold the token
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     data: bytes | None = field(default=None, repr=False)
     size: int | None = None
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
 
 
 FileKind = Literal["image", "audio", "voice", "file"]
