@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -172,7 +173,16 @@ class XmppConnector(ConnectorBase):
         if not any(host == d or host.endswith(f".{d}") for d in domains):
             raise AttachmentUnavailable(f"the file is on {host}, not on the sender's server "
                                         "or the bot's, so pyclaw does not fetch it")
-        return AttachmentSource(url=url, size=attachment.size)
+        return AttachmentSource(url=url, size=attachment.size, ssl_context=self._trust())
+
+    def _trust(self) -> ssl.SSLContext | None:
+        """The system's certificate authorities plus ``ca_file``'s: the upload service of
+        a server with a private CA presents a certificate signed by it."""
+        if not self.config.ca_file:
+            return None
+        context = ssl.create_default_context()
+        context.load_verify_locations(self.config.ca_file)
+        return context
 
     async def send_part(self, address: Address, text: str, reply_to: str | None) -> str:
         session = self._live()
