@@ -15,15 +15,12 @@ each chat's replies in order.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import psycopg
 import pytest
 import yaml
 
@@ -32,8 +29,8 @@ from tests.conftest import provider_section
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import SlackFake
 from tests.fakes.telegram_api import FakeTelegram
-from tests.faults.test_faults import GATEWAY_READY, REPO, figures, telegram_channel
-from tests.servers.postgres import PASSWORD
+from tests.faults.gateways import rows, spawn
+from tests.faults.test_faults import figures, telegram_channel
 from tests.stores import postgres_storage
 from tests.support import eventually
 
@@ -43,37 +40,15 @@ SLACK_MESSAGES, SLACK_CHATS = 400, 20
 REPLY = re.compile(r"Echo: (tg|sl) (\d+)")
 
 
-async def _spawn(config: Path, data: Path) -> tuple[asyncio.subprocess.Process, asyncio.Event]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", "gateway", "--config", str(config), "--data-dir",
-        str(data), cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO), "PYCLAW_STORAGE_PASSWORD": PASSWORD})
-    running = asyncio.Event()
-
-    async def watch() -> None:
-        assert proc.stdout is not None
-        while line := await proc.stdout.readline():
-            if GATEWAY_READY in line.decode():
-                running.set()
-
-    asyncio.get_running_loop().create_task(watch())
-    return proc, running
-
-
-def _rows(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    with psycopg.connect(url, password=PASSWORD) as conn:
-        return conn.execute(sql, params or None).fetchall()  # type: ignore[arg-type]
-
-
 def _lease_pid(url: str, channel: str) -> int | None:
     """The process receiving for ``channel``: its lease session's application name says
     ``pyclaw shared <host> pid <pid>``."""
-    rows = _rows(url, "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a"
+    found = rows(url, "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a"
                       " ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.classid = %s"
                       " AND l.objid = %s AND l.granted", (LEASE_CLASS, lease_key(channel)))
-    if not rows:
+    if not found:
         return None
-    match = re.search(r"pid (\d+)", str(rows[0][0]))
+    match = re.search(r"pid (\d+)", str(found[0][0]))
     return int(match.group(1)) if match else None
 
 
@@ -96,7 +71,7 @@ async def test_three_instances_lose_nothing_and_double_nothing_when_two_are_kill
                        "stream_replies": False}}}))
         procs = {}
         for name in "abc":
-            proc, running = await _spawn(config, tmp_path / name)
+            proc, running = await spawn(config, tmp_path / name)
             await asyncio.wait_for(running.wait(), 60)
             procs[proc.pid] = proc
         await slack.wait_connected(30)
@@ -128,7 +103,7 @@ async def test_three_instances_lose_nothing_and_double_nothing_when_two_are_kill
 
         try:
             def uncertain() -> int:
-                return int(_rows(url, "SELECT COUNT(*) FROM messages WHERE direction='out'"
+                return int(rows(url, "SELECT COUNT(*) FROM messages WHERE direction='out'"
                                       " AND status='failed' AND error LIKE 'uncertain:%'")[0][0])
 
             expected = {f"Echo: tg {n}" for n in range(TELEGRAM_MESSAGES)} \
@@ -139,7 +114,7 @@ async def test_three_instances_lose_nothing_and_double_nothing_when_two_are_kill
                                + [p.text for p in slack.posts])
 
             await eventually(lambda: len(expected - set(got())) <= uncertain(), timeout=180)
-            await eventually(lambda: not _rows(
+            await eventually(lambda: not rows(
                 url, "SELECT id FROM messages WHERE status IN ('received', 'processing',"
                      " 'pending')"), timeout=60)
         finally:
@@ -157,7 +132,7 @@ async def test_three_instances_lose_nothing_and_double_nothing_when_two_are_kill
         if match := REPLY.fullmatch(text):
             per_chat[chat].append(int(match.group(2)))
     out_of_order = [chat for chat, ns in per_chat.items() if ns != sorted(ns)]
-    senders = _rows(url, "SELECT COUNT(DISTINCT conv) FROM messages WHERE direction='out'")
+    senders = rows(url, "SELECT COUNT(DISTINCT conv) FROM messages WHERE direction='out'")
     figures("shared", messages=TELEGRAM_MESSAGES + SLACK_MESSAGES, chats=len(per_chat),
             uncertain=uncertain(), lost=len(missing), duplicated=duplicated,
             out_of_order=len(out_of_order), failover_s=failovers, conversations=senders[0][0])

@@ -10,58 +10,30 @@ custody rules as a restart: nothing lost, nothing answered twice, each chat in o
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
-import psycopg
 import pytest
 import yaml
 
 from tests.conftest import provider_section
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegram
+from tests.faults.gateways import rows, spawn
 from tests.faults.test_faults import (
-    GATEWAY_READY,
-    REPO,
     figures,
     replies,
     telegram,  # noqa: F401 - the fixture
     telegram_channel,
 )
-from tests.servers.postgres import PASSWORD
 from tests.stores import postgres_storage
 from tests.support import eventually
 
 pytestmark = pytest.mark.timeout(300)
 MESSAGES, CHATS = 300, 30
-
-
-async def _spawn(config: Path, data: Path) -> tuple[asyncio.subprocess.Process, asyncio.Event]:
-    """A gateway process and an event set when it says it runs (at once, or on takeover)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", "gateway", "--config", str(config), "--data-dir",
-        str(data), cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO), "PYCLAW_STORAGE_PASSWORD": PASSWORD})
-    running = asyncio.Event()
-
-    async def watch() -> None:
-        assert proc.stdout is not None
-        while line := await proc.stdout.readline():
-            if GATEWAY_READY in line.decode():
-                running.set()
-
-    asyncio.get_running_loop().create_task(watch())
-    return proc, running
-
-
-def _rows(url: str, sql: str) -> list[tuple[object, ...]]:
-    with psycopg.connect(url, password=PASSWORD) as conn:
-        return conn.execute(sql).fetchall()
 
 
 async def test_the_standby_takes_over_a_killed_gateway_without_loss_or_doubles(
@@ -75,10 +47,10 @@ async def test_the_standby_takes_over_a_killed_gateway_without_loss_or_doubles(
             "storage": {"url": url, "standby": True},
             "providers": [provider_section(llm)],
             "channels": {"tg": telegram_channel(telegram)}}))
-        active, active_running = await _spawn(config, tmp_path / "a")
+        active, active_running = await spawn(config, tmp_path / "a")
         await asyncio.wait_for(active_running.wait(), 60)
-        standby, standby_running = await _spawn(config, tmp_path / "b")
-        await eventually(lambda: len(_rows(  # both lock sessions: the holder, the waiter
+        standby, standby_running = await spawn(config, tmp_path / "b")
+        await eventually(lambda: len(rows(  # both lock sessions: the holder, the waiter
             url, "SELECT pid FROM pg_stat_activity WHERE application_name LIKE"
                  " 'pyclaw gateway%'")) == 2, timeout=60)
         assert not standby_running.is_set()  # it waits: the store is held
@@ -95,14 +67,14 @@ async def test_the_standby_takes_over_a_killed_gateway_without_loss_or_doubles(
             takeover = time.monotonic() - killed_at
 
             def uncertain() -> set[str]:
-                return {str(r[0]) for r in _rows(
+                return {str(r[0]) for r in rows(
                     url, "SELECT text FROM messages WHERE direction='out' AND status='failed'"
                          " AND error LIKE 'uncertain:%'")}
 
             expected = {f"Echo: burst {n}" for n in range(MESSAGES)}
             await eventually(lambda: len(expected - set(replies(telegram)))
                              <= len(uncertain()), timeout=120)
-            await eventually(lambda: not _rows(
+            await eventually(lambda: not rows(
                 url, "SELECT id FROM messages WHERE status IN ('received', 'processing',"
                      " 'pending')"), timeout=30)
         finally:
