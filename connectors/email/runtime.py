@@ -17,10 +17,16 @@ Replies: one mail per part from ``address`` to the sender, threaded under the ma
 answers (``_compose``); what threading needs of a received mail is kept in ``ctx.state``
 per chat (key ``thread:<address>``, the latest :data:`THREADS_KEPT` mails), saved before
 the mail is submitted, so a reply finished after a restart still threads.
+
+Sending only (``receives`` false, another instance reads the mailbox): no IMAP connection
+at all. Starting checks the SMTP login once (a wrong password fails the start; an
+unreachable server is retried), and replies thread from what the receiving instance kept
+in ``ctx.state``, which this one only reads: the UID cursor is never written.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -84,7 +90,11 @@ class EmailConnector(ConnectorBase):
 
     async def open(self) -> None:
         self._check_config()
-        self.spawn("imap", self.run_connected(self._connect, self._serve))
+        if self.receives:
+            self.spawn("imap", self.run_connected(self._connect, self._serve))
+        else:
+            await self.connect_and_keep("smtp", self._smtp_login, self._idle,
+                                        platform="the SMTP server")
 
     async def close(self) -> None:
         session, self._session = self._session, None
@@ -101,6 +111,15 @@ class EmailConnector(ConnectorBase):
             raise
         self._session = session
         return who
+
+    async def _smtp_login(self) -> str:
+        """Sending only: whether the SMTP login works, which is all replies need."""
+        await login_check(self._smtp(self._check_config()))
+        return f"SMTP login to {self.config.smtp_host.strip()} works (sending only)"
+
+    async def _idle(self) -> None:
+        """Sending only: nothing to read, the receiving instance holds the IMAP connection."""
+        await asyncio.Event().wait()
 
     async def _resume(self, mailbox: Mailbox) -> None:
         """Where to read on from: the saved cursor, unless the folder was renumbered."""

@@ -76,6 +76,7 @@ SPEC = ConnectorSpec(
                 "replies by editing (m.replace) and shows typing. End-to-end encrypted rooms "
                 "are not supported yet.",
     transport=Transport.POLLING,
-    capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True),
+    capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True,
+                              send_only=True),
     limits=Limits(max_text=MAX_TEXT, text_length=utf8_len),
 )

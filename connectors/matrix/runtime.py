@@ -12,6 +12,12 @@ more came while it was down than one sync holds (a ``limited`` timeline), the ga
 fetched back with ``/messages`` before the batch is served. The very first start, with no
 token, answers nothing of the rooms' history.
 
+Sending only (``receives`` false, another instance syncs): the connection is the login
+alone. No ``/sync`` is made, so the ``since`` token, the device id and the encryption
+notices in ``ctx.state`` stay the receiving instance's (a password login reuses the stored
+device id without writing it; Synapse gives that device one more access token and leaves
+the others valid), and replies, edits and typing are the same REST calls as ever.
+
 The sync goes around nio's response classes (``AsyncClient.send`` with our own path) so
 each event is read from its JSON as it came (``_parse``); nio's own retries are off
 (``max_limit_exceeded=0``, ``max_timeouts=0``), so each reply part is one request and a
@@ -20,6 +26,7 @@ each event is read from its JSON as it came (``_parse``); nio's own retries are 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -114,7 +121,8 @@ class MatrixConnector(ConnectorBase):
         state = self.ctx.state
         self._since = await state.get(SINCE_KEY)
         self._e2e_noticed = set(await state.get(E2E_KEY) or [])
-        await self.connect_and_keep("sync", self._connect, self._serve,
+        await self.connect_and_keep("sync", self._connect,
+                                    self._serve if self.receives else self._idle,
                                     platform="the homeserver")
 
     async def close(self) -> None:
@@ -153,12 +161,13 @@ class MatrixConnector(ConnectorBase):
             who = await self._login(client)
             self._client = client
             self._rooms = Rooms(who)
-            self._pending = await self._sync(full_state=True, timeout=0)
+            if self.receives:
+                self._pending = await self._sync(full_state=True, timeout=0)
         except BaseException:
             self._client = None
             await client.close()
             raise
-        return f"connected as {who}"
+        return f"connected as {who}" + ("" if self.receives else " (sending only)")
 
     async def _login(self, client: AsyncClient, *, probe: bool = False) -> str:
         """Log in (password) or check the token (whoami); returns the bot's user id."""
@@ -179,7 +188,7 @@ class MatrixConnector(ConnectorBase):
             raise transport_error(exc, "login", sent=False) from exc
         if not isinstance(login, LoginResponse):
             raise answer_error(login, "login", user=user)
-        if not probe and login.device_id:
+        if not probe and self.receives and login.device_id:
             await self.ctx.state.set(DEVICE_KEY, login.device_id)
         return login.user_id
 
@@ -243,6 +252,10 @@ class MatrixConnector(ConnectorBase):
                 await self._apply(batch)
             batch = await self._sync(full_state=False, timeout=self.config.sync_timeout)
             self.ctx.heartbeat()
+
+    async def _idle(self) -> None:
+        """Sending only: nothing to read, the receiving instance syncs."""
+        await asyncio.Event().wait()
 
     async def _apply(self, batch: dict[str, Any]) -> None:
         """Invites, then each joined room's state and messages; the token once all are in."""

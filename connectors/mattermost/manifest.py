@@ -67,6 +67,7 @@ SPEC = ConnectorSpec(
                 "the post and shows typing; messages missed while disconnected are fetched "
                 "back.",
     transport=Transport.WEBSOCKET,
-    capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True),
+    capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True,
+                              send_only=True),
     limits=Limits(max_text=MAX_TEXT),
 )

@@ -19,10 +19,15 @@ history.
 Replies are ``POST /posts`` (one request per part; a lost answer is ``DeliveryUncertain``),
 in the thread the conversation is in (``root_id``); streaming edits are ``PUT
 /posts/{id}/patch``; typing is ``POST /users/{id}/typing``.
+
+Sending only (``receives`` false, another instance holds the WebSocket): the connection
+is ``GET /users/me`` alone, for the bot's id that typing needs; no WebSocket is opened and
+nothing is read back, so the cursor in ``ctx.state`` stays the receiving instance's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 from urllib.parse import quote
@@ -88,7 +93,8 @@ class MattermostConnector(ConnectorBase):
                                               timeout=aiohttp.ClientTimeout(total=30))
         self._http = make_http(self.config.url, token, self._session)
         self._cursor = Cursor.load(await self.ctx.state.get(CURSOR_KEY))
-        await self.connect_and_keep("socket", self._connect, self._serve,
+        await self.connect_and_keep("socket", self._connect,
+                                    self._serve if self.receives else self._idle,
                                     platform="the Mattermost server")
 
     async def close(self) -> None:
@@ -130,6 +136,8 @@ class MattermostConnector(ConnectorBase):
         await self._drop_socket()
         assert self._session is not None
         self._bot = await self._whoami(self._api)
+        if not self.receives:
+            return f"connected as @{self._bot.username} (sending only)"
         self._socket = await Socket.open(
             self._session, ws_url(self.config.url), self.secret("token"),
             ping_interval=self.config.ping_interval, ping_timeout=self.config.ping_timeout)
@@ -155,6 +163,10 @@ class MattermostConnector(ConnectorBase):
             await self._frame(frame)
         raise RetryableError(f"the Mattermost server closed the WebSocket"
                              f"{f' (code {socket.close_code})' if socket.close_code else ''}")
+
+    async def _idle(self) -> None:
+        """Sending only: nothing to read, the receiving instance holds the WebSocket."""
+        await asyncio.Event().wait()
 
     async def _frame(self, frame: Frame | None) -> None:
         if frame is None:

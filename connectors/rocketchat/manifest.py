@@ -70,6 +70,7 @@ SPEC = ConnectorSpec(
     requires=(),
     install="",
     transport=Transport.WEBSOCKET,
-    capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True),
+    capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True,
+                              send_only=True),
     limits=Limits(max_text=MAX_TEXT, text_length=utf16_len),
 )

@@ -33,10 +33,16 @@ recognised when the stream echoes it), in the conversation's thread (``tmid``); 
 and ``["user-typing"]`` (the event that replaced ``<rid>/typing``, which the server still
 translates for old clients). The server takes it only with the bot's username, or its
 display name where UI_Use_Real_Name is on: refused once, the channel switches to the name.
+
+Sending only (``receives`` false, another instance holds the realtime connection): the
+connection is ``GET /api/v1/me`` alone; no WebSocket, no login over DDP, no subscription
+and no catch-up, so the cursor in ``ctx.state`` stays the receiving instance's. Replies and
+edits are the same REST calls; typing, a realtime-API method, is not shown.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from dataclasses import dataclass
@@ -166,9 +172,11 @@ class RocketChatConnector(ConnectorBase):
         self._cursor = Cursor.from_json(await self.ctx.state.get(CURSOR_KEY))
         self._rest_session = tls_session(self.config.ca_file, total=REST_TIMEOUT)
         self._http = self._make_http(self._rest_session)
-        self._socket_session = tls_session(self.config.ca_file, total=None,
-                                           traces=[_no_redirects()])
-        await self.connect_and_keep("realtime", self._connect, self._serve,
+        if self.receives:
+            self._socket_session = tls_session(self.config.ca_file, total=None,
+                                               traces=[_no_redirects()])
+        await self.connect_and_keep("realtime", self._connect,
+                                    self._serve if self.receives else self._idle,
                                     platform="Rocket.Chat", explain=advice)
 
     async def close(self) -> None:
@@ -213,12 +221,13 @@ class RocketChatConnector(ConnectorBase):
     async def _connect(self) -> str:
         await self._drop_socket()
         http, session = self._live_http(), self._socket_session
-        assert session is not None
         me = await self._whoami(http)
         self._bot_id, self._bot_username, self._started = me.id, me.username, me.clock
         if self._typing_as not in (me.username, me.name):
             self._typing_as = me.username
         self._display_name = me.name
+        if session is None:  # sending only
+            return f"connected as @{self._bot_username} (sending only)"
         ddp = await DdpConnection.open(session, websocket_url(self.config.server_url),
                                        ping_interval=self.config.ping_interval,
                                        on_traffic=self._traffic)
@@ -316,6 +325,10 @@ class RocketChatConnector(ConnectorBase):
                 raw, extras = got
                 participant, room_type = room_extras(extras)
                 await self._message(raw, participant=participant, room_type=room_type)
+
+    async def _idle(self) -> None:
+        """Sending only: nothing to read, the receiving instance holds the realtime API."""
+        await asyncio.Event().wait()
 
     async def _catch_up(self) -> None:
         """What arrived while the bot was away, room by room, before any live event."""

@@ -99,6 +99,6 @@ SPEC = ConnectorSpec(
                 "typing. Registering or linking the number is done with signal-cli; allow_from "
                 "takes phone numbers (+4915...), or the ACI of a sender who hides theirs.",
     transport=Transport.WEBSOCKET,
-    capabilities=Capabilities(edit=True, typing=True, attachments=True),
+    capabilities=Capabilities(edit=True, typing=True, attachments=True, send_only=True),
     limits=Limits(max_text=MAX_TEXT, text_length=utf8_len),
 )

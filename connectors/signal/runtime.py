@@ -21,6 +21,11 @@ it answers (``quoteTimestamp``, ``quoteAuthor``); a streamed reply is edited wit
 ``send`` + ``editTimestamp`` (the original message's timestamp, as Signal's apps do); the
 typing indicator is ``sendTyping`` (Signal's apps clear it when the message arrives, so
 no STOP is sent).
+
+Sending only (``receives`` false, another instance reads the events): the connection is
+``listGroups`` alone (the same account check); no event stream is opened, so a daemon in
+``--receive-mode manual`` fetches nothing from Signal on this instance's behalf, and
+``send``, edits and ``sendTyping`` are the JSON-RPC calls they always are.
 """
 
 from __future__ import annotations
@@ -89,10 +94,12 @@ class SignalConnector(ConnectorBase):
 
     async def open(self) -> None:
         self._rpc = self._make_rpc()
-        self._session = aiohttp.ClientSession(trust_env=False, timeout=aiohttp.ClientTimeout(
-            total=None, connect=self.config.request_timeout,
-            sock_read=self.config.event_timeout))
-        await self.connect_and_keep("events", self._connect, self._serve,
+        if self.receives:
+            self._session = aiohttp.ClientSession(trust_env=False, timeout=aiohttp.ClientTimeout(
+                total=None, connect=self.config.request_timeout,
+                sock_read=self.config.event_timeout))
+        await self.connect_and_keep("events", self._connect,
+                                    self._serve if self.receives else self._idle,
                                     platform="signal-cli")
 
     async def close(self) -> None:
@@ -124,14 +131,16 @@ class SignalConnector(ConnectorBase):
 
     async def _connect(self) -> str:
         self._drop_stream()
-        self._stream = await self._open_stream()
+        if self.receives:
+            self._stream = await self._open_stream()
         try:
             groups = await self._live().call("listGroups", {}, sent_matters=False)
         except BaseException:
             self._drop_stream()
             raise
         count = len(groups) if isinstance(groups, list) else 0
-        return f"connected as {self.config.account}, in {count} group{'' if count == 1 else 's'}"
+        return (f"connected as {self.config.account}, in {count} group"
+                f"{'' if count == 1 else 's'}{'' if self.receives else ' (sending only)'}")
 
     async def _open_stream(self) -> aiohttp.ClientResponse:
         session = self._session
@@ -204,6 +213,10 @@ class SignalConnector(ConnectorBase):
                     decoder.oversized = 0
         finally:
             self._drop_stream()
+
+    async def _idle(self) -> None:
+        """Sending only: nothing to read, the receiving instance holds the event stream."""
+        await asyncio.Event().wait()
 
     async def _event(self, data: str) -> None:
         event = decode_event(data)

@@ -66,6 +66,7 @@ SPEC = ConnectorSpec(
                 "Receives through Zulip's event queue, fetches back what it missed when the "
                 "queue expired, streams replies by editing the message and shows typing.",
     transport=Transport.POLLING,
-    capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True),
+    capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True,
+                              send_only=True),
     limits=Limits(max_text=MAX_TEXT),
 )

@@ -15,6 +15,13 @@ the history since the cursor, so messages sent while the gateway was down are an
 and none twice (message ids only grow, so anything at or below the cursor is skipped,
 and the journal drops a repeat by id as well). The very first start answers nothing of
 the bot's history: its cursor starts at the newest message id at registration.
+
+Sending only (``receives`` false, another instance reads the events): the connection is
+``GET /users/me`` alone. No queue is registered (so none is deleted on stop) and the
+cursor in ``ctx.state`` is never written. Without ``register``'s answer the server's
+feature level and limits are unknown: direct messages go as ``type=private``, which every
+server takes (``direct`` is its newer name, Zulip 7.0), and the limits are Zulip's
+defaults (10,000 characters, topics of 60).
 """
 
 from __future__ import annotations
@@ -89,7 +96,8 @@ class ZulipConnector(ConnectorBase):
         cursor = await self.ctx.state.get(CURSOR_KEY)
         self._cursor = _int(cursor)
         self._api = ZulipApi(self.config.site, self.config.email, api_key)
-        await self.connect_and_keep("events", self._connect, self._serve,
+        await self.connect_and_keep("events", self._connect,
+                                    self._serve if self.receives else self._idle,
                                     platform="Zulip")
 
     async def close(self) -> None:
@@ -131,6 +139,8 @@ class ZulipConnector(ConnectorBase):
         if user_id is None or not isinstance(name, str):
             raise RetryableError(f"Zulip's GET /users/me named no user ({dict(me)!r})")
         self._bot = Bot(user_id=user_id, full_name=name, site=self.config.site)
+        if not self.receives:
+            return f"connected as {name} (sending only)"
         if self._queue is None:
             await self._register()
         return f"connected as {name}"
@@ -198,6 +208,10 @@ class ZulipConnector(ConnectorBase):
             self.ctx.heartbeat()
             for event in events:
                 await self._event(event)
+
+    async def _idle(self) -> None:
+        """Sending only: nothing to read, the receiving instance polls its own queue."""
+        await asyncio.Event().wait()
 
     async def _event(self, raw: object) -> None:
         """One event (a message or a heartbeat); acknowledged once it was handled."""

@@ -188,6 +188,8 @@ class MattermostFake(FakePlatform):
         self.answer_pings = True
         """False: new WebSockets ignore the client's pings (a link that went silent)."""
         self._conns: list[_Conn] = []
+        self.sockets_opened = 0
+        """WebSocket connections accepted so far (a sending-only bot opens none)."""
         self._clock = 0
 
     def routes(self, app: web.Application) -> None:
@@ -537,6 +539,7 @@ class MattermostFake(FakePlatform):
         await ws.prepare(request)
         conn = _Conn(ws, request)
         self._conns.append(conn)
+        self.sockets_opened += 1
         header_user = self._caller(request)
         if header_user is not None:
             await self._hello(conn, header_user)
