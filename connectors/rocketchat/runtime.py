@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -470,7 +471,10 @@ class RocketChatConnector(ConnectorBase):
         else:
             raise AttachmentUnavailable("Rocket.Chat gave no upload id for it")
         cookie = f"rc_uid={self.config.user_id.strip()}; rc_token={self.secret('auth_token')}"
-        return AttachmentSource(url=url, headers={"Cookie": cookie}, size=attachment.size)
+        trust = ssl.create_default_context(cafile=self.config.ca_file) \
+            if self.config.ca_file else None  # the server's own CA, as its REST calls use
+        return AttachmentSource(url=url, headers={"Cookie": cookie}, size=attachment.size,
+                                ssl_context=trust)
 
     def _on_server(self, url: str) -> bool:
         """``url`` has the configured server's scheme, host and port."""
