@@ -2,7 +2,8 @@
 
 One draft message is sent once the first text arrives and then edited with the
 text so far, at most once per ``interval`` (platforms rate-limit edits, and a
-second is what a reader perceives as live). Edits run in one task, so they
+second is what a reader perceives as live), and within the channel's
+``EditBudget`` when its platform limits the bot's edits overall. Edits run in one task, so they
 reach the platform in order; the final text is applied by the caller after
 ``finish()``, so what the user ends up reading is always the full reply.
 """
@@ -17,18 +18,46 @@ from collections.abc import Awaitable, Callable
 
 from pyclaw_app.errors import RetryableError
 
-__all__ = ["DraftStream"]
+__all__ = ["DraftStream", "EditBudget"]
 
 _log = logging.getLogger(__name__)
 
 ELLIPSIS = "…"
 
 
+class EditBudget:
+    """One channel's live-draft edits per second, shared by all its drafts (a token bucket).
+
+    A platform limits a bot's requests, not each message's: 2,000 drafts editing once a
+    second each are 2,000 edits a second, answered with 429s that slow the replies too. An
+    edit that finds no token is skipped, not queued: the draft's next edit shows the text
+    so far, and the final text always goes out (it is not a draft edit)."""
+
+    def __init__(self, rate: float, burst: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, rate)
+        self._clock = clock
+        self._tokens = self.burst
+        self._at = clock()
+
+    def take(self) -> float:
+        """Take a token: 0.0 when there was one, else the seconds until there will be."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self.rate
+
+
 class DraftStream:
     def __init__(self, *, open_draft: Callable[[str], Awaitable[str]],
                  edit: Callable[[str, str], Awaitable[None]], limit: int,
                  length: Callable[[str], int] = len, interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic, name: str = "draft") -> None:
+                 clock: Callable[[], float] = time.monotonic, name: str = "draft",
+                 budget: EditBudget | None = None) -> None:
         self._open_draft = open_draft
         self._edit = edit
         self._limit = limit
@@ -36,6 +65,7 @@ class DraftStream:
         self._interval = interval
         self._clock = clock
         self._name = name
+        self._budget = budget
         self._text = ""
         self._shown = ""
         self._changed = asyncio.Event()
@@ -113,6 +143,11 @@ class DraftStream:
                     return
             preview = self._preview()
             if not preview.strip() or preview == self._shown:
+                continue
+            if self.draft_id is not None and self._budget is not None \
+                    and (wait := self._budget.take()) > 0:
+                await self._pause(max(wait, self._interval))  # the others' turn: skip
+                self._changed.set()  # then edit with whatever the text is by then
                 continue
             try:
                 if self.draft_id is None:

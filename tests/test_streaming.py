@@ -6,7 +6,7 @@ import asyncio
 import itertools
 
 from pyclaw_app.errors import FatalConnectorError, RetryableError
-from pyclaw_app.streaming import DraftStream
+from pyclaw_app.streaming import DraftStream, EditBudget
 from tests.conftest import provider_section
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegram
@@ -84,6 +84,32 @@ async def test_finish_waits_for_a_draft_being_sent() -> None:
     await asyncio.sleep(0.055)  # the draft send is under way
     assert await s.finish() == "m1"
     assert platform.log == [("send", "a slow start")]
+
+
+def test_an_edit_budget_refills_at_its_rate_up_to_its_burst() -> None:
+    now = [0.0]
+    budget = EditBudget(2.0, burst=3.0, clock=lambda: now[0])
+    assert [budget.take() for _ in range(3)] == [0.0, 0.0, 0.0]  # the burst
+    assert budget.take() == 0.5  # the next token in half a second at 2 a second
+    now[0] = 0.5
+    assert budget.take() == 0.0
+    now[0] = 100.0  # a long quiet spell refills to the burst, not beyond
+    assert [budget.take() for _ in range(4)][-1] > 0
+
+
+async def test_drafts_sharing_a_budget_edit_within_it_and_still_end_in_full() -> None:
+    """Ten drafts on one channel whose budget holds one edit (and refills too slowly to
+    matter): one edit among them all, where each alone would have edited several times;
+    every draft is still open for its final text, which is not a draft edit."""
+    platforms = [Platform() for _ in range(10)]
+    budget = EditBudget(0.001, burst=1.0)
+    streams = [stream(p, budget=budget) for p in platforms]
+    for word in ("one ", "two ", "three ", "four ", "five ", "six ", "seven ", "eight "):
+        for s in streams:
+            s.feed(word)
+        await asyncio.sleep(0.03)
+    assert [await s.finish() for s in streams] == ["m1"] * 10  # opening is not budgeted
+    assert sum(k == "edit" for p in platforms for k, _ in p.log) == 1
 
 
 async def test_telegram_reply_grows_by_edits_and_ends_as_the_full_reply(

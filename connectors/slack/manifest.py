@@ -78,5 +78,7 @@ SPEC = ConnectorSpec(
     # outside the legacy RTM API.
     capabilities=Capabilities(edit=True, typing=False, threads=True, attachments=True,
                               send_only=True, files=True),
-    limits=Limits(max_text=MAX_TEXT),
+    # chat.update is a Tier 3 method: about 50 calls a minute per workspace
+    # (docs.slack.dev/apis/web-api/rate-limits), so live drafts share 0.8 a second.
+    limits=Limits(max_text=MAX_TEXT, edits_per_second=0.8),
 )

@@ -96,5 +96,7 @@ SPEC = ConnectorSpec(
     transport=Transport.POLLING,
     capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True,
                               send_only=True, files=True),
-    limits=Limits(max_text=MAX_TEXT, text_length=utf16_len),
+    # Telegram asks bots to stay under about 30 requests a second overall; live drafts get
+    # 20 of them, the rest is left for replies (core.telegram.org/bots/faq).
+    limits=Limits(max_text=MAX_TEXT, text_length=utf16_len, edits_per_second=20.0),
 )

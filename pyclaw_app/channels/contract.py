@@ -220,6 +220,10 @@ class Limits:
     """Longest single message, in the platform's own unit (see ``text_length``)."""
     text_length: Callable[[str], int] = len
     """How the platform counts characters (Telegram counts UTF-16 code units)."""
+    edits_per_second: float | None = None
+    """How many live-draft edits the channel sends per second over all its drafts together
+    (the platform's rate limit for the bot, with room left for replies); None: each draft
+    edits once per ``stream_interval`` whatever the others do."""
 
 
 @dataclass(frozen=True, slots=True)

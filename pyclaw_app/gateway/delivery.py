@@ -34,6 +34,7 @@ from pyclaw_app.errors import (
 from pyclaw_app.model import Address
 from pyclaw_app.secrets import redactor
 from pyclaw_app.store.journal import Journal
+from pyclaw_app.streaming import EditBudget
 
 __all__ = ["Custody", "Delivery", "PartFailed", "reply_parts"]
 
@@ -87,6 +88,16 @@ class Delivery:
         self._current = current
         self._log = log
         self._sleep = sleep
+        self._budgets: dict[str, EditBudget] = {}
+
+    def edit_budget(self, channel: str, limits: Limits) -> EditBudget | None:
+        """The channel's one budget for live-draft edits, if its platform needs one."""
+        if limits.edits_per_second is None:
+            return None
+        budget = self._budgets.get(channel)
+        if budget is None or budget.rate != limits.edits_per_second:
+            budget = self._budgets[channel] = EditBudget(limits.edits_per_second)
+        return budget
 
     async def send_parts(self, out_id: int, address: Address, parts: list[str],
                          reply_to: str | None, *, first_idx: int = 0) -> list[str]:

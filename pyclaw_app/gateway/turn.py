@@ -201,7 +201,8 @@ class Turn:
         limits = connector.limits
         return DraftStream(open_draft=open_draft, edit=edit, limit=limits.max_text,
                            length=limits.text_length, interval=h.stream_interval,
-                           name=f"{address.channel}:{journal_id}")
+                           name=f"{address.channel}:{journal_id}",
+                           budget=h.delivery.edit_budget(address.channel, limits))
 
     async def _ask_agent(self, connector: Connector, journal_id: int, inbound: Inbound,
                          stream: DraftStream | None, files: _ConversationFiles) -> Reply:
