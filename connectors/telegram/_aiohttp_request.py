@@ -81,7 +81,14 @@ class AiohttpRequest(BaseRequest):
             async with session.request(method, url, data=_body(request_data),
                                        timeout=timeout) as response:
                 return response.status, await response.read()
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+        except aiohttp.ConnectionTimeoutError as exc:
+            # aiohttp's connect time-out counts the wait for a pooled connection too: under a
+            # burst the gateway's own pool, not the network, is the usual reason.
+            raise NotSent(f"no connection within {timeout.connect or 0:.0f} s: all "
+                          f"{self._pool_size} of the bot's connections were busy, or the Bot "
+                          f"API did not accept a new one (aiohttp.{type(exc).__name__})"
+                          ) from exc
+        except aiohttp.ClientConnectorError as exc:
             raise NotSent(f"aiohttp.{type(exc).__name__}: {exc}") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:  # aiohttp's timeouts subclass both
             raise AnswerLost(f"aiohttp.{type(exc).__name__}: {exc}") from exc

@@ -506,7 +506,10 @@ class TelegramConnector(ConnectorBase):
             token,
             base_url=self.config.base_url,
             base_file_url=self.config.base_file_url,
-            request=AiohttpRequest(connection_pool_size=8, connect_timeout=timeout / 2,
+            # Sends, edits and uploads of many conversations at once: with 8, a burst of
+            # 2,000 drafts waited over 11 s for a connection (bench/RESULTS.md section 8);
+            # Telegram's ~30 requests a second per bot bind before 32 connections do.
+            request=AiohttpRequest(connection_pool_size=32, connect_timeout=timeout / 2,
                                    read_timeout=timeout),
             get_updates_request=AiohttpRequest(connection_pool_size=1, connect_timeout=10.0,
                                                read_timeout=_READ_MARGIN),
