@@ -1,4 +1,4 @@
-"""Six connection-based channels started to send only (``Connector.receives`` false).
+"""Seven connection-based channels started to send only (``Connector.receives`` false).
 
 With ``storage.shared`` one instance holds a channel's single receiving connection and
 the others answer its conversations through the platform's request API. Each case
@@ -12,7 +12,8 @@ sends a reply part and edits it where the platform can, and checks:
 - nothing was received or subscribed: no ``/sync`` and no ``/messages`` read-back (the
   requests Synapse was asked), no Mattermost or Rocket.Chat WebSocket (nor DDP login), no
   Zulip event queue registered and the receiving instance's queue not deleted, no IMAP
-  connection, no signal-cli event stream;
+  connection, no signal-cli event stream, no Discord Gateway WebSocket (nor IDENTIFY or
+  RESUME);
 - ``ctx.state`` is exactly as seeded, and the channel says ONLINE "... (sending only)".
 
 Each check fails if ``receives`` were ignored: the receiving path opens what is counted
@@ -31,6 +32,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from connectors.discord.manifest import DiscordConfig
+from connectors.discord.runtime import DiscordConnector
 from connectors.email.manifest import EmailConfig
 from connectors.email.runtime import EmailConnector
 from connectors.matrix.manifest import MatrixConfig
@@ -48,8 +51,11 @@ from connectors.zulip.manifest import ZulipConfig
 from connectors.zulip.runtime import CURSOR_KEY as ZULIP_CURSOR
 from connectors.zulip.runtime import ZulipConnector
 from pyclaw_app.channels import ChannelConfig, ConnectorBase
+from pyclaw_app.channels.contract import OutboundFile
+from pyclaw_app.errors import FatalConnectorError
 from pyclaw_app.model import Address, ChannelState
 from tests.contract.harness import PlatformHarness
+from tests.contract.harness_discord import DiscordHarness
 from tests.contract.harness_email import EmailHarness
 from tests.contract.harness_matrix import MatrixHarness
 from tests.contract.harness_mattermost import MattermostHarness
@@ -196,6 +202,16 @@ async def signal(harness: SignalHarness, chat: str) -> AsyncIterator[Platform]:
                    typed=lambda: len(fake.typing))
 
 
+@contextlib.asynccontextmanager
+async def discord(harness: DiscordHarness, chat: str) -> AsyncIterator[Platform]:
+    """Discord keeps nothing in ``ctx.state``; a Gateway session is the receiver's alone."""
+    fake = harness.fake
+    yield Platform(config=harness.channel_config(), state={},
+                   receiving=lambda: ["gateway websocket"] * fake.gateway_requests
+                   + ["identify"] * fake.identifies + ["resume"] * fake.resumes,
+                   typed=lambda: sum(1 for c, _ in fake.typing if c == chat))
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -214,6 +230,7 @@ CASES = [
     Case("email", EmailHarness, EmailConnector, EmailConfig, email,
          reply_to="<lunch-1@users.test>"),
     Case("signal", SignalHarness, SignalConnector, SignalConfig, signal),
+    Case("discord", DiscordHarness, DiscordConnector, DiscordConfig, discord),
 ]
 
 
@@ -272,3 +289,46 @@ def test_every_case_is_a_send_only_channel() -> None:
     assert all(c.connector.spec.capabilities.send_only for c in CASES)
     assert [c.connector.spec.name for c in CASES] == [c.name for c in CASES]
 
+
+@pytest.fixture
+async def discord_standby() -> AsyncIterator[DiscordHarness]:
+    harness = DiscordHarness()
+    await harness.start()
+    yield harness
+    await harness.stop()
+
+
+async def test_a_send_only_discord_channel_uploads_files_over_rest(
+        discord_standby: DiscordHarness) -> None:
+    """Files are a multipart Create Message: the standby sends them without a Gateway."""
+    harness = discord_standby
+    chat = harness.chat(1)
+    ctx = RecordingContext(channel="standby")
+    connector = DiscordConnector("standby", DiscordConfig(**harness.channel_config()))
+    connector.receives = False
+    await connector.start(ctx)
+    try:
+        sent = await connector.send_file(
+            Address(channel="standby", chat=chat),
+            OutboundFile(name="notes.txt", mime="text/plain", data=b"minutes of the day\n",
+                         caption="today's notes"), None)
+    finally:
+        await connector.stop()
+    assert [(u.message_id, u.channel_id, u.filename, u.data, u.content)
+            for u in harness.fake.uploads] == [
+        (sent, chat, "notes.txt", b"minutes of the day\n", "today's notes")]
+    assert harness.fake.gateway_requests == 0 and ctx.crashes == []
+
+
+async def test_a_refused_token_fails_a_send_only_discord_start_without_a_gateway(
+        discord_standby: DiscordHarness) -> None:
+    """The REST login is the check: a bad token stops the start, as it does a receiver's."""
+    ctx = RecordingContext(channel="standby")
+    connector = DiscordConnector("standby", DiscordConfig(token="not-the-bot-token"))
+    connector.receives = False
+    with pytest.raises(FatalConnectorError, match="rejected the bot token"):
+        await connector.start(ctx)
+    await connector.stop()
+    assert ctx.states[-1][0] is ChannelState.OFFLINE, ctx.states
+    assert "not-the-bot-token" not in repr(ctx.states) + repr(ctx.logs)
+    assert discord_standby.fake.gateway_requests == 0

@@ -54,6 +54,6 @@ SPEC = ConnectorSpec(
                 "and threads. Needs a bot token with the Message Content intent.",
     transport=Transport.WEBSOCKET,
     capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True,
-                              files=True),
+                              files=True, send_only=True),
     limits=Limits(max_text=MAX_TEXT),
 )

@@ -30,6 +30,13 @@ overridden module-wide by ``api_base``): 429 -> RetryableError with Retry-After,
 (server disconnected, reset, read time-out) -> DeliveryUncertain, never resent;
 401/403/404 and other 4xx -> FatalConnectorError with Discord's message and
 code. Edits and typing are idempotent, so a lost answer there is retryable.
+
+Sending only (``receives`` false, another instance holds the Gateway session): the
+connection is discord.py's REST login alone (``GET /users/@me`` and the application,
+which checks the token), its client closed again at once. No Gateway WebSocket is opened,
+so there is no IDENTIFY, no session and no shard: a second session for the same bot token
+would compete with the receiver's and could get it invalidated. Every send, edit, typing
+and file goes over REST as above, so nothing else changes.
 """
 
 from __future__ import annotations
@@ -182,6 +189,9 @@ class DiscordConnector(ConnectorBase):
             discord.http.Route.BASE, platform="Discord", secrets=[token],
             auth=lambda: {"Authorization": f"Bot {token}", "User-Agent": _USER_AGENT},
             describe=_describe, rate_limit=_body_retry_after)
+        if not self.receives:
+            await self.connect_and_keep("login", self._sign_in, self._idle, platform="Discord")
+            return
         self._inbound = self.spawn("inbound", self._consume())
         try:
             await self._login()  # a refused token fails start(); a network fault does not
@@ -219,6 +229,19 @@ class DiscordConnector(ConnectorBase):
             raise
         self._bot_id = str(client.user.id) if client.user else ""
         return client
+
+    async def _sign_in(self) -> str:
+        """Sending only: log in over REST to check the token, then close the client, which
+        never connects; what the state says."""
+        client = await self._login()
+        who = f"@{client.user.name}" if client.user else "bot"
+        await self._discard_client()
+        return f"connected as {who} (sending only)"
+
+    @staticmethod
+    async def _idle() -> None:
+        """Sending only: nothing to read, the receiving instance holds the Gateway."""
+        await asyncio.Event().wait()
 
     async def _connect(self) -> None:
         """Log in (unless ``open`` just did) and open the Gateway; returns at READY."""

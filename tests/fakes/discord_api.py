@@ -174,6 +174,9 @@ class FakeDiscord(FakePlatform):
         self.uploads: list[UploadRecord] = []
         self.typing: list[tuple[str, float]] = []
         self.connections: list[dict[str, str]] = []  # query of each gateway connection
+        self.gateway_requests = 0
+        """Every request for the Gateway WebSocket, refused ones too: a send-only bot makes
+        none (a second session for its token would fight the receiving instance's)."""
         self.privileged_intents_enabled = True  # the portal's "Message Content Intent" switch
         self.gateway_available = True  # False: the websocket upgrade is refused (an outage)
         self.identifies = 0
@@ -311,6 +314,7 @@ class FakeDiscord(FakePlatform):
         return {**data, "content": "", "attachments": [], "embeds": []}
 
     async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        self.gateway_requests += 1
         if not self.gateway_available:
             return web.Response(status=503, text="upstream connect error")
         ws = web.WebSocketResponse(autoping=True, max_msg_size=0)
