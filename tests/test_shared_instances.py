@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from pyclaw_app.control.metrics import GatewayMetrics
 from pyclaw_app.errors import StoreError
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.model import ChannelState, EventKind
+from pyclaw_app.schedules import OWNER, When
 from pyclaw_app.secrets import FileSecretStore
 from pyclaw_app.store import Store
 from pyclaw_app.store.cluster import LEASE_CLASS, lease_key
@@ -270,3 +272,36 @@ async def test_metrics_count_only_their_own_instances_messages(
     assert sum(sent) == 20 and all(n > 0 for n in sent), sent  # each its own, none twice
     assert [s[("pyclaw_instances_live", None)] for s in samples] == [2.0, 2.0]
     assert sorted(s[("pyclaw_channel_receiving", "tg")] for s in samples) == [0.0, 1.0]
+
+
+async def test_a_scheduled_message_goes_out_once_whichever_instances_run(
+        instance: Instance, telegram: FakeTelegram) -> None:
+    """Every instance's scheduler sees the job fall due; the firing is one journal row,
+    delivered only by the instance holding its conversation."""
+    gateways = [await instance() for _ in range(3)]
+    for g in gateways:
+        await eventually(lambda g=g: g.channels["tg"].state == ChannelState.ONLINE
+                         and g.shared is not None and g.shared.live_instances == 3,
+                         timeout=WAIT)
+    telegram.inject_message(8400, "hello")
+    await eventually(lambda: len(telegram.sent_to()) == 1, timeout=WAIT)
+    asked = next(r for r in await gateways[0].store.journal.recent() if r.direction == "in")
+    await gateways[0].store.schedules.add(
+        asked.address, created_by=OWNER, creator_name="owner", is_group=False,
+        action="text", body="Time to stretch!", when=When(time.time() + 0.5, None, "UTC"),
+        missed="run_once", now=time.time())
+    telegram.send_latency = 1.0  # the send is under way while every scheduler looks again
+    await asyncio.sleep(0.6)
+    for _ in range(8):
+        for g in gateways:
+            g.scheduler.wake()
+        await asyncio.sleep(0.2)
+    await eventually(lambda: "Time to stretch!" in [s.text for s in telegram.sent_to()],
+                     timeout=WAIT)
+    await asyncio.sleep(1.5)
+    assert [s.text for s in telegram.sent_to()].count("Time to stretch!") == 1
+    fired = [r for r in await gateways[0].store.journal.recent()
+             if r.direction == "in" and r.id != asked.id]
+    assert [r.status for r in fired] == ["replied"]  # not failed as "uncertain" elsewhere
+    lines = await gateways[0].store.logs.page(channel="tg", search="interrupted", limit=50)
+    assert lines == []  # no other instance took the send under way for a crashed one

@@ -173,6 +173,9 @@ class FakeTelegram(FakePlatform):
             "has_main_web_app": False,
         }
         self.updates: list[dict[str, Any]] = []
+        self.send_latency = 0.0
+        """Seconds sendMessage takes before it answers (a slow Bot API): what lets a test
+        catch two senders racing for one message."""
         """Unconfirmed updates, oldest first (getUpdates with a higher offset drops them)."""
         self.sent: list[SentRecord] = []
         self.chat_actions: list[tuple[int, str, int | None, float]] = []
@@ -527,6 +530,8 @@ class FakeTelegram(FakePlatform):
             self.updates = self.updates[offset:]
 
     async def _send_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.send_latency:
+            await asyncio.sleep(self.send_latency)
         chat = self._chat(params)
         text = _str(params, "text")
         parse_mode = _str(params, "parse_mode")
