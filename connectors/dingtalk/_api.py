@@ -1,5 +1,6 @@
 """DingTalk's REST side in one place: Stream tickets, access tokens, robot sends, session
-webhooks, and how each of their answers becomes pyclaw's errors.
+webhooks, the download URLs of received files, and how each of their answers becomes
+pyclaw's errors.
 
 Two API generations answer differently. The OpenAPI (``api.dingtalk.com/v1.0/...``) uses
 HTTP statuses with ``{"code", "message", "requestid"}``: a wrong Client ID/Secret is
@@ -231,6 +232,31 @@ class DingTalkApi:
             raise RetryableError(f"DingTalk is holding back messages to {target!r} "
                                  "(flowControlledStaffIdList)", retry_after=MINUTE_WAIT)
         return str(data.get("processQueryKey") or "")
+
+
+    # ---- files ----------------------------------------------------------------------------
+
+    async def download_url(self, download_code: str) -> str:
+        """The temporary URL of a file a user sent the robot: ``POST
+        /v1.0/robot/messageFiles/download`` with ``{downloadCode, robotCode}`` answers
+        ``{downloadUrl}`` ("Download the file content of the robot receiving message",
+        open.dingtalk.com/document/orgapp/download-the-file-content-of-the-robot-receiving-
+        message). The URL itself is signed, so it is fetched with no token of ours."""
+        token = await self.access_token()
+        try:
+            answer = await self._http.call(
+                "POST", "/v1.0/robot/messageFiles/download",
+                json_body={"downloadCode": download_code, "robotCode": self.robot_code},
+                headers={"x-acs-dingtalk-access-token": token}, idempotent=True)
+        except TokenRejected:
+            self.forget_token()
+            raise
+        data = answer.data if isinstance(answer.data, dict) else {}
+        url = data.get("downloadUrl")
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+            raise FatalConnectorError("DingTalk answered messageFiles/download without a "
+                                      "download URL")
+        return url
 
 
 def _strings(value: object) -> list[str]:

@@ -36,8 +36,9 @@ from connectors.dingtalk._parse import Conversation, Frame, Parsed, parse_messag
 from connectors.dingtalk._stream import IDLE, NOT_JSON, StreamSocket
 from connectors.dingtalk.manifest import SPEC, DingTalkConfig
 from pyclaw_app.channels import ConnectorBase, ProbeResult, Recent
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import ConnectorError, FatalConnectorError, PyclawError, RetryableError
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 __all__ = ["CONNECTOR", "WEBHOOK_MARGIN", "DingTalkConnector"]
 
@@ -105,6 +106,18 @@ class DingTalkConnector(ConnectorBase):
         finally:
             await api.close()
         return ProbeResult(True, f"connected as robot {api.robot_code} (Stream mode)")
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """The message's ``downloadCode`` exchanged for a temporary URL (robot
+        messageFiles/download, with the access token); the URL is fetched without it."""
+        if not attachment.platform_id:
+            raise AttachmentUnavailable("DingTalk gave no download code for it")
+        try:
+            url = await self._live_api().download_url(attachment.platform_id)
+        except FatalConnectorError as exc:
+            raise AttachmentUnavailable(f"DingTalk did not hand the file over ({exc})") \
+                from exc
+        return AttachmentSource(url=url, size=attachment.size)
 
     async def _connect(self) -> str:
         await self._drop_socket()

@@ -10,6 +10,10 @@ shown, then ``[DONE]``. Text already streamed cannot be taken back, so when the 
 starts over (a failover) the stream waits and the final reply follows what was shown.
 A client that stops waiting (timeout, disconnect) leaves no one to hand the reply to:
 ``send_part`` then fails it, so the journal never calls it delivered.
+
+Pictures, audio and files come inline in the request (``_parse``); their bytes are held
+in memory while the request waits for its answer, which is when the gateway reads them
+(``fetch_attachment``), and let go with the request.
 """
 
 from __future__ import annotations
@@ -38,8 +42,9 @@ from pyclaw_app.channels import (
     WebhookRequest,
     WebhookResponse,
 )
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import FatalConnectorError, PyclawError
-from pyclaw_app.model import Address, Inbound
+from pyclaw_app.model import Address, Attachment, Inbound
 
 __all__ = ["OpenAIApiConnector"]
 
@@ -54,6 +59,8 @@ class _Held:
     """A request waiting for its reply: what the gateway has said about it, in order."""
 
     events: asyncio.Queue[tuple[str, str]] = field(default_factory=asyncio.Queue)
+    files: tuple[str, ...] = ()
+    """Ids of the inline files the request carried (``OpenAIApiConnector._inline``)."""
 
 
 class OpenAIApiConnector(ConnectorBase):
@@ -66,6 +73,8 @@ class OpenAIApiConnector(ConnectorBase):
         self._held: dict[tuple[str, str], _Held] = {}
         self._answers: Recent[str, str] = Recent(KEPT)
         """request id -> its reply, so a retried request (same Idempotency-Key) gets it."""
+        self._inline: dict[str, bytes] = {}
+        """The bytes of the inline files of the requests now waiting, by platform id."""
 
     async def open(self) -> None:
         count = len(await keys.clients(self.ctx.state))
@@ -75,6 +84,7 @@ class OpenAIApiConnector(ConnectorBase):
         for held in self._held.values():
             held.events.put_nowait(("closed", ""))
         self._held.clear()
+        self._inline.clear()
 
     async def probe(self) -> ProbeResult:
         if not self.running:
@@ -105,6 +115,14 @@ class OpenAIApiConnector(ConnectorBase):
         held.events.put_nowait(("final", text))
         self._answers.remember(reply_to or "", text)
         return f"{reply_to}:reply"
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        data = self._inline.get(attachment.platform_id or "")
+        if data is None:
+            raise AttachmentUnavailable("the request that carried it has ended (files sent "
+                                        "inline are held only while their request waits "
+                                        "for the answer); send it again")
+        return AttachmentSource(data=data, size=len(data))
 
     # ---- requests -------------------------------------------------------------------------
 
@@ -156,8 +174,9 @@ class OpenAIApiConnector(ConnectorBase):
         if key in self._held:
             return _error(409, "a request with this Idempotency-Key is still being answered",
                           "invalid_request_error", code="conflict")
-        held = _Held()
+        held = _Held(files=tuple(req.files))
         self._held[key] = held  # before submit: the reply may be quicker than our return
+        self._inline.update(req.files)
         try:
             result = await self.ctx.submit(Inbound(
                 Address(self.name, chat), pid, req.text, sender_id=client, sender_name=client,
@@ -244,8 +263,11 @@ class OpenAIApiConnector(ConnectorBase):
             self._forget(key, held)
 
     def _forget(self, key: tuple[str, str], held: _Held) -> None:
+        """The request is answered or given up: its slot and its inline files go."""
         if self._held.get(key) is held:
             del self._held[key]
+        for file in held.files:
+            self._inline.pop(file, None)
 
     def _model_entry(self) -> dict[str, Any]:
         return {"id": self.config.model_name, "object": "model", "created": 0,

@@ -8,7 +8,8 @@ text (other people's ``at`` read as ``@name`` when the segment carries a name, e
 Which ids are the bot's the caller knows (it sent them); a quoted id it does not know is
 handed back as ``quoted`` so it can ask the bridge (``get_msg``) who wrote it.
 
-Pictures, voice, video and files are attachments (metadata only); QQ faces, shares and
+Pictures, voice, video and files are attachments: their ``url`` and the name the bridge
+knows them by (``file_id``, else ``file``) for ``_files`` to find the bytes; QQ faces, shares and
 the like become short text placeholders, so the assistant knows something was there.
 """
 
@@ -95,7 +96,7 @@ def _attachment(kind: str, data: dict[str, Any]) -> Attachment:
     return Attachment(kind=kind, name=name.rsplit("/", 1)[-1][:200],
                       size=int(size) if _DIGITS.fullmatch(size) and int(size) >= 0 else None,
                       url=url if url.startswith(("http://", "https://")) else None,
-                      platform_id=_str(data.get("file_id")) or None)
+                      platform_id=_str(data.get("file_id")) or _str(data.get("file")) or None)
 
 
 def _render(segs: list[Segment], self_id: str) -> tuple[str, bool, str | None,

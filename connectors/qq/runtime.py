@@ -33,11 +33,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from connectors.qq._conn import AnswerLost, ApiFailed, NotSent, OneBotSocket
 from connectors.qq._errors import connect_error, send_error
+from connectors.qq._files import lookup, source_from_answer, source_from_segment
 from connectors.qq._parse import Message, Skip, View, parse_event
 from connectors.qq.manifest import SPEC, QqConfig
 from pyclaw_app.channels import ConnectorBase, ProbeResult, Recent
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
 from pyclaw_app.errors import ConnectorError, FatalConnectorError, PyclawError, RetryableError
-from pyclaw_app.model import Address, Inbound
+from pyclaw_app.model import Address, Attachment, Inbound
 
 __all__ = ["CONNECTOR", "QqConnector"]
 
@@ -234,6 +236,23 @@ class QqConnector(ConnectorBase):
         if sock is None or sock.ended or not self.running:
             raise RetryableError("not connected to the OneBot bridge", retry_after=1.0)
         return sock
+
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        """The segment's link when it is on QQ's media servers or the bridge's host, else
+        the bridge's answer to get_image / get_record / get_file (``_files``)."""
+        bridge_host = (urlsplit(self.config.url).hostname or "").lower()
+        found = source_from_segment(attachment, bridge_host)
+        if found is not None:
+            return found
+        action, params = lookup(attachment)
+        try:
+            data = await self._live().call(action, params, self.config.api_timeout)
+        except ApiFailed as exc:
+            raise AttachmentUnavailable(f"the OneBot bridge did not hand the file over "
+                                        f"({exc})") from exc
+        except (NotSent, AnswerLost) as exc:
+            raise RetryableError(f"the OneBot bridge did not answer {action}") from exc
+        return source_from_answer(action, data, attachment, bridge_host)
 
     async def send_part(self, address: Address, text: str, reply_to: str | None) -> str:
         kind, _, target = address.chat.partition(":")

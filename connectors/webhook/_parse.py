@@ -5,14 +5,21 @@ would be silent (``id`` and ``chat`` must be non-empty strings or integers, type
 fields must have their type) and lenient elsewhere: unknown fields are ignored,
 optional ones default. The parser never raises: a body it refuses is
 :class:`Malformed` with the reason the sender gets back (400).
+
+An attachment's bytes come inline as base64 ``data``, handed back apart in ``files`` (by
+index) for the connector to hold (``_files``); its ``platform_id`` says where. A ``url``
+is kept as metadata only: the gateway never fetches a URL a caller names.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict
 
+from connectors.webhook._files import INLINE, token_of
 from pyclaw_app.model import Address, Attachment, Inbound
 
 __all__ = ["MAX_ID", "Malformed", "Ping", "WebhookMessage", "parse_request"]
@@ -34,6 +41,7 @@ class AttachmentBody(TypedDict, total=False):
     mime: str
     url: str
     size: int
+    data: str
 
 
 class MessageBody(TypedDict):
@@ -62,6 +70,8 @@ class Ping:
 class WebhookMessage:
     inbound: Inbound
     callback_url: str | None
+    files: dict[int, str] = field(default_factory=dict, repr=False)
+    """The base64 ``data`` of the attachments that had it, by index."""
 
 
 class _Bad(Exception):
@@ -96,6 +106,7 @@ def _parse(payload: object, channel: str) -> WebhookMessage | Ping:
     callback = payload.get("callback_url")
     if callback is not None and (not isinstance(callback, str) or not callback.strip()):
         raise _Bad("callback_url must be a non-empty string")
+    attachments, files = _attachments(payload.get("attachments"), token_of(chat, mid))
     return WebhookMessage(
         inbound=Inbound(
             address=Address(channel=channel, chat=chat),
@@ -103,12 +114,13 @@ def _parse(payload: object, channel: str) -> WebhookMessage | Ping:
             text=text,
             sender_id=sender_id,
             sender_name=sender_name,
-            attachments=_attachments(payload.get("attachments")),
+            attachments=attachments,
             is_group=_typed(payload, "group", bool, False),
             mentioned=_typed(payload, "mentioned", bool, False),
             reply_to_bot=_typed(payload, "reply_to_bot", bool, False),
         ),
         callback_url=callback.strip() if isinstance(callback, str) else None,
+        files=files,
     )
 
 
@@ -135,14 +147,15 @@ def _typed(body: Mapping[str, Any], field: str, kind: type, default: Any,
     return value
 
 
-def _attachments(value: object) -> tuple[Attachment, ...]:
+def _attachments(value: object, token: str) -> tuple[tuple[Attachment, ...], dict[int, str]]:
     if value is None:
-        return ()
+        return (), {}
     if not isinstance(value, list):
         raise _Bad("attachments must be a list")
     if len(value) > MAX_ATTACHMENTS:
         raise _Bad(f"more than {MAX_ATTACHMENTS} attachments")
     found = []
+    files: dict[int, str] = {}
     for i, item in enumerate(value):
         if not isinstance(item, Mapping):
             raise _Bad(f"attachments[{i}] must be an object")
@@ -151,10 +164,24 @@ def _attachments(value: object) -> tuple[Attachment, ...]:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)
                                  or size < 0):
             raise _Bad(f"attachments[{i}].size must be a whole number of bytes")
+        data = _typed(item, "data", str, None, f"attachments[{i}].data")
+        if data is not None:
+            size = _decoded_size(data, f"attachments[{i}].data")
+            files[i] = data
         found.append(Attachment(
             kind=kind if kind in KINDS else "file",
             name=_typed(item, "name", str, "", f"attachments[{i}].name"),
             mime=_typed(item, "mime", str, "", f"attachments[{i}].mime"),
             url=_typed(item, "url", str, "", f"attachments[{i}].url") or None,
-            size=size))
-    return tuple(found)
+            size=size, platform_id=f"{INLINE}{token}/{i}" if data is not None else None))
+    return tuple(found), files
+
+
+def _decoded_size(data: str, label: str) -> int:
+    try:
+        decoded = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise _Bad(f"{label} is not valid base64") from None
+    if not decoded:
+        raise _Bad(f"{label} is empty")
+    return len(decoded)

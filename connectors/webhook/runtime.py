@@ -22,6 +22,10 @@ every part is the same as on any platform:
   nothing tells the channel which part of a split reply is the last. After
   ``sync_timeout`` the request is answered 202 and the future dropped, so the part
   goes to the callback like any other.
+
+Files come inline as base64 (``_parse``) and are held in memory from before the message
+is stored until it is answered (``_files``); ``fetch_attachment`` reads them from there.
+A ``url`` a request names is never fetched.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from connectors.webhook._files import InlineFiles, token_of
 from connectors.webhook._parse import Malformed, Ping, WebhookMessage, parse_request
 from connectors.webhook.manifest import SPEC, SYNC_MAX_TEXT, WebhookConfig
 from pyclaw_app.channels import (
@@ -49,8 +54,9 @@ from pyclaw_app.channels import (
     hmac_digest,
     verify_hmac,
 )
+from pyclaw_app.channels.contract import AttachmentSource
 from pyclaw_app.errors import ConnectorError, FatalConnectorError, RetryableError
-from pyclaw_app.model import Address
+from pyclaw_app.model import Address, Attachment
 
 __all__ = ["SIGNATURE", "TIMESTAMP", "WebhookConnector", "sign"]
 
@@ -89,6 +95,7 @@ class WebhookConnector(ConnectorBase):
         self._replies: Recent[str, _Reply] = Recent(KEPT)
         self._callbacks: Recent[str, str] = Recent(KEPT)
         """chat -> the callback URL its latest request named ("" for none)."""
+        self._inline: InlineFiles | None = None
 
     @property
     def limits(self) -> Limits:
@@ -101,6 +108,7 @@ class WebhookConnector(ConnectorBase):
         if self.config.callback_url:
             _check_url(self.config.callback_url, "callback_url")
         self._http = self._client(secret)
+        self._inline = InlineFiles()
         target = urlsplit(self.config.callback_url).netloc if self.config.callback_url else ""
         self.went_online(f"ready: waiting for signed requests"
                          f"{f'; replies to {target}' if target else ''}")
@@ -133,6 +141,7 @@ class WebhookConnector(ConnectorBase):
 
     async def send_part(self, address: Address, text: str, reply_to: str | None) -> str:
         if reply_to is not None:
+            await self._files().drop(token_of(address.chat, reply_to))  # answered: read
             waiter = self._waiters.pop((address.chat, reply_to), None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(text)  # the held request answers with it
@@ -175,6 +184,14 @@ class WebhookConnector(ConnectorBase):
 
     # ---- receiving ------------------------------------------------------------------------
 
+    async def fetch_attachment(self, attachment: Attachment) -> AttachmentSource:
+        return await self._files().source(attachment)
+
+    def _files(self) -> InlineFiles:
+        if self._inline is None or not self.running:
+            raise RetryableError(f"webhook channel {self.name!r} is not running")
+        return self._inline
+
     async def handle_webhook(self, request: WebhookRequest) -> WebhookResponse:
         return await self.receive(request, self._verify, self._deliver)
 
@@ -203,10 +220,14 @@ class WebhookConnector(ConnectorBase):
         if self.config.reply_mode == "sync" and key not in self._waiters:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters[key] = waiter  # before submit: the reply may be quicker than us
+        token = token_of(*key)
+        held = bool(parsed.files) and await self._files().hold(token, parsed.files)
         try:
             result = await self.ctx.submit(inbound)
             status = "duplicate" if result.duplicate else "ignored" if result.ignored else \
                 "quarantined" if result.quarantined else "accepted"
+            if held and status != "accepted":
+                await self._files().drop(token)  # it will not be answered: nothing reads them
             if waiter is None or status != "accepted":
                 return _json(202, {"id": inbound.platform_id, "status": status})
             await asyncio.wait({waiter}, timeout=self.config.sync_timeout)

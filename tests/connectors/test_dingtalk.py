@@ -30,9 +30,12 @@ from pyclaw_app.channels import SubmitResult
 from pyclaw_app.errors import FatalConnectorError, RetryableError, StoreError
 from pyclaw_app.model import Address, ChannelState, Inbound
 from tests.conftest import GatewayFactory, provider_section
+from tests.contract.harness_dingtalk import DingTalkHarness
 from tests.fakes.dingtalk_api import MAX_MSG_PARAM, DingTalkFake
 from tests.fakes.openai_api import FakeOpenAI
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
+from tests.test_attachments_channels import online, reply_to
 
 Running = tuple[DingTalkConnector, RecordingContext]
 
@@ -372,6 +375,54 @@ def test_markdown_titles_are_short_and_never_empty() -> None:
     assert markdown_title("1. first step") == "first step"
     assert markdown_title("\n\n") == "Reply"
     assert len(markdown_title("x" * 100)) == 24
+
+
+# ---- files -------------------------------------------------------------------------------
+
+@pytest.fixture
+async def harness() -> AsyncIterator[DingTalkHarness]:
+    harness = DingTalkHarness()
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
+@pytest.mark.parametrize(("msgtype", "content", "said"), [
+    ("picture", {"pictureDownloadCode": "pWjA"}, ""),
+    ("richText", {"richText": [{"text": "what is it?"}, {"type": "picture",
+                                                         "pictureDownloadCode": "pWjA"}]},
+     "what is it?"),
+])
+async def test_a_picture_s_download_code_becomes_a_url_fetched_without_the_token(
+        harness: DingTalkHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory,
+        msgtype: str, content: dict[str, Any], said: str) -> None:
+    await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(0)
+    code = fake.add_file(PNG)
+    if msgtype == "picture":
+        content["downloadCode"] = code
+    else:
+        content["richText"][1]["downloadCode"] = code
+    await fake.deliver(fake.message(fake.user(1), msgtype=msgtype, content=content))
+    assert await reply_to(harness, chat, 0) == f"Echo: {said}"
+    assert fake_llm.images == [("image/png", PNG)]
+    assert fake.file_requests == [(code, fake.robot_code)]
+    assert len(fake.downloads) == 1 and fake.downloads[0][1] is None
+
+
+async def test_a_download_code_dingtalk_refuses_is_explained_to_the_sender(
+        harness: DingTalkHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    gateway = await online(harness, fake_llm, make_gateway)
+    fake, chat = harness.fake, harness.chat(1)
+    await fake.deliver(fake.message(fake.user(2), msgtype="picture",
+                                    content={"downloadCode": "mIofExpired"}))
+    reply = await reply_to(harness, chat, 0)
+    assert reply.startswith("I could not read what you sent: the picture: DingTalk did not "
+                            "hand the file over") and "下载码无效或已过期" in reply
+    assert fake.downloads == [] and fake_llm.requests == []
+    assert await gateway.store.logs.page(channel="dingtalk", search="did not hand the file")
 
 
 # ---- the parsers --------------------------------------------------------------------------

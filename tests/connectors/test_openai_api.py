@@ -1,12 +1,14 @@
 """What is the OpenAI-compatible API's own: the official ``openai`` client library talks to a
 real gateway over HTTP (non-streaming and streaming), per-client keys, conversations, errors
-in OpenAI's shape, idempotent retries, a client that stops waiting, and the key CLI.
+in OpenAI's shape, idempotent retries, a client that stops waiting, inline pictures, audio
+and files (and remote image URLs refused), and the key CLI.
 
 What every channel shares is the contract suite's (tests/contract, harness_openai_api.py).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -23,13 +25,15 @@ from connectors.openai_api._parse import ChatRequest, Malformed, parse_chat_requ
 from connectors.openai_api.manifest import OpenAIApiConfig
 from connectors.openai_api.runtime import OpenAIApiConnector
 from pyclaw_app.channels import SubmitResult, WebhookRequest
+from pyclaw_app.channels.contract import AttachmentUnavailable
 from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.gateway import Gateway
-from pyclaw_app.model import Address, ChannelState, Inbound
+from pyclaw_app.model import Address, Attachment, ChannelState, Inbound
 from pyclaw_app.store import Store
 from tests.conftest import provider_section
 from tests.fakes.openai_api import FakeOpenAI
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
 
 NAME = "assistant-api"
 
@@ -50,13 +54,14 @@ ApiFactory = Callable[..., Awaitable[Api]]
 
 @pytest.fixture
 async def start_api(fake_llm: FakeOpenAI, make_gateway: Any) -> AsyncIterator[ApiFactory]:
-    """A gateway with the channel (``section`` added to its config), a key issued for client
-    "laptop", and the webhook server in front of it."""
+    """A gateway with the channel (``section`` added to its config, ``settings`` to the
+    gateway's), a vision model, a key issued for client "laptop", and the webhook server in
+    front of it."""
     servers: list[WebhookServer] = []
 
-    async def start(**section: Any) -> Api:
+    async def start(*, settings: dict[str, Any] | None = None, **section: Any) -> Api:
         gateway: Gateway = await make_gateway({
-            "providers": [provider_section(fake_llm)],
+            "providers": [provider_section(fake_llm, vision=True)], **(settings or {}),
             "channels": {NAME: {"type": "openai_api", **section}}})
         await eventually(lambda: gateway.channels[NAME].state == ChannelState.ONLINE)
         key = await keys.issue(gateway.store.channel_state.of(NAME), "laptop")
@@ -206,18 +211,90 @@ async def test_a_restarted_answer_follows_what_the_stream_already_showed() -> No
     await conn.stop()
 
 
+# ---- inline files ----------------------------------------------------------------------------
+
+def picture(data: bytes = PNG) -> dict[str, Any]:
+    return {"type": "image_url",
+            "image_url": {"url": "data:image/png;base64," + base64.b64encode(data).decode()}}
+
+
+async def test_an_inline_picture_reaches_the_model_and_is_let_go_with_the_request(
+        api: Api, fake_llm: FakeOpenAI) -> None:
+    answer = await api.client().chat.completions.create(model="m", messages=[
+        {"role": "user", "content": [{"type": "text", "text": "what is it?"}, picture()]}])
+    assert answer.choices[0].message.content == "Echo: what is it?"
+    assert fake_llm.images == [("image/png", PNG)]
+    row = await api.gateway.store.db.fetchone(
+        "SELECT attachments FROM messages WHERE direction='in'")
+    assert row is not None and base64.b64encode(PNG).decode() not in str(row["attachments"])
+    connector = api.gateway.channels[NAME].connector
+    assert isinstance(connector, OpenAIApiConnector)
+    [stored] = json.loads(str(row["attachments"]))
+    with pytest.raises(AttachmentUnavailable, match="request that carried it has ended"):
+        await connector.fetch_attachment(Attachment(**stored))
+
+
+async def test_a_file_too_big_to_read_is_explained_in_the_answer(
+        start_api: ApiFactory, fake_llm: FakeOpenAI) -> None:
+    api = await start_api(settings={"attachments": {"max_bytes": 1024}})
+    answer = await api.client().chat.completions.create(model="m", messages=[
+        {"role": "user", "content": [picture(PNG + bytes(2048))]}])
+    reply = answer.choices[0].message.content or ""
+    assert reply.startswith("I could not read what you sent: the picture:"), reply
+    assert fake_llm.requests == []
+
+
+async def test_a_remote_image_url_is_refused_not_fetched(api: Api, fake_llm: FakeOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await api.client().chat.completions.create(model="m", messages=[{
+            "role": "user", "content": [{"type": "image_url", "image_url": {
+                "url": "http://169.254.169.254/latest/meta-data"}}]}])
+    assert "does not fetch remote URLs" in caught.value.message
+    assert caught.value.param == "messages"  # type: ignore[attr-defined]
+    assert fake_llm.requests == []
+
+
 # ---- the parser -------------------------------------------------------------------------------
 
-def test_only_the_newest_user_message_is_taken_and_inline_images_stay_out() -> None:
+def test_only_the_newest_user_message_is_taken_and_inline_bytes_stay_out() -> None:
+    wav = base64.b64encode(b"RIFF fake wav").decode()
+    pdf = base64.b64encode(b"%PDF-1.4 fake").decode()
     parsed = parse_chat_request({"model": "m", "user": "a b", "messages": [
         {"role": "user", "content": "old"}, {"role": "assistant", "content": "x"},
         {"role": "user", "content": [
             {"type": "text", "text": "look"},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]})
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            {"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}},
+            {"type": "file", "file": {"filename": "a.pdf",
+                                      "file_data": f"data:application/pdf;base64,{pdf}"}},
+            {"type": "file", "file": {"filename": "b.bin", "file_data": pdf}}]}]})
     assert isinstance(parsed, ChatRequest)
     assert (parsed.text, parsed.user) == ("look", "a_b")
-    assert parsed.attachments[0].kind == "image" and parsed.attachments[0].url is None
-    assert parsed.attachments[0].mime == "image/png"
+    assert [(a.kind, a.name, a.mime, a.url) for a in parsed.attachments] == [
+        ("image", "", "image/png", None), ("audio", "audio.wav", "audio/wav", None),
+        ("file", "a.pdf", "application/pdf", None), ("file", "b.bin", "", None)]
+    assert [parsed.files[a.platform_id or ""] for a in parsed.attachments] == [
+        b"\0\0\0", b"RIFF fake wav", b"%PDF-1.4 fake", b"%PDF-1.4 fake"]
+
+
+@pytest.mark.parametrize(("part", "why"), [
+    ({"type": "image_url", "image_url": {"url": "https://images.example/cat.png"}},
+     "does not fetch remote URLs"),
+    ({"type": "image_url", "image_url": {"url": "data:image/png,notbase64"}},
+     "must be a base64 data: URL"),
+    ({"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}},
+     "image_url.url is not valid base64"),
+    ({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "flac"}},
+     "'wav' or 'mp3'"),
+    ({"type": "input_audio", "input_audio": {"format": "mp3"}}, "input_audio.data is empty"),
+    ({"type": "file", "file": {"file_id": "file-abc123"}}, "send the file as file.file_data"),
+])
+def test_parts_the_gateway_cannot_read_are_refused_with_the_reason(
+        part: dict[str, Any], why: str) -> None:
+    parsed = parse_chat_request({"model": "m", "messages": [{"role": "user",
+                                                            "content": [part]}]})
+    assert isinstance(parsed, Malformed) and parsed.param == "messages"
+    assert why in parsed.reason
 
 
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(),

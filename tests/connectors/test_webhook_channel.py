@@ -1,5 +1,5 @@
 """What is the signed webhook's own: its signature and replay window, its body, the callback
-allowlist, callbacks signed the same way, probe and sync mode.
+allowlist, callbacks signed the same way, probe and sync mode, and files sent inline.
 
 Everything a channel shares (journal first, splitting, retries, group rule...) is the
 contract suite's (tests/contract, harness_webhook.py).
@@ -18,16 +18,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from connectors.webhook._files import KEPT, InlineFiles
 from connectors.webhook._parse import Malformed, Ping, WebhookMessage, parse_request
 from connectors.webhook.manifest import SPEC, SYNC_MAX_TEXT, WebhookConfig
 from connectors.webhook.runtime import WebhookConnector
 from pyclaw_app.channels import WebhookRequest, WebhookResponse
+from pyclaw_app.channels.contract import AttachmentUnavailable
 from pyclaw_app.control.webhooks import WebhookServer
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
-from pyclaw_app.model import Address, ChannelState
+from pyclaw_app.model import Address, Attachment, ChannelState
 from tests.conftest import provider_section
-from tests.fakes.webhook_client import WebhookClientFake, sign
+from tests.fakes.webhook_client import WebhookClientFake, attachment, sign
 from tests.support import RecordingContext, eventually
+from tests.test_attachments import PNG
 
 SECRET = "fake-webhook-shared-secret"
 
@@ -463,3 +466,71 @@ async def test_callback_mode_end_to_end_over_http(fake: WebhookClientFake, fake_
         assert row is not None and row["platform_id"] == received[0].id
     finally:
         await server.stop()
+
+
+# ---- files ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("sent", "note"), [
+    (attachment(PNG, "porch.png", "image/png", "image"), ""),
+    ({"kind": "image", "name": "porch.jpg", "url": "http://169.254.169.254/latest/"},
+     "\n\n(I could not read what you sent: porch.jpg: the webhook channel reads files sent "
+     "as base64 data only; a url is never fetched.)"),
+])
+async def test_a_picture_sent_as_data_reaches_the_model_and_a_url_is_never_fetched(
+        fake: WebhookClientFake, fake_llm: Any, make_gateway: Any, sent: dict[str, Any],
+        note: str) -> None:
+    gw = await make_gateway({"providers": [provider_section(fake_llm, vision=True)],
+                             "channels": {"hooks": {
+                                 "type": "webhook", "secret": SECRET, "dm_policy": "open",
+                                 "callback_url": fake.callback_url,
+                                 "rate_limit_per_minute": 0}}})
+    await eventually(lambda: gw.channels["hooks"].state == ChannelState.ONLINE, timeout=10)
+    server = WebhookServer(gw, "127.0.0.1", 0)
+    await server.start()
+    try:
+        body, headers = fake.signed(fake.message("porch", "who is it?", mid="ev-9",
+                                                 attachments=[sent]))
+        status, _ = await fake.post(f"{server.url}/webhook/hooks", body, headers)
+        assert status == 202
+        received = await eventually(lambda: fake.received, timeout=10)
+        assert received[0].text == f"Echo: who is it?{note}"
+    finally:
+        await server.stop()
+    assert fake_llm.images == ([("image/png", PNG)] if "data" in sent else [])
+    row = await gw.store.db.fetchone("SELECT attachments FROM messages WHERE direction='in'")
+    assert row is not None and sent.get("data", "-") not in str(row["attachments"])
+    held = await gw.store.db.fetchall("SELECT key FROM channel_state WHERE channel='hooks'")
+    assert [r["key"] for r in held if "file" in r["key"]] == []  # never in the database
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    ("not base64!", "attachments[0].data is not valid base64"),
+    ("", "attachments[0].data is empty"),
+    (12, "attachments[0].data must be a string"),
+])
+async def test_bad_attachment_data_is_400_and_nothing_is_stored(
+        running: tuple[WebhookConnector, RecordingContext], data: Any, why: str) -> None:
+    conn, ctx = running
+    response = await post(conn, {"id": "f", "chat": "c", "attachments": [{"data": data}]})
+    assert (response.status, response.body) == (400, why)
+    assert ctx.inbound == []
+
+
+async def test_held_files_go_once_answered_or_not_taken_and_the_oldest_go_first(
+        running: tuple[WebhookConnector, RecordingContext]) -> None:
+    conn, ctx = running
+    await post(conn, {"id": "x", "chat": "c", "attachments": [attachment(b"one", "a", "")]})
+    [inbound] = ctx.inbound
+    assert (await conn.fetch_attachment(inbound.attachments[0])).data == b"one"
+    await post(conn, {"id": "x", "chat": "c", "attachments": [attachment(b"one", "a", "")]})
+    assert (await conn.fetch_attachment(inbound.attachments[0])).data == b"one"  # still held
+    await conn.send_part(address("c"), "done", "x")
+    with pytest.raises(AttachmentUnavailable, match="no longer holds"):
+        await conn.fetch_attachment(inbound.attachments[0])
+    files = InlineFiles()
+    for i in range(KEPT + 1):
+        assert await files.hold(f"t{i}", {0: "b2s="})
+    assert (await files.source(Attachment("file", platform_id=f"inline:t{KEPT}/0"))).data \
+        == b"ok"
+    with pytest.raises(AttachmentUnavailable, match=f"at most {KEPT}"):
+        await files.source(Attachment("file", platform_id="inline:t0/0"))

@@ -14,6 +14,7 @@ Idempotency-Key) is a duplicate answered with the same completion.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 import uuid
@@ -25,6 +26,7 @@ from connectors.openai_api import keys
 from connectors.openai_api.manifest import MAX_TEXT
 from pyclaw_app.channels import WebhookRequest
 from tests.contract.harness import PlatformHarness, SentMessage
+from tests.test_attachments import PNG
 
 __all__ = ["HARNESS", "OpenAIApiHarness"]
 
@@ -142,7 +144,7 @@ class OpenAIApiHarness(PlatformHarness):
     async def inject_media_only(self, chat: str) -> str:
         idempotency = uuid.uuid4().hex
         await self._request(self._body(chat, [{"type": "image_url", "image_url": {
-            "url": "https://images.example/cat.png"}}]), idempotency)
+            "url": "data:image/png;base64," + base64.b64encode(PNG).decode()}}]), idempotency)
         return f"idem-{idempotency}"
 
     def sent(self, chat: str | None = None) -> list[SentMessage]:

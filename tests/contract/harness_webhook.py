@@ -25,7 +25,8 @@ from typing import Any
 
 from tests.contract.harness import SentMessage
 from tests.contract.pushed_harness import PushedHarness
-from tests.fakes.webhook_client import WebhookClientFake
+from tests.fakes.webhook_client import WebhookClientFake, attachment
+from tests.test_attachments import PNG
 
 __all__ = ["HARNESS", "WebhookHarness"]
 
@@ -77,9 +78,8 @@ class WebhookHarness(PushedHarness):
         await self._post({"chat": ["not", "a", "string"], "text": 5}, expect=400)
 
     async def inject_media_only(self, chat: str) -> str:
-        message = self.fake.message(chat, "", attachments=[{
-            "kind": "image", "name": "door.jpg", "mime": "image/jpeg",
-            "url": "https://cam.example/door.jpg", "size": 48213}])
+        message = self.fake.message(chat, "", attachments=[
+            attachment(PNG, "door.png", "image/png", "image")])
         await self._post(message)
         return str(message["id"])
 

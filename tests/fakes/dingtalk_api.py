@@ -26,6 +26,12 @@ Written from DingTalk's published protocol and API pages, not from what our conn
   ``InvalidAuthentication``), ``robotCode``, ``msgKey`` ``sampleText``/``sampleMarkdown``
   and ``msgParam`` (a JSON string, at most 15,000 bytes), answering ``processQueryKey``;
   unknown users come back in ``invalidStaffIdList``.
+* ``POST /v1.0/robot/messageFiles/download`` ``{downloadCode, robotCode}`` with the token
+  ("Download the file content of the robot receiving message",
+  open.dingtalk.com/document/orgapp/download-the-file-content-of-the-robot-receiving-message)
+  answers ``{downloadUrl}``, a temporary link the file is fetched from with no token (the
+  link ends in ``.file`` whatever the type, as DingTalk's note on it says); a code it does
+  not know is the OpenAPI's 400 refusal. :meth:`DingTalkFake.add_file` makes a code.
 * ``POST /robot/sendBySession?session=`` (old API: HTTP 200 with ``errcode``): 0 ok,
   300001 for an unknown or expired session, 40035 for a bad body.
 * Scripted faults (:class:`FakePlatform`) apply to every send path alike ("send"), each
@@ -146,6 +152,12 @@ class DingTalkFake(FakePlatform):
         self._by_msg: dict[str, _Push] = {}
         self._pings: dict[str, str] = {}
         self._ids = itertools.count(1)
+        self._files: dict[str, tuple[bytes, str]] = {}
+        """download code -> (bytes, the link's secret path part)."""
+        self.file_requests: list[tuple[str, str]] = []
+        """(downloadCode, robotCode) of each messageFiles/download call."""
+        self.downloads: list[tuple[str, str | None]] = []
+        """(link path, the token header it came with) of each file fetched."""
         self._connected = asyncio.Event()
         self._closers: set[asyncio.Task[None]] = set()
 
@@ -158,6 +170,8 @@ class DingTalkFake(FakePlatform):
         app.router.add_post("/v1.0/robot/oToMessages/batchSend", self._batch_send)
         app.router.add_post("/v1.0/robot/groupMessages/send", self._group_send)
         app.router.add_post("/robot/sendBySession", self._send_by_session)
+        app.router.add_post("/v1.0/robot/messageFiles/download", self._file_download)
+        app.router.add_get("/media/{link}", self._media)
 
     def error_response(self, method: str, status: int, retry_after: float | None
                        ) -> web.Response:
@@ -439,6 +453,36 @@ class DingTalkFake(FakePlatform):
         self._tokens.add(token)
         self.tokens_issued += 1
         return json_response({"accessToken": token, "expireIn": 7200})
+
+    def add_file(self, data: bytes) -> str:
+        """A file a user sent the robot; returns its ``downloadCode``."""
+        code = f"mIof{uuid.uuid4().hex}"
+        self._files[code] = (data, f"{uuid.uuid4().hex}.file")
+        return code
+
+    async def _file_download(self, request: web.Request) -> web.Response:
+        _FORMAT.set("openapi")
+        if request.headers.get("x-acs-dingtalk-access-token") not in self._tokens:
+            return _error(401, "InvalidAuthentication", "不合法的access_token")
+        body = await self._json(request)
+        if body is None or not isinstance(body.get("downloadCode"), str):
+            return _error(400, "MissingdownloadCode", "downloadCode is mandatory for this "
+                          "action.")
+        self.file_requests.append((body["downloadCode"], str(body.get("robotCode"))))
+        if body.get("robotCode") != self.robot_code:
+            return _error(400, "invalidParameter.robotCode.notExsit", "机器人不存在")
+        found = self._files.get(body["downloadCode"])
+        if found is None:
+            return _error(400, "invalidParameter.downloadCode.invalid", "下载码无效或已过期")
+        return json_response({"downloadUrl": f"{self.url}/media/{found[1]}"})
+
+    async def _media(self, request: web.Request) -> web.Response:
+        link = request.match_info["link"]
+        self.downloads.append((link, request.headers.get("x-acs-dingtalk-access-token")))
+        for data, path in self._files.values():
+            if path == link:
+                return web.Response(body=data, content_type="application/octet-stream")
+        return web.Response(status=404)
 
     async def _robot_body(self, request: web.Request) -> tuple[dict[str, Any], str, str] \
             | web.Response:

@@ -1,14 +1,17 @@
 """A OneBot v11 bridge (NapCat / go-cqhttp style) on 127.0.0.1: the forward WebSocket.
 
 Written from ``botuniverse/onebot-11`` (commit d4456ee): ``communication/ws.md`` (the
-endpoints ``/``, ``/api``, ``/event``; calls ``{action, params, echo}`` answered
-``{status, retcode, data, echo}``; 1400/1404 on the socket), ``authorization.md`` (the
-token as ``Authorization: Bearer`` or ``?access_token=``), ``event/message.md`` and
-``event/meta.md`` (message events; the lifecycle ``connect`` event on connecting; heartbeat
-events with ``interval`` in ms and ``status``), ``api/public.md`` (send_private_msg,
-send_group_msg, send_msg, delete_msg, get_msg, get_login_info, get_status) and
-``message/*.md`` (segments; the string format with CQ codes and its escaping, written here
-on its own so the connector's parser is checked against an independent encoder).
+endpoints ``/``, ``/api``, ``/event``; calls ``{action, params, echo}`` answered ``{status,
+retcode, data, echo}``; 1400/1404 on the socket), ``authorization.md`` (the token as
+``Authorization: Bearer`` or ``?access_token=``), ``event/message.md`` and ``event/meta.md``
+(message events; the lifecycle ``connect`` event on connecting; heartbeat events with
+``interval`` in ms and ``status``), ``api/public.md`` (send_private_msg, send_group_msg,
+send_msg, delete_msg, get_msg, get_login_info, get_status; and ``get_image`` /
+``get_record``: ``{file}`` answered with ``file``, a path on the bridge's
+disk; NapCat also answers ``url``, ``file_size``, ``file_name`` and ``get_file`` for other
+files, go-cqhttp ``url`` for pictures) and ``message/*.md`` (segments; the string format with
+CQ codes and its escaping, written here on its own so the connector's parser is checked
+against an independent encoder).
 
 Two flavours, as the two common bridges behave (their sources were read for this):
 
@@ -24,10 +27,13 @@ Like both bridges, events go only to clients connected at that moment: a message
 while no client is connected is lost (counted in ``dropped``); OneBot has no replay.
 
 User side: :meth:`push_private`, :meth:`push_group`, :meth:`push_again`, :meth:`push_raw`;
-what the bot sent is :attr:`outbox`. Faults: :meth:`fail_next` (``error`` a failure
-the bridge reports, ``refuse`` a 1400, ``lose`` carried out and the socket cut before the
-answer, ``timeout`` NapCat's Timeout after QQ took the message), :meth:`drop` (cut every
-socket), :meth:`freeze` (keep sockets open but send and answer nothing: a dead link).
+what the bot sent is :attr:`outbox`. Media: :meth:`add_media` stores a file the bridge
+serves at ``/files/<name>`` over HTTP on its own port (:attr:`downloads` records each
+fetch); ``media_urls`` False answers the spec's bare path only. Faults: :meth:`fail_next`
+(``error`` a failure the bridge reports, ``refuse`` a 1400, ``lose`` carried out and the
+socket cut before the answer, ``timeout`` NapCat's Timeout after QQ took the message),
+:meth:`drop` (cut every socket), :meth:`freeze` (keep sockets open but send and answer
+nothing: a dead link).
 """
 
 from __future__ import annotations
@@ -172,12 +178,19 @@ class OneBotServer(FakeServer):
         self._beat: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._media: dict[str, bytes] = {}
+        self.media_urls = True
+        """False: get_image/get_record/get_file answer only ``file``, a local path (the
+        spec's answer, without the url the bridges add)."""
+        self.downloads: list[tuple[str, str | None]] = []
+        """(file name, Authorization header) of each HTTP download from the bridge."""
 
     # ---- server -------------------------------------------------------------------------------
 
     def routes(self, app: web.Application) -> None:
         for path in ("/", "/api", "/api/", "/event", "/event/"):
             app.router.add_get(path, self._socket)
+        app.router.add_get("/files/{name}", self._file)
 
     @property
     def ws_url(self) -> str:
@@ -324,6 +337,7 @@ class OneBotServer(FakeServer):
         self.calls.append((action, params))
         handler = {"get_login_info": self._login_info, "get_status": self._status,
                    "get_msg": self._get_msg, "delete_msg": self._delete_msg,
+                   **dict.fromkeys(("get_image", "get_record", "get_file"), self._get_media),
                    **dict.fromkeys(SEND_ACTIONS, self._send)}.get(action)
         if handler is None:
             await self._reply(client, self._answer(retcode=1404, code="API_NOT_FOUND",
@@ -354,6 +368,37 @@ class OneBotServer(FakeServer):
 
     def _login_info(self, _action: str, _params: dict[str, Any]) -> dict[str, Any]:
         return self._answer({"user_id": self.self_id, "nickname": self.nickname})
+
+    def add_media(self, name: str, data: bytes) -> str:
+        """A file the bridge received (its ``file`` name); returns its download URL."""
+        self._media[name] = data
+        return self.media_url(name)
+
+    def media_url(self, name: str) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/files/{name}"
+
+    def _get_media(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        name = params.get("file")
+        if not isinstance(name, str) or not name:
+            return self._answer(retcode=1400, code="BAD_REQUEST", words="file 不能为空")
+        if action == "get_record" and not isinstance(params.get("out_format"), str):
+            return self._answer(retcode=1400, code="BAD_REQUEST", words="out_format 不能为空")
+        data = self._media.get(name)
+        if data is None:
+            return self._failed("FILE_NOT_FOUND", f"文件{name}不存在")
+        answer: dict[str, Any] = {"file": f"/root/.config/QQ/NapCat/temp/{name}"}
+        if self.media_urls:
+            answer |= {"url": self.media_url(name), "file_size": str(len(data)),
+                       "file_name": name}
+        return self._answer(answer)
+
+    async def _file(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self.downloads.append((name, request.headers.get("Authorization")))
+        data = self._media.get(name)
+        if data is None:
+            return web.Response(status=404)
+        return web.Response(body=data, content_type="application/octet-stream")
 
     def _status(self, _action: str, _params: dict[str, Any]) -> dict[str, Any]:
         return self._answer({"online": self.account_online, "good": self.account_online})

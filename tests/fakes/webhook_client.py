@@ -9,12 +9,16 @@ body must be a JSON object with ``chat``, ``text`` (a non-empty string) and ``pa
 probe) is answered 200 ``{}``. Errors are ``{"error": ...}``; a 429 carries
 ``Retry-After``.
 
+A caller sends a file as an attachment with its bytes in base64 ``data``
+(:func:`attachment`), never as a URL for the gateway to fetch.
+
 Scripted faults come from :class:`FakePlatform` under the method name ``callback``
 (``ping`` for the probe).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import itertools
@@ -30,7 +34,7 @@ from aiohttp import web
 from tests.fakes.platform import FakePlatform
 from tests.fakes.server import json_response
 
-__all__ = ["Callback", "WebhookClientFake", "sign", "verify"]
+__all__ = ["Callback", "WebhookClientFake", "attachment", "sign", "verify"]
 
 CALLBACK_PATH = "/callback"
 
@@ -41,6 +45,12 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, st
     digest = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
     return {"X-Pyclaw-Timestamp": stamp, "X-Pyclaw-Signature": f"sha256={digest}",
             "Content-Type": "application/json"}
+
+
+def attachment(data: bytes, name: str, mime: str, kind: str = "file") -> dict[str, Any]:
+    """One entry of a request's ``attachments``, its bytes inline as the document says."""
+    return {"kind": kind, "name": name, "mime": mime,
+            "data": base64.b64encode(data).decode()}
 
 
 def verify(secret: str, body: bytes, headers: Any, *, now: float | None = None) -> bool:
