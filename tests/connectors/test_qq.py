@@ -8,8 +8,10 @@ groups answered with a ``reply`` segment; a wrong or missing token refused both 
 bridges refuse it (go-cqhttp's 401/403 handshake, NapCat's in-band 1403), fatal with a
 clear line; a silent link found dead by missed heartbeats, or by an unanswered
 ``get_status`` when the bridge sends none; a NapCat Timeout marked uncertain; a group the
-account left refused with a clear line; an /event-only url explained; and that a message
-sent while the channel is down is lost on the bridge's side, as OneBot has no replay.
+account left refused with a clear line; an /event-only url explained; that a message
+sent while the channel is down is lost on the bridge's side, as OneBot has no replay; and
+pictures fetched from the segment's link or through get_image, never with the token and
+only from QQ's media servers or the bridge's host, a failure's reason told to the sender.
 """
 
 from __future__ import annotations
@@ -26,18 +28,21 @@ from pydantic import ValidationError
 
 from connectors.qq._conn import AnswerLost, ApiFailed, NotSent
 from connectors.qq._errors import send_error
+from connectors.qq._files import source_from_answer, source_from_segment
 from connectors.qq._parse import Message, Skip, View, parse_event
 from connectors.qq._segments import parse_cq, segments, unescape
 from connectors.qq.manifest import QqConfig
 from connectors.qq.runtime import QqConnector
+from pyclaw_app.channels.contract import AttachmentUnavailable
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
 from pyclaw_app.gateway import Gateway
-from pyclaw_app.model import ChannelState
+from pyclaw_app.model import Attachment, ChannelState
 from tests.conftest import provider_section
 from tests.fakes.onebot_server import OneBotServer, at, cq_string, image, reply, text
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.tls import self_signed
 from tests.support import eventually
+from tests.test_attachments import PNG
 
 WAIT = 20.0
 BOT = "3000000001"
@@ -451,3 +456,70 @@ async def test_a_certificate_the_system_does_not_trust_is_tls_refused(
                                 state=ChannelState.OFFLINE)
         assert await eventually(lambda: channel_log(gw, "TLS refused by wss://127.0.0.1"),
                                 timeout=WAIT)
+
+
+# ---- pictures and files ----------------------------------------------------------------------
+
+async def vision_gateway(make_gateway: Any, fake_llm: FakeOpenAI,
+                         server: OneBotServer) -> Gateway:
+    gw: Gateway = await make_gateway({
+        "providers": [provider_section(fake_llm, vision=True)],
+        "channels": {"qq": {"type": "qq", **section(server)}}})
+    await eventually(lambda: gw.channels["qq"].state == ChannelState.ONLINE, timeout=WAIT)
+    return gw
+
+
+@pytest.mark.parametrize("where", ["segment url on the bridge", "asked with get_image"])
+async def test_a_picture_reaches_the_model_without_the_token(
+        bridge: OneBotServer, make_gateway: Any, fake_llm: FakeOpenAI, where: str) -> None:
+    await vision_gateway(make_gateway, fake_llm, bridge)
+    url = bridge.add_media("B8E3.png", PNG)
+    if where == "asked with get_image":  # a link on a host pyclaw does not fetch from
+        url = "https://files.example.net/B8E3.png"
+    await bridge.push_private(20001, [image("B8E3.png", url, len(PNG)), text("what is it?")])
+    await eventually(lambda: bridge.sent("private:20001"), timeout=WAIT)
+    assert bridge.sent("private:20001")[0].text == "Echo: what is it?"
+    assert fake_llm.images == [("image/png", PNG)]
+    assert bridge.downloads == [("B8E3.png", None)]
+    asked = [c for c in bridge.calls if c[0] == "get_image"]
+    assert asked == ([("get_image", {"file": "B8E3.png"})]
+                     if where == "asked with get_image" else [])
+
+
+@pytest.mark.parametrize(("known", "urls", "why"), [
+    (False, True, "did not hand the file over (get_image failed: retcode 1200 文件B8E3.png不存在)"),
+    (True, False, "answered get_image with a path on its own disk only"),
+])
+async def test_a_picture_the_bridge_cannot_hand_over_is_explained_to_the_sender(
+        bridge: OneBotServer, make_gateway: Any, fake_llm: FakeOpenAI, known: bool, urls: bool,
+        why: str) -> None:
+    gw = await vision_gateway(make_gateway, fake_llm, bridge)
+    if known:
+        bridge.add_media("B8E3.png", PNG)
+    bridge.media_urls = urls
+    await bridge.push_private(20002, [image("B8E3.png", "https://files.example.net/B8E3.png")])
+    await eventually(lambda: bridge.sent("private:20002"), timeout=WAIT)
+    reply = bridge.sent("private:20002")[0].text
+    assert reply.startswith("I could not read what you sent: B8E3.png: the OneBot bridge")
+    assert why in reply
+    assert bridge.downloads == [] and fake_llm.requests == []
+    assert await channel_log(gw, "the OneBot bridge")
+
+
+@pytest.mark.parametrize(("url", "fetched"), [
+    ("https://multimedia.nt.qq.com.cn/download?appid=1406&rkey=x", True),
+    ("http://gchat.qpic.cn/gchatpic_new/1/2-3-ABC/0", True),
+    ("http://127.0.0.1:3001/files/a.png", True),  # the bridge's own host
+    ("https://multimedia.nt.qq.com.cn.example.net/a", False),
+    ("file:///etc/passwd", False),
+    ("http://169.254.169.254/latest/meta-data", False),
+])
+def test_only_qq_media_servers_and_the_bridge_host_are_fetched(url: str, fetched: bool) -> None:
+    picture = Attachment("image", name="a.png", url=url, platform_id="a.png")
+    found = source_from_segment(picture, "127.0.0.1")
+    assert (found is not None) is fetched
+    if not fetched:
+        with pytest.raises(AttachmentUnavailable, match="neither its own host nor QQ"):
+            source_from_answer("get_image", {"file": "/tmp/a.png", "url": url}, picture,
+                               "127.0.0.1")
+    assert source_from_answer("get_image", {"base64": "aGk="}, picture, "x").data == b"hi"
