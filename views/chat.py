@@ -1,7 +1,14 @@
-"""Chat: talk to the assistant through the built-in local channel, the path every channel takes."""
+"""Chat: talk to the assistant through the built-in local channel, the path every channel takes.
+
+The files the assistant sends there are lines of the conversation too (``chat_files``):
+they are asked for when the view loads and again whenever a reply of this chat is done,
+because a file is a part of its reply and is journaled by then.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
 import re
 import time
@@ -12,7 +19,9 @@ from typing import Protocol
 import flet as ft
 
 from pyclaw_app.control import ControlPlane
-from pyclaw_app.model import Event
+from pyclaw_app.control.types import ChatFile
+from pyclaw_app.model import Event, EventKind
+from views.chat_files import Saver, file_row, previewable
 from views.chat_markdown import Block, blocks, code_fence, shorten, without_images
 from views.confirm import ask_first
 from views.i18n import t
@@ -186,12 +195,19 @@ def _copy_button(text: str, label: str, on_copy: CopyHandler, color: str) -> ft.
 
 class ChatView:
     def __init__(self, plane: ControlPlane, *, window: int = CHAT_WINDOW,
-                 clock: Clock = time.time, clipboard: Clipboard | None = None) -> None:
+                 clock: Clock = time.time, clipboard: Clipboard | None = None,
+                 saver: Saver | None = None) -> None:
         self.plane = plane
         self.clock = clock
         self.state = ChatState(maxlen=window, clock=clock)
         self._clipboard = clipboard  # Flet's clipboard service, made at the first copy
         self._dropped = 0  # state.dropped the bubbles last matched
+        self._previews: dict[tuple[int, int], bytes] = {}  # thumbnails' bytes, by file
+        self._files_due = False  # a reply finished since the files were last asked for
+        self._generation = 0  # bumped by load and reset: a file sync of an older chat stops
+        self.files_task: asyncio.Task[None] | None = None
+        """The running file sync (``sync_files``), kept so it is never lost unseen."""
+        self._saver = saver  # Flet's FilePicker, made at the first save (and kept alive)
         self.messages = ft.ListView(expand=True, spacing=10, auto_scroll=True,
                                     padding=ft.Padding.symmetric(vertical=8))
         self.empty = ft.Text(t("Say hello: your messages go through the gateway like any "
@@ -245,7 +261,10 @@ class ChatView:
             for control in (self.field, self.send_button, self.reset_button):
                 control.disabled = True
             return
-        self.state.load(history)
+        self._generation += 1
+        files = await self._sent_files()
+        await self._fetch_previews(files)
+        self.state.load(history, files)
         self.messages.controls = [self._bubble(line) for line in self.state.lines]
         self._dropped = self.state.dropped
         self._show_waiting()
@@ -271,6 +290,64 @@ class ChatView:
             if body is None or not _grow(body, line):
                 controls[index] = self._bubble(line, expanded=True)
         self._show_waiting()
+        if any(e.kind in (EventKind.REPLY_SENT, EventKind.MESSAGE_FAILED)
+               and e.channel == self.state.channel and e.data.get("chat") == self.state.chat
+               for e in events):
+            self._want_files()
+
+    async def sync_files(self) -> None:
+        """Show the files sent since the last look, each beside its reply, until no reply
+        has finished meanwhile; a file that cannot be listed now is tried at the next reply."""
+        while self._files_due:
+            self._files_due = False
+            generation = self._generation
+            files = await self._sent_files()
+            if generation != self._generation:
+                return  # the chat was loaded or reset meanwhile: these belong to the old one
+            await self._fetch_previews(files)
+            if generation != self._generation:
+                return
+            added = False
+            for file in files:
+                index = self.state.add_file(file)
+                if index is None:
+                    continue
+                # the state may have cut its oldest lines already, the new one among them
+                # when it went in among those: then a blank row holds its place until
+                # _drop_front cuts the same lines here
+                at = index - (self.state.dropped - self._dropped)
+                line = self.state.lines[at] if at >= 0 else None
+                self.messages.controls.insert(index, self._bubble(line) if line is not None
+                                              else ft.Row(data="assistant"))
+                self._drop_front()
+                added = True
+            if added:
+                self._show_waiting()
+                self._update()
+
+    async def save_file(self, file: ChatFile, page: ft.Page | ft.BasePage | None) -> str:
+        """Fetch a sent file's bytes and save them: a browser download in web mode, a save
+        dialog on the desktop and phones. Returns what the page says (also on failure)."""
+        try:
+            content = await self.plane.chat_file(file.reply_id, file.idx)
+            data = base64.b64decode(content.data)
+            if self._saver is None:
+                self._saver = ft.FilePicker()
+            path = await self._saver.save_file(dialog_title=t("Save {name}", name=file.name),
+                                                file_name=file.name, src_bytes=data)
+        except Exception as exc:  # noqa: BLE001 - said on the page; the chat goes on
+            _log.warning("saving %s failed: %s", file.name, exc)
+            said = t("Not saved: {error}", error=exc)
+        else:
+            if page is not None and page.web:
+                said = t("Saved {name} (see your browser's downloads).", name=file.name)
+            elif path:
+                said = t("Saved {name} to {path}.", name=file.name, path=path)
+            else:
+                said = t("Not saved: no place was chosen.")
+        if page is not None:
+            page.show_dialog(ft.SnackBar(ft.Text(said)))
+        return said
 
     async def send(self, text: str) -> None:
         """Show the line, hand it to the gateway; the reply comes back as an event."""
@@ -314,6 +391,8 @@ class ChatView:
     async def reset(self) -> None:
         """A new conversation: the gateway forgets the old one, then the bubbles go."""
         await self.plane.chat_reset()
+        self._generation += 1
+        self._previews.clear()
         self.state.clear()
         self._dropped = self.state.dropped
         self.messages.controls.clear()
@@ -329,7 +408,61 @@ class ChatView:
                                          duration=ft.Duration(milliseconds=1500)))
 
     def _bubble(self, line: ChatLine, *, expanded: bool = False) -> ft.Row:
+        if line.file is not None:
+            key = (line.file.reply_id, line.file.idx)
+            return file_row(line.file, bubble_time(line.ts, self.clock()),
+                            self._previews.get(key), self._on_save)
         return chat_bubble(line, now=self.clock(), on_copy=self._on_copy, expanded=expanded)
+
+    async def _sent_files(self) -> list[ChatFile]:
+        """The chat's files, or none when the gateway cannot list them (an older gateway
+        without ``chat_files``): the text of the chat is still shown."""
+        try:
+            return await self.plane.chat_files()
+        except Exception as exc:  # noqa: BLE001 - the files are missing, the chat is not
+            _log.warning("chat_files failed: %s", exc)
+            return []
+
+    async def _fetch_previews(self, files: Sequence[ChatFile]) -> None:
+        """The bytes of each new picture small enough for a thumbnail; one that cannot be
+        fetched is shown as its chip."""
+        for file in files:
+            key = (file.reply_id, file.idx)
+            if key in self._previews or not previewable(file):
+                continue
+            try:
+                content = await self.plane.chat_file(file.reply_id, file.idx)
+                self._previews[key] = base64.b64decode(content.data)
+            except Exception as exc:  # noqa: BLE001 - the chip stands in for the picture
+                _log.warning("no preview of %s: %s", file.name, exc)
+
+    def _want_files(self) -> None:
+        """A reply is done: ask for the files again, in the one sync task (started if idle)."""
+        self._files_due = True
+        if self.files_task is None or self.files_task.done():
+            self.files_task = asyncio.get_running_loop().create_task(
+                self._sync_logged(), name="chat:files")
+
+    async def _sync_logged(self) -> None:
+        try:
+            await self.sync_files()
+        except Exception:  # noqa: BLE001 - logged with its traceback; the next reply retries
+            _log.exception("the chat's files could not be shown")
+
+    def _update(self) -> None:
+        """Show what a file sync changed: it runs outside the live batch that updates."""
+        try:
+            self.messages.update()
+        except RuntimeError:  # not on a page (yet): the next page update shows it
+            pass
+
+    async def _on_save(self, file: ChatFile) -> None:
+        page: ft.Page | ft.BasePage | None
+        try:
+            page = self.messages.page
+        except RuntimeError:
+            page = None
+        await self.save_file(file, page)
 
     async def _on_submit(self, e: ft.Event[ft.Control]) -> None:
         text = self.field.value
@@ -352,6 +485,10 @@ class ChatView:
         self._dropped = self.state.dropped
         if cut > 0:
             del self.messages.controls[:cut]
+            if self._previews:  # a thumbnail cut from the window is not kept in memory
+                shown = {(line.file.reply_id, line.file.idx) for line in self.state.lines
+                         if line.file is not None}
+                self._previews = {k: v for k, v in self._previews.items() if k in shown}
 
     def _show_waiting(self) -> None:
         self.progress.visible = self.state.waiting > 0

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from pyclaw_app.control import ChannelStatus, Counters, TrafficRow
+from pyclaw_app.control.types import ChatFile
 from pyclaw_app.model import ChannelState, Event, EventKind
 
 __all__ = [
@@ -225,7 +226,8 @@ class ChatLine:
 
     ``reply_to`` is the inbound journal id an assistant or error line answers;
     ``streaming`` marks the assistant bubble still being written by the model;
-    ``ts`` is when the line was written (sent, received, answered), None if unknown.
+    ``ts`` is when the line was written (sent, received, answered), None if unknown;
+    ``file`` is set on an assistant line that is a file it sent (``text`` is its name).
     """
 
     role: str
@@ -233,6 +235,7 @@ class ChatLine:
     reply_to: int | None = None
     streaming: bool = False
     ts: float | None = None
+    file: ChatFile | None = None
 
 
 class ChatState:
@@ -266,15 +269,54 @@ class ChatState:
         self._echo_pending: deque[str] = deque()
         self._streams: dict[int, int] = {}  # inbound id -> index in lines of its growing bubble
         self._cut_streams: set[int] = set()  # growing bubbles cut from the window
+        self._files: set[tuple[int, int]] = set()  # (reply id, part) of the files placed
         self.waiting = 0
 
-    def load(self, rows: Iterable[TrafficRow]) -> None:
+    def load(self, rows: Iterable[TrafficRow], files: Iterable[ChatFile] = ()) -> None:
         self.lines = _chat_lines(rows)[-self.maxlen:]
         self.dropped = 0
         self._echo_pending.clear()
         self._streams.clear()
         self._cut_streams.clear()
+        self._files.clear()
         self.waiting = 0
+        for file in files:
+            self.add_file(file)
+        self.dropped = 0  # what a load cuts is never shown, so no view has it to cut
+
+    def add_file(self, file: ChatFile) -> int | None:
+        """Place a file the assistant sent beside its reply's text: before it when it went
+        first (a tool's file), after it otherwise, after the reply's files placed already;
+        at the end while that reply has no line. Returns the index it was inserted at
+        (before any cut from the front, which ``dropped`` counts), None when it is shown
+        already.
+
+        A file arrives once its reply is done (``ChatView`` asks on REPLY_SENT), so the
+        text line it goes next to is final and in place.
+        """
+        key = (file.reply_id, file.idx)
+        if key in self._files:
+            return None
+        self._files.add(key)
+        line = ChatLine("assistant", file.name, reply_to=file.reply_to_id, ts=file.ts, file=file)
+        index = self._file_place(file)
+        self.lines.insert(index, line)
+        self._streams = {k: i + 1 if i >= index else i for k, i in self._streams.items()}
+        excess = len(self.lines) - self.maxlen
+        if excess > 0:
+            self._cut_front(excess)
+        return index
+
+    def _file_place(self, file: ChatFile) -> int:
+        same = [i for i, line in enumerate(self.lines) if line.reply_to == file.reply_to_id
+                and line.role != "user" and file.reply_to_id is not None]
+        text = next((i for i in same if self.lines[i].file is None), None)
+        if text is None:
+            return same[-1] + 1 if same else len(self.lines)
+        if file.before_text:
+            return text
+        after = [i for i in same if i > text]
+        return after[-1] + 1 if after else text + 1
 
     def clear(self) -> None:
         self.load(())
@@ -339,11 +381,14 @@ class ChatState:
         self.lines.append(line)
         excess = len(self.lines) - self.maxlen
         if excess > 0:
-            del self.lines[:excess]
-            self.dropped += excess
-            self._cut_streams.update(k for k, i in self._streams.items() if i < excess)
-            self._streams = {k: i - excess for k, i in self._streams.items() if i >= excess}
+            self._cut_front(excess)
         return len(self.lines) - 1
+
+    def _cut_front(self, excess: int) -> None:
+        del self.lines[:excess]
+        self.dropped += excess
+        self._cut_streams.update(k for k, i in self._streams.items() if i < excess)
+        self._streams = {k: i - excess for k, i in self._streams.items() if i >= excess}
 
     def _grow(self, inbound: int | None, delta: str, ts: float) -> int | None:
         """Add ``delta`` to the reply's bubble; a bubble already cut is not started again."""

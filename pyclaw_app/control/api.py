@@ -38,7 +38,8 @@ _log = logging.getLogger(__name__)
 # Methods the monitor may call; ``rights.READ_ONLY`` says which a monitor token may use.
 CALLS = frozenset({
     "recent_traffic", "counters_today", "channels", "logs", "export_logs", "message_detail",
-    "retry_message", "chat_send", "chat_history", "chat_reset", "config_errors",
+    "retry_message", "chat_send", "chat_history", "chat_reset", "chat_files", "chat_file",
+    "config_errors",
     "channel_types", "channel_form", "validate_channel", "save_channel", "delete_channel",
     "probe_channel", "set_channel_enabled", "start_channel", "stop_channel", "restart_channel",
     "settings_form", "validate_settings", "save_settings", "list_models", "usage", "budgets",

@@ -12,6 +12,7 @@ from pyclaw_app.bus import BusSubscription
 from pyclaw_app.channels import registry
 from pyclaw_app.control import health
 from pyclaw_app.control.admin import ChannelAdmin
+from pyclaw_app.control.chat import file_content, sent_files
 from pyclaw_app.control.conversation import ConversationPage, read_conversation
 from pyclaw_app.control.export import export_rows
 from pyclaw_app.control.first_run import Candidate, FirstRunAdmin
@@ -27,6 +28,8 @@ from pyclaw_app.control.types import (
     ChannelHealth,
     ChannelStatus,
     ChannelType,
+    ChatFile,
+    ChatFileContent,
     CompletionCheck,
     ConversationRow,
     Counters,
@@ -393,6 +396,15 @@ class LocalControlPlane:
 
     async def chat_reset(self, chat: str = "app") -> None:
         await self.gateway.store.journal.reset_conversation(self._local().address(chat).key)
+
+    async def chat_files(self, chat: str = "app", limit: int = 100) -> list[ChatFile]:
+        journal = self.gateway.store.journal
+        rows = await journal.since_reset(self._local().address(chat).key, _page(limit))
+        return await sent_files(journal, self.gateway.attachments.outbound, rows)
+
+    async def chat_file(self, reply_id: int, idx: int, chat: str = "app") -> ChatFileContent:
+        return await file_content(self.gateway.store.journal, self.gateway.attachments.outbound,
+                                  self._local().address(chat).key, reply_id, idx)
 
     def config_errors(self) -> list[str]:
         errors = [str(e) for e in self.gateway.config.errors]

@@ -18,6 +18,8 @@ from pyclaw_app.control.types import (
     ChannelHealth,
     ChannelStatus,
     ChannelType,
+    ChatFile,
+    ChatFileContent,
     CompletionCheck,
     Counters,
     FieldError,
@@ -289,6 +291,16 @@ class ControlPlane(Protocol):
     async def chat_reset(self, chat: str = "app") -> None:
         """Start a new conversation: the assistant and ``chat_history`` forget the old one
         (its messages stay in the journal, for Logs)."""
+        ...
+
+    async def chat_files(self, chat: str = "app", limit: int = 100) -> list[ChatFile]:
+        """The files the assistant sent among the rows ``chat_history`` returns, oldest
+        first (what they are, never where they are stored)."""
+        ...
+
+    async def chat_file(self, reply_id: int, idx: int, chat: str = "app") -> ChatFileContent:
+        """One of those files' bytes (at most ``CHAT_FILE_LIMIT``); ValueError (422 over the
+        control API) when it is not a file of this chat, is gone or is too large."""
         ...
 
     def config_errors(self) -> list[str]: ...

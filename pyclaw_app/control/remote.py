@@ -34,6 +34,8 @@ from pyclaw_app.control.types import (
     ChannelHealth,
     ChannelStatus,
     ChannelType,
+    ChatFile,
+    ChatFileContent,
     CompletionCheck,
     ConversationRow,
     Counters,
@@ -291,6 +293,13 @@ class RemoteControlPlane:
 
     async def chat_reset(self, chat: str = "app") -> None:
         await self._call("chat_reset", chat=chat)
+
+    async def chat_files(self, chat: str = "app", limit: int = 100) -> list[ChatFile]:
+        return _rows(ChatFile)(await self._call("chat_files", chat=chat, limit=limit))
+
+    async def chat_file(self, reply_id: int, idx: int, chat: str = "app") -> ChatFileContent:
+        return ChatFileContent(**await self._call("chat_file", reply_id=reply_id, idx=idx,
+                                                  chat=chat))
 
     def config_errors(self) -> list[str]:
         return list(self._errors)

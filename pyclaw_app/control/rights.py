@@ -29,7 +29,8 @@ ADMIN_TOKEN_KEY = "control.admin_token"
 
 READ_ONLY = frozenset({
     "recent_traffic", "counters_today", "channels", "logs", "export_logs", "message_detail",
-    "chat_history", "config_errors", "channel_types", "channel_form", "settings_form",
+    "chat_history", "chat_files", "chat_file", "config_errors", "channel_types",
+    "channel_form", "settings_form",
     "usage", "budgets", "budget_form", "pairing_requests", "group_requests",
     "channel_health", "provider_health", "schedules", "explain_schedule",
     "people", "person_detail", "mcp_servers", "conversation", "profiles",

@@ -7,8 +7,8 @@ from typing import Any
 
 from pyclaw_app.model import UsageRow
 
-__all__ = ["BudgetForm", "BudgetRow", "ChannelStatus", "Counters", "LogRow", "ScheduleRow",
-           "TrafficRow", "UsageRow"]
+__all__ = ["CHAT_FILE_LIMIT", "BudgetForm", "BudgetRow", "ChannelStatus", "ChatFile",
+           "ChatFileContent", "Counters", "LogRow", "ScheduleRow", "TrafficRow", "UsageRow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,3 +382,41 @@ class Profiles:
 
     profiles: tuple[ProfileRow, ...]
     schema: dict[str, Any]
+
+
+CHAT_FILE_LIMIT = 8 * 1024 * 1024
+"""The largest file ``chat_file`` hands over (bytes). Its bytes travel base64 in one JSON
+answer of the control API to the remote monitor, so a bigger one would tie up a phone's
+connection and memory; the chat shows such a file's chip without a preview or a save."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatFile:
+    """A file the assistant sent in the local chat: one file part of a reply, as the Chat view
+    shows it (never its stored path)."""
+
+    reply_id: int
+    """The reply's journal row; with ``idx`` it names the file for ``chat_file``."""
+    idx: int
+    reply_to_id: int | None
+    """The question it answers: the view puts the file beside that reply's text."""
+    name: str
+    mime: str
+    kind: str  # "image" | "audio" | "voice" | "file"
+    size: int
+    """Bytes on disk; -1 when the stored file is gone (the retention sweep removed it)."""
+    ts: float
+    before_text: bool = True
+    """Sent before the reply's text (a tool's file); False for one after it (a voice reply)."""
+    caption: str = ""
+    status: str = "sent"  # the part's custody: pending | sent | uncertain | failed
+
+
+@dataclass(frozen=True, slots=True)
+class ChatFileContent:
+    """A sent file's bytes, base64 (JSON carries them to the monitor unchanged)."""
+
+    name: str
+    mime: str
+    size: int
+    data: str
