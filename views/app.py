@@ -30,12 +30,18 @@ from views.i18n import t
 from views.launch import plan_launch, run_on_fast_loop
 from views.live import LiveSession
 from views.settings import APP_DIR, AppSettings, load_settings
-from views.settings_view import restore_language, when_language_changes
+from views.settings_view import (
+    THEME_MODES,
+    ClientThemeStore,
+    ThemeStore,
+    restore_language,
+    when_language_changes,
+)
 from views.shell import Shell
 from views.style import SEED_COLOR
 
-__all__ = ["GATEWAY_MODULES", "gateway_importable", "make_main", "make_monitor_main", "run",
-           "run_monitor", "wants_monitor"]
+__all__ = ["GATEWAY_MODULES", "gateway_importable", "make_main", "make_monitor_main",
+           "restore_theme", "run", "run_monitor", "wants_monitor"]
 
 _log = logging.getLogger(__name__)
 
@@ -46,8 +52,6 @@ StoreFactory = Callable[[], CredentialStore]
 ASSETS_DIR = APP_DIR / "assets"
 # What the in-process gateway needs and the Android build does not have (design.md §5).
 GATEWAY_MODULES = ("pydantic", "aiosqlite")
-_THEME_MODES = {"system": ft.ThemeMode.SYSTEM, "light": ft.ThemeMode.LIGHT,
-                "dark": ft.ThemeMode.DARK}
 
 
 def gateway_importable() -> bool:
@@ -67,6 +71,7 @@ def make_main(get_plane: PlaneFactory, *, settings: AppSettings | None = None) -
     async def main(page: ft.Page) -> None:
         _configure_page(page, app_settings)
         await restore_language(page)  # before any view is built: they read it as they are
+        await restore_theme(page)  # in the page's first update, not after every view loaded
         try:
             plane = await get_plane()
         except Exception as exc:  # noqa: BLE001 - shown on the page and logged with traceback
@@ -100,10 +105,31 @@ def make_monitor_main(*, settings: AppSettings | None = None, url: str | None = 
     async def main(page: ft.Page) -> None:
         _configure_page(page, app_settings)
         await restore_language(page)
+        await restore_theme(page)
         monitor = _Monitor(page, connector, store_factory())
         await monitor.start(url, token)
 
     return main
+
+
+async def restore_theme(page: ft.Page | ft.BasePage, store: ThemeStore | None = None
+                        ) -> str | None:
+    """The client's remembered theme on ``page`` before its first update; returns it (None:
+    nothing remembered, or a store that cannot be read, and flet.toml's theme stays).
+
+    The Settings view restores it too, but only as it loads, and the page draws that after
+    every view has loaded: a reload in a new session showed the light theme for seconds
+    first (over ten on a busy machine).
+    """
+    try:
+        mode = await (store or ClientThemeStore()).get()
+    except Exception as exc:  # noqa: BLE001 - the page keeps flet.toml's theme
+        _log.warning("could not read the remembered theme: %s", exc)
+        return None
+    if mode in THEME_MODES:
+        page.theme_mode = THEME_MODES[mode]
+        return mode
+    return None
 
 
 def run(get_plane: PlaneFactory, *, web: bool = False, host: str | None = None,
@@ -139,7 +165,7 @@ def _serve(main: PageMain, settings: AppSettings, web: bool, host: str | None,
 
 def _configure_page(page: ft.Page, settings: AppSettings) -> None:
     page.title = "pyclaw"
-    page.theme_mode = _THEME_MODES[settings.theme_mode]
+    page.theme_mode = THEME_MODES[settings.theme_mode]
     page.fonts = {**FALLBACK_FONTS, **CODE_FONTS}  # every script readable offline (views/fonts.py)
     page.theme = ft.Theme(color_scheme_seed=SEED_COLOR, text_theme=text_theme(),
                           primary_text_theme=text_theme())
@@ -185,7 +211,7 @@ class _Mounted:
         page, shell = self._page, self.shell
         when_language_changes(page, self.rebuild)
         shell.rail.on_change = self._on_nav
-        shell.bar.on_change = self._on_nav
+        shell.bar.on_change = self._on_bar
         page.on_resize = self._on_resize
         page.on_route_change = self._on_route_change
         page.on_connect = self._on_connect
@@ -231,6 +257,10 @@ class _Mounted:
 
     async def _on_nav(self, e: ft.Event[ft.Control]) -> None:
         await self._page.push_route(self.shell.route_at(int(e.control.selected_index or 0)))
+
+    async def _on_bar(self, e: ft.Event[ft.Control]) -> None:
+        """The phone's bar: its entries are not the rail's (past four, "More")."""
+        await self._page.push_route(self.shell.bar_route_at(int(e.control.selected_index or 0)))
 
     async def _on_connect(self, e: ft.Event[ft.Page]) -> None:
         await self.live.start()

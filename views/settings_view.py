@@ -495,6 +495,8 @@ class SettingsView:
                  clock: Callable[[], float] = time.time) -> None:
         self.plane = plane
         self.theme_store: ThemeStore = theme_store or ClientThemeStore()
+        self._theme_choices = 0
+        """Themes chosen so far: a restore that reads the store while one is chosen keeps it."""
         self.language_store: ThemeStore = language_store or ClientLanguageStore()
         self.clock = clock
         self.tests: dict[str, ProbeOutcome] = {}
@@ -885,12 +887,16 @@ class SettingsView:
     # -- theme and navigation ------------------------------------------------------------------
 
     async def restore_theme(self, page: ft.Page | ft.BasePage | None) -> None:
-        """The client's remembered theme, if any; otherwise show what the page uses (flet.toml)."""
+        """The client's remembered theme, if any; otherwise show what the page uses (flet.toml).
+        A theme chosen while the store was read stands (the view loads after the page shows)."""
+        choices = self._theme_choices
         try:
             mode = await self.theme_store.get()
         except Exception as exc:  # noqa: BLE001 - the page keeps flet.toml's theme
             _log.warning("could not read the remembered theme: %s", exc)
             mode = None
+        if self._theme_choices != choices:
+            return
         if mode is not None and page is not None:
             page.theme_mode = THEME_MODES[mode]
         elif page is not None and page.theme_mode is not None:
@@ -901,6 +907,7 @@ class SettingsView:
         """Apply at once, then remember it for this client."""
         if mode not in THEME_MODES:
             raise ValueError(f"unknown theme {mode!r}; one of {', '.join(THEME_MODES)}")
+        self._theme_choices += 1
         self.theme_picker.selected = [mode]
         if page is not None:
             page.theme_mode = THEME_MODES[mode]

@@ -2,6 +2,8 @@
 
 The route is the single source of navigation truth: choosing a destination
 pushes its route, and only the route-change handler switches the content.
+A phone's bar holds at most five entries (seven labels wrapped on a 390 px
+screen): the first four destinations and "More", a page (MORE_ROUTE) listing the rest.
 Above the content sit the config-error banner and the health banner (views.health):
 a failed channel or provider is named there and counted on its navigation entry,
 whichever view is open.
@@ -9,11 +11,12 @@ whichever view is open.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import flet as ft
 
 from pyclaw_app.control import ControlPlane
+from pyclaw_app.model import Event
 from views.channels import ChannelsView
 from views.chat import ChatView
 from views.conversation import BACK_ROUTE as CONVERSATION_PARENT
@@ -30,9 +33,14 @@ from views.settings_view import SettingsView
 from views.traffic import WidthAware
 from views.usage import UsageView
 
-__all__ = ["DESTINATIONS", "WIDE_MIN_WIDTH", "Shell", "config_banner"]
+__all__ = ["DESTINATIONS", "MORE_ROUTE", "PHONE_BAR_MAX", "WIDE_MIN_WIDTH", "MoreView", "Shell",
+           "config_banner"]
 
 WIDE_MIN_WIDTH = 640
+PHONE_BAR_MAX = 5
+"""Entries a phone's bar holds: Material's bar is for three to five, and "Dashboard" and
+"Schedules" wrapped in a seventh of 390 px."""
+MORE_ROUTE = "/more"
 
 DESTINATIONS: list[Destination] = [
     Destination("/dashboard", "Dashboard", ft.Icons.DASHBOARD_OUTLINED, ft.Icons.DASHBOARD,
@@ -54,6 +62,43 @@ def destination_labels() -> dict[str, str]:
     return {"Dashboard": t("Dashboard"), "Channels": t("Channels"), "Chat": t("Chat"),
             "Logs": t("Logs"), "Schedules": t("Schedules"), "Usage": t("Usage"),
             "Settings": t("Settings")}
+
+
+class MoreView:
+    """The destinations a phone's bar has no room for, as a list of named rows.
+
+    Each row is a button named by its destination (what a screen reader says, and what
+    the browser tests find it by) and carries the destination's failure badge.
+    """
+
+    def __init__(self, destinations: Sequence[Destination], labels: dict[str, str]) -> None:
+        self.icons: dict[str, ft.Icon] = {d.route: ft.Icon(d.icon) for d in destinations}
+        self.rows = [ft.ListTile(leading=self.icons[d.route],
+                                 title=ft.Text(labels.get(d.label, d.label)),
+                                 trailing=ft.Icon(ft.Icons.CHEVRON_RIGHT),
+                                 on_click=self._opener(d.route))
+                     for d in destinations]
+        self._root = ft.Column(
+            visible=False, spacing=4,
+            controls=[ft.Text(t("More"), theme_style=ft.TextThemeStyle.HEADLINE_SMALL),
+                      *self.rows])
+
+    @property
+    def root(self) -> ft.Control:
+        return self._root
+
+    async def load(self) -> None:
+        """Nothing to fetch: the rows are the destinations."""
+
+    def apply(self, events: Sequence[Event], now: float) -> None:
+        """Nothing live: the badges come through ``Shell.show_badges``."""
+
+    @staticmethod
+    def _opener(route: str) -> Callable[[ft.Event[ft.ListTile]], Awaitable[None]]:
+        async def open_route(e: ft.Event[ft.ListTile]) -> None:
+            await e.page.push_route(route)
+
+        return open_route
 
 
 def config_banner(errors: Sequence[str]) -> ft.Control:
@@ -101,19 +146,29 @@ class Shell:
         self.banner = config_banner(plane.config_errors())
         self.health = HealthBanner(plane, open_logs=self.open_logs, on_badges=self.show_badges)
         self.banners = ft.Column(spacing=0, controls=[self.banner, self.health.root])
-        # Icons as controls: a badge shows on a destination's icon, not on the destination
-        self._icons: dict[str, tuple[ft.Icon, ft.Icon, ft.Icon, ft.Icon]] = {
-            d.route: (ft.Icon(d.icon), ft.Icon(d.selected_icon), ft.Icon(d.icon),
-                      ft.Icon(d.selected_icon))
-            for d in self.destinations}
+        labels = destination_labels()
+        overflow = len(self.destinations) > PHONE_BAR_MAX
+        self.on_bar = self.destinations[:PHONE_BAR_MAX - 1] if overflow else self.destinations
+        """The destinations the phone's bar shows itself; the others are under "More"."""
+        self.more = MoreView(self.destinations[len(self.on_bar):], labels)
+        # Icons as controls: a badge shows on a destination's icon, not on the destination.
+        # Per route: the rail's pair, then the bar's pair (on the bar) or its More row's icon
+        self._icons: dict[str, list[ft.Icon]] = {
+            d.route: [ft.Icon(d.icon), ft.Icon(d.selected_icon)] for d in self.destinations}
+        for d in self.on_bar:
+            self._icons[d.route] += [ft.Icon(d.icon), ft.Icon(d.selected_icon)]
+        for route, icon in self.more.icons.items():
+            self._icons[route].append(icon)
+        self._more_icons = [ft.Icon(ft.Icons.MORE_HORIZ), ft.Icon(ft.Icons.MORE_HORIZ)]
+        """The bar's "More" entry: its badge counts the failures of what it holds."""
         # Every view stays mounted and only the current one is visible: a control tree that
         # live events change while detached came back doubled when re-attached (Flet 1.0).
         self.content = ft.Container(
             expand=True, padding=ft.Padding.all(20),
             content=ft.Column(expand=True, spacing=0,
                               controls=[*(p.root for p in self.panels.values()),
-                                        self.guide.root, self.conversation.root]))
-        labels = destination_labels()
+                                        self.guide.root, self.conversation.root,
+                                        self.more.root]))
         self.rail = ft.NavigationRail(
             selected_index=0,
             label_type=ft.NavigationRailLabelType.ALL,
@@ -130,19 +185,22 @@ class Shell:
                 ),
             ),
             destinations=[
-                ft.NavigationRailDestination(icon=rail_icon, selected_icon=rail_selected,
+                ft.NavigationRailDestination(icon=self._icons[d.route][0],
+                                             selected_icon=self._icons[d.route][1],
                                              label=labels.get(d.label, d.label))
-                for d, (rail_icon, rail_selected, _, _) in zip(
-                    self.destinations, self._icons.values(), strict=True)
+                for d in self.destinations
             ],
         )
+        more = [ft.NavigationBarDestination(icon=self._more_icons[0],
+                                            selected_icon=self._more_icons[1], label=t("More"))]
         self.bar = ft.NavigationBar(
             selected_index=0,
             destinations=[
-                ft.NavigationBarDestination(icon=bar_icon, selected_icon=bar_selected,
-                                            label=labels.get(d.label, d.label))
-                for d, (_, _, bar_icon, bar_selected) in zip(
-                    self.destinations, self._icons.values(), strict=True)
+                *(ft.NavigationBarDestination(icon=self._icons[d.route][2],
+                                              selected_icon=self._icons[d.route][3],
+                                              label=labels.get(d.label, d.label))
+                  for d in self.on_bar),
+                *(more if overflow else []),
             ],
         )
         self.route = ""
@@ -153,11 +211,23 @@ class Shell:
         return self.destinations[0].route
 
     def route_at(self, index: int) -> str:
+        """The route of the rail's entry ``index``."""
         return self.destinations[index].route
+
+    def bar_route_at(self, index: int) -> str:
+        """The route of the phone bar's entry ``index``: past its destinations, "More"."""
+        return self.on_bar[index].route if index < len(self.on_bar) else MORE_ROUTE
+
+    def bar_index(self, route: str) -> int | None:
+        """The bar's entry that stands for ``route``: its own, or "More" for what it holds."""
+        index = next((i for i, d in enumerate(self.destinations) if d.route == route), None)
+        if index is None and route != MORE_ROUTE:
+            return None
+        return index if index is not None and index < len(self.on_bar) else len(self.on_bar)
 
     def show(self, route: str) -> str:
         """Switch the content to ``route`` (unknown routes fall back to the first); returns it."""
-        self.conversation.root.visible = False
+        self.conversation.root.visible = self.more.root.visible = False
         if route == SETUP_ROUTE:
             self.route = route
             self.rail.selected_index = None  # the guide is no destination of its own
@@ -169,10 +239,12 @@ class Shell:
         self.guide.root.visible = False
         if route == CONVERSATION_ROUTE or route.startswith(f"{CONVERSATION_ROUTE}/"):
             return self._show_conversation(route)
+        if route == MORE_ROUTE and self.more.rows:
+            return self._show_more()
         index = next((i for i, d in enumerate(self.destinations) if d.route == route), 0)
         self.route = self.destinations[index].route
         self.rail.selected_index = index
-        self.bar.selected_index = index
+        self.bar.selected_index = self.bar_index(self.route)
         for panel_route, panel in self.panels.items():
             panel.root.visible = panel_route == self.route
         return self.route
@@ -182,12 +254,23 @@ class Shell:
         logs = next((i for i, d in enumerate(self.destinations) if d.route == CONVERSATION_PARENT),
                     None)
         self.route = route
-        self.rail.selected_index = self.bar.selected_index = logs
+        self.rail.selected_index = logs
+        self.bar.selected_index = None if logs is None else self.bar_index(CONVERSATION_PARENT)
         for panel in self.panels.values():
             panel.root.visible = False
         self.conversation.select(route)
         self.conversation.root.visible = True
         return route
+
+    def _show_more(self) -> str:
+        """The list of what the phone's bar has no room for; no rail entry is selected."""
+        self.route = MORE_ROUTE
+        self.rail.selected_index = None
+        self.bar.selected_index = len(self.on_bar)
+        for panel in self.panels.values():
+            panel.root.visible = False
+        self.more.root.visible = True
+        return MORE_ROUTE
 
     async def load_route(self) -> bool:
         """Load what the shown route names and has not loaded yet (the conversation of
@@ -207,6 +290,8 @@ class Shell:
     def current(self) -> Panel:
         if self.route.startswith(CONVERSATION_ROUTE):
             return self.conversation
+        if self.route == MORE_ROUTE:
+            return self.more
         return self.guide if self.route == SETUP_ROUTE else self.panels[self.route]
 
     def first_run_due(self, requested: str) -> bool:
@@ -232,10 +317,12 @@ class Shell:
         return self.show(route)
 
     def show_badges(self, counts: dict[str, int]) -> None:
-        """A failure count on each destination that has failures (none: no badge); a
-        screen reader hears "1 failed Channels"."""
-        for route, icons in self._icons.items():
-            count = counts.get(route, 0)
+        """A failure count on each destination that has failures (none: no badge), and on
+        "More" the count of what it holds; a screen reader hears "1 failed Channels"."""
+        held = sum(counts.get(row, 0) for row in self.more.icons)
+        for icons, count in [*((icons, counts.get(route, 0))
+                               for route, icons in self._icons.items()),
+                             (self._more_icons, held)]:
             for icon in icons:
                 spoken = t("{count} failed", count=count)
                 icon.badge = ft.Badge(label=ft.Text(str(count), semantics_label=spoken),

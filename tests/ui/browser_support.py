@@ -21,13 +21,18 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from views.i18n import LANGUAGES, catalog
+from views.shell import WIDE_MIN_WIDTH
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO / "docs" / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--enable-unsafe-swiftshader"]
-LOAD_TIMEOUT_MS = 30_000
+LOAD_TIMEOUT_MS = 60_000
+"""How long a first page load may take: CanvasKit and the first frame took over 30 s on a
+2-core machine busy with other tests."""
 
 T = TypeVar("T")
 
@@ -252,8 +257,31 @@ def drawn_in_theme(page: Any, *, dark: bool, at: tuple[int, int],
     return False
 
 
+def _more_names() -> str:
+    """The phone bar's "More" entry in every language the panel speaks."""
+    return "|".join(re.escape(catalog(code).get("More", "More")) for code in LANGUAGES)
+
+
+MORE_TAB = re.compile(rf"(^|\s)({_more_names()})( Tab|$)")
+"""The phone bar's "More" tab ("1 failed More Tab 5 of 5" with a failure under it)."""
+
+
 def nav(page: Any, name: str) -> Any:
-    """A navigation destination: a rail button ("Chat Tab 3 of 7" to a screen reader) on a
-    desktop, a tab of the bottom bar on a phone."""
-    label = re.compile(rf"^{name}( Tab|$)")
-    return page.get_by_role("button", name=label).or_(page.get_by_role("tab", name=label)).first
+    """A navigation destination as the page's width lays it out: a rail button ("Chat Tab 3
+    of 7" to a screen reader) on a desktop; on a phone a tab of the bottom bar, or a row of
+    its More page, which this opens first when the bar has no tab of that name.
+
+    On a phone it waits for the bar: a page just narrowed still shows the rail until the app
+    has laid itself out again, and a click on the rail then lands on what replaces it.
+    """
+    if page.viewport_size["width"] >= WIDE_MIN_WIDTH:
+        return page.get_by_role("button", name=re.compile(rf"^{name}( Tab|$)")).first
+    exact = re.compile(rf"^{name}$")
+    tab = page.get_by_role("tab", name=exact)
+    tab.or_(page.get_by_role("tab", name=MORE_TAB)).first.wait_for(timeout=LOAD_TIMEOUT_MS)
+    if tab.count() > 0:
+        return tab.first
+    page.get_by_role("tab", name=MORE_TAB).first.click()
+    row = page.get_by_role("button", name=exact).first
+    row.wait_for(timeout=LOAD_TIMEOUT_MS)
+    return row

@@ -25,6 +25,7 @@ from tests.fakes.openai_api import FakeOpenAI
 from tests.ui.browser_support import (
     CHROMIUM,
     LOAD_TIMEOUT_MS,
+    MORE_TAB,
     SCREENSHOTS,
     FakesThread,
     app_args,
@@ -32,6 +33,7 @@ from tests.ui.browser_support import (
     clean_env,
     drawn_in_theme,
     free_port,
+    nav,
     open_app,
     screenshot,
     serve,
@@ -151,6 +153,7 @@ BACKGROUND = (1300, 860)
 
 
 def _open_settings(page: Any, url: str) -> None:
+    """``url``'s Settings in ``page``, once its semantics show the Appearance section."""
     page.goto(f"{url}/settings")
     placeholder = page.locator("flt-semantics-placeholder")
     placeholder.wait_for(state="attached", timeout=LOAD_TIMEOUT_MS)
@@ -198,9 +201,20 @@ def test_a_add_provider_with_test_connection(page: Any, openai: _FakeOpenAIThrea
     page.get_by_role("button", name="Dark").click()  # applied at once
     assert drawn_in_theme(page, dark=True, at=BACKGROUND)
     screenshot(page, "settings", settle_ms=1500)  # after the theme's colour animation
-    # remembered by this browser: a new session (reload) starts dark
+    # remembered by this browser: a new session starts dark. A new tab always is one (Flet
+    # keeps its session id in the tab's sessionStorage; the theme is in localStorage, carried
+    # over); a reload is one only when the server has not yet seen the old connection go,
+    # else it resumes the old session, dark already.
+    context = page.context.browser.new_context(viewport=page.viewport_size,
+                                               storage_state=page.context.storage_state())
+    try:
+        tab = context.new_page()
+        _open_settings(tab, app[0])
+        assert drawn_in_theme(tab, dark=True, at=BACKGROUND), "a new session is not dark"
+    finally:
+        context.close()
     _open_settings(page, app[0])
-    assert drawn_in_theme(page, dark=True, at=BACKGROUND)
+    assert drawn_in_theme(page, dark=True, at=BACKGROUND), "the reloaded page is not dark"
     page.get_by_role("button", name="Light").click()
     assert drawn_in_theme(page, dark=False, at=BACKGROUND)
 
@@ -225,12 +239,15 @@ def test_b_chat_uses_the_new_provider_and_usage_shows_the_call(
 
 
 def test_c_phone_width(page: Any) -> None:
-    """Below 640 px the tabs move to the bottom bar and the cards take the whole width."""
+    """Below 640 px the navigation moves to the bottom bar (Settings and Usage under its
+    More) and the cards take the whole width."""
     page.set_viewport_size({"width": 420, "height": 860})
     try:
-        page.get_by_role("tab", name="Settings").click()
+        # the bar is drawn once the resize reached the app: only then is nav's choice right
+        page.get_by_role("tab", name=MORE_TAB).wait_for(timeout=LOAD_TIMEOUT_MS)
+        nav(page, "Settings").click()
         page.get_by_role("button", name="Add provider").wait_for(timeout=STEP_TIMEOUT_MS)
-        page.get_by_role("tab", name="Usage").click()
+        nav(page, "Usage").click()
         page.get_by_text("Tokens per day").wait_for(timeout=STEP_TIMEOUT_MS)
     finally:
         page.set_viewport_size({"width": 1360, "height": 900})

@@ -67,7 +67,8 @@ def button(root: ft.Control, tooltip: str) -> ft.Control:
 
 
 def badges(shell: Shell) -> dict[str, tuple[str | None, str | None]]:
-    """Route -> (rail badge, bar badge) labels."""
+    """Route -> (rail badge, bar badge) labels (the bar's entry for a route under "More" is
+    "More")."""
     def label(entry: ft.NavigationRailDestination | ft.NavigationBarDestination) -> str | None:
         counts = set()
         for icon in (entry.icon, entry.selected_icon):  # selected or not, the same count
@@ -78,7 +79,8 @@ def badges(shell: Shell) -> dict[str, tuple[str | None, str | None]]:
         (count,) = counts
         return count
 
-    return {d.route: (label(shell.rail.destinations[i]), label(shell.bar.destinations[i]))
+    return {d.route: (label(shell.rail.destinations[i]),
+                      label(shell.bar.destinations[shell.bar_index(d.route) or 0]))
             for i, d in enumerate(shell.destinations)}
 
 
