@@ -36,10 +36,15 @@ expect = playwright_sync.expect
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real app's URL, started with a Simplified Chinese locale."""
+    """The real app's URL, started with a Simplified Chinese locale. A provider is set (never
+    called), so the first-run guide is not due: it would open over Settings whenever the
+    page finishes loading after the test's first click (seen under load)."""
     tmp = tmp_path_factory.mktemp("language_app")
     config = tmp / "config.yaml"
-    config.write_text("channels:\n  local: {type: local}\n")
+    config.write_text(
+        "providers:\n"
+        "  - {name: local, base_url: 'http://127.0.0.1:9/v1', model: llama3}\n"
+        "channels:\n  local: {type: local}\n")
     port = free_port()
     env = clean_env(PYCLAW_SECRETS="file", LANG="zh_CN.UTF-8", LC_ALL="zh_CN.UTF-8")
     with serve(app_args(port, tmp / "data", config), port, tmp / "app.log", env) as url:
