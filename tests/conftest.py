@@ -100,3 +100,29 @@ async def make_gateway(tmp_path: Path, storage: StorageConfig | None
     for gateway, store in reversed(started):
         await gateway.stop()
         await store.close()
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[Any]:
+    """The Slack fake behind its contract harness (the real slack-sdk talks to it)."""
+    from tests.contract.harness_slack import SlackHarness
+
+    harness = SlackHarness()
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
+@pytest.fixture
+async def discord_harness() -> AsyncIterator[Any]:
+    """The Discord fake behind its contract harness (the real discord.py talks to it)."""
+    from tests.contract.harness_discord import DiscordHarness
+
+    harness = DiscordHarness()
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()

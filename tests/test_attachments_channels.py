@@ -6,10 +6,7 @@ header. Discord: the attachment's signed CDN link, fetched with no token at all.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.model import ChannelState
@@ -41,26 +38,6 @@ async def online(harness: PlatformHarness, llm: FakeOpenAI,
 async def reply_to(harness: PlatformHarness, chat: str, before: int) -> str:
     sent = await eventually(lambda: harness.sent(chat)[before:], timeout=WAIT)
     return sent[-1].text
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackHarness]:
-    harness = SlackHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-
-
-@pytest.fixture
-async def discord_harness() -> AsyncIterator[DiscordHarness]:
-    harness = DiscordHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
 
 
 async def test_slack_files_are_fetched_with_the_bot_token_and_read(

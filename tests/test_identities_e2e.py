@@ -90,16 +90,6 @@ async def telegram() -> AsyncIterator[TelegramHarness]:
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[SlackHarness]:
-    harness = SlackHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-
-
-@pytest.fixture
 def clock() -> WallClock:
     return WallClock()
 

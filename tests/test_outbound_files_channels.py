@@ -8,10 +8,7 @@ multipart Create Message (``payload_json`` + ``files[0]``) encoded by discord.py
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.model import ChannelState
@@ -45,26 +42,6 @@ async def part_statuses(gateway: Gateway) -> list[tuple[int, str, str]]:
     rows = await gateway.store.db.fetchall(
         "SELECT idx, text, status FROM reply_parts ORDER BY out_id, idx")
     return [(r["idx"], r["text"], r["status"]) for r in rows]
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackHarness]:
-    harness = SlackHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-
-
-@pytest.fixture
-async def discord_harness() -> AsyncIterator[DiscordHarness]:
-    harness = DiscordHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
 
 
 async def test_slack_uploads_through_the_external_flow_into_the_thread(

@@ -216,26 +216,6 @@ def test_telegram_names_what_it_skipped(fields: dict[str, Any], named: str) -> N
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[SlackHarness]:
-    harness = SlackHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-
-
-@pytest.fixture
-async def discord_harness() -> AsyncIterator[DiscordHarness]:
-    harness = DiscordHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-
-
-@pytest.fixture
 async def telegram() -> AsyncIterator[TelegramHarness]:
     harness = TelegramHarness()
     await harness.start()
