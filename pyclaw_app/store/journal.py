@@ -211,16 +211,10 @@ class Journal:
         now = time.time()
 
         def op(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "INSERT INTO messages (direction, channel, account, chat, thread, conv, sender_id,"
-                " sender_name, text, reply_to, status, created_at, updated_at)"
-                " VALUES ('out', ?, ?, ?, ?, ?, 'assistant', 'assistant', ?, ?, 'pending', ?, ?)",
-                (address.channel, address.account, address.chat, address.thread, address.key,
-                 text, inbound_id, now, now))
-            assert cur.lastrowid is not None
+            out_id = _insert_reply(conn, inbound_id, address, text, now)
             if first_part is not None:
-                _begin_part(conn, cur.lastrowid, 0, first_part, now)
-            return cur.lastrowid
+                _begin_part(conn, out_id, 0, first_part, now)
+            return out_id
 
         out_id: int = await self.db.write(op)
         return out_id
@@ -262,15 +256,9 @@ class Journal:
         now = time.time()
 
         def op(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "INSERT INTO messages (direction, channel, account, chat, thread, conv, sender_id,"
-                " sender_name, text, reply_to, status, created_at, updated_at)"
-                " VALUES ('out', ?, ?, ?, ?, ?, 'assistant', 'assistant', ?, ?, 'pending', ?, ?)",
-                (address.channel, address.account, address.chat, address.thread, address.key,
-                 label, inbound_id, now, now))
-            assert cur.lastrowid is not None
-            _begin_file_part(conn, cur.lastrowid, 0, label, file, now)
-            return cur.lastrowid
+            out_id = _insert_reply(conn, inbound_id, address, label, now)
+            _begin_file_part(conn, out_id, 0, label, file, now)
+            return out_id
 
         out_id: int = await self.db.write(op)
         return out_id
@@ -582,6 +570,19 @@ def _refusal(inbound: Inbound) -> str | None:
 
 def _marks(values: Sequence[object]) -> str:
     return ", ".join("?" * len(values))
+
+
+def _insert_reply(conn: sqlite3.Connection, inbound_id: int, address: Address, text: str,
+                  now: float) -> int:
+    """The reply's own row, ``pending``: written before any of it is sent."""
+    cur = conn.execute(
+        "INSERT INTO messages (direction, channel, account, chat, thread, conv, sender_id,"
+        " sender_name, text, reply_to, status, created_at, updated_at)"
+        " VALUES ('out', ?, ?, ?, ?, ?, 'assistant', 'assistant', ?, ?, 'pending', ?, ?)",
+        (address.channel, address.account, address.chat, address.thread, address.key,
+         text, inbound_id, now, now))
+    assert cur.lastrowid is not None
+    return cur.lastrowid
 
 
 def _begin_part(conn: sqlite3.Connection, out_id: int, idx: int, text: str, now: float) -> None:
