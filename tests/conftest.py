@@ -112,6 +112,20 @@ async def make_gateway(tmp_path: Path, storage: StorageConfig | None
 
 
 @pytest.fixture
+async def telegram() -> AsyncIterator[Any]:
+    """The Bot API fake behind its contract harness (the real python-telegram-bot talks to
+    it); modules that want the bare fake define their own ``telegram``."""
+    from tests.contract.harness_telegram import TelegramHarness
+
+    harness = TelegramHarness()
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
+@pytest.fixture
 async def slack() -> AsyncIterator[Any]:
     """The Slack fake behind its contract harness (the real slack-sdk talks to it)."""
     from tests.contract.harness_slack import SlackHarness

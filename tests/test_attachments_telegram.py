@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.model import ChannelState
@@ -27,16 +24,6 @@ from tests.test_attachments import JPEG, OGG, PNG, ZIP, make_pdf
 
 WAIT = 20.0
 CHAT = 1001
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramHarness]:
-    harness = TelegramHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
 
 
 async def online(harness: TelegramHarness, llm: FakeOpenAI, make_gateway: GatewayFactory,

@@ -284,16 +284,6 @@ async def test_the_usage_figures_show_spent_against_each_cap(
 # ---- Telegram -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramHarness]:
-    harness = TelegramHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-
-
 async def dm(harness: TelegramHarness, gateway: Gateway, chat: str, text: str) -> None:
     pid = await harness.inject_message(chat, text)
 

@@ -64,16 +64,6 @@ class GatedOpenAI(FakeOpenAI):
 
 
 @pytest.fixture
-async def telegram() -> AsyncIterator[TelegramHarness]:
-    harness = TelegramHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-
-
-@pytest.fixture
 async def llm() -> AsyncIterator[GatedOpenAI]:
     server = GatedOpenAI()
     await server.start()

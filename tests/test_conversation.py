@@ -79,16 +79,6 @@ class Ann:
 
 
 @pytest.fixture
-async def telegram() -> AsyncIterator[TelegramHarness]:
-    harness = TelegramHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-
-
-@pytest.fixture
 async def gateway(tmp_path: Path, telegram: TelegramHarness,
                   fake_llm: FakeOpenAI) -> AsyncIterator[Gateway]:
     fake_llm.responder = responder

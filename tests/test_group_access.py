@@ -28,16 +28,6 @@ GROUP = str(GROUP_CHAT)
 WAIT = 20.0
 
 
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramHarness]:
-    harness = TelegramHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-
-
 async def online(harness: TelegramHarness, llm: FakeOpenAI, make_gateway: GatewayFactory,
                  data_dir: Path, **section: Any) -> Gateway:
     """A gateway with Telegram online; the channel's group settings are left at their

@@ -125,16 +125,6 @@ def test_hour_states_adds_the_overlaps() -> None:
 
 # ---- the real gateway ----------------------------------------------------------------------
 
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramHarness]:
-    harness = TelegramHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-
-
 async def _state_lines(gateway: Gateway, channel: str) -> list[dict[str, object]]:
     rows = await gateway.store.logs.page(channel=channel)
     return [r["data"] for r in reversed(rows) if r["data"].get("kind") == "state"]

@@ -80,16 +80,6 @@ class WallClock:
 
 
 @pytest.fixture
-async def telegram() -> AsyncIterator[TelegramHarness]:
-    harness = TelegramHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-
-
-@pytest.fixture
 def clock() -> WallClock:
     return WallClock()
 

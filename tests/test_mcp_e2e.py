@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -161,16 +160,6 @@ async def test_secret_env_reaches_the_server_and_never_the_log(
     assert all(secret not in line for line in await log_lines(gateway))
     assert secret not in caplog.text
     assert secret not in (tmp_path / "pyclaw-0.yaml").read_text("utf-8")
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramHarness]:
-    harness = TelegramHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
 
 
 async def test_telegram_uses_an_http_mcp_server_with_a_secret_header(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,16 +54,6 @@ def calls(*steps: Callable[[list[str]], FakeToolCall]) -> Responder:
 def write_notes(results: list[str]) -> FakeToolCall:
     return FakeToolCall("send_file", {"name": "shopping.md", "content": NOTES,
                                       "caption": "your list"})
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramHarness]:
-    harness = TelegramHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
 
 
 async def telegram_online(harness: TelegramHarness, llm: FakeOpenAI,

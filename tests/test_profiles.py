@@ -271,16 +271,6 @@ async def test_each_profile_offers_its_own_tools_and_mcp_servers(
 # -- end to end: Telegram, a Telegram group and local chat -----------------------------------
 
 
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramHarness]:
-    harness = TelegramHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-
-
 async def settled(harness: TelegramHarness, gateway: Any, pid: str) -> None:
     async def done() -> bool:
         row = await gateway.store.db.fetchone(

@@ -364,16 +364,6 @@ async def test_clock_jumps_fire_once_forwards_and_never_again_backwards(
 
 
 # ---- Telegram ---------------------------------------------------------------------------------
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramHarness]:
-    harness = TelegramHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-
-
 def telegram_config(harness: TelegramHarness, llm: FakeOpenAI) -> dict[str, Any]:
     return {"providers": [provider_section(llm)],
             "channels": {"telegram": {"type": "telegram", "rate_limit_per_minute": 0,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -213,16 +213,6 @@ def test_telegram_names_what_it_skipped(fields: dict[str, Any], named: str) -> N
 
 
 # ---- follow-ups in the bot's threads, end to end ------------------------------------------
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramHarness]:
-    harness = TelegramHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
 
 
 async def online(harness: PlatformHarness, llm: FakeOpenAI, make_gateway: GatewayFactory,

@@ -5,7 +5,6 @@ an Ogg/Opus upload). When speech fails the text still goes out and the log says 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,6 @@ from tests.test_attachments import OGG
 from tests.test_attachments_telegram import CHAT, channel_log, send
 
 WAIT = 20.0
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramHarness]:
-    harness = TelegramHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
 
 
 async def online(harness: TelegramHarness, llm: FakeOpenAI, make_gateway: GatewayFactory,

@@ -8,26 +8,12 @@ journal and the channel log, and the next message is answered normally.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from pyclaw_app.gateway import Gateway
 from pyclaw_app.model import ChannelState, Event, EventKind
 from tests.conftest import provider_section
 from tests.contract.harness_telegram import TelegramHarness
 from tests.fakes.openai_api import FakeOpenAI
 from tests.support import eventually
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramHarness]:
-    harness = TelegramHarness()
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
 
 
 async def test_lost_answer_marks_the_reply_uncertain_and_sends_it_once(
