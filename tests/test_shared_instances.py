@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -29,11 +30,11 @@ from pyclaw_app.control.local import LocalControlPlane
 from pyclaw_app.control.metrics import GatewayMetrics
 from pyclaw_app.errors import StoreError
 from pyclaw_app.gateway import Gateway
-from pyclaw_app.model import ChannelState, EventKind
+from pyclaw_app.model import Address, ChannelState, EventKind, Inbound, MessageStatus
 from pyclaw_app.schedules import OWNER, When
 from pyclaw_app.secrets import FileSecretStore
 from pyclaw_app.store import Store
-from pyclaw_app.store.cluster import LEASE_CLASS, lease_key
+from pyclaw_app.store.cluster import LEASE_CLASS, claim, lease_key
 from tests.conftest import provider_section
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegram
@@ -147,6 +148,46 @@ async def test_conversations_spread_over_instances_each_in_order_none_twice(
     assert all(ns == sorted(ns) for ns in _in_order(telegram).values())
     assert sum(answered.values()) == messages
     assert all(answered[n] > 0 for n in range(3)), answered  # every instance answered some
+
+
+@pytest.mark.parametrize("taker", ["receiver", "sender"])
+async def test_a_dead_instances_turn_is_answered_before_its_chats_next_message(
+        instance: Instance, telegram: FakeTelegram, shared_db: StorageConfig, tmp_path: Path,
+        taker: str) -> None:
+    """An instance died in the middle of a turn: its message stays ``processing`` and its
+    claim names a dead instance. The chat's next message is claimed for the receiver or
+    for the other instance (by the conversation's hash); either way the dead turn is
+    answered first, not after the new one."""
+    gateways = [await instance() for _ in range(2)]
+    for g in gateways:
+        await eventually(lambda g=g: g.channels["tg"].state == ChannelState.ONLINE
+                         and g.shared is not None and g.shared.live_instances == 2,
+                         timeout=WAIT)
+    ids = sorted(g.shared.me for g in gateways if g.shared is not None)
+    wanted = next(g.shared.me for g in gateways if g.shared is not None
+                  and g.shared.receives("tg") == (taker == "receiver"))
+
+    def conv(chat: int) -> str:
+        return Address("tg", chat=str(chat), account=str(telegram.bot_id)).key
+
+    chat = next(c for c in range(9000, 9100)
+                if ids[zlib.crc32(conv(c).encode()) % len(ids)] == wanted)
+
+    doomed = await Store(tmp_path / "doomed", shared_db).open()
+    link = doomed.db.cluster_link("doomed instance")
+    dead = await link.join()
+    before = await doomed.journal.submit(Inbound(
+        Address("tg", chat=str(chat), account=str(telegram.bot_id)),
+        platform_id=f"{chat}:900001", text="before the crash", sender_id=str(chat)))
+    await doomed.journal.set_status(before.journal_id, MessageStatus.PROCESSING)
+    await doomed.db.write(lambda conn: claim(conn, conv(chat), dead))
+    await link.close()  # the session ends: the instance is dead, its claim stays behind
+    await doomed.close()
+    telegram.inject_message(chat, "after the crash")
+
+    await eventually(lambda: len(telegram.sent_to(chat)) >= 2, timeout=WAIT)
+    assert [s.text for s in telegram.sent_to(chat)] == ["Echo: before the crash",
+                                                       "Echo: after the crash"]
 
 
 async def test_the_others_see_every_instances_traffic(instance: Instance,

@@ -113,18 +113,18 @@ class Intake:
 
     async def _dispatch(self, journal_id: int, inbound: Inbound) -> None:
         a = inbound.address
-        if not await self._ours(a.key, a.channel):
+        if not await self._ours(journal_id, a.key, a.channel):
             pass  # another instance answers this conversation; it was told (gateway/shared.py)
         elif self.bursts.collects(a.channel):
             self.bursts.arrived(journal_id, a.channel, a.key)
         else:
             self._enqueue(journal_id, inbound)
 
-    async def _ours(self, conv: str, channel: str) -> bool:
+    async def _ours(self, journal_id: int, conv: str, channel: str) -> bool:
         """Whether this gateway answers ``conv``: always, unless it shares the work with other
         instances and one of them holds the conversation."""
         shared = self._h.shared
-        return shared is None or await shared.offer(conv, channel)
+        return shared is None or await shared.offer(conv, channel, journal_id)
 
     def _enqueue(self, journal_id: int, inbound: Inbound) -> None:
         self._h.lanes.submit(inbound.address.key,
@@ -222,7 +222,7 @@ class Intake:
             row = await journal.get(row.answered_with)  # a burst is retried as one
         if row is None or row.direction != "in" or row.status != MessageStatus.FAILED:
             return False
-        if not await self._ours(row.conv, row.channel):
+        if not await self._ours(row.id, row.conv, row.channel):
             return False  # another instance is answering this conversation right now
         reply = await journal.reply_of(row.id)
         if reply is not None and reply.status == MessageStatus.FAILED \

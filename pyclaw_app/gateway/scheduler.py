@@ -180,7 +180,8 @@ class Scheduler:
                                   "the channel is not running")
                 continue
             self._waiting.discard(row.id)
-            if h.shared is not None and not await h.shared.offer(row.conv, row.channel):
+            if h.shared is not None and not await h.shared.offer(row.conv, row.channel,
+                                                                   row.id):
                 continue  # another instance answers this conversation, its firings too
             h.lanes.submit(row.conv, lambda message_id=row.id: self._deliver(message_id),
                            job_id=row.id)

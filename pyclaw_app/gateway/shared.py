@@ -53,7 +53,6 @@ if TYPE_CHECKING:
     from pyclaw_app.config import Config
     from pyclaw_app.gateway.core import Gateway
     from pyclaw_app.store.cluster_link import ClusterLink
-    from pyclaw_app.store.journal import JournalRow
 
 __all__ = ["CLAIM_LINGER", "SWEEP_INTERVAL", "SharedWork"]
 
@@ -121,14 +120,18 @@ class SharedWork:
         return f"standby: {holder or 'another instance'} receives for this channel"
 
     # ---- claims ----------------------------------------------------------------------------
-    async def offer(self, conv: str, channel: str) -> bool:
+    async def offer(self, conv: str, channel: str, journal_id: int) -> bool:
         """Whether this instance answers ``conv`` now (it holds, or just took, its claim);
         if another one does, that one is woken to pick the message up.
 
         A free conversation is claimed for the instance that receives its message, except
         on a single-consumer channel the others can send on: there the one receiver would
         take every conversation, so it claims each for a live instance chosen by the
-        conversation's hash instead (itself included), which spreads them evenly."""
+        conversation's hash instead (itself included), which spreads them evenly.
+
+        A conversation taken here may hold a dead instance's open rows, older than
+        ``journal_id``: they are queued first, or this message would be answered before
+        them."""
         if conv in self._held:
             self._keep(conv)
             return True
@@ -136,6 +139,7 @@ class SharedWork:
         holder: int = await self._gw.store.db.write(lambda conn: claim(conn, conv, target))
         if holder == self.me:
             self._held.add(conv)
+            await self._resume_open(conv, None, before=journal_id)
             return True
         self._notify(WORK, str(holder))
         return False
@@ -181,38 +185,55 @@ class SharedWork:
     # ---- sweeping --------------------------------------------------------------------------
     async def sweep(self) -> None:
         """Pick up what this instance should answer and no lane has: rows journaled by
-        another instance in conversations it holds, and the open rows of conversations
-        nobody alive holds (a dead instance's, or ones whose claim was just let go)."""
+        another instance in conversations it holds or claimed for it, and the open rows of
+        conversations nobody alive holds (a dead instance's, or ones whose claim was just
+        let go)."""
         async with self._sweeping:
             if self._fenced:
                 return
             self._live = await self._live_ids()
-            for row in await self._waiting_here():
-                self._held.add(row.conv)  # claimed for us by the instance that received it
-                await self._gw.intake.resume_row(row, None)
-                if not self._gw.lanes.busy(row.conv):
-                    self.lane_idle(row.conv)
-            me = self.me
+            taken: dict[str, str | None] = {}
+            for row in await self._gw.store.journal.unfinished(claimed_by=self.me):
+                if row.conv not in self._held:
+                    taken.setdefault(row.conv, None)  # claimed for us by its receiver
+                elif row.status == "received":  # a processing one is in our lane already
+                    await self._gw.intake.resume_row(row, None)
             for conv, channel in await self._orphans():
-                if not self._runs(channel) or self._fenced:
-                    continue
-                holder = await self._gw.store.db.write(lambda conn, c=conv: claim(conn, c, me))
-                if holder != me:
-                    continue
-                self._held.add(conv)
-                for row in await self._gw.store.journal.unfinished(conv=conv):
-                    await self._gw.intake.resume_row(row, "taken over (no live instance "
-                                                          "holds its conversation)")
-                if not self._gw.lanes.busy(conv):
-                    self.lane_idle(conv)
+                if self._runs(channel):
+                    taken.setdefault(conv, "taken over (no live instance holds its "
+                                           "conversation)")
+            for conv, why in taken.items():
+                await self._take(conv, why)
+
+    async def _take(self, conv: str, why: str | None) -> None:
+        """Make ``conv`` ours and queue its open rows. Claimed again through the writer even
+        when another instance claimed it for us: that orders this behind a release of ours
+        still in the writer's queue, so the conversation is never held here and free there."""
+        me = self.me
+        if self._fenced:
+            return
+        holder = await self._gw.store.db.write(lambda conn: claim(conn, conv, me))
+        if holder != me:
+            return
+        self._held.add(conv)
+        await self._resume_open(conv, why)
+        if not self._gw.lanes.busy(conv):
+            self.lane_idle(conv)
+
+    async def _resume_open(self, conv: str, why: str | None, *,
+                           before: int | None = None) -> None:
+        """Queue the open rows of a conversation just taken, oldest first. A ``processing``
+        one was a turn of an instance that died (a live one would still hold the claim)."""
+        for row in await self._gw.store.journal.unfinished(conv=conv):
+            if before is not None and row.id >= before:
+                break
+            await self._gw.intake.resume_row(
+                row, "taken over from an instance that stopped"
+                if row.status == "processing" else why)
 
     def _runs(self, channel: str) -> bool:
         rt = self._gw.channels.get(channel)
         return rt is not None and rt.connector is not None
-
-    async def _waiting_here(self) -> list[JournalRow]:
-        rows = await self._gw.store.journal.unfinished(claimed_by=self.me)
-        return [r for r in rows if r.status == "received"]
 
     async def _live_ids(self) -> list[int]:
         rows = await self._gw.store.db.fetchall(f"{ALIVE_IDS} ORDER BY 1")
