@@ -167,20 +167,20 @@ async def test_a_dead_instances_turn_is_answered_before_its_chats_next_message(
     wanted = next(g.shared.me for g in gateways if g.shared is not None
                   and g.shared.receives("tg") == (taker == "receiver"))
 
-    def conv(chat: int) -> str:
-        return Address("tg", chat=str(chat), account=str(telegram.bot_id)).key
+    def address(chat: int) -> Address:
+        return Address("tg", chat=str(chat), account=str(telegram.bot_id))
 
     chat = next(c for c in range(9000, 9100)
-                if ids[zlib.crc32(conv(c).encode()) % len(ids)] == wanted)
+                if ids[zlib.crc32(address(c).key.encode()) % len(ids)] == wanted)
 
     doomed = await Store(tmp_path / "doomed", shared_db).open()
     link = doomed.db.cluster_link("doomed instance")
     dead = await link.join()
     before = await doomed.journal.submit(Inbound(
-        Address("tg", chat=str(chat), account=str(telegram.bot_id)),
-        platform_id=f"{chat}:900001", text="before the crash", sender_id=str(chat)))
+        address(chat), platform_id=f"{chat}:900001", text="before the crash",
+        sender_id=str(chat)))
     await doomed.journal.set_status(before.journal_id, MessageStatus.PROCESSING)
-    await doomed.db.write(lambda conn: claim(conn, conv(chat), dead))
+    await doomed.db.write(lambda conn: claim(conn, address(chat).key, dead))
     await link.close()  # the session ends: the instance is dead, its claim stays behind
     await doomed.close()
     telegram.inject_message(chat, "after the crash")
