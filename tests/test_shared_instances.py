@@ -190,6 +190,53 @@ async def test_a_dead_instances_turn_is_answered_before_its_chats_next_message(
                                                        "Echo: after the crash"]
 
 
+async def test_an_orphan_taken_by_the_sweep_is_answered_before_the_message_that_raced_it(
+        instance: Instance, telegram: FakeTelegram, shared_db: StorageConfig, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep takes a conversation nobody alive holds and reads its open rows; the
+    chat's next message is journaled in that moment. It must wait for the rows the sweep
+    is queueing, not jump ahead of them because the conversation already counts as ours."""
+    gateway = await instance()
+    await eventually(lambda: gateway.channels["tg"].state == ChannelState.ONLINE,
+                     timeout=WAIT)
+    chat = 9200
+    address = Address("tg", chat=str(chat), account=str(telegram.bot_id))
+    conv = address.key
+    journal = gateway.store.journal
+    read_open_rows = journal.unfinished
+    raced: list[str] = []
+
+    async def next_message_arrives_meanwhile(**kwargs: Any) -> list[Any]:
+        """The sweep's first read of the orphan's rows lets the next message be journaled
+        (MESSAGE_RECEIVED is emitted just before intake offers it) before going on."""
+        if kwargs.get("conv") == conv and not raced:
+            raced.append(conv)
+            sub = gateway.bus.subscribe()
+            telegram.inject_message(chat, "after the orphan")
+            async for event in sub:
+                if event.kind == EventKind.MESSAGE_RECEIVED \
+                        and event.data.get("text") == "after the orphan":
+                    break
+            sub.close()
+        return await read_open_rows(**kwargs)
+
+    monkeypatch.setattr(journal, "unfinished", next_message_arrives_meanwhile)
+    doomed = await Store(tmp_path / "doomed", shared_db).open()
+    link = doomed.db.cluster_link("doomed instance")
+    dead = await link.join()
+    await doomed.journal.submit(Inbound(address, platform_id=f"{chat}:900002",
+                                        text="the orphan", sender_id=str(chat)))
+    await doomed.db.write(lambda conn: claim(conn, conv, dead))
+    await link.close()
+    await doomed.close()
+
+    await eventually(lambda: len(telegram.sent_to(chat)) >= 2, timeout=WAIT)
+    await asyncio.sleep(0.5)  # a double would arrive now
+    assert raced
+    assert [s.text for s in telegram.sent_to(chat)] == ["Echo: the orphan",
+                                                       "Echo: after the orphan"]
+
+
 async def test_the_others_see_every_instances_traffic(instance: Instance,
                                                       telegram: FakeTelegram) -> None:
     first = await instance()

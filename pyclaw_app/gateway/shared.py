@@ -32,7 +32,7 @@ import contextlib
 import json
 import logging
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from pyclaw_app.channels.contract import Transport
@@ -87,6 +87,9 @@ class SharedWork:
         """Reads this instance's config file again (with its secrets): how a change saved
         on another instance is adopted here."""
         self._held: set[str] = set()
+        self._taking = _Guards()
+        """Conversations being taken, while their open rows are read and queued: a message
+        of theirs waits for that, or it would be answered before them."""
         self._live: list[int] = [link.id]
         """The live instances' ids as of the last sweep (the hash's choice, see ``offer``)."""
         self._linger: dict[str, asyncio.TimerHandle] = {}
@@ -132,15 +135,19 @@ class SharedWork:
         A conversation taken here may hold a dead instance's open rows, older than
         ``journal_id``: they are queued first, or this message would be answered before
         them."""
-        if conv in self._held:
+        if conv in self._held and not self._taking.busy(conv):
             self._keep(conv)
             return True
-        target = self._target(conv, channel)
-        holder: int = await self._gw.store.db.write(lambda conn: claim(conn, conv, target))
-        if holder == self.me:
-            self._held.add(conv)
-            await self._resume_open(conv, None, before=journal_id)
-            return True
+        async with self._taking.hold(conv):
+            if conv in self._held:  # the sweep took it meanwhile, open rows queued
+                self._keep(conv)
+                return True
+            target = self._target(conv, channel)
+            holder: int = await self._gw.store.db.write(lambda conn: claim(conn, conv, target))
+            if holder == self.me:
+                self._held.add(conv)
+                await self._resume_open(conv, None, before=journal_id)
+                return True
         self._notify(WORK, str(holder))
         return False
 
@@ -212,11 +219,12 @@ class SharedWork:
         me = self.me
         if self._fenced:
             return
-        holder = await self._gw.store.db.write(lambda conn: claim(conn, conv, me))
-        if holder != me:
-            return
-        self._held.add(conv)
-        await self._resume_open(conv, why)
+        async with self._taking.hold(conv):
+            holder = await self._gw.store.db.write(lambda conn: claim(conn, conv, me))
+            if holder != me:
+                return
+            self._held.add(conv)
+            await self._resume_open(conv, why)
         if not self._gw.lanes.busy(conv):
             self.lane_idle(conv)
 
@@ -395,6 +403,30 @@ class SharedWork:
     def _notify(self, channel: str, payload: str) -> None:
         self._gw.store.db.write_nowait(
             lambda conn: conn.execute("SELECT pg_notify(?, ?)", (channel, payload)))
+
+
+class _Guards:
+    """One lock per conversation, kept only while someone holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def busy(self, conv: str) -> bool:
+        return conv in self._locks
+
+    @contextlib.asynccontextmanager
+    async def hold(self, conv: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(conv, (asyncio.Lock(), 0))
+        self._locks[conv] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[conv]
+            if users > 1:
+                self._locks[conv] = (lock, users - 1)
+            else:
+                del self._locks[conv]
 
 
 def _payloads(events: list[Event], me: int, name: str) -> list[str]:
