@@ -369,6 +369,10 @@ class ScheduleForm:
         e.page.update()
 
     async def _save_clicked(self, e: ft.Event[ft.Control]) -> None:
+        """One job per save: a second tap that reaches us before the browser has drawn the
+        button disabled (a double click, a slow link) is ignored, not saved again."""
+        if self.save_button.disabled:
+            return
         self.save_button.disabled = True
         e.page.update()
         try:
@@ -506,6 +510,11 @@ class SchedulesView:
         await self.reload()
 
     async def reload(self) -> None:
+        """The list as it is now. A background reload still under way was asked before
+        this (and before the change that may have caused it): its rows are dropped."""
+        if self._reload is not None:
+            self._reload.cancel()
+            self._reload = None
         self.now = self._last_reload = self._wall_clock()
         try:
             rows = await self.plane.schedules()

@@ -264,6 +264,60 @@ async def test_saving_a_recurring_job_lists_it_and_closes_the_form(
     assert "at 09:00 on Monday (Europe/Paris)" in shown_texts(view.list)
 
 
+class RemotePlane(FakeControlPlane):
+    """Answers as over a network: each call waits its turn, and a list is read when it is
+    asked for, not when its answer arrives."""
+
+    async def schedules(self, channel: str | None = None) -> list[Any]:
+        rows = await super().schedules(channel)
+        await asyncio.sleep(0.05)
+        return rows
+
+    async def create_schedule(self, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.01)
+        return await super().create_schedule(*args, **kwargs)
+
+
+@pytest.fixture
+def remote_plane() -> RemotePlane:
+    fake = RemotePlane(list(CHANNELS))
+    fake.clock = lambda: NOW
+    return fake
+
+
+async def test_a_second_tap_on_save_while_saving_makes_no_second_job(
+        remote_plane: RemotePlane) -> None:
+    """The browser may deliver a double tap before it has drawn the button disabled."""
+    plane = remote_plane
+    view = make_view(plane)
+    await view.load()
+    view.open_form()
+    fill_recurring(view)
+    tap = SimpleNamespace(page=DialogPage())
+    await asyncio.gather(view.form._save_clicked(tap), view.form._save_clicked(tap))
+
+    assert [r.body for r in await plane.schedules()] == ["weekly report"]
+    assert list(view.cards) == [r.id for r in await plane.schedules()]
+    assert not view.form.save_button.disabled
+
+
+async def test_a_background_reload_asked_before_a_save_does_not_hide_the_new_job(
+        remote_plane: RemotePlane) -> None:
+    view = make_view(remote_plane)
+    view.root.visible = False
+    await view.load()
+    view.root.visible = True
+    view.apply([], NOW + 1)  # opened: a background reload, of the list before the save
+    view.open_form()
+    fill_recurring(view)
+    row = await view.form.save()
+    assert row is not None
+    await asyncio.sleep(0.1)  # the background reload has its (stale) answer by now
+    view.apply([], NOW + 2)  # where its rows would be shown
+
+    assert list(view.cards) == [row.id]
+
+
 @pytest.mark.parametrize(("change", "field", "words"), [
     ({"cron": "61 9 * * *"}, "cron", "not a cron expression"),
     ({"timezone": "Mars/Olympus"}, "timezone", "unknown time zone"),
