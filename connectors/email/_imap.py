@@ -130,7 +130,7 @@ class ImapSession:
                 f"IMAP login refused for {self._login!r} at {self.where}: wrong username or "
                 f"password ({text or answer.result})")
         await self._guard("CAPABILITY", imap.protocol.capability())
-        selected = await self._guard("SELECT", imap.select(self.folder))
+        selected = await self._guard("SELECT", imap.select(aioimaplib.quoted(self.folder)))
         if selected.result != "OK":
             raise FatalConnectorError(f"cannot open the IMAP folder {self.folder!r}: "
                                       f"{_text(selected.lines)}")
@@ -180,6 +180,19 @@ class ImapSession:
         for line in answer.lines[:-1]:
             found.update(int(n) for n in bytes(line).split() if n.isdigit())
         return sorted(n for n in found if n > uid)
+
+    async def uidnext(self) -> int:
+        """The UID the folder's next mail will get, as the folder is now. The server tells
+        of new mail once, at the end of whichever command runs when it lands; aioimaplib
+        drops that word when the command was a UID SEARCH, FETCH or STORE, and the IDLE
+        after it does not say it again. STATUS reads the folder itself, so it is the check
+        before idling."""
+        answer = await self._guard("STATUS", self._live().status(
+            aioimaplib.quoted(self.folder), "(UIDNEXT)"))
+        if answer.result != "OK":
+            raise RetryableError(f"IMAP STATUS failed: {_text(answer.lines)}")
+        found = re.search(r"UIDNEXT (\d+)", _text(answer.lines))
+        return int(found.group(1)) if found else 0
 
     async def fetch(self, uid: int, max_bytes: int) -> bytes | None:
         """The mail's bytes (up to ``max_bytes``) without setting ``\\Seen``; None when it

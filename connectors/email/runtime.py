@@ -142,10 +142,15 @@ class EmailConnector(ConnectorBase):
         session = self._session
         if session is None:
             return
+        rechecked = 0
         try:
             while True:
                 await self._read_new(session)
                 self.ctx.heartbeat()
+                uidnext = await session.uidnext()
+                if uidnext > self._last_uid + 1 and uidnext != rechecked:
+                    rechecked = uidnext  # once: a mail expunged unread keeps UIDNEXT up
+                    continue  # mail came while these were read
                 await session.wait(IDLE_RENEW if session.idle else self.config.poll_interval)
                 self.ctx.heartbeat()
         finally:

@@ -166,6 +166,24 @@ async def test_seen_is_set_only_after_submit_returned(
     assert (await ctx.state.get(CURSOR_KEY))["uid"] == 1
 
 
+async def test_mail_that_arrives_while_one_is_handled_is_read_without_waiting_for_idle(
+        start: Callable[..., Any], mail: MailServers, accounts: dict[str, str]) -> None:
+    """The server reports new mail once, at the end of whatever command is running (here
+    the first mail's UID STORE); the IDLE that follows does not say it again, so the
+    connector must act on that report, not wait for the IDLE renewal."""
+    gated = GatedContext()
+    _connector, ctx = await start(gated)
+    await eventually(lambda: state_is(ctx, ChannelState.ONLINE))
+    await send(mail, accounts["user"], accounts["bot"],
+               user_mail(accounts["user"], accounts["bot"], "first"))
+    await asyncio.wait_for(gated.waiting.wait(), 20)  # the first is being handled
+    await send(mail, accounts["user"], accounts["bot"],
+               user_mail(accounts["user"], accounts["bot"], "second"))
+    gated.gate.set()
+    await eventually(lambda: len(ctx.inbound) == 2, timeout=20)  # IDLE_RENEW is 100 s
+    assert [m.text for m in ctx.inbound] == ["first", "second"]
+
+
 async def test_starttls_imap_and_polling_without_idle(
         start: Callable[..., Any], mail: MailServers, accounts: dict[str, str]) -> None:
     _connector, ctx = await start(imap_host=NO_IDLE_HOST, imap_port=mail.imap_port,
