@@ -285,3 +285,78 @@ def nav(page: Any, name: str) -> Any:
     row = page.get_by_role("button", name=exact).first
     row.wait_for(timeout=LOAD_TIMEOUT_MS)
     return row
+
+
+# -- steps on the canvas ---------------------------------------------------------------------
+
+STEP_TIMEOUT_MS = 15_000
+"""How long one step (a control appearing, a value sticking) may take."""
+
+
+def wait_until(check: Callable[[], T], timeout: float = 15.0) -> T:
+    """``check()``'s first truthy value, or its last one after ``timeout`` seconds: the
+    caller's assertion then says what was missing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def reach(page: Any, target: Any) -> Any:
+    """Scroll the view under the mouse until ``target`` is on screen. Flutter keeps
+    semantics nodes for controls scrolled out of sight, but a click there would miss, and
+    Playwright cannot scroll a canvas into view."""
+    height = page.viewport_size["height"]
+    target.wait_for(state="attached", timeout=STEP_TIMEOUT_MS)
+    for _ in range(40):
+        box = target.bounding_box()
+        if box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height:
+            return target
+        page.mouse.move(page.viewport_size["width"] // 2, height // 2)
+        up = box is not None and box["y"] < 0
+        page.mouse.wheel(0, -240 if up else 240)
+        page.wait_for_timeout(120)
+    raise AssertionError(f"could not scroll {target} into view")
+
+
+def fill(page: Any, label: str, text: str) -> None:
+    """Fill the text field named ``label``. Flutter attaches its text-editing host on
+    focus and a fill that lands before it is lost, so: focus, fill, check, again. The
+    field's node spans the help below the input too: the click goes to the input."""
+    from playwright.sync_api import expect
+
+    field = reach(page, page.get_by_label(label, exact=True))
+    for _ in range(3):
+        field.click(position={"x": 24, "y": 20})
+        page.wait_for_timeout(100)
+        field.fill(text)
+        if wait_until(lambda: field.input_value() == text, timeout=2.0):
+            return
+    expect(field).to_have_value(text, timeout=STEP_TIMEOUT_MS)
+
+
+def choose(page: Any, label: str, option: str) -> None:
+    """Open a dropdown (a button named by its label) and pick an option by its text."""
+    reach(page, page.get_by_role("button", name=label, exact=True)).click()
+    page.get_by_role("button", name=option, exact=True).last.click()
+    page.wait_for_timeout(400)  # the menu closes with an animation
+
+
+def click(page: Any, name: str | re.Pattern[str]) -> None:
+    """Click the first button named ``name`` (exactly, when it is a string)."""
+    exact = isinstance(name, str) or None
+    reach(page, page.get_by_role("button", name=name, exact=exact).first).click()
+
+
+@contextlib.contextmanager
+def picture_on_failure(page: Any, name: str) -> Iterator[None]:
+    """A failing step leaves a screenshot beside the test's temporary files, to see why."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            page.screenshot(path=str(Path(os.environ.get("TMPDIR", "/tmp")) /
+                                     f"pyclaw-{name}-failure.png"))
+        raise

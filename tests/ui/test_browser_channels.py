@@ -11,13 +11,10 @@ serve the whole module.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -27,16 +24,22 @@ from tests.fakes.telegram_api import FakeTelegram
 from tests.ui.browser_support import (
     CHROMIUM,
     SCREENSHOTS,
+    STEP_TIMEOUT_MS,
     FakesThread,
     app_args,
+    choose,
     clean_env,
+    click,
+    fill,
     free_port,
     open_app,
+    picture_on_failure,
+    reach,
     screenshot,
     serve,
+    wait_until,
 )
 
-STEP_TIMEOUT_MS = 15_000
 CHAT_ID = 4242
 
 pytestmark = [
@@ -46,8 +49,6 @@ pytestmark = [
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
-
-T = TypeVar("T")
 
 
 class _Fakes(FakesThread):
@@ -89,69 +90,6 @@ def page(browser: Any, app: str) -> Iterator[Any]:
     tab.close()
 
 
-def _reach(page: Any, target: Any) -> Any:
-    """Scroll the view under the mouse until ``target`` is on screen.
-
-    Flutter keeps semantics nodes for controls scrolled out of sight, but a
-    click there would miss: Playwright cannot scroll a canvas into view.
-    """
-    height = page.viewport_size["height"]
-    for _ in range(30):
-        box = target.bounding_box()
-        if box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height:
-            return target
-        page.mouse.move(page.viewport_size["width"] // 2, height // 2)
-        up = box is not None and box["y"] < 0
-        page.mouse.wheel(0, -240 if up else 240)
-        page.wait_for_timeout(120)
-    raise AssertionError(f"could not scroll {target} into view")
-
-
-def _fill(page: Any, label: str, text: str) -> None:
-    field = _reach(page, page.get_by_label(label, exact=True))
-    for _ in range(3):
-        # Flutter attaches its text-editing host on focus; a fill that lands before it
-        # is lost, so focus, fill and check, and go again if the value did not stick
-        field.click(position={"x": 24, "y": 20})  # the input, not the help below it
-        page.wait_for_timeout(100)
-        field.fill(text)
-        if _eventually(lambda: field.input_value() == text, timeout=2.0):
-            return
-    expect(field).to_have_value(text, timeout=STEP_TIMEOUT_MS)
-
-
-def _choose(page: Any, label: str, option: str) -> None:
-    """Open a Dropdown (a button named by its label) and pick an option by its text."""
-    _reach(page, page.get_by_role("button", name=label, exact=True)).click()
-    page.get_by_role("button", name=option, exact=True).last.click()
-    page.wait_for_timeout(300)  # the menu closes with an animation
-
-
-def _click(page: Any, name: str) -> None:
-    _reach(page, page.get_by_role("button", name=name, exact=True)).click()
-
-
-@contextlib.contextmanager
-def _picture_on_failure(page: Any, name: str) -> Iterator[None]:
-    """A failing step leaves a screenshot beside the test's temporary files, to see why."""
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(Exception):
-            page.screenshot(path=str(Path(os.environ.get("TMPDIR", "/tmp")) /
-                                     f"pyclaw-{name}-failure.png"))
-        raise
-
-
-def _eventually(check: Callable[[], T], timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
 def _find_in_catalog(page: Any, app: str) -> None:
     """The catalog's categories, its search (as you type, an empty result, back to all),
     the bundled logos, and its pictures at desktop and phone width."""
@@ -172,13 +110,13 @@ def _find_in_catalog(page: Any, app: str) -> None:
 
     empty = page.get_by_text("No channel type matches “carrier pigeon”.")
     for _ in range(3):  # a fill that landed while the page was still relaying out is lost
-        _fill(page, "Search channel types", "carrier pigeon")  # no Enter: filters on change
-        if _eventually(lambda: empty.is_visible(), timeout=5.0):
+        fill(page, "Search channel types", "carrier pigeon")  # no Enter: filters on change
+        if wait_until(lambda: empty.is_visible(), timeout=5.0):
             break
-        _fill(page, "Search channel types", "")  # so that the next fill is a change
+        fill(page, "Search channel types", "")  # so that the next fill is a change
     empty.wait_for(timeout=STEP_TIMEOUT_MS)
     expect(page.get_by_role("button", name=re.compile(r"^Add (?!channel$)"))).to_have_count(0)
-    _click(page, "Show every channel type")
+    click(page, "Show every channel type")
     expect(page.get_by_text("No channel type matches", exact=False)).to_have_count(0)
 
     page.get_by_role("checkbox", name="Team chat").click()
@@ -186,38 +124,38 @@ def _find_in_catalog(page: Any, app: str) -> None:
     expect(page.get_by_role("button", name="Add Telegram")).to_have_count(0)
     page.get_by_role("checkbox", name="All").click()
 
-    _fill(page, "Search channel types", "tele")
+    fill(page, "Search channel types", "tele")
     page.get_by_text(f"1 of {len(catalog)} channel types").wait_for(timeout=STEP_TIMEOUT_MS)
     expect(page.get_by_role("button", name="Add Slack")).to_have_count(0)
 
 
 def test_a_configure_telegram_through_the_form(page: Any, app: str, fakes: _Fakes) -> None:
-    with _picture_on_failure(page, "channels"):
+    with picture_on_failure(page, "channels"):
         telegram = fakes.telegram
         page.get_by_role("button", name="Channels").click()
         page.get_by_text("Available channel types").wait_for(timeout=STEP_TIMEOUT_MS)
         _find_in_catalog(page, app)
-        _click(page, "Add Telegram")  # the only result
+        click(page, "Add Telegram")  # the only result
         page.get_by_text("Add a Telegram channel").wait_for(timeout=STEP_TIMEOUT_MS)
 
-        _fill(page, "Bot token *", telegram.token)
+        fill(page, "Bot token *", telegram.token)
         # the endpoint and the polling wait are in the collapsed advanced section
-        _reach(page, page.get_by_role("button", name="Advanced settings")).click()
-        _fill(page, "Base URL", f"{telegram.url}/bot")
-        _fill(page, "Poll timeout", "1")
-        _choose(page, "Direct messages", "Open: anyone")
+        reach(page, page.get_by_role("button", name="Advanced settings")).click()
+        fill(page, "Base URL", f"{telegram.url}/bot")
+        fill(page, "Poll timeout", "1")
+        choose(page, "Direct messages", "Open: anyone")
 
-        _click(page, "Test connection")
+        click(page, "Test connection")
         page.get_by_text(f"connected as @{telegram.username}").wait_for(timeout=STEP_TIMEOUT_MS)
         # (docs/screenshots/channel-form.png is taken by test_browser_forms.py)
 
-        _click(page, "Save")
+        click(page, "Save")
         page.get_by_text("Configured", exact=True).wait_for(timeout=STEP_TIMEOUT_MS)
         page.get_by_text("telegram · Telegram").wait_for(timeout=STEP_TIMEOUT_MS)
         expect(page.get_by_text("online", exact=True)).to_have_count(2, timeout=STEP_TIMEOUT_MS)
 
         fakes.call(telegram.inject_message, CHAT_ID, "hello from the browser test")
-        sent = _eventually(lambda: fakes.call(telegram.sent_to, CHAT_ID))
+        sent = wait_until(lambda: fakes.call(telegram.sent_to, CHAT_ID))
         assert sent and sent[0].text == "Echo: hello from the browser test"
         assert telegram.token not in page.content()
         page.wait_for_timeout(500)
@@ -239,10 +177,10 @@ def _click_until_shown(page: Any, target: Any, shown: Any, attempts: int = 3) ->
 
 
 def test_b_logs_filtered_to_that_channel(page: Any) -> None:
-    with _picture_on_failure(page, "logs"):
+    with picture_on_failure(page, "logs"):
         page.get_by_role("button", name="Logs").click()
         page.get_by_role("tab", name="Log lines").wait_for(timeout=STEP_TIMEOUT_MS)
-        _choose(page, "Channel", "telegram")
+        choose(page, "Channel", "telegram")
         page.get_by_text("configuration applied").first.wait_for(timeout=STEP_TIMEOUT_MS)
         page.get_by_text("started").first.wait_for(timeout=STEP_TIMEOUT_MS)
         expect(page.get_by_text("local", exact=True)).to_have_count(0)

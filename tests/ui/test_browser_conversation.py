@@ -11,12 +11,8 @@ message whole.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -26,17 +22,20 @@ from tests.fakes.telegram_api import FakeTelegram
 from tests.test_conversation import responder
 from tests.ui.browser_support import (
     CHROMIUM,
+    STEP_TIMEOUT_MS,
     FakesThread,
     app_args,
     assert_no_error_box,
     clean_env,
     free_port,
     open_app,
+    picture_on_failure,
+    reach,
     screenshot,
     serve,
+    wait_until,
 )
 
-STEP_TIMEOUT_MS = 15_000
 CHAT_ID = 5151
 LONG = "Could you remind me what we planned for the weekend trip to the lake?"
 
@@ -48,8 +47,6 @@ pytestmark = [
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
 
-T = TypeVar("T")
-
 
 class _Fakes(FakesThread):
     def __init__(self) -> None:
@@ -57,15 +54,6 @@ class _Fakes(FakesThread):
         self.openai = FakeOpenAI()
         self.openai.responder = responder
         super().__init__(self.telegram, self.openai)
-
-
-def _eventually(check: Callable[[], T], timeout: float = 20.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -97,42 +85,17 @@ def app(tmp_path_factory: pytest.TempPathFactory, fakes: _Fakes) -> Iterator[str
         yield url
 
 
-@contextlib.contextmanager
-def _picture_on_failure(page: Any, name: str) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(Exception):
-            page.screenshot(path=str(Path(os.environ.get("TMPDIR", "/tmp")) /
-                                     f"pyclaw-{name}-failure.png"))
-        raise
-
-
 def _talk(fakes: _Fakes, text: str, replies: int) -> None:
     fakes.call(fakes.telegram.inject_message, CHAT_ID, text)
-    sent = _eventually(lambda: len(fakes.call(fakes.telegram.sent_to, CHAT_ID)) >= replies)
+    sent = wait_until(lambda: len(fakes.call(fakes.telegram.sent_to, CHAT_ID)) >= replies,
+                      timeout=20.0)
     assert sent, f"no reply to {text!r}"
-
-
-def _reach(page: Any, target: Any) -> Any:
-    """Scroll the view under the mouse until ``target`` is on screen (a canvas cannot be
-    scrolled into view by Playwright)."""
-    height = page.viewport_size["height"]
-    for _ in range(40):
-        box = target.bounding_box()
-        if box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height:
-            return target
-        page.mouse.move(page.viewport_size["width"] // 2, height // 2)
-        up = box is not None and box["y"] < 0
-        page.mouse.wheel(0, -240 if up else 240)
-        page.wait_for_timeout(120)
-    raise AssertionError(f"could not scroll {target} into view")
 
 
 def test_a_conversation_from_logs_and_the_traffic_columns(browser: Any, app: str,
                                                           fakes: _Fakes) -> None:
     page = open_app(browser, app, "Logs", 1280, 860)  # the gateway starts with the page
-    with _picture_on_failure(page, "conversation"):
+    with picture_on_failure(page, "conversation"):
         _talk(fakes, "hello there", 1)
         _talk(fakes, "calc 6*7", 2)
         _talk(fakes, LONG, 3)
@@ -163,11 +126,11 @@ def test_a_conversation_from_logs_and_the_traffic_columns(browser: Any, app: str
         assert_no_error_box(page, "the conversation view")
         screenshot(page, "conversation")
 
-    with _picture_on_failure(page, "traffic"):
+    with picture_on_failure(page, "traffic"):
         page.get_by_role("button", name="Dashboard").click()
         header = [page.get_by_text(label, exact=True) for label in
                   ("Time", "Channel", "Direction", "Person", "Message", "Status")]
-        _reach(page, header[0])
+        reach(page, header[0])
         boxes = [h.bounding_box() for h in header]
         assert all(boxes) and len({round(b["y"]) for b in boxes}) == 1  # one header row
         assert [b["x"] for b in boxes] == sorted(b["x"] for b in boxes)
@@ -178,11 +141,11 @@ def test_a_conversation_from_logs_and_the_traffic_columns(browser: Any, app: str
         assert_no_error_box(page, "the dashboard")
         screenshot(page, "traffic")
 
-    with _picture_on_failure(page, "traffic-phone"):
+    with picture_on_failure(page, "traffic-phone"):
         page.set_viewport_size({"width": 390, "height": 844})
         expect(page.get_by_text("Direction", exact=True)).to_have_count(0,
                                                                         timeout=STEP_TIMEOUT_MS)
-        row = _reach(page, page.get_by_text(LONG).first).bounding_box()
+        row = reach(page, page.get_by_text(LONG).first).bounding_box()
         assert row is not None and row["width"] > 300  # the message, not five characters
         assert row["height"] > 40  # its own lines under the who-and-when line
         assert_no_error_box(page, "the dashboard on a phone")

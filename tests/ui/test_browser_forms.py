@@ -12,13 +12,9 @@ loop. One Chromium, one app and one page serve the module, in order.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -27,18 +23,24 @@ from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegram
 from tests.ui.browser_support import (
     CHROMIUM,
+    STEP_TIMEOUT_MS,
     FakesThread,
     app_args,
     assert_no_error_box,
+    choose,
     clean_env,
+    click,
+    fill,
     free_port,
     open_app,
+    picture_on_failure,
+    reach,
     screenshot,
     serve,
+    wait_until,
 )
 from views.forms import SAVED_SECRET_NOTE
 
-STEP_TIMEOUT_MS = 15_000
 VIEWS = {"Dashboard": "Live traffic", "Channels": "Available channel types", "Chat": None,
          "Logs": None, "Schedules": "No scheduled jobs", "Usage": "LLM calls",
          "Settings": "Appearance"}
@@ -53,8 +55,6 @@ pytestmark = [
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
-
-T = TypeVar("T")
 
 
 class _Fakes(FakesThread):
@@ -92,74 +92,13 @@ def page(browser: Any, app: str) -> Iterator[Any]:
     tab.close()
 
 
-def _eventually(check: Callable[[], T], timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
-def _reach(page: Any, target: Any) -> Any:
-    """Scroll the view under the mouse until ``target`` is on screen (a canvas cannot be
-    scrolled into view by Playwright)."""
-    height = page.viewport_size["height"]
-    target.wait_for(state="attached", timeout=STEP_TIMEOUT_MS)
-    for _ in range(40):
-        box = target.bounding_box()
-        if box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height:
-            return target
-        page.mouse.move(page.viewport_size["width"] // 2, height // 2)
-        up = box is not None and box["y"] < 0
-        page.mouse.wheel(0, -240 if up else 240)
-        page.wait_for_timeout(120)
-    raise AssertionError(f"could not scroll {target} into view")
-
-
-def _fill(page: Any, label: str, text: str) -> None:
-    field = _reach(page, page.get_by_label(label, exact=True))
-    for _ in range(3):
-        # Flutter attaches its text-editing host on focus; a fill before it is lost. The
-        # node spans the help below the input too: click the input, not the middle.
-        field.click(position={"x": 24, "y": 20})
-        page.wait_for_timeout(100)
-        field.fill(text)
-        if _eventually(lambda: field.input_value() == text, timeout=2.0):
-            return
-    expect(field).to_have_value(text, timeout=STEP_TIMEOUT_MS)
-
-
-def _choose(page: Any, label: str, option: str) -> None:
-    """Open a dropdown (a button named by its label) and pick an option by its text."""
-    _reach(page, page.get_by_role("button", name=label, exact=True)).click()
-    page.get_by_role("button", name=option, exact=True).last.click()
-    page.wait_for_timeout(400)  # the menu closes with an animation
-
-
-def _click(page: Any, name: str | re.Pattern[str]) -> None:
-    exact = isinstance(name, str) or None
-    _reach(page, page.get_by_role("button", name=name, exact=exact).first).click()
-
-
 def _expand_advanced(page: Any) -> None:
-    _click(page, re.compile(r"^Advanced settings"))
+    click(page, re.compile(r"^Advanced settings"))
     page.wait_for_timeout(400)
 
 
 def _count(page: Any, label: str) -> int:
     return int(page.get_by_label(label, exact=True).count())
-
-
-@contextlib.contextmanager
-def _picture_on_failure(page: Any, name: str) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(Exception):
-            page.screenshot(path=str(Path(os.environ.get("TMPDIR", "/tmp")) /
-                                     f"pyclaw-forms-{name}-failure.png"))
-        raise
 
 
 def _open(page: Any, destination: str) -> None:
@@ -172,20 +111,19 @@ def _open(page: Any, destination: str) -> None:
 
 
 def test_a_no_error_box_in_any_view(page: Any) -> None:
-    with _picture_on_failure(page, "views"):
+    with picture_on_failure(page, "forms-views"):
         for destination in VIEWS:
             _open(page, destination)
             assert_no_error_box(page, destination)
 
         # the form that had the red box: Add provider, with its advanced part open
         _open(page, "Settings")
-        _click(page, "Add provider")
+        click(page, "Add provider")
         page.get_by_text("Add a provider").wait_for(timeout=STEP_TIMEOUT_MS)
         assert_no_error_box(page, "Add provider")
         _expand_advanced(page)
         assert_no_error_box(page, "Add provider, advanced")
-        _click(page, "Cancel")
-
+        click(page, "Cancel")
 
 
 ADDABLE = [t for t in channel_types() if not t.install]
@@ -203,13 +141,13 @@ def _to_the_end(page: Any) -> None:
 
 @pytest.mark.parametrize("kind", ADDABLE, ids=[t.type for t in ADDABLE])
 def test_a_no_error_box_in_any_channel_form(page: Any, kind: Any) -> None:
-    with _picture_on_failure(page, f"form-{kind.type}"):
+    with picture_on_failure(page, f"forms-form-{kind.type}"):
         search = page.get_by_label("Search channel types", exact=True)
         if not search.is_visible():  # the first form; the others start where Cancel left
             _open(page, "Channels")
         # the catalog's search puts the type's card at the top, not thirty cards down
-        _fill(page, "Search channel types", kind.title)
-        _click(page, f"Add {kind.title}")
+        fill(page, "Search channel types", kind.title)
+        click(page, f"Add {kind.title}")
         page.get_by_text(f"Add a {kind.title} channel").wait_for(timeout=STEP_TIMEOUT_MS)
         assert_no_error_box(page, f"the {kind.title} form")
         if page.get_by_role("button", name=re.compile(r"^Advanced settings")).count():
@@ -217,16 +155,16 @@ def test_a_no_error_box_in_any_channel_form(page: Any, kind: Any) -> None:
             _expand_advanced(page)
             assert_no_error_box(page, f"the {kind.title} form, advanced")
         _to_the_end(page)
-        _click(page, "Cancel")
+        click(page, "Cancel")
         # the catalog as it was, for the tests after this one (an icon button: its label)
-        _reach(page, page.get_by_label("Clear search", exact=True)).click()
+        reach(page, page.get_by_label("Clear search", exact=True)).click()
 
 
 def test_b_telegram_form_hides_what_does_not_apply(page: Any, fakes: _Fakes) -> None:
     telegram = fakes.telegram
-    with _picture_on_failure(page, "telegram"):
+    with picture_on_failure(page, "forms-telegram"):
         _open(page, "Channels")
-        _click(page, "Add Telegram")
+        click(page, "Add Telegram")
         page.get_by_text("Add a Telegram channel").wait_for(timeout=STEP_TIMEOUT_MS)
 
         # labels from the models, not field names in title case
@@ -244,63 +182,63 @@ def test_b_telegram_form_hides_what_does_not_apply(page: Any, fakes: _Fakes) -> 
         _expand_advanced(page)
         assert _count(page, "Base URL") == 1 and _count(page, "Poll timeout") == 1
 
-        _choose(page, "Mode", WEBHOOK)
-        _eventually(lambda: _count(page, "Webhook URL") == 1)
+        choose(page, "Mode", WEBHOOK)
+        wait_until(lambda: _count(page, "Webhook URL") == 1)
         assert _count(page, "Webhook URL") == 1 and _count(page, "Webhook secret") == 1
         assert _count(page, "Poll timeout") == 0
         assert_no_error_box(page, "the Telegram form in webhook mode")
-        _choose(page, "Mode", POLLING)
-        _eventually(lambda: _count(page, "Webhook URL") == 0)
+        choose(page, "Mode", POLLING)
+        wait_until(lambda: _count(page, "Webhook URL") == 0)
         assert _count(page, "Webhook URL") == 0 and _count(page, "Poll timeout") == 1
 
-        _fill(page, "Bot token *", telegram.token)
-        _fill(page, "Base URL", f"{telegram.url}/bot")
-        _fill(page, "Poll timeout", "1")
-        _choose(page, "Direct messages", "Open: anyone")
-        _click(page, "Test connection")
+        fill(page, "Bot token *", telegram.token)
+        fill(page, "Base URL", f"{telegram.url}/bot")
+        fill(page, "Poll timeout", "1")
+        choose(page, "Direct messages", "Open: anyone")
+        click(page, "Test connection")
         page.get_by_text(f"connected as @{telegram.username}").wait_for(timeout=STEP_TIMEOUT_MS)
         assert_no_error_box(page, "the Telegram form")
         screenshot(page, "channel-form", height=1500)
 
-        _click(page, "Save")
+        click(page, "Save")
         page.get_by_text("telegram · Telegram").wait_for(timeout=STEP_TIMEOUT_MS)
-        _reach(page, page.get_by_label("Edit telegram", exact=True)).click()  # an icon button
+        reach(page, page.get_by_label("Edit telegram", exact=True)).click()  # an icon button
         page.get_by_text("Edit telegram").first.wait_for(timeout=STEP_TIMEOUT_MS)
         page.get_by_text(SAVED_SECRET_NOTE).wait_for(timeout=STEP_TIMEOUT_MS)
         assert telegram.token not in page.content()
         assert_no_error_box(page, "the Telegram edit form")
-        _click(page, "Cancel")
+        click(page, "Cancel")
 
 
 def test_c_provider_test_says_refused_and_warns_before_saving(page: Any, fakes: _Fakes) -> None:
     refused = free_port()
-    with _picture_on_failure(page, "provider"):
+    with picture_on_failure(page, "forms-provider"):
         _open(page, "Settings")
-        _click(page, "Add provider")
+        click(page, "Add provider")
         page.get_by_text("Add a provider").wait_for(timeout=STEP_TIMEOUT_MS)
         expect(page.get_by_role("button", name="API type", exact=True)).to_have_count(1)
-        _fill(page, "Name *", "second")
-        _fill(page, "Base URL", f"http://127.0.0.1:{refused}/v1")
-        _fill(page, "API key", "sk-second-key")
-        _fill(page, "Model *", "m-small")
-        _click(page, "Test connection")
+        fill(page, "Name *", "second")
+        fill(page, "Base URL", f"http://127.0.0.1:{refused}/v1")
+        fill(page, "API key", "sk-second-key")
+        fill(page, "Model *", "m-small")
+        click(page, "Test connection")
         page.get_by_text(re.compile(r"^connection refused: nothing is listening at "
                                     rf"127\.0\.0\.1:{refused}")).wait_for(
             timeout=STEP_TIMEOUT_MS)
 
-        _click(page, "Save provider")
+        click(page, "Save provider")
         page.get_by_text("Save a provider that failed its test?").wait_for(
             timeout=STEP_TIMEOUT_MS)
-        _click(page, "Keep editing")
+        click(page, "Keep editing")
         expect(page.get_by_text("Save a provider that failed its test?")).to_have_count(0)
 
-        _fill(page, "Base URL", fakes.second.base_url)
-        _click(page, "Test connection")
+        fill(page, "Base URL", fakes.second.base_url)
+        click(page, "Test connection")
         page.get_by_text("2 models available").wait_for(timeout=STEP_TIMEOUT_MS)
         expect(page.get_by_role("button", name="Available models", exact=True)).to_have_count(1)
         assert_no_error_box(page, "Add provider after a test")
         screenshot(page, "provider-form", height=1100)
-        _click(page, "Save provider")  # passed: no warning
+        click(page, "Save provider")  # passed: no warning
         page.get_by_text("Provider saved — used from the next message.").wait_for(
             timeout=STEP_TIMEOUT_MS)
         page.get_by_text("Test passed: 2 models available").wait_for(timeout=STEP_TIMEOUT_MS)

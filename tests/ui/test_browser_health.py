@@ -12,7 +12,6 @@ Settings the same way, until its next call works.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +29,7 @@ from tests.ui.browser_support import (
     open_app,
     screenshot,
     serve,
+    wait_until,
 )
 
 STEP_TIMEOUT_MS = 20_000
@@ -163,7 +163,7 @@ def test_start_after_the_fix_clears_the_badge_and_offers_stop(page: Any, fakes: 
     page.get_by_text(telegram_day).wait_for(timeout=STEP_TIMEOUT_MS)
 
     fakes.call(fakes.telegram.inject_message, CHAT_ID, "are you back?")
-    sent = _eventually(lambda: fakes.call(fakes.telegram.sent_to, CHAT_ID))
+    sent = wait_until(lambda: fakes.call(fakes.telegram.sent_to, CHAT_ID))
     assert sent and sent[0].text == "Echo: are you back?"
 
 
@@ -195,11 +195,3 @@ def test_a_failing_provider_is_counted_on_settings_until_it_answers(page: Any,
                                                                timeout=STEP_TIMEOUT_MS)
     expect(page.get_by_text("Provider fake is failing")).to_have_count(0)
 
-
-def _eventually(check: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)

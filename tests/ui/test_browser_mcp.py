@@ -14,20 +14,18 @@ import pytest
 from tests.fakes.mcp_server import MODULE, ROOT
 from tests.ui.browser_support import (
     CHROMIUM,
+    STEP_TIMEOUT_MS,
     app_args,
     assert_no_error_box,
     clean_env,
+    click,
+    fill,
     free_port,
     open_app,
+    picture_on_failure,
+    reach,
     serve,
     type_into,
-)
-from tests.ui.test_browser_forms import (
-    STEP_TIMEOUT_MS,
-    _click,
-    _fill,
-    _picture_on_failure,
-    _reach,
 )
 
 pytestmark = [
@@ -55,27 +53,27 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_add_a_stdio_server_test_it_save_it_and_see_it_up(browser: Any, app: str) -> None:
     page = open_app(browser, app, "Settings", 1360, 900)
     try:
-        with _picture_on_failure(page, "mcp"):
+        with picture_on_failure(page, "mcp"):
             page.get_by_role("button", name="Settings").first.click()
-            _click(page, "Add MCP server")
+            click(page, "Add MCP server")
             page.get_by_text("Add an MCP server").wait_for(timeout=STEP_TIMEOUT_MS)
             expect(page.get_by_role("button", name="Transport", exact=True)).to_have_count(1)
             expect(page.get_by_label("URL", exact=True)).to_have_count(0)  # HTTP only
-            _fill(page, "Name *", "files")
-            _fill(page, "Command", sys.executable)
+            fill(page, "Name *", "files")
+            fill(page, "Command", sys.executable)
             # a list field's name gains its hint ("comma-separated") once focused
-            arguments = _reach(page, page.get_by_label("Arguments", exact=True))
+            arguments = reach(page, page.get_by_label("Arguments", exact=True))
             type_into(page, arguments, page.get_by_label(re.compile(r"^Arguments")),
                       f"-m, {MODULE}")
-            _fill(page, "Working directory", str(ROOT))
+            fill(page, "Working directory", str(ROOT))
             assert_no_error_box(page, "the MCP server form")
 
-            _click(page, "Test connection")
+            click(page, "Test connection")
             page.get_by_text("8 tools available").wait_for(timeout=STEP_TIMEOUT_MS * 2)
             for tool in TOOLS:
                 expect(page.get_by_text(tool, exact=True).first).to_be_attached()
 
-            _click(page, "Save MCP server")
+            click(page, "Save MCP server")
             page.get_by_text("MCP server files saved: its tools are offered once it is up."
                              ).wait_for(timeout=STEP_TIMEOUT_MS)
             page.get_by_text("Up · 8 tools").wait_for(timeout=STEP_TIMEOUT_MS * 2)

@@ -13,15 +13,19 @@ import yaml
 
 from tests.ui.browser_support import (
     CHROMIUM,
+    STEP_TIMEOUT_MS,
     app_args,
     assert_no_error_box,
     clean_env,
+    click,
+    fill,
     free_port,
     open_app,
+    picture_on_failure,
+    reach,
     serve,
     type_into,
 )
-from tests.ui.test_browser_forms import STEP_TIMEOUT_MS, _click, _fill, _picture_on_failure, _reach
 
 pytestmark = [
     pytest.mark.browser,
@@ -47,18 +51,18 @@ def test_add_a_profile_and_see_its_card(browser: Any, app: tuple[str, Path]) -> 
     url, config = app
     page = open_app(browser, url, "Settings", 1360, 900)
     try:
-        with _picture_on_failure(page, "profiles"):
+        with picture_on_failure(page, "profiles"):
             page.get_by_role("button", name="Settings").first.click()
-            _click(page, "Add profile")
+            click(page, "Add profile")
             page.get_by_text("Add a profile").wait_for(timeout=STEP_TIMEOUT_MS)
-            _fill(page, "Name *", "support")
+            fill(page, "Name *", "support")
             # a list field's name gains its hint ("comma-separated") once focused
-            used_on = _reach(page, page.get_by_label("Used on", exact=True))
+            used_on = reach(page, page.get_by_label("Used on", exact=True))
             type_into(page, used_on, page.get_by_label(re.compile(r"^Used on")), "local")
-            _fill(page, "Answer in", "German")
+            fill(page, "Answer in", "German")
             assert_no_error_box(page, "the profile form")
 
-            _click(page, "Save profile")
+            click(page, "Save profile")
             page.get_by_text("Profile support saved: used from the next message."
                              ).wait_for(timeout=STEP_TIMEOUT_MS)
             expect(page.get_by_text("Used on local", exact=True)).to_have_count(1)

@@ -8,30 +8,30 @@ rule explained while typed), listed with its next run, paused, and deleted.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from tests.fakes.openai_api import FakeOpenAI
 from tests.ui.browser_support import (
     CHROMIUM,
+    STEP_TIMEOUT_MS,
     FakesThread,
     app_args,
     assert_no_error_box,
     clean_env,
+    click,
+    fill,
     free_port,
     open_app,
+    picture_on_failure,
+    reach,
     screenshot,
     serve,
 )
-
-STEP_TIMEOUT_MS = 15_000
 
 pytestmark = [
     pytest.mark.browser,
@@ -40,8 +40,6 @@ pytestmark = [
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
-
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -68,63 +66,13 @@ def page(browser: Any, app: tuple[str, Path]) -> Iterator[Any]:
     tab.close()
 
 
-def _eventually(check: Callable[[], T], timeout: float = 5.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
-def _reach(page: Any, target: Any) -> Any:
-    """Scroll the view under the mouse until ``target`` is on screen (a click on a node
-    scrolled out of sight of the canvas would miss)."""
-    height = page.viewport_size["height"]
-    for _ in range(30):
-        box = target.bounding_box()
-        if box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height:
-            return target
-        page.mouse.move(page.viewport_size["width"] // 2, height // 2)
-        page.mouse.wheel(0, -240 if box is not None and box["y"] < 0 else 240)
-        page.wait_for_timeout(120)
-    raise AssertionError(f"could not scroll {target} into view")
-
-
-def _fill(page: Any, label: str, text: str) -> None:
-    field = _reach(page, page.get_by_label(label, exact=True))
-    for _ in range(3):
-        # Flutter attaches its text-editing host on focus: focus, fill, check, again
-        field.click(position={"x": 24, "y": 20})
-        page.wait_for_timeout(100)
-        field.fill(text)
-        if _eventually(lambda: field.input_value() == text, timeout=2.0):
-            return
-    expect(field).to_have_value(text, timeout=STEP_TIMEOUT_MS)
-
-
-def _click(page: Any, name: str) -> None:
-    _reach(page, page.get_by_role("button", name=name, exact=True)).click()
-
-
 def _icon_button(page: Any, tooltip: str) -> Any:
     """An icon button, found by its tooltip (which is what a screen reader says)."""
     return page.get_by_label(tooltip, exact=True)
 
 
-@contextlib.contextmanager
-def _picture_on_failure(page: Any, name: str) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(Exception):
-            page.screenshot(path=str(Path(os.environ.get("TMPDIR", "/tmp")) /
-                                     f"pyclaw-{name}-failure.png"))
-        raise
-
-
 def test_add_a_recurring_job_and_see_its_next_run(page: Any) -> None:
-    with _picture_on_failure(page, "schedules"):
+    with picture_on_failure(page, "schedules"):
         # a message in Chat makes "app" a recent chat of the local channel
         page.get_by_role("button", name="Chat").click()
         message = page.get_by_label("Message")
@@ -138,19 +86,19 @@ def test_add_a_recurring_job_and_see_its_next_run(page: Any) -> None:
         page.get_by_role("button", name="Schedules").click()
         page.get_by_text("No scheduled jobs", exact=False).wait_for(timeout=STEP_TIMEOUT_MS)
         assert_no_error_box(page, "Schedules, empty")
-        _click(page, "Add schedule")
+        click(page, "Add schedule")
         page.get_by_text("Add a schedule").wait_for(timeout=STEP_TIMEOUT_MS)
         # the chat comes from the recent ones (the card below says which it got), the time
         # zone is the machine's (the app's TZ; the explanation names it)
-        _reach(page, page.get_by_role("button", name=re.compile(r"^app\b"))).click()
-        _fill(page, "Message", "weekly report, please")
-        _fill(page, "Cron expression", "0 9 * * MON")
+        reach(page, page.get_by_role("button", name=re.compile(r"^app\b"))).click()
+        fill(page, "Message", "weekly report, please")
+        fill(page, "Cron expression", "0 9 * * MON")
         page.get_by_text(re.compile(r"^Runs at 09:00 on Monday \(Europe/Paris\); next run "
                                     r"\d{4}-\d\d-\d\d 09:00 CET$")).wait_for(
             timeout=STEP_TIMEOUT_MS)
         assert_no_error_box(page, "Schedules, Add form")
 
-        _click(page, "Save schedule")
+        click(page, "Save schedule")
         page.get_by_text("Add a schedule").wait_for(state="hidden", timeout=STEP_TIMEOUT_MS)
         page.get_by_text("at 09:00 on Monday (Europe/Paris)", exact=True).wait_for(
             timeout=STEP_TIMEOUT_MS)
@@ -161,13 +109,13 @@ def test_add_a_recurring_job_and_see_its_next_run(page: Any) -> None:
         page.get_by_text("active", exact=True).wait_for(timeout=STEP_TIMEOUT_MS)
 
         # the picture: the job listed, and the form open on a second one being typed
-        _click(page, "Add schedule")
-        _fill(page, "Cron expression", "30 18 * * 1-5")
+        click(page, "Add schedule")
+        fill(page, "Cron expression", "30 18 * * 1-5")
         page.get_by_text(re.compile(r"^Runs at 18:30 on Monday through Friday \(Europe/Paris\)"
                                     )).wait_for(timeout=STEP_TIMEOUT_MS)
         assert_no_error_box(page, "Schedules, a job and the Add form")
         screenshot(page, "schedules", height=1200)
-        _click(page, "Cancel")
+        click(page, "Cancel")
         page.get_by_text("Add a schedule").wait_for(state="hidden", timeout=STEP_TIMEOUT_MS)
 
         # Pause, Resume and Delete are tested against the view in test_schedules_view.py:
