@@ -135,11 +135,17 @@ class GatewayRuntime:
         return self._stopping
 
     async def _stop(self) -> None:
-        await self.gateway.stop()
-        await self.store.close()
-        if self.guard is not None:
-            self.guard.stopped()
-            self.guard.uninstall()
+        """In the panel the web server may end the loop first (its own SIGTERM handling
+        returns once the sessions are closed), and the loop's end cancels this stop: the
+        store is closed all the same, since its worker thread would otherwise hold the
+        interpreter's exit until the watchdog ended it as a failed stop."""
+        try:
+            await self.gateway.stop()
+        finally:
+            await self.store.close()
+            if self.guard is not None:
+                self.guard.stopped()
+                self.guard.uninstall()
 
 
 FENCED_EXIT = 75

@@ -64,6 +64,39 @@ async def main(config: str, data: str) -> None:
 run_on_fast_loop(main(sys.argv[1], sys.argv[2]))  # the panel's loop (views/app.py)
 """
 
+PANEL_SERVER_RETURNS = """
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+from pyclaw_app.runtime import GatewayRuntime, setup_logging
+from views.launch import run_on_fast_loop
+
+
+async def main(config: str, data: str) -> None:
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    def graceful(signum, frame):  # like uvicorn: it closes the sessions and returns
+        loop.call_soon_threadsafe(loop.call_later, 0.3, done.set)
+
+    signal.signal(signal.SIGTERM, graceful)
+    setup_logging()
+    local = Path(data).with_name("local.yaml")
+    local.write_text(json.dumps({  # an MCP server: its stop is the slow part
+        "channels": {"local": {"type": "local"}},
+        "mcp_servers": [{"name": "files", "command": sys.executable,
+                         "args": ["-m", "tests.fakes.mcp_server"]}]}))
+    await GatewayRuntime.start(local, Path(data))
+    print("panel running", flush=True)
+    await done.wait()  # the loop ends now, and cancels the gateway's stop under way
+
+
+run_on_fast_loop(main(sys.argv[1], sys.argv[2]))
+"""
+
 BLOCKED_LOOP = """
 import asyncio
 import time
@@ -177,6 +210,19 @@ async def test_panel_runtime_stops_the_gateway_and_exits_on_sigterm(spawn) -> No
     status = await panel.exit_status()
     assert "framework: graceful shutdown begins" in panel.said
     assert "the connector was abandoned" in panel.said
+    assert status == 0, panel.said
+
+
+async def test_a_panel_whose_server_returns_first_still_closes_the_store_and_exits(
+        spawn) -> None:
+    """The web server's shutdown ends the loop while the gateway is stopping, and the
+    loop's end cancels that stop: the store is closed all the same, or its worker thread
+    would hold the interpreter's exit until the watchdog ended it as a failed stop."""
+    panel = await spawn(PANEL_SERVER_RETURNS, "{config}", "{data}")
+    await panel.line(lambda s: "panel running" in s)
+    panel.signal()
+    status = await panel.exit_status()
+    assert "did not stop within" not in panel.said
     assert status == 0, panel.said
 
 

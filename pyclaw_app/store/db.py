@@ -124,17 +124,23 @@ class Database:
         return self._task is not None
 
     async def close(self) -> None:
+        """Write what is queued, then close. The loop's end cancels every task, the writer
+        and a stop that is closing the store alike: the connections are closed all the
+        same, since a backend's worker thread left open keeps the process from exiting."""
         self._closing = True
-        if self._task is not None:
-            await self._queue.put(None)
-            await self._task
+        try:
+            if self._task is not None:
+                if not self._task.done():
+                    self._queue.put_nowait(None)
+                await asyncio.wait({self._task})  # its end, cancelled or not, is not ours
+        finally:  # even when this close is what the loop's end cancels
             self._task = None
-        await self._close_backend()
-        self.holds_instance = False
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
-        self._writer = None
-        self._thread = None
+            await self._close_backend()
+            self.holds_instance = False
+            if self._thread is not None:
+                self._thread.shutdown(wait=True)
+            self._writer = None
+            self._thread = None
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` in the writer thread (the only thread that touches the writer)."""
