@@ -190,8 +190,11 @@ async def test_a_call_may_wait_longer_than_the_clients_timeout(api: Api) -> None
 
 async def test_an_untrusted_certificate_is_fatal_and_names_ca_file(tmp_path: Path) -> None:
     """Retrying cannot make a certificate trusted: one clear line, not retries for ever."""
+    async def ok(request: web.Request) -> web.Response:
+        return json_response({"ok": True})
+
     app = web.Application()
-    app.router.add_get("/ok", lambda request: json_response({"ok": True}))
+    app.router.add_get("/ok", ok)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     with socket.socket() as probe:
