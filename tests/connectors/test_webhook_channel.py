@@ -461,9 +461,15 @@ async def test_callback_mode_end_to_end_over_http(fake: WebhookClientFake, fake_
         received = await eventually(lambda: fake.received, timeout=10)
         assert [(c.chat, c.text, c.in_reply_to, c.part) for c in received] == [
             ("porch", "Echo: motion detected", "ev-1", 1)]
-        row = await gw.store.db.fetchone(
-            "SELECT platform_id FROM messages WHERE direction='out'")
-        assert row is not None and row["platform_id"] == received[0].id
+
+        async def recorded_id() -> object:
+            """The reply's platform id, journaled once the callback's answer is back (the
+            fake counts the callback before the gateway has read that answer)."""
+            row = await gw.store.db.fetchone(
+                "SELECT platform_id FROM messages WHERE direction='out'")
+            return row["platform_id"] if row is not None else None
+
+        assert await eventually(recorded_id, timeout=10) == received[0].id
     finally:
         await server.stop()
 
