@@ -5,9 +5,9 @@ acked only once ``ctx.submit`` returned (Slack redelivers unacked envelopes,
 the journal recognises the repeat), an Events API request gets its 200 only
 then (``ConnectorBase.receive``). A conversation's events are journaled one at
 a time in arrival order, so it keeps its order; different conversations are
-journaled side by side (:class:`_Turns`), so in a burst their writes share
-commits and no ack waits for every other conversation's write. slack-sdk's own
-reconnect loop is switched off: the ``socket`` task runs the kit's
+journaled side by side (one turn per channel id, :class:`~pyclaw_app.channels.Turns`), so
+in a burst their writes share commits and no ack waits for every other conversation's write.
+slack-sdk's own reconnect loop is switched off: the ``socket`` task runs the kit's
 ``run_connected`` (backoff, channel state and log, a revoked token stops it for
 good), and a crash of that task reaches the supervisor.
 
@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,6 +47,7 @@ from pyclaw_app.channels import (
     ConnectorBase,
     ProbeResult,
     Recent,
+    Turns,
     WebhookRejected,
     WebhookRequest,
     WebhookResponse,
@@ -89,34 +90,6 @@ _NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 """Failures while opening the connection: the request never left, so it may be sent again."""
 
 
-class _Turns:
-    """One queue per Slack conversation (channel id): an event waits only for the earlier
-    events of its own conversation, in arrival order (``asyncio.Lock`` wakes waiters
-    first come, first served). Per channel rather than per thread, so a thread's replies
-    never overtake the message they hang under. A conversation's entry goes once nobody
-    waits in it, so the map holds only conversations with an event in flight."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._waiting: dict[str, int] = {}
-
-    @contextlib.asynccontextmanager
-    async def turn(self, conversation: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(conversation, asyncio.Lock())
-        self._waiting[conversation] = self._waiting.get(conversation, 0) + 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._waiting[conversation] -= 1
-            if not self._waiting[conversation]:
-                del self._waiting[conversation], self._locks[conversation]
-
-    def __len__(self) -> int:
-        """Conversations with an event in flight."""
-        return len(self._locks)
-
-
 class SlackConnector(ConnectorBase):
     spec = SPEC
     config: SlackConfig
@@ -127,7 +100,9 @@ class SlackConnector(ConnectorBase):
         self._socket: SocketModeClient | None = None
         self._bot = BotIdentity(user_id="")
         self._lost = asyncio.Event()
-        self._order = _Turns()
+        self._order = Turns()
+        """Keyed by channel id rather than thread: a thread's replies never overtake the
+        message they hang under."""
         self._names: Recent[str, str] = Recent(_NAMES_KEPT)
 
     # ---- lifecycle -----------------------------------------------------------------
@@ -372,7 +347,7 @@ class SlackConnector(ConnectorBase):
 
     async def _deliver(self, payload: Mapping[str, Any], *, retry: object = None) -> None:
         """Parse and journal one event, after the events of its Slack conversation that
-        came before it (see :class:`_Turns`). No group gating here: the gateway applies
+        came before it (``_order``). No group gating here: the gateway applies
         ``group_reply`` to ``is_group``/``mentioned``/``reply_to_bot``."""
         event = payload.get("event")
         async with self._order.turn(str(event.get("channel", "")) if isinstance(event, dict)

@@ -27,6 +27,7 @@ from pyclaw_app.channels.recent import Recent
 from pyclaw_app.channels.rejections import RejectionLog
 from pyclaw_app.channels.rest import RestConnector
 from pyclaw_app.channels.text import split_text, utf8_len, utf16_len
+from pyclaw_app.channels.turns import Turns
 from pyclaw_app.channels.webhook import (
     WebhookRejected,
     WebhookRequest,
@@ -57,6 +58,7 @@ __all__ = [
     "StateStore",
     "SubmitResult",
     "Transport",
+    "Turns",
     "WebhookRejected",
     "WebhookRequest",
     "WebhookResponse",

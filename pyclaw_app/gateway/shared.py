@@ -32,10 +32,11 @@ import contextlib
 import json
 import logging
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pyclaw_app.channels.contract import Transport
+from pyclaw_app.channels.turns import Turns
 from pyclaw_app.config_file import replace_config_file
 from pyclaw_app.model import Event, EventKind
 from pyclaw_app.store.cluster import (
@@ -87,7 +88,7 @@ class SharedWork:
         """Reads this instance's config file again (with its secrets): how a change saved
         on another instance is adopted here."""
         self._held: set[str] = set()
-        self._taking = _Guards()
+        self._taking = Turns()
         """Conversations being taken, while their open rows are read and queued: a message
         of theirs waits for that, or it would be answered before them."""
         self._live: list[int] = [link.id]
@@ -138,7 +139,7 @@ class SharedWork:
         if conv in self._held and not self._taking.busy(conv):
             self._keep(conv)
             return True
-        async with self._taking.hold(conv):
+        async with self._taking.turn(conv):
             if conv in self._held:  # the sweep took it meanwhile, open rows queued
                 self._keep(conv)
                 return True
@@ -219,7 +220,7 @@ class SharedWork:
         me = self.me
         if self._fenced:
             return
-        async with self._taking.hold(conv):
+        async with self._taking.turn(conv):
             holder = await self._gw.store.db.write(lambda conn: claim(conn, conv, me))
             if holder != me:
                 return
@@ -403,30 +404,6 @@ class SharedWork:
     def _notify(self, channel: str, payload: str) -> None:
         self._gw.store.db.write_nowait(
             lambda conn: conn.execute("SELECT pg_notify(?, ?)", (channel, payload)))
-
-
-class _Guards:
-    """One lock per conversation, kept only while someone holds or awaits it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    def busy(self, conv: str) -> bool:
-        return conv in self._locks
-
-    @contextlib.asynccontextmanager
-    async def hold(self, conv: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(conv, (asyncio.Lock(), 0))
-        self._locks[conv] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[conv]
-            if users > 1:
-                self._locks[conv] = (lock, users - 1)
-            else:
-                del self._locks[conv]
 
 
 def _payloads(events: list[Event], me: int, name: str) -> list[str]:

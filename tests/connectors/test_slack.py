@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from connectors.slack._parse import BotIdentity, Ignored, escape_text, parse_event
 from connectors.slack.manifest import SlackConfig
-from connectors.slack.runtime import SlackConnector, _Turns
+from connectors.slack.runtime import SlackConnector
 from pyclaw_app.channels import SubmitResult, WebhookRequest
 from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableError
 from pyclaw_app.model import Address, ChannelState, Inbound
@@ -197,23 +197,6 @@ async def test_one_conversations_pending_journal_write_holds_no_other_conversati
     assert by_chat == {"D000A": ["a0", "a1", "a2"], "D000B": [f"D000B {i}" for i in range(3)],
                        "C000C": [f"C000C {i}" for i in range(3)]}
     assert ctx.inbound[-3:] == [m for m in ctx.inbound if m.address.chat == "D000A"]
-
-
-async def test_turns_keep_arrival_order_per_conversation_and_forget_idle_ones() -> None:
-    turns = _Turns()
-    done: list[tuple[str, int]] = []
-
-    async def event(conversation: str, number: int, pause: int) -> None:
-        async with turns.turn(conversation):
-            for _ in range(pause):  # a journal write that takes a while
-                await asyncio.sleep(0)
-            done.append((conversation, number))
-
-    await asyncio.gather(*(event(c, i, pause=(7 * i + len(c)) % 5)
-                           for i in range(20) for c in ("C1", "C22", "C333")))
-    for conversation in ("C1", "C22", "C333"):
-        assert [n for c, n in done if c == conversation] == list(range(20))
-    assert len(turns) == 0
 
 
 async def test_media_only_message_is_submitted_with_its_file(
