@@ -237,6 +237,62 @@ async def test_an_orphan_taken_by_the_sweep_is_answered_before_the_message_that_
                                                        "Echo: after the orphan"]
 
 
+async def test_a_dead_turn_taken_while_its_channel_restarts_is_answered_first(
+        instance: Instance, telegram: FakeTelegram, shared_db: StorageConfig, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep takes a dead instance's conversation just as the channel restarts (this
+    instance has become its receiver): the dead turn finds the channel stopped, so no lane
+    has it. The restart's own sweep must queue it again before the chat's next message,
+    though it is ``processing`` in a conversation this instance holds."""
+    gateway = await instance()
+    await eventually(lambda: gateway.channels["tg"].state == ChannelState.ONLINE,
+                     timeout=WAIT)
+    chat = 9300
+    address = Address("tg", chat=str(chat), account=str(telegram.bot_id))
+    resume = gateway.intake.resume_row
+    restarts: list[asyncio.Task[None]] = []
+    resumed = asyncio.Event()
+    stopping = gateway.channels["tg"].connector
+    assert stopping is not None
+    stop = stopping.stop
+
+    async def channel_restarts_meanwhile(row: Any, why: str | None) -> None:
+        if row.conv == address.key and not restarts:
+            restarts.append(asyncio.create_task(
+                gateway.restart_channel("tg", "this instance now receives for it")))
+            await eventually(lambda: gateway.channels["tg"].connector is None, timeout=WAIT)
+            await resume(row, why)
+            resumed.set()
+        else:
+            await resume(row, why)
+
+    async def stop_once_the_row_was_resumed() -> None:
+        await resumed.wait()
+        await stop()
+
+    monkeypatch.setattr(gateway.intake, "resume_row", channel_restarts_meanwhile)
+    monkeypatch.setattr(stopping, "stop", stop_once_the_row_was_resumed)
+    doomed = await Store(tmp_path / "doomed", shared_db).open()
+    link = doomed.db.cluster_link("doomed instance")
+    dead = await link.join()
+    before = await doomed.journal.submit(Inbound(
+        address, platform_id=f"{chat}:900003", text="before the restart",
+        sender_id=str(chat)))
+    await doomed.journal.set_status(before.journal_id, MessageStatus.PROCESSING)
+    await doomed.db.write(lambda conn: claim(conn, address.key, dead))
+    await link.close()
+    await doomed.close()
+
+    await eventually(lambda: bool(restarts) and restarts[0].done(), timeout=WAIT)
+    await eventually(lambda: gateway.channels["tg"].state == ChannelState.ONLINE,
+                     timeout=WAIT)
+    telegram.inject_message(chat, "after the restart")
+    await eventually(lambda: len(telegram.sent_to(chat)) >= 2, timeout=WAIT)
+    await asyncio.sleep(0.5)  # a double would arrive now
+    assert [s.text for s in telegram.sent_to(chat)] == ["Echo: before the restart",
+                                                       "Echo: after the restart"]
+
+
 async def test_the_others_see_every_instances_traffic(instance: Instance,
                                                       telegram: FakeTelegram) -> None:
     first = await instance()

@@ -52,6 +52,11 @@ class ChannelRuntime:
     crashed: str | None = None
     """Why a background task of the running connector died; the supervisor restarts it."""
     ctx: ChannelContext | None = field(default=None, repr=False)
+    stranded: set[int] = field(default_factory=set, repr=False)
+    """Journal rows whose turn found the channel not running (a stop or restart under
+    way): no lane has them, whatever their status says. The next start resumes them; a
+    shared instance's sweep would otherwise take a ``processing`` one of a conversation it
+    holds for one in its lane, and answer the chat's later messages first."""
 
 
 class ChannelContext:
@@ -180,6 +185,7 @@ class ChannelLifecycle:
             rt = ChannelRuntime(entry.name, entry.type, spec_of(entry.type), entry)
             if old is not None:
                 rt.last_message_ts = old.last_message_ts
+                rt.stranded = old.stranded
             gw.channels[entry.name] = rt
             gw.channel_log(entry.name, "info", "configuration applied")
             await self._start(entry.name)

@@ -161,6 +161,8 @@ class Intake:
                     await self.resume_row(row, "after restart")
         finally:
             if channel is not None:
+                if (rt := h.channels.get(channel)) is not None:
+                    rt.stranded.clear()  # resumed now, or another instance's to resume
                 await self.let_through(channel)
 
     async def resume_row(self, row: JournalRow, why: str | None) -> None:
@@ -175,7 +177,9 @@ class Intake:
             return  # resumed with the last message of its burst
         rt = h.channels.get(row.channel)
         if rt is None or rt.connector is None:
-            return  # resumed when that channel next starts with the gateway
+            if rt is not None:
+                rt.stranded.add(row.id)
+            return  # resumed when that channel next starts (or with the gateway)
         reply = await journal.reply_of(row.id)
         if reply is not None and reply.status == MessageStatus.SENT:
             await journal.set_status(row.id, MessageStatus.REPLIED)
@@ -183,6 +187,7 @@ class Intake:
         if reply is not None and reply.status == MessageStatus.PENDING:
             await self._interrupted(row.id, row.channel, row.chat, reply.id)
             return
+        rt.stranded.discard(row.id)
         if why is not None:
             h.channel_log(row.channel, "info", f"resuming message {row.id} {why}")
         if row.answered_with is None and row.status == MessageStatus.RECEIVED \

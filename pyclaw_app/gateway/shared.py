@@ -204,8 +204,9 @@ class SharedWork:
             for row in await self._gw.store.journal.unfinished(claimed_by=self.me):
                 if row.conv not in self._held:
                     taken.setdefault(row.conv, None)  # claimed for us by its receiver
-                elif row.status == "received":  # a processing one is in our lane already
-                    await self._gw.intake.resume_row(row, None)
+                elif row.status == "received" or self._stranded(row.channel, row.id):
+                    await self._gw.intake.resume_row(row, None)  # a processing one is
+                    # in our lane already, unless its channel was not running for it
             for conv, channel in await self._orphans():
                 if self._runs(channel):
                     taken.setdefault(conv, "taken over (no live instance holds its "
@@ -239,6 +240,10 @@ class SharedWork:
             await self._gw.intake.resume_row(
                 row, "taken over from an instance that stopped"
                 if row.status == "processing" else why)
+
+    def _stranded(self, channel: str, row_id: int) -> bool:
+        rt = self._gw.channels.get(channel)
+        return rt is not None and row_id in rt.stranded
 
     def _runs(self, channel: str) -> bool:
         rt = self._gw.channels.get(channel)

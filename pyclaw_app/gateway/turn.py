@@ -58,6 +58,8 @@ class Turn:
         if rt is None or rt.connector is None:
             h.channel_log(channel, "warning",
                           f"message {journal_id} waits: channel is not running")
+            if rt is not None:
+                rt.stranded.add(journal_id)
             return None
         return rt.connector
 
