@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import openai
-
 from pyclaw_app.attachments.config import SpeechConfig
 from pyclaw_app.attachments.sniff import sniff
 
@@ -41,6 +39,8 @@ class SpeechEndpoint:
 
 async def speak(endpoint: SpeechEndpoint, text: str) -> tuple[bytes, str]:
     """The audio of ``text`` (its first MAX_INPUT characters) and its MIME type."""
+    import openai  # here, not at the top: a gateway without voice replies never loads it
+
     speech = endpoint.speech
     client = openai.AsyncOpenAI(base_url=endpoint.base_url,
                                 api_key=endpoint.api_key or "not-needed",

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import openai
-
 from pyclaw_app.attachments.config import VoiceConfig
 
 __all__ = ["Endpoint", "TranscriptionFailed", "transcribe"]
@@ -31,6 +29,8 @@ class Endpoint:
 
 
 async def transcribe(endpoint: Endpoint, name: str, mime: str, data: bytes) -> str:
+    import openai  # here, not at the top: a gateway without voice notes never loads it
+
     voice = endpoint.voice
     client = openai.AsyncOpenAI(base_url=endpoint.base_url,
                                 api_key=endpoint.api_key or "not-needed",
