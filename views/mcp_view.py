@@ -18,6 +18,7 @@ from typing import Any
 import flet as ft
 
 from pyclaw_app.control import ControlPlane, FieldError, McpServerRow, ProbeOutcome
+from views.card_list import CardList
 from views.confirm import ask_first
 from views.forms import SchemaForm
 from views.i18n import t
@@ -236,18 +237,14 @@ class McpEditor:
         e.page.update()
 
 
-class McpSection:
+class McpSection(CardList[McpServerRow, McpEditor]):
     """The MCP servers part of Settings: cards with live state, Add, Edit, Delete."""
 
     def __init__(self, plane: ControlPlane, *, sleep: Sleep = asyncio.sleep) -> None:
+        super().__init__()
         self.plane = plane
         self.sleep = sleep
-        self.rows: list[McpServerRow] = []
-        self.schema: dict[str, Any] = {}
-        self.editor: McpEditor | None = None
-        self.notice = StatusLine(wrap=True)
-        self.cards = ft.Column(spacing=8)
-        self.list_page = ft.Column(spacing=14, controls=[
+        self._mount(ft.Column(spacing=14, controls=[
             ft.Column(spacing=2, controls=[
                 ft.Text(t("MCP servers"), theme_style=ft.TextThemeStyle.TITLE_MEDIUM,
                         weight=ft.FontWeight.W_600),
@@ -262,22 +259,14 @@ class McpSection:
                                      on_click=self._on_add),
                 ft.TextButton(t("Refresh"), icon=ft.Icons.REFRESH, on_click=self._on_refresh,
                               tooltip=t("Read the servers' state again"))]),
-        ])
-        self.root = ft.Column(spacing=14, controls=[self.list_page])
+        ]))
 
-    async def load(self) -> None:
-        try:
-            listed = await self.plane.mcp_servers()
-        except Exception as exc:  # noqa: BLE001 - said in the section, Settings still works
-            _log.warning("could not load the MCP servers: %s", exc)
-            self.notice.show(False, t("Could not load the MCP servers: {error}", error=exc))
-            return
-        self.rows = list(listed.servers)
-        self.schema = listed.schema
-        self._show_cards()
+    async def _listed(self) -> tuple[Sequence[McpServerRow], dict[str, Any]]:
+        listed = await self.plane.mcp_servers()
+        return listed.servers, listed.schema
 
-    def row(self, name: str) -> McpServerRow | None:
-        return next((r for r in self.rows if r.name == name), None)
+    def _load_failed(self, error: Exception) -> str:
+        return t("Could not load the MCP servers: {error}", error=error)
 
     def _show_cards(self) -> None:
         cards: list[ft.Control] = []
@@ -322,20 +311,8 @@ class McpSection:
         row = self.row(name)
         return card_status(row)[1] if row is not None else ""
 
-    # -- editor ------------------------------------------------------------------------------
-
-    def open_editor(self, name: str | None) -> McpEditor:
-        self.editor = McpEditor(self, self.row(name) if name is not None else None)
-        self.notice.hide()
-        self.root.controls = [self.editor.root]
-        return self.editor
-
-    async def close_editor(self, message: str = "") -> None:
-        self.editor = None
-        await self.load()
-        self.root.controls = [self.list_page]
-        if message:
-            self.notice.show(True, message)
+    def _editor(self, row: McpServerRow | None) -> McpEditor:
+        return McpEditor(self, row)
 
     async def settle(self, refresh: Refresh = _nothing) -> None:
         """Read the state again while a server is starting, so the card shows it come up."""
@@ -354,29 +331,11 @@ class McpSection:
                          body=t("It is stopped, its tools leave the assistant, and its stored "
                                 "secrets are deleted."), on_confirm=lambda e: self.delete(name))
 
-    async def delete(self, name: str) -> bool:
-        try:
-            errors = await self.plane.delete_mcp_server(name)
-        except Exception as exc:  # noqa: BLE001 - said in the section
-            _log.warning("delete_mcp_server failed: %s", exc)
-            errors = [FieldError("", str(exc))]
-        await self.load()
-        if errors:
-            self.notice.show(False, t("{name} was not deleted: {errors}", name=name,
-                                      errors="; ".join(e.message for e in errors)))
-            return False
-        self.notice.show(True, t("MCP server {name} deleted.", name=name))
-        return True
+    async def _delete(self, name: str) -> list[FieldError]:
+        return list(await self.plane.delete_mcp_server(name))
 
-    # -- handlers ----------------------------------------------------------------------------
-
-    def _on_add(self, e: ft.Event[ft.Control]) -> None:
-        self.open_editor(None)
-        e.page.update()
-
-    def _on_edit(self, e: ft.Event[ft.Control], name: str) -> None:
-        self.open_editor(name)
-        e.page.update()
+    def _deleted(self, name: str) -> str:
+        return t("MCP server {name} deleted.", name=name)
 
     async def _on_refresh(self, e: ft.Event[ft.Control]) -> None:
         await self.load()

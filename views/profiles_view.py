@@ -15,10 +15,10 @@ from typing import Any
 import flet as ft
 
 from pyclaw_app.control import ControlPlane, FieldError, ProfileRow
+from views.card_list import CardList
 from views.confirm import ask_first
 from views.forms import LIST, SchemaForm
 from views.i18n import t
-from views.status_line import StatusLine
 
 __all__ = ["ProfileEditor", "ProfilesSection", "card_lines"]
 
@@ -124,20 +124,16 @@ class ProfileEditor:
         e.page.update()
 
 
-class ProfilesSection:
+class ProfilesSection(CardList[ProfileRow, ProfileEditor]):
     """The Profiles part of Settings: cards, Add, Edit, Delete."""
 
     def __init__(self, plane: ControlPlane) -> None:
+        super().__init__()
         self.plane = plane
         self.read_only = bool(getattr(plane, "read_only", False))
-        self.rows: list[ProfileRow] = []
-        self.schema: dict[str, Any] = {}
-        self.editor: ProfileEditor | None = None
-        self.notice = StatusLine(wrap=True)
-        self.cards = ft.Column(spacing=8)
         self.add_button = ft.FilledTonalButton(t("Add profile"), icon=ft.Icons.ADD,
                                                on_click=self._on_add, visible=not self.read_only)
-        self.list_page = ft.Column(spacing=14, controls=[
+        self._mount(ft.Column(spacing=14, controls=[
             ft.Column(spacing=2, controls=[
                 ft.Text(t("Profiles"), theme_style=ft.TextThemeStyle.TITLE_MEDIUM,
                         weight=ft.FontWeight.W_600),
@@ -152,22 +148,14 @@ class ProfilesSection:
                       "token."), size=12, visible=self.read_only,
                     color=ft.Colors.ON_SURFACE_VARIANT),
             ft.Row(spacing=8, controls=[self.add_button]),
-        ])
-        self.root = ft.Column(spacing=14, controls=[self.list_page])
+        ]))
 
-    async def load(self) -> None:
-        try:
-            listed = await self.plane.profiles()
-        except Exception as exc:  # noqa: BLE001 - said in the section, Settings still works
-            _log.warning("could not load the profiles: %s", exc)
-            self.notice.show(False, t("Could not load the profiles: {error}", error=exc))
-            return
-        self.rows = list(listed.profiles)
-        self.schema = listed.schema
-        self._show_cards()
+    async def _listed(self) -> tuple[Sequence[ProfileRow], dict[str, Any]]:
+        listed = await self.plane.profiles()
+        return listed.profiles, listed.schema
 
-    def row(self, name: str) -> ProfileRow | None:
-        return next((r for r in self.rows if r.name == name), None)
+    def _load_failed(self, error: Exception) -> str:
+        return t("Could not load the profiles: {error}", error=error)
 
     def _show_cards(self) -> None:
         cards: list[ft.Control] = []
@@ -201,20 +189,8 @@ class ProfilesSection:
                                    "settings."), color=ft.Colors.ON_SURFACE_VARIANT))
         self.cards.controls = cards
 
-    # -- editor ------------------------------------------------------------------------------
-
-    def open_editor(self, name: str | None) -> ProfileEditor:
-        self.editor = ProfileEditor(self, self.row(name) if name is not None else None)
-        self.notice.hide()
-        self.root.controls = [self.editor.root]
-        return self.editor
-
-    async def close_editor(self, message: str = "") -> None:
-        self.editor = None
-        await self.load()
-        self.root.controls = [self.list_page]
-        if message:
-            self.notice.show(True, message)
+    def _editor(self, row: ProfileRow | None) -> ProfileEditor:
+        return ProfileEditor(self, row)
 
     # -- delete ------------------------------------------------------------------------------
 
@@ -223,26 +199,8 @@ class ProfilesSection:
                          body=t("Its channels and chats go back to the assistant's settings "
                                 "from the next message."), on_confirm=lambda e: self.delete(name))
 
-    async def delete(self, name: str) -> bool:
-        try:
-            errors = await self.plane.delete_profile(name)
-        except Exception as exc:  # noqa: BLE001 - said in the section
-            _log.warning("delete_profile failed: %s", exc)
-            errors = [FieldError("", str(exc))]
-        await self.load()
-        if errors:
-            self.notice.show(False, t("{name} was not deleted: {errors}", name=name,
-                                      errors="; ".join(e.message for e in errors)))
-            return False
-        self.notice.show(True, t("Profile {name} deleted.", name=name))
-        return True
+    async def _delete(self, name: str) -> list[FieldError]:
+        return list(await self.plane.delete_profile(name))
 
-    # -- handlers ----------------------------------------------------------------------------
-
-    def _on_add(self, e: ft.Event[ft.Control]) -> None:
-        self.open_editor(None)
-        e.page.update()
-
-    def _on_edit(self, e: ft.Event[ft.Control], name: str) -> None:
-        self.open_editor(name)
-        e.page.update()
+    def _deleted(self, name: str) -> str:
+        return t("Profile {name} deleted.", name=name)
