@@ -77,6 +77,6 @@ SPEC = ConnectorSpec(
                 "are not supported yet.",
     transport=Transport.POLLING,
     capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True,
-                              send_only=True),
+                              send_only=True, files=True),
     limits=Limits(max_text=MAX_TEXT, text_length=utf8_len),
 )

@@ -27,6 +27,7 @@ each event is read from its JSON as it came (``_parse``); nio's own retries are 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 import uuid
@@ -41,6 +42,7 @@ from nio import (
     JoinResponse,
     LoginResponse,
     RoomSendResponse,
+    UploadResponse,
     WhoamiResponse,
 )
 
@@ -49,7 +51,7 @@ from connectors.matrix._parse import Skip, accepts_invite, inviter, parse_event
 from connectors.matrix._rooms import Rooms
 from connectors.matrix.manifest import SPEC, MatrixConfig
 from pyclaw_app.channels import ConnectorBase, ProbeResult, Recent
-from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable, OutboundFile
 from pyclaw_app.errors import ConnectorError, FatalConnectorError, PyclawError, RetryableError
 from pyclaw_app.model import Address, Attachment
 
@@ -396,14 +398,33 @@ class MatrixConnector(ConnectorBase):
 
     async def send_part(self, address: Address, text: str, reply_to: str | None) -> str:
         content: dict[str, Any] = {"msgtype": "m.text", "body": text}
-        if address.thread:
-            content["m.relates_to"] = {
-                "rel_type": "m.thread", "event_id": address.thread,
-                "is_falling_back": reply_to is None,
-                "m.in_reply_to": {"event_id": reply_to or address.thread}}
-        elif reply_to:
-            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        _relate(content, address, reply_to)
         return await self._send(address.chat, content, "send")
+
+    async def send_file(self, address: Address, file: OutboundFile, reply_to: str | None
+                        ) -> str:
+        """``POST /_matrix/media/v3/upload`` (nio's ``upload``), then one ``m.image`` /
+        ``m.audio`` / ``m.file`` event naming the ``mxc://`` URI, related like a text part.
+        An upload whose answer is lost leaves at most an unused file on the homeserver, so
+        it is retried; the event is ``_send``'s single request (a lost answer is
+        DeliveryUncertain). A voice message is ``m.audio`` marked as voice (MSC3245)."""
+        data = file.content()
+        client = self._live()
+        try:
+            uploaded, _ = await client.upload(io.BytesIO(data), content_type=file.mime,
+                                              filename=file.name, filesize=len(data))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise transport_error(exc, "upload", sent=False) from exc
+        if not isinstance(uploaded, UploadResponse):  # M_TOO_LARGE (413) is fatal, 429 waits
+            raise answer_error(uploaded, "upload", user=self._rooms.bot_id)
+        content: dict[str, Any] = {
+            "msgtype": _MSGTYPES[file.kind], "body": file.caption or file.name,
+            "filename": file.name, "url": uploaded.content_uri,
+            "info": {"mimetype": file.mime, "size": len(data)}}
+        if file.kind == "voice":
+            content["org.matrix.msc3245.voice"] = {}
+        _relate(content, address, reply_to)
+        return await self._send(address.chat, content, "send file")
 
     async def edit(self, address: Address, platform_id: str, text: str) -> None:
         """An ``m.replace`` of ``platform_id`` (the original event, however often edited);
@@ -425,6 +446,22 @@ class MatrixConnector(ConnectorBase):
             return
         if isinstance(answer, ErrorResponse):  # a missing indicator fails no reply
             self.log.debug("typing indicator refused: %s", answer)
+
+
+_MSGTYPES = {"image": "m.image", "audio": "m.audio", "voice": "m.audio", "file": "m.file"}
+"""The message type each kind of file is sent as (the spec's m.room.message msgtypes)."""
+
+
+def _relate(content: dict[str, Any], address: Address, reply_to: str | None) -> None:
+    """A reply in a thread stays in it (``is_falling_back`` when it quotes nothing); outside
+    one it quotes the message answered."""
+    if address.thread:
+        content["m.relates_to"] = {
+            "rel_type": "m.thread", "event_id": address.thread,
+            "is_falling_back": reply_to is None,
+            "m.in_reply_to": {"event_id": reply_to or address.thread}}
+    elif reply_to:
+        content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
 
 
 CONNECTOR = MatrixConnector

@@ -11,6 +11,7 @@ attachments) including a hypothesis test that it never raises.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -37,11 +38,12 @@ from pyclaw_app.errors import FatalConnectorError, RetryableError
 from pyclaw_app.model import Address, ChannelState, Inbound
 from tests.conftest import GatewayFactory
 from tests.contract.harness_matrix import MatrixHarness
-from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.openai_api import FakeOpenAI, FakeToolCall
 from tests.servers.synapse import Synapse, shared_synapse
 from tests.support import RecordingContext, eventually
 from tests.test_attachments import PNG
 from tests.test_attachments_channels import online, reply_to
+from tests.test_outbound_files import calls
 
 Running = tuple[MatrixConnector, RecordingContext]
 BOT = "@bot:localhost"
@@ -550,3 +552,47 @@ async def test_media_the_homeserver_does_not_have_is_reported(
         "Echo: and this?\n\n(I could not read what you sent: gone.png: the file is no longer "
         "there on 127.0.0.1 (HTTP 404).)")
     assert fake_llm.images == []
+
+
+async def test_a_file_the_assistant_sends_is_uploaded_and_posted_as_an_image_event(
+        harness: MatrixHarness, fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    """``send_file`` on Matrix: the bytes go to Synapse's media repository, then one
+    ``m.image`` event names the ``mxc://`` URI, quoting the message it answers; alice
+    downloads exactly the picture she sent."""
+    def send_back(results: list[str]) -> FakeToolCall:
+        [listed] = json.loads(results[0])
+        return FakeToolCall("send_file", {"file_id": listed["id"], "caption": "the map"})
+
+    gateway = await online(harness, fake_llm, make_gateway)
+    chat = harness.chat(2)
+    uri = await upload(harness, PNG, "map.png", "image/png")
+    await harness._send(chat, {"msgtype": "m.image", "body": "look", "filename": "map.png",
+                               "url": uri, "info": {"mimetype": "image/png",
+                                                    "size": len(PNG)}})
+    assert await reply_to(harness, chat, 0) == "Echo: look"
+    await gateway.lanes.join()
+
+    fake_llm.responder = calls(lambda results: FakeToolCall("list_files"), send_back)
+    asked = await harness.inject_message(chat, "send the map back")
+    await eventually(lambda: len(harness.sent(chat)) == 3, timeout=30)
+    await gateway.lanes.join()
+
+    assert harness.proxy is not None
+    [(_, content, event_id, _)] = [a for a in harness.proxy.accepted
+                                   if a[0] == chat and a[1].get("msgtype") == "m.image"]
+    assert {k: content[k] for k in ("body", "filename", "info")} == {
+        "body": "the map", "filename": "map.png",
+        "info": {"mimetype": "image/png", "size": len(PNG)}}
+    assert content["m.relates_to"] == {"m.in_reply_to": {"event_id": asked}}
+    server, media = str(content["url"]).removeprefix("mxc://").split("/")
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{harness.synapse.url}/_matrix/client/v1/media/download/{server}/{media}",
+            headers={"Authorization": f"Bearer {harness.synapse.token(harness.alice)}"}
+    ) as answer:
+        assert answer.status == 200
+        assert await answer.read() == PNG
+    assert harness.sent(chat)[-1].text == (f"Done: sent map.png ({len(PNG)} bytes) to this "
+                                           "conversation")
+    parts = await gateway.store.db.fetchall(
+        "SELECT text, platform_id, status FROM reply_parts ORDER BY out_id, idx")
+    assert [tuple(p) for p in parts][-2] == ("[picture: map.png]", event_id, "sent")
