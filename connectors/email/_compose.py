@@ -18,7 +18,7 @@ from uuid import uuid4
 
 from connectors.email._parse import OWN_ID_PREFIX
 
-__all__ = ["Thread", "compose_reply", "new_message_id"]
+__all__ = ["Thread", "compose_file", "compose_reply", "new_message_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +42,8 @@ def _reply_subject(subject: str, fallback: str) -> str:
     return subject if subject.lower().startswith("re:") else f"Re: {subject}"
 
 
-def compose_reply(*, sender: str, sender_name: str, to: str, text: str,
-                  thread: Thread | None, fallback_subject: str, message_id: str) -> EmailMessage:
+def _reply_headers(*, sender: str, sender_name: str, to: str, thread: Thread | None,
+                   fallback_subject: str, message_id: str) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = formataddr((sender_name, sender)) if sender_name else sender
     msg["To"] = to
@@ -54,6 +54,27 @@ def compose_reply(*, sender: str, sender_name: str, to: str, text: str,
         msg["In-Reply-To"] = thread.message_id
         msg["References"] = " ".join([*thread.references, thread.message_id][-20:])
     msg["Auto-Submitted"] = "auto-replied"
+    return msg
+
+
+def compose_file(*, sender: str, sender_name: str, to: str, name: str, mime: str,
+                 data: bytes, caption: str, thread: Thread | None, fallback_subject: str,
+                 message_id: str) -> EmailMessage:
+    """A file the assistant sends, as a threaded reply with the caption (or the file's
+    name) as its text and the file attached under its name."""
+    msg = _reply_headers(sender=sender, sender_name=sender_name, to=to, thread=thread,
+                         fallback_subject=fallback_subject, message_id=message_id)
+    msg.set_content(caption or name, charset="utf-8")
+    maintype, _, subtype = (mime or "application/octet-stream").partition("/")
+    msg.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream",
+                       filename=name)
+    return msg
+
+
+def compose_reply(*, sender: str, sender_name: str, to: str, text: str,
+                  thread: Thread | None, fallback_subject: str, message_id: str) -> EmailMessage:
+    msg = _reply_headers(sender=sender, sender_name=sender_name, to=to, thread=thread,
+                         fallback_subject=fallback_subject, message_id=message_id)
     msg["MIME-Version"] = "1.0"
     msg["Content-Type"] = 'text/plain; charset="utf-8"'
     msg["Content-Transfer-Encoding"] = "base64"

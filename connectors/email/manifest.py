@@ -93,6 +93,6 @@ SPEC = ConnectorSpec(
     description="A mailbox of its own: reads new mail over IMAP (IDLE push, or polling) "
                 "and answers each sender by SMTP, threaded under their mail.",
     transport=Transport.POLLING,
-    capabilities=Capabilities(attachments=True, threads=False, send_only=True),
+    capabilities=Capabilities(attachments=True, threads=False, send_only=True, files=True),
     limits=Limits(max_text=MAX_TEXT),
 )

@@ -30,13 +30,13 @@ import asyncio
 import time
 from typing import Any
 
-from connectors.email._compose import Thread, compose_reply, new_message_id
+from connectors.email._compose import Thread, compose_file, compose_reply, new_message_id
 from connectors.email._imap import ImapSession, Mailbox, tls_context
 from connectors.email._parse import FALLBACK_SUFFIX, Mail, Skip, parse_mail, part_payloads
 from connectors.email._smtp import SmtpSettings, login_check, send_mail
 from connectors.email.manifest import SPEC, EmailConfig
 from pyclaw_app.channels import ConnectorBase, ProbeResult
-from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable, OutboundFile
 from pyclaw_app.errors import FatalConnectorError, PyclawError, RetryableError
 from pyclaw_app.model import Address, Attachment
 
@@ -257,6 +257,23 @@ class EmailConnector(ConnectorBase):
                                 to=address.chat, text=text,
                                 thread=await self._thread(address.chat, reply_to),
                                 fallback_subject=config.subject, message_id=message_id)
+        await send_mail(self._smtp(password), message, sender=config.address.strip(),
+                        recipient=address.chat)
+        return message_id
+
+    async def send_file(self, address: Address, file: OutboundFile, reply_to: str | None
+                        ) -> str:
+        """One threaded mail with the file attached, sent like a text part: one SMTP
+        transaction, a lost answer uncertain (never sent again), a refusal (5xx, such as
+        552 for its size) final."""
+        password = self._check_config()
+        config = self.config
+        message_id = new_message_id(config.address)
+        message = compose_file(sender=config.address.strip(), sender_name=config.display_name,
+                               to=address.chat, name=file.name, mime=file.mime,
+                               data=file.content(), caption=file.caption,
+                               thread=await self._thread(address.chat, reply_to),
+                               fallback_subject=config.subject, message_id=message_id)
         await send_mail(self._smtp(password), message, sender=config.address.strip(),
                         recipient=address.chat)
         return message_id

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from email import message_from_bytes, policy
@@ -35,11 +36,12 @@ from pyclaw_app.errors import DeliveryUncertain, FatalConnectorError, RetryableE
 from pyclaw_app.model import Address, ChannelState, Inbound
 from tests.conftest import GatewayFactory
 from tests.contract.harness_email import USERS_DOMAIN, EmailHarness, read_reply, user_mail
-from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.openai_api import FakeOpenAI, FakeToolCall
 from tests.servers.dovecot import DOMAIN, NO_IDLE_HOST, MailServers, shared_mail
 from tests.support import RecordingContext, eventually
 from tests.test_attachments import PNG
 from tests.test_attachments_channels import online, reply_to
+from tests.test_outbound_files import calls
 
 BOT = f"bot@{DOMAIN}"
 
@@ -460,3 +462,42 @@ async def test_a_picture_in_a_mail_reaches_the_model_or_a_cut_one_is_explained(
     assert "cat.png: the mail is larger than max_mail_bytes (10000 bytes), so this " \
            "attachment was not read whole" in reply
     assert fake_llm.images == []
+
+
+async def test_a_file_the_assistant_sends_is_a_threaded_mail_with_it_attached(
+        fake_llm: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    """``send_file`` by mail: the picture someone sent, listed and sent back, arrives as a
+    reply in the same thread with the caption as its text and the same bytes attached."""
+    def send_back(results: list[str]) -> FakeToolCall:
+        [listed] = json.loads(results[0])
+        return FakeToolCall("send_file", {"file_id": listed["id"], "caption": "the map"})
+
+    harness = EmailHarness()
+    await harness.start()
+    try:
+        gateway = await online(harness, fake_llm, make_gateway)
+        chat = harness.chat(0)
+        await harness._mail(chat, with_picture(harness, chat, 0))
+        assert await reply_to(harness, chat, 0) == "Echo: what is this?"
+        await gateway.lanes.join()
+
+        fake_llm.responder = calls(lambda results: FakeToolCall("list_files"), send_back)
+        asked = user_mail(chat, harness.bot, "send the map back")
+        await harness._mail(chat, asked)
+        await eventually(lambda: len(harness.sent(chat)) == 3, timeout=30)
+        await gateway.lanes.join()
+        mails = [message_from_bytes(a.data, policy=policy.default)
+                 for a in harness.mail.sent_by(harness.bot) if a.rcpt == chat]
+    finally:
+        await harness.stop()
+
+    with_file = mails[1]
+    assert with_file["In-Reply-To"] == asked["Message-ID"]
+    assert with_file["Auto-Submitted"] == "auto-replied"
+    body = with_file.get_body(preferencelist=("plain",))
+    assert body is not None and body.get_content().strip() == "the map"
+    [attached] = list(with_file.iter_attachments())
+    assert (attached.get_filename(), attached.get_content_type()) == ("cat.png", "image/png")
+    assert attached.get_content() == PNG
+    assert read_reply(mails[2].as_bytes())[2] == (f"Done: sent cat.png ({len(PNG)} bytes) to "
+                                                  "this conversation")
