@@ -68,6 +68,6 @@ SPEC = ConnectorSpec(
                 "back.",
     transport=Transport.WEBSOCKET,
     capabilities=Capabilities(edit=True, typing=True, threads=True, attachments=True,
-                              send_only=True),
+                              send_only=True, files=True),
     limits=Limits(max_text=MAX_TEXT),
 )

@@ -49,7 +49,7 @@ from connectors.mattermost._parse import (
 from connectors.mattermost._socket import Socket
 from connectors.mattermost.manifest import SPEC, MattermostConfig
 from pyclaw_app.channels import ChannelHttp, ConnectorBase, Limits, ProbeResult, Recent
-from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable
+from pyclaw_app.channels.contract import AttachmentSource, AttachmentUnavailable, OutboundFile
 from pyclaw_app.errors import ConnectorError, FatalConnectorError, PyclawError, RetryableError
 from pyclaw_app.model import Address, Attachment
 
@@ -285,6 +285,30 @@ class MattermostConnector(ConnectorBase):
         the thread is the reply, and ``address.thread`` already names it)."""
         answer = await self._api.call("POST", "/api/v4/posts", json_body={
             "channel_id": address.chat, "message": text, "root_id": address.thread or ""})
+        post_id = _dict(answer.data).get("id")
+        if not isinstance(post_id, str) or not post_id:
+            raise FatalConnectorError("Mattermost accepted the post but named no id")
+        self._threads.remember(address.thread or post_id, True)
+        return post_id
+
+    async def send_file(self, address: Address, file: OutboundFile, reply_to: str | None
+                        ) -> str:
+        """``POST /files`` (multipart: ``channel_id`` and the file), then one ``POST /posts``
+        with its ``file_ids``, in the conversation's thread like a text part. An upload no
+        post holds yet is invisible to everyone, so one whose answer is lost is sent again;
+        the post is the usual single request (a lost answer is uncertain)."""
+        form = aiohttp.FormData(quote_fields=False)  # the file's name as it is
+        form.add_field("channel_id", address.chat)
+        form.add_field("files", file.content(), filename=file.name, content_type=file.mime)
+        uploaded = await self._api.call("POST", "/api/v4/files", data=form, idempotent=True)
+        infos = _dict(uploaded.data).get("file_infos")
+        first = _dict(infos[0]) if isinstance(infos, list) and infos else {}
+        file_id = first.get("id")
+        if not isinstance(file_id, str) or not file_id:
+            raise RetryableError("Mattermost took the upload but named no file id")
+        answer = await self._api.call("POST", "/api/v4/posts", json_body={
+            "channel_id": address.chat, "message": file.caption,
+            "root_id": address.thread or "", "file_ids": [file_id]})
         post_id = _dict(answer.data).get("id")
         if not isinstance(post_id, str) or not post_id:
             raise FatalConnectorError("Mattermost accepted the post but named no id")

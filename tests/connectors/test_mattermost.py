@@ -43,11 +43,12 @@ from pyclaw_app.model import Address, ChannelState, Inbound
 from tests.conftest import GatewayFactory
 from tests.contract.harness_mattermost import MattermostHarness
 from tests.fakes.mattermost_api import MAX_RUNES, MattermostFake
-from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.openai_api import FakeOpenAI, FakeToolCall
 from tests.support import RecordingContext, eventually
 from tests.test_attachments import PNG
 from tests.test_attachments_channels import online as gateway_online
 from tests.test_attachments_channels import reply_to
+from tests.test_outbound_files import calls
 
 BOT = "pyclawbot"
 Running = tuple[MattermostConnector, RecordingContext]
@@ -554,3 +555,38 @@ async def test_a_file_the_server_no_longer_has_is_reported_to_the_sender(
         "Echo: and this?\n\n(I could not read what you sent: gone.png: the file is no longer "
         "there on 127.0.0.1 (HTTP 404).)")
     assert fake_llm.images == []
+
+
+async def test_a_file_the_assistant_sends_is_uploaded_then_posted_and_a_lost_upload_is_redone(
+        harness: MattermostHarness, fake_llm: FakeOpenAI,
+        make_gateway: GatewayFactory) -> None:
+    """``send_file``: ``POST /files`` then a post carrying its ``file_ids``. The first
+    upload's answer is lost: an upload no post holds is invisible, so it is made again,
+    and the picture is posted once, with the caption, to the conversation asking."""
+    def send_back(results: list[str]) -> FakeToolCall:
+        [listed] = json.loads(results[0])
+        return FakeToolCall("send_file", {"file_id": listed["id"], "caption": "the map"})
+
+    gateway = await gateway_online(harness, fake_llm, make_gateway)
+    chat = harness.chat(2)
+    await harness.fake.user_post(harness._author(chat), chat, "look", files=(
+        {"name": "map.png", "mime_type": "image/png", "size": len(PNG), "data": PNG},))
+    assert await reply_to(harness, chat, 0) == "Echo: look"
+    await gateway.lanes.join()
+
+    fake_llm.responder = calls(lambda results: FakeToolCall("list_files"), send_back)
+    harness.fake.lose_next_answer("upload_file")
+    await harness.inject_message(chat, "send the map back")
+    await eventually(lambda: len(harness.sent(chat)) == 3, timeout=20)
+    await gateway.lanes.join()
+
+    assert harness.fake.calls("upload_file") == 2
+    with_file = harness.sent(chat)[1]
+    post = harness.fake.posts[next(p.id for p in harness.fake.sent
+                                   if p.text == with_file.text and p.channel == chat)]
+    [file_id] = post["file_ids"]
+    info, data = harness.fake.files[file_id]
+    assert (post["message"], info["name"], info["mime_type"], data) == (
+        "the map", "map.png", "image/png", PNG)
+    assert harness.sent(chat)[-1].text == (f"Done: sent map.png ({len(PNG)} bytes) to this "
+                                           "conversation")

@@ -19,7 +19,12 @@ JSON string array), ``server/channels/app/ratelimit.go`` (429 ``limit exceeded``
 * ``POST /api/v4/posts`` ``{channel_id, message, root_id?, file_ids?}`` -> 201 ``Post``;
   not a member of the channel (or no such channel) 403; a missing or malformed channel id
   400; a message over 16383 runes 400; a ``root_id`` that is not a root post of that
-  channel 400. Every member's WebSocket gets ``posted``.
+  channel 400. ``file_ids`` attaches files the same user uploaded to that channel and no
+  post holds yet (others are left out, as the server's ``attachFilesToPost`` does); such
+  a post may have an empty message. Every member's WebSocket gets ``posted``.
+* ``POST /api/v4/files`` (files.yaml ``UploadFile``), multipart/form-data with
+  ``channel_id``, one or more ``files`` and optional ``client_ids`` -> 201 ``{file_infos,
+  client_ids}``; a member of the channel only (403), no ``channel_id`` or no file 400.
 * ``PUT /api/v4/posts/{post_id}/patch`` ``{message}`` -> 200 ``Post``; only its author
   (403), an unknown post is 403 too (the permission check finds no channel); ``post_edited``.
 * ``GET /api/v4/posts/{post_id}`` and ``GET /api/v4/posts/{post_id}/thread`` (a
@@ -43,8 +48,8 @@ JSON string array), ``server/channels/app/ratelimit.go`` (429 ``limit exceeded``
   Events carry the connection's own ``seq`` from 0 (``hello``).
 
 Scripted faults come from :class:`FakePlatform` under the method names ``me``,
-``channels``, ``create_post``, ``patch_post``, ``get_posts``, ``thread``, ``get_file`` and
-``typing``;
+``channels``, ``create_post``, ``patch_post``, ``get_posts``, ``thread``, ``get_file``,
+``upload_file`` and ``typing``;
 ``drop_connection`` aborts every WebSocket's TCP connection; with ``answer_pings`` off new
 WebSockets leave the client's pings unanswered. The user side
 (:meth:`MattermostFake.user_post`) writes as a person would, and the server broadcasts it.
@@ -182,6 +187,8 @@ class MattermostFake(FakePlatform):
         """(user id, channel id, parent id) of each typing call."""
         self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
         """File id -> (its FileInfo, its bytes): what ``GET /files/{id}`` serves."""
+        self.uploads: list[dict[str, Any]] = []
+        """The FileInfo of each file uploaded through ``POST /files``."""
         self.downloads: list[tuple[str, str | None]] = []
         """(file id, the Authorization header) of each file download asked for."""
         self.team_id = new_id()
@@ -202,6 +209,7 @@ class MattermostFake(FakePlatform):
         app.router.add_get("/api/v4/posts/{post_id}/thread", self._thread)
         app.router.add_get("/api/v4/channels/{channel_id}/posts", self._channel_posts)
         app.router.add_get("/api/v4/files/{file_id}", self._get_file)
+        app.router.add_post("/api/v4/files", self._upload_file)
         app.router.add_get("/api/v4/websocket", self._websocket)
 
     # ---- the world: users, channels ---------------------------------------------------------
@@ -415,12 +423,56 @@ class MattermostFake(FakePlatform):
         if root_id and (root is None or root["channel_id"] != channel_id or root["root_id"]):
             return app_error(400, "api.post.create_post.root_id.app_error",
                              "Invalid RootId parameter.")
-        post = self._store(user_id, channel_id, message, root_id, [])
+        wanted = body.get("file_ids") or []
+        if not isinstance(wanted, list):
+            return app_error(400, message="Invalid or missing post in request body.")
+        infos = [info for info, _ in (self.files.get(i, (None, b"")) for i in wanted
+                                      if isinstance(i, str))
+                 if info is not None and info["user_id"] == user_id
+                 and info.get("channel_id") == channel_id and not info["post_id"]]
+        post = self._store(user_id, channel_id, message, root_id, infos)
         self.sent.append(SentPost(post["id"], channel_id, message, root_id, time.monotonic()))
         await self.broadcast_post(post)
         if self.after("create_post", request):
             return web.Response(status=201)
         return json_response(post, 201)
+
+    async def _upload_file(self, request: web.Request) -> web.StreamResponse:
+        user_id, failure = await self._authed(request, "upload_file")
+        if failure:
+            return failure
+        try:
+            form = await request.post()
+        except ValueError:
+            return app_error(400, "api.file.upload_file.read_request.app_error",
+                             "Unable to upload file(s). Error reading or parsing request data.")
+        channel_id = form.get("channel_id")
+        uploads = [f for f in form.getall("files", []) if isinstance(f, web.FileField)]
+        if not isinstance(channel_id, str) or not channel_id:
+            return app_error(400, message="Invalid or missing channel_id parameter in request "
+                                          "URL.")
+        if not uploads:
+            return app_error(400, "api.file.upload_file.read_request.app_error",
+                             "Unable to upload file(s). No files were found in the request.")
+        channel = self.channels.get(channel_id)
+        if channel is None or user_id not in channel.members:
+            return app_error(403)
+        infos = []
+        for upload in uploads:
+            data = upload.file.read()
+            info = {"id": new_id(), "user_id": user_id, "post_id": "",
+                    "channel_id": channel_id, "create_at": self._now(), "update_at": 0,
+                    "delete_at": 0, "name": upload.filename,
+                    "extension": upload.filename.rsplit(".", 1)[-1] if "." in upload.filename
+                    else "", "size": len(data), "mime_type": upload.content_type,
+                    "width": 0, "height": 0, "has_preview_image": False}
+            self.files[info["id"]] = (info, data)
+            infos.append(info)
+        self.uploads.extend(infos)
+        client_ids = [c for c in form.getall("client_ids", []) if isinstance(c, str)]
+        if self.after("upload_file", request):
+            return web.Response(status=201)
+        return json_response({"file_infos": infos, "client_ids": client_ids}, 201)
 
     async def _get_post(self, request: web.Request) -> web.StreamResponse:
         user_id, failure = await self._authed(request, "get_post")
